@@ -1,0 +1,38 @@
+# Quick start: `make demo` and `make test` on a fresh clone (python3 and make are all they need).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_DIR ?= data
+
+.PHONY: demo test lint types pytest bench clean-data dagster
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/settler demo --data-dir $(DATA_DIR)
+
+test: lint types pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check settler_pipeline dagster_project tests benchmarks
+	$(BIN)/ruff format --check settler_pipeline dagster_project tests benchmarks
+
+types: $(STAMP)
+	$(BIN)/mypy settler_pipeline
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+dagster: $(STAMP)
+	SETTLER_DATA_DIR=$(abspath $(DATA_DIR)) $(BIN)/dagster dev -w workspace.yaml
+
+clean-data:
+	find $(DATA_DIR) -mindepth 1 ! -name .gitkeep ! -name README.md -exec rm -rf {} +

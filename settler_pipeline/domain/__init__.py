@@ -1,0 +1,1 @@
+"""The domain: events, commands, the reconciliation aggregate and matching rules. No infrastructure here."""
