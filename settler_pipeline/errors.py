@@ -62,7 +62,8 @@ class ConcurrencyError(UserError):
 
     def __init__(self, aggregate_id: str, expected: int, actual: int) -> None:
         super().__init__(
-            f"stream {aggregate_id}: expected version {expected}, actual version {actual}; nothing was written",
+            f"stream {aggregate_id}: expected version {expected}, actual version {actual}; "
+            "nothing was written",
             hint="reload the aggregate and retry the command",
         )
         self.aggregate_id = aggregate_id

@@ -23,7 +23,8 @@ class EventTypeInfo:
 
     event_type: str
     current_version: int
-    upcasters: dict[int, Upcaster] = field(default_factory=dict)  # from_version -> fn(data) for v+1
+    # from_version -> fn(data) returning the data at from_version + 1
+    upcasters: dict[int, Upcaster] = field(default_factory=dict)
 
 
 class EventRegistry:

@@ -1,0 +1,90 @@
+"""Shared access to a DuckDB database file by several processes: attach per operation, under an OS lock.
+
+DuckDB lets one process open a file read-write or many read-only, never both, and fails at once
+otherwise. Every operation here attaches the file to a private in-memory connection (~0.3 ms), runs,
+and detaches, holding a shared (read) or exclusive (write) ``flock`` meanwhile, so processes wait their
+turn and nobody holds the file while idle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from settler_pipeline.errors import StoreError
+from settler_pipeline.store.locks import file_lock
+
+
+class DuckDBFile:
+    """One DuckDB database file shared between processes; see the module docstring."""
+
+    def __init__(self, path: Path, schema_sql: str, *, what: str) -> None:
+        self.path = path
+        self.schema_sql = schema_sql
+        self.what = what
+        self.lock_path = path.with_name(path.name + ".lock")
+        self._con = duckdb.connect(":memory:")
+
+    def close(self) -> None:
+        self._con.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection with the index attached read-only as ``idx`` (shared lock)."""
+        if not self.path.exists():
+            with self.writing():
+                pass
+        with file_lock(self.lock_path, shared=True):
+            self._attach(read_only=True)
+            try:
+                yield self._con
+            finally:
+                self._con.execute("DETACH idx")
+
+    @contextmanager
+    def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection with the index attached read-write as ``idx`` (exclusive lock), inside one
+        transaction that commits when the block exits normally."""
+        with file_lock(self.lock_path):
+            self._attach(read_only=False)
+            try:
+                self._con.execute(self.schema_sql)
+                self._con.execute("BEGIN TRANSACTION")
+                try:
+                    yield self._con
+                except BaseException:
+                    self._con.execute("ROLLBACK")
+                    raise
+                self._con.execute("COMMIT")
+            finally:
+                self._con.execute("DETACH idx")
+
+    def _attach(self, *, read_only: bool) -> None:
+        mode = " (READ_ONLY)" if read_only else ""
+        try:
+            # The path is ours (never user input); ATTACH takes no bound parameters for the file name.
+            self._con.execute(f"ATTACH '{_quote(self.path)}' AS idx{mode}")
+        except duckdb.Error as exc:
+            raise StoreError(
+                f"cannot open the {self.what} {self.path}: {exc}",
+                hint="run `settler log reindex` to rebuild it from the segments",
+            ) from exc
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a parameterised read-only query against the index (the file is attached as ``idx``)."""
+        with self.reading() as con:
+            return con.execute(sql, list(params)).fetchall()
+
+    def query_frame(self, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame:
+        """Like :meth:`query`, as a Polars frame."""
+        with self.reading() as con:
+            return con.sql(sql, params=list(params)).pl()
+
+
+def _quote(path: Path) -> str:
+    return str(path).replace("'", "''")

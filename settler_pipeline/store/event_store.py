@@ -1,0 +1,896 @@
+"""The event store: an append-only log of Parquet segments plus a write-ahead tail, indexed by DuckDB.
+
+Where truth lives (see ``docs/architecture.md``):
+
+* the committed log is the segment files named in ``manifest.json`` followed by the committed records
+  of the write-ahead log file it names; together they hold positions ``1..head`` with no gap;
+* ``manifest.json`` is replaced atomically and is the commit point of every segment write;
+  a complete, checksummed write-ahead record is the commit point of a small commit;
+* the DuckDB index is derived: it always covers at least the committed segments (rows are added before
+  the manifest that names their segment), is filtered by the manifest on read, and is rebuilt from the
+  segments by ``reindex``.
+
+Writers serialise on an exclusive ``flock`` (``write.lock``) only while they commit; positions and stream
+versions are assigned under it, so global order is gap-free and equals commit order. Readers take no
+write lock: they read one manifest and the write-ahead records present at that moment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from settler_pipeline.domain.envelope import EventEnvelope, as_utc, canonical_json
+from settler_pipeline.domain.registry import EventRegistry, default_registry
+from settler_pipeline.errors import ConcurrencyError, DuplicateEventError, StoreError, ValidationError
+from settler_pipeline.ids import validate_uuid
+from settler_pipeline.store import manifest as manifest_io
+from settler_pipeline.store import wal
+from settler_pipeline.store.index import EventIndex, granules
+from settler_pipeline.store.locks import DEFAULT_TIMEOUT_S, file_lock
+from settler_pipeline.store.manifest import Manifest, SegmentInfo
+from settler_pipeline.store.schema import (
+    COLUMNS,
+    EVENT_SCHEMA,
+    POLARS_SCHEMA,
+    envelopes_to_frame,
+    frame_to_envelopes,
+    prepare_frame,
+)
+from settler_pipeline.store.segments import (
+    SegmentReader,
+    describe_file,
+    list_segment_files,
+    row_group_starts,
+    write_segments,
+)
+from settler_pipeline.store.snapshots import Snapshot, SnapshotStore
+from settler_pipeline.store.tail import Tail
+
+WAL_FLUSH_ROWS = 20_000  # move the write-ahead tail into a segment once it holds this many events
+BULK_ROWS = 2_000  # batches at least this big go straight to segments
+_CONTENT_COLUMNS = (
+    "aggregate_id",
+    "aggregate_type",
+    "event_type",
+    "event_version",
+    "data",
+    "tenant_id",
+    "user_id",
+    "correlation_id",
+    "causation_id",
+    "metadata_extra",
+)
+
+
+@dataclass(frozen=True)
+class LogView:
+    """One consistent view of the committed log: a manifest and the write-ahead records after it."""
+
+    manifest: Manifest
+    wal_path: Path
+    wal_valid_bytes: int
+    tail: Tail  # committed write-ahead events, in position order
+
+    @property
+    def head(self) -> int:
+        if self.tail.last_position is not None:
+            return self.tail.last_position
+        return self.manifest.segments_head
+
+    @property
+    def live_paths(self) -> frozenset[str]:
+        return frozenset(seg.path for seg in self.manifest.segments)
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """Positions assigned to an appended batch, in the batch's order."""
+
+    positions: list[int]
+    duplicate: bool  # True when the whole batch was already in the log (an idempotent retry)
+
+
+class EventStore:
+    """The append-only event log of one data directory. Open it with :meth:`open`.
+
+    Safe for several processes at once; one instance is not meant to be shared between threads."""
+
+    def __init__(self, data_dir: Path, *, registry: EventRegistry, lock_timeout_s: float) -> None:
+        self.data_dir = data_dir
+        self.root = data_dir / "log"
+        self.segments_dir = self.root / "segments"
+        self.staging_dir = self.root / ".staging"
+        self.wal_dir = self.root / "wal"
+        self.retired_dir = self.root / "retired"
+        self.manifest_path = self.root / "manifest.json"
+        self.write_lock_path = self.root / "write.lock"
+        self.registry = registry
+        self.lock_timeout_s = lock_timeout_s
+        self.index = EventIndex(self.root / "index.duckdb")
+        self.snapshots = SnapshotStore(self.root / "snapshots.duckdb")
+        self._reader = SegmentReader(self.segments_dir)
+        self._view: LogView | None = None
+        self._manifest_stamp: tuple[int, int, int] | None = None
+        self._versions: dict[str, int] = {}
+        self._versions_at = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: str | os.PathLike[str],
+        *,
+        registry: EventRegistry | None = None,
+        lock_timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> EventStore:
+        """Open (creating if needed) the log under ``data_dir`` and recover from any interrupted write:
+        staging files and orphan segments are removed, a torn write-ahead record is cut off and the
+        index is brought in line with the manifest. No manual step is ever needed."""
+        path = Path(data_dir)
+        if path.exists() and not path.is_dir():
+            raise ValidationError(f"data directory {path} is a file", hint="pass a directory path")
+        store = cls(path, registry=registry or default_registry, lock_timeout_s=lock_timeout_s)
+        for directory in (store.root, store.segments_dir, store.staging_dir, store.wal_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        with store._write_lock():
+            store._recover()
+        return store
+
+    def close(self) -> None:
+        """Release cached file handles and connections."""
+        self._reader.close()
+        self.index.close()
+        self.snapshots.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write_lock(self) -> Any:
+        return file_lock(self.write_lock_path, timeout_s=self.lock_timeout_s)
+
+    # -- views ---------------------------------------------------------------------------------------
+
+    def _load_manifest(self) -> Manifest:
+        try:
+            st = os.stat(self.manifest_path)
+        except FileNotFoundError:
+            return Manifest()
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._view is not None and stamp == self._manifest_stamp:
+            return self._view.manifest
+        loaded = manifest_io.load(self.manifest_path) or Manifest()
+        self._manifest_stamp = stamp
+        return loaded
+
+    def _refresh(self) -> LogView:
+        """The current committed log (cheap when nothing changed: a stat and an incremental read)."""
+        for _ in range(50):
+            manifest = self._load_manifest()
+            wal_path = self.wal_dir / wal.wal_name(manifest.wal_first_position)
+            previous = self._view
+            if (
+                previous is not None
+                and previous.manifest.generation == manifest.generation
+                and previous.wal_path == wal_path
+            ):
+                more = wal.read(wal_path, start=previous.wal_valid_bytes)
+                if not more.batches:
+                    return previous
+                for batch in more.batches:
+                    previous.tail.extend(batch)
+                view = LogView(manifest, wal_path, more.valid_bytes, previous.tail)
+            else:
+                contents = wal.read(wal_path)
+                if not wal_path.exists() and self._load_manifest().generation != manifest.generation:
+                    continue  # the tail was flushed into segments between our two reads: look again
+                tail = Tail()
+                for batch in contents.batches:
+                    tail.extend(batch)
+                view = LogView(manifest, wal_path, contents.valid_bytes, tail)
+            self._view = view
+            return view
+        raise StoreError("the log kept changing while being read", hint="retry the read")
+
+    @property
+    def head_position(self) -> int:
+        """The global position of the newest committed event (0 for an empty log)."""
+        return self._refresh().head
+
+    # -- appending -----------------------------------------------------------------------------------
+
+    def append(
+        self,
+        events: Sequence[EventEnvelope] | pl.DataFrame | pa.Table,
+        expected_versions: Mapping[str, int] | None = None,
+    ) -> list[int]:
+        """Append a batch atomically and return each event's global position, in batch order.
+
+        ``events`` is a sequence of envelopes or a columnar batch (see :meth:`append_frame`). With
+        ``expected_versions`` (``{aggregate_id: version}``, 0 = the stream must not exist yet) every named
+        stream must be at exactly that version or :class:`ConcurrencyError` is raised and nothing is
+        written. Appending events whose ids are all already in the log with the same content is a no-op
+        returning the original positions; an id already used with different content raises
+        :class:`DuplicateEventError`."""
+        return self.append_batch(events, expected_versions).positions
+
+    def append_frame(
+        self, frame: pl.DataFrame | pa.Table, expected_versions: Mapping[str, int] | None = None
+    ) -> list[int]:
+        """Columnar append: ``frame`` has the columns ``aggregate_id, aggregate_type, event_type, data``
+        (JSON text), ``tenant_id, correlation_id`` and optionally ``event_id, event_version, user_id,
+        causation_id, timestamp, metadata_extra``. Same guarantees as :meth:`append`."""
+        return self.append_batch(frame, expected_versions).positions
+
+    def append_batch(
+        self,
+        events: Sequence[EventEnvelope] | pl.DataFrame | pa.Table,
+        expected_versions: Mapping[str, int] | None = None,
+    ) -> AppendResult:
+        """:meth:`append`, also telling whether the batch was an idempotent retry."""
+        now = datetime.now(UTC)
+        expected = {
+            validate_uuid("expected_versions key", k): int(v) for k, v in (expected_versions or {}).items()
+        }
+        if isinstance(events, pl.DataFrame | pa.Table):
+            frame = prepare_frame(events, now=now)
+        else:
+            events = list(events)
+            if not all(isinstance(e, EventEnvelope) for e in events):
+                raise ValidationError("append takes EventEnvelope objects or a columnar batch")
+            if len(events) < BULK_ROWS:
+                return self._append_small(events, expected, now)
+            frame = prepare_frame(envelopes_to_frame(events), now=now)
+        if frame.height == 0:
+            if expected:
+                with self._write_lock():
+                    view = self._refresh()
+                    self._check_expected(expected, self._current_versions(list(expected), view))
+            return AppendResult([], duplicate=False)
+        with self._write_lock():
+            view = self._refresh()
+            existing = self._find_existing(frame, view)
+            if existing is not None:
+                return existing
+            streams = frame["aggregate_id"].unique().to_list()
+            current = self._current_versions(sorted(set(streams) | set(expected)), view)
+            self._check_expected(expected, current)
+            return self._commit(frame, current, view, now)
+
+    def _append_small(
+        self, events: list[EventEnvelope], expected: dict[str, int], now: datetime
+    ) -> AppendResult:
+        """The path for a command's handful of events: plain Python, no DataFrame machinery, so a
+        durable one-event commit costs a write-ahead append and little else."""
+        ids = [e.id for e in events]
+        if len(set(ids)) != len(ids):
+            raise ValidationError(
+                "an event id appears twice in one batch", hint="give every event its own id"
+            )
+        with self._write_lock():
+            view = self._refresh()
+            max_id = view.manifest.max_event_id
+            if any(i in view.tail.ids or (max_id and i <= max_id) for i in ids):
+                existing = self._find_existing(prepare_frame(envelopes_to_frame(events), now=now), view)
+                if existing is not None:
+                    return existing
+            streams = {e.aggregate_id for e in events} | set(expected)
+            current = self._current_versions(sorted(streams), view)
+            self._check_expected(expected, current)
+            if not events:
+                return AppendResult([], duplicate=False)
+            head = view.head
+            created_at = self._created_at(view, now)
+            running = dict(current)
+            versions = []
+            for event in events:
+                running[event.aggregate_id] = running.get(event.aggregate_id, 0) + 1
+                versions.append(running[event.aggregate_id])
+            meta = [e.metadata for e in events]
+            columns: dict[str, list[Any]] = {
+                "global_position": list(range(head + 1, head + 1 + len(events))),
+                "aggregate_version": versions,
+                "event_id": ids,
+                "aggregate_id": [e.aggregate_id for e in events],
+                "aggregate_type": [e.aggregate_type for e in events],
+                "event_type": [e.event_type for e in events],
+                "event_version": [e.event_version for e in events],
+                "tenant_id": [m.tenant_id for m in meta],
+                "user_id": [m.user_id for m in meta],
+                "correlation_id": [m.correlation_id for m in meta],
+                "causation_id": [m.causation_id for m in meta],
+                "timestamp": [m.timestamp for m in meta],
+                "created_at": [created_at] * len(events),
+                "data": [canonical_json(e.data) for e in events],
+                "metadata_extra": [
+                    canonical_json(m.extra_fields()) if m.extra_fields() else None for m in meta
+                ],
+            }
+            table = pa.Table.from_pydict(columns, schema=EVENT_SCHEMA)
+            self._persist(view, table)
+            self._versions.update({k: v for k, v in running.items() if k in streams})
+            self._versions_at = head + len(events)
+            return AppendResult(columns["global_position"], duplicate=False)
+
+    @staticmethod
+    def _created_at(view: LogView, now: datetime) -> datetime:
+        """Commit time, never earlier than the previous commit's, so time travel by time is monotone."""
+        last = _parse_ts(view.manifest.last_created_at)
+        if view.tail.last_created_at is not None:
+            last = view.tail.last_created_at
+        return max(now, last) if last is not None else now
+
+    def _persist(self, view: LogView, batch: pa.Table | pl.DataFrame) -> None:
+        """Commit a positioned batch: to the write-ahead log, or with the tail into segments."""
+        rows = batch.num_rows if isinstance(batch, pa.Table) else batch.height
+        if rows >= BULK_ROWS or view.tail.rows + rows >= WAL_FLUSH_ROWS:
+            self._write_segments(view, batch if isinstance(batch, pl.DataFrame) else _frame(batch))
+            return
+        table = batch if isinstance(batch, pa.Table) else batch.to_arrow().cast(EVENT_SCHEMA)
+        if view.wal_valid_bytes == 0 and not view.wal_path.exists():
+            view.wal_path.touch()
+            manifest_io.fsync_dir(self.wal_dir)
+        valid = wal.append(view.wal_path, table, valid_bytes=view.wal_valid_bytes)
+        view.tail.extend(table)
+        self._view = LogView(view.manifest, view.wal_path, valid, view.tail)
+
+    @staticmethod
+    def _check_expected(expected: Mapping[str, int], current: Mapping[str, int]) -> None:
+        for aggregate_id, version in expected.items():
+            actual = current.get(aggregate_id, 0)
+            if actual != version:
+                raise ConcurrencyError(aggregate_id, version, actual)
+
+    def _commit(
+        self, frame: pl.DataFrame, current: dict[str, int], view: LogView, now: datetime
+    ) -> AppendResult:
+        head = view.head
+        created_at = self._created_at(view, now)
+        base = pl.DataFrame(
+            {"aggregate_id": list(current), "_base": list(current.values())},
+            schema={"aggregate_id": pl.String, "_base": pl.Int64},
+        )
+        stored = (
+            frame.with_columns(
+                pl.int_range(head + 1, head + 1 + frame.height, dtype=pl.Int64).alias("global_position"),
+                pl.lit(created_at, dtype=POLARS_SCHEMA["created_at"]).alias("created_at"),
+                (pl.int_range(pl.len(), dtype=pl.Int64).over("aggregate_id") + 1).alias("_n"),
+            )
+            .join(base, on="aggregate_id", how="left", maintain_order="left")
+            .with_columns((pl.col("_base").fill_null(0) + pl.col("_n")).alias("aggregate_version"))
+            .select(COLUMNS)
+        )
+        self._persist(view, stored)
+        latest = stored.group_by("aggregate_id").agg(pl.col("aggregate_version").max())
+        for aggregate_id, version in latest.iter_rows():
+            self._versions[aggregate_id] = version
+        self._versions_at = head + frame.height
+        return AppendResult(stored["global_position"].to_list(), duplicate=False)
+
+    def _write_segments(self, view: LogView, batch: pl.DataFrame) -> None:
+        """Move the write-ahead tail plus ``batch`` into segments and commit them with a new manifest.
+
+        Order matters for crash safety: segment files, then their index rows, then the manifest (the
+        commit point), then the old write-ahead file. A crash before the manifest leaves orphans that
+        recovery removes; after it, a stale write-ahead file that recovery removes."""
+        frame = pl.concat([view.tail.frame, batch]) if view.tail.rows else batch
+        written = write_segments(frame, self.segments_dir, self.staging_dir)
+        infos = [w.info for w in written]
+        rows = [granules(w.frame, w.info.path, w.row_group_starts) for w in written]
+        with self.index.writing() as con:
+            self.index.add_segments(con, infos, rows)
+        self._store_manifest(view.manifest, added=infos, removed=(), tail=frame)
+        if view.wal_path.exists():
+            view.wal_path.unlink()
+
+    def _store_manifest(
+        self,
+        old: Manifest,
+        *,
+        added: Sequence[SegmentInfo],
+        removed: Sequence[str],
+        tail: pl.DataFrame | None,
+    ) -> Manifest:
+        removed_set = set(removed)
+        segments = tuple(s for s in old.segments if s.path not in removed_set) + tuple(added)
+        segments = tuple(sorted(segments, key=lambda s: (s.first_position, s.path)))
+        head = max((s.last_position for s in segments), default=0)
+        new = replace(old, generation=old.generation + 1, segments=segments, segments_head=head)
+        if tail is not None and tail.height:
+            frame = tail
+            new = replace(
+                new,
+                wal_first_position=head + 1,
+                last_created_at=frame["created_at"].max().isoformat(),  # type: ignore[union-attr]
+                max_event_id=max(old.max_event_id, str(frame["event_id"].max())),
+                max_aggregate_id=max(old.max_aggregate_id, str(frame["aggregate_id"].max())),
+            )
+        manifest_io.store(self.manifest_path, new)
+        self._view = None
+        return new
+
+    def _find_existing(self, frame: pl.DataFrame, view: LogView) -> AppendResult | None:
+        """Handle idempotent retries: ``None`` when no event id of the batch is in the log yet."""
+        ids = frame["event_id"]
+        found: list[pl.DataFrame] = []
+        if view.tail.rows:
+            hit = view.tail.frame.filter(pl.col("event_id").is_in(ids.implode()))
+            if hit.height:
+                found.append(hit)
+        max_id = view.manifest.max_event_id
+        maybe_old = ids.filter(ids <= max_id) if max_id else ids.clear()
+        if maybe_old.len():
+            # Row groups whose id range overlaps the batch's (time-ordered ids keep this to a few).
+            hits = self._read_granules(
+                "SELECT segment_path, row_group FROM idx.row_groups "
+                "WHERE max_event_id >= $1::UUID AND min_event_id <= $2::UUID",
+                [maybe_old.min(), maybe_old.max()],
+                pl.col("event_id").is_in(maybe_old.implode()),
+                view,
+            )
+            if hits.height:
+                found.append(hits)
+        if not found:
+            return None
+        stored = pl.concat(found).unique("event_id", keep="first")
+        if stored.height != frame.height:
+            clash = stored["event_id"][0]
+            raise DuplicateEventError(
+                f"event {clash} is already in the log but other events of the batch are not",
+                hint="retry exactly the batch that was sent before, or give the new events new ids",
+            )
+        mine = frame.select("event_id", *_CONTENT_COLUMNS)
+        theirs = stored.select("event_id", "global_position", *_CONTENT_COLUMNS)
+        joined = mine.join(theirs, on="event_id", how="left", suffix="_stored", maintain_order="left")
+        for column in _CONTENT_COLUMNS:
+            differs = joined.filter(pl.col(column).ne_missing(pl.col(f"{column}_stored")))
+            if differs.height:
+                raise DuplicateEventError(
+                    f"event {differs['event_id'][0]} is already in the log with a different {column}",
+                    hint="an event id names one event forever; give a different event a new id",
+                )
+        return AppendResult(joined["global_position"].to_list(), duplicate=True)
+
+    def _current_versions(self, streams: Sequence[str], view: LogView) -> dict[str, int]:
+        """Current version of each stream (0 if new), as of ``view``; cached between commits."""
+        self._catch_up_versions(view)
+        result: dict[str, int] = {}
+        unknown: list[str] = []
+        for aggregate_id in streams:
+            if aggregate_id in self._versions:
+                result[aggregate_id] = self._versions[aggregate_id]
+            elif view.manifest.max_aggregate_id and aggregate_id <= view.manifest.max_aggregate_id:
+                unknown.append(aggregate_id)
+            else:
+                result[aggregate_id] = self._tail_version(view, aggregate_id)
+        if unknown:
+            rows = self.index.query(
+                "SELECT aggregate_id::VARCHAR, segment_path, max(max_version) FROM idx.stream_granules "
+                "WHERE aggregate_id IN (SELECT unnest($1::UUID[])) GROUP BY 1, 2",
+                [unknown],
+            )
+            live = view.live_paths
+            from_index: dict[str, int] = {}
+            for aggregate_id, path, version in rows:
+                if path in live:
+                    from_index[aggregate_id] = max(from_index.get(aggregate_id, 0), int(version))
+            for aggregate_id in unknown:
+                result[aggregate_id] = max(
+                    from_index.get(aggregate_id, 0), self._tail_version(view, aggregate_id)
+                )
+        self._versions.update(result)
+        return result
+
+    @staticmethod
+    def _tail_version(view: LogView, aggregate_id: str) -> int:
+        return view.tail.versions.get(aggregate_id, 0)
+
+    def _catch_up_versions(self, view: LogView) -> None:
+        """Apply other writers' commits since our cached versions were taken."""
+        if self._versions_at == view.head:
+            return
+        if self._versions_at > view.head:  # the log was rebuilt under us: start over
+            self._versions.clear()
+        else:
+            since = self._versions_at
+            newer = [s for s in view.manifest.segments if s.last_position > since]
+            parts = [
+                pl.scan_parquet(self.segments_dir / s.path)
+                .select("global_position", "aggregate_id", "aggregate_version")
+                .filter(pl.col("global_position") > since)
+                .collect()
+                for s in newer
+            ]
+            parts.append(
+                view.tail.frame.select("global_position", "aggregate_id", "aggregate_version").filter(
+                    pl.col("global_position") > since
+                )
+            )
+            changed = pl.concat(parts).group_by("aggregate_id").agg(pl.col("aggregate_version").max())
+            for aggregate_id, version in changed.iter_rows():
+                if aggregate_id in self._versions:
+                    self._versions[aggregate_id] = max(self._versions[aggregate_id], version)
+        self._versions_at = view.head
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def _read_granules(
+        self, sql: str, params: list[Any], row_filter: pl.Expr, view: LogView | None = None
+    ) -> pl.DataFrame:
+        """Rows of the row groups an index query names (``segment_path, row_group``), keeping those
+        that match ``row_filter``; in position order. Only segments of the view's manifest are read,
+        and the read is retried if compaction replaced segments meanwhile."""
+        for _ in range(20):
+            current = view or self._refresh()
+            found = self.index.query(sql, params)
+            live = current.live_paths
+            groups: dict[str, set[int]] = {}
+            for path, row_group in found:
+                if path in live:
+                    groups.setdefault(path, set()).add(int(row_group))
+            try:
+                parts = [
+                    self._reader.read_groups(path, sorted(gs)).filter(row_filter)
+                    for path, gs in sorted(groups.items())
+                ]
+            except FileNotFoundError:
+                view, self._view = None, None
+                continue
+            if groups and self._load_manifest().generation != current.manifest.generation:
+                view, self._view = None, None
+                continue
+            if not parts:
+                return pl.DataFrame(schema=POLARS_SCHEMA)
+            return pl.concat(parts).sort("global_position")
+        raise StoreError("the log kept being compacted while being read", hint="retry the read")
+
+    def _locate(self, sql: str, params: list[Any], row_filter: pl.Expr) -> pl.DataFrame:
+        """Committed events matching ``row_filter`` from the granules ``sql`` names plus the tail."""
+        view = self._refresh()
+        rows = self._read_granules(sql, params, row_filter, view)
+        if view.tail.rows:
+            rows = pl.concat([rows, view.tail.frame.filter(row_filter)])
+        return rows.sort("global_position")
+
+    def _envelopes(self, rows: pl.DataFrame) -> list[EventEnvelope]:
+        return [self.registry.upcast(event) for event in frame_to_envelopes(rows)]
+
+    def get_events(
+        self,
+        aggregate_id: str,
+        aggregate_type: str,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        *,
+        as_of_position: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[EventEnvelope]:
+        """The events of one stream in version order, upcast to current versions; optionally only
+        ``from_version..to_version`` (inclusive) and only as the log stood at a position or time."""
+        aggregate_id = validate_uuid("aggregate_id", aggregate_id)
+        limit = self._as_of_limit(as_of_position, as_of)
+        low, high = from_version or 1, to_version if to_version is not None else 2**62
+        rows = self._locate(
+            "SELECT segment_path, row_group FROM idx.stream_granules WHERE aggregate_id = $1::UUID "
+            "AND aggregate_type = $2 AND max_version >= $3 AND min_version <= $4",
+            [aggregate_id, aggregate_type, low, high],
+            (pl.col("aggregate_id") == aggregate_id)
+            & (pl.col("aggregate_type") == aggregate_type)
+            & pl.col("aggregate_version").is_between(low, high),
+        )
+        if limit is not None:
+            rows = rows.filter(pl.col("global_position") <= limit)
+        return self._envelopes(rows.sort("aggregate_version"))
+
+    def get_events_by_correlation_id(
+        self, correlation_id: str, *, as_of_position: int | None = None
+    ) -> list[EventEnvelope]:
+        """Every event of one flow (same correlation id), in log order."""
+        correlation_id = validate_uuid("correlation_id", correlation_id)
+        rows = self._locate(
+            "SELECT segment_path, row_group FROM idx.correlation_granules WHERE correlation_id = $1::UUID",
+            [correlation_id],
+            pl.col("correlation_id") == correlation_id,
+        )
+        if as_of_position is not None:
+            rows = rows.filter(pl.col("global_position") <= as_of_position)
+        return self._envelopes(rows)
+
+    def get_causation_chain(self, event_id: str) -> list[EventEnvelope]:
+        """The event, the events that caused it (following ``causation_id`` up to the first cause that
+        is not an event, e.g. a command) and every event it caused, transitively; in log order."""
+        event_id = validate_uuid("event_id", event_id)
+        view = self._refresh()
+        chain: set[str] = set()
+        frontier = [event_id]
+        while frontier:  # upwards: the event and its causes, one index query per generation
+            found = self._links("event_id", frontier, view)
+            if not chain and not found:
+                return []
+            chain.update(e for e, _ in found)
+            frontier = sorted({c for _, c in found if c is not None and c not in chain})
+        frontier = [event_id]
+        while frontier:  # downwards: everything it caused
+            found = self._links("causation_id", frontier, view)
+            frontier = sorted({e for e, _ in found if e not in chain})
+            chain.update(frontier)
+        ids = sorted(chain)
+        return self._envelopes(self._rows_by_ids(ids, view))
+
+    def _rows_by_ids(self, ids: list[str], view: LogView) -> pl.DataFrame:
+        """Committed events with the given ids (row groups found by their id ranges)."""
+        wanted = pl.col("event_id").is_in(pl.Series(ids, dtype=pl.String).implode())
+        rows = self._read_granules(
+            "SELECT DISTINCT g.segment_path, g.row_group FROM idx.row_groups g "
+            "JOIN (SELECT unnest($1::UUID[]) AS id) q ON q.id BETWEEN g.min_event_id AND g.max_event_id",
+            [ids],
+            wanted,
+            view,
+        )
+        if view.tail.rows:
+            rows = pl.concat([rows, view.tail.frame.filter(wanted)])
+        return rows.sort("global_position")
+
+    def _links(self, column: str, ids: list[str], view: LogView) -> list[tuple[str, str | None]]:
+        """(event_id, causation_id) of the events whose ``column`` ("event_id" or "causation_id") is
+        one of ``ids``."""
+        if column == "event_id":
+            rows = self._rows_by_ids(ids, view)
+        else:
+            wanted = pl.col("causation_id").is_in(pl.Series(ids, dtype=pl.String).implode())
+            rows = self._read_granules(
+                "SELECT segment_path, row_group FROM idx.causation_granules "
+                "WHERE causation_id IN (SELECT unnest($1::UUID[]))",
+                [ids],
+                wanted,
+                view,
+            )
+            if view.tail.rows:
+                rows = pl.concat([rows, view.tail.frame.filter(wanted)])
+        return list(rows.select("event_id", "causation_id").iter_rows())
+
+    def read(
+        self,
+        from_position: int = 0,
+        to_position: int | None = None,
+        event_types: Sequence[str] | None = None,
+        tenant_id: str | None = None,
+        *,
+        as_of: datetime | None = None,
+    ) -> pl.LazyFrame:
+        """The log (positions ``> from_position`` and ``<= to_position``) as a Polars LazyFrame in
+        position order with the stored columns (``data`` as JSON text, ``event_version`` as stored).
+
+        The frame reads a fixed set of files; collect it promptly (a later ``compact`` retires files)."""
+        view = self._refresh()
+        limit = self._as_of_limit(to_position, as_of)
+        upper = view.head if limit is None else min(limit, view.head)
+        paths = [
+            self.segments_dir / s.path
+            for s in view.manifest.segments
+            if s.last_position > from_position and s.first_position <= upper
+        ]
+        parts: list[pl.LazyFrame] = []
+        if paths:
+            parts.append(pl.scan_parquet(paths, hive_partitioning=False, schema=pl.Schema(POLARS_SCHEMA)))
+        if view.tail.rows:
+            parts.append(view.tail.frame.lazy())
+        if not parts:
+            return pl.LazyFrame(schema=POLARS_SCHEMA)
+        frame = pl.concat(parts, how="vertical").filter(
+            pl.col("global_position").is_between(from_position + 1, upper)
+        )
+        if event_types is not None:
+            frame = frame.filter(pl.col("event_type").is_in(list(event_types)))
+        if tenant_id is not None:
+            frame = frame.filter(pl.col("tenant_id") == validate_uuid("tenant_id", tenant_id))
+        return frame.sort("global_position")
+
+    def position_at(self, when: datetime) -> int:
+        """The newest position committed at or before ``when`` (0 if none): the log "as of" a time."""
+        when = as_utc(when)
+        view = self._refresh()
+        first = view.tail.first_created_at
+        if first is not None and first <= when:
+            newest = view.tail.frame.filter(pl.col("created_at") <= when)["global_position"].max()
+            return int(newest)  # type: ignore[arg-type]
+        found = self.index.query(
+            "SELECT segment_path, row_group, max_position, max_created_at <= $1 FROM idx.row_groups "
+            "WHERE min_created_at <= $1",
+            [when],
+        )
+        live = view.live_paths
+        best = 0
+        straddling: dict[str, list[int]] = {}
+        for path, row_group, max_position, whole in found:
+            if path not in live:
+                continue
+            if whole:
+                best = max(best, int(max_position))
+            else:
+                straddling.setdefault(path, []).append(int(row_group))
+        for path, groups in straddling.items():
+            part = self._reader.read_groups(path, sorted(groups), columns=["global_position", "created_at"])
+            newest = part.filter(pl.col("created_at") <= when)["global_position"].max()
+            if newest is not None:
+                best = max(best, int(newest))  # type: ignore[arg-type]
+        return best
+
+    def _as_of_limit(self, position: int | None, when: datetime | None) -> int | None:
+        limits = [
+            p for p in (position, self.position_at(when) if when is not None else None) if p is not None
+        ]
+        return min(limits) if limits else None
+
+    # -- snapshots -----------------------------------------------------------------------------------
+
+    def save_snapshot(
+        self,
+        aggregate_id: str,
+        aggregate_type: str,
+        aggregate_version: int,
+        state: Mapping[str, Any],
+        *,
+        schema_version: int,
+        global_position: int | None = None,
+    ) -> None:
+        """Store a snapshot of a stream's state after ``aggregate_version`` under ``schema_version``."""
+        self.snapshots.save(
+            Snapshot(
+                aggregate_id=validate_uuid("aggregate_id", aggregate_id),
+                aggregate_type=aggregate_type,
+                aggregate_version=aggregate_version,
+                schema_version=schema_version,
+                global_position=global_position or 0,
+                state=dict(state),
+                created_at=datetime.now(UTC),
+            )
+        )
+
+    def get_latest_snapshot(
+        self, aggregate_id: str, aggregate_type: str, *, schema_version: int | None = None
+    ) -> Snapshot | None:
+        """The newest snapshot of a stream (only of ``schema_version`` when given), or ``None``."""
+        return self.snapshots.latest(
+            validate_uuid("aggregate_id", aggregate_id), aggregate_type, schema_version
+        )
+
+    def get_events_after_snapshot(
+        self, aggregate_id: str, aggregate_type: str, snapshot_version: int
+    ) -> list[EventEnvelope]:
+        """The stream's events after version ``snapshot_version``."""
+        return self.get_events(aggregate_id, aggregate_type, from_version=snapshot_version + 1)
+
+    # -- recovery ------------------------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Bring the directory to a consistent state (called under the write lock)."""
+        for leftover in self.staging_dir.iterdir():
+            leftover.unlink(missing_ok=True)
+        manifest = manifest_io.load(self.manifest_path)
+        files = list_segment_files(self.segments_dir)
+        if manifest is None:
+            if files:
+                raise StoreError(
+                    f"{self.manifest_path} is missing but segments exist",
+                    hint="run `settler log reindex` to rebuild it from the segments",
+                )
+            manifest = Manifest()
+            manifest_io.store(self.manifest_path, manifest)
+        live = {s.path for s in manifest.segments}
+        for path in files:
+            if path.relative_to(self.segments_dir).as_posix() not in live:
+                path.unlink()  # an interrupted write or compaction; never committed (or already replaced)
+        current_wal = wal.wal_name(manifest.wal_first_position)
+        for stale in self.wal_dir.iterdir():
+            if stale.name != current_wal:
+                stale.unlink()
+        wal_path = self.wal_dir / current_wal
+        contents = wal.read(wal_path)
+        if wal_path.exists() and contents.valid_bytes != contents.file_bytes:
+            with open(wal_path, "rb+") as handle:
+                handle.truncate(contents.valid_bytes)
+                os.fsync(handle.fileno())
+        self._sync_index(manifest)
+        self._purge_retired()
+        self._view = None
+
+    def _sync_index(self, manifest: Manifest) -> None:
+        """Make the index hold exactly the manifest's segments (removing extras, adding missing ones)."""
+        live = {s.path: s for s in manifest.segments}
+        with self.index.writing() as con:
+            indexed = self.index.indexed_paths(con)
+            extra = sorted(indexed - set(live))
+            self.index.remove_segments(con, extra)
+            for path in sorted(set(live) - indexed):
+                file = self.segments_dir / path
+                frame = pl.read_parquet(file).cast(POLARS_SCHEMA)  # type: ignore[arg-type]
+                self.index.add_segments(con, [live[path]], [granules(frame, path, row_group_starts(file))])
+
+    def _purge_retired(self, grace_s: float = 3600.0) -> None:
+        if not self.retired_dir.exists():
+            return
+        cutoff = time.time() - grace_s
+        for path in self.retired_dir.rglob("*.parquet"):
+            if path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+
+    def retire(self, paths: Sequence[str]) -> None:
+        """Move replaced segment files out of the scanned tree; they are deleted after a grace period
+        so that a reader holding an old manifest can still finish."""
+        for relative in paths:
+            source = self.segments_dir / relative
+            target = self.retired_dir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.exists():
+                os.replace(source, target)
+                os.utime(target)
+
+    def rebuild_manifest_from_files(self) -> Manifest:
+        """Describe every segment file on disk into a fresh manifest (the write-ahead tail is kept)."""
+        infos = [describe_file(p, self.segments_dir) for p in list_segment_files(self.segments_dir)]
+        old = manifest_io.load(self.manifest_path) if self.manifest_path.exists() else None
+        head = max((i.last_position for i in infos), default=0)
+        frame = (
+            pl.scan_parquet([self.segments_dir / i.path for i in infos], schema=pl.Schema(POLARS_SCHEMA))
+            .select(pl.col("event_id").max(), pl.col("aggregate_id").max(), pl.col("created_at").max())
+            .collect()
+            if infos
+            else None
+        )
+        manifest = Manifest(
+            generation=(old.generation + 1) if old else 1,
+            segments_head=head,
+            wal_first_position=head + 1,
+            last_created_at=frame["created_at"][0].isoformat() if frame is not None else None,
+            max_event_id=str(frame["event_id"][0]) if frame is not None else "",
+            max_aggregate_id=str(frame["aggregate_id"][0]) if frame is not None else "",
+            segments=tuple(sorted(infos, key=lambda s: (s.first_position, s.path))),
+        )
+        if old is not None and old.wal_first_position == head + 1:
+            manifest = replace(manifest, wal_first_position=old.wal_first_position)
+        return manifest
+
+    def paths(self) -> dict[str, Path]:
+        """Where the log's parts live, for people and tools."""
+        return {
+            "data_dir": self.data_dir,
+            "segments": self.segments_dir,
+            "manifest": self.manifest_path,
+            "wal": self.wal_dir,
+            "index": self.index.path,
+            "snapshots": self.snapshots.path,
+        }
+
+    def remove_all_index_files(self) -> None:
+        """Delete the index database (``reindex`` rebuilds it)."""
+        for path in (self.index.path, self.index.path.with_name(self.index.path.name + ".wal")):
+            if path.exists():
+                path.unlink()
+
+    def copy_to(self, target: Path) -> None:
+        """Copy the whole log directory (tests and backups)."""
+        shutil.copytree(self.root, target / "log")
+
+
+def _frame(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.cast(POLARS_SCHEMA)  # type: ignore[arg-type]
+
+
+def _parse_ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None

@@ -1,0 +1,155 @@
+"""The DuckDB index of the log: derived from the segments, rebuildable at any time.
+
+It is coarse on purpose. Instead of one row (or ART entry) per event, which makes bulk appends pay
+microseconds per event, it keeps one row per *granule*, a Parquet row group of a segment, per key:
+
+* ``row_groups``: position, event-id and commit-time ranges of every row group (id and time lookups);
+* ``stream_granules``: which row groups hold which stream's events, with the version range;
+* ``correlation_granules`` / ``causation_granules``: which row groups hold a correlation or cause;
+* ``segments``: every committed segment with its checksum; ``type_counts``: events per tenant and type.
+
+A point read asks the index for granules and then decodes only those row groups. Rows are added before
+the manifest that commits their segment (see ``event_store.py``), so the index always covers the
+committed segments; rows of segments the manifest does not name are ignored by readers and removed by
+recovery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from settler_pipeline.store.database import DuckDBFile
+from settler_pipeline.store.manifest import SegmentInfo
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS idx.segments(
+    path VARCHAR, event_date DATE, first_position BIGINT, last_position BIGINT, row_count BIGINT,
+    size_bytes BIGINT, sha256 VARCHAR, min_created_at TIMESTAMPTZ, max_created_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS idx.row_groups(
+    segment_path VARCHAR, row_group INTEGER, rows BIGINT, min_position BIGINT, max_position BIGINT,
+    min_event_id UUID, max_event_id UUID, min_created_at TIMESTAMPTZ, max_created_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS idx.stream_granules(
+    segment_path VARCHAR, row_group INTEGER, aggregate_id UUID, aggregate_type VARCHAR,
+    min_version BIGINT, max_version BIGINT, events BIGINT, tenant_id UUID);
+CREATE TABLE IF NOT EXISTS idx.correlation_granules(
+    segment_path VARCHAR, row_group INTEGER, correlation_id UUID, events BIGINT);
+CREATE TABLE IF NOT EXISTS idx.causation_granules(
+    segment_path VARCHAR, row_group INTEGER, causation_id UUID, events BIGINT);
+CREATE TABLE IF NOT EXISTS idx.type_counts(
+    segment_path VARCHAR, tenant_id UUID, event_type VARCHAR, events BIGINT);
+"""
+
+TABLES = ("row_groups", "stream_granules", "correlation_granules", "causation_granules", "type_counts")
+UUID_COLUMNS = {"aggregate_id", "correlation_id", "causation_id", "tenant_id", "min_event_id", "max_event_id"}
+
+
+def granules(
+    frame: pl.DataFrame, segment_path: str, row_group_starts: Sequence[int]
+) -> dict[str, pl.DataFrame]:
+    """The index rows of one segment: ``frame`` holds its events in file order and ``row_group_starts``
+    the first row of each Parquet row group (as written, read back from the footer)."""
+    starts = pl.Series(list(row_group_starts), dtype=pl.Int64)
+    rows = pl.int_range(frame.height, dtype=pl.Int64, eager=True)
+    f = frame.with_columns((starts.search_sorted(rows, side="right") - 1).cast(pl.Int32).alias("row_group"))
+    path = pl.lit(segment_path).alias("segment_path")
+    return {
+        "row_groups": f.group_by("row_group")
+        .agg(
+            pl.len().cast(pl.Int64).alias("rows"),
+            pl.col("global_position").min().alias("min_position"),
+            pl.col("global_position").max().alias("max_position"),
+            pl.col("event_id").min().alias("min_event_id"),
+            pl.col("event_id").max().alias("max_event_id"),
+            pl.col("created_at").min().alias("min_created_at"),
+            pl.col("created_at").max().alias("max_created_at"),
+        )
+        .select(path, pl.all()),
+        "stream_granules": f.group_by("row_group", "aggregate_id", "aggregate_type")
+        .agg(
+            pl.col("aggregate_version").min().alias("min_version"),
+            pl.col("aggregate_version").max().alias("max_version"),
+            pl.len().cast(pl.Int64).alias("events"),
+            pl.col("tenant_id").first().alias("tenant_id"),
+        )
+        .select(path, pl.all()),
+        "correlation_granules": f.group_by("row_group", "correlation_id")
+        .agg(pl.len().cast(pl.Int64).alias("events"))
+        .select(path, pl.all()),
+        "causation_granules": f.filter(pl.col("causation_id").is_not_null())
+        .group_by("row_group", "causation_id")
+        .agg(pl.len().cast(pl.Int64).alias("events"))
+        .select(path, pl.all()),
+        "type_counts": f.group_by("tenant_id", "event_type")
+        .agg(pl.len().cast(pl.Int64).alias("events"))
+        .select(path, pl.all()),
+    }
+
+
+class EventIndex(DuckDBFile):
+    """The index database file of one log; see the module docstring."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, SCHEMA_SQL, what="event index")
+
+    @staticmethod
+    def add_segments(
+        con: duckdb.DuckDBPyConnection, infos: Sequence[SegmentInfo], rows: Sequence[dict[str, pl.DataFrame]]
+    ) -> None:
+        """Record segments and their granules (inside a :meth:`writing` block)."""
+        seg = pl.DataFrame(
+            {
+                "path": [i.path for i in infos],
+                "event_date": [i.event_date for i in infos],
+                "first_position": [i.first_position for i in infos],
+                "last_position": [i.last_position for i in infos],
+                "row_count": [i.rows for i in infos],
+                "size_bytes": [i.size_bytes for i in infos],
+                "sha256": [i.sha256 for i in infos],
+                "min_created_at": [i.min_created_at for i in infos],
+                "max_created_at": [i.max_created_at for i in infos],
+            }
+        )
+        _insert(
+            con,
+            "segments",
+            seg,
+            casts={"event_date": "DATE", "min_created_at": "TIMESTAMPTZ", "max_created_at": "TIMESTAMPTZ"},
+        )
+        for table in TABLES:
+            parts = [r[table] for r in rows if r[table].height]
+            if parts:
+                _insert(con, table, pl.concat(parts), casts={c: "UUID" for c in UUID_COLUMNS})
+
+    @staticmethod
+    def remove_segments(con: duckdb.DuckDBPyConnection, paths: Sequence[str]) -> None:
+        """Forget segments (replaced by compaction, or never committed) and their granules."""
+        if not paths:
+            return
+        for table in TABLES:
+            # table names are this module's constants, never caller input
+            con.execute(
+                f"DELETE FROM idx.{table} WHERE segment_path IN (SELECT unnest($1::VARCHAR[]))",  # noqa: S608
+                [list(paths)],
+            )
+        con.execute("DELETE FROM idx.segments WHERE path IN (SELECT unnest($1::VARCHAR[]))", [list(paths)])
+
+    @staticmethod
+    def indexed_paths(con: duckdb.DuckDBPyConnection) -> set[str]:
+        """Paths of every segment the index holds rows for."""
+        return {row[0] for row in con.execute("SELECT path FROM idx.segments").fetchall()}
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, *, casts: dict[str, str]
+) -> None:
+    """Insert a frame into ``idx.<table>`` by column name (``table`` is one of this module's constants)."""
+    columns = ", ".join(f"{c}::{casts[c]} AS {c}" if c in casts else c for c in frame.columns)
+    con.register("new_rows", frame)
+    try:
+        con.execute(f"INSERT INTO idx.{table} BY NAME SELECT {columns} FROM new_rows")  # noqa: S608
+    finally:
+        con.unregister("new_rows")

@@ -1,0 +1,211 @@
+"""The physical shape of stored events, and conversion between envelopes and columnar batches.
+
+Every segment, write-ahead-log record and in-memory batch has exactly :data:`EVENT_SCHEMA`. The event's
+date (UTC date of ``timestamp``, the event's own time) is the Hive partition key and is not stored as a
+column inside the files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata, canonical_json, validate_name
+from settler_pipeline.errors import InvalidIdError, ValidationError
+from settler_pipeline.ids import UUID_PATTERN, new_ids
+
+TS = pa.timestamp("us", tz="UTC")
+
+EVENT_SCHEMA = pa.schema(
+    [
+        pa.field("global_position", pa.int64(), nullable=False),
+        pa.field("aggregate_version", pa.int64(), nullable=False),
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("aggregate_id", pa.string(), nullable=False),
+        pa.field("aggregate_type", pa.string(), nullable=False),
+        pa.field("event_type", pa.string(), nullable=False),
+        pa.field("event_version", pa.int32(), nullable=False),
+        pa.field("tenant_id", pa.string(), nullable=False),
+        pa.field("user_id", pa.string()),
+        pa.field("correlation_id", pa.string(), nullable=False),
+        pa.field("causation_id", pa.string()),
+        pa.field("timestamp", TS, nullable=False),
+        pa.field("created_at", TS, nullable=False),
+        pa.field("data", pa.string(), nullable=False),
+        pa.field("metadata_extra", pa.string()),
+    ]
+)
+COLUMNS = tuple(EVENT_SCHEMA.names)
+POLARS_SCHEMA: dict[str, pl.DataType] = {
+    "global_position": pl.Int64(),
+    "aggregate_version": pl.Int64(),
+    "event_id": pl.String(),
+    "aggregate_id": pl.String(),
+    "aggregate_type": pl.String(),
+    "event_type": pl.String(),
+    "event_version": pl.Int32(),
+    "tenant_id": pl.String(),
+    "user_id": pl.String(),
+    "correlation_id": pl.String(),
+    "causation_id": pl.String(),
+    "timestamp": pl.Datetime("us", "UTC"),
+    "created_at": pl.Datetime("us", "UTC"),
+    "data": pl.String(),
+    "metadata_extra": pl.String(),
+}
+
+# Columns a caller supplies for a columnar append; the store assigns the rest.
+REQUIRED_INPUT = ("aggregate_id", "aggregate_type", "event_type", "data", "tenant_id", "correlation_id")
+OPTIONAL_INPUT = ("event_id", "event_version", "user_id", "causation_id", "timestamp", "metadata_extra")
+UUID_COLUMNS = ("event_id", "aggregate_id", "tenant_id", "correlation_id", "causation_id")
+_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.\-]{0,99}$"
+
+
+def envelopes_to_frame(events: Sequence[EventEnvelope]) -> pl.DataFrame:
+    """A batch of (already validated) envelopes as an input frame for :func:`prepare_frame`."""
+    rows: dict[str, list[Any]] = {name: [] for name in REQUIRED_INPUT + OPTIONAL_INPUT}
+    for event in events:
+        meta = event.metadata
+        extra = meta.extra_fields()
+        rows["event_id"].append(event.id)
+        rows["aggregate_id"].append(event.aggregate_id)
+        rows["aggregate_type"].append(event.aggregate_type)
+        rows["event_type"].append(event.event_type)
+        rows["event_version"].append(event.event_version)
+        rows["data"].append(canonical_json(event.data))
+        rows["tenant_id"].append(meta.tenant_id)
+        rows["user_id"].append(meta.user_id)
+        rows["correlation_id"].append(meta.correlation_id)
+        rows["causation_id"].append(meta.causation_id)
+        rows["timestamp"].append(meta.timestamp)
+        rows["metadata_extra"].append(canonical_json(extra) if extra else None)
+    return pl.DataFrame(
+        rows,
+        schema={name: POLARS_SCHEMA[name] for name in REQUIRED_INPUT + OPTIONAL_INPUT},
+    )
+
+
+def prepare_frame(batch: pl.DataFrame | pa.Table, *, now: datetime) -> pl.DataFrame:
+    """Validate a columnar batch and fill defaults, without positions.
+
+    Returns a frame with every :data:`EVENT_SCHEMA` column except the store-assigned
+    ``global_position``, ``aggregate_version`` and ``created_at`` (filled with placeholders).
+    Raises :class:`ValidationError` / :class:`InvalidIdError` naming the column and the first bad value;
+    nothing is written when it raises."""
+    frame = pl.from_arrow(batch) if isinstance(batch, pa.Table) else batch
+    if not isinstance(frame, pl.DataFrame):
+        raise ValidationError("a columnar batch must be a Polars DataFrame or an Arrow table")
+    missing = [c for c in REQUIRED_INPUT if c not in frame.columns]
+    if missing:
+        raise ValidationError(
+            f"columnar batch is missing column(s) {', '.join(missing)}",
+            hint=f"required: {', '.join(REQUIRED_INPUT)}; optional: {', '.join(OPTIONAL_INPUT)}",
+        )
+    unknown = [c for c in frame.columns if c not in REQUIRED_INPUT + OPTIONAL_INPUT]
+    if unknown:
+        raise ValidationError(
+            f"columnar batch has unknown column(s) {', '.join(unknown)}",
+            hint="put event fields inside the JSON 'data' column and extra metadata in 'metadata_extra'",
+        )
+    n = frame.height
+    defaults: list[pl.Expr] = []
+    if "event_id" not in frame.columns:
+        frame = frame.with_columns(new_ids(n))
+    for name, value in (
+        ("event_version", pl.lit(1, dtype=pl.Int32)),
+        ("user_id", pl.lit(None, dtype=pl.String)),
+        ("causation_id", pl.lit(None, dtype=pl.String)),
+        ("timestamp", pl.lit(now, dtype=POLARS_SCHEMA["timestamp"])),
+        ("metadata_extra", pl.lit(None, dtype=pl.String)),
+    ):
+        if name not in frame.columns:
+            defaults.append(value.alias(name))
+    if defaults:
+        frame = frame.with_columns(defaults)
+    try:
+        frame = frame.select(
+            [pl.col(name).cast(POLARS_SCHEMA[name], strict=True) for name in REQUIRED_INPUT + OPTIONAL_INPUT]
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise ValidationError(f"columnar batch has a column of the wrong type: {exc}") from exc
+    frame = frame.with_columns(
+        pl.col("timestamp").dt.convert_time_zone("UTC"),
+        *(pl.col(c).str.to_lowercase() for c in UUID_COLUMNS),
+    )
+    _check_columns(frame)
+    return frame.with_columns(
+        pl.lit(0, dtype=pl.Int64).alias("global_position"),
+        pl.lit(0, dtype=pl.Int64).alias("aggregate_version"),
+        pl.lit(now, dtype=POLARS_SCHEMA["created_at"]).alias("created_at"),
+    ).select(COLUMNS)
+
+
+def _check_columns(frame: pl.DataFrame) -> None:
+    for column in ("aggregate_id", "tenant_id", "correlation_id", "event_id", "causation_id"):
+        bad = frame.filter(pl.col(column).is_not_null() & ~pl.col(column).str.contains(UUID_PATTERN))
+        if bad.height:
+            field = column if column in ("aggregate_id", "event_id") else f"metadata.{column}"
+            raise InvalidIdError(field, bad[column][0])
+    for column in (
+        "aggregate_id",
+        "tenant_id",
+        "correlation_id",
+        "event_id",
+        "aggregate_type",
+        "event_type",
+        "data",
+    ):
+        if frame[column].null_count():
+            raise ValidationError(f"column {column} has null values; every event needs one")
+    for column in ("aggregate_type", "event_type"):
+        values = frame[column].unique()
+        bad = values.filter(~values.str.contains(_NAME_PATTERN))
+        if bad.len():
+            validate_name(column, bad[0])
+    if frame["event_version"].min() is not None and int(frame["event_version"].min()) < 1:  # type: ignore[arg-type]
+        raise ValidationError("event_version must be >= 1")
+    dupes = frame["event_id"].is_duplicated()
+    if dupes.any():
+        raise ValidationError(
+            f"event id {frame.filter(dupes)['event_id'][0]} appears twice in one batch",
+            hint="every event in a batch needs its own id",
+        )
+
+
+def row_to_envelope(row: dict[str, Any]) -> EventEnvelope:
+    """Rebuild an envelope from one stored row (a dict of :data:`EVENT_SCHEMA` columns)."""
+    extra = json.loads(row["metadata_extra"]) if row.get("metadata_extra") else {}
+    metadata = EventMetadata(
+        tenant_id=row["tenant_id"],
+        user_id=row["user_id"],
+        timestamp=_utc(row["timestamp"]),
+        correlation_id=row["correlation_id"],
+        causation_id=row["causation_id"],
+        **extra,
+    )
+    return EventEnvelope.model_construct(
+        id=row["event_id"],
+        aggregate_id=row["aggregate_id"],
+        aggregate_type=row["aggregate_type"],
+        event_type=row["event_type"],
+        event_version=int(row["event_version"]),
+        data=json.loads(row["data"]),
+        metadata=metadata,
+        created_at=_utc(row["created_at"]),
+        global_position=int(row["global_position"]),
+        aggregate_version=int(row["aggregate_version"]),
+    )
+
+
+def frame_to_envelopes(frame: pl.DataFrame) -> list[EventEnvelope]:
+    """Every row of a stored-events frame as an envelope, in the frame's order."""
+    return [row_to_envelope(row) for row in frame.iter_rows(named=True)]
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

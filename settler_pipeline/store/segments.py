@@ -1,0 +1,192 @@
+"""Immutable Parquet segment files, Hive-partitioned by event date.
+
+A segment is written to a staging name outside the scanned tree, fsynced, and renamed into
+``segments/event_date=YYYY-MM-DD/seg-<first>-<last>-<sha256 prefix>.parquet``. The name carries the
+checksum of the file's bytes recorded at write time, so ``verify`` can detect a changed file from the
+segment alone, and the index can be rebuilt from the files alone. Rows inside a file are in global
+position order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from settler_pipeline.store.manifest import SegmentInfo, fsync_dir
+from settler_pipeline.store.schema import EVENT_SCHEMA, POLARS_SCHEMA
+
+ROW_GROUP_SIZE = 16_384  # small enough that loading one stream decodes little, large enough to scan fast
+SEGMENT_NAME = re.compile(r"^seg-(\d{12})-(\d{12})-([0-9a-f]{32})\.parquet$")
+PARTITION_NAME = re.compile(r"^event_date=(\d{4}-\d{2}-\d{2})$")
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class WrittenSegment:
+    """A segment just written: its manifest entry, its rows in file order, and its row-group starts."""
+
+    info: SegmentInfo
+    frame: pl.DataFrame
+    row_group_starts: list[int]
+
+
+def write_segments(frame: pl.DataFrame, segments_dir: Path, staging_dir: Path) -> list[WrittenSegment]:
+    """Write ``frame`` (rows in position order, the event schema) as one segment per event date.
+
+    Files are durable and renamed into the tree when this returns, but they are part of the log only
+    once a manifest naming them is stored."""
+    dates = frame["timestamp"].dt.date()
+    if dates.n_unique() == 1:
+        parts = [(str(dates[0]), frame)]
+    else:
+        keyed = frame.with_columns(dates.alias("_event_date"))
+        parts = [
+            (str(key[0]), part.drop("_event_date"))
+            for key, part in keyed.partition_by("_event_date", as_dict=True, maintain_order=True).items()
+        ]
+    written = []
+    for event_date, part in sorted(parts, key=lambda p: p[0]):
+        info = _write_one(part, event_date, segments_dir, staging_dir)
+        written.append(WrittenSegment(info, part, row_group_starts(segments_dir / info.path)))
+    return written
+
+
+def row_group_starts(path: Path) -> list[int]:
+    """The first row of every row group of a Parquet file, from its footer."""
+    meta = pq.read_metadata(path)
+    starts = [0]
+    for i in range(meta.num_row_groups - 1):
+        starts.append(starts[-1] + meta.row_group(i).num_rows)
+    return starts
+
+
+def _write_one(part: pl.DataFrame, event_date: str, segments_dir: Path, staging_dir: Path) -> SegmentInfo:
+    first, last = int(part["global_position"][0]), int(part["global_position"][-1])
+    staging = staging_dir / f"seg-{first:012d}-{last:012d}.{os.getpid()}.parquet"
+    part.write_parquet(
+        staging, compression="zstd", compression_level=3, statistics=True, row_group_size=ROW_GROUP_SIZE
+    )
+    with open(staging, "rb+") as handle:
+        os.fsync(handle.fileno())
+    sha = file_sha256(staging)
+    relative = f"event_date={event_date}/seg-{first:012d}-{last:012d}-{sha[:32]}.parquet"
+    target = segments_dir / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staging, target)
+    fsync_dir(target.parent)
+    created = part["created_at"]
+    return SegmentInfo(
+        path=relative,
+        first_position=first,
+        last_position=last,
+        rows=part.height,
+        size_bytes=target.stat().st_size,
+        sha256=sha,
+        min_created_at=_iso(created.min()),  # type: ignore[arg-type]
+        max_created_at=_iso(created.max()),  # type: ignore[arg-type]
+    )
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+def describe_file(path: Path, segments_dir: Path) -> SegmentInfo:
+    """Rebuild a segment's manifest entry from the file alone (for reindex)."""
+    stats = (
+        pl.scan_parquet(path)
+        .select(
+            pl.col("global_position").min().alias("first"),
+            pl.col("global_position").max().alias("last"),
+            pl.len().alias("rows"),
+            pl.col("created_at").min().alias("min_created"),
+            pl.col("created_at").max().alias("max_created"),
+        )
+        .collect()
+        .row(0, named=True)
+    )
+    return SegmentInfo(
+        path=path.relative_to(segments_dir).as_posix(),
+        first_position=int(stats["first"]),
+        last_position=int(stats["last"]),
+        rows=int(stats["rows"]),
+        size_bytes=path.stat().st_size,
+        sha256=file_sha256(path),
+        min_created_at=_iso(stats["min_created"]),
+        max_created_at=_iso(stats["max_created"]),
+    )
+
+
+def list_segment_files(segments_dir: Path) -> list[Path]:
+    """Every file under the segments tree that looks like a segment, in name order."""
+    if not segments_dir.exists():
+        return []
+    return sorted(
+        path
+        for partition in segments_dir.iterdir()
+        if partition.is_dir() and PARTITION_NAME.match(partition.name)
+        for path in partition.iterdir()
+        if SEGMENT_NAME.match(path.name)
+    )
+
+
+def scan(paths: list[Path]) -> pl.LazyFrame:
+    """A lazy scan of segment files with the event schema (no Hive column; the date is in ``timestamp``)."""
+    if not paths:
+        return pl.LazyFrame(schema=pl.Schema(pl.from_arrow(EVENT_SCHEMA.empty_table()).schema))
+    return pl.scan_parquet([str(p) for p in paths], hive_partitioning=False)
+
+
+class SegmentReader:
+    """Reads given rows of segment files, decoding only the row groups that hold them.
+
+    Footers of recently used files are cached; an open file keeps reading correctly even after
+    compaction has moved it to ``retired/``."""
+
+    def __init__(self, segments_dir: Path, capacity: int = 64) -> None:
+        self._dir = segments_dir
+        self._capacity = capacity
+        self._files: dict[str, tuple[pq.ParquetFile, list[int]]] = {}
+
+    def _open(self, relative: str) -> tuple[pq.ParquetFile, list[int]]:
+        cached = self._files.pop(relative, None)
+        if cached is None:
+            handle = pq.ParquetFile(self._dir / relative)
+            starts = [0]
+            for i in range(handle.metadata.num_row_groups):
+                starts.append(starts[-1] + handle.metadata.row_group(i).num_rows)
+            cached = (handle, starts)
+            if len(self._files) >= self._capacity:
+                oldest = next(iter(self._files))
+                self._files.pop(oldest)[0].close()
+        self._files[relative] = cached  # re-insert: most recently used last
+        return cached
+
+    def read_groups(self, relative: str, groups: list[int], columns: list[str] | None = None) -> pl.DataFrame:
+        """Row groups ``groups`` of one segment, in file order, with the event schema's types."""
+        handle, _ = self._open(relative)
+        table = handle.read_row_groups(groups, columns=columns)
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        schema = {name: POLARS_SCHEMA[name] for name in frame.columns}
+        return frame.cast(schema)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        for handle, _ in self._files.values():
+            handle.close()
+        self._files.clear()
