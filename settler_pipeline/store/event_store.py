@@ -133,10 +133,13 @@ class EventStore:
         *,
         registry: EventRegistry | None = None,
         lock_timeout_s: float = DEFAULT_TIMEOUT_S,
+        recover_index: bool = True,
     ) -> EventStore:
         """Open (creating if needed) the log under ``data_dir`` and recover from any interrupted write:
         staging files and orphan segments are removed, a torn write-ahead record is cut off and the
-        index is brought in line with the manifest. No manual step is ever needed."""
+        index is brought in line with the manifest. No manual step is ever needed.
+
+        ``recover_index=False`` skips the index step (for ``reindex``, which rebuilds it anyway)."""
         path = Path(data_dir)
         if path.exists() and not path.is_dir():
             raise ValidationError(f"data directory {path} is a file", hint="pass a directory path")
@@ -144,7 +147,7 @@ class EventStore:
         for directory in (store.root, store.segments_dir, store.staging_dir, store.wal_dir):
             directory.mkdir(parents=True, exist_ok=True)
         with store._write_lock():
-            store._recover()
+            store._recover(recover_index=recover_index)
         return store
 
     def close(self) -> None:
@@ -776,7 +779,7 @@ class EventStore:
 
     # -- recovery ------------------------------------------------------------------------------------
 
-    def _recover(self) -> None:
+    def _recover(self, *, recover_index: bool = True) -> None:
         """Bring the directory to a consistent state (called under the write lock)."""
         for leftover in self.staging_dir.iterdir():
             leftover.unlink(missing_ok=True)
@@ -804,7 +807,8 @@ class EventStore:
             with open(wal_path, "rb+") as handle:
                 handle.truncate(contents.valid_bytes)
                 os.fsync(handle.fileno())
-        self._sync_index(manifest)
+        if recover_index:
+            self._sync_index(manifest)
         self._purge_retired()
         self._view = None
 

@@ -1,0 +1,85 @@
+"""`settler log ...`: maintenance of the event log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from settler_pipeline.cli.options import DataDirOption, JsonOption
+from settler_pipeline.cli.output import (
+    EXIT_USER_ERROR,
+    command,
+    console,
+    emit_json,
+    emit_mapping,
+)
+from settler_pipeline.store import maintenance
+from settler_pipeline.store.event_store import EventStore
+
+app = typer.Typer(help="Verify, compact, reindex and describe the event log.", no_args_is_help=True)
+
+
+@app.command("verify")
+@command
+def verify_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
+    """Check checksums, gap-free positions, stream versions and index agreement; changes nothing.
+    Exits 1 when a problem is found."""
+    with EventStore.open(data_dir) as store:
+        report = maintenance.verify(store)
+    if json:
+        emit_json(report.to_dict())
+    else:
+        emit_mapping(
+            "log verify",
+            {k: v for k, v in report.to_dict().items() if k != "problems"},
+        )
+        for problem in report.problems:
+            console.print(f"[red]problem:[/] {problem}")
+        if report.ok:
+            console.print("[green]the log is consistent[/]")
+    if not report.ok:
+        raise typer.Exit(EXIT_USER_ERROR)
+
+
+@app.command("compact")
+@command
+def compact_command(
+    data_dir: DataDirOption = Path("data"),
+    json: JsonOption = False,
+    target_rows: Annotated[
+        int, typer.Option(help="Largest segment to build, in events.", min=1000)
+    ] = 1_000_000,
+) -> None:
+    """Merge small segments (and the write-ahead tail) into larger ones; events and positions unchanged."""
+    with EventStore.open(data_dir) as store:
+        report = maintenance.compact(store, target_rows=target_rows)
+    if json:
+        emit_json(report.to_dict())
+    else:
+        emit_mapping("log compact", {k: v for k, v in report.to_dict().items() if k != "retired"})
+
+
+@app.command("reindex")
+@command
+def reindex_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
+    """Rebuild the DuckDB index from the segment files alone."""
+    with EventStore.open(data_dir, recover_index=False) as store:
+        report = maintenance.reindex(store)
+    if json:
+        emit_json(report.to_dict())
+    else:
+        emit_mapping("log reindex", report.to_dict())
+
+
+@app.command("stats")
+@command
+def stats_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
+    """Size and shape of the log."""
+    with EventStore.open(data_dir) as store:
+        stats = maintenance.stats(store)
+    if json:
+        emit_json(stats)
+    else:
+        emit_mapping("log stats", stats)
