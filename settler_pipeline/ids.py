@@ -25,7 +25,7 @@ def validate_uuid(field: str, value: object) -> str:
     ``field`` and the value."""
     if isinstance(value, uuid.UUID):
         return str(value)
-    if not isinstance(value, str) or not _UUID_RE.match(value):
+    if not isinstance(value, str) or not _UUID_RE.fullmatch(value):
         raise InvalidIdError(field, value)
     return value.lower()
 
@@ -50,6 +50,6 @@ def new_ids(n: int) -> pl.Series:
     for start, stop, src in ((0, 8, 0), (9, 13, 8), (14, 18, 12), (19, 23, 16), (24, 36, 20)):
         text[:, start:stop] = hex_chars[:, src : src + stop - start]
     offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
-    array = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text.tobytes()))
+    array = pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()), pa.py_buffer(text.tobytes()))
     series = pl.Series("event_id", array)
     return series

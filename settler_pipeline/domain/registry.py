@@ -42,7 +42,7 @@ class EventRegistry:
             info.current_version = max(info.current_version, current_version)
 
     def upcaster(self, event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
-        """Decorator registering ``fn(data) -> data`` that turns version ``from_version`` into the next one."""
+        """Decorator registering ``fn(data) -> data`` turning version ``from_version`` into the next."""
 
         def decorate(fn: Upcaster) -> Upcaster:
             self.add_upcaster(event_type, from_version, fn)

@@ -83,7 +83,8 @@ class DuckDBFile:
     def query_frame(self, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame:
         """Like :meth:`query`, as a Polars frame."""
         with self.reading() as con:
-            return con.sql(sql, params=list(params)).pl()
+            frame: pl.DataFrame = con.sql(sql, params=list(params)).pl()
+            return frame
 
 
 def _quote(path: Path) -> str:

@@ -22,7 +22,7 @@ from settler_pipeline.ids import UUID_PATTERN, new_ids
 TS = pa.timestamp("us", tz="UTC")
 
 EVENT_SCHEMA = pa.schema(
-    [
+    [  # type: ignore[arg-type]
         pa.field("global_position", pa.int64(), nullable=False),
         pa.field("aggregate_version", pa.int64(), nullable=False),
         pa.field("event_id", pa.string(), nullable=False),
@@ -163,10 +163,10 @@ def _check_columns(frame: pl.DataFrame) -> None:
         if frame[column].null_count():
             raise ValidationError(f"column {column} has null values; every event needs one")
     for column in ("aggregate_type", "event_type"):
-        values = frame[column].unique()
-        bad = values.filter(~values.str.contains(_NAME_PATTERN))
-        if bad.len():
-            validate_name(column, bad[0])
+        names = frame[column].unique()
+        bad_names = names.filter(~names.str.contains(_NAME_PATTERN))
+        if bad_names.len():
+            validate_name(column, str(bad_names[0]))
     if frame["event_version"].min() is not None and int(frame["event_version"].min()) < 1:  # type: ignore[arg-type]
         raise ValidationError("event_version must be >= 1")
     dupes = frame["event_id"].is_duplicated()

@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from settler_pipeline.store.manifest import SegmentInfo, fsync_dir
-from settler_pipeline.store.schema import EVENT_SCHEMA, POLARS_SCHEMA
+from settler_pipeline.store.schema import POLARS_SCHEMA
 
 ROW_GROUP_SIZE = 16_384  # small enough that loading one stream decodes little, large enough to scan fast
 SEGMENT_NAME = re.compile(r"^seg-(\d{12})-(\d{12})-([0-9a-f]{32})\.parquet$")
@@ -143,13 +143,6 @@ def list_segment_files(segments_dir: Path) -> list[Path]:
         for path in partition.iterdir()
         if SEGMENT_NAME.match(path.name)
     )
-
-
-def scan(paths: list[Path]) -> pl.LazyFrame:
-    """A lazy scan of segment files with the event schema (no Hive column; the date is in ``timestamp``)."""
-    if not paths:
-        return pl.LazyFrame(schema=pl.Schema(pl.from_arrow(EVENT_SCHEMA.empty_table()).schema))
-    return pl.scan_parquet([str(p) for p in paths], hive_partitioning=False)
 
 
 class SegmentReader:

@@ -31,13 +31,12 @@ class Tail:
             return
         self.batches.append(table)
         self.rows += table.num_rows
-        positions = table.column("global_position").to_pylist()
-        self.ids.update(zip(table.column("event_id").to_pylist(), positions, strict=True))
-        for aggregate_id, version in zip(
-            table.column("aggregate_id").to_pylist(),
-            table.column("aggregate_version").to_pylist(),
-            strict=True,
-        ):
+        positions: list[int] = table.column("global_position").to_pylist()  # type: ignore[assignment]
+        event_ids: list[str] = table.column("event_id").to_pylist()  # type: ignore[assignment]
+        streams: list[str] = table.column("aggregate_id").to_pylist()  # type: ignore[assignment]
+        versions: list[int] = table.column("aggregate_version").to_pylist()  # type: ignore[assignment]
+        self.ids.update(zip(event_ids, positions, strict=True))
+        for aggregate_id, version in zip(streams, versions, strict=True):
             if version > self.versions.get(aggregate_id, 0):
                 self.versions[aggregate_id] = version
         self.last_position = positions[-1]

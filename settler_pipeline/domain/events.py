@@ -1,0 +1,229 @@
+"""The events of a reconciliation run, with their current schema versions.
+
+Names and fields follow the original product where it had them (``ReconciliationStarted``,
+``RecordMatched``, ``RecordUnmatched``, ``ReconciliationCompleted``, ``ReconciliationFailed``); the
+original ``OrdersFetched`` / ``PaymentsFetched`` are ``SourceRecordsFetched`` / ``TargetRecordsFetched``
+(a run reconciles any two systems, not only orders and payments). Every run event carries the run's
+``attempt`` (1 for the first run, +1 per retry) so a read model can keep only the latest attempt.
+
+Money fields are integer minor units; ``confidence`` is a score in [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from settler_pipeline.domain.registry import EventRegistry, default_registry
+
+AGGREGATE_TYPE: Final = "reconciliation"
+
+RECONCILIATION_STARTED: Final = "ReconciliationStarted"
+SOURCE_RECORDS_FETCHED: Final = "SourceRecordsFetched"
+TARGET_RECORDS_FETCHED: Final = "TargetRecordsFetched"
+RECORD_MATCHED: Final = "RecordMatched"
+MATCH_PROPOSED: Final = "MatchProposed"
+RECORD_UNMATCHED: Final = "RecordUnmatched"
+DUPLICATE_DETECTED: Final = "DuplicateRecordDetected"
+RECORD_QUARANTINED: Final = "RecordQuarantined"
+RECONCILIATION_COMPLETED: Final = "ReconciliationCompleted"
+RECONCILIATION_FAILED: Final = "ReconciliationFailed"
+RECONCILIATION_CANCELLED: Final = "ReconciliationCancelled"
+RECONCILIATION_RETRIED: Final = "ReconciliationRetried"
+MATCH_CONFIRMED: Final = "MatchConfirmed"
+MATCH_REJECTED: Final = "MatchRejected"
+RECORDS_MANUALLY_MATCHED: Final = "RecordsManuallyMatched"
+EXCEPTION_DISMISSED: Final = "ExceptionDismissed"
+
+BULK_EVENT_TYPES: Final = (
+    RECORD_MATCHED,
+    MATCH_PROPOSED,
+    RECORD_UNMATCHED,
+    DUPLICATE_DETECTED,
+    RECORD_QUARANTINED,
+)
+"""Events a run emits per record, in columnar batches; everything else is a single lifecycle event."""
+
+REVIEW_EVENT_TYPES: Final = (MATCH_CONFIRMED, MATCH_REJECTED, RECORDS_MANUALLY_MATCHED, EXCEPTION_DISMISSED)
+
+Side = Literal["source", "target"]
+
+
+class EventData(BaseModel):
+    """Base of every event payload."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DateRangeData(EventData):
+    start: str
+    end: str
+
+
+class ReconciliationStarted(EventData):
+    job_id: str
+    source_adapter: str
+    target_adapter: str
+    date_range: DateRangeData
+    initiated_by: str
+    attempt: int = 1
+    spec_fingerprint: str = ""
+    spec: dict[str, Any] = Field(default_factory=dict)  # the job spec as run, for audit and retries
+    spec_dir: str | None = None  # where the spec's relative paths resolved
+
+
+class RecordsFetched(EventData):
+    """``SourceRecordsFetched`` / ``TargetRecordsFetched``."""
+
+    attempt: int
+    adapter: str
+    count: int  # valid records read (inside the range and its settlement-lag margin)
+    quarantined_count: int
+    out_of_window_count: int
+    total_rows: int  # = count + quarantined_count + out_of_window_count
+    fetch_duration_ms: int
+
+
+class RecordMatched(EventData):
+    """Also the payload of ``MatchProposed`` (a match that needs a person's confirmation)."""
+
+    attempt: int
+    match_id: str
+    rule: str
+    match_type: str
+    source_ids: list[str]
+    target_ids: list[str]
+    amount: int  # source amount (sum), minor units
+    target_amount: int
+    amount_difference: int  # target - source
+    currency: str
+    confidence: float
+    matched_fields: list[str]
+    date_difference_days: int
+
+
+class RecordUnmatched(EventData):
+    attempt: int
+    side: Side
+    record_id: str
+    line_number: int
+    amount: int
+    currency: str
+    occurred_at: str
+    reason: str
+    candidate_ids: list[str] = Field(default_factory=list)
+
+
+class DuplicateRecordDetected(EventData):
+    attempt: int
+    side: Side
+    record_id: str
+    line_number: int
+    first_line_number: int
+
+
+class RecordQuarantined(EventData):
+    attempt: int
+    side: Side
+    line_number: int
+    reason: str
+    raw: str
+
+
+class Summary(EventData):
+    total_source_records: int
+    total_target_records: int
+    matched_count: int  # matches (auto-confirmed)
+    matched_source_records: int
+    matched_target_records: int
+    proposed_count: int
+    unmatched_source_count: int
+    unmatched_target_count: int
+    duplicate_count: int
+    quarantined_count: int
+    errors_count: int
+    duration_ms: int
+    match_rate: float  # see docs/read-models.md: matched source records / in-range source records
+
+
+class ReconciliationCompleted(EventData):
+    attempt: int
+    summary: Summary
+
+
+class ErrorData(EventData):
+    type: str
+    message: str
+
+
+class ReconciliationFailed(EventData):
+    attempt: int
+    error: ErrorData
+    step: str
+    retryable: bool
+
+
+class ReconciliationCancelled(EventData):
+    attempt: int
+    reason: str
+    cancelled_by: str
+
+
+class ReconciliationRetried(EventData):
+    attempt: int  # the new attempt number
+    retried_by: str
+
+
+class MatchConfirmed(EventData):
+    match_id: str
+    confirmed_by: str
+
+
+class MatchRejected(EventData):
+    match_id: str
+    reason: str
+    rejected_by: str
+
+
+class RecordsManuallyMatched(EventData):
+    match_id: str
+    source_ids: list[str]
+    target_ids: list[str]
+    note: str
+    matched_by: str
+
+
+class ExceptionDismissed(EventData):
+    exception_id: str  # e.g. "unmatched:source:ch_123", "duplicate:target:42" (see reconciliation.py)
+    reason: str
+    dismissed_by: str
+
+
+PAYLOADS: Final[dict[str, type[EventData]]] = {
+    RECONCILIATION_STARTED: ReconciliationStarted,
+    SOURCE_RECORDS_FETCHED: RecordsFetched,
+    TARGET_RECORDS_FETCHED: RecordsFetched,
+    RECORD_MATCHED: RecordMatched,
+    MATCH_PROPOSED: RecordMatched,
+    RECORD_UNMATCHED: RecordUnmatched,
+    DUPLICATE_DETECTED: DuplicateRecordDetected,
+    RECORD_QUARANTINED: RecordQuarantined,
+    RECONCILIATION_COMPLETED: ReconciliationCompleted,
+    RECONCILIATION_FAILED: ReconciliationFailed,
+    RECONCILIATION_CANCELLED: ReconciliationCancelled,
+    RECONCILIATION_RETRIED: ReconciliationRetried,
+    MATCH_CONFIRMED: MatchConfirmed,
+    MATCH_REJECTED: MatchRejected,
+    RECORDS_MANUALLY_MATCHED: RecordsManuallyMatched,
+    EXCEPTION_DISMISSED: ExceptionDismissed,
+}
+
+
+def register_events(registry: EventRegistry = default_registry) -> None:
+    """Declare every reconciliation event type at its current version (all are v1 today)."""
+    for event_type in PAYLOADS:
+        registry.register(event_type, 1)
+
+
+register_events()
