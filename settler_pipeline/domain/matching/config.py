@@ -10,6 +10,15 @@ Tolerances are stated fully. For a candidate pair with source amount ``s`` and t
 and the pair is within tolerance when ``abs(t - s) <= allowed``. Dates: the target may occur from
 ``days_before`` days before to ``days_after`` days after the source (settlement lag), compared in UTC
 on calendar days.
+
+Percentages are applied in integer arithmetic: ``percent`` may have at most four decimal places and
+is scaled to millionths (``percent * 10_000``), so ``floor(abs(base) * percent / 100)`` is computed
+exactly, with no floating point anywhere near money.
+
+Each pass also caps its candidate fan-out (``max_candidates``): a record with more candidate
+counterparts than that is not matched by the pass (the evidence cannot single one out) and, if it
+stays unmatched, is reported as ``ambiguous``. The cap keeps the matcher linear on data with many
+repeated amounts or references.
 """
 
 from __future__ import annotations
@@ -17,7 +26,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PERCENT_SCALE = 10_000
+"""``percent`` is scaled by this factor to an integer number of millionths of the amount."""
 
 
 class Tolerance(BaseModel):
@@ -29,6 +41,26 @@ class Tolerance(BaseModel):
     percent: Decimal = Field(default=Decimal(0), ge=0, le=100)
     percent_of: Literal["source", "target"] = "source"
     combine: Literal["either", "both"] = "either"
+
+    @field_validator("percent")
+    @classmethod
+    def _percent_has_at_most_four_decimals(cls, value: Decimal) -> Decimal:
+        # The matcher works in integer millionths; a finer percentage would be silently rounded.
+        if (value * PERCENT_SCALE) != (value * PERCENT_SCALE).to_integral_value():
+            raise ValueError(f"percent must have at most 4 decimal places, got {value}")
+        return value
+
+    @property
+    def percent_millionths(self) -> int:
+        """``percent`` as an integer number of millionths (``percent * 10_000``)."""
+        return int(self.percent * PERCENT_SCALE)
+
+    @property
+    def is_exact(self) -> bool:
+        """True when no difference at all is allowed, whatever the amounts."""
+        if self.combine == "both":
+            return self.absolute_minor == 0 or self.percent == 0
+        return self.absolute_minor == 0 and self.percent == 0
 
 
 class DateWindow(BaseModel):
@@ -53,6 +85,11 @@ class ReferencePass(BaseModel):
     tolerance: Tolerance = Tolerance(absolute_minor=0)
     date_window: DateWindow = DateWindow(days_before=3, days_after=7)
     auto_confirm: bool = True
+    # Memo tokens shorter than this (as written) are ignored: short numbers in a memo (amounts,
+    # dates) would otherwise "find" short references by accident.
+    min_token_length: int = Field(default=4, ge=1, le=64)
+    # A normalised reference carried by more records than this on either side is not identifying.
+    max_candidates: int = Field(default=50, ge=1, le=10_000)
 
 
 class AmountDatePass(BaseModel):
@@ -65,6 +102,17 @@ class AmountDatePass(BaseModel):
     tolerance: Tolerance = Tolerance()
     date_window: DateWindow = DateWindow()
     auto_confirm: bool = True
+    max_candidates: int = Field(default=50, ge=1, le=10_000)
+    # Two records that both carry a reference, neither contained in the other after normalisation
+    # (case, whitespace), name different transactions: never pair them on amount alone.
+    reject_conflicting_references: bool = True
+    # A record an earlier pass tied to a still-unmatched counterpart by its reference or group key
+    # (a near miss: the amount, date or currency was off) stays with that counterpart for review
+    # instead of being paired with some other record on amount alone.
+    hold_near_misses: bool = True
+    # Days beyond the window searched (any currency) only to explain why a record stayed unmatched
+    # (``date_mismatch`` / ``currency_mismatch``); these near misses are never matched. 0 disables.
+    mismatch_search_days: int = Field(default=7, ge=0, le=366)
 
 
 class GroupPass(BaseModel):
@@ -79,6 +127,19 @@ class GroupPass(BaseModel):
     tolerance: Tolerance = Tolerance()
     date_window: DateWindow = DateWindow(days_before=0, days_after=5)
     auto_confirm: bool = True
+    # The single counterpart may carry the group key as a token of its description (a bank memo
+    # such as "STRIPE PAYOUT po_1P...") instead of in its reference or group key.
+    search_in_description: bool = True
+    # Also match a group to a counterpart without the key when the amounts and dates agree.
+    match_by_amount: bool = True
+    max_candidates: int = Field(default=50, ge=1, le=10_000)
+
+
+TextField = Literal["reference", "description", "counterparty"]
+
+
+def _default_fuzzy_fields() -> list[TextField]:
+    return ["description", "counterparty"]
 
 
 class FuzzyPass(BaseModel):
@@ -88,12 +149,12 @@ class FuzzyPass(BaseModel):
 
     kind: Literal["fuzzy"] = "fuzzy"
     name: str = "fuzzy_text"
-    fields: list[Literal["reference", "description", "counterparty"]] = Field(
-        default_factory=lambda: ["description", "counterparty"]
-    )
+    fields: list[TextField] = Field(default_factory=_default_fuzzy_fields)
     min_score: float = Field(default=0.85, ge=0.0, le=1.0)
     tolerance: Tolerance = Tolerance(percent=Decimal(5))
     date_window: DateWindow = DateWindow(days_before=3, days_after=7)
+    # Candidates per record (same currency, amount and date compatible) scored by text similarity.
+    max_candidates: int = Field(default=20, ge=1, le=1_000)
 
 
 MatchPass = Annotated[ReferencePass | AmountDatePass | GroupPass | FuzzyPass, Field(discriminator="kind")]
@@ -110,3 +171,13 @@ class MatchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     passes: list[MatchPass] = Field(default_factory=default_passes)
+
+    @model_validator(mode="after")
+    def _pass_names_are_unique(self) -> MatchConfig:
+        # The pass name is the match's ``rule`` and feeds its id: two passes with one name would
+        # make matches indistinguishable.
+        names = [p.name for p in self.passes]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"pass names must be unique, repeated: {', '.join(repeated)}")
+        return self

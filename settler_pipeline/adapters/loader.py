@@ -1,0 +1,136 @@
+"""Loading one side of a reconciliation: read the input, map and parse it, split it by date window."""
+
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from settler_pipeline.adapters.normalise import normalise
+from settler_pipeline.adapters.readers import RawTable, read_csv, read_duckdb_sql, read_jsonl, read_parquet
+from settler_pipeline.domain.transactions import QUARANTINE_SCHEMA
+from settler_pipeline.errors import JobSpecError
+from settler_pipeline.jobspec import DateRange, SideSpec
+
+
+@dataclass(frozen=True)
+class LoadedSide:
+    """One side, loaded.
+
+    ``records`` is exactly in TRANSACTION_SCHEMA (column order too) and holds the valid rows whose
+    date lies in the range ± margin (``in_range`` False for those only in the margin); ``quarantine``
+    (QUARANTINE_SCHEMA) holds every row that failed to parse or validate, with the reason;
+    ``out_of_window`` counts valid rows outside range ± margin, which are skipped. Invariant:
+    ``total_rows == len(records) + len(quarantine) + out_of_window``.
+    """
+
+    records: pl.DataFrame
+    quarantine: pl.DataFrame
+    total_rows: int
+    out_of_window: int
+    duration_ms: int
+
+
+def load_side(
+    spec: SideSpec,
+    *,
+    date_range: DateRange,
+    margin_days: int,
+    base_dir: Path,
+    side: str | None = None,
+) -> LoadedSide:
+    """Read, map, parse and validate one side for ``date_range`` widened by ``margin_days``.
+
+    Relative paths (and relative file names in a duckdb_sql query) resolve against ``base_dir``;
+    ``side`` ("source"/"target") only prefixes field paths in error messages. Raises
+    :class:`~settler_pipeline.errors.NotFoundError` for a missing file and
+    :class:`~settler_pipeline.errors.JobSpecError` for an unreadable input, a mapping that names a
+    column the input does not have, or a failing query. Row-level problems never raise: those rows
+    are quarantined with a reason.
+    """
+    started = time.perf_counter()
+    if margin_days < 0:
+        raise JobSpecError(f"margin_days must be >= 0, got {margin_days}", hint="use date_window_days >= 0")
+    table = _read(spec, base_dir)
+    columns = resolve_columns(spec, table.columns, side=side)
+    normalised = normalise(
+        table.data,
+        spec,
+        columns,
+        date_range_start=date_range.start,
+        date_range_end=date_range.end,
+        margin_days=margin_days,
+        typed_temporal=table.typed_temporal,
+    )
+    quarantine = normalised.quarantine
+    if table.rejected.height:
+        quarantine = pl.concat([table.rejected, quarantine]).sort("line_number")
+    quarantine = quarantine.select([pl.col(n).cast(t) for n, t in QUARANTINE_SCHEMA.items()])
+    return LoadedSide(
+        records=normalised.records,
+        quarantine=quarantine,
+        total_rows=table.total_rows,
+        out_of_window=normalised.out_of_window,
+        duration_ms=round((time.perf_counter() - started) * 1000),
+    )
+
+
+def _read(spec: SideSpec, base_dir: Path) -> RawTable:
+    if spec.adapter == "duckdb_sql":
+        assert spec.query is not None  # guaranteed by SideSpec validation
+        return read_duckdb_sql(spec.query, base_dir)
+    assert spec.path is not None  # guaranteed by SideSpec validation
+    path = spec.path if spec.path.is_absolute() else base_dir / spec.path
+    if spec.adapter == "csv":
+        return read_csv(path, spec.csv_options)
+    if spec.adapter == "parquet":
+        return read_parquet(path)
+    return read_jsonl(path)
+
+
+def resolve_columns(spec: SideSpec, available: list[str], *, side: str | None = None) -> dict[str, list[str]]:
+    """Map each canonical field to the candidate columns that exist in the input.
+
+    A single named column must exist; of a list, at least one must exist; a field listed in
+    ``columns.optional`` may have none (it is then left out). Raises :class:`JobSpecError` naming the
+    field, the missing column and the columns that are there.
+    """
+    present = set(available)
+    resolved: dict[str, list[str]] = {}
+    for field, candidates in spec.columns.mapped().items():
+        found = [c for c in candidates if c in present]
+        if found:
+            resolved[field] = found
+            continue
+        if field in spec.columns.optional:
+            continue
+        prefix = f"{side}." if side else ""
+        names = ", ".join(repr(c) for c in candidates)
+        what = f"column {names}, which is" if len(candidates) == 1 else f"columns {names}, none of which is"
+        listing = ", ".join(available) if available else "(none)"
+        hint = "column names are case-sensitive"
+        close = _close_match(candidates, available)
+        if close:
+            hint = f"did you mean {close!r}? {hint}"
+        if spec.adapter == "csv" and not spec.csv_options.header:
+            hint += "; without a header the columns are column_1, column_2, ..."
+        raise JobSpecError(
+            f"{prefix}columns.{field} names {what} not in {spec.describe()}; columns there: {listing}",
+            hint=hint,
+        )
+    return resolved
+
+
+def _close_match(candidates: list[str], available: list[str]) -> str | None:
+    lowered = {c.lower(): c for c in available}
+    for candidate in candidates:
+        if candidate.lower() in lowered:
+            return lowered[candidate.lower()]
+    for candidate in candidates:
+        close = difflib.get_close_matches(candidate, available, n=1)
+        if close:
+            return close[0]
+    return None
