@@ -8,13 +8,18 @@ from settler_pipeline.errors import (
     SettlerError,
     UserError,
 )
+from settler_pipeline.session import Settler, open
+from settler_pipeline.store.event_store import EventStore
 
 __all__ = [
     "ConcurrencyError",
     "DuplicateEventError",
     "EventEnvelope",
     "EventMetadata",
+    "EventStore",
     "InvalidIdError",
+    "Settler",
     "SettlerError",
     "UserError",
+    "open",
 ]

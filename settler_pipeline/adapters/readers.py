@@ -59,7 +59,7 @@ def _first_line(error: Exception) -> str:
 def _require_file(path: Path) -> None:
     if not path.is_file():
         raise NotFoundError(
-            f"source file not found: {path}",
+            f"input file not found: {path}",
             hint="check path: relative paths resolve against the job spec's directory",
         )
 
@@ -153,7 +153,7 @@ def _expand(path: Path) -> list[Path]:
         matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
         if not matches:
             raise NotFoundError(
-                f"source file not found: no file matches {path}",
+                f"input file not found: no file matches {path}",
                 hint="check the glob pattern: relative paths resolve against the job spec's directory",
             )
         return matches

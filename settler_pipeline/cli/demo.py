@@ -1,19 +1,54 @@
-"""`settler demo`: see Settler work end to end on the embedded data directory."""
+"""`settler demo`: Settler end to end on the embedded data directory, with a report and next steps."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
 from settler_pipeline.cli.options import DataDirOption
-from settler_pipeline.cli.output import command, console, emit_mapping
-from settler_pipeline.demo import run_store_demo
+from settler_pipeline.cli.output import command, console, emit_table
+from settler_pipeline.demo import run_demo
+
+SUMMARY_QUERY = "SELECT tenant_id, status, match_rate FROM reconciliation_summary"
 
 
 @command
 def demo_command(data_dir: DataDirOption = Path("data")) -> None:
-    """Append a realistic batch of reconciliation events to the log, read it back and print stats."""
-    result = run_store_demo(data_dir)
-    emit_mapping("demo", result)
+    """Generate sample exports for three tenants, reconcile them day by day (one run fails on a missing
+    file, one is cancelled), build snapshots and read models through Dagster, and report."""
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as bar:
+        task = bar.add_task("demo", total=None)
+        report = run_demo(data_dir, progress=lambda message: bar.update(task, description=message))
+    rows = [
+        {
+            "tenant": r["tenant"],
+            "day": r["day"],
+            "status": r["status"],
+            "match rate": f"{r['match_rate']:.1%}" if r["match_rate"] is not None else "",
+            "matches": r["matched"] if r["matched"] is not None else "",
+            "exceptions": r["exceptions"] if r["status"] == "completed" else "",
+            "run": r["run"][-12:],
+            "note": (r["error"] or "")[:60],
+        }
+        for r in report.runs
+    ]
+    emit_table("reconciliation runs", rows)
+    root = report.data_dir
     console.print(
-        f"\nNext: [bold]settler log verify -d {data_dir}[/], [bold]settler log stats -d {data_dir} --json[/]"
+        f"\n[bold]{report.events:,}[/] events in the log, [bold]{report.exceptions_open:,}[/] open "
+        f"exceptions to review, Dagster checks passed: {report.checks_passed}/{report.checks_total}.\n"
+        f"\nWhere things are:\n"
+        f"  event log      {root / 'log'}  (Parquet segments, readable by any engine)\n"
+        f"  read models    {root / 'read_models'}\n"
+        f"  analyst SQL    {root / 'analytics.duckdb'}  (open it read-only any time)\n"
+        f"  inputs         {root / 'inputs'}\n"
+        f"\nNext:\n"
+        f'  .venv/bin/settler sql "{SUMMARY_QUERY}" -d {root}\n'
+        f"  .venv/bin/settler review list {report.runs[0]['run']} -d {root} --user demo\n"
+        f"  .venv/bin/settler state {report.runs[0]['run']} --at-position 3 -d {root} --user demo\n"
+        f"  make dagster   # the Dagster UI on this data (DAGSTER_HOME={report.dagster_home})\n"
+        f"  notebooks/explore.ipynb\n"
     )

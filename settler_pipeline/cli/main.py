@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from settler_pipeline.cli import demo, log
+from settler_pipeline.cli import access, demo, events, log, readmodels, review, runs, sample
+from settler_pipeline.cli.output import command
 
 app = typer.Typer(
     name="settler",
@@ -13,6 +14,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+runs.register(app)
+app.command("events")(command(events.events_command))
+app.command("sample")(command(sample.sample_command))
+app.command("project")(command(readmodels.project_command))
+app.command("snapshot")(command(readmodels.snapshot_command))
+app.command("stats")(command(readmodels.stats_command))
+app.command("sql")(command(readmodels.sql_command))
+app.add_typer(review.app, name="review")
+app.add_typer(access.app, name="access")
 app.add_typer(log.app, name="log")
 app.command("demo")(demo.demo_command)
 

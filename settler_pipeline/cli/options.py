@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from settler_pipeline.errors import ValidationError
 
 DataDirOption = Annotated[
     Path,
@@ -14,7 +17,33 @@ DataDirOption = Annotated[
         "-d",
         envvar="SETTLER_DATA_DIR",
         help="Settler data directory (event log, read models). Env: SETTLER_DATA_DIR.",
-        file_okay=False,
+        # no file_okay=False: click would refuse a file with a usage box and exit 2; the store
+        # refuses it with a one-line user error instead
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+UserOption = Annotated[
+    str | None, typer.Option("--user", "-u", envvar="SETTLER_USER", help="Acting user (default: login name).")
+]
+TenantOption = Annotated[str | None, typer.Option("--tenant", "-t", help="Tenant name or id.")]
+
+
+def parse_date(value: str, option: str) -> date:
+    """A ``YYYY-MM-DD`` date, or a :class:`ValidationError` naming the option."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(
+            f"{option} must be a date like 2026-11-01, got {value!r}", hint="dates are YYYY-MM-DD (UTC days)"
+        ) from None
+
+
+def parse_time(value: str, option: str) -> datetime:
+    """An ISO time (``2026-11-01T12:00:00Z``, or a date meaning its midnight UTC), as UTC."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError(
+            f"{option} must be an ISO time like 2026-11-01T12:00:00Z, got {value!r}"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

@@ -17,8 +17,9 @@ from rich.table import Table
 
 from settler_pipeline.errors import SettlerError, UserError
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Piped output (CI logs, scripts) gets a fixed, wide layout instead of rich's 80-column default.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 2

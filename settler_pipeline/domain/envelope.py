@@ -32,7 +32,7 @@ def as_utc(value: datetime) -> datetime:
 
 def validate_name(field: str, value: str) -> str:
     """Validate a type name (aggregate or event type) that reaches SQL parameters and file metadata."""
-    if not isinstance(value, str) or not _NAME_RE.match(value):
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         raise ValidationError(
             f"{field} must be 1-100 characters of letters, digits, '_', '.', '-' starting with a letter, "
             f"got {value!r}"

@@ -306,7 +306,7 @@ def decide_start(state: ReconciliationState, cmd: c.StartReconciliation, *, fing
     if state.status != NEW:
         raise StateError(
             f"reconciliation {cmd.reconciliation_id} already exists (status {state.status})",
-            hint="use a new run id, or `settler reconcile --retry` for a failed or cancelled run",
+            hint="use a new run id, or `settler retry RUN_ID` for a failed or cancelled run",
         )
     data = e.ReconciliationStarted(
         job_id=cmd.job_id,

@@ -17,7 +17,9 @@ write lock: they read one manifest and the write-ahead records present at that m
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -26,12 +28,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 
-from settler_pipeline.domain.envelope import EventEnvelope, as_utc, canonical_json
+from settler_pipeline.domain.envelope import EventEnvelope, as_utc, canonical_json, validate_name
 from settler_pipeline.domain.registry import EventRegistry, default_registry
-from settler_pipeline.errors import ConcurrencyError, DuplicateEventError, StoreError, ValidationError
+from settler_pipeline.errors import (
+    ConcurrencyError,
+    CorruptionError,
+    DuplicateEventError,
+    StoreError,
+    ValidationError,
+)
 from settler_pipeline.ids import validate_uuid
 from settler_pipeline.store import manifest as manifest_io
 from settler_pipeline.store import wal
@@ -56,6 +65,18 @@ from settler_pipeline.store.segments import (
 from settler_pipeline.store.snapshots import Snapshot, SnapshotStore
 from settler_pipeline.store.tail import Tail
 
+_FIELD_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+PROJECTION_COLUMNS = (
+    "global_position",
+    "aggregate_id",
+    "aggregate_version",
+    "event_type",
+    "event_version",
+    "tenant_id",
+    "timestamp",
+    "created_at",
+)
+"""The envelope columns :meth:`EventStore.read_fields` returns unless told otherwise."""
 WAL_FLUSH_ROWS = 20_000  # move the write-ahead tail into a segment once it holds this many events
 BULK_ROWS = 2_000  # batches at least this big go straight to segments
 _CONTENT_COLUMNS = (
@@ -120,7 +141,8 @@ class EventStore:
         self.snapshots = SnapshotStore(self.root / "snapshots.duckdb")
         self._reader = SegmentReader(self.segments_dir)
         self._view: LogView | None = None
-        self._manifest_stamp: tuple[int, int, int] | None = None
+        # the last manifest read and the (inode, mtime, size) of the file it was read from
+        self._manifest_cache: tuple[tuple[int, int, int], Manifest] | None = None
         self._versions: dict[str, int] = {}
         self._versions_at = 0
 
@@ -139,7 +161,8 @@ class EventStore:
         staging files and orphan segments are removed, a torn write-ahead record is cut off and the
         index is brought in line with the manifest. No manual step is ever needed.
 
-        ``recover_index=False`` skips the index step (for ``reindex``, which rebuilds it anyway)."""
+        ``recover_index=False`` skips the index step and leaves a missing or unreadable manifest alone
+        (for ``reindex``, which rebuilds both from the segments)."""
         path = Path(data_dir)
         if path.exists() and not path.is_dir():
             raise ValidationError(f"data directory {path} is a file", hint="pass a directory path")
@@ -173,10 +196,10 @@ class EventStore:
         except FileNotFoundError:
             return Manifest()
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if self._view is not None and stamp == self._manifest_stamp:
-            return self._view.manifest
+        if self._manifest_cache is not None and self._manifest_cache[0] == stamp:
+            return self._manifest_cache[1]
         loaded = manifest_io.load(self.manifest_path) or Manifest()
-        self._manifest_stamp = stamp
+        self._manifest_cache = (stamp, loaded)
         return loaded
 
     def _refresh(self) -> LogView:
@@ -278,6 +301,8 @@ class EventStore:
     ) -> AppendResult:
         """The path for a command's handful of events: plain Python, no DataFrame machinery, so a
         durable one-event commit costs a write-ahead append and little else."""
+        for event in events:
+            _check_envelope(event)
         ids = [e.id for e in events]
         if len(set(ids)) != len(ids):
             raise ValidationError(
@@ -392,7 +417,7 @@ class EventStore:
         frame = pl.concat([view.tail.frame, batch]) if view.tail.rows else batch
         written = write_segments(frame, self.segments_dir, self.staging_dir)
         infos = [w.info for w in written]
-        rows = [granules(w.frame, w.info.path, w.row_group_starts) for w in written]
+        rows = [w.granules for w in written]
         with self.index.writing() as con:
             self.index.add_segments(con, infos, rows)
         self._store_manifest(view.manifest, added=infos, removed=(), tail=frame)
@@ -531,11 +556,19 @@ class EventStore:
     # -- reading -------------------------------------------------------------------------------------
 
     def _read_granules(
-        self, sql: str, params: list[Any], row_filter: pl.Expr, view: LogView | None = None
+        self,
+        sql: str,
+        params: list[Any],
+        row_filter: pl.Expr,
+        view: LogView | None = None,
+        *,
+        with_tail: bool = False,
     ) -> pl.DataFrame:
         """Rows of the row groups an index query names (``segment_path, row_group``), keeping those
         that match ``row_filter``; in position order. Only segments of the view's manifest are read,
-        and the read is retried if compaction replaced segments meanwhile."""
+        and the read is retried with a fresh view if a flush or compaction replaced the manifest
+        meanwhile (the index may then lack the view's segments, or the view's tail may have moved
+        into segments). With ``with_tail`` the matching write-ahead events of the same view are added."""
         for _ in range(20):
             current = view or self._refresh()
             found = self.index.query(sql, params)
@@ -552,9 +585,11 @@ class EventStore:
             except FileNotFoundError:
                 view, self._view = None, None
                 continue
-            if groups and self._load_manifest().generation != current.manifest.generation:
+            if self._load_manifest().generation != current.manifest.generation:
                 view, self._view = None, None
                 continue
+            if with_tail and current.tail.rows:
+                parts.append(current.tail.frame.filter(row_filter))
             if not parts:
                 return pl.DataFrame(schema=POLARS_SCHEMA)
             return pl.concat(parts).sort("global_position")
@@ -562,11 +597,7 @@ class EventStore:
 
     def _locate(self, sql: str, params: list[Any], row_filter: pl.Expr) -> pl.DataFrame:
         """Committed events matching ``row_filter`` from the granules ``sql`` names plus the tail."""
-        view = self._refresh()
-        rows = self._read_granules(sql, params, row_filter, view)
-        if view.tail.rows:
-            rows = pl.concat([rows, view.tail.frame.filter(row_filter)])
-        return rows.sort("global_position")
+        return self._read_granules(sql, params, row_filter, with_tail=True)
 
     def _envelopes(self, rows: pl.DataFrame) -> list[EventEnvelope]:
         return [self.registry.upcast(event) for event in frame_to_envelopes(rows)]
@@ -644,6 +675,13 @@ class EventStore:
         fixed_frame = pl.DataFrame(fixed, schema=rows.schema)
         return pl.concat([rows.filter(~needs), fixed_frame]).sort("global_position")
 
+    def get_event(self, event_id: str) -> EventEnvelope | None:
+        """The event with this id (upcast), or ``None`` if it is not in the log."""
+        event_id = validate_uuid("event_id", event_id)
+        view = self._refresh()
+        rows = self._rows_by_ids([event_id], view)
+        return self._envelopes(rows)[0] if rows.height else None
+
     def event_position(self, event_id: str) -> int | None:
         """The position of the event with this id, or ``None`` if it is not in the log."""
         event_id = validate_uuid("event_id", event_id)
@@ -699,10 +737,9 @@ class EventStore:
             [ids],
             wanted,
             view,
+            with_tail=True,
         )
-        if view.tail.rows:
-            rows = pl.concat([rows, view.tail.frame.filter(wanted)])
-        return rows.sort("global_position")
+        return rows
 
     def _links(self, column: str, ids: list[str], view: LogView) -> list[tuple[str, str | None]]:
         """(event_id, causation_id) of the events whose ``column`` ("event_id" or "causation_id") is
@@ -717,9 +754,8 @@ class EventStore:
                 [ids],
                 wanted,
                 view,
+                with_tail=True,
             )
-            if view.tail.rows:
-                rows = pl.concat([rows, view.tail.frame.filter(wanted)])
         return list(rows.select("event_id", "causation_id").iter_rows())
 
     def read(
@@ -738,23 +774,90 @@ class EventStore:
         view = self._refresh()
         limit = self._as_of_limit(to_position, as_of)
         upper = view.head if limit is None else min(limit, view.head)
-        paths = [
-            self.segments_dir / s.path
-            for s in view.manifest.segments
-            if s.last_position > from_position and s.first_position <= upper
+        chosen = [
+            s for s in view.manifest.segments if s.last_position > from_position and s.first_position <= upper
         ]
+        paths = [self.segments_dir / s.path for s in chosen]
         parts: list[pl.LazyFrame] = []
         if paths:
-            parts.append(pl.scan_parquet(paths, hive_partitioning=False, schema=pl.Schema(POLARS_SCHEMA)))
+            parts.append(pl.scan_parquet(paths, hive_partitioning=False))
         if view.tail.rows:
             parts.append(view.tail.frame.lazy())
         if not parts:
             return pl.LazyFrame(schema=POLARS_SCHEMA)
-        frame = pl.concat(parts, how="vertical").filter(
-            pl.col("global_position").is_between(from_position + 1, upper)
-        )
+        frame = pl.concat(parts, how="vertical")
+        first = min((seg.first_position for seg in chosen), default=view.manifest.segments_head + 1)
+        if first <= from_position or upper < view.head:
+            frame = frame.filter(pl.col("global_position").is_between(from_position + 1, upper))
         if event_types is not None:
             frame = frame.filter(pl.col("event_type").is_in(list(event_types)))
+        if tenant_id is not None:
+            frame = frame.filter(pl.col("tenant_id") == validate_uuid("tenant_id", tenant_id))
+        # Segments list in position order; when their ranges do not interleave (a batch spanning
+        # several event dates makes them interleave) the scan is already in log order and sorting a
+        # wide frame would cost more than reading it.
+        in_order = all(a.last_position < b.first_position for a, b in itertools.pairwise(chosen))
+        return frame if in_order else frame.sort("global_position")
+
+    def read_fields(
+        self,
+        fields: Mapping[str, pl.DataType | type[pl.DataType]],
+        from_position: int = 0,
+        to_position: int | None = None,
+        event_types: Sequence[str] | None = None,
+        tenant_id: str | None = None,
+        columns: Sequence[str] = PROJECTION_COLUMNS,
+    ) -> pl.DataFrame:
+        """The log like :meth:`read`, but with chosen top-level ``data`` fields as typed columns
+        instead of the JSON text: the fast path for projections (DuckDB extracts the fields while it
+        scans the segments, which is several times faster than decoding JSON in Polars). A missing
+        field is null; nested values come back as JSON text. ``columns`` picks the envelope columns
+        (fewer columns read faster)."""
+        for name in fields:
+            if not _FIELD_RE.match(name) or name in POLARS_SCHEMA:
+                raise ValidationError(
+                    f"cannot read data field {name!r}",
+                    hint="field names are lower-case identifiers that are not envelope columns",
+                )
+        view = self._refresh()
+        upper = view.head if to_position is None else min(to_position, view.head)
+        paths = [
+            str(self.segments_dir / s.path)
+            for s in view.manifest.segments
+            if s.last_position > from_position and s.first_position <= upper
+        ]
+        unknown = [c for c in columns if c not in POLARS_SCHEMA]
+        if unknown:
+            raise ValidationError(f"unknown envelope column(s) {', '.join(unknown)}")
+        base = list(dict.fromkeys(["global_position", *columns]))
+        # $1 from, $2 to, $3 event types (or NULL), $4.. JSON paths, then the file list. Field names are
+        # validated identifiers (above); every value is a bound parameter.
+        extract = "".join(f", json_extract_string(data, ${i + 4}) AS {name}" for i, name in enumerate(fields))
+        files_param = f"${len(fields) + 4}"
+        params: list[Any] = [
+            from_position,
+            upper,
+            list(event_types) if event_types is not None else None,
+            *(f"$.{name}" for name in fields),
+        ]
+        where = (
+            " WHERE global_position > $1 AND global_position <= $2"
+            " AND ($3::VARCHAR[] IS NULL OR list_contains($3::VARCHAR[], event_type))"
+        )
+        select = f"SELECT {', '.join(base)}{extract} FROM "  # noqa: S608
+        parts: list[pl.DataFrame] = []
+        con = duckdb.connect()
+        try:
+            if paths:
+                query = select + f"read_parquet({files_param}::VARCHAR[])" + where
+                parts.append(con.sql(query, params=[*params, paths]).pl())
+            if view.tail.rows:
+                con.register("tail_events", view.tail.frame)
+                parts.append(con.sql(select + "tail_events" + where, params=params).pl())
+        finally:
+            con.close()
+        frame = pl.concat(parts) if parts else pl.DataFrame(schema={c: POLARS_SCHEMA[c] for c in base})
+        frame = frame.with_columns(pl.col(name).cast(dtype, strict=False) for name, dtype in fields.items())
         if tenant_id is not None:
             frame = frame.filter(pl.col("tenant_id") == validate_uuid("tenant_id", tenant_id))
         return frame.sort("global_position")
@@ -762,11 +865,21 @@ class EventStore:
     def position_at(self, when: datetime) -> int:
         """The newest position committed at or before ``when`` (0 if none): the log "as of" a time."""
         when = as_utc(when)
-        view = self._refresh()
-        first = view.tail.first_created_at
-        if first is not None and first <= when:
-            newest = view.tail.frame.filter(pl.col("created_at") <= when)["global_position"].max()
-            return int(newest)  # type: ignore[arg-type]
+        for _ in range(20):
+            view = self._refresh()
+            first = view.tail.first_created_at
+            if first is not None and first <= when:
+                newest = view.tail.frame.filter(pl.col("created_at") <= when)["global_position"].max()
+                return int(newest)  # type: ignore[arg-type]
+            best = self._position_in_segments(when, view)
+            # a flush or compaction meanwhile may have taken the view's segments out of the index
+            if best is not None and self._load_manifest().generation == view.manifest.generation:
+                return best
+            self._view = None
+        raise StoreError("the log kept being compacted while being read", hint="retry the read")
+
+    def _position_in_segments(self, when: datetime, view: LogView) -> int | None:
+        """``position_at`` over the view's segments; ``None`` if a segment was retired meanwhile."""
         found = self.index.query(
             "SELECT segment_path, row_group, max_position, max_created_at <= $1 FROM idx.row_groups "
             "WHERE min_created_at <= $1",
@@ -783,7 +896,12 @@ class EventStore:
             else:
                 straddling.setdefault(path, []).append(int(row_group))
         for path, groups in straddling.items():
-            part = self._reader.read_groups(path, sorted(groups), columns=["global_position", "created_at"])
+            try:
+                part = self._reader.read_groups(
+                    path, sorted(groups), columns=["global_position", "created_at"]
+                )
+            except FileNotFoundError:
+                return None
             newest = part.filter(pl.col("created_at") <= when)["global_position"].max()
             if newest is not None:
                 best = max(best, int(newest))  # type: ignore[arg-type]
@@ -840,9 +958,16 @@ class EventStore:
         """Bring the directory to a consistent state (called under the write lock)."""
         for leftover in self.staging_dir.iterdir():
             leftover.unlink(missing_ok=True)
-        manifest = manifest_io.load(self.manifest_path)
+        try:
+            manifest = manifest_io.load(self.manifest_path)
+        except CorruptionError:
+            if recover_index:
+                raise
+            return  # opened for `reindex`, which rebuilds the manifest from the segments
         files = list_segment_files(self.segments_dir)
         if manifest is None:
+            if files and not recover_index:
+                return  # likewise: deleting the "orphans" here would delete the whole log
             if files:
                 raise StoreError(
                     f"{self.manifest_path} is missing but segments exist",
@@ -903,7 +1028,10 @@ class EventStore:
     def rebuild_manifest_from_files(self) -> Manifest:
         """Describe every segment file on disk into a fresh manifest (the write-ahead tail is kept)."""
         infos = [describe_file(p, self.segments_dir) for p in list_segment_files(self.segments_dir)]
-        old = manifest_io.load(self.manifest_path) if self.manifest_path.exists() else None
+        try:
+            old = manifest_io.load(self.manifest_path)
+        except CorruptionError:
+            old = None
         head = max((i.last_position for i in infos), default=0)
         frame = (
             pl.scan_parquet([self.segments_dir / i.path for i in infos], schema=pl.Schema(POLARS_SCHEMA))
@@ -945,6 +1073,23 @@ class EventStore:
     def copy_to(self, target: Path) -> None:
         """Copy the whole log directory (tests and backups)."""
         shutil.copytree(self.root, target / "log")
+
+
+def _check_envelope(event: EventEnvelope) -> None:
+    """Check the ids and names of an envelope again: ``model_construct`` and ``model_copy(update=...)``
+    build envelopes without validation, and a bad id in the log would break every later flush."""
+    meta = event.metadata
+    for field, value in (
+        ("id", event.id),
+        ("aggregate_id", event.aggregate_id),
+        ("metadata.tenant_id", meta.tenant_id),
+        ("metadata.correlation_id", meta.correlation_id),
+    ):
+        validate_uuid(field, value)
+    if meta.causation_id is not None:
+        validate_uuid("metadata.causation_id", meta.causation_id)
+    validate_name("aggregate_type", event.aggregate_type)
+    validate_name("event_type", event.event_type)
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:

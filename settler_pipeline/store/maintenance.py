@@ -238,7 +238,7 @@ def compact(store: EventStore, *, target_rows: int = COMPACT_TARGET_ROWS) -> Com
             store.index.add_segments(
                 con,
                 [w.info for w in written_all],
-                [granules(w.frame, w.info.path, w.row_group_starts) for w in written_all],
+                [w.granules for w in written_all],
             )
         new = store._store_manifest(manifest, added=[w.info for w in written_all], removed=removed, tail=None)
         with store.index.writing() as con:

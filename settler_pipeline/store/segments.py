@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,10 +20,12 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from settler_pipeline.store.index import granules
 from settler_pipeline.store.manifest import SegmentInfo, fsync_dir
 from settler_pipeline.store.schema import POLARS_SCHEMA
 
-ROW_GROUP_SIZE = 16_384  # small enough that loading one stream decodes little, large enough to scan fast
+SEGMENT_MAX_ROWS = 500_000
+ROW_GROUP_SIZE = 8_192  # small enough that loading one stream decodes little, large enough to scan fast
 SEGMENT_NAME = re.compile(r"^seg-(\d{12})-(\d{12})-([0-9a-f]{32})\.parquet$")
 PARTITION_NAME = re.compile(r"^event_date=(\d{4}-\d{2}-\d{2})$")
 
@@ -38,11 +41,13 @@ def file_sha256(path: Path) -> str:
 
 @dataclass(frozen=True)
 class WrittenSegment:
-    """A segment just written: its manifest entry, its rows in file order, and its row-group starts."""
+    """A segment just written: its manifest entry, its rows in file order, its row-group starts and
+    its index rows (granules)."""
 
     info: SegmentInfo
     frame: pl.DataFrame
     row_group_starts: list[int]
+    granules: dict[str, pl.DataFrame]
 
 
 def write_segments(frame: pl.DataFrame, segments_dir: Path, staging_dir: Path) -> list[WrittenSegment]:
@@ -59,11 +64,24 @@ def write_segments(frame: pl.DataFrame, segments_dir: Path, staging_dir: Path) -
             (str(key[0]), part.drop("_event_date"))
             for key, part in keyed.partition_by("_event_date", as_dict=True, maintain_order=True).items()
         ]
-    written = []
-    for event_date, part in sorted(parts, key=lambda p: p[0]):
-        info = _write_one(part, event_date, segments_dir, staging_dir)
-        written.append(WrittenSegment(info, part, row_group_starts(segments_dir / info.path)))
-    return written
+    # Big parts are split so their files (and index rows) are produced in parallel: the Parquet writer
+    # encodes on one core, and bulk appends are bound by it.
+    chunks = [
+        (event_date, part.slice(offset, SEGMENT_MAX_ROWS))
+        for event_date, part in sorted(parts, key=lambda p: p[0])
+        for offset in range(0, part.height, SEGMENT_MAX_ROWS)
+    ]
+
+    def write(item: tuple[str, pl.DataFrame]) -> WrittenSegment:
+        event_date, chunk = item
+        info = _write_one(chunk, event_date, segments_dir, staging_dir)
+        starts = row_group_starts(segments_dir / info.path)
+        return WrittenSegment(info, chunk, starts, granules(chunk, info.path, starts))
+
+    if len(chunks) == 1:
+        return [write(chunks[0])]
+    with ThreadPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1)) as pool:
+        return list(pool.map(write, chunks))
 
 
 def row_group_starts(path: Path) -> list[int]:
@@ -79,7 +97,7 @@ def _write_one(part: pl.DataFrame, event_date: str, segments_dir: Path, staging_
     first, last = int(part["global_position"][0]), int(part["global_position"][-1])
     staging = staging_dir / f"seg-{first:012d}-{last:012d}.{os.getpid()}.parquet"
     part.write_parquet(
-        staging, compression="zstd", compression_level=3, statistics=True, row_group_size=ROW_GROUP_SIZE
+        staging, compression="zstd", compression_level=1, statistics=True, row_group_size=ROW_GROUP_SIZE
     )
     with open(staging, "rb+") as handle:
         os.fsync(handle.fileno())

@@ -15,10 +15,11 @@ Percentages are applied in integer arithmetic: ``percent`` may have at most four
 is scaled to millionths (``percent * 10_000``), so ``floor(abs(base) * percent / 100)`` is computed
 exactly, with no floating point anywhere near money.
 
-Each pass also caps its candidate fan-out (``max_candidates``): a record with more candidate
-counterparts than that is not matched by the pass (the evidence cannot single one out) and, if it
-stays unmatched, is reported as ``ambiguous``. The cap keeps the matcher linear on data with many
-repeated amounts or references.
+Each pass also caps its candidate fan-out (``max_candidates``), which keeps the matcher linear on
+data with many repeated amounts or references: a reference or group key found more often than that
+on either side identifies nothing and is skipped; a source with more amount + date candidates than
+that is not matched by the pass (the evidence cannot single one out) and, if it stays unmatched, is
+``ambiguous``; the fuzzy pass scores only the candidates nearest in amount.
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ class AmountDatePass(BaseModel):
     # (a near miss: the amount, date or currency was off) stays with that counterpart for review
     # instead of being paired with some other record on amount alone.
     hold_near_misses: bool = True
+    # A pair chosen only because its dates were closer than those of an equal-amount competitor
+    # is proposed for review rather than auto-confirmed (settlement lags vary by days).
+    propose_when_dates_decide: bool = True
     # Days beyond the window searched (any currency) only to explain why a record stayed unmatched
     # (``date_mismatch`` / ``currency_mismatch``); these near misses are never matched. 0 disables.
     mismatch_search_days: int = Field(default=7, ge=0, le=366)
@@ -153,7 +157,8 @@ class FuzzyPass(BaseModel):
     min_score: float = Field(default=0.85, ge=0.0, le=1.0)
     tolerance: Tolerance = Tolerance(percent=Decimal(5))
     date_window: DateWindow = DateWindow(days_before=3, days_after=7)
-    # Candidates per record (same currency, amount and date compatible) scored by text similarity.
+    # Candidates per source (same currency, amount and date compatible, nearest amounts first)
+    # scored by text similarity.
     max_candidates: int = Field(default=20, ge=1, le=1_000)
 
 

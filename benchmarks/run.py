@@ -1,0 +1,231 @@
+"""`make bench`: run every benchmark, store JSON under benchmarks/results/, write docs/benchmarks.md.
+
+Sizes come from the environment so a quick look is cheap: ``BENCH_EVENTS`` (default 10,000,000) for the
+log, ``BENCH_MATCH_SIZES`` (default ``100000,1000000,10000000``) for the matcher, ``BENCH_ONLY``
+(comma list of ``store,matcher,projections``) to run a subset; the document is rebuilt from every
+result file present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import psutil
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+    }
+
+
+def save(name: str, payload: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def fmt(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def store_rows(r: dict[str, Any]) -> list[list[str]]:
+    n = r["results"]["events"]
+    s = r["results"]
+    append = s["columnar_append"]["events_per_s"]
+    commits = s["small_commits"]["commits_per_s"]
+    load_big = s["stream_load_10M"]["stream_load_p50_ms"]
+    load_small = s["stream_load_100k"]["stream_load_p50_ms"]
+    snap = s["stream_load_10M"]["snapshot_tail_p50_ms"]
+    read = s["full_read"]["read_with_fields_events_per_s"]
+    cmp_ = s["vs_eventsourcing"]
+    ratio = lambda key: cmp_[key]["settler"] / cmp_[key]["eventsourcing"]  # noqa: E731
+    return [
+        [
+            "columnar batch append",
+            "≥ 1,000,000 events/s",
+            f"{fmt(append)} events/s",
+            f"{fmt(s['columnar_append']['peak_rss_mb'])} MB",
+            verdict(append >= 1_000_000),
+            f"{ratio('append_events_per_s'):.1f}× eventsourcing",
+        ],
+        [
+            "envelope-object append",
+            "(reported)",
+            f"{fmt(s['envelope_append']['events_per_s'])} events/s",
+            f"{fmt(s['envelope_append']['peak_rss_mb'])} MB",
+            "—",
+            "",
+        ],
+        [
+            "small durable commits (1–3 events)",
+            "≥ 1,000 commits/s",
+            f"{fmt(commits)} commits/s (p50 {s['small_commits']['p50_ms']:.2f} ms)",
+            f"{fmt(s['small_commits']['peak_rss_mb'])} MB",
+            verdict(commits >= 1000),
+            f"{ratio('small_commits_per_s'):.1f}× eventsourcing",
+        ],
+        [
+            f"load one ~100-event stream at {fmt(n)} events",
+            "p50 ≤ 5 ms",
+            f"p50 {load_big:.2f} ms",
+            f"{fmt(s['stream_load_10M']['peak_rss_mb'])} MB",
+            verdict(load_big <= 5),
+            f"{1 / ratio('stream_load_p50_ms'):.1f}× eventsourcing's speed",
+        ],
+        [
+            "… same at 100k events",
+            "10M ≤ 2× 100k",
+            f"p50 {load_small:.2f} ms (ratio {load_big / load_small:.2f})",
+            "",
+            verdict(load_big <= 2 * load_small),
+            "",
+        ],
+        ["latest snapshot + tail", "p50 ≤ 5 ms", f"p50 {snap:.2f} ms", "", verdict(snap <= 5), ""],
+        [
+            f"full read of {fmt(n)} events + data fields",
+            "≥ 5,000,000 events/s",
+            f"{fmt(read)} events/s (without fields {fmt(s['full_read']['read_events_per_s'])})",
+            f"{fmt(s['full_read']['peak_rss_mb'])} MB",
+            verdict(read >= 5_000_000),
+            f"{ratio('full_read_events_per_s'):.1f}× eventsourcing",
+        ],
+    ]
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_doc() -> None:
+    parts = [
+        "# Benchmarks",
+        "",
+        "Produced by `make bench` (`python -m benchmarks.run`); raw figures in `benchmarks/results/*.json`.",
+        "Each measurement runs in its own process (peak memory is that process's maximum RSS); figures are",
+        "medians of repeated runs where the JSON says `repeats`. The machine is shared and noisy: compare",
+        "figures from the same run.",
+        "",
+    ]
+    store = load("store")
+    if store:
+        m = store["machine"]
+        parts += [
+            "## Event store",
+            "",
+            f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
+            f"Python {m['python']}, {m['date']}.",
+            "Log: run-shaped events (990 runs × 1,000 events + 100 runs × 100 events per million).",
+            "",
+            table(
+                ["what", "target", "measured", "peak RSS", "verdict", "vs eventsourcing (SQLite)"],
+                store_rows(store),
+            ),
+            "",
+            "The eventsourcing comparison runs both stores on the same "
+            f"{fmt(store['results']['vs_eventsourcing']['events'])}-event workload in the same run "
+            "(the library needs minutes per million events, so not at 10M).",
+            "",
+        ]
+    matcher = load("matcher")
+    if matcher:
+        m = matcher["machine"]
+        rows = []
+        for r in matcher["results"]:
+            size = r.get("size") or r.get("n_source") or r.get("records")
+            wall = r.get("wall_s") or r.get("median_s") or r.get("seconds")
+            rss = r.get("peak_rss_mb") or r.get("peak_rss")
+            target = "≤ 10 s, ≤ 4 GB" if size == 1_000_000 else "(scaling)"
+            ok = "—" if size != 1_000_000 else verdict(bool(wall and wall <= 10 and (rss or 0) <= 4096))
+            rows.append(
+                [
+                    f"{fmt(size)} × {fmt(size)}",
+                    target,
+                    f"{wall:.2f} s" if wall else "?",
+                    f"{fmt(rss)} MB" if rss else "?",
+                    ok,
+                ]
+            )
+        parts += [
+            "## Matcher (every pass plus the event append)",
+            "",
+            f"Machine: {m['cpu']}, {m['cores']} cores, {m['date']}.",
+            "",
+            table(["records per side", "target", "wall (median)", "peak RSS", "verdict"], rows),
+            "",
+        ]
+    projections = load("projections")
+    if projections:
+        m = projections["machine"]
+        parts += [
+            "## Read models and snapshots",
+            "",
+            f"Machine: {m['cpu']}, {m['cores']} cores, {m['date']}.",
+            "",
+            "```json",
+            json.dumps(projections["results"], indent=2),
+            "```",
+            "",
+        ]
+    DOC.write_text("\n".join(parts) + "\n")
+
+
+def main() -> None:
+    only = set(filter(None, os.environ.get("BENCH_ONLY", "store,matcher,projections").split(",")))
+    events = int(os.environ.get("BENCH_EVENTS", "10000000"))
+    info = machine()
+    if "store" in only:
+        from benchmarks import bench_store
+
+        save("store", {"machine": info, "results": bench_store.run(events, es_events=min(200_000, events))})
+    if "matcher" in only:
+        from benchmarks import bench_matcher
+
+        sizes = tuple(
+            int(s) for s in os.environ.get("BENCH_MATCH_SIZES", "100000,1000000,10000000").split(",")
+        )
+        save("matcher", {"machine": info, "results": bench_matcher.run(sizes)})
+    if "projections" in only:
+        from benchmarks import bench_projections
+
+        save("projections", {"machine": info, "results": bench_projections.run(events)})
+    write_doc()
+    print(f"wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,449 @@
+"""Command handlers: the write side of Settler.
+
+Every handler validates the user's tenant-scoped role, loads the run (latest snapshot + later events),
+lets the aggregate decide, appends the resulting events with the run's version as the expected version
+(so concurrent commands on one run cannot both win), and then publishes them on the event bus. Nothing
+changes state except appended events.
+
+Idempotency: a command with an ``idempotency_key`` gets deterministic event ids, correlation and
+causation ids derived from it, so sending it again appends nothing and returns the run as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from settler_pipeline.adapters.loader import LoadedSide, load_side
+from settler_pipeline.application import run_events
+from settler_pipeline.application.access import AccessControl, Role
+from settler_pipeline.application.bus import EventBus, PublishReport
+from settler_pipeline.domain import commands as c
+from settler_pipeline.domain import events as e
+from settler_pipeline.domain import reconciliation as agg
+from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
+from settler_pipeline.domain.matching import MatchResult, match_records
+from settler_pipeline.domain.reconciliation import ReconciliationState
+from settler_pipeline.errors import ConcurrencyError, NotFoundError, SettlerError, StateError, UserError
+from settler_pipeline.ids import new_id
+from settler_pipeline.jobspec import DateRange, JobSpec, job_spec_from_mapping
+from settler_pipeline.store.event_store import EventStore
+
+IDEMPOTENCY_NAMESPACE = uuid.UUID("5b7c6f0e-3d1a-4c55-9a43-8f0f2a6b1c01")
+
+
+@dataclass
+class RunOutcome:
+    """What a command did to a run, and the run's state afterwards."""
+
+    reconciliation_id: str
+    status: str
+    attempt: int
+    version: int
+    events_appended: int = 0
+    repeated_command: bool = False  # the command had been handled before; nothing was appended
+    summary: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    correlation_id: str | None = None
+    publish_failures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class ReconciliationService:
+    """The application API for runs: start, retry, cancel, review, and state as of a time."""
+
+    def __init__(self, store: EventStore, access: AccessControl, bus: EventBus | None = None) -> None:
+        self.store = store
+        self.access = access
+        self.bus = bus or EventBus()
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def load(self, reconciliation_id: str, *, as_of_position: int | None = None) -> ReconciliationState:
+        """The run's state from its latest usable snapshot plus the events after it (no permission check;
+        handlers check first)."""
+        state = ReconciliationState()
+        snapshot = self.store.get_latest_snapshot(
+            reconciliation_id, e.AGGREGATE_TYPE, schema_version=agg.SNAPSHOT_SCHEMA_VERSION
+        )
+        if snapshot is not None and (as_of_position is None or snapshot.global_position <= as_of_position):
+            state = ReconciliationState.from_dict(snapshot.state)
+        frame = self.store.stream_frame(
+            reconciliation_id, e.AGGREGATE_TYPE, from_version=state.version + 1, as_of_position=as_of_position
+        )
+        return agg.fold_frame(state, frame)
+
+    def state(
+        self,
+        reconciliation_id: str,
+        *,
+        user_id: str,
+        as_of_position: int | None = None,
+        as_of: datetime | None = None,
+    ) -> ReconciliationState:
+        """The run as it stood at a position or time (time travel), for a user with any role in its tenant."""
+        position = as_of_position
+        if as_of is not None:
+            at_time = self.store.position_at(as_of)
+            position = at_time if position is None else min(position, at_time)
+        state = self.load(reconciliation_id, as_of_position=position)
+        # A run in a tenant the user has no role in is reported as missing (never reveal other tenants).
+        if (
+            state.status == agg.NEW
+            or state.tenant_id is None
+            or self.access.role_of(user_id, state.tenant_id) is None
+        ):
+            raise NotFoundError(
+                f"reconciliation {reconciliation_id} does not exist (at that point in time) "
+                f"or is not visible to {user_id!r}",
+                hint="check the id; runs are visible to users with a role in their tenant",
+            )
+        return state
+
+    def _authorised_state(self, cmd: c.RunCommand, minimum: Role, action: str) -> ReconciliationState:
+        self.access.require(cmd.user_id, cmd.tenant_id, minimum, action)
+        state = self.load(cmd.reconciliation_id)
+        if state.tenant_id is not None and state.tenant_id != cmd.tenant_id:
+            # Same answer as a missing run: never reveal another tenant's runs.
+            raise NotFoundError(f"reconciliation {cmd.reconciliation_id} does not exist in this tenant")
+        return state
+
+    # -- appending ----------------------------------------------------------------------------
+
+    def _ids(self, cmd: c.Command, count: int) -> tuple[list[str], str | None, str]:
+        """Event ids, correlation id and causation id for a command's events (deterministic when the
+        command has an idempotency key)."""
+        if cmd.idempotency_key is None:
+            return [new_id() for _ in range(count)], cmd.correlation_id, cmd.command_id
+        base = f"{type(cmd).__name__}:{cmd.tenant_id}:{cmd.idempotency_key}"
+        ids = [str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{base}:event:{i}")) for i in range(count)]
+        correlation = cmd.correlation_id or str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{base}:correlation"))
+        return ids, correlation, str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{base}:command"))
+
+    def _repeated(self, cmd: c.Command) -> ReconciliationState | None:
+        """The run as it is now if this command was handled before (same idempotency key), else None."""
+        if cmd.idempotency_key is None:
+            return None
+        first_id, _, _ = self._ids(cmd, 1)
+        event = self.store.get_event(first_id[0])
+        if event is None:
+            return None
+        state = self.load(event.aggregate_id)
+        if state.tenant_id != cmd.tenant_id:  # pragma: no cover - ids are derived from the tenant
+            raise NotFoundError("the idempotency key belongs to another tenant's run")
+        return state
+
+    def _append(
+        self,
+        cmd: c.RunCommand,
+        state: ReconciliationState,
+        drafts: list[agg.Draft],
+    ) -> tuple[list[EventEnvelope], list[str]]:
+        ids, correlation, causation = self._ids(cmd, len(drafts))
+        correlation = state.correlation_id or correlation or new_id()
+        now = datetime.now(UTC)
+        envelopes = [
+            EventEnvelope(
+                id=event_id,
+                aggregate_id=cmd.reconciliation_id,
+                aggregate_type=e.AGGREGATE_TYPE,
+                event_type=event_type,
+                data=data,
+                metadata=EventMetadata(
+                    tenant_id=cmd.tenant_id,
+                    user_id=cmd.user_id,
+                    timestamp=now,
+                    correlation_id=correlation,
+                    causation_id=causation,
+                ),
+            )
+            for event_id, (event_type, data) in zip(ids, drafts, strict=True)
+        ]
+        self.store.append(envelopes, expected_versions={cmd.reconciliation_id: state.version})
+        report = self.bus.publish(envelopes)
+        return envelopes, _failures(report)
+
+    def _outcome(self, state: ReconciliationState, **extra: Any) -> RunOutcome:
+        return RunOutcome(
+            reconciliation_id=state.reconciliation_id or "",
+            status=state.status,
+            attempt=state.attempt,
+            version=state.version,
+            error=dict(state.last_error) if state.last_error else None,
+            correlation_id=state.correlation_id,
+            **extra,
+        )
+
+    def _simple(
+        self, cmd: c.RunCommand, minimum: Role, action: str, decide: Any, **kwargs: Any
+    ) -> RunOutcome:
+        state = self._authorised_state(cmd, minimum, action)
+        if (previous := self._repeated(cmd)) is not None:
+            return self._outcome(previous, repeated_command=True)
+        envelopes, failures = self._append(cmd, state, decide(state, cmd, **kwargs))
+        state = agg.fold(state, envelopes)
+        return self._outcome(state, events_appended=len(envelopes), publish_failures=failures)
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def start(self, cmd: c.StartReconciliation, *, execute: bool = True) -> RunOutcome:
+        """Start a run and execute it to completion (or failure): fetch both sides, match, record.
+        With ``execute=False`` only the start is recorded (a queued run, which can be cancelled before
+        :meth:`execute` runs it)."""
+        spec = self._spec(cmd)
+        state = self._authorised_state(cmd, "operator", "starting a reconciliation")
+        if (previous := self._repeated(cmd)) is not None:
+            return self._outcome(previous, repeated_command=True, summary=self._summary(previous))
+        drafts = agg.decide_start(state, cmd, fingerprint=spec.fingerprint())
+        envelopes, failures = self._append(cmd, state, drafts)
+        state = agg.fold(state, envelopes)
+        if not execute:
+            return self._outcome(state, events_appended=len(envelopes), publish_failures=failures)
+        return self._execute(state, spec, cmd.user_id, envelopes[-1].id, failures)
+
+    def execute(self, reconciliation_id: str, *, user_id: str) -> RunOutcome:
+        """Execute a queued run (one started with ``execute=False``) as ``user_id`` (operator)."""
+        state = self.load(reconciliation_id)
+        if state.status == agg.NEW or state.tenant_id is None:
+            raise NotFoundError(f"reconciliation {reconciliation_id} does not exist")
+        self.access.require(user_id, state.tenant_id, "operator", "running a reconciliation")
+        if state.status != agg.STARTED:
+            raise StateError(
+                f"reconciliation {reconciliation_id} is {state.status}; only a queued run is executed"
+            )
+        spec = job_spec_from_mapping(
+            dict(state.spec.get("spec", {})),
+            base_dir=Path(state.spec.get("spec_dir") or "."),
+            origin=f"the job spec of run {reconciliation_id}",
+        )
+        cause = self.store.stream_frame(reconciliation_id, e.AGGREGATE_TYPE)["event_id"][-1]
+        return self._execute(state, spec, user_id, str(cause), [])
+
+    def retry(self, cmd: c.RetryReconciliation) -> RunOutcome:
+        """Run a failed or cancelled run again as a new attempt with the spec it was started with."""
+        state = self._authorised_state(cmd, "operator", "retrying a reconciliation")
+        if (previous := self._repeated(cmd)) is not None:
+            return self._outcome(previous, repeated_command=True, summary=self._summary(previous))
+        drafts = agg.decide_retry(state, cmd)
+        spec = job_spec_from_mapping(
+            dict(state.spec.get("spec", {})),
+            base_dir=Path(state.spec.get("spec_dir") or "."),
+            origin=f"the job spec of run {cmd.reconciliation_id}",
+        )
+        envelopes, failures = self._append(cmd, state, drafts)
+        state = agg.fold(state, envelopes)
+        return self._execute(state, spec, cmd.user_id, envelopes[-1].id, failures)
+
+    def cancel(self, cmd: c.CancelReconciliation) -> RunOutcome:
+        """Cancel a run that has not finished."""
+        return self._simple(cmd, "operator", "cancelling a reconciliation", agg.decide_cancel)
+
+    def confirm(self, cmd: c.ConfirmMatch) -> RunOutcome:
+        """Confirm a proposed match."""
+        return self._simple(cmd, "operator", "reviewing exceptions", agg.decide_confirm)
+
+    def reject(self, cmd: c.RejectMatch) -> RunOutcome:
+        """Reject a proposed match; its records reopen as exceptions."""
+        return self._simple(cmd, "operator", "reviewing exceptions", agg.decide_reject)
+
+    def match_manually(self, cmd: c.MatchManually) -> RunOutcome:
+        """Match open unmatched records by hand."""
+        key = f"{cmd.reconciliation_id}:manual:{sorted(cmd.source_ids)}:{sorted(cmd.target_ids)}"
+        match_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, key))
+        return self._simple(
+            cmd, "operator", "reviewing exceptions", agg.decide_manual_match, match_id=match_id
+        )
+
+    def dismiss(self, cmd: c.DismissException) -> RunOutcome:
+        """Close an exception without a match."""
+        return self._simple(cmd, "operator", "reviewing exceptions", agg.decide_dismiss)
+
+    # -- running ------------------------------------------------------------------------------
+
+    def _spec(self, cmd: c.StartReconciliation) -> JobSpec:
+        return job_spec_from_mapping(
+            dict(cmd.spec), base_dir=Path(cmd.spec_dir or "."), origin=f"job {cmd.job_id}"
+        )
+
+    def _summary(self, state: ReconciliationState) -> dict[str, Any] | None:
+        if state.reconciliation_id is None:
+            return None
+        frame = self.store.stream_frame(state.reconciliation_id, e.AGGREGATE_TYPE).filter(
+            pl.col("event_type") == e.RECONCILIATION_COMPLETED
+        )
+        if not frame.height:
+            return None
+        summary: dict[str, Any] = json.loads(frame["data"][-1])["summary"]
+        return summary
+
+    def _execute(
+        self, state: ReconciliationState, spec: JobSpec, user_id: str, cause: str, failures: list[str]
+    ) -> RunOutcome:
+        """Fetch, match and record one attempt. Appends in two atomic batches (fetch results, then the
+        match results with the completion), each expecting the version it last saw: a cancel that lands
+        in between wins, and this attempt stops without writing more."""
+        started = time.perf_counter()
+        assert state.reconciliation_id and state.tenant_id and state.date_range
+        run_id = state.reconciliation_id
+        meta = {
+            "aggregate_id": run_id,
+            "tenant_id": state.tenant_id,
+            "user_id": user_id,
+            "correlation_id": state.correlation_id,
+            "causation_id": cause,
+            "timestamp": datetime.now(UTC),
+        }
+        date_range = DateRange(
+            start=date.fromisoformat(state.date_range[0]), end=date.fromisoformat(state.date_range[1])
+        )
+        appended = 0
+        sides: dict[str, LoadedSide] = {}
+        for side, side_spec in (("source", spec.source), ("target", spec.target)):
+            try:
+                sides[side] = load_side(
+                    side_spec,
+                    date_range=date_range,
+                    margin_days=spec.date_window_days,
+                    base_dir=spec.base_dir,
+                    side=side,
+                )
+            except UserError as exc:
+                return self._fail(state, meta, f"fetch_{side}", exc, retryable=isinstance(exc, NotFoundError))
+        batch = []
+        for side, event_type in (("source", e.SOURCE_RECORDS_FETCHED), ("target", e.TARGET_RECORDS_FETCHED)):
+            loaded = sides[side]
+            payload = e.RecordsFetched(
+                attempt=state.attempt,
+                adapter=(spec.source if side == "source" else spec.target).adapter,
+                count=loaded.records.height,
+                quarantined_count=loaded.quarantine.height,
+                out_of_window_count=loaded.out_of_window,
+                total_rows=loaded.total_rows,
+                fetch_duration_ms=loaded.duration_ms,
+            )
+            batch.append(run_events.single_event(event_type, payload.model_dump(mode="json"), meta))
+            batch.append(run_events.quarantine_events(side, loaded, state.attempt, meta))
+        state, count = self._append_run(state, pl.concat(batch))
+        appended += count
+        if state.status == agg.CANCELLED:
+            return self._outcome(state, events_appended=appended)
+        try:
+            result = match_records(
+                sides["source"].records, sides["target"].records, spec.matching, run_id=run_id
+            )
+        except SettlerError as exc:
+            return self._fail(state, meta, "match", exc, retryable=False)
+        summary = _summary(result, sides, int((time.perf_counter() - started) * 1000))
+        completed = e.ReconciliationCompleted(attempt=state.attempt, summary=summary)
+        results = pl.concat(
+            [
+                run_events.match_events(result, state.attempt, meta),
+                run_events.unmatched_events(result, state.attempt, meta),
+                run_events.duplicate_events(result, state.attempt, meta),
+                run_events.single_event(e.RECONCILIATION_COMPLETED, completed.model_dump(mode="json"), meta),
+            ]
+        )
+        state, count = self._append_run(state, results)
+        appended += count
+        return self._outcome(
+            state,
+            events_appended=appended,
+            summary=summary.model_dump() if state.status == agg.COMPLETED else None,
+            publish_failures=failures,
+        )
+
+    def _append_run(self, state: ReconciliationState, frame: pl.DataFrame) -> tuple[ReconciliationState, int]:
+        assert state.reconciliation_id
+        try:
+            positions = self.store.append_frame(
+                frame, expected_versions={state.reconciliation_id: state.version}
+            )
+        except ConcurrencyError:
+            return self.load(state.reconciliation_id), 0
+        self._publish_lifecycle(frame, positions)
+        return agg.fold_frame(state, frame), len(positions)
+
+    def _publish_lifecycle(self, frame: pl.DataFrame, positions: list[int]) -> PublishReport:
+        """Publish a run batch's lifecycle events (per-record events reach read models through the log;
+        pushing a million of them through Python callbacks would defeat the columnar path)."""
+        lifecycle = frame.with_columns(pl.Series("global_position", positions, dtype=pl.Int64)).filter(
+            ~pl.col("event_type").is_in(list(e.BULK_EVENT_TYPES))
+        )
+        envelopes = [
+            EventEnvelope(
+                id=row["event_id"],
+                aggregate_id=row["aggregate_id"],
+                aggregate_type=row["aggregate_type"],
+                event_type=row["event_type"],
+                data=json.loads(row["data"]),
+                metadata=EventMetadata(
+                    tenant_id=row["tenant_id"],
+                    user_id=row["user_id"],
+                    timestamp=row["timestamp"],
+                    correlation_id=row["correlation_id"],
+                    causation_id=row["causation_id"],
+                ),
+                global_position=row["global_position"],
+            )
+            for row in lifecycle.iter_rows(named=True)
+        ]
+        return self.bus.publish(envelopes)
+
+    def _fail(
+        self,
+        state: ReconciliationState,
+        meta: dict[str, Any],
+        step: str,
+        exc: SettlerError,
+        *,
+        retryable: bool,
+    ) -> RunOutcome:
+        payload = e.ReconciliationFailed(
+            attempt=state.attempt,
+            error=e.ErrorData(type=type(exc).__name__, message=str(exc)),
+            step=step,
+            retryable=retryable,
+        )
+        frame = run_events.single_event(e.RECONCILIATION_FAILED, payload.model_dump(mode="json"), meta)
+        state, count = self._append_run(state, frame)
+        return self._outcome(state, events_appended=count)
+
+
+def _summary(result: MatchResult, sides: dict[str, LoadedSide], duration_ms: int) -> e.Summary:
+    """The run's summary. Match rate (the one definition, see docs/read-models.md): the share of the
+    run's own source records (in range, not duplicates) that ended in an auto-confirmed match."""
+    accounting = result.accounting()
+    unmatched = result.unmatched.filter(pl.col("reason") != "outside_range")
+    unmatched_source = unmatched.filter(pl.col("side") == "source").height
+    unmatched_target = unmatched.filter(pl.col("side") == "target").height
+    matched_source = accounting["source"]["matched"]
+    eligible = matched_source + accounting["source"]["proposed"] + unmatched_source
+    quarantined = sides["source"].quarantine.height + sides["target"].quarantine.height
+    return e.Summary(
+        total_source_records=sides["source"].records.height + sides["source"].quarantine.height,
+        total_target_records=sides["target"].records.height + sides["target"].quarantine.height,
+        matched_count=result.matches.filter(pl.col("status") == "matched").height,
+        matched_source_records=matched_source,
+        matched_target_records=accounting["target"]["matched"],
+        proposed_count=result.matches.filter(pl.col("status") == "proposed").height,
+        unmatched_source_count=unmatched_source,
+        unmatched_target_count=unmatched_target,
+        duplicate_count=result.duplicates.height,
+        quarantined_count=quarantined,
+        errors_count=quarantined,
+        duration_ms=duration_ms,
+        match_rate=round(matched_source / eligible, 6) if eligible else 0.0,
+    )
+
+
+def _failures(report: PublishReport) -> list[str]:
+    return [f"{f.subscriber} failed on {f.event_type} {f.event_id}: {f.error}" for f in report.failures]

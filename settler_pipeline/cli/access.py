@@ -1,0 +1,74 @@
+"""`settler access ...`: tenants, users and roles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from settler_pipeline.application.access import AccessControl
+from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption
+from settler_pipeline.cli.output import command, console, emit_json, emit_table
+from settler_pipeline.domain.commands import validate_user
+from settler_pipeline.session import default_user
+
+app = typer.Typer(help="Manage tenants, users and roles (viewer, operator, admin).", no_args_is_help=True)
+
+
+@app.command("create-tenant")
+@command
+def create_tenant(
+    name: Annotated[str, typer.Argument(help="Tenant name (lower-case letters, digits, '_', '-').")],
+    user: UserOption = None,
+    data_dir: DataDirOption = Path("data"),
+    json: JsonOption = False,
+) -> None:
+    """Create a tenant; the acting user becomes its admin."""
+    tenant = AccessControl(data_dir).create_tenant(name, admin=validate_user(user or default_user()))
+    if json:
+        emit_json({"tenant_id": tenant.tenant_id, "name": tenant.name})
+    else:
+        console.print(f"tenant {tenant.name} ({tenant.tenant_id})")
+
+
+@app.command("grant")
+@command
+def grant(
+    grantee: Annotated[str, typer.Argument(help="User to grant the role to.")],
+    tenant: Annotated[str, typer.Argument(help="Tenant name or id.")],
+    role: Annotated[str, typer.Argument(help="viewer, operator or admin.")],
+    user: UserOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Give a user a role in a tenant (you must be its admin)."""
+    access = AccessControl(data_dir)
+    found = access.resolve_tenant(tenant)
+    access.grant(grantee, found.tenant_id, role, by=validate_user(user or default_user()))
+    console.print(f"{grantee} is now {role} in {found.name}")
+
+
+@app.command("revoke")
+@command
+def revoke(
+    grantee: Annotated[str, typer.Argument(help="User to remove.")],
+    tenant: Annotated[str, typer.Argument(help="Tenant name or id.")],
+    user: UserOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Remove a user's role in a tenant (you must be its admin)."""
+    access = AccessControl(data_dir)
+    found = access.resolve_tenant(tenant)
+    access.revoke(grantee, found.tenant_id, by=validate_user(user or default_user()))
+    console.print(f"{grantee} has no role in {found.name} any more")
+
+
+@app.command("list")
+@command
+def list_grants(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
+    """Every tenant and who holds which role."""
+    grants = AccessControl(data_dir).grants()
+    if json:
+        emit_json(grants)
+    else:
+        emit_table("access", grants, ["tenant", "user_id", "role", "tenant_id"])

@@ -1,0 +1,54 @@
+"""`settler events`: read the log (by stream, correlation id, type, or from a position)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption
+from settler_pipeline.cli.output import emit_json, emit_table
+from settler_pipeline.session import Settler
+
+
+def events_command(
+    stream: Annotated[
+        str | None, typer.Option("--stream", help="A run's id: its events in version order.")
+    ] = None,
+    correlation_id: Annotated[str | None, typer.Option("--correlation-id", help="One flow's events.")] = None,
+    event_type: Annotated[
+        list[str] | None, typer.Option("--type", help="Only this event type (repeatable).")
+    ] = None,
+    from_position: Annotated[
+        int, typer.Option("--from-position", help="Only events after this position.", min=0)
+    ] = 0,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many events.", min=1)] = 50,
+    user: UserOption = None,
+    data_dir: DataDirOption = Path("data"),
+    json: JsonOption = False,
+) -> None:
+    """Events the user may see, in log order."""
+    with Settler(data_dir, user=user) as app:
+        frame = app.events(
+            stream=stream,
+            correlation_id=correlation_id,
+            event_types=event_type,
+            from_position=from_position,
+            limit=limit,
+        )
+    rows = frame.select(
+        "global_position",
+        "event_type",
+        "aggregate_id",
+        "aggregate_version",
+        "timestamp",
+        "causation_id",
+        "data",
+    ).to_dicts()
+    if json:
+        emit_json(rows)
+    else:
+        for row in rows:
+            row["data"] = row["data"][:80]
+        emit_table(f"events ({len(rows)})", rows)

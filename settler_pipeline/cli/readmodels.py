@@ -1,0 +1,82 @@
+"""`settler project`, `settler snapshot`, `settler stats`, `settler sql`: the read side."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from settler_pipeline import projections
+from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption
+from settler_pipeline.cli.output import console, emit_json, emit_mapping, emit_table
+from settler_pipeline.query import scoped_sql
+from settler_pipeline.session import Settler
+from settler_pipeline.store import maintenance
+from settler_pipeline.store.event_store import EventStore
+
+
+def project_command(
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Recompute from position 0 (same rows).")
+    ] = False,
+    data_dir: DataDirOption = Path("data"),
+    json: JsonOption = False,
+) -> None:
+    """Bring every read model up to the log's head (incrementally, or from scratch with --rebuild)."""
+    started = time.perf_counter()
+    with EventStore.open(data_dir) as store, console.status("updating read models"):
+        result = (projections.rebuild if rebuild else projections.update)(store, data_dir)
+    if json:
+        emit_json(result)
+    else:
+        emit_table(f"read models ({time.perf_counter() - started:.1f} s)", result)
+
+
+def snapshot_command(
+    every: Annotated[int, typer.Option("--every", help="Snapshot a run every N events.", min=1)] = 100,
+    data_dir: DataDirOption = Path("data"),
+    json: JsonOption = False,
+) -> None:
+    """Build aggregate snapshots for every run whose version crossed a multiple of --every."""
+    with EventStore.open(data_dir) as store, console.status("building snapshots"):
+        built = projections.build_snapshots(store, every=every)
+        total = store.snapshots.count()
+    if json:
+        emit_json({"snapshots_built": built, "snapshots_total": total})
+    else:
+        console.print(f"{built} snapshots built, {total} in total")
+
+
+def stats_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
+    """Monitoring figures: event store size and shape, projection lag per read model, snapshots."""
+    with EventStore.open(data_dir) as store:
+        log = maintenance.stats(store)
+        lag = projections.status(store, data_dir)
+        snapshots = store.snapshots.count()
+    body = {"event_store": log, "read_models": lag, "snapshots": snapshots}
+    if json:
+        emit_json(body)
+        return
+    emit_mapping("event store", {k: v for k, v in log.items() if k != "events_by_type"})
+    emit_table("read models", lag)
+    console.print(f"snapshots: {snapshots}")
+
+
+def sql_command(
+    query: Annotated[
+        str, typer.Argument(help='SQL over the read models, e.g. "SELECT * FROM reconciliation_summary".')
+    ],
+    user: UserOption = None,
+    data_dir: DataDirOption = Path("data"),
+    json: JsonOption = False,
+) -> None:
+    """Query the read models (only the tenants you hold a role in)."""
+    with Settler(data_dir, user=user) as app:
+        tenants = app.visible_tenants()
+    frame = scoped_sql(data_dir, query, tenants)
+    if json:
+        emit_json(frame.to_dicts())
+    else:
+        emit_table(f"{frame.height} rows", frame.head(200).to_dicts(), frame.columns)

@@ -1,0 +1,55 @@
+"""`settler sample`: generate realistic exports with ground truth and a job spec that reads them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from settler_pipeline.cli.options import JsonOption, parse_date
+from settler_pipeline.cli.output import console, emit_json
+from settler_pipeline.sample_job import write_sample_job
+
+
+def sample_command(
+    directory: Annotated[
+        Path, typer.Argument(help="Folder to write source, target, truth and the job spec.")
+    ],
+    records: Annotated[int, typer.Option("--records", help="Source records.", min=1)] = 2_000,
+    start: Annotated[str, typer.Option("--start", help="First day (YYYY-MM-DD).")] = "2026-11-01",
+    days: Annotated[int, typer.Option("--days", help="Days of activity.", min=1, max=366)] = 7,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 0,
+    name: Annotated[str, typer.Option("--name", help="Job name (also the spec's file name).")] = "sample",
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet or jsonl.")] = "csv",
+    json: JsonOption = False,
+) -> None:
+    """Generate a processor export and a bank statement with the hard cases mixed in (reference noise,
+    fees, settlement lag, payouts, duplicates, ambiguous twins, currency mismatches, orphans)."""
+    if fmt not in ("csv", "parquet", "jsonl"):
+        from settler_pipeline.errors import ValidationError
+
+        raise ValidationError(f"--format must be csv, parquet or jsonl, got {fmt!r}")
+    chosen: Literal["csv", "parquet", "jsonl"] = fmt  # type: ignore[assignment]
+    spec, sample = write_sample_job(
+        directory,
+        records=records,
+        start=parse_date(start, "--start"),
+        days=days,
+        seed=seed,
+        name=name,
+        fmt=chosen,
+    )
+    result = {
+        "job_spec": str(spec),
+        "source_records": sample.source.height,
+        "target_records": sample.target.height,
+        "true_links": sample.truth.height,
+    }
+    if json:
+        emit_json(result)
+    else:
+        console.print(
+            f"wrote {sample.source.height} source and {sample.target.height} target records to {directory}\n"
+            f"run it: settler reconcile {spec} --from {start} --to {start}"
+        )

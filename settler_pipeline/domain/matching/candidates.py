@@ -1,0 +1,196 @@
+"""Candidate pairs by amount and date, without a cross join.
+
+Targets are sorted once by a composite integer key; each source then finds its candidates with two
+binary searches per day of the window (or two in all for an exact-amount tolerance), so the cost is
+``O((n + m) log m + pairs)`` rather than ``O(n * m)``. Amounts enter the key as their rank among the
+distinct target amounts, which keeps the key small whatever the amounts are.
+
+A source with more than ``max_candidates`` candidates is *crowded*. With ``crowded="skip"`` it is
+not expanded at all (the caller can mark it ambiguous); with ``crowded="nearest"`` only its
+``max_candidates`` candidates nearest in amount (then in days, then by line) are kept. Either way the
+pair count stays bounded by about ``n * max_candidates`` and crowded sources are reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from settler_pipeline.domain.matching.config import Tolerance
+from settler_pipeline.domain.matching.tolerance import Int64Array, search_radius, within_tolerance
+from settler_pipeline.errors import ValidationError
+
+PAIR_SCHEMA: dict[str, pl.DataType] = {
+    "source_line": pl.Int64(),
+    "target_line": pl.Int64(),
+    "amount_difference": pl.Int64(),  # target - source
+    "day_difference": pl.Int64(),  # target day - source day
+    "same_currency": pl.Boolean(),
+}
+
+_KEY_LIMIT = 2**62
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Candidate pairs (:data:`PAIR_SCHEMA`) and the source lines that had too many to expand."""
+
+    pairs: pl.DataFrame
+    crowded_lines: pl.Series
+
+
+def _empty() -> Candidates:
+    return Candidates(pl.DataFrame(schema=PAIR_SCHEMA), pl.Series("source_line", [], dtype=pl.Int64))
+
+
+def _currency_codes(source: pl.DataFrame, target: pl.DataFrame) -> tuple[Int64Array, Int64Array]:
+    """Dense integer codes per currency shared by both sides; -1 for a null currency."""
+    both = pl.concat([source["currency"], target["currency"]]).rank("dense").fill_null(0).cast(pl.Int64) - 1
+    codes = both.to_numpy()
+    return codes[: source.height], codes[source.height :]
+
+
+def window_candidates(
+    source: pl.DataFrame,
+    target: pl.DataFrame,
+    *,
+    tolerance: Tolerance,
+    days_before: int,
+    days_after: int,
+    max_candidates: int,
+    same_currency: bool = True,
+    crowded: Literal["skip", "nearest"] = "skip",
+) -> Candidates:
+    """All pairs with the amount within ``tolerance`` and ``target_day - source_day`` in
+    ``[-days_before, days_after]``; with ``same_currency`` the currencies must also agree (null
+    currencies never match), otherwise pairs of any currency are returned.
+
+    Both frames need ``line_number`` (Int64), ``amount_minor`` (Int64), ``currency`` and ``day``
+    (Int64 days since the epoch). Order of the returned pairs is unspecified. See the module
+    docstring for ``crowded``.
+    """
+    if source.height == 0 or target.height == 0:
+        return _empty()
+    s_code, t_code = _currency_codes(source, target)
+    s_line = source["line_number"].to_numpy()
+    s_amt = source["amount_minor"].to_numpy()
+    s_day = source["day"].to_numpy()
+    t_line = target["line_number"].to_numpy()
+    t_amt = target["amount_minor"].to_numpy()
+    t_day = target["day"].to_numpy()
+
+    s_part = s_code if same_currency else np.zeros_like(s_code)
+    t_part = t_code if same_currency else np.zeros_like(t_code)
+    s_ok = s_part >= 0
+    t_ok = t_part >= 0
+    if not t_ok.any() or not s_ok.any():
+        return _empty()
+
+    t_min = int(t_day[t_ok].min())
+    n_days = int(t_day[t_ok].max()) - t_min + 1
+    n_codes = int(max(t_part.max(), s_part.max())) + 1
+    uniq = np.unique(t_amt[t_ok])
+    n_amounts = len(uniq)
+    t_rank = np.searchsorted(uniq, t_amt)
+
+    if n_codes * (n_amounts + 1) * n_days >= _KEY_LIMIT:
+        raise ValidationError(
+            f"cannot index {n_amounts} distinct amounts over {n_days} days",
+            hint="reconcile a shorter date range per run",
+        )
+
+    # Targets are ordered by key, then by line number: equal keys must not keep the input's row
+    # order, or the slice kept for a crowded source would depend on it.
+    src_index: list[Int64Array] = []
+    starts: list[Int64Array] = []
+    ends: list[Int64Array] = []
+    centres: list[Int64Array] = []
+    if tolerance.is_exact:
+        # Key (currency, amount, day): an exact amount's window of days is one contiguous run.
+        t_key = np.where(t_ok, (t_part * n_amounts + t_rank) * n_days + (t_day - t_min), -1)
+        order = np.lexsort((t_line, t_key))
+        key_sorted = t_key[order]
+        rank = np.searchsorted(uniq, s_amt)
+        present = s_ok & (rank < n_amounts)
+        present[present] = uniq[rank[present]] == s_amt[present]
+        lo = np.maximum(s_day - days_before, t_min) - t_min
+        hi = np.minimum(s_day + days_after, t_min + n_days - 1) - t_min
+        present &= lo <= hi
+        idx = np.flatnonzero(present)
+        base = (s_part[idx] * n_amounts + rank[idx]) * n_days
+        src_index.append(idx)
+        starts.append(np.searchsorted(key_sorted, base + lo[idx], side="left"))
+        ends.append(np.searchsorted(key_sorted, base + hi[idx], side="right"))
+        centres.append(np.searchsorted(key_sorted, base + (s_day[idx] - t_min), side="left"))
+    else:
+        # Key (currency, day, amount): one range of amounts per day of the window.
+        width = n_amounts + 1
+        t_key = np.where(t_ok, (t_part * n_days + (t_day - t_min)) * width + t_rank, -1)
+        order = np.lexsort((t_line, t_key))
+        key_sorted = t_key[order]
+        radius = search_radius(s_amt, tolerance)
+        r_lo = np.searchsorted(uniq, s_amt - radius, side="left")
+        r_hi = np.searchsorted(uniq, s_amt + radius, side="right")
+        r_mid = np.searchsorted(uniq, s_amt, side="left")
+        for offset in range(-days_before, days_after + 1):
+            day = s_day + offset - t_min
+            idx = np.flatnonzero(s_ok & (day >= 0) & (day < n_days) & (r_lo < r_hi))
+            base = (s_part[idx] * n_days + day[idx]) * width
+            src_index.append(idx)
+            starts.append(np.searchsorted(key_sorted, base + r_lo[idx], side="left"))
+            ends.append(np.searchsorted(key_sorted, base + r_hi[idx], side="left"))
+            centres.append(np.searchsorted(key_sorted, base + r_mid[idx], side="left"))
+
+    all_src = np.concatenate(src_index).astype(np.int64)
+    all_start = np.concatenate(starts).astype(np.int64)
+    all_end = np.concatenate(ends).astype(np.int64)
+    all_centre = np.concatenate(centres).astype(np.int64)
+    per_source = np.bincount(all_src, weights=all_end - all_start, minlength=source.height)
+    is_crowded = per_source > max_candidates
+    row_crowded = is_crowded[all_src]
+    if crowded == "skip":
+        keep = ~row_crowded
+        all_src, all_start, all_end = all_src[keep], all_start[keep], all_end[keep]
+    else:
+        # Targets of one (currency, day) run are sorted by amount: the nearest amounts sit around
+        # the source amount's insertion point, so a slice of 2 * max_candidates around it suffices.
+        all_start = np.where(row_crowded, np.maximum(all_start, all_centre - max_candidates), all_start)
+        all_end = np.where(row_crowded, np.minimum(all_end, all_centre + max_candidates), all_end)
+    all_count = np.maximum(all_end - all_start, 0)
+    keep = all_count > 0
+    all_src, all_start, all_count = all_src[keep], all_start[keep], all_count[keep]
+
+    total = int(all_count.sum())
+    rep_src = np.repeat(all_src, all_count)
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(all_count) - all_count, all_count)
+    rep_tgt = order[np.repeat(all_start, all_count) + within]
+
+    fits = within_tolerance(s_amt[rep_src], t_amt[rep_tgt], tolerance)
+    rep_src, rep_tgt = rep_src[fits], rep_tgt[fits]
+    pairs = pl.DataFrame(
+        {
+            "source_line": s_line[rep_src],
+            "target_line": t_line[rep_tgt],
+            "amount_difference": t_amt[rep_tgt] - s_amt[rep_src],
+            "day_difference": t_day[rep_tgt] - s_day[rep_src],
+            "same_currency": (s_code[rep_src] == t_code[rep_tgt]) & (s_code[rep_src] >= 0),
+        },
+        schema=PAIR_SCHEMA,
+    )
+    crowded_lines = pl.Series("source_line", s_line[is_crowded], dtype=pl.Int64)
+    if crowded == "nearest" and len(crowded_lines):
+        pairs = (
+            pairs.with_columns(
+                _rank=pl.struct(
+                    pl.col("amount_difference").abs(), pl.col("day_difference").abs(), "target_line"
+                )
+                .rank("ordinal")
+                .over("source_line")
+            )
+            .filter(pl.col("_rank") <= max_candidates)
+            .drop("_rank")
+        )
+    return Candidates(pairs, crowded_lines)

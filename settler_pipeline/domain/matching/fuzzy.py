@@ -1,0 +1,105 @@
+"""The fuzzy pass: text similarity on what is left; it only ever *proposes* matches for review.
+
+Candidates are blocked like the amount + date pass (same currency, amount within the pass's
+tolerance, target day within its window), keeping per source at most ``max_candidates`` candidates
+nearest in amount, so the number of similarity computations stays linear.
+
+Similarity of a pair: the highest ``rapidfuzz.fuzz.token_set_ratio`` (after lower-casing and
+replacing non-alphanumerics by spaces) between any configured field of the source and any configured
+field of the target, as a fraction in [0, 1]; token-set similarity is 1.0 when one text's words are
+all found in the other, which is what a bank memo quoting a customer name looks like. Pairs below
+``min_score`` are dropped; among the rest the mutual unique best (higher similarity, then smaller
+amount difference, then fewer days) is proposed and ties are left ambiguous.
+
+Confidence: ``0.8 * similarity`` -- a proposal never scores like an auto-confirmed match.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from rapidfuzz import fuzz, process
+
+from settler_pipeline.domain.matching.candidates import window_candidates
+from settler_pipeline.domain.matching.config import FuzzyPass
+from settler_pipeline.domain.matching.outcome import (
+    PassOutcome,
+    ambiguous_hints,
+    empty_hints,
+    empty_matches,
+    one_to_one_matches,
+)
+from settler_pipeline.domain.matching.resolve import resolve_mutual_best
+
+PROPOSAL_WEIGHT = 0.8
+
+
+def _clean(column: str) -> pl.Expr:
+    # What rapidfuzz's default_process does (lower case, non-alphanumerics to spaces, trimmed), done
+    # once per record in Polars rather than once per candidate pair.
+    return (
+        pl.col(column)
+        .str.to_lowercase()
+        .str.replace_all(r"[^\p{L}\p{N}]+", " ")
+        .str.strip_chars()
+        .fill_null("")
+    )
+
+
+def _with_similarity(
+    pairs: pl.DataFrame, source: pl.DataFrame, target: pl.DataFrame, fields: list[str]
+) -> pl.DataFrame:
+    texts = pairs.join(
+        source.select("line_number", *[_clean(f).alias(f"s_{f}") for f in fields]),
+        left_on="source_line",
+        right_on="line_number",
+        how="left",
+    ).join(
+        target.select("line_number", *[_clean(f).alias(f"t_{f}") for f in fields]),
+        left_on="target_line",
+        right_on="line_number",
+        how="left",
+    )
+    best = np.zeros(texts.height, dtype=np.float64)
+    for source_field in fields:
+        left = texts[f"s_{source_field}"].to_list()
+        for target_field in fields:
+            right = texts[f"t_{target_field}"].to_list()
+            scores = process.cpdist(left, right, scorer=fuzz.token_set_ratio, dtype=np.float64, workers=-1)
+            best = np.maximum(best, np.asarray(scores, dtype=np.float64))
+    # Round to hundredths of a percent so equal texts give exactly equal scores (ties stay ties).
+    return texts.select(*pairs.columns, similarity=pl.Series(np.round(best, 2) / 100.0, dtype=pl.Float64))
+
+
+def run_fuzzy_pass(source: pl.DataFrame, target: pl.DataFrame, config: FuzzyPass) -> PassOutcome:
+    """Propose matches by text similarity (see the module docstring)."""
+    window = config.date_window
+    pairs = window_candidates(
+        source,
+        target,
+        tolerance=config.tolerance,
+        days_before=window.days_before,
+        days_after=window.days_after,
+        max_candidates=config.max_candidates,
+        crowded="nearest",
+    ).pairs
+    if pairs.height == 0 or not config.fields:
+        return PassOutcome(empty_matches(), empty_hints())
+    fields: list[str] = list(dict.fromkeys(config.fields))
+    scored = _with_similarity(pairs, source, target, fields).filter(pl.col("similarity") >= config.min_score)
+    resolution = resolve_mutual_best(
+        scored.with_columns(
+            dissimilarity=-pl.col("similarity"),
+            abs_amount=pl.col("amount_difference").abs(),
+            abs_days=pl.col("day_difference").abs(),
+        ),
+        ["dissimilarity", "abs_amount", "abs_days"],
+    )
+    matched_fields = pl.lit(["text", "amount", "date"])
+    matches = one_to_one_matches(
+        resolution.chosen,
+        confidence=(pl.col("similarity") * PROPOSAL_WEIGHT).round(4),
+        fields=matched_fields,
+        confirm=pl.lit(False),
+    )
+    return PassOutcome(matches=matches, hints=ambiguous_hints(resolution.ambiguous))

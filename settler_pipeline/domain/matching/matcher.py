@@ -1,0 +1,417 @@
+"""The matcher: validated inputs, duplicates set aside, passes run in order over what is left.
+
+Each pass sees only records no earlier pass used (anti-joins on ``line_number``), and each pass
+itself uses a record at most once, so every record ends in exactly one bucket: a match (matched or
+proposed), unmatched (with a reason), or a duplicate.
+
+Reasons of unmatched records come from the passes' hints (near misses and ties): the earliest pass
+that left a hint wins, and a hint whose counterpart was matched elsewhere is ignored. Without a hint
+a source record is ``missing_settlement`` and a target record ``missing_transaction``; a record read
+only as margin (``in_range`` false) that stays unmatched is ``outside_range`` whatever its hints.
+
+An amount + date pass with ``hold_near_misses`` does not see records that an earlier pass tied by
+reference or group key to a counterpart that is still unmatched: amount alone is weaker evidence
+than a reference, so such a pair goes to review as the near miss it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from settler_pipeline.domain.matching.amount_date import run_amount_date_pass
+from settler_pipeline.domain.matching.config import AmountDatePass, MatchConfig
+from settler_pipeline.domain.matching.fuzzy import run_fuzzy_pass
+from settler_pipeline.domain.matching.group import run_group_pass
+from settler_pipeline.domain.matching.outcome import HINT_SCHEMA, WORK_COLUMNS, PassOutcome
+from settler_pipeline.domain.matching.reference import run_reference_pass
+from settler_pipeline.domain.matching.result import (
+    DUPLICATE_SCHEMA,
+    MATCH_SCHEMA,
+    REASON_AMOUNT_MISMATCH,
+    REASON_CURRENCY_MISMATCH,
+    REASON_DATE_MISMATCH,
+    REASON_MISSING_SETTLEMENT,
+    REASON_MISSING_TRANSACTION,
+    REASON_OUTSIDE_RANGE,
+    STATUS_MATCHED,
+    STATUS_PROPOSED,
+    UNMATCHED_SCHEMA,
+    MatchResult,
+)
+from settler_pipeline.domain.matching.tolerance import MAX_ABS_AMOUNT_MINOR
+from settler_pipeline.domain.transactions import TRANSACTION_SCHEMA
+from settler_pipeline.errors import SettlerError, ValidationError
+
+MATCH_ID_NAMESPACE = uuid.UUID("2141afa5-f648-5faf-b06c-79894d87499a")
+"""uuid5 namespace of match ids (itself ``uuid5(NAMESPACE_URL, "https://settler.invalid/match")``)."""
+
+_REQUIRED = ("record_id", "amount_minor", "currency", "occurred_at", "line_number", "in_range")
+_OPTIONAL = ("reference", "description", "counterparty", "group_key")
+_NOT_NULL = ("amount_minor", "occurred_at", "line_number", "in_range")
+
+_RUNNERS: dict[str, Callable[[pl.DataFrame, pl.DataFrame, Any], PassOutcome]] = {
+    "reference": run_reference_pass,
+    "amount_date": run_amount_date_pass,
+    "group": run_group_pass,
+    "fuzzy": run_fuzzy_pass,
+}
+
+
+def match_records(
+    source: pl.DataFrame, target: pl.DataFrame, config: MatchConfig, *, run_id: str
+) -> MatchResult:
+    """Reconcile ``source`` against ``target`` with the configured passes.
+
+    Promises: pure (no I/O) and deterministic -- equal inputs, configuration and ``run_id`` give
+    equal frames in the same order with the same match ids (uuid5 of run id, rule and the sorted
+    record keys of both sides). Every input record is in exactly one bucket (see
+    :meth:`MatchResult.accounting`); no record is in two matches; currencies agree in every match;
+    ``fuzzy`` passes only propose. Inputs have :data:`TRANSACTION_SCHEMA` (``reference``,
+    ``description``, ``counterparty``, ``group_key`` and ``raw`` may be absent); ``line_number`` must
+    be unique per side. Raises :class:`ValidationError` for inputs that break that contract.
+    """
+    if not isinstance(run_id, str) or not run_id.strip():
+        raise ValidationError("run_id must be a non-empty string", hint="pass the reconciliation run's id")
+    source_in = _checked(source, "source")
+    target_in = _checked(target, "target")
+    source_dups = _duplicates(source_in, "source")
+    target_dups = _duplicates(target_in, "target")
+    source_work = _work(source_in.join(source_dups.select("line_number"), on="line_number", how="anti"))
+    target_work = _work(target_in.join(target_dups.select("line_number"), on="line_number", how="anti"))
+
+    remaining_source, remaining_target = source_work, target_work
+    match_parts: list[pl.DataFrame] = []
+    hint_parts: list[pl.DataFrame] = []
+    for index, match_pass in enumerate(config.passes):
+        pass_source, pass_target = remaining_source, remaining_target
+        if isinstance(match_pass, AmountDatePass) and match_pass.hold_near_misses and hint_parts:
+            held = _held_by_near_misses(pl.concat(hint_parts), remaining_source, remaining_target)
+            pass_source = remaining_source.join(
+                held.filter(pl.col("side") == "source"), on="line_number", how="anti"
+            )
+            pass_target = remaining_target.join(
+                held.filter(pl.col("side") == "target"), on="line_number", how="anti"
+            )
+        outcome = _RUNNERS[match_pass.kind](pass_source, pass_target, match_pass)
+        auto_confirm = getattr(match_pass, "auto_confirm", False)
+        match_parts.append(
+            outcome.matches.with_columns(
+                rule=pl.lit(match_pass.name),
+                status=pl.when(pl.col("confirm") & auto_confirm)
+                .then(pl.lit(STATUS_MATCHED))
+                .otherwise(pl.lit(STATUS_PROPOSED)),
+            ).drop("confirm")
+        )
+        hint_parts.append(
+            outcome.hints.with_columns(priority=pl.lit(index * 10, dtype=pl.Int64) + pl.col("rank"))
+        )
+        used_source = outcome.matches["source_lines"].explode().implode()
+        used_target = outcome.matches["target_lines"].explode().implode()
+        remaining_source = remaining_source.filter(~pl.col("line_number").is_in(used_source))
+        remaining_target = remaining_target.filter(~pl.col("line_number").is_in(used_target))
+
+    raw_matches = pl.concat(match_parts) if match_parts else pl.DataFrame()
+    _check_used_once(raw_matches)
+    hints = (
+        pl.concat(hint_parts) if hint_parts else pl.DataFrame(schema={**HINT_SCHEMA, "priority": pl.Int64()})
+    )
+    return MatchResult(
+        matches=_build_matches(raw_matches, source_work, target_work, run_id),
+        unmatched=_build_unmatched(remaining_source, remaining_target, hints, source_in, target_in),
+        duplicates=pl.concat([source_dups, target_dups]).sort("side", "line_number"),
+        source_input_count=source_in.height,
+        target_input_count=target_in.height,
+    )
+
+
+def _remaining_lines(remaining_source: pl.DataFrame, remaining_target: pl.DataFrame) -> pl.DataFrame:
+    return pl.concat(
+        [
+            remaining_source.select(side=pl.lit("source"), line_number="line_number"),
+            remaining_target.select(side=pl.lit("target"), line_number="line_number"),
+        ]
+    )
+
+
+def _live_hints(hints: pl.DataFrame, remaining: pl.DataFrame) -> pl.DataFrame:
+    """Hints about records still unmatched whose counterpart (if any) is still unmatched too."""
+    other_side = pl.when(pl.col("side") == "source").then(pl.lit("target")).otherwise(pl.lit("source"))
+    counterparts_left = remaining.select(
+        other=pl.col("side"), counterpart_line="line_number", _left=pl.lit(True)
+    )
+    return (
+        hints.join(remaining, on=["side", "line_number"], how="semi")
+        .with_columns(other=other_side)
+        .join(counterparts_left, on=["other", "counterpart_line"], how="left")
+        .filter(pl.col("counterpart_line").is_null() | pl.col("_left").fill_null(False))
+        .drop("_left")
+    )
+
+
+def _held_by_near_misses(
+    hints: pl.DataFrame, remaining_source: pl.DataFrame, remaining_target: pl.DataFrame
+) -> pl.DataFrame:
+    """(side, line_number) of records tied by an earlier key to a counterpart that is still free."""
+    near_miss = pl.col("reason").is_in(
+        [REASON_AMOUNT_MISMATCH, REASON_DATE_MISMATCH, REASON_CURRENCY_MISMATCH]
+    )
+    live = _live_hints(
+        hints.filter(near_miss & pl.col("counterpart_line").is_not_null()),
+        _remaining_lines(remaining_source, remaining_target),
+    )
+    return live.select("side", "line_number").unique()
+
+
+def _checked(frame: pl.DataFrame, side: str) -> pl.DataFrame:
+    """The columns the matcher reads, with the canonical dtypes, or a :class:`ValidationError`."""
+    missing = [c for c in _REQUIRED if c not in frame.columns]
+    if missing:
+        raise ValidationError(
+            f"{side} records lack column(s) {', '.join(missing)}",
+            hint="pass frames with settler_pipeline.domain.transactions.TRANSACTION_SCHEMA",
+        )
+    occurred = frame.schema["occurred_at"]
+    if not isinstance(occurred, pl.Datetime) or occurred.time_zone is None:
+        raise ValidationError(
+            f"{side}.occurred_at must be a timezone-aware Datetime, got {occurred}",
+            hint="convert times to UTC before matching",
+        )
+    columns = [pl.col(c) for c in _REQUIRED if c != "occurred_at"] + [
+        pl.col(c) if c in frame.columns else pl.lit(None, dtype=pl.String).alias(c) for c in _OPTIONAL
+    ]
+    try:
+        checked = frame.select(
+            *columns, pl.col("occurred_at").dt.convert_time_zone("UTC").cast(pl.Datetime("us", "UTC"))
+        ).cast({c: TRANSACTION_SCHEMA[c] for c in (*_REQUIRED, *_OPTIONAL)})
+    except pl.exceptions.PolarsError as e:
+        raise ValidationError(
+            f"{side} records do not have the canonical column types: {e}",
+            hint="see settler_pipeline.domain.transactions.TRANSACTION_SCHEMA",
+        ) from e
+    nulls = [c for c in _NOT_NULL if checked[c].null_count()]
+    if nulls:
+        raise ValidationError(
+            f"{side} records have nulls in {', '.join(nulls)}", hint="these fields are required"
+        )
+    if checked["line_number"].n_unique() != checked.height:
+        raise ValidationError(
+            f"{side} line_number values are not unique",
+            hint="line_number identifies a record within its side",
+        )
+    if checked.height and int(checked["amount_minor"].abs().max()) > MAX_ABS_AMOUNT_MINOR:  # type: ignore[arg-type]
+        raise ValidationError(
+            f"{side} has an amount beyond {MAX_ABS_AMOUNT_MINOR} minor units",
+            hint="amounts are integer minor units (cents); check the amount scale of the adapter",
+        )
+    return checked
+
+
+def _duplicates(frame: pl.DataFrame, side: str) -> pl.DataFrame:
+    """Every occurrence of a record id after its first (by line number) on this side."""
+    return (
+        frame.filter(pl.col("record_id").is_not_null())
+        .select(
+            "record_id",
+            "line_number",
+            first_line_number=pl.col("line_number").min().over("record_id"),
+        )
+        .filter(pl.col("line_number") != pl.col("first_line_number"))
+        .select(
+            side=pl.lit(side),
+            record_id="record_id",
+            line_number="line_number",
+            first_line_number="first_line_number",
+        )
+        .cast(DUPLICATE_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+def _work(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame the passes see (see :data:`WORK_COLUMNS`)."""
+    return frame.with_columns(day=pl.col("occurred_at").dt.date().cast(pl.Int32).cast(pl.Int64)).select(
+        WORK_COLUMNS
+    )
+
+
+def _check_used_once(matches: pl.DataFrame) -> None:
+    # Guaranteed by construction (anti-joins between passes, mutual-best within them); checked
+    # because a violation would silently corrupt every downstream count.
+    if matches.height == 0:
+        return
+    for column in ("source_lines", "target_lines"):
+        lines = matches[column].explode()
+        if lines.n_unique() != len(lines):
+            raise SettlerError(f"internal error: a {column[:6]} record was used by two matches")
+
+
+def _id_key(record_id: pl.Expr, line_number: pl.Expr) -> pl.Expr:
+    """The key a record contributes to a match id: its record id (line number if it has none)."""
+    return record_id.fill_null(pl.concat_str(pl.lit("#line:"), line_number.cast(pl.String)))
+
+
+def _single_side(matches: pl.DataFrame, work_by_line: pl.DataFrame, side: str) -> pl.DataFrame:
+    """Side columns for matches with exactly one record on ``side``, in the order of ``matches``.
+
+    A binary search into the records sorted by line replaces a join: joins do not keep row order
+    and moving list columns through one costs more than the rest of the matcher's bookkeeping.
+    """
+    lines = matches[f"{side}_lines"].list.first().to_numpy()
+    position = np.searchsorted(work_by_line["line_number"].to_numpy(), lines)
+    rows = work_by_line[pl.Series(position)]
+    return rows.select(
+        pl.concat_list("record_id").alias(f"{side}_ids"),
+        pl.col("amount_minor").alias(f"{side}_amount_minor"),
+        pl.col("day").alias(f"_{side}_day"),
+        pl.col("currency").alias(f"_{side}_currency"),
+        _id_key(pl.col("record_id"), pl.col("line_number")).alias(f"_{side}_key"),
+    )
+
+
+def _grouped_side(matches: pl.DataFrame, work_by_line: pl.DataFrame, side: str) -> pl.DataFrame:
+    """Side columns for any matches (several records on a side allowed), keyed by ``_m``."""
+    lines = f"{side}_lines"
+    return (
+        matches.select("_m", line_number=pl.col(lines))
+        .explode("line_number")
+        .join(work_by_line, on="line_number")
+        .group_by("_m")
+        .agg(
+            pl.col("record_id").sort_by("line_number").alias(f"{side}_ids"),
+            pl.col("amount_minor").sum().alias(f"{side}_amount_minor"),
+            pl.col("day").max().alias(f"_{side}_day"),
+            pl.col("currency").first().alias(f"_{side}_currency"),
+            _id_key(pl.col("record_id"), pl.col("line_number")).sort().str.join("\x1e").alias(f"_{side}_key"),
+        )
+    )
+
+
+def _build_matches(
+    raw: pl.DataFrame, source_work: pl.DataFrame, target_work: pl.DataFrame, run_id: str
+) -> pl.DataFrame:
+    if raw.height == 0:
+        return pl.DataFrame(schema=MATCH_SCHEMA)
+    columns = ["line_number", "record_id", "amount_minor", "currency", "day"]
+    source_by_line = source_work.select(columns).sort("line_number")
+    target_by_line = target_work.select(columns).sort("line_number")
+    raw = raw.with_row_index("_m")
+    is_single = (pl.col("source_lines").list.len() == 1) & (pl.col("target_lines").list.len() == 1)
+    singles = raw.filter(is_single)
+    singles = pl.concat(
+        [
+            singles,
+            _single_side(singles, source_by_line, "source"),
+            _single_side(singles, target_by_line, "target"),
+        ],
+        how="horizontal",
+    )
+    groups = raw.filter(~is_single).with_columns(
+        pl.col("source_lines").list.sort(), pl.col("target_lines").list.sort()
+    )
+    groups = groups.join(_grouped_side(groups, source_by_line, "source"), on="_m").join(
+        _grouped_side(groups, target_by_line, "target"), on="_m"
+    )
+    built = (
+        pl.concat([singles, groups.select(singles.columns)])
+        .with_columns(
+            match_type=pl.when(pl.col("source_lines").list.len() > 1)
+            .then(pl.lit("many_to_one"))
+            .when(pl.col("target_lines").list.len() > 1)
+            .then(pl.lit("one_to_many"))
+            .otherwise(pl.lit("one_to_one")),
+            amount_difference_minor=pl.col("target_amount_minor") - pl.col("source_amount_minor"),
+            date_difference_days=pl.col("_target_day") - pl.col("_source_day"),
+            currency=pl.col("_source_currency"),
+        )
+        .sort(pl.col("source_lines").list.first(), pl.col("target_lines").list.first())
+    )
+    names = built.select(
+        pl.concat_str(
+            [pl.lit(run_id), pl.col("rule"), pl.col("_source_key"), pl.col("_target_key")], separator="\x1f"
+        )
+    ).to_series()
+    return (
+        built.with_columns(match_id=_uuid5_series(names)).select(list(MATCH_SCHEMA)).cast(MATCH_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+def _uuid5_series(names: pl.Series) -> pl.Series:
+    """``str(uuid.uuid5(MATCH_ID_NAMESPACE, name))`` for each name, formatted in bulk (the per-name
+    cost is one SHA-1; ``uuid.uuid5`` itself is several times slower at a million matches)."""
+    prefix = MATCH_ID_NAMESPACE.bytes
+    sha1 = hashlib.sha1
+    blob = b"".join([sha1(prefix + name.encode()).digest()[:16] for name in names.to_list()])
+    raw = np.frombuffer(blob, dtype=np.uint8).reshape(-1, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x50  # version 5
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    hex_digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    digits = np.empty((len(raw), 32), dtype=np.uint8)
+    digits[:, 0::2] = hex_digits[raw >> 4]
+    digits[:, 1::2] = hex_digits[raw & 0x0F]
+    text = np.full((len(raw), 36), ord("-"), dtype=np.uint8)
+    for out_start, in_start, length in ((0, 0, 8), (9, 8, 4), (14, 12, 4), (19, 16, 4), (24, 20, 12)):
+        text[:, out_start : out_start + length] = digits[:, in_start : in_start + length]
+    return pl.Series("match_id", text.view("S36").ravel()).cast(pl.String)
+
+
+def _build_unmatched(
+    remaining_source: pl.DataFrame,
+    remaining_target: pl.DataFrame,
+    hints: pl.DataFrame,
+    source_in: pl.DataFrame,
+    target_in: pl.DataFrame,
+) -> pl.DataFrame:
+    live = _live_hints(hints, _remaining_lines(remaining_source, remaining_target))
+    ids = pl.concat(
+        [
+            source_in.select(side=pl.lit("source"), line_number="line_number", record_id="record_id"),
+            target_in.select(side=pl.lit("target"), line_number="line_number", record_id="record_id"),
+        ]
+    )
+    best = (
+        live.filter(pl.col("priority") == pl.col("priority").min().over("side", "line_number"))
+        .join(
+            ids.rename({"side": "other", "line_number": "counterpart_line", "record_id": "counterpart_id"}),
+            on=["other", "counterpart_line"],
+            how="left",
+        )
+        .group_by("side", "line_number")
+        .agg(
+            pl.col("reason").first(),
+            candidate_ids=pl.col("counterpart_id").drop_nulls().unique().sort(),
+        )
+    )
+    records = pl.concat(
+        [
+            source_in.join(remaining_source.select("line_number"), on="line_number", how="semi").with_columns(
+                side=pl.lit("source")
+            ),
+            target_in.join(remaining_target.select("line_number"), on="line_number", how="semi").with_columns(
+                side=pl.lit("target")
+            ),
+        ]
+    )
+    default_reason = (
+        pl.when(pl.col("side") == "source")
+        .then(pl.lit(REASON_MISSING_SETTLEMENT))
+        .otherwise(pl.lit(REASON_MISSING_TRANSACTION))
+    )
+    return (
+        records.join(best, on=["side", "line_number"], how="left")
+        .with_columns(
+            reason=pl.when(~pl.col("in_range"))
+            .then(pl.lit(REASON_OUTSIDE_RANGE))
+            .otherwise(pl.col("reason").fill_null(default_reason)),
+            candidate_ids=pl.when(~pl.col("in_range") | pl.col("candidate_ids").is_null())
+            .then(pl.lit([], dtype=pl.List(pl.String)))
+            .otherwise(pl.col("candidate_ids")),
+        )
+        .select(list(UNMATCHED_SCHEMA))
+        .cast(UNMATCHED_SCHEMA)  # type: ignore[arg-type]
+        .sort("side", "line_number")
+    )

@@ -1,0 +1,74 @@
+"""Helpers shared by the passes that pair records through a key (reference, group key)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from settler_pipeline.domain.matching.config import DateWindow, Tolerance
+from settler_pipeline.domain.matching.tolerance import within_tolerance, within_window
+
+
+def keyed_pairs(
+    source_keys: pl.DataFrame,
+    target_keys: pl.DataFrame,
+    *,
+    max_candidates: int,
+    names: tuple[str, str] = ("source_line", "target_line"),
+) -> pl.DataFrame:
+    """``(source_line, target_line, via)`` for equal keys, best ``via`` per pair (the two line
+    columns are called ``names``).
+
+    Both frames have ``line_number``, ``key`` (and the target ``via``). A key found more than
+    ``max_candidates`` times on either side identifies nothing and is skipped, which also keeps the
+    join from blowing up on keys such as ``N/A``.
+    """
+    # Narrow both sides to shared keys first (semi-joins never multiply rows), so counting and the
+    # final join only touch keys that can pair at all.
+    target_keys = target_keys.join(source_keys, on="key", how="semi")
+    source_keys = source_keys.join(target_keys, on="key", how="semi")
+    crowded = (
+        source_keys.group_by("key")
+        .len("n_source")
+        .join(target_keys.group_by("key").len("n_target"), on="key")
+        .filter((pl.col("n_source") > max_candidates) | (pl.col("n_target") > max_candidates))
+        .select("key")
+    )
+    pairs = (
+        source_keys.join(crowded, on="key", how="anti")
+        .join(target_keys, on="key")
+        .group_by(pl.col("line_number").alias(names[0]), pl.col("line_number_right").alias(names[1]))
+        .agg(pl.col("via").min())
+    )
+    return pairs
+
+
+def attach_checks(pairs: pl.DataFrame, source: pl.DataFrame, target: pl.DataFrame) -> pl.DataFrame:
+    """Add amounts, days and currencies of both records and the ``amount_difference`` and
+    ``day_difference`` (target minus source) of each pair."""
+    cols = ["line_number", "amount_minor", "currency", "day"]
+    joined = pairs.join(
+        source.select(cols).rename({c: f"s_{c}" for c in cols}),
+        left_on="source_line",
+        right_on="s_line_number",
+    ).join(
+        target.select(cols).rename({c: f"t_{c}" for c in cols}),
+        left_on="target_line",
+        right_on="t_line_number",
+    )
+    return joined.with_columns(
+        amount_difference=pl.col("t_amount_minor") - pl.col("s_amount_minor"),
+        day_difference=pl.col("t_day") - pl.col("s_day"),
+        currency_ok=(pl.col("s_currency") == pl.col("t_currency")).fill_null(False),
+    )
+
+
+def with_fit_checks(pairs: pl.DataFrame, tolerance: Tolerance, window: DateWindow) -> pl.DataFrame:
+    """Add ``amount_ok`` (within ``tolerance``) and ``date_ok`` (within ``window``) to pairs from
+    :func:`attach_checks`."""
+    amount_ok = within_tolerance(
+        pairs["s_amount_minor"].to_numpy(), pairs["t_amount_minor"].to_numpy(), tolerance
+    )
+    date_ok = within_window(pairs["day_difference"].to_numpy(), window)
+    return pairs.with_columns(
+        amount_ok=pl.Series(amount_ok, dtype=pl.Boolean), date_ok=pl.Series(date_ok, dtype=pl.Boolean)
+    )

@@ -1,0 +1,104 @@
+"""Checkpoints: how far into the log a read model's stored rows go, written in the same atomic step as
+those rows.
+
+A single-file read model keeps its checkpoint in the Parquet file's key-value metadata, so writing the
+file to a temporary name and ``os.replace``-ing it into place publishes rows and checkpoint at once; a
+reader (or a crash) sees the old file or the new one, never a mix. A multi-part read model keeps it in
+the manifest of its generation (see ``parts.py``), committed by one symlink swap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+import pyarrow.parquet as pq
+
+META_KEY: Final = "settler.read_model"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The last global position applied to a read model, and what its rows were built with."""
+
+    name: str
+    version: int  # the read model's definition version; another version means "rebuild"
+    position: int = 0  # last global position applied (0: nothing yet)
+    max_event_time: datetime | None = None  # newest event time applied: the as-of time of derived ages
+    updated_at: datetime | None = None
+
+    def to_json(self) -> str:
+        body: dict[str, Any] = asdict(self)
+        for key in ("max_event_time", "updated_at"):
+            body[key] = body[key].isoformat() if body[key] is not None else None
+        return json.dumps(body, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Checkpoint:
+        body = json.loads(text)
+        for key in ("max_event_time", "updated_at"):
+            body[key] = datetime.fromisoformat(body[key]) if body.get(key) else None
+        return cls(**body)
+
+    def advanced(self, position: int, max_event_time: datetime | None) -> Checkpoint:
+        """This checkpoint after applying events up to ``position``, the newest at ``max_event_time``."""
+        newest = self.max_event_time
+        if max_event_time is not None and (newest is None or max_event_time > newest):
+            newest = max_event_time
+        return Checkpoint(self.name, self.version, max(position, self.position), newest, datetime.now(UTC))
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def staging_path(path: Path) -> Path:
+    """A temporary name beside ``path`` that no ``*.parquet`` glob matches."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_table(path: Path, frame: pl.DataFrame, checkpoint: Checkpoint) -> None:
+    """Write ``frame`` with ``checkpoint`` in its metadata and publish both with one ``os.replace``.
+
+    A reader that has the previous file open keeps reading it; new readers see the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_path(path)
+    frame.write_parquet(
+        staging, compression="zstd", compression_level=1, metadata={META_KEY: checkpoint.to_json()}
+    )
+    with open(staging, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(staging, path)
+    fsync_dir(path.parent)
+
+
+def read_checkpoint(path: Path) -> Checkpoint | None:
+    """The checkpoint stored in a read model file (``None`` if the file or its checkpoint is missing)."""
+    try:
+        meta = pq.read_metadata(path).metadata or {}
+    except FileNotFoundError:
+        return None
+    raw = meta.get(META_KEY.encode())
+    return Checkpoint.from_json(raw) if raw else None
+
+
+def read_table(path: Path) -> tuple[pl.DataFrame, Checkpoint] | None:
+    """A read model file's rows and checkpoint, or ``None`` if there is no such file."""
+    if not path.exists():
+        return None
+    with open(path, "rb") as handle:  # one open file: rows and checkpoint of the same version
+        raw = (pq.read_metadata(handle).metadata or {}).get(META_KEY.encode())
+        if not raw:
+            return None
+        handle.seek(0)
+        return pl.read_parquet(handle), Checkpoint.from_json(raw)

@@ -1,0 +1,233 @@
+"""``reconciliation_exceptions``: the open review items of every run's latest attempt.
+
+Same items, ids and rules as the aggregate's ``open_exceptions``:
+
+* ``unmatched:<side>:<record_id>`` — a record without a counterpart (kind ``ambiguous`` when several
+  candidates tied), and every record of a rejected proposal (reason ``proposal_rejected``);
+* ``proposed:<match_id>`` — a proposed match waiting for a decision (reason: the rule that proposed it);
+* ``duplicate:<side>:<line>`` and ``quarantined:<side>:<line>``.
+
+An item opens with its event and closes with ``MatchConfirmed`` / ``MatchRejected`` (proposals),
+``RecordsManuallyMatched`` (unmatched records) or ``ExceptionDismissed`` (any item); a retry drops the
+previous attempt's items. ``age_days`` is derived on read from the read model's as-of time (the newest
+event time it has applied), so a rebuild and an update give the same ages and an update never has to
+rewrite every row just because time passed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+import polars as pl
+
+from settler_pipeline.domain import events as e
+from settler_pipeline.projections.batch import IDS, TS, EventBatch
+from settler_pipeline.projections.parts import RUN, PartedTable
+from settler_pipeline.projections.projection import Column, PartedReadModel
+
+_T = pl.col("event_type")
+_KEY = (RUN, "exception_id")
+
+
+class ReconciliationExceptions(PartedReadModel):
+    name = "reconciliation_exceptions"
+    version = 1
+    doc = "Open review items of each run's latest attempt: unmatched records, proposals, duplicates, etc."
+    key = _KEY
+    classes: ClassVar[dict[str, int]] = {"open": 500_000}
+    derived = frozenset({"age_days"})
+    columns: ClassVar[tuple[Column, ...]] = (
+        Column("reconciliation_id", pl.String(), "The run."),
+        Column(
+            "exception_id",
+            pl.String(),
+            "unmatched:<side>:<record_id>, proposed:<match_id>, duplicate:<side>:<line> or "
+            "quarantined:<side>:<line> (the id ExceptionDismissed takes).",
+        ),
+        Column("tenant_id", pl.String(), "The run's tenant."),
+        Column("attempt", pl.Int64(), "The attempt that opened the item (always the run's latest)."),
+        Column("kind", pl.String(), "unmatched, ambiguous, proposed, duplicate or quarantined."),
+        Column("side", pl.String(), "source or target; null for a proposal (it has both)."),
+        Column(
+            "record_ids",
+            IDS,
+            "Records concerned: the record; a proposal's source ids, then its target ids; empty for a "
+            "quarantined row.",
+        ),
+        Column(
+            "reason",
+            pl.String(),
+            "Why it is open: the matcher's reason (e.g. missing_settlement, amount_mismatch), "
+            "proposal_rejected, the proposing rule, duplicate, or the quarantine reason.",
+        ),
+        Column(
+            "amount",
+            pl.Int64(),
+            "Amount in minor units (the record's; a proposal's source total); null if unknown.",
+        ),
+        Column("currency", pl.String(), "ISO currency of the amount."),
+        Column("opened_at", TS, "Event time of the event that opened the item."),
+        Column(
+            "age_days",
+            pl.Int64(),
+            "Whole days from opened_at to the read model's as-of time (its newest applied event time); "
+            "computed on read.",
+        ),
+    )
+    hidden: ClassVar[dict[str, pl.DataType]] = {"_position": pl.Int64(), "_sources": pl.Int64()}
+
+    def derive(self, rows: pl.DataFrame, as_of_time: datetime | None) -> pl.DataFrame:
+        as_of = pl.lit(as_of_time, dtype=TS) if as_of_time is not None else pl.lit(None, dtype=TS)
+        age = (as_of - pl.col("opened_at")).dt.total_days().cast(pl.Int64)
+        return super().derive(rows.with_columns(age.alias("age_days")), as_of_time)
+
+    def apply(self, table: PartedTable, batch: EventBatch) -> None:
+        if batch.height == 0:
+            return
+        final = batch.final_attempts(table.known_attempts()).join(
+            batch.last_positions.select(RUN), on=RUN, how="semi"
+        )
+        reviews = batch.of_types(*e.REVIEW_EVENT_TYPES)
+        closes = _closes(reviews)
+        rejects = reviews.filter(_T == e.MATCH_REJECTED)
+        changed = pl.concat([closes[RUN], rejects[RUN], batch.resets[RUN]])
+        old = table.take(table.runs_with_rows(changed))
+        candidates = pl.concat([old, _opens(batch).select(old.columns)], how="vertical_relaxed")
+        reopened = _reopened(candidates, rejects, closes).select(old.columns)
+        candidates = pl.concat([candidates, reopened], how="vertical_relaxed")
+        latest_close = closes.group_by(_KEY).agg(pl.col("_closed_at").max())
+        current = final.select(RUN, pl.col("attempt").alias("_final"))
+        kept = (
+            candidates.sort("_position")
+            .unique(list(_KEY), keep="last", maintain_order=True)
+            .join(latest_close, on=list(_KEY), how="left")
+            .filter(pl.col("_closed_at").is_null() | (pl.col("_closed_at") < pl.col("_position")))
+            .join(current, on=RUN, how="left")
+            .filter(pl.col("_final").is_null() | (pl.col("attempt") >= pl.col("_final")))
+        )
+        table.append(kept.select(list(self.stored_schema())))
+        table.set_attempts(final.drop_nulls("attempt"))
+
+
+def _opens(batch: EventBatch) -> pl.DataFrame:
+    """Items opened by the batch's per-record events."""
+    side, reason = pl.col("side"), pl.col("reason")
+    unmatched = (_T == e.RECORD_UNMATCHED) & reason.ne_missing("outside_range")
+    duplicate = _T == e.DUPLICATE_DETECTED
+    line = pl.col("line_number").cast(pl.String)
+    records = batch.records.filter(unmatched | (_T != e.RECORD_UNMATCHED)).select(
+        RUN,
+        pl.when(unmatched)
+        .then(pl.concat_str(pl.lit("unmatched:"), side, pl.lit(":"), pl.col("record_id")))
+        .when(duplicate)
+        .then(pl.concat_str(pl.lit("duplicate:"), side, pl.lit(":"), line))
+        .otherwise(pl.concat_str(pl.lit("quarantined:"), side, pl.lit(":"), line))
+        .alias("exception_id"),
+        "tenant_id",
+        "attempt",
+        pl.when(unmatched & (reason == "ambiguous"))
+        .then(pl.lit("ambiguous"))
+        .when(unmatched)
+        .then(pl.lit("unmatched"))
+        .when(duplicate)
+        .then(pl.lit("duplicate"))
+        .otherwise(pl.lit("quarantined"))
+        .alias("kind"),
+        side,
+        pl.when(unmatched | duplicate)
+        .then(pl.concat_list(pl.col("record_id")))
+        .otherwise(pl.lit([], dtype=IDS))
+        .alias("record_ids"),
+        pl.when(duplicate).then(pl.lit("duplicate")).otherwise(reason).alias("reason"),
+        pl.when(unmatched).then(pl.col("amount")).otherwise(None).alias("amount"),
+        pl.when(unmatched).then(pl.col("currency")).otherwise(None).alias("currency"),
+        pl.col("timestamp").alias("opened_at"),
+        pl.col("global_position").alias("_position"),
+        pl.lit(None, pl.Int64).alias("_sources"),
+    )
+    proposals = batch.matches.filter(_T == e.MATCH_PROPOSED).select(
+        RUN,
+        pl.concat_str(pl.lit("proposed:"), pl.col("match_id")).alias("exception_id"),
+        "tenant_id",
+        "attempt",
+        pl.lit("proposed").alias("kind"),
+        pl.lit(None, pl.String).alias("side"),
+        pl.concat_list(pl.col("source_ids").fill_null([]), pl.col("target_ids").fill_null([])).alias(
+            "record_ids"
+        ),
+        pl.col("rule").alias("reason"),
+        "amount",
+        "currency",
+        pl.col("timestamp").alias("opened_at"),
+        pl.col("global_position").alias("_position"),
+        pl.col("source_ids").list.len().cast(pl.Int64).alias("_sources"),
+    )
+    return pl.concat([records, proposals], how="vertical_relaxed")
+
+
+def _closes(reviews: pl.DataFrame) -> pl.DataFrame:
+    """``reconciliation_id, exception_id, _closed_at`` for every item a review decision closes."""
+    by_match = reviews.filter(_T.is_in([e.MATCH_CONFIRMED, e.MATCH_REJECTED])).select(
+        RUN, pl.concat_str(pl.lit("proposed:"), pl.col("match_id")).alias("exception_id"), "global_position"
+    )
+    dismissed = reviews.filter(_T == e.EXCEPTION_DISMISSED).select(RUN, "exception_id", "global_position")
+    manual = reviews.filter(_T == e.RECORDS_MANUALLY_MATCHED)
+    by_hand = [
+        manual.select(RUN, pl.col(ids).alias("record_id"), "global_position")
+        .explode("record_id")
+        .drop_nulls("record_id")
+        .select(
+            RUN,
+            pl.concat_str(pl.lit(f"unmatched:{side}:"), pl.col("record_id")).alias("exception_id"),
+            "global_position",
+        )
+        for side, ids in (("source", "source_ids"), ("target", "target_ids"))
+    ]
+    return pl.concat([by_match, dismissed, *by_hand]).rename({"global_position": "_closed_at"})
+
+
+def _reopened(candidates: pl.DataFrame, rejects: pl.DataFrame, closes: pl.DataFrame) -> pl.DataFrame:
+    """The records of each rejected proposal that was open when rejected, as unmatched items."""
+    if rejects.height == 0:
+        return candidates.clear()
+    rejected = rejects.select(
+        RUN,
+        pl.concat_str(pl.lit("proposed:"), pl.col("match_id")).alias("exception_id"),
+        pl.col("global_position").alias("_rejected_at"),
+        pl.col("timestamp").alias("_rejected_time"),
+    )
+    proposals = candidates.filter(pl.col("kind") == "proposed").join(rejected, on=list(_KEY), how="inner")
+    proposals = proposals.filter(pl.col("_position") < pl.col("_rejected_at"))
+    # Not open any more if an earlier decision closed it after it was proposed.
+    earlier = (
+        proposals.join(closes, on=list(_KEY), how="inner")
+        .filter(
+            (pl.col("_closed_at") > pl.col("_position")) & (pl.col("_closed_at") < pl.col("_rejected_at"))
+        )
+        .select(*_KEY, "_rejected_at")
+    )
+    proposals = (
+        proposals.join(earlier, on=[*_KEY, "_rejected_at"], how="anti")
+        .sort("_rejected_at")
+        .unique(list(_KEY), keep="first", maintain_order=True)
+    )
+    records = proposals.with_columns(pl.int_ranges(0, pl.col("record_ids").list.len()).alias("_i")).explode(
+        "record_ids", "_i"
+    )
+    side = pl.when(pl.col("_i") < pl.col("_sources")).then(pl.lit("source")).otherwise(pl.lit("target"))
+    return records.drop_nulls("record_ids").select(
+        RUN,
+        pl.concat_str(pl.lit("unmatched:"), side, pl.lit(":"), pl.col("record_ids")).alias("exception_id"),
+        "tenant_id",
+        "attempt",
+        pl.lit("unmatched").alias("kind"),
+        side.alias("side"),
+        pl.concat_list(pl.col("record_ids")).alias("record_ids"),
+        pl.lit("proposal_rejected").alias("reason"),
+        pl.lit(None, pl.Int64).alias("amount"),
+        "currency",
+        pl.col("_rejected_time").alias("opened_at"),
+        pl.col("_rejected_at").alias("_position"),
+        pl.lit(None, pl.Int64).alias("_sources"),
+    )

@@ -1,0 +1,165 @@
+"""The analyst database: ``<data_dir>/analytics.duckdb``, views over the published read models and the
+log's segments, and :func:`sql` to query it.
+
+The pipeline never opens ``analytics.duckdb`` for writing in place (DuckDB allows one read-write
+process *or* many read-only ones, so an analyst's open connection would block it, and vice versa). When
+the set of read models or their columns change, a new database file is built beside it and
+``os.replace``-d into place; a connection already open keeps the old file, which stays valid because
+its views name files by glob. Updates never touch the database: they replace Parquet files and swap
+generation symlinks, which the views pick up at their next query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import duckdb
+import polars as pl
+
+from settler_pipeline.errors import NotFoundError
+from settler_pipeline.projections.checkpoint import fsync_dir, staging_path
+from settler_pipeline.projections.projection import Column, PartedReadModel, ReadModel
+
+ANALYTICS_DB: Final = "analytics.duckdb"
+_FINGERPRINT: Final = ".views.json"
+_DUCKDB_TYPES: Final[dict[str, str]] = {
+    "String": "VARCHAR",
+    "Int64": "BIGINT",
+    "Float64": "DOUBLE",
+    "Date": "DATE",
+    "Datetime": "TIMESTAMPTZ",
+    "List": "VARCHAR[]",
+}
+EVENTS_COMMENT: Final = (
+    "The event log's committed Parquet segments, for ad-hoc SQL (one row per event; data is JSON text: "
+    "use data->>'field'). It omits the write-ahead tail (the newest small commits, not yet flushed into a "
+    "segment) and may briefly show a segment twice while the log is being compacted; "
+    "EventStore.read gives the exact log."
+)
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal (for our own file paths: DuckDB views take no bound parameters)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _sql_type(dtype: pl.DataType) -> str:
+    return _DUCKDB_TYPES[type(dtype).__name__]
+
+
+def _comment_statements(view: str, doc: str, columns: Sequence[Column]) -> list[str]:
+    statements = [f"COMMENT ON VIEW {view} IS {_literal(doc)}"]
+    statements += [f"COMMENT ON COLUMN {view}.{c.name} IS {_literal(c.doc)}" for c in columns]
+    return statements
+
+
+def view_statements(
+    data_dir: Path, read_models: Sequence[ReadModel], status_name: str, status_columns: Sequence[Column]
+) -> list[str]:
+    """The statements that create every view (identifiers are our read models' names, never input)."""
+    root = (data_dir / "read_models").resolve()
+    status_file = _literal(str(root / f"{status_name}.parquet"))
+    statements: list[str] = []
+    for read_model in read_models:
+        if isinstance(read_model, PartedReadModel):
+            source = _literal(str(root / read_model.name / "part-*.parquet"))
+        else:
+            source = _literal(str(root / f"{read_model.name}.parquet"))
+        expressions = {c.name: f"x.{c.name}" for c in read_model.columns}
+        joins = ""
+        if "age_days" in read_model.derived:
+            # Ages are relative to the read model's as-of time, published in projection_status.
+            expressions["age_days"] = (
+                "date_diff('microsecond', x.opened_at, s.as_of_time) // 86400000000 AS age_days"
+            )
+            joins = (
+                f" LEFT JOIN (SELECT as_of_time FROM read_parquet({status_file}) "  # noqa: S608
+                f"WHERE name = {_literal(read_model.name)}) AS s ON TRUE"
+            )
+        statements.append(
+            f"CREATE OR REPLACE VIEW {read_model.name} AS SELECT {', '.join(expressions.values())} "  # noqa: S608
+            f"FROM read_parquet({source}) AS x{joins}"
+        )
+        statements += _comment_statements(read_model.name, read_model.doc, read_model.columns)
+    statements.append(
+        f"CREATE OR REPLACE VIEW {status_name} AS SELECT {', '.join(c.name for c in status_columns)} "  # noqa: S608
+        f"FROM read_parquet({status_file})"
+    )
+    statements += _comment_statements(
+        status_name, "Freshness of every read model (checkpoint and lag).", status_columns
+    )
+    segments = (data_dir / "log" / "segments").resolve()
+    if any(segments.glob("*/seg-*.parquet")):
+        pattern = _literal(str(segments / "*" / "seg-*.parquet"))
+        statements.append(
+            "CREATE OR REPLACE VIEW events AS SELECT * "  # noqa: S608
+            f"FROM read_parquet({pattern}, hive_partitioning = true)"
+        )
+        statements.append(f"COMMENT ON VIEW events IS {_literal(EVENTS_COMMENT)}")
+    return statements
+
+
+def ensure_views(
+    data_dir: Path, read_models: Sequence[ReadModel], status_name: str, status_columns: Sequence[Column]
+) -> bool:
+    """Make ``analytics.duckdb`` hold the current views; rebuilds it (new file + ``os.replace``) only when
+    the view definitions changed. Returns whether it was rebuilt."""
+    statements = view_statements(data_dir, read_models, status_name, status_columns)
+    fingerprint = hashlib.sha256("\n".join(statements).encode()).hexdigest()
+    target = data_dir / ANALYTICS_DB
+    marker = data_dir / "read_models" / _FINGERPRINT
+    try:
+        current = json.loads(marker.read_text()).get("fingerprint")
+    except (FileNotFoundError, ValueError):
+        current = None
+    if current == fingerprint and target.exists():
+        return False
+    staging = staging_path(target)
+    staging.unlink(missing_ok=True)
+    con = duckdb.connect(str(staging))
+    try:
+        for statement in statements:
+            con.execute(statement)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    with open(staging, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(staging, target)
+    staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
+    fsync_dir(data_dir)
+    marker.write_text(json.dumps({"fingerprint": fingerprint}))
+    return True
+
+
+def sql(
+    data_dir: str | Path, query: str, params: Sequence[Any] | dict[str, Any] | None = None
+) -> pl.DataFrame:
+    """Run a read-only SQL query against the analyst database of ``data_dir`` and return the result.
+
+    Each call attaches the current ``analytics.duckdb`` read-only to a private in-memory connection (about
+    a millisecond), so it never blocks the pipeline or other readers and always sees the newest views.
+    Times come back in UTC. Pass values as ``params`` (``$1`` / ``?`` placeholders), never spliced in."""
+    path = Path(data_dir) / ANALYTICS_DB
+    if not path.exists():
+        raise NotFoundError(
+            f"{path} does not exist", hint="run projections.update (it creates the analyst views)"
+        )
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(f"ATTACH {_literal(str(path))} AS analytics (READ_ONLY)")
+        cursor = con.cursor()
+        try:
+            cursor.execute("SET TimeZone = 'UTC'")
+            cursor.execute("USE analytics")
+            frame: pl.DataFrame = cursor.sql(query, params=params).pl()
+        finally:
+            cursor.close()
+        return frame
+    finally:
+        con.close()

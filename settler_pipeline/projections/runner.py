@@ -1,0 +1,412 @@
+"""Bringing read models up to date: ``update`` (events after each checkpoint), ``rebuild`` (from
+position 0), ``as_of`` (any read model at a past position, computed in memory) and ``status``.
+
+The log is read in chunks of positions; each chunk is decoded once and applied to every read model
+whose checkpoint is before its end, so memory stays bounded by the chunk size whatever the log's size.
+A read model's rows and checkpoint are then published together in one atomic step (``checkpoint.py``,
+``parts.py``). One updater runs at a time (``read_models/.lock``); readers never wait for it.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from settler_pipeline.errors import NotFoundError, ValidationError
+from settler_pipeline.projections import publisher
+from settler_pipeline.projections.batch import TS, EventBatch
+from settler_pipeline.projections.checkpoint import Checkpoint, read_checkpoint, read_table, write_table
+from settler_pipeline.projections.exceptions import ReconciliationExceptions
+from settler_pipeline.projections.hotspots import ErrorHotspots
+from settler_pipeline.projections.matches import ReconciliationMatches
+from settler_pipeline.projections.parts import (
+    DirectoryStorage,
+    Generations,
+    MemoryStorage,
+    Part,
+    PartedTable,
+    PartStorage,
+)
+from settler_pipeline.projections.projection import Column, PartedReadModel, ReadModel, TableReadModel
+from settler_pipeline.projections.summary import ReconciliationSummary
+from settler_pipeline.projections.usage import TenantUsage
+from settler_pipeline.store.event_store import EventStore
+from settler_pipeline.store.locks import file_lock
+
+CHUNK_EVENTS: Final = 500_000
+"""Positions read and applied at a time. Two chunks are in memory at once (one applied, the next being
+decoded), about 1.5 GB at this size for a log of mostly RecordMatched events."""
+
+READ_MODELS: Final[tuple[ReadModel, ...]] = (
+    ReconciliationSummary(),
+    TenantUsage(),
+    ErrorHotspots(),
+    ReconciliationExceptions(),
+    ReconciliationMatches(),
+)
+NAMES: Final = tuple(m.name for m in READ_MODELS)
+STATUS_NAME: Final = "projection_status"
+STATUS_COLUMNS: Final = (
+    Column("name", pl.String(), "The read model."),
+    Column("version", pl.Int64(), "Version of the read model's definition its rows were built with."),
+    Column("checkpoint", pl.Int64(), "Last global position of the log applied to it."),
+    Column("head", pl.Int64(), "The log's head position when it was last updated."),
+    Column("lag", pl.Int64(), "head - checkpoint when it was last updated (events not yet applied)."),
+    Column(
+        "as_of_time",
+        TS,
+        "Newest event time applied (the reference time of reconciliation_exceptions.age_days).",
+    ),
+    Column("rows", pl.Int64(), "Rows in the read model."),
+    Column("updated_at", TS, "When the read model was last written."),
+)
+
+
+def read_models_dir(data_dir: str | Path) -> Path:
+    """Where the read models of a data directory are published."""
+    return Path(data_dir) / "read_models"
+
+
+def model(name: str) -> ReadModel:
+    """The read model called ``name``."""
+    for candidate in READ_MODELS:
+        if candidate.name == name:
+            return candidate
+    raise ValidationError(f"unknown read model {name!r}", hint=f"one of: {', '.join(NAMES)}")
+
+
+def _models(names: Sequence[str] | None) -> list[ReadModel]:
+    return list(READ_MODELS) if names is None else [model(n) for n in names]
+
+
+# -- one read model being brought forward ---------------------------------------------------------
+
+
+class _Target(ABC):
+    def __init__(self, read_model: ReadModel, checkpoint: Checkpoint) -> None:
+        self.model = read_model
+        self.checkpoint = checkpoint
+        self.changed = False
+
+    def advance(self, batch: EventBatch) -> None:
+        part = batch.since(self.checkpoint.position)
+        if part.height:
+            self.apply(part)
+        # Also when the batch held no reconciliation events: the checkpoint moves on all the same.
+        self.changed = self.changed or batch.upto > self.checkpoint.position
+        self.checkpoint = self.checkpoint.advanced(batch.upto, part.max_timestamp)
+
+    @abstractmethod
+    def apply(self, batch: EventBatch) -> None: ...
+
+    @abstractmethod
+    def commit(self) -> None: ...
+
+    @abstractmethod
+    def stored_rows(self) -> pl.DataFrame: ...
+
+    @abstractmethod
+    def row_count(self) -> int: ...
+
+    def published(self) -> pl.DataFrame:
+        return self.model.derive(self.stored_rows(), self.checkpoint.max_event_time)
+
+
+class _TableTarget(_Target):
+    model: TableReadModel
+
+    def __init__(self, read_model: TableReadModel, root: Path | None, *, fresh: bool = False) -> None:
+        stored = None if root is None or fresh else read_table(root / f"{read_model.name}.parquet")
+        if stored is not None and stored[1].version == read_model.version:
+            state, checkpoint = stored
+            state = state.select(list(read_model.stored_schema())).cast(read_model.stored_schema())  # type: ignore[arg-type]
+        else:
+            state, checkpoint = read_model.empty(), Checkpoint(read_model.name, read_model.version)
+        super().__init__(read_model, checkpoint)
+        self.root = root
+        self.state = state
+        self.changed = stored is None or stored[1].version != read_model.version
+
+    def apply(self, batch: EventBatch) -> None:
+        self.state = self.model.apply(self.state, batch)
+
+    def commit(self) -> None:
+        assert self.root is not None
+        rows = self.state.sort(list(self.model.key))
+        write_table(self.root / f"{self.model.name}.parquet", rows, self.checkpoint)
+
+    def stored_rows(self) -> pl.DataFrame:
+        return self.state
+
+    def row_count(self) -> int:
+        return self.state.height
+
+
+class _PartedTarget(_Target):
+    model: PartedReadModel
+
+    def __init__(self, read_model: PartedReadModel, root: Path | None, *, fresh: bool = False) -> None:
+        self.generations = Generations(root, read_model.name) if root is not None else None
+        if self.generations is not None:
+            self.generations.clean()
+        loaded = self.generations.load() if self.generations is not None and not fresh else None
+        if loaded is not None and loaded[1]["checkpoint"]["version"] != read_model.version:
+            loaded = None
+        storage: PartStorage
+        if self.generations is None:
+            generation, storage = 1, MemoryStorage()
+        else:
+            generation, storage = self.generations.begin(fresh=loaded is None)
+        self.storage = storage
+        if loaded is None:
+            checkpoint = Checkpoint(read_model.name, read_model.version)
+            parts: list[Part] = []
+            runs = None
+        else:
+            _, manifest, runs = loaded
+            checkpoint = Checkpoint.from_json(_json(manifest["checkpoint"]))
+            parts = [Part(**p) for p in manifest["parts"]]
+        super().__init__(read_model, checkpoint)
+        self.table = PartedTable(
+            read_model.stored_schema(),
+            read_model.classes,
+            read_model.classify,
+            storage,
+            parts=parts,
+            runs=runs,
+            generation=generation,
+        )
+        self.changed = loaded is None
+
+    def apply(self, batch: EventBatch) -> None:
+        self.model.apply(self.table, batch)
+        self.table.flush()
+
+    def commit(self) -> None:
+        assert self.generations is not None and isinstance(self.storage, DirectoryStorage)
+        self.table.compact()
+        self.table.ensure_part()
+        self.generations.commit(self.table, self.storage, self.checkpoint)
+
+    def stored_rows(self) -> pl.DataFrame:
+        self.table.flush()
+        return self.table.all_rows()
+
+    def row_count(self) -> int:
+        return self.table.row_count
+
+
+def _json(body: Any) -> str:
+    return json.dumps(body)
+
+
+def _target(read_model: ReadModel, root: Path | None, *, fresh: bool = False) -> _Target:
+    if isinstance(read_model, TableReadModel):
+        return _TableTarget(read_model, root, fresh=fresh)
+    assert isinstance(read_model, PartedReadModel)
+    return _PartedTarget(read_model, root, fresh=fresh)
+
+
+def _run(
+    store: EventStore, targets: Sequence[_Target], upto: int, chunk_events: int, tenant_id: str | None
+) -> None:
+    """Apply positions ``(min checkpoint, upto]`` to every target, a chunk at a time.
+
+    The next chunk is read and decoded on a worker thread while the current one is applied: reading,
+    DuckDB's JSON decoding and Parquet writing all release the GIL, so the two overlap."""
+    if not targets:
+        return
+    if chunk_events < 1:
+        raise ValidationError("chunk_events must be at least 1")
+    start = min(t.checkpoint.position for t in targets)
+    bounds = [(p, min(p + chunk_events, upto)) for p in range(start, upto, chunk_events)]
+    if not bounds:
+        return
+
+    def load(after: int, end: int) -> EventBatch:
+        batch = EventBatch.read(store, after, end, tenant_id=tenant_id)
+        batch.decode()
+        return batch
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="settler-read") as reader:
+        pending = reader.submit(load, *bounds[0])
+        for index, (_, end) in enumerate(bounds):
+            batch = pending.result()
+            if index + 1 < len(bounds):
+                pending = reader.submit(load, *bounds[index + 1])
+            for target in targets:
+                if target.checkpoint.position < end:
+                    target.advance(batch)
+            del batch
+
+
+# -- public API -------------------------------------------------------------------------------------
+
+
+def update(
+    store: EventStore,
+    data_dir: str | Path | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    chunk_events: int = CHUNK_EVENTS,
+) -> list[dict[str, Any]]:
+    """Apply the events after each read model's checkpoint (up to the log's head at the start) and
+    publish every read model that changed, rows and checkpoint in one atomic step each. A read model
+    stored with another definition version is rebuilt from position 0. Idempotent: with no new events
+    nothing is rewritten. Returns :func:`status`."""
+    return _bring_forward(store, data_dir, names, chunk_events, fresh=False)
+
+
+def rebuild(
+    store: EventStore,
+    data_dir: str | Path | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    chunk_events: int = CHUNK_EVENTS,
+) -> list[dict[str, Any]]:
+    """Recompute read models from position 0 and publish them (same rows as :func:`update` would
+    give). Readers keep seeing the previous rows until each new table is swapped in. Returns
+    :func:`status`."""
+    return _bring_forward(store, data_dir, names, chunk_events, fresh=True)
+
+
+def _bring_forward(
+    store: EventStore,
+    data_dir: str | Path | None,
+    names: Sequence[str] | None,
+    chunk_events: int,
+    *,
+    fresh: bool,
+) -> list[dict[str, Any]]:
+    root = read_models_dir(data_dir if data_dir is not None else store.data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    with file_lock(root / ".lock", timeout_s=store.lock_timeout_s):
+        head = store.head_position
+        targets = [_target(m, root, fresh=fresh) for m in _models(names)]
+        _run(store, targets, head, chunk_events, None)
+        for target in targets:
+            if target.changed or not _published_exists(root, target.model):
+                target.commit()
+        rows = _status_rows(root, head, {t.model.name: (t.checkpoint, t.row_count()) for t in targets})
+        _write_status(root, rows)
+        published = [m for m in READ_MODELS if _published_exists(root, m)]
+        publisher.ensure_views(root.parent, published, STATUS_NAME, STATUS_COLUMNS)
+    return rows
+
+
+def as_of(
+    store: EventStore,
+    name: str,
+    *,
+    position: int | None = None,
+    at: datetime | None = None,
+    tenant_id: str | None = None,
+    chunk_events: int = CHUNK_EVENTS,
+) -> pl.DataFrame:
+    """Read model ``name`` as it stood when the log ended at ``position`` (or at the newest position
+    committed at or before time ``at``; the earlier of the two if both are given), computed in memory
+    from the log and never stored. With ``tenant_id``, only that tenant's rows (and only its events are
+    read). Same rows as :func:`read_model` after an update to that position."""
+    limits = [p for p in (position, store.position_at(at) if at is not None else None) if p is not None]
+    upto = min([store.head_position, *limits])
+    target = _target(model(name), None)
+    _run(store, [target], upto, chunk_events, tenant_id)
+    return target.published()
+
+
+def fold_batches(name: str, batches: Iterable[EventBatch]) -> pl.DataFrame:
+    """Read model ``name`` over consecutive batches of the log, computed in memory (no store, no files):
+    the published rows, as :func:`read_model` would return them."""
+    target = _target(model(name), None)
+    for batch in batches:
+        target.advance(batch)
+    return target.published()
+
+
+def read_model(data_dir: str | Path, name: str) -> pl.DataFrame:
+    """The published rows of read model ``name`` (published columns, sorted by its key); raises
+    :class:`NotFoundError` if it has not been built yet."""
+    root = read_models_dir(data_dir)
+    definition = model(name)
+    if isinstance(definition, TableReadModel):
+        stored = read_table(root / f"{name}.parquet")
+        if stored is None:
+            raise NotFoundError(f"read model {name} has not been built", hint="run projections.update first")
+        return definition.derive(stored[0], stored[1].max_event_time)
+    loaded = Generations(root, name).load()
+    if loaded is None:
+        raise NotFoundError(f"read model {name} has not been built", hint="run projections.update first")
+    generation, manifest, _ = loaded
+    checkpoint = Checkpoint.from_json(_json(manifest["checkpoint"]))
+    directory = root / ".gens" / name / f"g{generation:06d}"
+    frames = [pl.read_parquet(directory / p["name"]) for p in manifest["parts"]]
+    rows = pl.concat(frames) if frames else definition.empty()
+    return definition.derive(rows, checkpoint.max_event_time)
+
+
+def status(store: EventStore, data_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Per read model: ``name, checkpoint, head, lag`` (head - checkpoint: events not yet applied),
+    plus ``version, as_of_time, rows, updated_at``. A read model never built has checkpoint 0."""
+    root = read_models_dir(data_dir if data_dir is not None else store.data_dir)
+    return _status_rows(root, store.head_position, {})
+
+
+def _status_rows(root: Path, head: int, known: dict[str, tuple[Checkpoint, int]]) -> list[dict[str, Any]]:
+    """Status of every read model; ``known`` gives (checkpoint, rows) of those just written."""
+    rows = []
+    for read_model in READ_MODELS:
+        checkpoint, count = known.get(read_model.name) or _stored_checkpoint(root, read_model)
+        if checkpoint.version != read_model.version:
+            checkpoint, count = Checkpoint(read_model.name, read_model.version), 0
+        rows.append(
+            {
+                "name": read_model.name,
+                "version": checkpoint.version,
+                "checkpoint": checkpoint.position,
+                "head": head,
+                "lag": head - checkpoint.position,
+                "as_of_time": checkpoint.max_event_time,
+                "rows": count,
+                "updated_at": checkpoint.updated_at,
+            }
+        )
+    return rows
+
+
+def _stored_checkpoint(root: Path, read_model: ReadModel) -> tuple[Checkpoint, int]:
+    """The published checkpoint and row count of a read model (checkpoint 0 if never built)."""
+    if isinstance(read_model, TableReadModel):
+        path = root / f"{read_model.name}.parquet"
+        checkpoint = read_checkpoint(path)
+        if checkpoint is not None:
+            return checkpoint, pq.read_metadata(path).num_rows
+    else:
+        manifest = Generations(root, read_model.name).manifest()
+        if manifest is not None:
+            rows = sum(int(p["rows"]) for p in manifest["parts"])
+            return Checkpoint.from_json(_json(manifest["checkpoint"])), rows
+    return Checkpoint(read_model.name, read_model.version), 0
+
+
+def _published_exists(root: Path, read_model: ReadModel) -> bool:
+    if isinstance(read_model, TableReadModel):
+        return (root / f"{read_model.name}.parquet").exists()
+    return Generations(root, read_model.name).current() is not None
+
+
+def _write_status(root: Path, rows: list[dict[str, Any]]) -> None:
+    """Publish ``projection_status`` (the checkpoints analysts query, and the as-of time of derived ages)."""
+    schema = {c.name: c.dtype for c in STATUS_COLUMNS}
+    frame = pl.DataFrame(rows, schema=schema)
+    head = max((int(r["head"]) for r in rows), default=0)
+    write_table(
+        root / f"{STATUS_NAME}.parquet", frame, Checkpoint(STATUS_NAME, 1, head, None, datetime.now(UTC))
+    )

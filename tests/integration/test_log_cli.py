@@ -1,0 +1,140 @@
+"""`settler log verify|compact|reindex|stats`: exit codes, JSON output, and one-line user errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from settler_pipeline.store.event_store import BULK_ROWS, EventStore
+from tests.factories import build_event, build_frame, uid
+
+SETTLER = Path(sys.executable).parent / "settler"
+ENV = {k: v for k, v in os.environ.items() if k not in ("SETTLER_DATA_DIR", "SETTLER_DEBUG")} | {
+    "COLUMNS": "200"
+}
+
+
+def settler(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SETTLER), *map(str, args)], capture_output=True, text=True, timeout=120, env=ENV
+    )
+
+
+def json_of(result: subprocess.CompletedProcess[str]) -> Any:
+    assert "Traceback" not in result.stderr, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small log: two segments and a write-ahead tail (shared by the tests that only read it)."""
+    data_dir = tmp_path_factory.mktemp("cli") / "data"
+    with EventStore.open(data_dir) as store:
+        store.append([build_event(uid(1)) for _ in range(3)])
+        store.append_frame(build_frame(BULK_ROWS, streams=[uid(1), uid(2)], aggregate_type="Thing"))
+        store.append_frame(build_frame(BULK_ROWS, streams=[uid(2)], aggregate_type="Thing"))
+        store.append([build_event(uid(1), "Noted")])
+    return data_dir
+
+
+def test_verify_exits_0_on_a_healthy_log_and_reports_it_as_json(log_dir: Path) -> None:
+    result = settler("log", "verify", "--data-dir", log_dir, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json_of(result)
+    head = 2 * BULK_ROWS + 4
+    assert report["ok"] is True and report["problems"] == []
+    assert (report["head_position"], report["events"], report["segments"], report["wal_events"]) == (
+        head,
+        head,
+        2,
+        1,
+    )
+
+
+def test_verify_without_json_says_the_log_is_consistent(log_dir: Path) -> None:
+    result = settler("log", "verify", "-d", log_dir)
+    assert result.returncode == 0, result.stderr
+    assert "consistent" in result.stdout
+
+
+def test_stats_reports_the_shape_of_the_log_as_json(log_dir: Path) -> None:
+    result = settler("log", "stats", "--data-dir", log_dir, "--json")
+    assert result.returncode == 0, result.stderr
+    stats = json_of(result)
+    assert stats["head_position"] == 2 * BULK_ROWS + 4
+    assert stats["events_by_type"] == {"ThingHappened": 3, "RecordMatched": 2 * BULK_ROWS, "Noted": 1}
+    assert stats["segments"] == 2 and stats["wal_events"] == 1
+
+
+def test_verify_exits_1_on_a_corrupted_copy_and_names_the_segment(log_dir: Path, tmp_path: Path) -> None:
+    with EventStore.open(log_dir) as store:
+        store.copy_to(tmp_path / "copy")
+    copy = tmp_path / "copy"
+    victim = sorted((copy / "log" / "segments").rglob("*.parquet"))[-1]
+    blob = bytearray(victim.read_bytes())
+    blob[len(blob) // 2] ^= 0x10
+    victim.write_bytes(bytes(blob))
+    result = settler("log", "verify", "--data-dir", copy, "--json")
+    assert result.returncode == 1
+    report = json_of(result)
+    assert report["ok"] is False
+    assert any(victim.name in problem for problem in report["problems"]), report["problems"]
+    assert settler("log", "verify", "--data-dir", log_dir, "--json").returncode == 0
+
+
+def test_compact_then_reindex_keep_the_log_verifiable(log_dir: Path, tmp_path: Path) -> None:
+    with EventStore.open(log_dir) as store:
+        store.copy_to(tmp_path / "copy")
+        before = store.read().collect()
+    copy = tmp_path / "copy"
+    compacted = settler("log", "compact", "--data-dir", copy, "--json", "--target-rows", "1000000")
+    assert compacted.returncode == 0, compacted.stderr
+    report = json_of(compacted)
+    assert report["segments_after"] == 1 and len(report["retired"]) == report["segments_before"] >= 2
+    reindexed = settler("log", "reindex", "--data-dir", copy, "--json")
+    assert reindexed.returncode == 0, reindexed.stderr
+    assert json_of(reindexed) == {"segments": 1, "events": 2 * BULK_ROWS + 4, "rebuilt_manifest": False}
+    verified = settler("log", "verify", "--data-dir", copy, "--json")
+    assert verified.returncode == 0 and json_of(verified)["ok"]
+    with EventStore.open(copy) as store:
+        assert store.read().collect().equals(before)
+
+
+def test_reindex_rebuilds_a_deleted_manifest_as_its_hint_promises(log_dir: Path, tmp_path: Path) -> None:
+    with EventStore.open(log_dir) as store:
+        store.copy_to(tmp_path / "copy")
+    copy = tmp_path / "copy"
+    (copy / "log" / "manifest.json").unlink()
+    refused = settler("log", "stats", "--data-dir", copy, "--json")
+    assert refused.returncode != 0 and "settler log reindex" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    rebuilt = settler("log", "reindex", "--data-dir", copy, "--json")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert json_of(rebuilt)["rebuilt_manifest"] is True
+    verified = settler("log", "verify", "--data-dir", copy, "--json")
+    assert verified.returncode == 0, verified.stdout
+    assert json_of(verified)["head_position"] == 2 * BULK_ROWS + 4
+
+
+def test_a_data_dir_that_is_a_file_is_a_one_line_user_error(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "events.parquet"
+    not_a_dir.write_text("x")
+    for command in ("verify", "reindex"):  # the two ways the commands open the store
+        result = settler("log", command, "--data-dir", not_a_dir, "--json")
+        assert result.returncode == 1, (command, result.stderr)
+        assert "Traceback" not in result.stderr and result.stdout == ""
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert lines[0].startswith("error:") and str(not_a_dir) in lines[0], lines
+        assert all(line.startswith(("error:", "hint:")) for line in lines), lines
+
+
+def test_an_unknown_log_command_fails_without_a_traceback(log_dir: Path) -> None:
+    result = settler("log", "vacuum", "--data-dir", log_dir)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,293 @@
+"""Log maintenance: compact and reindex change no answer, verify finds damage and changes nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+
+from settler_pipeline.errors import StoreError
+from settler_pipeline.store import maintenance
+from settler_pipeline.store.event_store import BULK_ROWS, EventStore
+from tests.factories import MakeEvent, MakeFrame, build_event, build_frame, uid, utc
+
+OpenStore = Callable[..., EventStore]
+STREAMS = [uid(k) for k in range(1, 4)]
+FLOWS = [uid(k, kind=0xC) for k in range(1, 3)]
+ROOT_EVENT = uid(1, kind=0xE)
+
+
+def _populate(store: EventStore, make_event: MakeEvent, make_frame: MakeFrame) -> None:
+    """Small commits and bulk batches over three event dates, so each date has several segments, plus
+    a write-ahead tail; with a causation chain and two flows."""
+    days = [utc(2026, 10, 30, 12), utc(2026, 10, 31, 12), utc(2026, 11, 1, 12)]
+    root = make_event(STREAMS[0], event_id=ROOT_EVENT, correlation_id=FLOWS[0], timestamp=days[0])
+    store.append(
+        [root, make_event(STREAMS[1], correlation_id=FLOWS[0], causation_id=root.id, timestamp=days[0])]
+    )
+    for k in range(3):
+        n = BULK_ROWS + 100 * k
+        store.append_frame(
+            make_frame(
+                n,
+                streams=STREAMS,
+                aggregate_type="Thing",
+                correlation_id=FLOWS[k % 2],
+                timestamps=[days[(k + j) % 3] for j in range(n)],
+            )
+        )
+        store.append(
+            [
+                make_event(STREAMS[k], correlation_id=FLOWS[1], causation_id=root.id, timestamp=days[k]),
+                make_event(STREAMS[2], correlation_id=FLOWS[0], timestamp=days[2]),
+            ]
+        )
+        time.sleep(0.002)
+    assert len(list(store.segments_dir.rglob("*.parquet"))) >= 6
+    assert any(store.wal_dir.iterdir())
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The populated log, built once per module; each test gets a copy."""
+    data_dir = tmp_path_factory.mktemp("template") / "data"
+    with EventStore.open(data_dir) as store:
+        _populate(store, build_event, build_frame)
+    return data_dir
+
+
+@pytest.fixture
+def populated(template: Path, data_dir: Path, open_store: OpenStore) -> EventStore:
+    """A copy of the populated log (see :func:`_populate`), open."""
+    shutil.copytree(template, data_dir)
+    return open_store()
+
+
+def answers(store: EventStore) -> dict[str, Any]:
+    """A fixed set of queries whose answers no maintenance step may change."""
+    events = store.read().collect()
+    middle = events["created_at"][events.height // 2]
+    return {
+        "head": store.head_position,
+        "read": events,
+        "streams": [store.get_events(s, "Thing") for s in STREAMS],
+        "ranges": store.get_events(STREAMS[1], "Thing", from_version=10, to_version=20),
+        "flows": [store.get_events_by_correlation_id(f) for f in FLOWS],
+        "chain": store.get_causation_chain(ROOT_EVENT),
+        "position_at": [store.position_at(middle), store.position_at(middle - timedelta(days=3650))],
+        "as_of": store.get_events(STREAMS[0], "Thing", as_of=middle),
+        "types": store.read(event_types=["ThingHappened"]).collect(),
+        "stats_events": maintenance.stats(store)["events_by_type"],
+    }
+
+
+def assert_same_answers(before: dict[str, Any], after: dict[str, Any]) -> None:
+    for key, value in before.items():
+        if isinstance(value, pl.DataFrame):
+            assert after[key].equals(value), key
+        else:
+            assert after[key] == value, key
+
+
+def file_states(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_compact_verify_reindex_verify_keeps_every_answer(
+    populated: EventStore, open_store: OpenStore
+) -> None:
+    store = populated
+    before = answers(store)
+    assert before["chain"] and all(before["flows"]) and before["ranges"]
+    assert before["position_at"][0] > 0
+    segments_before = len(list(store.segments_dir.rglob("*.parquet")))
+
+    compacted = maintenance.compact(store, target_rows=1_000_000)
+    assert compacted.segments_after < segments_before
+    assert compacted.retired and all((store.retired_dir / p).exists() for p in compacted.retired)
+    assert not any(store.wal_dir.iterdir()), "compaction moves the write-ahead tail into segments"
+    assert sorted(p.parent.name for p in store.segments_dir.rglob("*.parquet")) == [
+        "event_date=2026-10-30",
+        "event_date=2026-10-31",
+        "event_date=2026-11-01",
+    ]
+    report = maintenance.verify(store)
+    assert report.ok, report.problems
+    assert (report.head_position, report.events, report.segments) == (before["head"], before["head"], 3)
+    assert_same_answers(before, answers(store))
+    assert_same_answers(before, answers(open_store()))
+
+    rebuilt = maintenance.reindex(store)
+    assert (rebuilt.segments, rebuilt.events, rebuilt.rebuilt_manifest) == (3, before["head"], False)
+    assert maintenance.verify(store).ok
+    assert_same_answers(before, answers(store))
+    assert_same_answers(before, answers(open_store()))
+
+    again = maintenance.compact(store)
+    assert again.retired == [] and again.events_rewritten == 0
+
+
+def test_compaction_respects_the_target_size(populated: EventStore) -> None:
+    before = answers(populated)
+    report = maintenance.compact(populated, target_rows=BULK_ROWS)
+    assert report.retired
+    rows = [s.rows for s in populated._refresh().manifest.segments]
+    assert max(rows) <= BULK_ROWS + 300  # a single segment may already exceed the target
+    assert maintenance.verify(populated).ok
+    assert_same_answers(before, answers(populated))
+
+
+def test_a_reader_from_before_compaction_still_gets_correct_answers(
+    populated: EventStore, open_store: OpenStore
+) -> None:
+    reader = open_store()
+    expected = [reader.get_events(s, "Thing") for s in STREAMS]
+    stale_manifest = reader._refresh().manifest
+    frame = reader.read().collect()
+    maintenance.compact(populated)
+    assert reader._view is not None and reader._view.manifest is stale_manifest
+    assert [reader.get_events(s, "Thing") for s in STREAMS] == expected
+    assert reader.get_causation_chain(ROOT_EVENT) == populated.get_causation_chain(ROOT_EVENT)
+    assert reader.read().collect().equals(frame)
+
+
+def test_retired_segments_are_deleted_after_the_grace_period(
+    populated: EventStore, open_store: OpenStore
+) -> None:
+    retired = maintenance.compact(populated).retired
+    files = [populated.retired_dir / p for p in retired]
+    assert files and all(f.exists() for f in files)
+    open_store().close()
+    assert all(f.exists() for f in files), "a recent file stays for readers of the old manifest"
+    old = time.time() - 2 * 3600
+    for f in files:
+        os.utime(f, (old, old))
+    open_store().close()
+    assert not any(f.exists() for f in files)
+
+
+@pytest.mark.parametrize("healthy", [True, False])
+def test_verify_changes_nothing(populated: EventStore, tmp_path: Path, healthy: bool) -> None:
+    store = populated
+    if not healthy:
+        segment = next(store.segments_dir.rglob("*.parquet"))
+        blob = bytearray(segment.read_bytes())
+        blob[len(blob) // 2] ^= 0xFF
+        segment.write_bytes(bytes(blob))
+    before = file_states(store.data_dir)
+    time.sleep(0.01)
+    report = maintenance.verify(store)
+    assert report.ok is healthy
+    assert file_states(store.data_dir) == before
+
+
+def test_verify_finds_a_corrupted_segment_in_a_copy_of_the_log(populated: EventStore, tmp_path: Path) -> None:
+    copy_dir = tmp_path / "copy"
+    populated.copy_to(copy_dir)
+    with EventStore.open(copy_dir) as copy:
+        victim = sorted(copy.segments_dir.rglob("*.parquet"))[1]
+        relative = victim.relative_to(copy.segments_dir).as_posix()
+        blob = bytearray(victim.read_bytes())
+        blob[len(blob) // 3] ^= 0x01
+        victim.write_bytes(bytes(blob))
+        report = maintenance.verify(copy)
+    assert not report.ok
+    assert any(relative in p and "checksum" in p for p in report.problems), report.problems
+    assert maintenance.verify(populated).ok, "the original is untouched"
+
+
+def test_verify_finds_a_missing_segment(populated: EventStore) -> None:
+    victim = sorted(populated.segments_dir.rglob("*.parquet"))[0]
+    victim.unlink()
+    report = maintenance.verify(populated)
+    relative = victim.relative_to(populated.segments_dir).as_posix()
+    assert any(relative in p and "missing" in p for p in report.problems), report.problems
+
+
+def test_verify_finds_a_stray_segment_file(populated: EventStore) -> None:
+    source = sorted(populated.segments_dir.rglob("*.parquet"))[0]
+    stray = source.with_name("seg-999999999990-999999999999-" + "0" * 32 + ".parquet")
+    stray.write_bytes(source.read_bytes())
+    report = maintenance.verify(populated)
+    assert any(stray.name in p and "not in the manifest" in p for p in report.problems), report.problems
+
+
+def test_verify_finds_a_deleted_index_and_reindex_repairs_it(populated: EventStore) -> None:
+    before = answers(populated)
+    populated.remove_all_index_files()
+    report = maintenance.verify(populated)
+    assert not report.ok and any("index" in p and "missing" in p for p in report.problems), report.problems
+    maintenance.reindex(populated)
+    assert maintenance.verify(populated).ok
+    assert_same_answers(before, answers(populated))
+
+
+def test_verify_finds_an_index_that_disagrees_with_the_segments(populated: EventStore) -> None:
+    before = answers(populated)
+    con = duckdb.connect(str(populated.index.path))
+    con.execute("DELETE FROM stream_granules WHERE row_group = 0")
+    con.close()
+    report = maintenance.verify(populated)
+    assert any("stream_granules" in p for p in report.problems), report.problems
+    maintenance.reindex(populated)
+    assert maintenance.verify(populated).ok
+    assert_same_answers(before, answers(populated))
+
+
+def test_opening_a_log_whose_index_was_deleted_rebuilds_it(
+    populated: EventStore, open_store: OpenStore
+) -> None:
+    before = answers(populated)
+    populated.remove_all_index_files()
+    reopened = open_store()
+    assert maintenance.verify(reopened).ok
+    assert_same_answers(before, answers(reopened))
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbled"])
+def test_reindex_rebuilds_a_lost_manifest_from_the_segments(
+    populated: EventStore, open_store: OpenStore, damage: str
+) -> None:
+    before = answers(populated)
+    populated.close()
+    manifest = populated.manifest_path
+    if damage == "deleted":
+        manifest.unlink()
+    else:
+        manifest.write_text('{"generation": 3, "segm')
+    with pytest.raises(StoreError, match="reindex"):
+        open_store()
+    store = open_store(recover_index=False)
+    report = maintenance.reindex(store)
+    assert report.rebuilt_manifest and report.events == sum(
+        s.rows for s in store._refresh().manifest.segments
+    )
+    store.close()
+    repaired = open_store()
+    assert maintenance.verify(repaired).ok
+    assert_same_answers(before, answers(repaired))
+
+
+def test_stats_describe_the_log(populated: EventStore) -> None:
+    stats = maintenance.stats(populated)
+    events = populated.read().collect()
+    assert stats["head_position"] == stats["events"] == events.height
+    assert stats["segments"] == len(list(populated.segments_dir.rglob("*.parquet")))
+    assert stats["wal_events"] == populated._refresh().tail.rows > 0
+    assert stats["events_by_type"] == dict(events.group_by("event_type").len().iter_rows())
+    assert stats["streams_in_segments"] == len(STREAMS)
+    maintenance.compact(populated)
+    after = maintenance.stats(populated)
+    assert after["wal_events"] == 0 and after["events_by_type"] == stats["events_by_type"]

@@ -1,0 +1,243 @@
+"""Read models on a real event log: publication, incremental updates, rebuilds, time travel, freshness and
+the analyst database."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from settler_pipeline import projections
+from settler_pipeline.domain import events as e
+from settler_pipeline.projections.checkpoint import META_KEY, Checkpoint, read_table, write_table
+from settler_pipeline.store.event_store import EventStore
+from tests.unit.test_projections_fold import TENANTS, batches, random_log
+
+APPEND_COLUMNS = (
+    "aggregate_id",
+    "aggregate_type",
+    "event_type",
+    "data",
+    "tenant_id",
+    "correlation_id",
+    "timestamp",
+)
+
+
+def append(store: EventStore, log: pl.DataFrame, sizes: list[int]) -> None:
+    """Append ``log`` in consecutive batches of the given sizes (the rest in one batch)."""
+    start = 0
+    for size in [*sizes, log.height]:
+        part = log.slice(start, size)
+        if part.height:
+            store.append_frame(part.select(APPEND_COLUMNS))
+        start += part.height
+
+
+def in_memory(log: pl.DataFrame, name: str) -> pl.DataFrame:
+    return projections.fold_batches(name, batches(log, []))
+
+
+@pytest.fixture
+def log() -> pl.DataFrame:
+    history = random_log(random.Random(11), runs=24, max_events=400)
+    assert history.height > 200
+    return history
+
+
+def test_an_update_publishes_every_read_model_with_its_checkpoint_and_no_lag(
+    store: EventStore, data_dir: Path, log: pl.DataFrame
+) -> None:
+    append(store, log, [50, 3, 100])
+    statuses = projections.update(store)
+    assert {s["name"] for s in statuses} == set(projections.NAMES)
+    assert all((s["checkpoint"], s["head"], s["lag"]) == (log.height, log.height, 0) for s in statuses)
+    for name in projections.NAMES:
+        assert projections.read_model(data_dir, name).equals(in_memory(log, name)), name
+    root = data_dir / "read_models"
+    assert (root / "reconciliation_summary.parquet").is_file()
+    assert (root / "reconciliation_matches").is_symlink()
+    assert list((root / "reconciliation_matches").glob("part-*.parquet"))
+    assert (data_dir / "analytics.duckdb").is_file()
+
+
+def test_updates_in_steps_give_the_same_tables_as_a_rebuild_and_an_idle_update_rewrites_nothing(
+    store: EventStore, data_dir: Path, log: pl.DataFrame
+) -> None:
+    first, second = log.head(170), log.slice(170)
+    append(store, first, [60])
+    projections.update(store, chunk_events=37)
+    append(store, second, [1, 1, 40])
+    projections.update(store, chunk_events=1000)
+    stepped = {n: projections.read_model(data_dir, n) for n in projections.NAMES}
+    root = data_dir / "read_models"
+    stamps = {p.name: p.stat().st_mtime_ns for p in root.glob("*.parquet")}
+    links = {n: os.readlink(root / n) for n in ("reconciliation_exceptions", "reconciliation_matches")}
+    projections.update(store)
+    assert {p.name: p.stat().st_mtime_ns for p in root.glob("*.parquet") if p.name in stamps} == {
+        k: v for k, v in stamps.items() if k != "projection_status.parquet"
+    } | {"projection_status.parquet": (root / "projection_status.parquet").stat().st_mtime_ns}
+    assert {n: os.readlink(root / n) for n in links} == links
+    projections.rebuild(store)
+    for name in projections.NAMES:
+        rebuilt = projections.read_model(data_dir, name)
+        assert rebuilt.equals(stepped[name]), name
+        assert rebuilt.equals(in_memory(log, name)), name
+
+
+def test_as_of_a_position_or_a_commit_time_is_the_read_model_as_it_stood_then(
+    store: EventStore, data_dir: Path, log: pl.DataFrame
+) -> None:
+    append(store, log.head(120), [])
+    between = datetime.now(UTC)
+    time.sleep(0.01)
+    append(store, log.slice(120), [])
+    for name in projections.NAMES:
+        expected = in_memory(log.head(120), name)
+        assert projections.as_of(store, name, position=120, chunk_events=7).equals(expected), name
+    expected = in_memory(log.head(120), "reconciliation_exceptions")
+    assert projections.as_of(store, "reconciliation_exceptions", at=between).equals(expected)
+    tenant = TENANTS[0]
+    mine = projections.as_of(store, "reconciliation_summary", tenant_id=tenant)
+    everything = in_memory(log, "reconciliation_summary")
+    assert mine.equals(everything.filter(pl.col("tenant_id") == tenant))
+
+
+def test_status_reports_the_lag_of_each_read_model_behind_the_head(
+    store: EventStore, data_dir: Path, log: pl.DataFrame
+) -> None:
+    append(store, log.head(100), [])
+    assert all((s["checkpoint"], s["lag"]) == (0, 100) for s in projections.status(store))
+    projections.update(store, names=["reconciliation_summary"])
+    append(store, log.slice(100, 30), [])
+    lags = {s["name"]: s["lag"] for s in projections.status(store)}
+    assert lags["reconciliation_summary"] == 30 and lags["reconciliation_matches"] == 130
+    projections.update(store)
+    assert {s["lag"] for s in projections.status(store)} == {0}
+    published = projections.sql(data_dir, "SELECT name, checkpoint, lag FROM projection_status ORDER BY name")
+    assert published["checkpoint"].to_list() == [130] * 5 and published["lag"].to_list() == [0] * 5
+
+
+def test_a_read_model_stored_by_another_version_of_its_definition_is_rebuilt(
+    store: EventStore, data_dir: Path, log: pl.DataFrame
+) -> None:
+    append(store, log, [])
+    projections.update(store)
+    path = data_dir / "read_models" / "tenant_usage_view.parquet"
+    stored = read_table(path)
+    assert stored is not None
+    write_table(path, stored[0].head(1), Checkpoint("tenant_usage_view", version=0, position=log.height))
+    projections.update(store)
+    assert projections.read_model(data_dir, "tenant_usage_view").equals(in_memory(log, "tenant_usage_view"))
+
+
+def test_an_interrupted_update_leaves_the_published_tables_intact_and_is_cleaned_up(
+    store: EventStore, data_dir: Path, log: pl.DataFrame
+) -> None:
+    append(store, log.head(150), [])
+    projections.update(store)
+    gens = data_dir / "read_models" / ".gens" / "reconciliation_matches"
+    current = int(os.readlink(data_dir / "read_models" / "reconciliation_matches").rsplit("g", 1)[1])
+    orphan = gens / f"g{current + 1:06d}"
+    orphan.mkdir()
+    (orphan / "part-junk.parquet").write_bytes(b"not parquet")
+    (data_dir / "read_models" / ".reconciliation_summary.parquet.999.tmp").write_bytes(b"junk")
+    assert projections.read_model(data_dir, "reconciliation_matches").equals(
+        in_memory(log.head(150), "reconciliation_matches")
+    )
+    append(store, log.slice(150), [])
+    projections.update(store)
+    assert not (orphan / "part-junk.parquet").exists()
+    for name in projections.NAMES:
+        assert projections.read_model(data_dir, name).equals(in_memory(log, name)), name
+
+
+def test_analysts_query_the_views_read_only_while_the_pipeline_updates(
+    store: EventStore, data_dir: Path, log: pl.DataFrame
+) -> None:
+    append(store, log.head(100), [])
+    projections.update(store)
+    analyst = duckdb.connect(str(data_dir / "analytics.duckdb"), read_only=True)
+    try:
+        before = analyst.execute("SELECT count(*) FROM reconciliation_matches").fetchone()
+        append(store, log.slice(100), [])
+        projections.update(store)  # never blocked by the open read-only connection
+        (data_dir / "read_models" / ".views.json").unlink()  # as if the views' definition changed
+        projections.update(store)
+        after = analyst.execute("SELECT count(*) FROM reconciliation_matches").fetchone()
+        assert before is not None and after is not None
+        assert after[0] == in_memory(log, "reconciliation_matches").height
+    finally:
+        analyst.close()
+    views = projections.sql(data_dir, "SELECT view_name, comment FROM duckdb_views() WHERE NOT internal")
+    assert set(projections.NAMES) | {"projection_status"} <= set(views["view_name"])
+    columns = projections.sql(
+        data_dir,
+        "SELECT comment FROM duckdb_columns() WHERE table_name = $1 AND column_name = $2",
+        ["reconciliation_summary", "match_rate"],
+    )
+    assert "matched source records" in columns["comment"][0]
+
+
+def test_the_views_show_the_published_columns_and_ages_relative_to_the_as_of_time(
+    store: EventStore, data_dir: Path, log: pl.DataFrame
+) -> None:
+    append(store, log, [])
+    projections.update(store)
+    for name in projections.NAMES:
+        keys = list(projections.runner.model(name).key)
+        viewed = projections.sql(data_dir, f"SELECT * FROM {name}").sort(keys)
+        expected = projections.read_model(data_dir, name)
+        assert viewed.columns == expected.columns, name
+        assert viewed.equals(expected), name
+
+
+def test_the_events_view_gives_a_runs_audit_trail_by_correlation_id(
+    store: EventStore, data_dir: Path, log: pl.DataFrame, make_frame: object
+) -> None:
+    filler = make_frame(2_000, aggregate_type="Invoice", event_type="InvoiceSent")  # type: ignore[operator]
+    filler = filler.with_columns(pl.lit(log["timestamp"][0]).alias("timestamp")).select(APPEND_COLUMNS)
+    store.append_frame(pl.concat([log.select(APPEND_COLUMNS), filler]))  # big enough for a segment
+    projections.update(store)
+    correlation = log["correlation_id"][0]
+    trail = projections.sql(
+        data_dir,
+        "SELECT global_position, event_type, data->>'attempt' AS attempt FROM events "
+        "WHERE correlation_id = $1 ORDER BY global_position",
+        [correlation],
+    )
+    expected = log.filter(pl.col("correlation_id") == correlation)
+    assert trail["global_position"].to_list() == expected["global_position"].to_list()
+    assert trail["event_type"][0] == e.RECONCILIATION_STARTED
+    comment = projections.sql(data_dir, "SELECT comment FROM duckdb_views() WHERE view_name = 'events'")
+    assert "write-ahead tail" in comment["comment"][0]
+
+
+def test_the_checkpoint_travels_inside_the_published_file(
+    store: EventStore, data_dir: Path, log: pl.DataFrame
+) -> None:
+    append(store, log.head(80), [])
+    projections.update(store)
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(data_dir / "read_models" / "reconciliation_summary.parquet").metadata
+    assert meta is not None and json.loads(meta[META_KEY.encode()])["position"] == 80
+
+
+def test_events_of_other_aggregates_move_the_checkpoints_without_changing_the_rows(
+    store: EventStore, data_dir: Path, log: pl.DataFrame, make_frame: object
+) -> None:
+    append(store, log, [])
+    projections.update(store)
+    before = {n: projections.read_model(data_dir, n) for n in projections.NAMES}
+    store.append_frame(make_frame(25, aggregate_type="Invoice", event_type="InvoiceSent"))  # type: ignore[operator]
+    statuses = projections.update(store)
+    assert {(s["checkpoint"], s["lag"]) for s in statuses} == {(log.height + 25, 0)}
+    assert all(projections.read_model(data_dir, n).equals(before[n]) for n in projections.NAMES)

@@ -1,0 +1,181 @@
+"""The event envelope: validation of ids, names and times, and what makes two envelopes the same event."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pydantic
+import pytest
+
+from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata, canonical_json
+from settler_pipeline.errors import InvalidIdError, ValidationError
+from tests.factories import TENANT, MakeEvent, uid
+
+BAD_IDS = [
+    "../../etc",
+    "x'; DROP TABLE events; --",
+    "",
+    "0192f0c4-5d3e-7a10-8b2c-1d2e3f40516",  # one digit short
+    "{0192f0c4-5d3e-7a10-8b2c-1d2e3f405162}",
+    "0192f0c45d3e7a108b2c1d2e3f405162",
+    "urn:uuid:0192f0c4-5d3e-7a10-8b2c-1d2e3f405162",
+    "0192f0c4-5d3e-7a10-8b2c-1d2e3f405162\n",
+]
+
+
+def _invalid_id(exc: BaseException) -> InvalidIdError:
+    """The InvalidIdError raised directly or wrapped by pydantic."""
+    if isinstance(exc, InvalidIdError):
+        return exc
+    assert isinstance(exc, pydantic.ValidationError), exc
+    cause = exc.errors()[0].get("ctx", {}).get("error")
+    assert isinstance(cause, InvalidIdError), exc.errors()
+    return cause
+
+
+def _envelope(**overrides: Any) -> EventEnvelope:
+    metadata = {"tenant_id": TENANT, **overrides.pop("metadata", {})}
+    fields: dict[str, Any] = {
+        "aggregate_id": uid(1),
+        "aggregate_type": "Thing",
+        "event_type": "ThingHappened",
+        "metadata": EventMetadata(**metadata),
+        **overrides,
+    }
+    return EventEnvelope(**fields)
+
+
+def test_an_envelope_gets_a_time_ordered_id_and_utc_times_by_default() -> None:
+    first, second = _envelope(), _envelope()
+    assert uuid.UUID(first.id).version == 7
+    assert first.id != second.id
+    assert first.created_at.tzinfo is not None and first.created_at.utcoffset() == timedelta(0)
+    assert first.metadata.timestamp.utcoffset() == timedelta(0)
+    assert uuid.UUID(first.metadata.correlation_id)
+    assert first.global_position is None and first.aggregate_version is None
+    assert first.tenant_id == TENANT
+
+
+def test_ids_are_normalised_to_lowercase() -> None:
+    upper = "0192F0C4-5D3E-7A10-8B2C-1D2E3F405162"
+    envelope = _envelope(
+        id=upper, aggregate_id=upper, metadata={"correlation_id": upper, "causation_id": upper}
+    )
+    assert envelope.id == envelope.aggregate_id == upper.lower()
+    assert envelope.metadata.correlation_id == envelope.metadata.causation_id == upper.lower()
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+@pytest.mark.parametrize("field", ["id", "aggregate_id"])
+def test_a_bad_envelope_id_is_refused_naming_the_field_and_the_value(field: str, bad: str) -> None:
+    with pytest.raises((InvalidIdError, pydantic.ValidationError)) as caught:
+        _envelope(**{field: bad})
+    error = _invalid_id(caught.value)
+    assert error.field == field
+    assert error.value == bad
+    assert field in str(error) and repr(bad) in str(error)
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+@pytest.mark.parametrize("field", ["tenant_id", "correlation_id", "causation_id"])
+def test_a_bad_metadata_id_is_refused_naming_the_field_and_the_value(field: str, bad: str) -> None:
+    metadata: dict[str, Any] = {"tenant_id": TENANT, field: bad}
+    with pytest.raises((InvalidIdError, pydantic.ValidationError)) as caught:
+        EventMetadata(**metadata)
+    error = _invalid_id(caught.value)
+    assert error.field == f"metadata.{field}"
+    assert error.value == bad
+    assert f"metadata.{field}" in str(error) and repr(bad) in str(error)
+
+
+def test_a_non_string_id_is_refused() -> None:
+    with pytest.raises((InvalidIdError, pydantic.ValidationError)):
+        _envelope(aggregate_id=12345)
+
+
+@pytest.mark.parametrize("field", ["timestamp", "created_at"])
+def test_naive_datetimes_are_refused(field: str) -> None:
+    naive = datetime(2026, 11, 1, 12, 0)
+    with pytest.raises((ValidationError, pydantic.ValidationError)) as caught:
+        if field == "timestamp":
+            EventMetadata(tenant_id=TENANT, timestamp=naive)
+        else:
+            _envelope(created_at=naive)
+    assert "time zone" in str(caught.value)
+
+
+def test_aware_datetimes_are_stored_in_utc() -> None:
+    local = datetime(2026, 11, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    envelope = _envelope(metadata={"timestamp": local}, created_at=local)
+    assert envelope.metadata.timestamp == datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
+    assert envelope.metadata.timestamp.tzinfo == UTC
+    assert envelope.created_at.tzinfo == UTC
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "1Thing", "x'; DROP TABLE events; --", "../etc", "Thing Happened", "A" * 101, "Thing/x", "Thing\n"],
+)
+@pytest.mark.parametrize("field", ["aggregate_type", "event_type"])
+def test_type_names_must_be_plain_identifiers(field: str, name: str) -> None:
+    with pytest.raises((ValidationError, pydantic.ValidationError)) as caught:
+        _envelope(**{field: name})
+    assert field in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["Thing", "thing.v2", "Record-Matched", "A" * 100, "a_b"])
+def test_ordinary_type_names_are_accepted(name: str) -> None:
+    assert _envelope(event_type=name).event_type == name
+
+
+@pytest.mark.parametrize("version", [0, -1])
+def test_event_version_must_be_at_least_one(version: int) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        _envelope(event_version=version)
+
+
+def test_extra_metadata_keys_are_kept_as_given() -> None:
+    extra: dict[str, Any] = {"source": "bank-feed", "attempt": 2}
+    metadata = EventMetadata(tenant_id=TENANT, **extra)
+    assert metadata.extra_fields() == {"source": "bank-feed", "attempt": 2}
+    assert EventMetadata(tenant_id=TENANT).extra_fields() == {}
+
+
+def test_envelopes_are_immutable(make_event: MakeEvent) -> None:
+    envelope = make_event()
+    with pytest.raises(pydantic.ValidationError):
+        envelope.event_type = "Other"
+
+
+def test_the_content_key_ignores_store_assigned_fields_and_data_key_order() -> None:
+    envelope = _envelope(id=uid(9), data={"a": 1, "b": [1, 2]})
+    stored = envelope.model_copy(
+        update={
+            "global_position": 42,
+            "aggregate_version": 7,
+            "created_at": datetime(2030, 1, 1, tzinfo=UTC),
+            "data": {"b": [1, 2], "a": 1},
+        }
+    )
+    assert stored.content_key() == envelope.content_key()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"data": {"a": 2}},
+        {"event_type": "Other"},
+        {"aggregate_id": uid(2)},
+        {"event_version": 2},
+        {"metadata": EventMetadata(tenant_id=TENANT, correlation_id=uid(3), user_id="u")},
+    ],
+)
+def test_the_content_key_changes_with_anything_the_caller_chose(change: dict[str, Any]) -> None:
+    envelope = _envelope(id=uid(9), data={"a": 1}, metadata={"correlation_id": uid(3)})
+    assert envelope.model_copy(update=change).content_key() != envelope.content_key()
+
+
+def test_canonical_json_sorts_keys_and_drops_whitespace() -> None:
+    assert canonical_json({"b": 1, "a": {"d": 2, "c": 3}}) == '{"a":{"c":3,"d":2},"b":1}'

@@ -1,0 +1,117 @@
+"""Multi-part storage of read models: parts by run, rewrites of only what changed, merges of small parts,
+and generations published by one symlink swap."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from settler_pipeline.projections import parts
+from settler_pipeline.projections.checkpoint import Checkpoint, read_table, write_table
+from settler_pipeline.projections.parts import Generations, MemoryStorage, PartedTable
+
+SCHEMA = {"reconciliation_id": pl.String(), "n": pl.Int64(), "kind": pl.String()}
+
+
+def rows(run: str, *values: int, kind: str = "a") -> pl.DataFrame:
+    return pl.DataFrame(
+        {"reconciliation_id": [run] * len(values), "n": list(values), "kind": [kind] * len(values)},
+        schema=SCHEMA,
+    )
+
+
+def table(storage: parts.PartStorage | None = None, **kwargs: object) -> PartedTable:
+    def classify(frame: pl.DataFrame) -> pl.Series:
+        return frame["kind"]
+
+    return PartedTable(SCHEMA, {"a": 64, "b": 64}, classify, storage or MemoryStorage(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_taking_a_runs_rows_rewrites_only_the_parts_that_held_them() -> None:
+    t = table()
+    t.append(pl.concat([rows("r1", 1, 2), rows("r2", 3)]))
+    t.append(rows("r3", 4, kind="b"))
+    before = dict(t.parts)
+    taken = t.take(pl.Series(["r1"]))
+    assert sorted(taken["n"].to_list()) == [1, 2]
+    t.append(rows("r1", 9))
+    t.flush()
+    assert sorted(t.all_rows()["n"].to_list()) == [3, 4, 9]
+    unchanged = [n for n, p in before.items() if p.cls == "b"]
+    assert all(n in t.parts for n in unchanged)
+    assert set(t.runs_with_rows(pl.Series(["r1", "r2", "r9"])).to_list()) == {"r1", "r2"}
+
+
+def test_taking_only_one_class_leaves_the_other_classes_parts_alone() -> None:
+    t = table()
+    t.append(pl.concat([rows("r1", 1), rows("r1", 2, kind="b")]))
+    taken = t.take(pl.Series(["r1"]), classes={"b"})
+    assert taken["n"].to_list() == [2]
+    t.flush()
+    assert t.all_rows()["n"].to_list() == [1]
+
+
+def test_many_small_parts_of_a_class_are_merged_and_no_row_is_lost() -> None:
+    t = table()
+    for i in range(20):
+        t.append(rows(f"r{i}", i))
+    assert len(t.parts) == 20
+    t.compact()
+    assert len(t.parts) < 20
+    assert sorted(t.all_rows()["n"].to_list()) == list(range(20))
+    assert t.row_count == 20
+
+
+def test_the_run_index_remembers_attempts_of_runs_without_rows() -> None:
+    t = table()
+    t.set_attempts(pl.DataFrame({"reconciliation_id": ["r1", "r2"], "attempt": [1, 2]}))
+    t.append(rows("r2", 5))
+    t.set_attempts(pl.DataFrame({"reconciliation_id": ["r1"], "attempt": [3]}))
+    index = t.runs_frame()
+    assert index.select("reconciliation_id", "attempt").unique().sort("reconciliation_id").rows() == [
+        ("r1", 3),
+        ("r2", 2),
+    ]
+    again = table(runs=index)
+    assert again.known_attempts().sort("reconciliation_id").rows() == [("r1", 3), ("r2", 2)]
+
+
+def test_a_generation_is_published_by_one_symlink_swap_and_old_ones_expire(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gens = Generations(tmp_path, "things")
+    for value in (1, 2, 3):
+        generation, storage = gens.begin(fresh=False)
+        loaded = gens.load()
+        t = table(
+            storage,
+            parts=[parts.Part(**p) for p in loaded[1]["parts"]] if loaded else (),
+            runs=loaded[2] if loaded else None,
+            generation=generation,
+        )
+        t.append(rows(f"r{value}", value))
+        t.ensure_part()
+        gens.commit(t, storage, Checkpoint("things", 1, position=value))
+        assert os.readlink(tmp_path / "things").endswith(f"g{generation:06d}")
+    published = pl.read_parquet(tmp_path / "things" / "*.parquet")
+    assert sorted(published["n"].to_list()) == [1, 2, 3]
+    assert (tmp_path / ".gens" / "things" / "g000001").exists()  # kept for readers still on it
+    monkeypatch.setattr(parts, "GRACE_S", -1.0)
+    gens.clean()
+    loaded = gens.load()
+    assert loaded is not None and loaded[1]["checkpoint"]["position"] == 3
+    assert not (tmp_path / ".gens" / "things" / "g000001").exists()
+
+
+def test_a_single_file_read_model_carries_its_checkpoint_in_the_same_file(tmp_path: Path) -> None:
+    path = tmp_path / "model.parquet"
+    assert read_table(path) is None
+    write_table(path, rows("r", 1), Checkpoint("model", 3, position=42))
+    stored = read_table(path)
+    assert stored is not None
+    frame, checkpoint = stored
+    assert frame.equals(rows("r", 1)) and (checkpoint.version, checkpoint.position) == (3, 42)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.parquet"]  # no temporary file left behind
