@@ -32,7 +32,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
 dagster: $(STAMP)
-	SETTLER_DATA_DIR=$(abspath $(DATA_DIR)) $(BIN)/dagster dev -w workspace.yaml
+	mkdir -p $(DATA_DIR)/.dagster && touch $(DATA_DIR)/.dagster/dagster.yaml
+	DAGSTER_HOME=$(abspath $(DATA_DIR))/.dagster SETTLER_DATA_DIR=$(abspath $(DATA_DIR)) $(BIN)/dagster dev -w workspace.yaml
 
 clean-data:
 	find $(DATA_DIR) -mindepth 1 ! -name .gitkeep ! -name README.md -exec rm -rf {} +

@@ -44,6 +44,7 @@ def parse_time(value: str, option: str) -> datetime:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ValidationError(
-            f"{option} must be an ISO time like 2026-11-01T12:00:00Z, got {value!r}"
+            f"{option} must be an ISO time like 2026-11-01T12:00:00Z, got {value!r}",
+            hint="a date alone means its midnight UTC",
         ) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

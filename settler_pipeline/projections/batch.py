@@ -302,6 +302,7 @@ class EventBatch:
                 right_on="_reset_at",
                 by="reconciliation_id",
                 strategy="backward",
+                check_sortedness=False,  # both sides are sorted by position just above
             )
             .join(
                 known.select("reconciliation_id", pl.col("attempt").alias("_known")),
