@@ -438,13 +438,10 @@ def generate_increment(
 ) -> None:
     """Append ``events`` new events in one commit: new runs, plus ``reviews`` (decisions on runs of the
     existing log, so an update also rewrites the review parts of old runs)."""
-    runs = _runs(
-        first_run,
-        events // EVENTS_PER_RUN + 2,
-        first_run + events // EVENTS_PER_RUN + 2,
-        np.random.default_rng(seed),
-    )
+    count = events // EVENTS_PER_RUN + 8  # enough runs for ``events`` even if several end early
+    runs = _runs(first_run, count, first_run + count, np.random.default_rng(seed))
     fresh = run_events_frame(runs).head(events - reviews.height)
+    assert fresh.height + reviews.height == events
     store.append_frame(_to_append(pl.concat([reviews, fresh])))
 
 
@@ -452,8 +449,15 @@ def generate_increment(
 
 
 def _peak_rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process. VmHWM belongs to the process image, so it starts afresh
+    at exec; ru_maxrss (the fallback elsewhere) would include the forking parent's memory."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _child(task: str, data_dir: str) -> dict[str, Any]:

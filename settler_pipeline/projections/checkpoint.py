@@ -40,7 +40,12 @@ class Checkpoint:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Checkpoint:
-        body = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any]) -> Checkpoint:
+        """Inverse of ``json.loads(checkpoint.to_json())``."""
+        body = dict(body)
         for key in ("max_event_time", "updated_at"):
             body[key] = datetime.fromisoformat(body[key]) if body.get(key) else None
         return cls(**body)

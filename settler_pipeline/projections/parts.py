@@ -216,7 +216,7 @@ class PartedTable:
                 del self.parts[name]
                 self.storage.drop(name)
             elif frame.height != part.rows:
-                # Rewritten under a new name: the old file may be shared with the committed generation.
+                # Rewritten as a new part: a part name always means the same rows, in every generation.
                 del self.parts[name]
                 self.storage.drop(name)
                 self.locations = self.locations.filter(pl.col("part") != name)

@@ -9,7 +9,6 @@ A read model's rows and checkpoint are then published together in one atomic ste
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -172,7 +171,7 @@ class _PartedTarget(_Target):
             runs = None
         else:
             _, manifest, runs = loaded
-            checkpoint = Checkpoint.from_json(_json(manifest["checkpoint"]))
+            checkpoint = Checkpoint.from_dict(manifest["checkpoint"])
             parts = [Part(**p) for p in manifest["parts"]]
         super().__init__(read_model, checkpoint)
         self.table = PartedTable(
@@ -204,10 +203,6 @@ class _PartedTarget(_Target):
         return self.table.row_count
 
 
-def _json(body: Any) -> str:
-    return json.dumps(body)
-
-
 def _target(read_model: ReadModel, root: Path | None, *, fresh: bool = False) -> _Target:
     if isinstance(read_model, TableReadModel):
         return _TableTarget(read_model, root, fresh=fresh)
@@ -236,16 +231,22 @@ def _run(
         batch.decode()
         return batch
 
+    def apply(batch: EventBatch, end: int) -> None:
+        for target in targets:
+            if target.checkpoint.position < end:
+                target.advance(batch)
+
+    if len(bounds) == 1:  # the usual update: nothing to overlap, so no thread to start
+        apply(load(*bounds[0]), bounds[0][1])
+        return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="settler-read") as reader:
         pending = reader.submit(load, *bounds[0])
         for index, (_, end) in enumerate(bounds):
             batch = pending.result()
             if index + 1 < len(bounds):
                 pending = reader.submit(load, *bounds[index + 1])
-            for target in targets:
-                if target.checkpoint.position < end:
-                    target.advance(batch)
-            del batch
+            apply(batch, end)
+            del batch  # before the next chunk arrives: at most two chunks in memory
 
 
 # -- public API -------------------------------------------------------------------------------------
@@ -314,7 +315,8 @@ def as_of(
     """Read model ``name`` as it stood when the log ended at ``position`` (or at the newest position
     committed at or before time ``at``; the earlier of the two if both are given), computed in memory
     from the log and never stored. With ``tenant_id``, only that tenant's rows (and only its events are
-    read). Same rows as :func:`read_model` after an update to that position."""
+    read). Same rows as :func:`read_model` after an update to that position. The result is held in
+    memory: for ``reconciliation_matches`` of a big log, prefer a ``tenant_id``."""
     limits = [p for p in (position, store.position_at(at) if at is not None else None) if p is not None]
     upto = min([store.head_position, *limits])
     target = _target(model(name), None)
@@ -345,7 +347,7 @@ def read_model(data_dir: str | Path, name: str) -> pl.DataFrame:
     if loaded is None:
         raise NotFoundError(f"read model {name} has not been built", hint="run projections.update first")
     generation, manifest, _ = loaded
-    checkpoint = Checkpoint.from_json(_json(manifest["checkpoint"]))
+    checkpoint = Checkpoint.from_dict(manifest["checkpoint"])
     directory = root / ".gens" / name / f"g{generation:06d}"
     frames = [pl.read_parquet(directory / p["name"]) for p in manifest["parts"]]
     rows = pl.concat(frames) if frames else definition.empty()
@@ -392,7 +394,7 @@ def _stored_checkpoint(root: Path, read_model: ReadModel) -> tuple[Checkpoint, i
         manifest = Generations(root, read_model.name).manifest()
         if manifest is not None:
             rows = sum(int(p["rows"]) for p in manifest["parts"])
-            return Checkpoint.from_json(_json(manifest["checkpoint"])), rows
+            return Checkpoint.from_dict(manifest["checkpoint"]), rows
     return Checkpoint(read_model.name, read_model.version), 0
 
 

@@ -51,6 +51,7 @@ from settler_pipeline.store.schema import (
     COLUMNS,
     EVENT_SCHEMA,
     POLARS_SCHEMA,
+    envelope_columns,
     envelopes_to_frame,
     frame_to_envelopes,
     prepare_frame,
@@ -327,25 +328,11 @@ class EventStore:
             for event in events:
                 running[event.aggregate_id] = running.get(event.aggregate_id, 0) + 1
                 versions.append(running[event.aggregate_id])
-            meta = [e.metadata for e in events]
             columns: dict[str, list[Any]] = {
                 "global_position": list(range(head + 1, head + 1 + len(events))),
                 "aggregate_version": versions,
-                "event_id": ids,
-                "aggregate_id": [e.aggregate_id for e in events],
-                "aggregate_type": [e.aggregate_type for e in events],
-                "event_type": [e.event_type for e in events],
-                "event_version": [e.event_version for e in events],
-                "tenant_id": [m.tenant_id for m in meta],
-                "user_id": [m.user_id for m in meta],
-                "correlation_id": [m.correlation_id for m in meta],
-                "causation_id": [m.causation_id for m in meta],
-                "timestamp": [m.timestamp for m in meta],
                 "created_at": [created_at] * len(events),
-                "data": [canonical_json(e.data) for e in events],
-                "metadata_extra": [
-                    canonical_json(m.extra_fields()) if m.extra_fields() else None for m in meta
-                ],
+                **envelope_columns(events),
             }
             table = pa.Table.from_pydict(columns, schema=EVENT_SCHEMA)
             self._persist(view, table)

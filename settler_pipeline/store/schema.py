@@ -67,26 +67,29 @@ _LOWER_UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 _NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.\-]{0,99}$"
 
 
+def envelope_columns(events: Sequence[EventEnvelope]) -> dict[str, list[Any]]:
+    """The caller-chosen columns of a batch of (already validated) envelopes, in batch order."""
+    meta = [event.metadata for event in events]
+    return {
+        "event_id": [event.id for event in events],
+        "aggregate_id": [event.aggregate_id for event in events],
+        "aggregate_type": [event.aggregate_type for event in events],
+        "event_type": [event.event_type for event in events],
+        "event_version": [event.event_version for event in events],
+        "data": [canonical_json(event.data) for event in events],
+        "tenant_id": [m.tenant_id for m in meta],
+        "user_id": [m.user_id for m in meta],
+        "correlation_id": [m.correlation_id for m in meta],
+        "causation_id": [m.causation_id for m in meta],
+        "timestamp": [m.timestamp for m in meta],
+        "metadata_extra": [canonical_json(m.extra_fields()) if m.extra_fields() else None for m in meta],
+    }
+
+
 def envelopes_to_frame(events: Sequence[EventEnvelope]) -> pl.DataFrame:
     """A batch of (already validated) envelopes as an input frame for :func:`prepare_frame`."""
-    rows: dict[str, list[Any]] = {name: [] for name in REQUIRED_INPUT + OPTIONAL_INPUT}
-    for event in events:
-        meta = event.metadata
-        extra = meta.extra_fields()
-        rows["event_id"].append(event.id)
-        rows["aggregate_id"].append(event.aggregate_id)
-        rows["aggregate_type"].append(event.aggregate_type)
-        rows["event_type"].append(event.event_type)
-        rows["event_version"].append(event.event_version)
-        rows["data"].append(canonical_json(event.data))
-        rows["tenant_id"].append(meta.tenant_id)
-        rows["user_id"].append(meta.user_id)
-        rows["correlation_id"].append(meta.correlation_id)
-        rows["causation_id"].append(meta.causation_id)
-        rows["timestamp"].append(meta.timestamp)
-        rows["metadata_extra"].append(canonical_json(extra) if extra else None)
     return pl.DataFrame(
-        rows,
+        envelope_columns(events),
         schema={name: POLARS_SCHEMA[name] for name in REQUIRED_INPUT + OPTIONAL_INPUT},
     )
 

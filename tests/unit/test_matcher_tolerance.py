@@ -227,3 +227,19 @@ def test_description_tokens_are_normalised_and_short_ones_dropped() -> None:
         (2, "PO_1ABC"),
         (2, "STRIPE"),
     ]
+
+
+def test_the_nearest_candidates_kept_for_a_crowded_source_do_not_depend_on_row_order() -> None:
+    src = _frame([1000], [0])
+    tgt = _frame([1000] * 5, [0] * 5)
+    for frame in (tgt, tgt.reverse(), tgt.sample(fraction=1.0, shuffle=True, seed=1)):
+        kept = window_candidates(
+            src,
+            frame,
+            tolerance=Tolerance(absolute_minor=10),
+            days_before=0,
+            days_after=0,
+            max_candidates=2,
+            crowded="nearest",
+        ).pairs
+        assert sorted(kept["target_line"].to_list()) == [1, 2]
