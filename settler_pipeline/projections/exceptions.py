@@ -35,7 +35,8 @@ class ReconciliationExceptions(PartedReadModel):
     version = 1
     doc = "Open review items of each run's latest attempt: unmatched records, proposals, duplicates, etc."
     key = _KEY
-    classes: ClassVar[dict[str, int]] = {"open": 500_000}
+    # Closing an item rewrites the part holding its run: parts stay small enough for that to be cheap.
+    classes: ClassVar[dict[str, int]] = {"open": 50_000}
     derived = frozenset({"age_days"})
     columns: ClassVar[tuple[Column, ...]] = (
         Column("reconciliation_id", pl.String(), "The run."),
@@ -146,7 +147,7 @@ def _opens(batch: EventBatch) -> pl.DataFrame:
         pl.col("global_position").alias("_position"),
         pl.lit(None, pl.Int64).alias("_sources"),
     )
-    proposals = batch.matches.filter(_T == e.MATCH_PROPOSED).select(
+    proposals = batch.proposed.select(
         RUN,
         pl.concat_str(pl.lit("proposed:"), pl.col("match_id")).alias("exception_id"),
         "tenant_id",

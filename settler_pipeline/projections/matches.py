@@ -32,7 +32,8 @@ class ReconciliationMatches(PartedReadModel):
     version = 1
     doc = "One row per match of each run's latest attempt: automatic, proposed (and its decision) or manual."
     key = _KEY
-    classes: ClassVar[dict[str, int]] = {"auto": 2_000_000, "review": 200_000}
+    # Automatic matches never change: big parts. A decision rewrites the run's review part: small ones.
+    classes: ClassVar[dict[str, int]] = {"auto": 2_000_000, "review": 50_000}
     columns: ClassVar[tuple[Column, ...]] = (
         Column("reconciliation_id", pl.String(), "The run."),
         Column("match_id", pl.String(), "The match (stable: derived from the run, rule and records)."),
@@ -41,9 +42,11 @@ class ReconciliationMatches(PartedReadModel):
         Column(
             "rule",
             pl.String(),
-            "Matching rule (e.g. exact_id, reference, amount_date, group_sum, fuzzy); manual.",
+            "The matching pass that made it (its name in the job spec); manual by hand.",
         ),
-        Column("match_type", pl.String(), "one_to_one, one_to_many, many_to_one or many_to_many."),
+        Column(
+            "match_type", pl.String(), "one_to_one, one_to_many, many_to_one (many_to_many only by hand)."
+        ),
         Column(
             "status",
             pl.String(),
@@ -73,36 +76,43 @@ class ReconciliationMatches(PartedReadModel):
         known = table.known_attempts()
         final = batch.final_attempts(known).join(batch.last_positions.select(RUN), on=RUN, how="semi")
         decisions = _decisions(batch)
+        schema = self.stored_schema()
         # A retry drops every stored row of the run; a decision only touches its (review-class) proposals.
         reset = table.take(table.runs_with_rows(batch.resets[RUN]))
         decided = table.take(table.runs_with_rows(decisions[RUN]), classes={"review"})
-        schema = self.stored_schema()
-        new = pl.concat([_made(batch), _manual(batch, known)], how="vertical_relaxed").select(list(schema))
-        rows = pl.concat([reset, decided, new.cast(schema)])  # type: ignore[arg-type]
-        # Decisions only concern proposals: leave the (many) automatic matches out of the join.
-        proposed = pl.col("status") == "proposed"
-        first = (
-            rows.filter(proposed)
-            .select(*_KEY, "_position")
-            .join(decisions, on=list(_KEY), how="inner")
-            .filter(pl.col("_decided_at") > pl.col("_position"))
-            .sort("_decided_at")
-            .unique([*_KEY, "_position"], keep="first", maintain_order=True)
-        )
-        if first.height:
-            decided_rows = (
-                rows.filter(proposed)
-                .join(first, on=[*_KEY, "_position"], how="left")
-                .with_columns(
-                    pl.coalesce("_status", "status").alias("status"),
-                    pl.coalesce("_reviewed_at", "reviewed_at").alias("reviewed_at"),
-                    pl.coalesce("_reviewed_by", "reviewed_by").alias("reviewed_by"),
-                )
-                .select(list(schema))
-            )
-            rows = pl.concat([rows.filter(~proposed), decided_rows])
-        table.append(_latest_attempt(rows, final))
+        made = [_made(batch.proposed, "proposed"), _manual(batch, known)]
+        rows = pl.concat([reset, decided, *(m.select(list(schema)).cast(schema) for m in made)])  # type: ignore[arg-type]
+        table.append(_latest_attempt(_decide(rows, decisions), final))
+        # Automatic matches, most of the rows, are never decided on: they go straight to their parts.
+        auto = _made(batch.matched, "matched").select(list(schema)).cast(schema)  # type: ignore[arg-type]
+        table.append(_latest_attempt(auto, final), cls="auto")
         table.set_attempts(final.drop_nulls("attempt"))
+
+
+def _decide(rows: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` with each decided proposal's status: the first decision taken while it was proposed."""
+    proposed = pl.col("status") == "proposed"
+    first = (
+        rows.filter(proposed)
+        .select(*_KEY, "_position")
+        .join(decisions, on=list(_KEY), how="inner")
+        .filter(pl.col("_decided_at") > pl.col("_position"))
+        .sort("_decided_at")
+        .unique([*_KEY, "_position"], keep="first", maintain_order=True)
+    )
+    if first.height == 0:
+        return rows
+    decided = (
+        rows.filter(proposed)
+        .join(first, on=[*_KEY, "_position"], how="left")
+        .with_columns(
+            pl.coalesce("_status", "status").alias("status"),
+            pl.coalesce("_reviewed_at", "reviewed_at").alias("reviewed_at"),
+            pl.coalesce("_reviewed_by", "reviewed_by").alias("reviewed_by"),
+        )
+        .select(rows.columns)
+    )
+    return pl.concat([rows.filter(~proposed), decided])
 
 
 def _latest_attempt(rows: pl.DataFrame, final: pl.DataFrame) -> pl.DataFrame:
@@ -118,16 +128,16 @@ def _latest_attempt(rows: pl.DataFrame, final: pl.DataFrame) -> pl.DataFrame:
     return rows if keep.all() else rows.filter(keep)
 
 
-def _made(batch: EventBatch) -> pl.DataFrame:
-    """Rows for automatic and proposed matches."""
-    return batch.matches.select(
+def _made(events: pl.DataFrame, status: str) -> pl.DataFrame:
+    """Rows for automatic (``matched``) or proposed matches from their decoded events."""
+    return events.select(
         RUN,
         "match_id",
         "tenant_id",
         "attempt",
         "rule",
         "match_type",
-        pl.when(_T == e.RECORD_MATCHED).then(pl.lit("matched")).otherwise(pl.lit("proposed")).alias("status"),
+        pl.lit(status).alias("status"),
         "confidence",
         "source_ids",
         "target_ids",

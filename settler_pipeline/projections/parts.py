@@ -18,6 +18,7 @@ still reading one can finish. An uncommitted generation left by a crash is delet
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -34,7 +35,7 @@ from settler_pipeline.projections.checkpoint import Checkpoint, fsync_dir, stagi
 
 RUN: Final = "reconciliation_id"
 GRACE_S: Final = 600.0  # how long a replaced generation stays readable
-SMALL_FRACTION: Final = 8  # parts under max_rows / 8 rows are "small"; 8 small parts of a class are merged
+SMALL_FRACTION: Final = 8  # parts under max_rows / 8 are "small"; 8 small ones of similar size are merged
 _GEN = re.compile(r"^g(\d{6})$")
 _RUNS_SCHEMA: Final = {RUN: pl.String(), "attempt": pl.Int64(), "part": pl.String()}
 
@@ -188,17 +189,21 @@ class PartedTable:
             self.locations = self.locations.filter(~(pl.col(RUN).is_in(wanted) & pl.col("part").is_in(names)))
         return pl.concat(taken) if taken else pl.DataFrame(schema=self.schema)
 
-    def append(self, rows: pl.DataFrame) -> None:
-        """Store new rows (as new parts of their classes, each at most the class's maximum size)."""
+    def append(self, rows: pl.DataFrame, *, cls: str | None = None) -> None:
+        """Store new rows as new parts (each at most its class's maximum size); all of class ``cls`` if
+        given, else each of the class :attr:`classify` gives it."""
         if rows.height == 0:
             return
         rows = rows.select(list(self.schema)).cast(self.schema)  # type: ignore[arg-type]
-        classes = self.classify(rows)
-        for cls in sorted(self.classes):
-            chosen = rows.filter(classes == cls)
-            limit = self.classes[cls]
+        if cls is not None:
+            groups = [(cls, rows)]
+        else:
+            classes = self.classify(rows)
+            groups = [(c, rows.filter(classes == c)) for c in sorted(self.classes)]
+        for name, chosen in groups:
+            limit = self.classes[name]
             for start in range(0, chosen.height, limit):
-                self._new_part(chosen.slice(start, limit), cls)
+                self._new_part(chosen.slice(start, limit), name)
 
     def _new_part(self, frame: pl.DataFrame, cls: str) -> None:
         self._sequence += 1
@@ -224,22 +229,28 @@ class PartedTable:
         self._dirty.clear()
 
     def compact(self) -> None:
-        """Merge small parts of a class once there are many of them (amortised: each merge at least
-        multiplies the size of the parts it makes)."""
+        """Merge small parts of similar size once there are :data:`SMALL_FRACTION` of them (tiered, as
+        in an LSM tree: a row is rewritten a logarithmic number of times, and one merge reads at most
+        ``SMALL_FRACTION`` parts of its tier)."""
         self.flush()
         for cls, limit in sorted(self.classes.items()):
-            small = sorted(
-                n for n, p in self.parts.items() if p.cls == cls and p.rows < limit // SMALL_FRACTION
-            )
-            if len(small) < SMALL_FRACTION:
-                continue
-            merged = pl.concat([self.storage.read(n) for n in small])
-            for name in small:
-                del self.parts[name]
-                self.storage.drop(name)
-            self.locations = self.locations.filter(~pl.col("part").is_in(small))
-            for start in range(0, merged.height, limit):
-                self._new_part(merged.slice(start, limit), cls)
+            tiers: dict[int, list[str]] = {}
+            for name, part in sorted(self.parts.items()):
+                if part.cls == cls and part.rows < limit // SMALL_FRACTION:
+                    tier = int(math.log(max(part.rows, 1), SMALL_FRACTION))
+                    tiers.setdefault(tier, []).append(name)
+            for names in tiers.values():
+                for start in range(0, len(names) - SMALL_FRACTION + 1, SMALL_FRACTION):
+                    self._merge(names[start : start + SMALL_FRACTION], cls, limit)
+
+    def _merge(self, names: list[str], cls: str, limit: int) -> None:
+        merged = pl.concat([self.storage.read(n) for n in names])
+        for name in names:
+            del self.parts[name]
+            self.storage.drop(name)
+        self.locations = self.locations.filter(~pl.col("part").is_in(names))
+        for start in range(0, merged.height, limit):
+            self._new_part(merged.slice(start, limit), cls)
 
     def ensure_part(self) -> None:
         """Keep at least one (possibly empty) part, so a glob over the parts always finds a file."""

@@ -35,9 +35,8 @@ class ReadModel(ABC):
     """A read model's definition; see the module docstring."""
 
     name: ClassVar[str]
-    version: ClassVar[
-        int
-    ]  # bump when the rows it computes change: stored rows of another version are rebuilt
+    # Bump when the rows it computes change: stored rows of another version are rebuilt.
+    version: ClassVar[int]
     doc: ClassVar[str]
     columns: ClassVar[tuple[Column, ...]]
     key: ClassVar[tuple[str, ...]]
@@ -94,8 +93,3 @@ def last_by_run(
         for x in exprs
     ]
     return frame.group_by(RUN).agg(pick)
-
-
-def sum_by(frame: pl.DataFrame, keys: Sequence[str], **sums: pl.Expr) -> pl.DataFrame:
-    """``frame`` grouped by ``keys`` with the given sums (each named by its keyword)."""
-    return frame.group_by(list(keys)).agg(expr.sum().alias(name) for name, expr in sums.items())

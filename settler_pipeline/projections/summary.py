@@ -242,25 +242,19 @@ class ReconciliationSummary(TableReadModel):
         touched run's open proposals after the batch."""
         current = final.select(RUN, pl.col("b_attempt").alias("_final"))
         side, reason = pl.col("side"), pl.col("reason")
-        is_matched = _T == e.RECORD_MATCHED
         unmatched = (_T == e.RECORD_UNMATCHED) & reason.ne_missing("outside_range")
         # Aggregate per (run, attempt) first: joining a million rows to the attempts would cost more.
         by_attempt = pl.concat(
             [
                 # Lazy: the streaming engine groups the million rows about twice as fast.
-                batch.matches.lazy()
+                batch.matched.lazy()
                 .group_by(RUN, "attempt")
                 .agg(
-                    is_matched.sum().cast(pl.Int64).alias("d_matched"),
-                    pl.when(is_matched)
-                    .then(pl.col("source_ids").list.len())
-                    .otherwise(0)
-                    .sum()
-                    .cast(pl.Int64)
-                    .alias("d_matched_source_records"),
-                    (_T == e.MATCH_PROPOSED).sum().cast(pl.Int64).alias("d_proposed"),
+                    pl.len().cast(pl.Int64).alias("d_matched"),
+                    pl.col("source_ids").list.len().sum().cast(pl.Int64).alias("d_matched_source_records"),
                 )
                 .collect(),
+                batch.proposed.group_by(RUN, "attempt").agg(pl.len().cast(pl.Int64).alias("d_proposed")),
                 batch.records.group_by(RUN, "attempt").agg(
                     (unmatched & (side == "source")).sum().cast(pl.Int64).alias("d_unmatched_source"),
                     (unmatched & (side == "target")).sum().cast(pl.Int64).alias("d_unmatched_target"),
@@ -294,9 +288,7 @@ class ReconciliationSummary(TableReadModel):
             .with_columns(pl.lit(0, pl.Int64).alias("_at"))
         )
         new = (
-            batch.matches.filter(_T == e.MATCH_PROPOSED)
-            .join(current, on=RUN, how="inner")
-            .filter(pl.col("attempt") == pl.col("_final"))
+            batch.proposed.join(current, on=RUN, how="inner").filter(pl.col("attempt") == pl.col("_final"))
         ).select(
             RUN,
             "match_id",

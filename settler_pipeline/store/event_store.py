@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +78,7 @@ PROJECTION_COLUMNS = (
     "created_at",
 )
 """The envelope columns :meth:`EventStore.read_fields` returns unless told otherwise."""
+GRANULE_CACHE_LIMIT = 1_000_000  # stream granules held in memory per store instance (~100 bytes each)
 WAL_FLUSH_ROWS = 20_000  # move the write-ahead tail into a segment once it holds this many events
 BULK_ROWS = 2_000  # batches at least this big go straight to segments
 _CONTENT_COLUMNS = (
@@ -145,6 +146,8 @@ class EventStore:
         # the last manifest read and the (inode, mtime, size) of the file it was read from
         self._manifest_cache: tuple[tuple[int, int, int], Manifest] | None = None
         self._versions: dict[str, int] = {}
+        self._granules: dict[str, list[tuple[str, int, str, int, int]]] | None = {}
+        self._granules_for: frozenset[str] = frozenset()
         self._versions_at = 0
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -544,7 +547,7 @@ class EventStore:
 
     def _read_granules(
         self,
-        sql: str,
+        sql: str | Callable[[LogView], list[tuple[str, int]]],
         params: list[Any],
         row_filter: pl.Expr,
         view: LogView | None = None,
@@ -558,7 +561,7 @@ class EventStore:
         into segments). With ``with_tail`` the matching write-ahead events of the same view are added."""
         for _ in range(20):
             current = view or self._refresh()
-            found = self.index.query(sql, params)
+            found = sql(current) if callable(sql) else self.index.query(sql, params)
             live = current.live_paths
             groups: dict[str, set[int]] = {}
             for path, row_group in found:
@@ -604,17 +607,65 @@ class EventStore:
         aggregate_id = validate_uuid("aggregate_id", aggregate_id)
         limit = self._as_of_limit(as_of_position, as_of)
         low, high = from_version or 1, to_version if to_version is not None else 2**62
-        rows = self._locate(
-            "SELECT segment_path, row_group FROM idx.stream_granules WHERE aggregate_id = $1::UUID "
-            "AND aggregate_type = $2 AND max_version >= $3 AND min_version <= $4",
-            [aggregate_id, aggregate_type, low, high],
-            (pl.col("aggregate_id") == aggregate_id)
-            & (pl.col("aggregate_type") == aggregate_type)
-            & pl.col("aggregate_version").is_between(low, high),
-        )
+        rows = self._stream_rows(aggregate_id, aggregate_type, low, high)
         if limit is not None:
             rows = rows.filter(pl.col("global_position") <= limit)
         return self._envelopes(rows.sort("aggregate_version"))
+
+    def _stream_rows(self, aggregate_id: str, aggregate_type: str, low: int, high: int) -> pl.DataFrame:
+        """A stream's stored rows with versions ``low..high`` (segments and tail), in position order."""
+
+        def granules_of(view: LogView) -> list[tuple[str, int]]:
+            cache = self._granule_cache(view)
+            if cache is None:
+                return self.index.query(
+                    "SELECT segment_path, row_group FROM idx.stream_granules WHERE aggregate_id = $1::UUID "
+                    "AND aggregate_type = $2 AND max_version >= $3 AND min_version <= $4",
+                    [aggregate_id, aggregate_type, low, high],
+                )
+            return [
+                (path, row_group)
+                for path, row_group, kind, first, last in cache.get(aggregate_id, ())
+                if kind == aggregate_type and last >= low and first <= high
+            ]
+
+        return self._read_granules(
+            granules_of,
+            [],
+            (pl.col("aggregate_id") == aggregate_id)
+            & (pl.col("aggregate_type") == aggregate_type)
+            & pl.col("aggregate_version").is_between(low, high),
+            with_tail=True,
+        )
+
+    def _granule_cache(self, view: LogView) -> dict[str, list[tuple[str, int, str, int, int]]] | None:
+        """Stream → granules of the view's segments, kept in memory and extended by the granules of new
+        segments only (a point read then needs no index round trip, ~2 ms). ``None`` when the log has
+        too many granules to hold (reads then ask the index)."""
+        live = view.live_paths
+        if self._granules_for == live:
+            return self._granules
+        if self._granules is None and self._granules_for:  # over the limit before: stay on the index
+            return None
+        cache = dict(self._granules or {})
+        gone = self._granules_for - live
+        if gone:
+            cache = {k: [g for g in v if g[0] not in gone] for k, v in cache.items()}
+        missing = sorted(live - self._granules_for)
+        if missing:
+            rows = self.index.query(
+                "SELECT aggregate_id::VARCHAR, segment_path, row_group, aggregate_type, min_version, "
+                "max_version FROM idx.stream_granules WHERE segment_path IN (SELECT unnest($1::VARCHAR[]))",
+                [missing],
+            )
+            for aggregate_id, path, row_group, kind, first, last in rows:
+                cache.setdefault(aggregate_id, []).append((path, int(row_group), kind, int(first), int(last)))
+        self._granules_for = live
+        if sum(len(v) for v in cache.values()) > GRANULE_CACHE_LIMIT:
+            self._granules = None
+            return None
+        self._granules = cache
+        return cache
 
     def stream_frame(
         self,
@@ -628,14 +679,7 @@ class EventStore:
         upcast to current versions: the bulk counterpart of :meth:`get_events` for folding big streams."""
         aggregate_id = validate_uuid("aggregate_id", aggregate_id)
         low = from_version or 1
-        rows = self._locate(
-            "SELECT segment_path, row_group FROM idx.stream_granules WHERE aggregate_id = $1::UUID "
-            "AND aggregate_type = $2 AND max_version >= $3",
-            [aggregate_id, aggregate_type, low],
-            (pl.col("aggregate_id") == aggregate_id)
-            & (pl.col("aggregate_type") == aggregate_type)
-            & (pl.col("aggregate_version") >= low),
-        )
+        rows = self._stream_rows(aggregate_id, aggregate_type, low, 2**62)
         if as_of_position is not None:
             rows = rows.filter(pl.col("global_position") <= as_of_position)
         return self._upcast_frame(rows.sort("aggregate_version"))

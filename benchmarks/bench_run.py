@@ -1,0 +1,73 @@
+"""A whole reconciliation run at scale: read both CSV exports, every matcher pass, and the event
+append (the number the matcher target is about), each size in a fresh subprocess for its peak RSS."""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def measure(size: int) -> dict[str, Any]:
+    """Generate ``size`` source records (not timed), then time one run end to end."""
+    from settler_pipeline.sample_job import write_sample_job
+    from settler_pipeline.session import Settler
+
+    work = Path(tempfile.mkdtemp(prefix="settler-run-"))
+    try:
+        spec, sample = write_sample_job(
+            work / "inputs", records=size, start=date(2026, 11, 1), days=7, seed=1
+        )
+        with Settler(work / "data", user="bench") as app:
+            app.access.create_tenant("bench", admin="bench")
+            started = time.perf_counter()
+            outcome = app.reconcile(spec, start=date(2026, 11, 1), end=date(2026, 11, 7))
+            wall = time.perf_counter() - started
+            events = app.store.head_position
+        summary = outcome.summary or {}
+        return {
+            "size": size,
+            "source_records": sample.source.height,
+            "target_records": sample.target.height,
+            "run_wall_s": round(wall, 3),
+            "fetch_and_match_ms": summary.get("duration_ms"),
+            "events_appended": events,
+            "match_rate": summary.get("match_rate"),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(sizes: tuple[int, ...] = (100_000, 1_000_000)) -> list[dict[str, Any]]:
+    """One result per size, each in its own process."""
+    results = []
+    for size in sizes:
+        child = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_run", "--single", str(size)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=False,
+        )
+        if child.returncode != 0:
+            results.append({"size": size, "skipped": child.stderr.strip().splitlines()[-1:]})
+            continue
+        results.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    return results
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--single":
+        print(json.dumps(measure(int(sys.argv[2]))))
+    else:
+        print(json.dumps(run(tuple(int(s) for s in sys.argv[1:]) or (100_000,)), indent=2))
