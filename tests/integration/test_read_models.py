@@ -13,6 +13,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from settler_pipeline import projections
 from settler_pipeline.domain import events as e
@@ -241,3 +243,26 @@ def test_events_of_other_aggregates_move_the_checkpoints_without_changing_the_ro
     statuses = projections.update(store)
     assert {(s["checkpoint"], s["lag"]) for s in statuses} == {(log.height + 25, 0)}
     assert all(projections.read_model(data_dir, n).equals(before[n]) for n in projections.NAMES)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**32),
+    appends=st.lists(st.integers(1, 120), min_size=1, max_size=4),
+    chunk=st.integers(3, 300),
+)
+def test_updates_after_random_appends_store_and_reload_the_same_tables_as_one_fold(
+    tmp_path_factory: pytest.TempPathFactory, seed: int, appends: list[int], chunk: int
+) -> None:
+    data_dir = tmp_path_factory.mktemp("updates")
+    history = random_log(random.Random(seed), runs=8, max_events=250)
+    with EventStore.open(data_dir) as store:
+        start = 0
+        for size in [*appends, history.height]:
+            part = history.slice(start, size)
+            if part.height:
+                store.append_frame(part.select(APPEND_COLUMNS))
+                start += part.height
+                projections.update(store, chunk_events=chunk)
+    for name in projections.NAMES:
+        assert projections.read_model(data_dir, name).equals(in_memory(history, name)), name
