@@ -217,6 +217,8 @@ class EventStore:
                 and previous.manifest.generation == manifest.generation
                 and previous.wal_path == wal_path
             ):
+                if wal.size(wal_path) == previous.wal_valid_bytes:
+                    return previous  # nothing appended since: a stat instead of an open and read
                 more = wal.read(wal_path, start=previous.wal_valid_bytes)
                 if not more.batches:
                     return previous

@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 import pyarrow as pa
+from pydantic import BaseModel
 
 from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata, canonical_json, validate_name
 from settler_pipeline.errors import InvalidIdError, ValidationError
 from settler_pipeline.ids import UUID_PATTERN, new_ids
+
+_M = TypeVar("_M", bound=BaseModel)
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -204,30 +207,47 @@ def _check_columns(frame: pl.DataFrame) -> None:
         )
 
 
+def _trusted(cls: type[_M], fields: dict[str, Any], extra: dict[str, Any] | None) -> _M:
+    """An instance of a pydantic model from values already validated when they were stored, set the
+    way ``model_construct`` sets them but without its per-field default handling (every field is
+    given). Loading a stream builds many envelopes; this halves the cost of each."""
+    instance = cls.__new__(cls)
+    object.__setattr__(instance, "__dict__", fields)
+    object.__setattr__(instance, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(instance, "__pydantic_extra__", extra)
+    object.__setattr__(instance, "__pydantic_private__", None)
+    return instance
+
+
 def row_to_envelope(row: dict[str, Any]) -> EventEnvelope:
     """Rebuild an envelope from one stored row (a dict of :data:`EVENT_SCHEMA` columns)."""
     extra = json.loads(row["metadata_extra"]) if row.get("metadata_extra") else {}
-    # Stored rows were validated on the way in: construct without re-validating (a stream load
-    # builds many envelopes and validation would dominate it).
-    metadata = EventMetadata.model_construct(
-        tenant_id=row["tenant_id"],
-        user_id=row["user_id"],
-        timestamp=_utc(row["timestamp"]),
-        correlation_id=row["correlation_id"],
-        causation_id=row["causation_id"],
-        **extra,
+    metadata = _trusted(
+        EventMetadata,
+        {
+            "tenant_id": row["tenant_id"],
+            "user_id": row["user_id"],
+            "timestamp": _utc(row["timestamp"]),
+            "correlation_id": row["correlation_id"],
+            "causation_id": row["causation_id"],
+        },
+        extra,
     )
-    return EventEnvelope.model_construct(
-        id=row["event_id"],
-        aggregate_id=row["aggregate_id"],
-        aggregate_type=row["aggregate_type"],
-        event_type=row["event_type"],
-        event_version=int(row["event_version"]),
-        data=json.loads(row["data"]),
-        metadata=metadata,
-        created_at=_utc(row["created_at"]),
-        global_position=int(row["global_position"]),
-        aggregate_version=int(row["aggregate_version"]),
+    return _trusted(
+        EventEnvelope,
+        {
+            "id": row["event_id"],
+            "aggregate_id": row["aggregate_id"],
+            "aggregate_type": row["aggregate_type"],
+            "event_type": row["event_type"],
+            "event_version": int(row["event_version"]),
+            "data": json.loads(row["data"]),
+            "metadata": metadata,
+            "created_at": _utc(row["created_at"]),
+            "global_position": int(row["global_position"]),
+            "aggregate_version": int(row["aggregate_version"]),
+        },
+        None,
     )
 
 

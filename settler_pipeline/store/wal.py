@@ -2,7 +2,8 @@
 
 Small commits (a command's one to three events) would otherwise each become a tiny Parquet file; here a
 commit is one framed record appended to ``wal/wal-<first position>.log`` and fsynced. A record is
-``MAGIC | length (u64) | crc32 (u32) | Arrow IPC stream of the batch``. A record is committed once it is
+``MAGIC | length (u64) | crc32 (u32) | Arrow IPC record batch message`` (the schema is the fixed
+event schema, so it is not repeated in every record). A record is committed once it is
 complete with a matching checksum; a torn record left by a killed writer is ignored by readers and cut
 off by the next writer. When the log grows past a threshold the writer moves its events into Parquet
 segments (see ``segments.py``) and starts a new file.
@@ -10,7 +11,6 @@ segments (see ``segments.py``) and starts a new file.
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import zlib
@@ -22,7 +22,7 @@ import pyarrow.ipc as ipc
 
 from settler_pipeline.store.schema import EVENT_SCHEMA
 
-MAGIC = b"SWL1"
+MAGIC = b"SWL2"
 _HEADER = struct.Struct(">4sQI")
 
 
@@ -52,11 +52,16 @@ class WalContents:
 
 def encode(batch: pa.Table) -> bytes:
     """One framed record for ``batch``."""
-    sink = io.BytesIO()
-    with ipc.new_stream(sink, EVENT_SCHEMA) as writer:
-        writer.write_table(batch)
-    payload = sink.getvalue()
+    payload = batch.cast(EVENT_SCHEMA).combine_chunks().to_batches()[0].serialize().to_pybytes()
     return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+def size(path: Path) -> int:
+    """The file's length in bytes (-1 if it does not exist)."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return -1
 
 
 def read(path: Path, *, start: int = 0) -> WalContents:
@@ -79,7 +84,8 @@ def read(path: Path, *, start: int = 0) -> WalContents:
         payload = blob[offset + _HEADER.size : end]
         if zlib.crc32(payload) != crc:
             break
-        batches.append(ipc.open_stream(payload).read_all())
+        record = ipc.read_record_batch(pa.py_buffer(payload), EVENT_SCHEMA)
+        batches.append(pa.Table.from_batches([record]))
         offset = end
     return WalContents(batches, start + offset, start + len(blob))
 

@@ -179,3 +179,42 @@ def test_the_content_key_changes_with_anything_the_caller_chose(change: dict[str
 
 def test_canonical_json_sorts_keys_and_drops_whitespace() -> None:
     assert canonical_json({"b": 1, "a": {"d": 2, "c": 3}}) == '{"a":{"c":3,"d":2},"b":1}'
+
+
+def test_a_stored_row_reads_back_as_an_envelope_equal_to_a_validated_one() -> None:
+    from datetime import UTC, datetime
+
+    from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
+    from settler_pipeline.store.schema import row_to_envelope
+
+    now = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+    ids = ["01a21821-a3f6-77da-9e82-df22000beffd", "01a21821-a3f6-77da-9e82-df22000beffe"]
+    row = {
+        "event_id": ids[0], "aggregate_id": ids[1], "aggregate_type": "reconciliation", "event_type": "X",
+        "event_version": 2, "data": '{"a": [1, 2]}', "tenant_id": ids[1], "user_id": "alice",
+        "correlation_id": ids[0], "causation_id": ids[1], "timestamp": now, "created_at": now,
+        "global_position": 7, "aggregate_version": 3, "metadata_extra": '{"source": "cli"}',
+    }  # fmt: skip
+    validated = EventEnvelope(
+        id=ids[0],
+        aggregate_id=ids[1],
+        aggregate_type="reconciliation",
+        event_type="X",
+        event_version=2,
+        data={"a": [1, 2]},
+        metadata=EventMetadata(
+            tenant_id=ids[1],
+            user_id="alice",
+            correlation_id=ids[0],
+            causation_id=ids[1],
+            timestamp=now,
+            source="cli",
+        ),
+        created_at=now,
+        global_position=7,
+        aggregate_version=3,
+    )
+    stored = row_to_envelope(row)
+    assert stored == validated
+    assert stored.model_dump() == validated.model_dump()
+    assert stored.metadata.extra_fields() == {"source": "cli"}
