@@ -17,8 +17,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def measure(size: int) -> dict[str, Any]:
-    """Generate ``size`` source records (not timed), then time one run end to end."""
+def measure(size: int, repeats: int = 3) -> dict[str, Any]:
+    """Generate ``size`` source records once (not timed), then time ``repeats`` runs end to end, each
+    into a fresh data directory; report the median."""
+    import statistics
+
     from settler_pipeline.sample_job import write_sample_job
     from settler_pipeline.session import Settler
 
@@ -27,18 +30,23 @@ def measure(size: int) -> dict[str, Any]:
         spec, sample = write_sample_job(
             work / "inputs", records=size, start=date(2026, 11, 1), days=7, seed=1
         )
-        with Settler(work / "data", user="bench") as app:
-            app.access.create_tenant("bench", admin="bench")
-            started = time.perf_counter()
-            outcome = app.reconcile(spec, start=date(2026, 11, 1), end=date(2026, 11, 7))
-            wall = time.perf_counter() - started
-            events = app.store.head_position
-        summary = outcome.summary or {}
+        walls, outcome, events = [], None, 0
+        for attempt in range(repeats):
+            with Settler(work / f"data{attempt}", user="bench") as app:
+                app.access.create_tenant("bench", admin="bench")
+                started = time.perf_counter()
+                outcome = app.reconcile(spec, start=date(2026, 11, 1), end=date(2026, 11, 7))
+                walls.append(time.perf_counter() - started)
+                events = app.store.head_position
+            shutil.rmtree(work / f"data{attempt}", ignore_errors=True)
+        summary = (outcome.summary if outcome else None) or {}
         return {
             "size": size,
             "source_records": sample.source.height,
             "target_records": sample.target.height,
-            "run_wall_s": round(wall, 3),
+            "run_wall_s": round(statistics.median(walls), 3),
+            "runs_s": [round(w, 3) for w in walls],
+            "repeats": repeats,
             "fetch_and_match_ms": summary.get("duration_ms"),
             "events_appended": events,
             "match_rate": summary.get("match_rate"),

@@ -187,7 +187,7 @@ def write_doc() -> None:
             "## A reconciliation run (CSV load + every matcher pass + the event append)",
             "",
             f"Machine: {m['cpu']}, {m['cores']} cores, {m['date']}. Sample data with the hard cases "
-            "(`settler sample`); one run over 7 days.",
+            "(`settler sample`); one run over 7 days, median of 3.",
             "",
             table(["source records", "target", "whole run", "matcher alone", "peak RSS", "verdict"], rows),
             "",
