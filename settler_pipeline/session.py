@@ -179,12 +179,8 @@ class Settler:
             frame = self.store.stream_frame(validate_uuid("stream", stream), "reconciliation")
             frame = frame.filter(pl.col("global_position") > from_position)
         elif correlation_id is not None:
-            envelopes = self.store.get_events_by_correlation_id(correlation_id)
-            positions = [e.global_position for e in envelopes if e.global_position is not None]
-            frame = (
-                self.store.read(to_position=max(positions, default=0))
-                .filter(pl.col("global_position").is_in(positions))
-                .collect()
+            frame = self.store.correlation_frame(correlation_id).filter(
+                pl.col("global_position") > from_position
             )
         else:
             lazy = self.store.read(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -82,7 +82,8 @@ def reconcile_command(
     json: JsonOption = False,
 ) -> None:
     """Reconcile a job spec's source against its target over a date range and print a summary."""
-    start = parse_date(date_from, "--from") if date_from else date.fromordinal(date.today().toordinal() - 1)
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)  # UTC days, like every time in Settler
+    start = parse_date(date_from, "--from") if date_from else yesterday
     end = parse_date(date_to, "--to") if date_to else start
     with Settler(data_dir, user=user) as app:
         outcome = app.reconcile(

@@ -730,6 +730,10 @@ class EventStore:
         self, correlation_id: str, *, as_of_position: int | None = None
     ) -> list[EventEnvelope]:
         """Every event of one flow (same correlation id), in log order."""
+        return self._envelopes(self.correlation_frame(correlation_id, as_of_position=as_of_position))
+
+    def correlation_frame(self, correlation_id: str, *, as_of_position: int | None = None) -> pl.DataFrame:
+        """One flow's events as a Polars frame in log order (stored columns, not upcast)."""
         correlation_id = validate_uuid("correlation_id", correlation_id)
         rows = self._locate(
             "SELECT segment_path, row_group FROM idx.correlation_granules WHERE correlation_id = $1::UUID",
@@ -738,7 +742,7 @@ class EventStore:
         )
         if as_of_position is not None:
             rows = rows.filter(pl.col("global_position") <= as_of_position)
-        return self._envelopes(rows)
+        return rows
 
     def get_causation_chain(self, event_id: str) -> list[EventEnvelope]:
         """The event, the events that caused it (following ``causation_id`` up to the first cause that
