@@ -522,6 +522,9 @@ class EventStore:
         """Apply other writers' commits since our cached versions were taken."""
         if self._versions_at == view.head:
             return
+        if not self._versions:  # nothing cached yet: nothing to bring up to date (no log scan)
+            self._versions_at = view.head
+            return
         if self._versions_at > view.head:  # the log was rebuilt under us: start over
             self._versions.clear()
         else:

@@ -48,7 +48,8 @@ class Tail:
 
     def table(self) -> pa.Table:
         """All tail events as one Arrow table."""
-        return pa.concat_tables(self.batches) if self.batches else EVENT_SCHEMA.empty_table()
+        # one chunk: thousands of one-event records as separate chunks make every later step slow
+        return pa.concat_tables(self.batches).combine_chunks() if self.batches else EVENT_SCHEMA.empty_table()
 
     @property
     def frame(self) -> pl.DataFrame:

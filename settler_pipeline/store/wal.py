@@ -52,7 +52,9 @@ class WalContents:
 
 def encode(batch: pa.Table) -> bytes:
     """One framed record for ``batch``."""
-    payload = batch.cast(EVENT_SCHEMA).combine_chunks().to_batches()[0].serialize().to_pybytes()
+    if batch.schema != EVENT_SCHEMA:
+        batch = batch.cast(EVENT_SCHEMA)
+    payload = batch.combine_chunks().to_batches()[0].serialize().to_pybytes()
     return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
