@@ -8,7 +8,6 @@ DataFrame IO managers do not work with DuckDB 2 / Polars 2 (see docs/architectur
 import re
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -157,10 +156,6 @@ def _impossible_values(frame: pl.DataFrame) -> list[str]:
             if rates.len() and (float(rates.min()) < 0 or float(rates.max()) > 1):  # type: ignore[arg-type]
                 problems.append("match_rate outside [0, 1]")
     return problems
-
-
-def _event_count(store: Any, event_type: str) -> int:
-    return int(store.read(event_types=[event_type]).select(pl.len()).collect().item())
 
 
 @dg.asset_check(

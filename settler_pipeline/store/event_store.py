@@ -1093,17 +1093,6 @@ class EventStore:
             manifest = replace(manifest, wal_first_position=old.wal_first_position)
         return manifest
 
-    def paths(self) -> dict[str, Path]:
-        """Where the log's parts live, for people and tools."""
-        return {
-            "data_dir": self.data_dir,
-            "segments": self.segments_dir,
-            "manifest": self.manifest_path,
-            "wal": self.wal_dir,
-            "index": self.index.path,
-            "snapshots": self.snapshots.path,
-        }
-
     def remove_all_index_files(self) -> None:
         """Delete the index database (``reindex`` rebuilds it)."""
         for path in (self.index.path, self.index.path.with_name(self.index.path.name + ".wal")):
