@@ -348,23 +348,13 @@ def decide_cancel(state: ReconciliationState, cmd: c.CancelReconciliation) -> li
 
 def decide_confirm(state: ReconciliationState, cmd: c.ConfirmMatch) -> list[Draft]:
     """Confirm an open proposal of a completed run."""
-    _require_reviewable(state, cmd)
-    if cmd.match_id not in state.open_proposals:
-        raise NotFoundError(
-            f"no open proposed match {cmd.match_id} in reconciliation {cmd.reconciliation_id}",
-            hint="list open items with `settler review list`",
-        )
+    _require_open_proposal(state, cmd, cmd.match_id)
     return [(e.MATCH_CONFIRMED, {"match_id": cmd.match_id, "confirmed_by": cmd.user_id})]
 
 
 def decide_reject(state: ReconciliationState, cmd: c.RejectMatch) -> list[Draft]:
     """Reject an open proposal; its records reopen as exceptions."""
-    _require_reviewable(state, cmd)
-    if cmd.match_id not in state.open_proposals:
-        raise NotFoundError(
-            f"no open proposed match {cmd.match_id} in reconciliation {cmd.reconciliation_id}",
-            hint="list open items with `settler review list`",
-        )
+    _require_open_proposal(state, cmd, cmd.match_id)
     return [(e.MATCH_REJECTED, {"match_id": cmd.match_id, "reason": cmd.reason, "rejected_by": cmd.user_id})]
 
 
@@ -411,6 +401,15 @@ def _require_exists(state: ReconciliationState, cmd: c.RunCommand) -> None:
         raise NotFoundError(
             f"reconciliation {cmd.reconciliation_id} does not exist",
             hint='list runs with `settler sql "SELECT * FROM reconciliation_summary"`',
+        )
+
+
+def _require_open_proposal(state: ReconciliationState, cmd: c.RunCommand, match_id: str) -> None:
+    _require_reviewable(state, cmd)
+    if match_id not in state.open_proposals:
+        raise NotFoundError(
+            f"no open proposed match {match_id} in reconciliation {cmd.reconciliation_id}",
+            hint="list open items with `settler review list`",
         )
 
 
