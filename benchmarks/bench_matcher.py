@@ -13,10 +13,8 @@ than risking the machine.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -27,6 +25,7 @@ from typing import Any
 import polars as pl
 import psutil  # type: ignore[import-untyped]
 
+from benchmarks.isolation import measure_in_subprocess
 from settler_pipeline.domain.matching import MatchResult, match_records
 from settler_pipeline.sample import SampleData, generate_sample, sample_match_config
 
@@ -133,21 +132,7 @@ def run(sizes: tuple[int, ...] = (100_000, 1_000_000)) -> list[dict[str, Any]]:
                 }
             )
             continue
-        child = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--single", str(size)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env={
-                **os.environ,
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-            },
-            check=False,
-        )
-        if child.returncode != 0:
-            results.append({"size": size, "skipped": f"failed: {child.stderr.strip().splitlines()[-1:]}"})
-            continue
-        results.append(json.loads(child.stdout.strip().splitlines()[-1]))
+        results.append(measure_in_subprocess("benchmarks.bench_matcher", size))
     return results
 
 

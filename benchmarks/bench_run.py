@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from benchmarks.isolation import measure_in_subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,20 +59,7 @@ def measure(size: int, repeats: int = 3) -> dict[str, Any]:
 
 def run(sizes: tuple[int, ...] = (100_000, 1_000_000)) -> list[dict[str, Any]]:
     """One result per size, each in its own process."""
-    results = []
-    for size in sizes:
-        child = subprocess.run(
-            [sys.executable, "-m", "benchmarks.bench_run", "--single", str(size)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=False,
-        )
-        if child.returncode != 0:
-            results.append({"size": size, "skipped": child.stderr.strip().splitlines()[-1:]})
-            continue
-        results.append(json.loads(child.stdout.strip().splitlines()[-1]))
-    return results
+    return [measure_in_subprocess("benchmarks.bench_run", size) for size in sizes]
 
 
 if __name__ == "__main__":
