@@ -147,6 +147,7 @@ def normalise(
         description=optional("description"),
         counterparty=optional("counterparty"),
         group_key=optional("group_key"),
+        references=pl.lit(None, dtype=pl.List(pl.String)),
         line_number=pl.col(LINE_COL).cast(pl.Int64),
         raw=pl.col(RAW_COL),
         **{reason_col: pl.concat_str([pl.col(r) for r in reasons], separator="; ", ignore_nulls=True)},

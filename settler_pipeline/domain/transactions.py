@@ -17,6 +17,9 @@ TRANSACTION_SCHEMA: dict[str, pl.DataType] = {
     "description": pl.String(),  # nullable: free text / memo
     "counterparty": pl.String(),  # nullable
     "group_key": pl.String(),  # nullable: e.g. the payout id a charge was settled in
+    # nullable: further references (other reference columns, references found in text); each
+    # counts like ``reference``
+    "references": pl.List(pl.String()),
     "line_number": pl.Int64(),  # 1-based data line in the input (header excluded); unique per side
     "in_range": pl.Boolean(),  # inside the run's date range (False: read only as settlement-lag margin)
     "raw": pl.String(),  # the original row as JSON, kept for audit

@@ -184,7 +184,7 @@ def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
 def test_an_unknown_pass_kind_is_refused(tmp_path: Path) -> None:
     error = spec_error(tmp_path, MINIMAL + "matching:\n  passes:\n    - kind: magic\n")
     assert "matching.passes[0]" in error.message
-    assert "'reference', 'amount_date', 'group', 'fuzzy'" in error.message
+    assert "'reference', 'split', 'amount_date', 'group', 'fuzzy'" in error.message
 
 
 def test_an_invalid_tolerance_is_refused_with_its_path(tmp_path: Path) -> None:

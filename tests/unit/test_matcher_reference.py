@@ -214,7 +214,7 @@ def test_percent_tolerance_on_a_reference_pass() -> None:
 
 
 def test_a_reference_shared_by_too_many_records_identifies_nothing() -> None:
-    source = [{"record_id": f"ch_{i}", "amount_minor": 100 + i, "reference": "N/A"} for i in range(3)]
-    target = [{"record_id": f"bt_{i}", "amount_minor": 100 + i, "reference": "N/A"} for i in range(3)]
+    source = [{"record_id": f"ch_{i}", "amount_minor": 100 + i, "reference": "BATCH-7"} for i in range(3)]
+    target = [{"record_id": f"bt_{i}", "amount_minor": 100 + i, "reference": "BATCH-7"} for i in range(3)]
     assert len(links(run(source, target, ReferencePass(max_candidates=3)))) == 3
     assert links(run(source, target, ReferencePass(max_candidates=2))) == set()

@@ -30,6 +30,7 @@ def records(*rows: dict[str, Any]) -> pl.DataFrame:
                 "description": None,
                 "counterparty": None,
                 "group_key": None,
+                "references": None,
                 "line_number": line,
                 "in_range": True,
                 "raw": None,

@@ -12,6 +12,7 @@ from settler_pipeline.domain.matching.config import (
     MatchConfig,
     MatchPass,
     ReferencePass,
+    SplitPass,
     Tolerance,
     default_passes,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "MatchPass",
     "MatchResult",
     "ReferencePass",
+    "SplitPass",
     "Tolerance",
     "default_passes",
     "match_records",

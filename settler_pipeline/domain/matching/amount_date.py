@@ -12,9 +12,10 @@ evidence): it is proposed for review instead of auto-confirmed.
 Confidence: ``0.90 - 0.02 * |days apart| - 0.05 * |amount difference| / allowed difference``
 (the last term is 0 for equal amounts), never below 0.5.
 
-With ``reject_conflicting_references``, a pair whose records both carry a reference and neither
-normalised reference (case and whitespace only) contains the other is not a candidate: ``INV-1`` and
-``1`` may be the same invoice, ``INV-7`` and ``INV-8`` are not.
+With ``reject_conflicting_references``, a pair whose records both carry a reference and no
+normalised reference (case and whitespace only) of one contains one of the other is not a
+candidate: ``INV-1`` and ``1`` may be the same invoice, ``INV-7`` and ``INV-8`` are not. A
+placeholder (``NOTPROVIDED``, ``N/A``, ...) is no reference, so it never conflicts.
 
 Records left unmatched are then searched once more, only to explain them: a same-amount counterpart
 in another currency inside the window is a ``currency_mismatch``; one in the same currency up to
@@ -28,7 +29,7 @@ import polars as pl
 
 from settler_pipeline.domain.matching.candidates import window_candidates
 from settler_pipeline.domain.matching.config import AmountDatePass
-from settler_pipeline.domain.matching.normalise import normalise_key
+from settler_pipeline.domain.matching.normalise import normalise_key, reference_values
 from settler_pipeline.domain.matching.outcome import (
     PassOutcome,
     ambiguous_hints,
@@ -58,23 +59,35 @@ def _with_confidence(chosen: pl.DataFrame, source: pl.DataFrame, config: AmountD
 def without_conflicting_references(
     pairs: pl.DataFrame, source: pl.DataFrame, target: pl.DataFrame
 ) -> pl.DataFrame:
-    """Drop pairs whose two records carry references that cannot be the same (see module docstring)."""
-    refs = pairs.join(
-        source.select(source_line="line_number", _s_ref=normalise_key(pl.col("reference"))),
-        on="source_line",
-        how="left",
-    ).join(
-        target.select(target_line="line_number", _t_ref=normalise_key(pl.col("reference"))),
-        on="target_line",
-        how="left",
+    """Drop pairs whose two records carry references that cannot be the same (see module docstring):
+    both carry at least one reference and no reference of one contains a reference of the other."""
+    s_refs = _keys(source, "source_line")
+    t_refs = _keys(target, "target_line")
+    lines = ["source_line", "target_line"]
+    both = (
+        pairs.select(lines)
+        .join(s_refs.select("source_line").unique(), on="source_line", how="semi")
+        .join(t_refs.select("target_line").unique(), on="target_line", how="semi")
     )
-    conflict = (
-        pl.col("_s_ref").is_not_null()
-        & pl.col("_t_ref").is_not_null()
-        & ~pl.col("_s_ref").str.contains(pl.col("_t_ref"), literal=True)
-        & ~pl.col("_t_ref").str.contains(pl.col("_s_ref"), literal=True)
+    if both.height == 0:
+        return pairs
+    compared = both.join(s_refs, on="source_line").join(t_refs, on="target_line")
+    agree = compared.filter(
+        pl.col("_s_ref").str.contains(pl.col("_t_ref"), literal=True)
+        | pl.col("_t_ref").str.contains(pl.col("_s_ref"), literal=True)
+    ).select(lines)
+    conflicting = both.join(agree, on=lines, how="anti")
+    return pairs.join(conflicting, on=lines, how="anti")
+
+
+def _keys(records: pl.DataFrame, line: str) -> pl.DataFrame:
+    name = "_s_ref" if line == "source_line" else "_t_ref"
+    return (
+        reference_values(records)
+        .select(pl.col("line_number").alias(line), normalise_key(pl.col("value")).alias(name))
+        .drop_nulls(name)
+        .unique()
     )
-    return refs.filter(~conflict).drop("_s_ref", "_t_ref")
 
 
 def _with_date_decided(chosen: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:

@@ -73,6 +73,10 @@ class DateWindow(BaseModel):
     days_after: int = Field(default=3, ge=0, le=366)
 
 
+def _default_prefixes() -> list[str]:
+    return ["INV-", "INV", "REF-", "ORDER-", "PO-"]
+
+
 class ReferencePass(BaseModel):
     """Exact id/reference match after normalisation (case, whitespace, known prefixes); the source
     reference may also be found inside the target's description (a memo)."""
@@ -81,7 +85,7 @@ class ReferencePass(BaseModel):
 
     kind: Literal["reference"] = "reference"
     name: str = "reference"
-    strip_prefixes: list[str] = Field(default_factory=lambda: ["INV-", "INV", "REF-", "ORDER-", "PO-"])
+    strip_prefixes: list[str] = Field(default_factory=_default_prefixes)
     search_in_description: bool = True
     tolerance: Tolerance = Tolerance(absolute_minor=0)
     date_window: DateWindow = DateWindow(days_before=3, days_after=7)
@@ -139,6 +143,33 @@ class GroupPass(BaseModel):
     max_candidates: int = Field(default=50, ge=1, le=10_000)
 
 
+class SplitPass(BaseModel):
+    """Split and partial payments through a shared reference: one record settled by several on the
+    other side (``one_to_many``: an invoice paid in instalments whose bank lines name it in their
+    memo), or several records settled by one (``many_to_one``); ``both`` runs one_to_many first.
+
+    The records of a split share a normalised reference (a reference field, or a memo token on the
+    target side) with exactly one counterpart, and no other record of their side shares one with
+    it; there are 2..``max_parts`` of them, all in the counterpart's currency and inside the date
+    window (instalments may come weeks later). A sum within tolerance is a match; with
+    ``propose_partial`` a sum of the same sign below the amount (part paid) is proposed for review,
+    its ``amount_difference_minor`` being minus the amount still open; never auto-confirmed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["split"] = "split"
+    name: str = "split_payment"
+    direction: Literal["one_to_many", "many_to_one", "both"] = "both"
+    strip_prefixes: list[str] = Field(default_factory=_default_prefixes)
+    search_in_description: bool = True
+    min_token_length: int = Field(default=4, ge=1, le=64)
+    tolerance: Tolerance = Tolerance()
+    date_window: DateWindow = DateWindow(days_before=3, days_after=45)
+    max_parts: int = Field(default=5, ge=2, le=50)
+    propose_partial: bool = True
+    auto_confirm: bool = True
+
+
 TextField = Literal["reference", "description", "counterparty"]
 
 
@@ -162,12 +193,14 @@ class FuzzyPass(BaseModel):
     max_candidates: int = Field(default=20, ge=1, le=1_000)
 
 
-MatchPass = Annotated[ReferencePass | AmountDatePass | GroupPass | FuzzyPass, Field(discriminator="kind")]
+MatchPass = Annotated[
+    ReferencePass | SplitPass | AmountDatePass | GroupPass | FuzzyPass, Field(discriminator="kind")
+]
 
 
 def default_passes() -> list[MatchPass]:
-    """Reference → amount+date → group sums → fuzzy (proposals only)."""
-    return [ReferencePass(), AmountDatePass(), GroupPass(), FuzzyPass()]
+    """Reference → split payments → amount+date → group sums → fuzzy (proposals only)."""
+    return [ReferencePass(), SplitPass(), AmountDatePass(), GroupPass(), FuzzyPass()]
 
 
 class MatchConfig(BaseModel):

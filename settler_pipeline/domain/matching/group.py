@@ -8,7 +8,10 @@ description has it as a token (a memo such as ``STRIPE PAYOUT po_1PqR...``), or
 target's day within the window of the group's day. one_to_many is the mirror: remaining target
 records grouped by their group key, matched to one source. ``both`` runs many_to_one first.
 
-A group of one record is allowed (a payout holding a single charge); its match is ``one_to_one``.
+A group of one record is allowed when its key names the counterpart (a payout holding a single
+charge); its match is ``one_to_one``. Matching by sum alone (``match_by_amount``) needs a group of at
+least two records, and such a match is only proposed when another candidate had the same amount
+difference (dates alone told them apart).
 Among fitting candidates the mutual unique best wins (key in a reference or group key field, then
 key in a description, then amount only; then smaller amount difference; then fewer days); ties stay
 ambiguous. A key pair that fails currency, amount or date is a near miss for every record of both
@@ -23,7 +26,7 @@ import polars as pl
 
 from settler_pipeline.domain.matching.candidates import window_candidates
 from settler_pipeline.domain.matching.config import GroupPass
-from settler_pipeline.domain.matching.normalise import description_tokens, normalise_key
+from settler_pipeline.domain.matching.normalise import description_tokens, normalise_key, reference_values
 from settler_pipeline.domain.matching.outcome import (
     HINT_SCHEMA,
     PASS_MATCH_SCHEMA,
@@ -58,9 +61,11 @@ def _groups(records: pl.DataFrame) -> pl.DataFrame:
 def _single_keys(records: pl.DataFrame, search_in_description: bool) -> pl.DataFrame:
     parts = [
         records.select(
-            "line_number", key=normalise_key(pl.col(field)), via=pl.lit(_VIA_FIELD, dtype=pl.Int64)
-        )
-        for field in ("reference", "group_key")
+            "line_number", key=normalise_key(pl.col("group_key")), via=pl.lit(_VIA_FIELD, dtype=pl.Int64)
+        ),
+        reference_values(records).select(
+            "line_number", key=normalise_key(pl.col("value")), via=pl.lit(_VIA_FIELD, dtype=pl.Int64)
+        ),
     ]
     if search_in_description:
         parts.append(
@@ -124,9 +129,14 @@ def _match_groups(
     pair_parts = [key_pairs.select("source_line", "target_line", "via")]
     if config.match_by_amount:
         window = config.date_window
+        # Only real groups may match on their sum alone: a "group" of one record is a single record,
+        # and amount + date matching of single records belongs to the amount + date pass with its
+        # ambiguity safeguards.
+        grouped_units = source_units if grouped == "source" else target_units
+        real = grouped_units.filter(pl.col("lines").list.len() >= 2)
         by_amount = window_candidates(
-            source_units,
-            target_units,
+            real if grouped == "source" else source_units,
+            real if grouped == "target" else target_units,
             tolerance=config.tolerance,
             days_before=window.days_before,
             days_after=window.days_after,
@@ -147,7 +157,18 @@ def _match_groups(
         ),
         ["via", "abs_amount", "abs_days"],
     )
-    chosen = resolution.chosen.join(
+    # A pair found by its sum alone, when the unit or the counterpart had another candidate with the
+    # same amount difference, was told apart by dates only: proposed, never auto-confirmed.
+    amount_only = pairs.filter(fits & (pl.col("via") == _VIA_AMOUNT)).select(
+        "source_line",
+        "target_line",
+        _n_source=pl.len().over("source_line", pl.col("amount_difference").abs()),
+        _n_target=pl.len().over("target_line", pl.col("amount_difference").abs()),
+    )
+    chosen = resolution.chosen.join(amount_only, on=["source_line", "target_line"], how="left").with_columns(
+        _confirm=~((pl.col("via") == _VIA_AMOUNT) & ((pl.col("_n_source") > 1) | (pl.col("_n_target") > 1)))
+    )
+    chosen = chosen.join(
         source_units.select(source_line="line_number", source_lines="lines"), on="source_line"
     ).join(target_units.select(target_line="line_number", target_lines="lines"), on="target_line")
     matches = chosen.select(
@@ -159,7 +180,7 @@ def _match_groups(
         .when(pl.col("via") == _VIA_DESCRIPTION)
         .then(pl.lit(["group_key", "description", "amount", "date"]))
         .otherwise(pl.lit(["amount", "date"])),
-        confirm=pl.lit(True),
+        confirm=pl.col("_confirm"),
     ).cast(PASS_MATCH_SCHEMA)  # type: ignore[arg-type]
     near_misses = hints_from_pairs(
         pairs.filter(~fits), mismatch_reason(pl.col("currency_ok"), pl.col("amount_ok"), pl.col("date_ok"))

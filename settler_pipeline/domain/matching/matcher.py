@@ -28,6 +28,7 @@ from settler_pipeline.domain.matching.amount_date import run_amount_date_pass
 from settler_pipeline.domain.matching.config import AmountDatePass, MatchConfig
 from settler_pipeline.domain.matching.fuzzy import run_fuzzy_pass
 from settler_pipeline.domain.matching.group import run_group_pass
+from settler_pipeline.domain.matching.normalise import without_placeholders
 from settler_pipeline.domain.matching.outcome import HINT_SCHEMA, WORK_COLUMNS, PassOutcome
 from settler_pipeline.domain.matching.reference import run_reference_pass
 from settler_pipeline.domain.matching.result import (
@@ -44,6 +45,7 @@ from settler_pipeline.domain.matching.result import (
     UNMATCHED_SCHEMA,
     MatchResult,
 )
+from settler_pipeline.domain.matching.split import run_split_pass
 from settler_pipeline.domain.matching.tolerance import MAX_ABS_AMOUNT_MINOR
 from settler_pipeline.domain.transactions import TRANSACTION_SCHEMA
 from settler_pipeline.errors import SettlerError, ValidationError
@@ -52,11 +54,12 @@ MATCH_ID_NAMESPACE = uuid.UUID("2141afa5-f648-5faf-b06c-79894d87499a")
 """uuid5 namespace of match ids (itself ``uuid5(NAMESPACE_URL, "https://settler.invalid/match")``)."""
 
 _REQUIRED = ("record_id", "amount_minor", "currency", "occurred_at", "line_number", "in_range")
-_OPTIONAL = ("reference", "description", "counterparty", "group_key")
+_OPTIONAL = ("reference", "description", "counterparty", "group_key", "references")
 _NOT_NULL = ("amount_minor", "occurred_at", "line_number", "in_range")
 
 _RUNNERS: dict[str, Callable[[pl.DataFrame, pl.DataFrame, Any], PassOutcome]] = {
     "reference": run_reference_pass,
+    "split": run_split_pass,
     "amount_date": run_amount_date_pass,
     "group": run_group_pass,
     "fuzzy": run_fuzzy_pass,
@@ -183,12 +186,18 @@ def _checked(frame: pl.DataFrame, side: str) -> pl.DataFrame:
             hint="convert times to UTC before matching",
         )
     columns = [pl.col(c) for c in _REQUIRED if c != "occurred_at"] + [
-        pl.col(c) if c in frame.columns else pl.lit(None, dtype=pl.String).alias(c) for c in _OPTIONAL
+        pl.col(c) if c in frame.columns else pl.lit(None, dtype=TRANSACTION_SCHEMA[c]).alias(c)
+        for c in _OPTIONAL
     ]
     try:
         checked = frame.select(
             *columns, pl.col("occurred_at").dt.convert_time_zone("UTC").cast(pl.Datetime("us", "UTC"))
         ).cast({c: TRANSACTION_SCHEMA[c] for c in (*_REQUIRED, *_OPTIONAL)})
+        # Placeholders ("NOTPROVIDED", "N/A", ...) say "no reference": treated as absent everywhere.
+        checked = checked.with_columns(
+            reference=without_placeholders(pl.col("reference")),
+            references=pl.col("references").list.eval(without_placeholders(pl.element())).list.drop_nulls(),
+        )
     except pl.exceptions.PolarsError as e:
         raise ValidationError(
             f"{side} records do not have the canonical column types: {e}",

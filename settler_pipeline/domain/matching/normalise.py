@@ -3,10 +3,17 @@
 A reference is normalised by removing every whitespace character, upper-casing it and then removing
 the longest configured prefix it starts with (prefixes are normalised the same way). Leading zeros
 are kept: ``INV-000123`` and ``INV-123`` are different invoices. A reference that is empty after
-normalisation is null (it identifies nothing).
+normalisation is null (it identifies nothing), and so is a *placeholder*: a value banks write where no
+reference was given (``NOTPROVIDED``, ``NONREF``, ``N/A``, ``-``, ``0`` ...; see
+:data:`DEFAULT_PLACEHOLDERS`), compared without case and punctuation, and any value of zeros only.
 
-Descriptions (bank memos) are searched token by token: a token is a run of letters and digits,
-possibly joined by ``-``, ``_``, ``/`` or ``.`` (``INV-000123``, ``po_1PqR``); each token is
+A record may carry several references: its ``reference`` and the list ``references`` (further
+reference columns, references extracted from text). Each counts on its own.
+
+Descriptions (bank memos) are searched token by token. A token is a run of letters and digits,
+possibly joined by ``-``, ``_``, ``/``, ``.``, ``:``, ``;`` or ``,`` (``RE/INV-00123/2026``); each
+whole token is a candidate, and so is every piece of it between punctuation (``RE``, ``INV-00123``,
+``2026``) and, splitting at ``-`` as well, every smaller piece (``INV``, ``00123``). Each candidate is
 normalised like a reference.
 """
 
@@ -14,10 +21,49 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Final
 
 import polars as pl
 
-TOKEN_PATTERN = r"[A-Za-z0-9]+(?:[-_/.][A-Za-z0-9]+)*"
+TOKEN_PATTERN = r"[A-Za-z0-9]+(?:[-_/.:;,][A-Za-z0-9]+)*"
+
+DEFAULT_PLACEHOLDERS: Final = (
+    "NOTPROVIDED",
+    "NONREF",
+    "NOREF",
+    "NOREFERENCE",
+    "NONE",
+    "N/A",
+    "NA",
+    "NULL",
+    "NIL",
+    "UNKNOWN",
+    "-",
+    "0",
+)
+"""Values treated as "no reference" on both sides (compared without case and punctuation); values of
+zeros only are placeholders too."""
+
+
+def placeholder_key(expr: pl.Expr) -> pl.Expr:
+    """The form placeholders are compared in: upper case, letters and digits only."""
+    return expr.str.to_uppercase().str.replace_all(r"[^\p{L}\p{N}]+", "")
+
+
+def placeholder_keys(values: Iterable[str]) -> list[str]:
+    """Placeholder values in the form of :func:`placeholder_key` (empties dropped)."""
+    keys = {re.sub(r"[^\w]|_", "", v.upper()) for v in values}
+    keys.discard("")
+    return sorted(keys)
+
+
+def without_placeholders(expr: pl.Expr, extra: Iterable[str] = ()) -> pl.Expr:
+    """``expr`` with placeholder values (the default list plus ``extra``), blanks and values of
+    punctuation or zeros only replaced by null."""
+    key = placeholder_key(expr)
+    keys = placeholder_keys([*DEFAULT_PLACEHOLDERS, *extra])
+    is_placeholder = key.is_in(keys) | key.str.contains(r"^0*$")
+    return pl.when(is_placeholder.not_()).then(expr)
 
 
 def normalise_prefixes(prefixes: Iterable[str]) -> list[str]:
@@ -51,15 +97,55 @@ def normalise_reference(expr: pl.Expr, prefixes: Iterable[str]) -> pl.Expr:
     return _empty_to_null(_strip_prefix(expr.str.replace_all(r"\s+", "").str.to_uppercase(), prefixes))
 
 
+def reference_values(records: pl.DataFrame) -> pl.DataFrame:
+    """One row ``(line_number, value)`` per reference a record carries (its ``reference`` and each
+    entry of ``references``), as written; nulls dropped."""
+    single = records.select("line_number", value=pl.col("reference"))
+    if "references" not in records.columns:
+        return single.drop_nulls("value")
+    several = (
+        records.select("line_number", value=pl.col("references"))
+        .filter(pl.col("value").list.len() > 0)
+        .explode("value")
+    )
+    return pl.concat([single, several]).drop_nulls("value")
+
+
+def reference_keys(records: pl.DataFrame, prefixes: Iterable[str]) -> pl.DataFrame:
+    """One row ``(line_number, key)`` per distinct normalised reference of each record."""
+    return (
+        reference_values(records)
+        .select("line_number", key=normalise_reference(pl.col("value"), prefixes))
+        .drop_nulls("key")
+        .unique()
+    )
+
+
 def description_tokens(
     records: pl.DataFrame, column: str, prefixes: Iterable[str], *, min_length: int
 ) -> pl.DataFrame:
-    """One row ``(line_number, key)`` per token of ``records[column]`` that has at least
-    ``min_length`` characters as written (so stray short numbers such as amounts or dates are
-    ignored), each normalised like a reference; empty results are dropped."""
-    tokens = (
+    """One row ``(line_number, key)`` per distinct token of ``records[column]`` (whole tokens and their
+    pieces, see the module docstring) that has at least ``min_length`` characters as written (so
+    stray short numbers such as amounts or dates are ignored), each normalised like a reference;
+    empty results are dropped."""
+    whole = (
         records.select("line_number", key=pl.col(column).str.to_uppercase().str.extract_all(TOKEN_PATTERN))
         .explode("key")
-        .filter(pl.col("key").str.len_chars() >= min_length)
+        .drop_nulls("key")
     )
-    return tokens.with_columns(key=_empty_to_null(_strip_prefix(pl.col("key"), prefixes))).drop_nulls("key")
+    # Only tokens with punctuation inside have pieces; most memo words do not.
+    joined = whole.filter(pl.col("key").str.contains(r"[-_/.:;,]"))
+    pieces = joined.select(
+        "line_number", key=pl.col("key").str.replace_all(r"[/.:;,]", "\x1f").str.split("\x1f")
+    ).explode("key")
+    smallest = (
+        pieces.filter(pl.col("key").str.contains("-", literal=True))
+        .select("line_number", key=pl.col("key").str.split("-"))
+        .explode("key")
+    )
+    tokens = pl.concat([whole, pieces, smallest]).filter(pl.col("key").str.len_chars() >= min_length)
+    return (
+        tokens.with_columns(key=_empty_to_null(_strip_prefix(pl.col("key"), prefixes)))
+        .drop_nulls("key")
+        .unique()
+    )

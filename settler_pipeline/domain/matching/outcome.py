@@ -56,6 +56,7 @@ WORK_COLUMNS = (
     "description",
     "counterparty",
     "group_key",
+    "references",
 )
 """Columns of the frames passes receive; ``day`` is the UTC calendar day as days since 1970-01-01."""
 

@@ -1,11 +1,13 @@
 """The reference pass: the same normalised reference on both sides, or the source reference found as
 a token of the target's description (a bank memo such as ``Payment INV-00123 thanks``).
 
-A reference pair is matched when the currencies agree, the amounts are within the pass's tolerance
-and the target's day is within its window; among several such pairs the mutual unique best wins
-(reference field before memo, then smaller amount difference, then fewer days), and ties are left
-ambiguous. A reference pair that fails a check is a near miss: it explains (``currency_mismatch``,
-``amount_mismatch``, ``date_mismatch``) why both records may end unmatched.
+Every reference of a record counts (its ``reference`` and its ``references``); placeholders were
+removed by the matcher before any pass runs. A reference pair is matched when the currencies agree,
+the amounts are within the pass's tolerance and the target's day is within its window; among
+several such pairs the mutual unique best wins (reference field before memo, then smaller amount
+difference, then fewer days), and ties are left ambiguous. A reference pair that fails a check is a
+near miss: it explains (``currency_mismatch``, ``amount_mismatch``, ``date_mismatch``) why both
+records may end unmatched.
 
 Confidence: 1.0 for a reference found in the reference field, 0.97 for one found in the description.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import polars as pl
 
 from settler_pipeline.domain.matching.config import ReferencePass
-from settler_pipeline.domain.matching.normalise import description_tokens, normalise_reference
+from settler_pipeline.domain.matching.normalise import description_tokens, reference_keys
 from settler_pipeline.domain.matching.outcome import (
     PassOutcome,
     ambiguous_hints,
@@ -33,16 +35,8 @@ VIA_DESCRIPTION = 1
 def run_reference_pass(source: pl.DataFrame, target: pl.DataFrame, config: ReferencePass) -> PassOutcome:
     """Match records by normalised reference (see the module docstring)."""
     prefixes = config.strip_prefixes
-    source_keys = source.select(
-        "line_number", key=normalise_reference(pl.col("reference"), prefixes)
-    ).drop_nulls("key")
-    target_parts = [
-        target.select(
-            "line_number",
-            key=normalise_reference(pl.col("reference"), prefixes),
-            via=pl.lit(VIA_REFERENCE, dtype=pl.Int64),
-        )
-    ]
+    source_keys = reference_keys(source, prefixes)
+    target_parts = [reference_keys(target, prefixes).with_columns(via=pl.lit(VIA_REFERENCE, dtype=pl.Int64))]
     if config.search_in_description:
         target_parts.append(
             description_tokens(
