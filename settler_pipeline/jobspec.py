@@ -58,10 +58,14 @@ ColumnField = Literal[
     "description",
     "counterparty",
     "group_key",
+    "any_reference",
 ]
 FILE_ADAPTERS: frozenset[str] = frozenset({"csv", "parquet", "jsonl"})
 THOUSANDS_SEPARATORS = (",", ".", " ", "'", "\u00a0", "\u202f", "")
 DOCS_HINT = "see docs/job-spec.md for every key and a complete example"
+MAX_ROW_ZONES = 200
+MAX_REFERENCE_PATTERNS = 20
+MAX_PATTERN_LENGTH = 200
 
 
 class DateRange(BaseModel):
@@ -144,6 +148,9 @@ class ColumnMap(BaseModel):
     listed in ``optional`` may name columns that are all absent: the field is then empty.
     ``amount`` and the ``debit``/``credit`` pair are alternatives. Without ``record_id`` the id is
     ``line-<n>`` (the data row number), which is stable for the same file.
+
+    ``any_reference`` is the other list form: *every* one of these columns that has a value on the
+    row is a reference of the record (the matcher tries each), beside the one ``reference`` holds.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -158,6 +165,7 @@ class ColumnMap(BaseModel):
     description: ColumnRef | None = None
     counterparty: ColumnRef | None = None
     group_key: ColumnRef | None = None
+    any_reference: ColumnRef | None = None
     optional: list[ColumnField] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -233,6 +241,10 @@ class DateOptions(BaseModel):
 
     format: str = "iso"
     timezone: str = "UTC"
+    # Per-row zones: the column naming each row's zone (an IANA name, or with ``timezones`` a key
+    # of that mapping such as an account number); rows where it is blank use ``timezone``.
+    timezone_column: str | None = Field(default=None, min_length=1)
+    timezones: dict[str, str] = Field(default_factory=dict, max_length=MAX_ROW_ZONES)
 
     @field_validator("format")
     @classmethod
@@ -258,6 +270,24 @@ class DateOptions(BaseModel):
                 f"unknown time zone {value!r}; use an IANA name such as UTC or Europe/London"
             ) from None
         return value
+
+    @field_validator("timezones")
+    @classmethod
+    def _known_zones(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, zone in value.items():
+            try:
+                zoneinfo.ZoneInfo(zone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"timezones[{key!r}]: unknown time zone {zone!r}; use an IANA name such as Europe/Berlin"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _mapping_needs_a_column(self) -> DateOptions:
+        if self.timezones and self.timezone_column is None:
+            raise ValueError("timezones maps values of timezone_column: set timezone_column too")
+        return self
 
     @property
     def has_offset(self) -> bool:
@@ -313,6 +343,21 @@ class SideSpec(BaseModel):
     amount: AmountOptions = AmountOptions()
     dates: DateOptions = DateOptions()
     currency: CurrencyOptions = CurrencyOptions()
+    # Regular expressions whose matches in the description or reference text are further references
+    # (``INV-?\\d+``); values (besides the documented defaults) that mean "no reference".
+    reference_patterns: list[str] = Field(default_factory=list, max_length=MAX_REFERENCE_PATTERNS)
+    reference_placeholders: list[str] = Field(default_factory=list, max_length=100)
+
+    @field_validator("reference_patterns")
+    @classmethod
+    def _safe_patterns(cls, value: list[str]) -> list[str]:
+        from settler_pipeline.domain.matching.normalise import check_pattern
+
+        for pattern in value:
+            problem = check_pattern(pattern, max_length=MAX_PATTERN_LENGTH)
+            if problem:
+                raise ValueError(f"reference pattern {pattern!r} {problem}")
+        return value
 
     @model_validator(mode="before")
     @classmethod

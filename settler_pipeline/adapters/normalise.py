@@ -15,12 +15,15 @@ and fraction digits are extracted with a regular expression and combined as
 from __future__ import annotations
 
 import re
+import zoneinfo
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 import polars as pl
 
+from settler_pipeline.domain.matching.normalise import pattern_references, without_placeholders
 from settler_pipeline.domain.transactions import QUARANTINE_SCHEMA, TRANSACTION_SCHEMA
+from settler_pipeline.errors import JobSpecError
 from settler_pipeline.jobspec import CURRENCY_CODE_PATTERN, AmountOptions, DateOptions, SideSpec
 
 LINE_COL = "__settler_line_number__"
@@ -87,6 +90,7 @@ def normalise(
             pl.col(stripped[cols[0]]) if len(cols) == 1 else pl.coalesce([pl.col(stripped[c]) for c in cols])
         ).alias(text[field])
         for field, cols in columns.items()
+        if field != "any_reference"
     )
 
     frame, currency_reason = _with_currency(frame, text.get("currency"), spec)
@@ -130,9 +134,14 @@ def normalise(
 
     date_options = spec.dates
     if any(c in typed_temporal for c in columns["occurred_at"]):
-        date_options = DateOptions(format="iso", timezone=spec.dates.timezone)
-    frame = with_datetime(frame, text["occurred_at"], date_options, "occurred_at")
+        date_options = spec.dates.model_copy(update={"format": "iso"})
+    zone_col = None
+    if date_options.timezone_column is not None:
+        frame, zone_col = _with_row_zones(frame, table, date_options)
+        reasons.append(f"{_P}reason_zone")
+    frame = with_datetime(frame, text["occurred_at"], date_options, "occurred_at", zone_col=zone_col)
     reasons.append(f"{_P}reason_occurred_at")
+    frame = _with_references(frame, text, [stripped[c] for c in columns.get("any_reference", [])], spec)
 
     def optional(field: str) -> pl.Expr:
         return pl.col(text[field]) if field in text else pl.lit(None, dtype=pl.String)
@@ -143,11 +152,11 @@ def normalise(
         amount_minor=amount,
         currency=pl.col(f"{_P}currency"),
         occurred_at=pl.col(f"{_P}value_occurred_at"),
-        reference=optional("reference"),
+        reference=pl.col(f"{_P}reference"),
         description=optional("description"),
         counterparty=optional("counterparty"),
         group_key=optional("group_key"),
-        references=pl.lit(None, dtype=pl.List(pl.String)),
+        references=pl.col(f"{_P}references"),
         line_number=pl.col(LINE_COL).cast(pl.Int64),
         raw=pl.col(RAW_COL),
         **{reason_col: pl.concat_str([pl.col(r) for r in reasons], separator="; ", ignore_nulls=True)},
@@ -169,6 +178,76 @@ def normalise(
         quarantine=quarantine.select([pl.col(n).cast(t) for n, t in QUARANTINE_SCHEMA.items()]),
         out_of_window=valid.height - in_window.height,
     )
+
+
+def _with_references(
+    frame: pl.DataFrame, text: dict[str, str], any_columns: list[str], spec: SideSpec
+) -> pl.DataFrame:
+    """Add the record's ``reference`` (placeholders removed) and ``references``: the values of the
+    ``any_reference`` columns and the matches of ``reference_patterns`` in the description and
+    reference text, placeholders removed, each once, null when there are none."""
+    extra = spec.reference_placeholders
+    reference = (
+        without_placeholders(pl.col(text["reference"]), extra)
+        if "reference" in text
+        else pl.lit(None, dtype=pl.String)
+    )
+    parts = [pl.concat_list([pl.col(c) for c in any_columns])] if any_columns else []
+    if spec.reference_patterns:
+        searched = [pl.col(text[f]) for f in ("description", "reference") if f in text]
+        parts += [pattern_references(column, spec.reference_patterns) for column in searched]
+    if not parts:
+        references = pl.lit(None, dtype=pl.List(pl.String))
+    else:
+        listed = pl.concat_list(parts).list.eval(without_placeholders(pl.element(), extra)).list.drop_nulls()
+        listed = listed.list.unique(maintain_order=True)
+        references = pl.when(listed.list.len() > 0).then(listed)
+    return frame.with_columns(reference.alias(f"{_P}reference"), references.alias(f"{_P}references"))
+
+
+def _with_row_zones(
+    frame: pl.DataFrame, table: pl.DataFrame, options: DateOptions
+) -> tuple[pl.DataFrame, str]:
+    """Add each row's IANA zone (from ``timezone_column``, through ``timezones`` when given; blank:
+    ``timezone``) and a reason column for rows whose zone is unknown; returns the zone column name."""
+    column = options.timezone_column
+    assert column is not None  # the caller checked
+    if column not in table.columns:
+        raise JobSpecError(
+            f"dates.timezone_column names column {column!r}, which is not in the input; "
+            f"columns there: {', '.join(c for c in table.columns if not c.startswith(_P))}",
+            hint="column names are case-sensitive",
+        )
+    value = table[column].cast(pl.String).str.strip_chars()
+    value = pl.select(pl.when(value.str.len_bytes() > 0).then(value)).to_series()
+    if options.timezones:
+        zone = value.replace_strict(options.timezones, default=None, return_dtype=pl.String)
+        unknown = value.is_not_null() & zone.is_null()
+        why = "is not a key of dates.timezones"
+    else:
+        known = {z: z for z in value.drop_nulls().unique().to_list() if _is_zone(z)}
+        zone = value.replace_strict(known, default=None, return_dtype=pl.String)
+        unknown = value.is_not_null() & zone.is_null()
+        why = "is not an IANA time zone name (such as Europe/Berlin)"
+    zone = zone.fill_null(options.timezone)
+    zone_col = f"{_P}zone"
+    return (
+        frame.with_columns(
+            zone.alias(zone_col),
+            pl.when(unknown)
+            .then(_quoted(f"dates.timezone_column {column}", pl.lit(value), why))
+            .alias(f"{_P}reason_zone"),
+        ),
+        zone_col,
+    )
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def _quoted(field: str, value: pl.Expr, message: str) -> pl.Expr:
@@ -360,12 +439,15 @@ _ISO_FORMATS = (
 _SAMPLE_SIZE = 200
 
 
-def with_datetime(frame: pl.DataFrame, text_col: str, options: DateOptions, field: str) -> pl.DataFrame:
+def with_datetime(
+    frame: pl.DataFrame, text_col: str, options: DateOptions, field: str, *, zone_col: str | None = None
+) -> pl.DataFrame:
     """Add ``value_<field>`` (UTC datetime) and ``reason_<field>`` columns parsed from ``text_col``.
 
-    Naive values are local times in ``options.timezone``: an ambiguous time (the repeated hour when
-    clocks go back) takes the earlier instant; a time that does not exist (the hour skipped when
-    clocks go forward) is refused with a reason.
+    Naive values are local times in ``options.timezone`` (or, with ``zone_col``, in the zone that
+    column names on each row): an ambiguous time (the repeated hour when clocks go back) takes the
+    earlier instant; a time that does not exist (the hour skipped when clocks go forward) is refused
+    with a reason.
     """
     p = f"{_P}{field}_"
     text = pl.col(text_col)
@@ -404,16 +486,27 @@ def with_datetime(frame: pl.DataFrame, text_col: str, options: DateOptions, fiel
         frame = frame.with_columns(naive.alias(naive_col), aware.alias(aware_col))
         described = f"a date in format {fmt!r}"
 
-    local = (
-        pl.col(naive_col)
-        .dt.replace_time_zone(options.timezone, ambiguous="earliest", non_existent="null")
-        .dt.convert_time_zone("UTC")
-        .dt.cast_time_unit("us")
-    )
+    def in_zone(zone: str) -> pl.Expr:
+        return (
+            pl.col(naive_col)
+            .dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+            .dt.convert_time_zone("UTC")
+            .dt.cast_time_unit("us")
+        )
+
+    local = in_zone(options.timezone)
+    zone_name = options.timezone
+    if zone_col is not None:
+        # Polars converts one zone per expression: one branch per zone that occurs (bounded by
+        # the distinct zones of the file).
+        for zone in frame[zone_col].drop_nulls().unique().sort().to_list():
+            if zone != options.timezone:
+                local = pl.when(pl.col(zone_col) == zone).then(in_zone(zone)).otherwise(local)
+        zone_name = "the row's time zone"
     frame = frame.with_columns(pl.coalesce(pl.col(aware_col), local).alias(f"{_P}value_{field}"))
     value = pl.col(f"{_P}value_{field}")
     unparsed = pl.col(naive_col).is_null() & pl.col(aware_col).is_null()
-    gap = f"does not exist in {options.timezone} (clocks went forward: daylight-saving gap)"
+    gap = f"does not exist in {zone_name} (clocks went forward: daylight-saving gap)"
     reason = _first_reason(
         [
             (text.is_null(), pl.lit(f"{field}: missing")),

@@ -149,3 +149,33 @@ def description_tokens(
         .drop_nulls("key")
         .unique()
     )
+
+
+def check_pattern(pattern: str, *, max_length: int) -> str | None:
+    """Why ``pattern`` cannot serve as a reference pattern, or None when it can.
+
+    Patterns run on Polars' regex engine, which has no backtracking (matching time is linear in the
+    text, so no pattern can hang a run) and a compiled-size limit; a pattern must be at most
+    ``max_length`` characters, compile, and not match the empty string (it would find "references"
+    everywhere).
+    """
+    if not pattern:
+        return "is empty"
+    if len(pattern) > max_length:
+        return f"is longer than {max_length} characters"
+    try:
+        probe = pl.Series(["", "x"], dtype=pl.String).str.contains(pattern)
+    except pl.exceptions.PolarsError as e:
+        detail = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        return f"is not a valid regular expression: {detail[:300]}"
+    if probe[0]:
+        return "matches the empty string; describe what a reference looks like, e.g. INV-?\\d+"
+    return None
+
+
+def pattern_references(expr: pl.Expr, patterns: Iterable[str]) -> pl.Expr:
+    """A list of every match of any of ``patterns`` in ``expr`` (checked with :func:`check_pattern`)."""
+    found = [expr.str.extract_all(p) for p in patterns]
+    if not found:
+        return pl.lit(None, dtype=pl.List(pl.String))
+    return pl.concat_list(*[f.fill_null(pl.lit([], dtype=pl.List(pl.String))) for f in found])

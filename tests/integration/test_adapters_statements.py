@@ -1,0 +1,122 @@
+"""Adapters for real bank statements: several reference columns, reference patterns, placeholders,
+per-row time zones."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from settler_pipeline.errors import JobSpecError
+from settler_pipeline.jobspec import SideSpec
+from tests.integration.test_adapters import csv_side, reasons
+
+COLUMNS = {"record_id": "id", "amount": "amount", "currency": "currency", "occurred_at": "date"}
+
+
+def test_any_reference_makes_every_listed_column_a_reference(tmp_path: Path) -> None:
+    loaded = csv_side(
+        tmp_path,
+        "id,amount,currency,date,invoice,e2e\n"
+        "ch_1,1,EUR,2024-03-01,INV-1,E2E-9\n"
+        "ch_2,1,EUR,2024-03-01,,E2E-8\n"
+        "ch_3,1,EUR,2024-03-01,,\n",
+        columns={**COLUMNS, "reference": "invoice", "any_reference": ["id", "e2e"]},
+    )
+    assert loaded.records["reference"].to_list() == ["INV-1", None, None]
+    assert loaded.records["references"].to_list() == [["ch_1", "E2E-9"], ["ch_2", "E2E-8"], ["ch_3"]]
+
+
+def test_placeholders_are_no_reference_and_the_list_is_extendable(tmp_path: Path) -> None:
+    loaded = csv_side(
+        tmp_path,
+        "id,amount,currency,date,ref\n"
+        "a,1,EUR,2024-03-01,NOTPROVIDED\n"
+        "b,1,EUR,2024-03-01,n/a\n"
+        "c,1,EUR,2024-03-01,KEINE ANGABE\n"
+        "d,1,EUR,2024-03-01,RF18 5390 0754 7034\n",
+        columns={**COLUMNS, "reference": "ref"},
+        reference_placeholders=["keine-angabe"],
+    )
+    assert loaded.records["reference"].to_list() == [None, None, None, "RF18 5390 0754 7034"]
+
+
+def test_reference_patterns_pull_references_out_of_free_text(tmp_path: Path) -> None:
+    loaded = csv_side(
+        tmp_path,
+        "id,amount,currency,date,purpose\n"
+        "a,1,EUR,2024-03-01,SVWZ+RE/INV-00123/2026 ACME\n"
+        "b,1,EUR,2024-03-01,Rechnungsnr.INV00124 und INV-00125\n"
+        "c,1,EUR,2024-03-01,Miete Maerz\n",
+        columns={**COLUMNS, "description": "purpose"},
+        reference_patterns=["INV-?\\d+"],
+    )
+    assert loaded.records["references"].to_list() == [["INV-00123"], ["INV00124", "INV-00125"], None]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [("(", "not a valid regular expression"), (".*", "matches the empty string"), ("x" * 201, "longer")],
+)
+def test_unsafe_reference_patterns_are_refused(pattern: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        SideSpec.model_validate(
+            {"adapter": "csv", "path": "x.csv", "columns": COLUMNS, "reference_patterns": [pattern]}
+        )
+
+
+def test_each_row_may_name_its_time_zone_through_an_account_mapping(tmp_path: Path) -> None:
+    loaded = csv_side(
+        tmp_path,
+        "id,amount,currency,date,account\n"
+        "berlin,1,EUR,2024-03-10 12:00:00,DE89370400440532013000\n"
+        "newyork,1,USD,2024-03-10 12:00:00,US-CHK-1\n"
+        "default,1,GBP,2024-03-10 12:00:00,\n"
+        "unknown,1,GBP,2024-03-10 12:00:00,XX-1\n",
+        dates={
+            "format": "iso",
+            "timezone": "Europe/London",
+            "timezone_column": "account",
+            "timezones": {"DE89370400440532013000": "Europe/Berlin", "US-CHK-1": "America/New_York"},
+        },
+    )
+    assert dict(zip(loaded.records["record_id"], loaded.records["occurred_at"], strict=True)) == {
+        "berlin": datetime(2024, 3, 10, 11, tzinfo=UTC),
+        "newyork": datetime(2024, 3, 10, 16, tzinfo=UTC),  # EDT began that morning
+        "default": datetime(2024, 3, 10, 12, tzinfo=UTC),
+    }
+    assert len(reasons(loaded)) == 1 and "'XX-1' is not a key of dates.timezones" in reasons(loaded)[0]
+
+
+def test_a_zone_column_may_hold_iana_names(tmp_path: Path) -> None:
+    loaded = csv_side(
+        tmp_path,
+        "id,amount,currency,date,tz\n"
+        "a,1,EUR,2024-03-10 12:00:00,Asia/Tokyo\n"
+        "b,1,EUR,2024-03-10 12:00:00,Mars/Base\n",
+        dates={"format": "iso", "timezone_column": "tz"},
+    )
+    assert loaded.records["occurred_at"].to_list() == [datetime(2024, 3, 10, 3, tzinfo=UTC)]
+    assert "is not an IANA time zone name" in reasons(loaded)[0]
+
+
+def test_a_missing_zone_column_is_a_job_spec_error(tmp_path: Path) -> None:
+    with pytest.raises(JobSpecError, match="timezone_column"):
+        csv_side(tmp_path, "id,amount,currency,date\na,1,EUR,2024-03-10\n", dates={"timezone_column": "tz"})
+
+
+def test_a_zone_mapping_needs_its_column_and_known_zones() -> None:
+    with pytest.raises(ValueError, match="set timezone_column"):
+        SideSpec.model_validate(
+            {"adapter": "csv", "path": "x.csv", "columns": COLUMNS, "dates": {"timezones": {"a": "UTC"}}}
+        )
+    with pytest.raises(ValueError, match="unknown time zone"):
+        SideSpec.model_validate(
+            {
+                "adapter": "csv",
+                "path": "x.csv",
+                "columns": COLUMNS,
+                "dates": {"timezone_column": "a", "timezones": {"a": "Mars/Base"}},
+            }
+        )
