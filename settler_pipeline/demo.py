@@ -88,17 +88,18 @@ def run_demo(data_dir: Path, *, progress: Progress | None = None) -> DemoReport:
         )
         report.runs.append(_row("acme", FIRST_DAY, failed))
         say("a run cancelled before it runs")
+        # The day after the daily runs: a run of days already reconciled would need --supersede.
         queued = app.reconcile(
             inputs / "globex" / "globex-stripe-bank.yaml",
-            start=FIRST_DAY,
-            end=FIRST_DAY + timedelta(days=DAYS - 1),
+            start=FIRST_DAY + timedelta(days=DAYS),
+            end=FIRST_DAY + timedelta(days=DAYS),
             tenant="globex",
             idempotency_key="demo:queued",
             execute=False,
         )
         if queued.status == "started":
-            queued = app.cancel(queued.reconciliation_id, "superseded by the daily runs")
-        report.runs.append(_row("globex", FIRST_DAY, queued))
+            queued = app.cancel(queued.reconciliation_id, "the statement for that day is not final yet")
+        report.runs.append(_row("globex", FIRST_DAY + timedelta(days=DAYS), queued))
         say("review decisions")
         _review(app, report.runs[0]["run"])
         report.events = app.store.head_position

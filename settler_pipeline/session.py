@@ -87,9 +87,11 @@ class Settler:
         reconciliation_id: str | None = None,
         idempotency_key: str | None = None,
         execute: bool = True,
+        supersede: bool = False,
     ) -> RunOutcome:
         """Run a job spec over ``start..end`` (inclusive) as a new reconciliation (with
-        ``execute=False``, only queue it: see :meth:`ReconciliationService.start`)."""
+        ``execute=False``, only queue it: see :meth:`ReconciliationService.start`). A live run of the
+        same job, tenant and days makes it fail unless ``supersede``: then that run is superseded."""
         spec = load_job_spec(Path(spec_path))
         target = self.tenant(tenant, spec=spec)
         cmd = c.StartReconciliation(
@@ -103,6 +105,7 @@ class Settler:
             spec=spec.model_dump(mode="json"),
             spec_dir=str(spec.base_dir),
             idempotency_key=idempotency_key,
+            supersede=supersede,
         )
         return self.service.start(cmd, execute=execute)
 

@@ -203,12 +203,80 @@ class ReconciliationService:
         state = self._authorised_state(cmd, "operator", "starting a reconciliation")
         if (previous := self._repeated(cmd)) is not None:
             return self._outcome(previous, repeated_command=True, summary=self._summary(previous))
+        live = [
+            run
+            for run in self.live_runs(cmd.tenant_id, cmd.job_id, cmd.date_range.start, cmd.date_range.end)
+            if run.reconciliation_id != cmd.reconciliation_id
+        ]
+        if live and not cmd.supersede:
+            listed = ", ".join(
+                f"{run.reconciliation_id} ({run.status}, {run.date_range[0]}..{run.date_range[1]})"  # type: ignore[index]
+                for run in live
+            )
+            raise StateError(
+                f"job {cmd.job_id!r} is already reconciled for these days in this tenant by {listed}; "
+                "each job, tenant and day counts once",
+                hint="pass --supersede (Python: supersede=True) to replace that run with a new one",
+            )
         drafts = agg.decide_start(state, cmd, fingerprint=spec.fingerprint())
         envelopes, failures = self._append(cmd, state, drafts)
         state = agg.fold(state, envelopes)
+        for run in live:
+            self._supersede(run, cmd)
         if not execute:
             return self._outcome(state, events_appended=len(envelopes), publish_failures=failures)
         return self._execute(state, spec, cmd.user_id, envelopes[-1].id, failures)
+
+    def live_runs(self, tenant_id: str, job_id: str, start: date, end: date) -> list[ReconciliationState]:
+        """The live runs (started, running or completed) of ``job_id`` in ``tenant_id`` whose days
+        overlap ``start..end``: what a new run of those days would count twice with."""
+        data = pl.col("data")
+        starts = (
+            self.store.read(event_types=[e.RECONCILIATION_STARTED])
+            .filter(pl.col("tenant_id") == tenant_id)
+            .select(
+                "aggregate_id",
+                data.str.json_path_match("$.job_id").alias("job_id"),
+                data.str.json_path_match("$.date_range.start").alias("start"),
+                data.str.json_path_match("$.date_range.end").alias("end"),
+            )
+            .filter(
+                (pl.col("job_id") == job_id)
+                & (pl.col("start") <= end.isoformat())
+                & (pl.col("end") >= start.isoformat())
+            )
+            .collect()
+        )
+        runs = [self.load(run_id) for run_id in sorted(set(starts["aggregate_id"].to_list()))]
+        return [run for run in runs if run.status in agg.LIVE]
+
+    def _others_live(self, state: ReconciliationState) -> list[ReconciliationState]:
+        assert state.tenant_id and state.job_id and state.date_range
+        start, end = (date.fromisoformat(d) for d in state.date_range)
+        runs = self.live_runs(state.tenant_id, state.job_id, start, end)
+        return [run for run in runs if run.reconciliation_id != state.reconciliation_id]
+
+    def _supersede(self, run: ReconciliationState, cmd: c.StartReconciliation) -> None:
+        """Mark ``run`` superseded by the run ``cmd`` started (retried if the run moved meanwhile)."""
+        assert run.reconciliation_id is not None
+        key = f"{cmd.idempotency_key}:supersedes:{run.reconciliation_id}" if cmd.idempotency_key else None
+        supersede = c.SupersedeReconciliation(
+            reconciliation_id=run.reconciliation_id,
+            tenant_id=cmd.tenant_id,
+            user_id=cmd.user_id,
+            superseded_by=cmd.reconciliation_id,
+            idempotency_key=key,
+        )
+        for tries_left in (2, 1, 0):
+            if run.status not in agg.LIVE:
+                return  # it finished otherwise (cancelled, failed) meanwhile: nothing left to supersede
+            try:
+                self._append(supersede, run, agg.decide_supersede(run, supersede))
+                return
+            except ConcurrencyError:
+                if not tries_left:
+                    raise
+                run = self.load(run.reconciliation_id)
 
     def execute(self, reconciliation_id: str, *, user_id: str) -> RunOutcome:
         """Execute a queued run (one started with ``execute=False``) as ``user_id`` (operator)."""
@@ -234,6 +302,12 @@ class ReconciliationService:
         if (previous := self._repeated(cmd)) is not None:
             return self._outcome(previous, repeated_command=True, summary=self._summary(previous))
         drafts = agg.decide_retry(state, cmd)
+        if state.job_id and state.date_range and (live := self._others_live(state)):
+            raise StateError(
+                f"run {live[0].reconciliation_id} already reconciles these days of job {state.job_id!r}; "
+                "retrying this one would count them twice",
+                hint="start a new run with --supersede instead, or leave this one as it is",
+            )
         spec = job_spec_from_mapping(
             dict(state.spec.get("spec", {})),
             base_dir=Path(state.spec.get("spec_dir") or "."),

@@ -78,6 +78,12 @@ def reconcile_command(
     idempotency_key: Annotated[
         str | None, typer.Option("--idempotency-key", help="Same key twice = the run happens once.")
     ] = None,
+    supersede: Annotated[
+        bool,
+        typer.Option(
+            "--supersede", help="Replace a live run of the same job, tenant and days (it is superseded)."
+        ),
+    ] = False,
     data_dir: DataDirOption = Path("data"),
     json: JsonOption = False,
 ) -> None:
@@ -93,6 +99,7 @@ def reconcile_command(
             tenant=tenant,
             reconciliation_id=run_id,
             idempotency_key=idempotency_key,
+            supersede=supersede,
         )
     _print_outcome(outcome, json, "reconciliation")
     if outcome.status == "failed":

@@ -99,10 +99,24 @@ class StartReconciliation(RunCommand):
     date_range: DateRange
     spec: dict[str, Any] = Field(default_factory=dict)  # the job spec as a mapping (as loaded from YAML)
     spec_dir: str | None = None  # where relative paths in the spec resolve
+    # Replace live runs of the same job, tenant and days (without it, such a run makes the start fail).
+    supersede: bool = False
 
 
 class RetryReconciliation(RunCommand):
     """Run a failed or cancelled run again (a new attempt, same run id)."""
+
+
+class SupersedeReconciliation(RunCommand):
+    """Mark a live run as replaced by a newer run of the same job, tenant and days."""
+
+    superseded_by: str
+    reason: str = Field(default="re-run of the same job, tenant and days", max_length=500)
+
+    @field_validator("superseded_by")
+    @classmethod
+    def _replacement(cls, value: str) -> str:
+        return validate_uuid("superseded_by", value)
 
 
 class CancelReconciliation(RunCommand):

@@ -31,6 +31,7 @@ RECONCILIATION_COMPLETED: Final = "ReconciliationCompleted"
 RECONCILIATION_FAILED: Final = "ReconciliationFailed"
 RECONCILIATION_CANCELLED: Final = "ReconciliationCancelled"
 RECONCILIATION_RETRIED: Final = "ReconciliationRetried"
+RECONCILIATION_SUPERSEDED: Final = "ReconciliationSuperseded"
 MATCH_CONFIRMED: Final = "MatchConfirmed"
 MATCH_REJECTED: Final = "MatchRejected"
 RECORDS_MANUALLY_MATCHED: Final = "RecordsManuallyMatched"
@@ -175,6 +176,16 @@ class ReconciliationRetried(EventData):
     retried_by: str
 
 
+class ReconciliationSuperseded(EventData):
+    """A newer run of the same job, tenant and days replaced this one: its open items and matches no
+    longer count (read models keep each job, tenant and day once)."""
+
+    attempt: int  # the attempt that was superseded (the run's last)
+    superseded_by: str  # the run that replaces it
+    superseded_by_user: str
+    reason: str
+
+
 class MatchConfirmed(EventData):
     match_id: str
     confirmed_by: str
@@ -213,6 +224,7 @@ PAYLOADS: Final[dict[str, type[EventData]]] = {
     RECONCILIATION_FAILED: ReconciliationFailed,
     RECONCILIATION_CANCELLED: ReconciliationCancelled,
     RECONCILIATION_RETRIED: ReconciliationRetried,
+    RECONCILIATION_SUPERSEDED: ReconciliationSuperseded,
     MATCH_CONFIRMED: MatchConfirmed,
     MATCH_REJECTED: MatchRejected,
     RECORDS_MANUALLY_MATCHED: RecordsManuallyMatched,

@@ -1,7 +1,9 @@
 """The Reconciliation aggregate: pure decide / evolve over a run's events.
 
 Lifecycle: ``new → started → running → completed | failed | cancelled``; a failed or cancelled run can
-be retried (a new attempt, back to ``started``). Review commands act on a completed run's open items.
+be retried (a new attempt, back to ``started``); a live run (started, running or completed) is
+``superseded`` when a newer run of the same job, tenant and days replaces it. Review commands act on a
+completed run's open items.
 
 The state is kept small on purpose: counts for the current attempt plus the *open* review items
 (proposals and exceptions), never the list of matched records, so a million-match run folds into a
@@ -31,15 +33,18 @@ from settler_pipeline.errors import NotFoundError, StateError, ValidationError
 SNAPSHOT_SCHEMA_VERSION: Final = 1
 """Bump when the state's shape changes: snapshots of another version are ignored and rebuilt."""
 
-NEW, STARTED, RUNNING, COMPLETED, FAILED, CANCELLED = (
+NEW, STARTED, RUNNING, COMPLETED, FAILED, CANCELLED, SUPERSEDED = (
     "new",
     "started",
     "running",
     "completed",
     "failed",
     "cancelled",
+    "superseded",
 )
-FINISHED: Final = (COMPLETED, FAILED, CANCELLED)
+FINISHED: Final = (COMPLETED, FAILED, CANCELLED, SUPERSEDED)
+LIVE: Final = (STARTED, RUNNING, COMPLETED)
+"""Statuses of a run that counts for its job, tenant and days (a second one needs ``supersede``)."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,10 @@ class _Builder:
             self.s = replace(s, status=FAILED, last_error={**data["error"], "step": data["step"]})
         elif event_type == e.RECONCILIATION_CANCELLED:
             self.s = replace(s, status=CANCELLED)
+        elif event_type == e.RECONCILIATION_SUPERSEDED:
+            # Nothing of a superseded run stays open for review: the run replacing it has its own items.
+            self._reset()
+            self.s = replace(s, status=SUPERSEDED)
         elif event_type == e.MATCH_CONFIRMED:
             if self.proposals.pop(data["match_id"], None) is not None:
                 self.exceptions.pop(f"proposed:{data['match_id']}", None)
@@ -344,6 +353,24 @@ def decide_cancel(state: ReconciliationState, cmd: c.CancelReconciliation) -> li
         )
     data = e.ReconciliationCancelled(attempt=state.attempt, reason=cmd.reason, cancelled_by=cmd.user_id)
     return [(e.RECONCILIATION_CANCELLED, data.model_dump(mode="json"))]
+
+
+def decide_supersede(state: ReconciliationState, cmd: c.SupersedeReconciliation) -> list[Draft]:
+    """Supersede only a live run (started, running or completed), and never by itself."""
+    _require_exists(state, cmd)
+    if state.status not in LIVE:
+        raise StateError(
+            f"reconciliation {cmd.reconciliation_id} is {state.status}; only a live run can be superseded"
+        )
+    if cmd.superseded_by == cmd.reconciliation_id:
+        raise ValidationError("a run cannot supersede itself")
+    data = e.ReconciliationSuperseded(
+        attempt=state.attempt,
+        superseded_by=cmd.superseded_by,
+        superseded_by_user=cmd.user_id,
+        reason=cmd.reason,
+    )
+    return [(e.RECONCILIATION_SUPERSEDED, data.model_dump(mode="json"))]
 
 
 def decide_confirm(state: ReconciliationState, cmd: c.ConfirmMatch) -> list[Draft]:

@@ -272,15 +272,26 @@ class EventBatch:
 
     @cached_property
     def resets(self) -> pl.DataFrame:
-        """Starts and retries: ``reconciliation_id, global_position, attempt, timestamp``."""
-        return self.of_types(*RESET_TYPES).select(
-            "reconciliation_id", "global_position", "attempt", "timestamp"
+        """Starts, retries and supersessions: ``reconciliation_id, global_position, attempt, timestamp``.
+
+        A supersession counts as an empty attempt after the superseded one, so the read models that keep
+        only a run's latest attempt (exceptions, matches) drop everything of a superseded run."""
+        return self.of_types(*RESET_TYPES, e.RECONCILIATION_SUPERSEDED).select(
+            "reconciliation_id",
+            "global_position",
+            pl.when(pl.col("event_type") == e.RECONCILIATION_SUPERSEDED)
+            .then(pl.col("attempt") + 1)
+            .otherwise(pl.col("attempt"))
+            .alias("attempt"),
+            "timestamp",
         )
 
-    def final_attempts(self, known: pl.DataFrame) -> pl.DataFrame:
-        """The attempt each run is at after this batch: the newest start/retry, else ``known``
-        (``reconciliation_id, attempt`` from earlier batches)."""
-        batch = self.resets.group_by("reconciliation_id").agg(pl.col("attempt").max().alias("_batch"))
+    def final_attempts(self, known: pl.DataFrame, *, supersessions: bool = True) -> pl.DataFrame:
+        """The attempt each run is at after this batch: the newest start/retry (or supersession, see
+        :attr:`resets`, unless ``supersessions`` is false), else ``known`` (``reconciliation_id,
+        attempt`` from earlier batches)."""
+        resets = self.resets if supersessions else self.of_types(*RESET_TYPES)
+        batch = resets.group_by("reconciliation_id").agg(pl.col("attempt").max().alias("_batch"))
         return (
             known.select("reconciliation_id", pl.col("attempt").alias("_known"))
             .join(batch, on="reconciliation_id", how="full", coalesce=True)

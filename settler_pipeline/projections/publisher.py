@@ -7,6 +7,13 @@ the set of read models or their columns change, a new database file is built bes
 ``os.replace``-d into place; a connection already open keeps the old file, which stays valid because
 its views name files by glob. Updates never touch the database: they replace Parquet files and swap
 generation symlinks, which the views pick up at their next query.
+
+Views name their files relative to the data directory (``read_models/...``, ``log/segments/...``), so a
+copied or moved data directory reads its own files: DuckDB resolves relative paths against
+``file_search_path`` (which :func:`sql` sets to the data directory) or else the working directory (so
+``cd data && duckdb -readonly analytics.duckdb`` works too). Someone holding the file read-write never
+makes an update or :func:`sql` fail: updates replace the file rather than open it, and :func:`sql` then
+builds the same views in memory from the statements saved beside the read models.
 """
 
 from __future__ import annotations
@@ -61,8 +68,9 @@ def _comment_statements(view: str, doc: str, columns: Sequence[Column]) -> list[
 def view_statements(
     data_dir: Path, read_models: Sequence[ReadModel], status_name: str, status_columns: Sequence[Column]
 ) -> list[str]:
-    """The statements that create every view (identifiers are our read models' names, never input)."""
-    root = (data_dir / "read_models").resolve()
+    """The statements that create every view (identifiers are our read models' names, never input).
+    File paths are relative to ``data_dir`` (see the module docstring)."""
+    root = Path("read_models")
     status_file = _literal(str(root / f"{status_name}.parquet"))
     statements: list[str] = []
     for read_model in read_models:
@@ -93,8 +101,8 @@ def view_statements(
     statements += _comment_statements(
         status_name, "Freshness of every read model (checkpoint and lag).", status_columns
     )
-    segments = (data_dir / "log" / "segments").resolve()
-    if any(segments.glob("*/seg-*.parquet")):
+    segments = Path("log") / "segments"
+    if any((data_dir / segments).glob("*/seg-*.parquet")):
         pattern = _literal(str(segments / "*" / "seg-*.parquet"))
         statements.append(
             "CREATE OR REPLACE VIEW events AS SELECT * "  # noqa: S608
@@ -123,6 +131,7 @@ def ensure_views(
     staging.unlink(missing_ok=True)
     con = duckdb.connect(str(staging))
     try:
+        _search_in(con, data_dir)
         for statement in statements:
             con.execute(statement)
         con.execute("CHECKPOINT")
@@ -133,8 +142,15 @@ def ensure_views(
     os.replace(staging, target)
     staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
     fsync_dir(data_dir)
-    marker.write_text(json.dumps({"fingerprint": fingerprint}))
+    marker_staging = staging_path(marker)
+    marker_staging.write_text(json.dumps({"fingerprint": fingerprint, "statements": statements}))
+    os.replace(marker_staging, marker)
     return True
+
+
+def _search_in(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
+    """Resolve the views' relative file paths against ``data_dir``."""
+    con.execute(f"SET GLOBAL file_search_path = {_literal(str(Path(data_dir).resolve()))}")
 
 
 def sql(
@@ -152,7 +168,13 @@ def sql(
         )
     con = duckdb.connect(":memory:")
     try:
-        con.execute(f"ATTACH {_literal(str(path))} AS analytics (READ_ONLY)")
+        _search_in(con, Path(data_dir))
+        try:
+            con.execute(f"ATTACH {_literal(str(path))} AS analytics (READ_ONLY)")
+        except duckdb.IOException:
+            # Someone holds the file read-write (DuckDB then refuses every other open): the same views,
+            # built in memory from the statements the last publish saved, read the same Parquet files.
+            _views_in_memory(con, Path(data_dir))
         cursor = con.cursor()
         try:
             cursor.execute("SET TimeZone = 'UTC'")
@@ -163,3 +185,18 @@ def sql(
         return frame
     finally:
         con.close()
+
+
+def _views_in_memory(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
+    """Create the analyst views as schema ``analytics`` of the in-memory ``con``."""
+    try:
+        statements = json.loads((data_dir / "read_models" / _FINGERPRINT).read_text())["statements"]
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise NotFoundError(
+            f"{data_dir / ANALYTICS_DB} is locked by another process and no saved view definitions exist",
+            hint="close the read-write connection, or run projections.update once (it saves them)",
+        ) from exc
+    con.execute("ATTACH ':memory:' AS analytics")
+    con.execute("USE analytics")
+    for statement in statements:
+        con.execute(statement)

@@ -32,7 +32,7 @@ COUNTS = (
     "duplicates",
 )
 PROPOSAL = pl.Struct({"match_id": pl.String, "sources": pl.Int64, "targets": pl.Int64})
-_STATUS_TYPES = (*RESET_TYPES, *FETCH_TYPES, *FINISH_TYPES)
+_STATUS_TYPES = (*RESET_TYPES, *FETCH_TYPES, *FINISH_TYPES, e.RECONCILIATION_SUPERSEDED)
 _T = pl.col("event_type")
 
 
@@ -44,6 +44,8 @@ def _status() -> pl.Expr:
         .then(pl.lit("failed"))
         .when(_T == e.RECONCILIATION_CANCELLED)
         .then(pl.lit("cancelled"))
+        .when(_T == e.RECONCILIATION_SUPERSEDED)
+        .then(pl.lit("superseded"))
         .otherwise(pl.lit("running"))
     )
 
@@ -57,7 +59,13 @@ class ReconciliationSummary(TableReadModel):
         Column("reconciliation_id", pl.String(), "The run (its stream id in the log)."),
         Column("tenant_id", pl.String(), "The tenant the run belongs to."),
         Column("job_id", pl.String(), "The job spec the run was started from."),
-        Column("status", pl.String(), "running, completed, failed or cancelled (a started run is running)."),
+        Column(
+            "status",
+            pl.String(),
+            "running, completed, failed, cancelled or superseded (a started run is running; a superseded "
+            "run was replaced by a newer run of the same job, tenant and days, and keeps its figures here "
+            "but has no exceptions or matches: count live runs with status <> 'superseded').",
+        ),
         Column(
             "attempt", pl.Int64(), "The latest attempt: 1, plus one per retry. Every count is this attempt's."
         ),
@@ -120,7 +128,7 @@ class ReconciliationSummary(TableReadModel):
         if batch.height == 0:
             return state
         known = state.select(RUN, "attempt")
-        final = batch.final_attempts(known).rename({"attempt": "b_attempt"})
+        final = batch.final_attempts(known, supersessions=False).rename({"attempt": "b_attempt"})
         facts = self._facts(batch)
         deltas, proposals = self._counts(state, batch, final)
         new = (

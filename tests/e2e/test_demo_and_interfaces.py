@@ -112,7 +112,7 @@ def test_every_cli_command_works_on_the_demo_data(demo: Path) -> None:
     spec = demo / "inputs" / "acme" / "acme-stripe-bank.yaml"
     run = json.loads(
         settler(
-            "reconcile", str(spec), "--from", "2026-11-05", "--tenant", "acme", "--json", data=demo
+            "reconcile", str(spec), "--from", "2026-11-06", "--tenant", "acme", "--json", data=demo
         ).stdout
     )
     assert run["status"] == "completed" and run["summary"]["matched_count"] > 0

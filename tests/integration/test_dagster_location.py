@@ -121,6 +121,7 @@ def test_an_analyst_holding_the_database_open_does_not_block_a_materialization(
                 f"""
                 import duckdb, sys, time
                 con = duckdb.connect({str(data / "analytics.duckdb")!r}, read_only=True)
+                con.execute("SET file_search_path = " + repr({str(data)!r}))
                 print(con.sql("SELECT count(*) FROM reconciliation_summary").fetchall()[0][0], flush=True)
                 time.sleep(6)
                 print(con.sql("SELECT count(*) FROM reconciliation_summary").fetchall()[0][0], flush=True)

@@ -167,6 +167,7 @@ def test_analysts_query_the_views_read_only_while_the_pipeline_updates(
     append(store, log.head(100), [])
     projections.update(store)
     analyst = duckdb.connect(str(data_dir / "analytics.duckdb"), read_only=True)
+    analyst.execute(f"SET file_search_path = '{data_dir}'")  # the views' paths are relative to it
     try:
         before = analyst.execute("SELECT count(*) FROM reconciliation_matches").fetchone()
         append(store, log.slice(100), [])

@@ -1,0 +1,76 @@
+"""A job, tenant and day counts once: a second run of the same days is refused unless it supersedes the
+first, and the superseded run leaves the exceptions and matches while staying visible in the summary."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from settler_pipeline import projections
+from settler_pipeline.cli.main import app as cli
+from settler_pipeline.errors import StateError
+from settler_pipeline.sample_job import write_sample_job
+from settler_pipeline.session import Settler
+
+DAY = date(2026, 11, 2)
+
+
+@pytest.fixture
+def reconciled(tmp_path: Path) -> tuple[Path, Path, str]:
+    spec, _ = write_sample_job(tmp_path / "inputs", records=400, start=date(2026, 11, 1), days=3, seed=3)
+    data = tmp_path / "data"
+    with Settler(data, user="ops") as app:
+        app.access.create_tenant("acme", admin="ops")
+        first = app.reconcile(spec, start=DAY, end=DAY)
+    assert first.status == "completed"
+    return data, spec, first.reconciliation_id
+
+
+def test_a_second_run_of_the_same_days_is_refused_with_a_hint(reconciled: tuple[Path, Path, str]) -> None:
+    data, spec, first = reconciled
+    with Settler(data, user="ops") as app:
+        with pytest.raises(StateError, match="already reconciled") as raised:
+            app.reconcile(spec, start=date(2026, 11, 1), end=DAY)
+        assert first in str(raised.value) and "--supersede" in (raised.value.hint or "")
+        # Other days of the same job are not affected.
+        assert app.reconcile(spec, start=date(2026, 11, 3), end=date(2026, 11, 3)).status == "completed"
+
+
+def test_the_cli_refuses_clearly_without_supersede(reconciled: tuple[Path, Path, str]) -> None:
+    data, spec, _ = reconciled
+    args = ["reconcile", str(spec), "--from", DAY.isoformat(), "--data-dir", str(data), "--user", "ops"]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1 and "--supersede" in refused.output
+    assert "Traceback" not in refused.output
+    accepted = CliRunner().invoke(cli, [*args, "--supersede"])
+    assert accepted.exit_code == 0, accepted.output
+
+
+def test_superseding_keeps_each_job_tenant_and_day_once_in_the_read_models(
+    reconciled: tuple[Path, Path, str],
+) -> None:
+    data, spec, first = reconciled
+    with Settler(data, user="ops") as app:
+        projections.update(app.store, data)
+        before = projections.read_model(data, "reconciliation_exceptions")
+        second = app.reconcile(spec, start=DAY, end=DAY, supersede=True)
+        assert app.state(first).status == "superseded"
+        assert not app.state(first).open_exceptions
+        projections.update(app.store, data)
+        incremental = {m: projections.read_model(data, m) for m in projections.NAMES}
+        projections.rebuild(app.store, data)
+    for name, rows in incremental.items():  # applied in steps or from scratch: the same rows
+        assert rows.equals(projections.read_model(data, name)), name
+    summary = projections.read_model(data, "reconciliation_summary")
+    statuses = dict(zip(summary["reconciliation_id"], summary["status"], strict=True))
+    assert statuses == {first: "superseded", second.reconciliation_id: "completed"}
+    exceptions = projections.read_model(data, "reconciliation_exceptions")
+    matches = projections.read_model(data, "reconciliation_matches")
+    assert set(exceptions["reconciliation_id"]) == {second.reconciliation_id}
+    assert exceptions.height == before.height  # same inputs: same items, counted once
+    assert set(matches["reconciliation_id"]) == {second.reconciliation_id}
+    with Settler(data, user="ops") as app, pytest.raises(StateError):  # finished: cannot be cancelled
+        app.cancel(first, "too late")
