@@ -26,6 +26,7 @@ import polars as pl
 
 from settler_pipeline.domain.matching.amount_date import run_amount_date_pass
 from settler_pipeline.domain.matching.config import AmountDatePass, MatchConfig
+from settler_pipeline.domain.matching.explain import explain_unmatched
 from settler_pipeline.domain.matching.fuzzy import run_fuzzy_pass
 from settler_pipeline.domain.matching.group import run_group_pass
 from settler_pipeline.domain.matching.normalise import without_placeholders
@@ -126,7 +127,9 @@ def match_records(
     )
     return MatchResult(
         matches=_build_matches(raw_matches, source_work, target_work, run_id),
-        unmatched=_build_unmatched(remaining_source, remaining_target, hints, source_in, target_in),
+        unmatched=_build_unmatched(
+            remaining_source, remaining_target, hints, source_in, target_in, source_work, target_work, config
+        ),
         duplicates=pl.concat([source_dups, target_dups]).sort("side", "line_number"),
         source_input_count=source_in.height,
         target_input_count=target_in.height,
@@ -374,6 +377,9 @@ def _build_unmatched(
     hints: pl.DataFrame,
     source_in: pl.DataFrame,
     target_in: pl.DataFrame,
+    source_work: pl.DataFrame,
+    target_work: pl.DataFrame,
+    config: MatchConfig,
 ) -> pl.DataFrame:
     live = _live_hints(hints, _remaining_lines(remaining_source, remaining_target))
     ids = pl.concat(
@@ -393,6 +399,7 @@ def _build_unmatched(
         .agg(
             pl.col("reason").first(),
             candidate_ids=pl.col("counterpart_id").drop_nulls().unique().sort(),
+            counterparts=pl.col("counterpart_line").drop_nulls().unique(),
         )
     )
     records = pl.concat(
@@ -410,8 +417,46 @@ def _build_unmatched(
         .then(pl.lit(REASON_MISSING_SETTLEMENT))
         .otherwise(pl.lit(REASON_MISSING_TRANSACTION))
     )
+    wanted = records.select("side", "line_number").join(
+        best.select("side", "line_number", "counterparts"), on=["side", "line_number"], how="left"
+    )
+    used = {
+        side: work.join(remaining, on="line_number", how="anti")
+        for side, remaining, work in (
+            ("source", remaining_source.select("line_number"), source_work.select("line_number")),
+            ("target", remaining_target.select("line_number"), target_work.select("line_number")),
+        )
+    }
+    explained = explain_unmatched(
+        wanted.with_columns(pl.col("counterparts").fill_null(pl.lit([], dtype=pl.List(pl.Int64)))),
+        source_work,
+        target_work,
+        used["source"]["line_number"],
+        used["target"]["line_number"],
+        config,
+    )
+    closest = pl.concat(
+        [
+            frame.select(
+                other=pl.lit(side),
+                closest_line="line_number",
+                closest_id="record_id",
+                closest_amount_minor="amount_minor",
+                closest_occurred_at="occurred_at",
+                closest_reference="reference",
+            )
+            for side, frame in (("source", source_in), ("target", target_in))
+        ]
+    )
+    other_side = pl.when(pl.col("side") == "source").then(pl.lit("target")).otherwise(pl.lit("source"))
+    explained = (
+        explained.with_columns(other=other_side)
+        .join(closest, on=["other", "closest_line"], how="left")
+        .drop("other", "closest_line")
+    )
     return (
-        records.join(best, on=["side", "line_number"], how="left")
+        records.join(best.drop("counterparts"), on=["side", "line_number"], how="left")
+        .join(explained, on=["side", "line_number"], how="left")
         .with_columns(
             reason=pl.when(~pl.col("in_range"))
             .then(pl.lit(REASON_OUTSIDE_RANGE))

@@ -65,6 +65,13 @@ UNMATCHED_SCHEMA: dict[str, pl.DataType] = {
     "reason": pl.String(),  # one of UNMATCHED_REASONS
     # ambiguous: the competing counterparts; *_mismatch: the near-miss counterparts; else empty
     "candidate_ids": pl.List(pl.String()),
+    # The candidate that came closest (null when none was near) and why it was rejected; see
+    # settler_pipeline.domain.matching.explain for how it is chosen and the rejection values.
+    "closest_id": pl.String(),
+    "closest_amount_minor": pl.Int64(),
+    "closest_occurred_at": pl.Datetime("us", "UTC"),
+    "closest_reference": pl.String(),
+    "closest_rejection": pl.String(),
 }
 """One row per record left unmatched; sorted by side then line number."""
 
