@@ -89,6 +89,11 @@ def unmatched_events(result: MatchResult, attempt: int, meta: dict[str, Any]) ->
         pl.col("occurred_at").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").alias("occurred_at"),
         pl.col("reason"),
         pl.col("candidate_ids"),
+        pl.col("closest_id"),
+        pl.col("closest_amount_minor").alias("closest_amount"),
+        pl.col("closest_occurred_at").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").alias("closest_occurred_at"),
+        pl.col("closest_reference"),
+        pl.col("closest_rejection"),
     ).struct.json_encode()
     return _frame(data, e.RECORD_UNMATCHED, u.height, meta, u)
 

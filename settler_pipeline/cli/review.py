@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import polars as pl
 import typer
 
 from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption
@@ -28,6 +29,7 @@ def list_open(
     """The run's open exceptions and proposed matches."""
     with Settler(data_dir, user=user) as app_:
         state = app_.state(run_id)
+        closest = _closest_candidates(app_, run_id)
     rows = [
         {
             "exception_id": exception_id,
@@ -42,6 +44,7 @@ def list_open(
             )
             if exception_id.startswith("proposed:")
             else exception_id.split(":", 2)[-1],
+            "closest": closest.get(exception_id, ""),
         }
         for exception_id, reason in sorted(state.open_exceptions.items())
     ]
@@ -51,6 +54,38 @@ def list_open(
         emit_table(f"open items of run {run_id} ({state.status})", rows)
         if not rows:
             console.print("nothing to review")
+
+
+def _closest_candidates(app_: Settler, run_id: str) -> dict[str, str]:
+    """``unmatched:<side>:<id>`` -> "<closest id> <amount> (<rejection>)" from the latest attempt's
+    ``RecordUnmatched`` events (empty where an event names no closest candidate)."""
+    from settler_pipeline.domain import events as e
+    from settler_pipeline.projections.batch import decode_payloads
+
+    fields = {
+        "attempt": pl.Int64(),
+        "side": pl.String(),
+        "record_id": pl.String(),
+        "closest_id": pl.String(),
+        "closest_amount": pl.Int64(),
+        "closest_rejection": pl.String(),
+    }
+    unmatched = decode_payloads(app_.events(stream=run_id, event_types=[e.RECORD_UNMATCHED]), fields)
+    if unmatched.height == 0:
+        return {}
+    latest = unmatched.filter(pl.col("attempt") == pl.col("attempt").max()).drop_nulls("closest_id")
+    described = latest.select(
+        pl.concat_str(pl.lit("unmatched:"), "side", pl.lit(":"), "record_id").alias("key"),
+        pl.concat_str(
+            "closest_id",
+            pl.lit(" "),
+            pl.col("closest_amount").cast(pl.String),
+            pl.lit(" ("),
+            "closest_rejection",
+            pl.lit(")"),
+        ).alias("text"),
+    )
+    return dict(zip(described["key"].to_list(), described["text"].to_list(), strict=True))
 
 
 @app.command("confirm")

@@ -114,6 +114,13 @@ class RecordUnmatched(EventData):
     occurred_at: str
     reason: str
     candidate_ids: list[str] = Field(default_factory=list)
+    # The candidate that came closest and why it was rejected (absent in events written before
+    # they existed, and null when nothing was near).
+    closest_id: str | None = None
+    closest_amount: int | None = None
+    closest_occurred_at: str | None = None
+    closest_reference: str | None = None
+    closest_rejection: str | None = None
 
 
 class DuplicateRecordDetected(EventData):

@@ -87,6 +87,10 @@ RECORD_FIELDS: Final[dict[str, pl.DataType]] = {
     "amount": pl.Int64(),
     "currency": pl.String(),
     "reason": pl.String(),
+    "closest_id": pl.String(),
+    "closest_amount": pl.Int64(),
+    "closest_reference": pl.String(),
+    "closest_rejection": pl.String(),
 }
 
 

@@ -28,11 +28,14 @@ from settler_pipeline.projections.projection import Column, PartedReadModel
 
 _T = pl.col("event_type")
 _KEY = (RUN, "exception_id")
+_CLOSEST = ("closest_id", "closest_amount", "closest_reference", "closest_rejection")
+# Items that are not an unmatched record have no closest candidate.
+_NO_CLOSEST = tuple(pl.lit(None, pl.Int64 if c == "closest_amount" else pl.String).alias(c) for c in _CLOSEST)
 
 
 class ReconciliationExceptions(PartedReadModel):
     name = "reconciliation_exceptions"
-    version = 1
+    version = 2
     doc = "Open review items of each run's latest attempt: unmatched records, proposals, duplicates, etc."
     key = _KEY
     # Closing an item rewrites the part holding its run: parts stay small enough for that to be cheap.
@@ -68,6 +71,19 @@ class ReconciliationExceptions(PartedReadModel):
             "Amount in minor units (the record's; a proposal's source total); null if unknown.",
         ),
         Column("currency", pl.String(), "ISO currency of the amount."),
+        Column(
+            "closest_id",
+            pl.String(),
+            "Unmatched records: the other side's record that came closest (null if none was near).",
+        ),
+        Column("closest_amount", pl.Int64(), "Its amount in minor units."),
+        Column("closest_reference", pl.String(), "Its reference."),
+        Column(
+            "closest_rejection",
+            pl.String(),
+            "Why it was rejected: matched_elsewhere, currency_differs, reference_conflict, "
+            "amount_difference, date_outside_window or tied.",
+        ),
         Column("opened_at", TS, "Event time of the event that opened the item."),
         Column(
             "age_days",
@@ -143,6 +159,7 @@ def _opens(batch: EventBatch) -> pl.DataFrame:
         pl.when(duplicate).then(pl.lit("duplicate")).otherwise(reason).alias("reason"),
         pl.when(unmatched).then(pl.col("amount")).otherwise(None).alias("amount"),
         pl.when(unmatched).then(pl.col("currency")).otherwise(None).alias("currency"),
+        *(pl.when(unmatched).then(pl.col(c)).otherwise(None).alias(c) for c in _CLOSEST),
         pl.col("timestamp").alias("opened_at"),
         pl.col("global_position").alias("_position"),
         pl.lit(None, pl.Int64).alias("_sources"),
@@ -160,6 +177,7 @@ def _opens(batch: EventBatch) -> pl.DataFrame:
         pl.col("rule").alias("reason"),
         "amount",
         "currency",
+        *_NO_CLOSEST,
         pl.col("timestamp").alias("opened_at"),
         pl.col("global_position").alias("_position"),
         pl.col("source_ids").list.len().cast(pl.Int64).alias("_sources"),
@@ -228,6 +246,7 @@ def _reopened(candidates: pl.DataFrame, rejects: pl.DataFrame, closes: pl.DataFr
         pl.lit("proposal_rejected").alias("reason"),
         pl.lit(None, pl.Int64).alias("amount"),
         "currency",
+        *_NO_CLOSEST,
         pl.col("_rejected_time").alias("opened_at"),
         pl.col("_rejected_at").alias("_position"),
         pl.lit(None, pl.Int64).alias("_sources"),

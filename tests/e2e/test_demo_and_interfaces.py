@@ -89,7 +89,8 @@ def test_every_cli_command_works_on_the_demo_data(demo: Path) -> None:
         == 11
     )
     items = json.loads(settler("review", "list", done, "--json", data=demo).stdout)
-    assert items and {"exception_id", "kind", "reason"} <= set(items[0])
+    assert items and {"exception_id", "kind", "reason", "closest"} <= set(items[0])
+    assert any(i["closest"] for i in items if i["kind"] in ("unmatched", "ambiguous"))
     unmatched = next(i["exception_id"] for i in items if i["kind"] == "unmatched")
     dismissed = json.loads(
         settler("review", "dismiss", done, unmatched, "--reason", "known fee", "--json", data=demo).stdout
