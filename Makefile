@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= data
 
-.PHONY: demo test lint types pytest bench clean-data dagster
+.PHONY: demo test test-fast lint types pytest bench clean-data dagster
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,15 +18,20 @@ demo: $(STAMP)
 
 test: lint types pytest
 
+# The fast tier: unit tests (no subprocess, no real store beyond a temp dir), for the edit-test loop.
+test-fast: $(STAMP)
+	HYPOTHESIS_PROFILE=dev $(BIN)/pytest -q -p no:cacheprovider tests/unit
+
 lint: $(STAMP)
 	$(BIN)/ruff check settler_pipeline dagster_project tests benchmarks
 	$(BIN)/ruff format --check settler_pipeline dagster_project tests benchmarks
+	$(BIN)/lint-imports
 
 types: $(STAMP)
 	$(BIN)/mypy settler_pipeline
 
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -28,7 +28,8 @@ import numpy as np
 import polars as pl
 
 from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
-from settler_pipeline.ids import new_id, new_ids
+from settler_pipeline.ids import new_id
+from settler_pipeline.store.event_ids import new_ids
 from settler_pipeline.store.event_store import EventStore
 
 TENANTS = [str(uuid.UUID(int=i + 1, version=4)) for i in range(5)]

@@ -1,15 +1,46 @@
-"""Settler: reconciliation of financial records as an event-sourced batch pipeline."""
+"""Settler: reconciliation of financial records as an event-sourced batch pipeline.
 
-from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
-from settler_pipeline.errors import (
-    ConcurrencyError,
-    DuplicateEventError,
-    InvalidIdError,
-    SettlerError,
-    UserError,
-)
-from settler_pipeline.session import Settler, open
-from settler_pipeline.store.event_store import EventStore
+The package root is lazy (PEP 562): ``import settler_pipeline.domain`` or ``settler --help`` must not
+pay for DuckDB, PyArrow, the store and the application. A public name is imported the first time it is
+used.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
+    from settler_pipeline.errors import (
+        ConcurrencyError,
+        DuplicateEventError,
+        InvalidIdError,
+        SettlerError,
+        UserError,
+    )
+    from settler_pipeline.session import Settler, open
+    from settler_pipeline.store.event_store import EventStore
+
+try:
+    __version__ = version("settler-pipeline")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "ConcurrencyError": "settler_pipeline.errors",
+    "DuplicateEventError": "settler_pipeline.errors",
+    "InvalidIdError": "settler_pipeline.errors",
+    "SettlerError": "settler_pipeline.errors",
+    "UserError": "settler_pipeline.errors",
+    "EventEnvelope": "settler_pipeline.domain.envelope",
+    "EventMetadata": "settler_pipeline.domain.envelope",
+    "EventStore": "settler_pipeline.store.event_store",
+    "Settler": "settler_pipeline.session",
+    "open": "settler_pipeline.session",
+}
 
 __all__ = [
     "ConcurrencyError",
@@ -21,5 +52,19 @@ __all__ = [
     "Settler",
     "SettlerError",
     "UserError",
+    "__version__",
     "open",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'settler_pipeline' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import polars as pl
 
 from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
-from settler_pipeline.ids import new_ids
+from settler_pipeline.store.event_ids import new_ids
 
 TENANT = "0192f0c4-5d3e-7a10-8b2c-1d2e3f405162"
 OTHER_TENANT = "0192f0c4-5d3e-7a10-8b2c-ffffffffffff"

@@ -13,7 +13,7 @@ import polars as pl
 from settler_pipeline.adapters.loader import LoadedSide
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.matching import MatchResult
-from settler_pipeline.ids import new_ids
+from settler_pipeline.store.event_ids import new_ids
 
 
 def _frame(

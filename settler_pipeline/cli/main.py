@@ -27,6 +27,23 @@ app.add_typer(log.app, name="log")
 app.command("demo")(demo.demo_command)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from settler_pipeline import __version__
+
+        typer.echo(f"settler {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Settler: reconcile financial records with an auditable event log."""
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -18,7 +18,8 @@ from pydantic import BaseModel
 
 from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata, canonical_json, validate_name
 from settler_pipeline.errors import InvalidIdError, ValidationError
-from settler_pipeline.ids import UUID_PATTERN, new_ids
+from settler_pipeline.ids import UUID_PATTERN
+from settler_pipeline.store.event_ids import new_ids
 
 _M = TypeVar("_M", bound=BaseModel)
 
