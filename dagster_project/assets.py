@@ -16,6 +16,7 @@ import polars as pl
 from dagster_project.resources import EventStoreResource, ReadModelsResource
 from settler_pipeline import projections
 from settler_pipeline.domain import events as e
+from settler_pipeline.errors import NotFoundError
 from settler_pipeline.store import maintenance
 
 GROUP = "read_models"
@@ -31,7 +32,7 @@ SNAPSHOT_EVERY = 100
 )
 def event_log(event_store: EventStoreResource) -> dg.ObserveResult:
     started = time.perf_counter()
-    with event_store.open() as store:
+    with event_store.open(read_only=True) as store:
         stats = maintenance.stats(store)
     return dg.ObserveResult(
         data_version=dg.DataVersion(str(stats["head_position"])),
@@ -218,8 +219,11 @@ read_models_job = dg.define_asset_job(
 @dg.sensor(job=read_models_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def event_log_sensor(context: dg.SensorEvaluationContext, event_store: EventStoreResource) -> dg.SensorResult:
     """Requests an incremental update of the read models whenever the log's head moves."""
-    with event_store.open() as store:
-        head = store.head_position
+    try:
+        with event_store.open(read_only=True) as store:
+            head = store.head_position
+    except NotFoundError:
+        return dg.SensorResult(skip_reason=f"no Settler data at {event_store.path()} yet")
     last = int(context.cursor or 0)
     if head <= last:
         return dg.SensorResult(skip_reason=f"no new events (head {head})")

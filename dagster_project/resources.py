@@ -25,9 +25,10 @@ class EventStoreResource(dg.ConfigurableResource):  # type: ignore[misc]
     def path(self) -> Path:
         return Path(self.data_dir) if self.data_dir else default_data_dir()
 
-    def open(self) -> EventStore:
-        """A store handle; close it (or use ``with``) when done."""
-        return EventStore.open(self.path())
+    def open(self, *, read_only: bool = False) -> EventStore:
+        """A store handle; close it (or use ``with``) when done. ``read_only`` handles take no write
+        lock (sensors and observations never wait for, or slow down, writers)."""
+        return EventStore.open(self.path(), read_only=read_only)
 
     def app(self) -> Settler:
         """The application (commands and reads) acting as :attr:`user`."""

@@ -33,10 +33,14 @@ def default_user() -> str:
 class Settler:
     """A data directory opened by one user. Use as a context manager or call :meth:`close`."""
 
-    def __init__(self, data_dir: str | os.PathLike[str], *, user: str | None = None) -> None:
+    def __init__(
+        self, data_dir: str | os.PathLike[str], *, user: str | None = None, read_only: bool = False
+    ) -> None:
+        """``read_only=True`` opens the log for reads only: no lock, nothing written, and a directory
+        without Settler data raises :class:`NotFoundError` instead of becoming a new, empty store."""
         self.data_dir = Path(data_dir)
         self.user = c.validate_user(user or default_user())
-        self.store = EventStore.open(self.data_dir)
+        self.store = EventStore.open(self.data_dir, read_only=read_only)
         self.access = AccessControl(self.data_dir)
         self.bus = EventBus()
         self.service = ReconciliationService(self.store, self.access, self.bus)

@@ -29,7 +29,7 @@ def events_command(
     json: JsonOption = False,
 ) -> None:
     """Events the user may see, in log order."""
-    with Settler(data_dir, user=user) as app:
+    with Settler(data_dir, user=user, read_only=True) as app:
         frame = app.events(
             stream=stream,
             correlation_id=correlation_id,

@@ -18,15 +18,15 @@ from settler_pipeline.cli.output import (
 from settler_pipeline.store import maintenance
 from settler_pipeline.store.event_store import EventStore
 
-app = typer.Typer(help="Verify, compact, reindex and describe the event log.", no_args_is_help=True)
+app = typer.Typer(help="Verify, repair, compact, reindex and describe the event log.", no_args_is_help=True)
 
 
 @app.command("verify")
 @command
 def verify_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
-    """Check checksums, gap-free positions, stream versions and index agreement; changes nothing.
-    Exits 1 when a problem is found."""
-    with EventStore.open(data_dir) as store:
+    """Check checksums, the write-ahead records, the recorded head, gap-free positions, stream versions
+    and index agreement; opens nothing for writing. Exits 1 naming what is damaged and what was lost."""
+    with EventStore.open(data_dir, read_only=True) as store:
         report = maintenance.verify(store)
     if json:
         emit_json(report.to_dict())
@@ -36,9 +36,35 @@ def verify_command(data_dir: DataDirOption = Path("data"), json: JsonOption = Fa
             {k: v for k, v in report.to_dict().items() if k != "problems"},
         )
         for problem in report.problems:
-            console.print(f"[red]problem:[/] {problem}")
+            console.print(f"[red]problem:[/] {problem}", markup=True, highlight=False)
+        for first, last in report.lost:
+            console.print(f"[yellow]recorded loss:[/] positions {first}..{last} (by `settler log repair`)")
         if report.ok:
             console.print("[green]the log is consistent[/]")
+        else:
+            console.print("[dim]hint:[/] `settler log repair` keeps every intact event and reports the rest")
+    if not report.ok:
+        raise typer.Exit(EXIT_USER_ERROR)
+
+
+@app.command("repair")
+@command
+def repair_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
+    """Repair what can be repaired (see docs/architecture.md): rebuild an old commit point from the
+    segment files, keep the intact records of a damaged write-ahead file and record the lost positions
+    (never reused), move unknown files to quarantine, rebuild the index. Exits 1 when something could
+    not be repaired, naming it."""
+    with EventStore.open(data_dir) as store:
+        report = maintenance.repair(store)
+    if json:
+        emit_json(report.to_dict())
+    else:
+        for action in report.actions:
+            console.print(f"[green]done:[/] {action}", highlight=False)
+        for item in report.unresolved:
+            console.print(f"[red]not repaired:[/] {item}", highlight=False)
+        if not report.actions and not report.unresolved:
+            console.print("nothing to repair")
     if not report.ok:
         raise typer.Exit(EXIT_USER_ERROR)
 
@@ -77,7 +103,7 @@ def reindex_command(data_dir: DataDirOption = Path("data"), json: JsonOption = F
 @command
 def stats_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
     """Size and shape of the log."""
-    with EventStore.open(data_dir) as store:
+    with EventStore.open(data_dir, read_only=True) as store:
         stats = maintenance.stats(store)
     if json:
         emit_json(stats)

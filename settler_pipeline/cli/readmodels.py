@@ -51,7 +51,7 @@ def snapshot_command(
 
 def stats_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
     """Monitoring figures: event store size and shape, projection lag per read model, snapshots."""
-    with EventStore.open(data_dir) as store:
+    with EventStore.open(data_dir, read_only=True) as store:
         log = maintenance.stats(store)
         lag = projections.status(store, data_dir)
         snapshots = store.snapshots.count()
@@ -73,7 +73,7 @@ def sql_command(
     json: JsonOption = False,
 ) -> None:
     """Query the read models (only the tenants you hold a role in)."""
-    with Settler(data_dir, user=user) as app:
+    with Settler(data_dir, user=user, read_only=True) as app:
         tenants = app.visible_tenants()
     frame = scoped_sql(data_dir, query, tenants)
     if json:

@@ -27,7 +27,7 @@ def list_open(
     json: JsonOption = False,
 ) -> None:
     """The run's open exceptions and proposed matches."""
-    with Settler(data_dir, user=user) as app_:
+    with Settler(data_dir, user=user, read_only=True) as app_:
         state = app_.state(run_id)
         closest = _closest_candidates(app_, run_id)
     rows = [

@@ -151,7 +151,7 @@ def state_command(
     if as_of is not None and at_position is not None:
         raise ValidationError("give --as-of or --at-position, not both")
     when = parse_time(as_of, "--as-of") if as_of else None
-    with Settler(data_dir, user=user) as app:
+    with Settler(data_dir, user=user, read_only=True) as app:
         state = app.state(run_id, as_of=when, at_position=at_position)
     body = state.to_dict()
     body.pop("spec", None)

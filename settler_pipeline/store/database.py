@@ -23,10 +23,14 @@ from settler_pipeline.store.locks import file_lock
 class DuckDBFile:
     """One DuckDB database file shared between processes; see the module docstring."""
 
-    def __init__(self, path: Path, schema_sql: str, *, what: str) -> None:
+    def __init__(
+        self, path: Path, schema_sql: str, *, what: str, read_only: bool = False, missing_ok: bool = False
+    ) -> None:
         self.path = path
         self.schema_sql = schema_sql
         self.what = what
+        self.read_only = read_only  # never create, lock for writing or write the file
+        self.missing_ok = missing_ok  # read-only: a missing file reads as empty tables
         self.lock_path = path.with_name(path.name + ".lock")
         self._con = duckdb.connect(":memory:")
 
@@ -37,9 +41,21 @@ class DuckDBFile:
     def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection with the index attached read-only as ``idx`` (shared lock)."""
         if not self.path.exists():
+            if self.read_only and self.missing_ok:
+                empty = self._empty()
+                try:
+                    yield empty
+                finally:
+                    empty.close()
+                return
+            if self.read_only:
+                raise StoreError(
+                    f"the {self.what} {self.path} is missing",
+                    hint="run `settler log reindex` (a writer) to rebuild it",
+                )
             with self.writing():
                 pass
-        with file_lock(self.lock_path, shared=True):
+        with file_lock(self.lock_path, shared=True, create=not self.read_only):
             self._attach(read_only=True)
             try:
                 yield self._con
@@ -50,6 +66,8 @@ class DuckDBFile:
     def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection with the index attached read-write as ``idx`` (exclusive lock), inside one
         transaction that commits when the block exits normally."""
+        if self.read_only:
+            raise StoreError(f"the {self.what} {self.path} was opened read-only")
         with file_lock(self.lock_path):
             self._attach(read_only=False)
             try:
@@ -63,6 +81,13 @@ class DuckDBFile:
                 self._con.execute("COMMIT")
             finally:
                 self._con.execute("DETACH idx")
+
+    def _empty(self) -> duckdb.DuckDBPyConnection:
+        """A connection whose ``idx`` holds the schema's tables, empty (for a file never written)."""
+        con = duckdb.connect(":memory:")
+        con.execute("ATTACH ':memory:' AS idx")
+        con.execute(self.schema_sql)
+        return con
 
     def _attach(self, *, read_only: bool) -> None:
         mode = " (READ_ONLY)" if read_only else ""

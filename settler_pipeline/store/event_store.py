@@ -18,6 +18,7 @@ write lock: they read one manifest and the write-ahead records present at that m
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
 import shutil
@@ -38,12 +39,14 @@ from settler_pipeline.errors import (
     ConcurrencyError,
     CorruptionError,
     DuplicateEventError,
+    NotFoundError,
     StoreError,
     ValidationError,
 )
 from settler_pipeline.ids import validate_uuid
 from settler_pipeline.store import manifest as manifest_io
-from settler_pipeline.store import wal
+from settler_pipeline.store import quarantine, wal
+from settler_pipeline.store.head import read_head, write_head
 from settler_pipeline.store.index import EventIndex, granules
 from settler_pipeline.store.locks import DEFAULT_TIMEOUT_S, file_lock
 from settler_pipeline.store.manifest import Manifest, SegmentInfo
@@ -61,11 +64,14 @@ from settler_pipeline.store.segments import (
     describe_file,
     list_segment_files,
     row_group_starts,
+    verify_file,
+    verify_files,
     write_segments,
 )
 from settler_pipeline.store.snapshots import Snapshot, SnapshotStore
 from settler_pipeline.store.tail import Tail
 
+_log = logging.getLogger(__name__)
 _FIELD_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 PROJECTION_COLUMNS = (
     "global_position",
@@ -97,18 +103,32 @@ _CONTENT_COLUMNS = (
 
 @dataclass(frozen=True)
 class LogView:
-    """One consistent view of the committed log: a manifest and the write-ahead records after it."""
+    """One consistent view of the committed log: a manifest and the write-ahead records after it,
+    with any damage found on the way (see :func:`find_damage`)."""
 
     manifest: Manifest
     wal_path: Path
     wal_valid_bytes: int
     tail: Tail  # committed write-ahead events, in position order
+    wal_stamp: tuple[int, int] = (0, -1)  # (inode, size) of the write-ahead file when read
+    recorded_head: int | None = None  # the head recorded by the last acknowledged commit
+    damage: tuple[str, ...] = ()  # what is damaged and what was lost; empty for a sound log
+    torn_bytes: int = 0  # unreadable bytes after the last intact record that no commit acknowledged
 
     @property
     def head(self) -> int:
-        if self.tail.last_position is not None:
-            return self.tail.last_position
-        return self.manifest.segments_head
+        held = self.tail.last_position if self.tail.last_position is not None else self.manifest.segments_head
+        return max(held, self.manifest.lost_head)
+
+    def check(self) -> None:
+        """Raise :class:`CorruptionError` describing the damage, if any."""
+        if self.damage:
+            more = f" (and {len(self.damage) - 1} more problem(s))" if len(self.damage) > 1 else ""
+            raise CorruptionError(
+                f"the event log is damaged: {self.damage[0]}{more}",
+                hint="`settler log verify` lists the damage; `settler log repair` keeps every intact "
+                "event and records what was lost",
+            )
 
     @property
     def live_paths(self) -> frozenset[str]:
@@ -128,7 +148,9 @@ class EventStore:
 
     Safe for several processes at once; one instance is not meant to be shared between threads."""
 
-    def __init__(self, data_dir: Path, *, registry: EventRegistry, lock_timeout_s: float) -> None:
+    def __init__(
+        self, data_dir: Path, *, registry: EventRegistry, lock_timeout_s: float, read_only: bool = False
+    ) -> None:
         self.data_dir = data_dir
         self.root = data_dir / "log"
         self.segments_dir = self.root / "segments"
@@ -136,11 +158,13 @@ class EventStore:
         self.wal_dir = self.root / "wal"
         self.retired_dir = self.root / "retired"
         self.manifest_path = self.root / "manifest.json"
+        self.head_path = self.root / "head"
         self.write_lock_path = self.root / "write.lock"
         self.registry = registry
         self.lock_timeout_s = lock_timeout_s
-        self.index = EventIndex(self.root / "index.duckdb")
-        self.snapshots = SnapshotStore(self.root / "snapshots.duckdb")
+        self.read_only = read_only
+        self.index = EventIndex(self.root / "index.duckdb", read_only=read_only)
+        self.snapshots = SnapshotStore(self.root / "snapshots.duckdb", read_only=read_only)
         self._reader = SegmentReader(self.segments_dir)
         self._view: LogView | None = None
         # the last manifest read and the (inode, mtime, size) of the file it was read from
@@ -160,17 +184,37 @@ class EventStore:
         registry: EventRegistry | None = None,
         lock_timeout_s: float = DEFAULT_TIMEOUT_S,
         recover_index: bool = True,
+        read_only: bool = False,
     ) -> EventStore:
-        """Open (creating if needed) the log under ``data_dir`` and recover from any interrupted write:
-        staging files and orphan segments are removed, a torn write-ahead record is cut off and the
-        index is brought in line with the manifest. No manual step is ever needed.
+        """Open the log under ``data_dir``.
 
+        A writer (the default) creates the log if needed and recovers from any interrupted write:
+        leftovers of interrupted writes and files the commit point does not name are moved to a
+        quarantine folder (never deleted), a torn write-ahead record that no commit acknowledged is
+        moved aside and cut off, and the index is brought in line with the manifest. A damaged log is
+        left exactly as found: reads and appends then raise :class:`CorruptionError`.
+
+        ``read_only=True`` takes no lock, recovers nothing and writes nothing (it works on a read-only
+        copy and beside writers); a directory without a Settler log raises :class:`NotFoundError`.
         ``recover_index=False`` skips the index step and leaves a missing or unreadable manifest alone
         (for ``reindex``, which rebuilds both from the segments)."""
         path = Path(data_dir)
         if path.exists() and not path.is_dir():
             raise ValidationError(f"data directory {path} is a file", hint="pass a directory path")
-        store = cls(path, registry=registry or default_registry, lock_timeout_s=lock_timeout_s)
+        store = cls(
+            path, registry=registry or default_registry, lock_timeout_s=lock_timeout_s, read_only=read_only
+        )
+        if read_only:
+            if not store.root.is_dir():
+                raise NotFoundError(
+                    f"no Settler data at {path}", hint="pass --data-dir or set SETTLER_DATA_DIR"
+                )
+            if not store.manifest_path.exists() and list_segment_files(store.segments_dir):
+                raise StoreError(
+                    f"{store.manifest_path} is missing but segments exist",
+                    hint="run `settler log reindex` to rebuild it from the segments",
+                )
+            return store
         for directory in (store.root, store.segments_dir, store.staging_dir, store.wal_dir):
             directory.mkdir(parents=True, exist_ok=True)
         with store._write_lock():
@@ -189,7 +233,16 @@ class EventStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def write_lock(self) -> Any:
+        """The writers' lock (a context manager): hold it to change the log's files."""
+        return self._write_lock()
+
     def _write_lock(self) -> Any:
+        if self.read_only:
+            raise StoreError(
+                f"the event log at {self.data_dir} was opened read-only",
+                hint="open it without read_only=True to write",
+            )
         return file_lock(self.write_lock_path, timeout_s=self.lock_timeout_s)
 
     # -- views ---------------------------------------------------------------------------------------
@@ -207,35 +260,66 @@ class EventStore:
         return loaded
 
     def _refresh(self) -> LogView:
-        """The current committed log (cheap when nothing changed: a stat and an incremental read)."""
+        """The current committed log (cheap when nothing changed: a stat and an incremental read);
+        raises :class:`CorruptionError` when the log is damaged."""
+        view = self.current_view()
+        view.check()
+        return view
+
+    def current_view(self) -> LogView:
+        """The current committed log, damaged or not (``view.damage`` says what is wrong)."""
         for _ in range(50):
+            previous = self._view
             manifest = self._load_manifest()
             wal_path = self.wal_dir / wal.wal_name(manifest.wal_first_position)
-            previous = self._view
+            stamp = wal.stamp(wal_path)
             if (
                 previous is not None
                 and previous.manifest.generation == manifest.generation
                 and previous.wal_path == wal_path
+                and previous.wal_stamp[0] == stamp[0]
+                and stamp[1] >= previous.wal_valid_bytes + previous.torn_bytes
             ):
-                if wal.size(wal_path) == previous.wal_valid_bytes:
+                if stamp == previous.wal_stamp:
                     return previous  # nothing appended since: a stat instead of an open and read
-                more = wal.read(wal_path, start=previous.wal_valid_bytes)
-                if not more.batches:
-                    return previous
+                # Read the recorded head before the records: every head we see is then covered by them.
+                recorded = self._recorded_head()
+                more = wal.read(wal_path, start=previous.wal_valid_bytes, after_position=previous.head)
+                if more.mid_file_damage:
+                    self._view = None
+                    continue  # damage past our last read: describe it from a full read
                 for batch in more.batches:
                     previous.tail.extend(batch)
-                view = LogView(manifest, wal_path, more.valid_bytes, previous.tail)
+                view = _with_damage(
+                    LogView(manifest, wal_path, more.valid_bytes, previous.tail, stamp), more, recorded
+                )
             else:
-                contents = wal.read(wal_path)
+                recorded = self._recorded_head()
+                manifest = self._load_manifest()
+                wal_path = self.wal_dir / wal.wal_name(manifest.wal_first_position)
+                stamp = wal.stamp(wal_path)
+                contents = wal.read(wal_path, after_position=manifest.wal_first_position - 1)
                 if not wal_path.exists() and self._load_manifest().generation != manifest.generation:
                     continue  # the tail was flushed into segments between our two reads: look again
                 tail = Tail()
                 for batch in contents.batches:
                     tail.extend(batch)
-                view = LogView(manifest, wal_path, contents.valid_bytes, tail)
+                view = _with_damage(
+                    LogView(manifest, wal_path, contents.valid_bytes, tail, stamp), contents, recorded
+                )
             self._view = view
             return view
         raise StoreError("the log kept changing while being read", hint="retry the read")
+
+    def _recorded_head(self) -> int | CorruptionError | None:
+        try:
+            return read_head(self.head_path)
+        except CorruptionError as exc:
+            return exc
+
+    def forget_view(self) -> None:
+        """Drop the cached view: the next read looks at the files afresh (after maintenance)."""
+        self._view = None
 
     @property
     def head_position(self) -> int:
@@ -360,12 +444,27 @@ class EventStore:
             self._write_segments(view, batch if isinstance(batch, pl.DataFrame) else _frame(batch))
             return
         table = batch if isinstance(batch, pa.Table) else batch.to_arrow().cast(EVENT_SCHEMA)
+        if view.torn_bytes:
+            self._move_torn_record_aside(view)
         if view.wal_valid_bytes == 0 and not view.wal_path.exists():
             view.wal_path.touch()
             manifest_io.fsync_dir(self.wal_dir)
         valid = wal.append(view.wal_path, table, valid_bytes=view.wal_valid_bytes)
         view.tail.extend(table)
-        self._view = LogView(view.manifest, view.wal_path, valid, view.tail)
+        head = view.head
+        write_head(self.head_path, head)  # only now is the commit acknowledged
+        self._view = replace(
+            view, wal_valid_bytes=valid, wal_stamp=wal.stamp(view.wal_path), recorded_head=head, torn_bytes=0
+        )
+
+    def _move_torn_record_aside(self, view: LogView) -> None:
+        """Keep the unreadable bytes after the last intact write-ahead record (a write that was never
+        acknowledged) in the quarantine folder; the next append writes over them."""
+        with open(view.wal_path, "rb") as handle:
+            handle.seek(view.wal_valid_bytes)
+            torn = handle.read()
+        kept = quarantine.save_bytes(self.root, f"{view.wal_path.name}.torn-at-{view.wal_valid_bytes}", torn)
+        _log.info("moved a torn write-ahead record (%d bytes) to %s", len(torn), kept)
 
     @staticmethod
     def _check_expected(expected: Mapping[str, int], current: Mapping[str, int]) -> None:
@@ -404,17 +503,18 @@ class EventStore:
         """Move the write-ahead tail plus ``batch`` into segments and commit them with a new manifest.
 
         Order matters for crash safety: segment files, then their index rows, then the manifest (the
-        commit point), then the old write-ahead file. A crash before the manifest leaves orphans that
-        recovery removes; after it, a stale write-ahead file that recovery removes."""
+        commit point), then the recorded head, then the old write-ahead file. A crash before the manifest
+        leaves orphans that recovery moves to quarantine; after it, a stale write-ahead file likewise."""
         frame = pl.concat([view.tail.frame, batch]) if view.tail.rows else batch
         written = write_segments(frame, self.segments_dir, self.staging_dir)
         infos = [w.info for w in written]
         rows = [w.granules for w in written]
         with self.index.writing() as con:
             self.index.add_segments(con, infos, rows)
-        self._store_manifest(view.manifest, added=infos, removed=(), tail=frame)
+        new = self._store_manifest(view.manifest, added=infos, removed=(), tail=frame)
+        write_head(self.head_path, max(new.segments_head, new.lost_head))
         if view.wal_path.exists():
-            view.wal_path.unlink()
+            view.wal_path.unlink()  # its events are in the committed segments now
 
     def _store_manifest(
         self,
@@ -530,6 +630,7 @@ class EventStore:
         else:
             since = self._versions_at
             newer = [s for s in view.manifest.segments if s.last_position > since]
+            verify_files([self.segments_dir / s.path for s in newer])
             parts = [
                 pl.scan_parquet(self.segments_dir / s.path)
                 .select("global_position", "aggregate_id", "aggregate_version")
@@ -818,6 +919,7 @@ class EventStore:
             s for s in view.manifest.segments if s.last_position > from_position and s.first_position <= upper
         ]
         paths = [self.segments_dir / s.path for s in chosen]
+        verify_files(paths)
         parts: list[pl.LazyFrame] = []
         if paths:
             parts.append(pl.scan_parquet(paths, hive_partitioning=False))
@@ -870,6 +972,7 @@ class EventStore:
         if unknown:
             raise ValidationError(f"unknown envelope column(s) {', '.join(unknown)}")
         base = list(dict.fromkeys(["global_position", *columns]))
+        verify_files([Path(p) for p in paths])
         # $1 from, $2 to, $3 event types (or NULL), $4.. JSON paths, then the file list. Field names are
         # validated identifiers (above); every value is a bound parameter.
         extract = "".join(f", json_extract_string(data, ${i + 4}) AS {name}" for i, name in enumerate(fields))
@@ -995,9 +1098,9 @@ class EventStore:
     # -- recovery ------------------------------------------------------------------------------------
 
     def _recover(self, *, recover_index: bool = True) -> None:
-        """Bring the directory to a consistent state (called under the write lock)."""
-        for leftover in self.staging_dir.iterdir():
-            leftover.unlink(missing_ok=True)
+        """Bring the directory to a consistent state (called under the write lock). Nothing is deleted:
+        what the commit point does not name moves to the quarantine folder. A damaged log is left as
+        found (its reads and appends raise :class:`CorruptionError`; ``log repair`` fixes what it can)."""
         try:
             manifest = manifest_io.load(self.manifest_path)
         except CorruptionError:
@@ -1007,7 +1110,7 @@ class EventStore:
         files = list_segment_files(self.segments_dir)
         if manifest is None:
             if files and not recover_index:
-                return  # likewise: deleting the "orphans" here would delete the whole log
+                return  # likewise: moving the "orphans" aside here would take the whole log away
             if files:
                 raise StoreError(
                     f"{self.manifest_path} is missing but segments exist",
@@ -1015,24 +1118,41 @@ class EventStore:
                 )
             manifest = Manifest()
             manifest_io.store(self.manifest_path, manifest)
-        live = {s.path for s in manifest.segments}
-        for path in files:
-            if path.relative_to(self.segments_dir).as_posix() not in live:
-                path.unlink()  # an interrupted write or compaction; never committed (or already replaced)
-        current_wal = wal.wal_name(manifest.wal_first_position)
-        for stale in self.wal_dir.iterdir():
-            if stale.name != current_wal:
-                stale.unlink()
-        wal_path = self.wal_dir / current_wal
-        contents = wal.read(wal_path)
-        if wal_path.exists() and contents.valid_bytes != contents.file_bytes:
-            with open(wal_path, "rb+") as handle:
-                handle.truncate(contents.valid_bytes)
+        self._view = None
+        view = self.current_view()
+        if view.damage:
+            _log.warning("the event log at %s is damaged: %s", self.data_dir, "; ".join(view.damage))
+            return
+        strays = self.unknown_files(view)
+        folder = quarantine.move_aside(self.root, strays)
+        if folder is not None:
+            _log.warning("moved %d file(s) the log does not name to %s", len(strays), folder)
+        if view.torn_bytes:
+            self._move_torn_record_aside(view)
+            with open(view.wal_path, "rb+") as handle:
+                handle.truncate(view.wal_valid_bytes)
                 os.fsync(handle.fileno())
+        if view.recorded_head is None or view.recorded_head < view.head:
+            write_head(self.head_path, view.head)  # a log from before heads were recorded, or a crash
         if recover_index:
             self._sync_index(manifest)
-        self._purge_retired()
         self._view = None
+
+    def unknown_files(self, view: LogView) -> list[Path]:
+        """Files in the log's data folders that the commit point does not name: leftovers of
+        interrupted writes (staging files, segments no manifest names, superseded write-ahead files)
+        and anything else put there. Recovery moves them to quarantine; ``verify`` reports them."""
+        live = view.live_paths
+        strays = sorted(p for p in self.staging_dir.rglob("*") if p.is_file())
+        if self.segments_dir.exists():
+            strays += sorted(
+                p
+                for p in self.segments_dir.rglob("*")
+                if p.is_file() and p.relative_to(self.segments_dir).as_posix() not in live
+            )
+        if self.wal_dir.exists():
+            strays += sorted(p for p in self.wal_dir.iterdir() if p != view.wal_path)
+        return strays
 
     def _sync_index(self, manifest: Manifest) -> None:
         """Make the index hold exactly the manifest's segments (removing extras, adding missing ones)."""
@@ -1043,10 +1163,13 @@ class EventStore:
             self.index.remove_segments(con, extra)
             for path in sorted(set(live) - indexed):
                 file = self.segments_dir / path
+                verify_file(file)
                 frame = pl.read_parquet(file).cast(POLARS_SCHEMA)  # type: ignore[arg-type]
                 self.index.add_segments(con, [live[path]], [granules(frame, path, row_group_starts(file))])
 
-    def _purge_retired(self, grace_s: float = 3600.0) -> None:
+    def purge_retired(self, grace_s: float = 3600.0) -> None:
+        """Delete files compaction replaced more than ``grace_s`` seconds ago (their events are in the
+        segments that replaced them)."""
         if not self.retired_dir.exists():
             return
         cutoff = time.time() - grace_s
@@ -1088,6 +1211,7 @@ class EventStore:
             max_event_id=str(frame["event_id"][0]) if frame is not None else "",
             max_aggregate_id=str(frame["aggregate_id"][0]) if frame is not None else "",
             segments=tuple(sorted(infos, key=lambda s: (s.first_position, s.path))),
+            lost=old.lost if old else (),
         )
         if old is not None and old.wal_first_position == head + 1:
             manifest = replace(manifest, wal_first_position=old.wal_first_position)
@@ -1102,6 +1226,39 @@ class EventStore:
     def copy_to(self, target: Path) -> None:
         """Copy the whole log directory (tests and backups)."""
         shutil.copytree(self.root, target / "log")
+
+
+def _with_damage(view: LogView, contents: wal.WalContents, recorded: int | CorruptionError | None) -> LogView:
+    """``view`` with what is wrong with it: damaged write-ahead records (and the positions they held),
+    and acknowledged positions (the recorded head) that neither the segments nor the tail hold."""
+    problems: list[str] = []
+    name = f"wal/{view.wal_path.name}"
+    for damaged in contents.mid_file_damage:
+        lost = damaged.lost
+        what = f"positions {lost[0]}..{lost[1]} lost" if lost else "no positions lost"
+        problems.append(
+            f"{name}: bytes {damaged.start}..{damaged.end} are damaged ({what}; the intact records "
+            "after them are kept)"
+        )
+    if isinstance(recorded, CorruptionError):
+        problems.append(str(recorded))
+        recorded = None
+    held = view.head
+    trailing = contents.trailing
+    torn = 0
+    if recorded is not None and recorded > held:
+        missing = f"acknowledged positions {held + 1}..{recorded}"
+        if trailing is not None:
+            problems.append(f"{name}: bytes {trailing.start}..{trailing.end} are damaged; {missing} are lost")
+        else:
+            cause = "is missing" if not view.wal_path.exists() else "was truncated"
+            problems.append(
+                f"{missing} are missing: the write-ahead file {name} {cause}, or the commit point "
+                f"(manifest.json, generation {view.manifest.generation}) is older than the log"
+            )
+    elif trailing is not None:
+        torn = trailing.end - trailing.start  # never acknowledged: a write cut short by a crash
+    return replace(view, recorded_head=recorded, damage=tuple(problems), torn_bytes=torn)
 
 
 def _check_envelope(event: EventEnvelope) -> None:

@@ -92,8 +92,8 @@ def granules(
 class EventIndex(DuckDBFile):
     """The index database file of one log; see the module docstring."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, SCHEMA_SQL, what="event index")
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        super().__init__(path, SCHEMA_SQL, what="event index", read_only=read_only)
 
     @staticmethod
     def add_segments(

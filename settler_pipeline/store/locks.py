@@ -20,12 +20,23 @@ DEFAULT_TIMEOUT_S = 120.0
 
 
 @contextmanager
-def file_lock(path: Path, *, shared: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
+def file_lock(
+    path: Path, *, shared: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S, create: bool = True
+) -> Iterator[None]:
     """Hold an exclusive (or, with ``shared``, a shared) lock on ``path`` for the ``with`` block.
 
     Waits up to ``timeout_s`` and then raises :class:`LockTimeoutError`. The lock dies with the process,
-    so a writer killed while holding it never leaves the store locked."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    so a writer killed while holding it never leaves the store locked. With ``create=False`` the lock
+    file is opened read-only (a shared ``flock`` needs no write access) and a missing one means no
+    writer has ever run, so there is nothing to wait for."""
+    if not create:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            yield
+            return
+    else:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     try:
         deadline = time.monotonic() + timeout_s

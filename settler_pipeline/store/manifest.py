@@ -48,6 +48,18 @@ class Manifest:
     max_event_id: str = ""  # greatest event id in the segments, to skip index lookups for newer ids
     max_aggregate_id: str = ""  # greatest stream id in the segments, likewise for new streams
     segments: tuple[SegmentInfo, ...] = field(default_factory=tuple)
+    # position ranges acknowledged once but lost to damage, recorded by `settler log repair`; they are
+    # never handed out again and `verify` reports them instead of a gap
+    lost: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def lost_head(self) -> int:
+        """The highest position recorded as lost (0 if none)."""
+        return max((last for _, last in self.lost), default=0)
+
+    @property
+    def lost_count(self) -> int:
+        return sum(last - first + 1 for first, last in self.lost)
 
     def to_json(self) -> str:
         body = asdict(self)
@@ -60,6 +72,7 @@ class Manifest:
         if body.pop("format_version", None) != FORMAT_VERSION:
             raise CorruptionError("manifest.json has an unknown format version")
         body["segments"] = tuple(SegmentInfo(**seg) for seg in body["segments"])
+        body["lost"] = tuple((int(a), int(b)) for a, b in body.get("lost", ()))
         return cls(**body)
 
 

@@ -5,10 +5,16 @@ A segment is written to a staging name outside the scanned tree, fsynced, and re
 checksum of the file's bytes recorded at write time, so ``verify`` can detect a changed file from the
 segment alone, and the index can be rebuilt from the files alone. Rows inside a file are in global
 position order.
+
+Every read checks a file's bytes against that checksum the first time this process reads it (and again
+if the file changes): a damaged segment fails the read with :class:`CorruptionError` naming the file
+instead of returning changed events. Hashing runs at disk speed on a second core and is paid once per
+file per process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -20,6 +26,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from settler_pipeline.errors import CorruptionError
 from settler_pipeline.store.index import granules
 from settler_pipeline.store.manifest import SegmentInfo, fsync_dir
 from settler_pipeline.store.schema import POLARS_SCHEMA
@@ -28,6 +35,53 @@ SEGMENT_MAX_ROWS = 500_000
 ROW_GROUP_SIZE = 8_192  # small enough that loading one stream decodes little, large enough to scan fast
 SEGMENT_NAME = re.compile(r"^seg-(\d{12})-(\d{12})-([0-9a-f]{32})\.parquet$")
 PARTITION_NAME = re.compile(r"^event_date=(\d{4}-\d{2}-\d{2})$")
+
+
+_VERIFIED: dict[str, tuple[int, int, int]] = {}  # path -> (inode, size, mtime) checked in this process
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def verify_file(path: Path) -> None:
+    """Raise :class:`CorruptionError` naming ``path`` unless its bytes match the checksum in its name
+    (checked once per process per file; raises ``FileNotFoundError`` for a missing file)."""
+    stamp = _stamp(path)
+    key = str(path)
+    if _VERIFIED.get(key) == stamp:
+        return
+    match = SEGMENT_NAME.match(path.name)
+    if match is None or not file_sha256(path).startswith(match.group(3)):
+        raise CorruptionError(
+            f"segment {path} is damaged: its bytes no longer match the checksum recorded when it was written",
+            hint="run `settler log verify`; restore this file from a backup of the data directory",
+        )
+    _VERIFIED[key] = stamp
+
+
+def verify_files(paths: list[Path]) -> None:
+    """:func:`verify_file` for many files, two at a time; files that vanished meanwhile (retired by a
+    compaction) are skipped and left to the reader's own retry."""
+    unchecked = []
+    for path in paths:
+        try:
+            if _VERIFIED.get(str(path)) != _stamp(path):
+                unchecked.append(path)
+        except FileNotFoundError:
+            continue
+
+    def check(path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            verify_file(path)
+
+    if len(unchecked) <= 1:
+        for path in unchecked:
+            check(path)
+        return
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(check, unchecked))
 
 
 def file_sha256(path: Path) -> str:
@@ -107,6 +161,7 @@ def _write_one(part: pl.DataFrame, event_date: str, segments_dir: Path, staging_
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staging, target)
     fsync_dir(target.parent)
+    _VERIFIED[str(target)] = _stamp(target)  # hashed just above, before the rename
     created = part["created_at"]
     return SegmentInfo(
         path=relative,
@@ -177,6 +232,7 @@ class SegmentReader:
     def _open(self, relative: str) -> tuple[pq.ParquetFile, list[int]]:
         cached = self._files.pop(relative, None)
         if cached is None:
+            verify_file(self._dir / relative)
             handle = pq.ParquetFile(self._dir / relative)
             starts = [0]
             for i in range(handle.metadata.num_row_groups):

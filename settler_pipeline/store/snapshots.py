@@ -41,8 +41,8 @@ class Snapshot:
 class SnapshotStore(DuckDBFile):
     """The snapshot database of one log."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, SCHEMA_SQL, what="snapshot store")
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        super().__init__(path, SCHEMA_SQL, what="snapshot store", read_only=read_only, missing_ok=True)
 
     def save(self, snapshot: Snapshot) -> None:
         """Store one snapshot."""

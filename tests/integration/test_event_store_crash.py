@@ -267,7 +267,7 @@ def test_a_writer_cuts_off_a_torn_record_it_did_not_write(
     assert maintenance.verify(writer).ok
 
 
-def test_leftovers_of_interrupted_writes_are_removed_on_open(
+def test_leftovers_of_interrupted_writes_move_to_quarantine_on_open(
     open_store: Callable[..., EventStore], make_event: MakeEvent, make_frame: MakeFrame
 ) -> None:
     store = open_store()
@@ -285,6 +285,8 @@ def test_leftovers_of_interrupted_writes_are_removed_on_open(
         path.write_bytes(segment.read_bytes()[:500])
     reopened = open_store()
     assert not any(p.exists() for p in leftovers)
+    quarantined = [p for p in (reopened.root / "quarantine").rglob("*") if p.is_file()]
+    assert sorted(p.name for p in quarantined) == sorted(p.name for p in leftovers), "nothing is deleted"
     assert _files(reopened) >= kept
     assert reopened.read().collect().equals(before)
     assert maintenance.verify(reopened).ok

@@ -1,0 +1,233 @@
+"""Damage to the log's files is detected, reported by `verify` (which changes nothing), refused by reads
+and appends with CorruptionError, and `repair` keeps every intact event without reusing a position.
+
+Every case damages real files the way a disk, an operator or a bad restore would."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from settler_pipeline.errors import CorruptionError
+from settler_pipeline.store import maintenance, wal
+from settler_pipeline.store.event_store import BULK_ROWS, EventStore
+from tests.factories import MakeEvent, MakeFrame, uid
+
+OpenStore = Callable[..., EventStore]
+STREAM = uid(1)
+
+
+def contents(root: Path) -> dict[str, str]:
+    """Every file under ``root`` by relative path, with the SHA-256 of its bytes."""
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.endswith(".lock")
+    }
+
+
+def assert_nothing_deleted(before: dict[str, str], root: Path) -> None:
+    """The bytes of every data file (segments, write-ahead files, staged writes) that was there are
+    still under ``root``, in place or in the quarantine folder. (Metadata such as the manifest, the
+    recorded head and the index is rewritten by design.)"""
+    kept = set(contents(root).values())
+    data = ("log/segments/", "log/wal/", "log/.staging/")
+    lost = [path for path, digest in before.items() if path.startswith(data) and digest not in kept]
+    assert not lost, f"files deleted: {lost}"
+
+
+def the_wal(store: EventStore) -> Path:
+    (path,) = list(store.wal_dir.iterdir())
+    return path
+
+
+def small_commits(store: EventStore, make_event: MakeEvent, sizes: list[int]) -> list[list[int]]:
+    return [store.append([make_event(STREAM) for _ in range(n)]) for n in sizes]
+
+
+def record_offsets(path: Path) -> list[int]:
+    """Start offsets of the records of a sound write-ahead file."""
+    blob = path.read_bytes()
+    offsets, offset = [], 0
+    while offset < len(blob):
+        offsets.append(offset)
+        nxt = blob.find(wal.MAGIC, offset + wal.HEADER_SIZE)
+        offset = nxt if nxt >= 0 else len(blob)
+    return offsets
+
+
+def assert_refused(store: EventStore, make_event: MakeEvent, expected: str) -> None:
+    """Reads and appends on the damaged log fail loudly, naming the damage."""
+    with pytest.raises(CorruptionError, match=expected):
+        store.read().collect()
+    with pytest.raises(CorruptionError, match=expected):
+        store.get_events(STREAM, "Thing")
+    with pytest.raises(CorruptionError, match=expected):
+        store.append([make_event(STREAM)])
+
+
+def test_a_byte_flipped_mid_tail_loses_only_its_record_and_no_position_is_reused(
+    open_store: OpenStore, make_event: MakeEvent, data_dir: Path
+) -> None:
+    writer = open_store()
+    small_commits(writer, make_event, [1, 2, 1, 3])  # positions 1 | 2-3 | 4 | 5-7
+    path = the_wal(writer)
+    offsets = record_offsets(path)
+    assert len(offsets) == 4
+    blob = bytearray(path.read_bytes())
+    blob[offsets[1] + wal.HEADER_SIZE + 40] ^= 0x01  # inside the second record's payload
+    path.write_bytes(bytes(blob))
+    before = contents(data_dir)
+
+    reader = open_store(read_only=True)
+    report = maintenance.verify(reader)
+    assert not report.ok
+    assert any(path.name in p and "positions 2..3 lost" in p for p in report.problems), report.problems
+    assert contents(data_dir) == before, "verify changes nothing"
+
+    reopened = open_store()  # a writer's open leaves a damaged log as it found it
+    assert contents(data_dir) == before
+    assert_refused(reopened, make_event, "positions 2..3 lost")
+
+    repaired = maintenance.repair(reopened)
+    assert repaired.lost == [(2, 3)]
+    assert not repaired.ok and "2..3" in repaired.unresolved[0]
+    assert_nothing_deleted(before, data_dir)
+    events = reopened.read().collect()
+    assert events["global_position"].to_list() == [1, 4, 5, 6, 7], "every intact record is kept"
+    assert reopened.append([make_event(STREAM)]) == [8], "lost positions are never handed out again"
+    assert [e.aggregate_version for e in reopened.get_events(STREAM, "Thing")] == [1, 4, 5, 6, 7, 8]
+    after = maintenance.verify(open_store(read_only=True))
+    assert after.ok and after.lost == [(2, 3)], after.problems
+
+
+@pytest.mark.parametrize("cut", ["mid record", "whole record", "deleted"])
+def test_a_truncated_or_deleted_tail_is_detected_not_accepted(
+    open_store: OpenStore, make_event: MakeEvent, data_dir: Path, cut: str
+) -> None:
+    writer = open_store()
+    small_commits(writer, make_event, [2, 1, 2])  # 1-2 | 3 | 4-5
+    path = the_wal(writer)
+    offsets = record_offsets(path)
+    if cut == "deleted":
+        path.unlink()
+        lost, message = (1, 5), "is missing"
+    else:
+        size = offsets[2] + (10 if cut == "mid record" else 0)
+        with open(path, "rb+") as handle:
+            handle.truncate(size)
+        lost, message = (4, 5), "4..5"
+    before = contents(data_dir)
+
+    report = maintenance.verify(open_store(read_only=True))
+    assert not report.ok and any(message in p for p in report.problems), report.problems
+    assert any(f"{lost[0]}..{lost[1]}" in p for p in report.problems), report.problems
+    reopened = open_store()
+    assert contents(data_dir) == before, "opening changes nothing on a damaged log"
+    assert_refused(reopened, make_event, f"{lost[0]}..{lost[1]}")
+
+    repaired = maintenance.repair(reopened)
+    assert repaired.lost == [lost]
+    assert_nothing_deleted(before, data_dir)
+    kept = [p for p in range(1, 6) if not lost[0] <= p <= lost[1]]
+    assert reopened.read().collect()["global_position"].to_list() == kept
+    assert reopened.append([make_event(STREAM)]) == [6]
+    assert open_store().append([make_event(STREAM)]) == [7]
+    assert maintenance.verify(open_store(read_only=True)).ok
+
+
+def test_an_older_commit_point_put_back_deletes_nothing_and_repair_restores_the_log(
+    open_store: OpenStore, make_event: MakeEvent, make_frame: MakeFrame, data_dir: Path, tmp_path: Path
+) -> None:
+    writer = open_store()
+    writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
+    backup = tmp_path / "manifest.json"
+    shutil.copy2(writer.manifest_path, backup)
+    writer.append([make_event(STREAM)])
+    writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
+    writer.append([make_event(STREAM)])
+    head = 2 * BULK_ROWS + 2
+    expected = writer.read().collect()
+    assert expected.height == head
+    shutil.copy2(backup, writer.manifest_path)  # an operator restores an old backup of the commit point
+    before = contents(data_dir)
+
+    report = maintenance.verify(open_store(read_only=True))
+    assert not report.ok
+    assert any("older than the log" in p for p in report.problems), report.problems
+    reopened = open_store()
+    assert contents(data_dir) == before, "no newer segment is deleted or moved on open"
+    with pytest.raises(CorruptionError, match=f"{BULK_ROWS + 1}..{head}"):
+        reopened.read()
+    with pytest.raises(CorruptionError):
+        reopened.append([make_event(STREAM)])
+
+    repaired = maintenance.repair(reopened)
+    assert repaired.ok, repaired.unresolved
+    assert any("rebuilt manifest.json" in a for a in repaired.actions)
+    assert_nothing_deleted(before, data_dir)
+    assert reopened.read().collect().equals(expected)
+    assert reopened.append([make_event(STREAM)]) == [head + 1]
+    assert maintenance.verify(open_store(read_only=True)).ok
+
+
+def test_a_stray_file_is_reported_then_moved_to_quarantine_never_deleted(
+    open_store: OpenStore, make_event: MakeEvent, make_frame: MakeFrame, data_dir: Path
+) -> None:
+    writer = open_store()
+    writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
+    writer.append([make_event(STREAM)])
+    segment = next(writer.segments_dir.rglob("*.parquet"))
+    strays = [
+        segment.with_name("seg-000000009000-000000009001-" + "0" * 32 + ".parquet"),
+        segment.parent / "notes.txt",
+        writer.wal_dir / wal.wal_name(77),
+        writer.staging_dir / "half-written.parquet",
+    ]
+    for stray in strays:
+        stray.write_bytes(b"not part of the log " + stray.name.encode())
+    before = contents(data_dir)
+
+    report = maintenance.verify(open_store(read_only=True))
+    assert contents(data_dir) == before
+    for stray in strays:
+        assert any(stray.name in p and "not part of the log" in p for p in report.problems), stray
+
+    reopened = open_store()
+    assert not any(stray.exists() for stray in strays)
+    assert_nothing_deleted(before, data_dir)
+    quarantined = {p.name for p in (writer.root / "quarantine").rglob("*") if p.is_file()}
+    assert {s.name for s in strays} <= quarantined
+    assert reopened.read().collect().height == BULK_ROWS + 1
+    assert maintenance.verify(open_store(read_only=True)).ok
+
+
+def test_a_bit_flipped_in_a_segment_fails_every_read_naming_the_file(
+    open_store: OpenStore, make_frame: MakeFrame, data_dir: Path
+) -> None:
+    writer = open_store()
+    writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
+    segment = next(writer.segments_dir.rglob("*.parquet"))
+    blob = bytearray(segment.read_bytes())
+    blob[len(blob) // 3] ^= 0x04
+    segment.write_bytes(bytes(blob))
+    before = contents(data_dir)
+
+    fresh = open_store(read_only=True)  # a new process-level reader would see the same
+    report = maintenance.verify(fresh)
+    assert not report.ok and any(segment.name in p and "checksum" in p for p in report.problems)
+    for read in (
+        lambda s: s.read().collect(),
+        lambda s: s.get_events(STREAM, "Thing"),
+        lambda s: s.read_fields({"n": pl.Int64}),
+    ):
+        with pytest.raises(CorruptionError, match=segment.name):
+            read(open_store(read_only=True))
+    repaired = maintenance.repair(open_store())
+    assert not repaired.ok and segment.name in repaired.unresolved[0]
+    assert contents(data_dir) == before

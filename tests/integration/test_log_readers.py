@@ -1,0 +1,114 @@
+"""Readers never take the write lock and never write: they work on a read-only copy of a data directory
+and beside a writer holding the lock, and a directory without Settler data is refused, not created."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from settler_pipeline.errors import NotFoundError, StoreError
+from settler_pipeline.session import Settler
+from settler_pipeline.store import maintenance
+from settler_pipeline.store.event_store import BULK_ROWS, EventStore
+from settler_pipeline.store.locks import file_lock
+from tests.factories import build_event, build_frame, uid
+from tests.integration.test_log_cli import json_of, settler
+
+
+@pytest.fixture(scope="module")
+def source_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A log with segments, a write-ahead tail and snapshots-free metadata."""
+    data_dir = tmp_path_factory.mktemp("readers") / "data"
+    with EventStore.open(data_dir) as store:
+        store.append_frame(build_frame(BULK_ROWS, streams=[uid(1), uid(2)], aggregate_type="Thing"))
+        store.append([build_event(uid(1)) for _ in range(3)])
+    return data_dir
+
+
+@pytest.fixture
+def read_only_dir(source_dir: Path, tmp_path: Path) -> Iterator[Path]:
+    """A copy of the data directory behind a read-only bind mount (writes fail even for root)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(source_dir, copy)
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    bind = subprocess.run(["mount", "--bind", str(copy), str(mount)], capture_output=True)
+    if bind.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {bind.stderr.decode().strip()}")
+    try:
+        remount = subprocess.run(["mount", "-o", "remount,bind,ro", str(mount)], capture_output=True)
+        if remount.returncode != 0:
+            pytest.skip(f"cannot remount read-only here: {remount.stderr.decode().strip()}")
+        with pytest.raises(OSError, match="Read-only file system"):
+            (mount / "probe").write_text("x")
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_read_commands_work_on_a_read_only_copy(read_only_dir: Path) -> None:
+    verify = settler("log", "verify", "--data-dir", read_only_dir, "--json")
+    assert verify.returncode == 0, verify.stderr
+    assert json_of(verify)["head_position"] == BULK_ROWS + 3
+    stats = settler("log", "stats", "--data-dir", read_only_dir, "--json")
+    assert stats.returncode == 0, stats.stderr
+    assert json_of(stats)["head_position"] == BULK_ROWS + 3
+    events = settler("events", "--data-dir", read_only_dir, "--user", "nobody", "--json")
+    assert events.returncode == 0, events.stderr
+
+
+def test_the_python_api_reads_a_read_only_copy(read_only_dir: Path) -> None:
+    with EventStore.open(read_only_dir, read_only=True) as store:
+        assert store.read().collect().height == BULK_ROWS + 3
+        assert len(store.get_events(uid(1), "Thing")) > 3
+        assert store.get_latest_snapshot(uid(1), "Thing") is None
+        assert maintenance.verify(store).ok
+        with pytest.raises(StoreError, match="read-only"):
+            store.append([build_event(uid(1))])
+    with Settler(read_only_dir, user="nobody", read_only=True) as app:
+        assert app.store.head_position == BULK_ROWS + 3
+
+
+def test_a_reader_does_not_wait_for_a_writer_holding_the_lock(source_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(source_dir, copy)
+    # a second flock in this process on another descriptor conflicts exactly as another process's would
+    with (
+        file_lock(copy / "log" / "write.lock", timeout_s=1),
+        EventStore.open(copy, read_only=True, lock_timeout_s=0.05) as reader,
+    ):
+        assert reader.head_position == BULK_ROWS + 3
+        assert reader.read().collect().height == BULK_ROWS + 3
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("events", "--user", "nobody"),
+        ("state", uid(1), "--user", "nobody"),
+        ("log", "verify"),
+        ("log", "stats"),
+        ("stats",),
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_a_read_command_on_a_missing_directory_fails_and_creates_nothing(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    missing = tmp_path / "elsewhere"
+    result = settler(*command, "--data-dir", missing)
+    assert result.returncode == 1, result.stderr
+    assert f"no Settler data at {missing}" in result.stderr
+    assert "pass --data-dir or set SETTLER_DATA_DIR" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not missing.exists()
+
+
+def test_opening_an_empty_directory_read_only_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="no Settler data"):
+        EventStore.open(tmp_path, read_only=True)
+    assert list(tmp_path.iterdir()) == []
