@@ -25,6 +25,7 @@ from settler_pipeline.adapters.loader import LoadedSide, load_side
 from settler_pipeline.application import run_events
 from settler_pipeline.application.access import AccessControl, Role
 from settler_pipeline.application.bus import EventBus, PublishReport
+from settler_pipeline.application.ports import EventLog
 from settler_pipeline.domain import commands as c
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
@@ -34,7 +35,6 @@ from settler_pipeline.domain.reconciliation import ReconciliationState
 from settler_pipeline.errors import ConcurrencyError, NotFoundError, SettlerError, StateError, UserError
 from settler_pipeline.ids import new_id
 from settler_pipeline.jobspec import DateRange, JobSpec, job_spec_from_mapping
-from settler_pipeline.store.event_store import EventStore
 
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5b7c6f0e-3d1a-4c55-9a43-8f0f2a6b1c01")
 
@@ -61,7 +61,7 @@ class RunOutcome:
 class ReconciliationService:
     """The application API for runs: start, retry, cancel, review, and state as of a time."""
 
-    def __init__(self, store: EventStore, access: AccessControl, bus: EventBus | None = None) -> None:
+    def __init__(self, store: EventLog, access: AccessControl, bus: EventBus | None = None) -> None:
         self.store = store
         self.access = access
         self.bus = bus or EventBus()
