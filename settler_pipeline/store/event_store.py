@@ -33,12 +33,11 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from settler_pipeline.domain.envelope import EventEnvelope, as_utc, canonical_json, validate_name
+from settler_pipeline.domain.envelope import EventEnvelope, as_utc, validate_name
 from settler_pipeline.domain.registry import EventRegistry, default_registry
 from settler_pipeline.errors import (
     ConcurrencyError,
     CorruptionError,
-    DuplicateEventError,
     NotFoundError,
     StoreError,
     ValidationError,
@@ -46,12 +45,12 @@ from settler_pipeline.errors import (
 from settler_pipeline.ids import validate_uuid
 from settler_pipeline.store import manifest as manifest_io
 from settler_pipeline.store import quarantine, wal
+from settler_pipeline.store.batch import number_batch, retried_positions, upcast_rows
 from settler_pipeline.store.head import read_head, write_head
 from settler_pipeline.store.index import EventIndex, granules
 from settler_pipeline.store.locks import DEFAULT_TIMEOUT_S, file_lock
 from settler_pipeline.store.manifest import Manifest, SegmentInfo
 from settler_pipeline.store.schema import (
-    COLUMNS,
     EVENT_SCHEMA,
     POLARS_SCHEMA,
     envelope_columns,
@@ -87,18 +86,6 @@ PROJECTION_COLUMNS = (
 GRANULE_CACHE_LIMIT = 1_000_000  # stream granules held in memory per store instance (~100 bytes each)
 WAL_FLUSH_ROWS = 20_000  # move the write-ahead tail into a segment once it holds this many events
 BULK_ROWS = 2_000  # batches at least this big go straight to segments
-_CONTENT_COLUMNS = (
-    "aggregate_id",
-    "aggregate_type",
-    "event_type",
-    "event_version",
-    "data",
-    "tenant_id",
-    "user_id",
-    "correlation_id",
-    "causation_id",
-    "metadata_extra",
-)
 
 
 @dataclass(frozen=True)
@@ -478,20 +465,7 @@ class EventStore:
     ) -> AppendResult:
         head = view.head
         created_at = self._created_at(view, now)
-        base = pl.DataFrame(
-            {"aggregate_id": list(current), "_base": list(current.values())},
-            schema={"aggregate_id": pl.String, "_base": pl.Int64},
-        )
-        stored = (
-            frame.with_columns(
-                pl.int_range(head + 1, head + 1 + frame.height, dtype=pl.Int64).alias("global_position"),
-                pl.lit(created_at, dtype=POLARS_SCHEMA["created_at"]).alias("created_at"),
-                (pl.int_range(pl.len(), dtype=pl.Int64).over("aggregate_id") + 1).alias("_n"),
-            )
-            .join(base, on="aggregate_id", how="left", maintain_order="left")
-            .with_columns((pl.col("_base").fill_null(0) + pl.col("_n")).alias("aggregate_version"))
-            .select(COLUMNS)
-        )
+        stored = number_batch(frame, head=head, created_at=created_at, versions=current)
         self._persist(view, stored)
         latest = stored.group_by("aggregate_id").agg(pl.col("aggregate_version").max())
         for aggregate_id, version in latest.iter_rows():
@@ -565,24 +539,7 @@ class EventStore:
                 found.append(hits)
         if not found:
             return None
-        stored = pl.concat(found).unique("event_id", keep="first")
-        if stored.height != frame.height:
-            clash = stored["event_id"][0]
-            raise DuplicateEventError(
-                f"event {clash} is already in the log but other events of the batch are not",
-                hint="retry exactly the batch that was sent before, or give the new events new ids",
-            )
-        mine = frame.select("event_id", *_CONTENT_COLUMNS)
-        theirs = stored.select("event_id", "global_position", *_CONTENT_COLUMNS)
-        joined = mine.join(theirs, on="event_id", how="left", suffix="_stored", maintain_order="left")
-        for column in _CONTENT_COLUMNS:
-            differs = joined.filter(pl.col(column).ne_missing(pl.col(f"{column}_stored")))
-            if differs.height:
-                raise DuplicateEventError(
-                    f"event {differs['event_id'][0]} is already in the log with a different {column}",
-                    hint="an event id names one event forever; give a different event a new id",
-                )
-        return AppendResult(joined["global_position"].to_list(), duplicate=True)
+        return AppendResult(retried_positions(frame, pl.concat(found)), duplicate=True)
 
     def _current_versions(self, streams: Sequence[str], view: LogView) -> dict[str, int]:
         """Current version of each stream (0 if new), as of ``view``; cached between commits."""
@@ -792,25 +749,7 @@ class EventStore:
 
     def _upcast_frame(self, rows: pl.DataFrame) -> pl.DataFrame:
         """Upcast the rows whose event type has a newer registered version (others untouched)."""
-        stale = [
-            (event_type, version)
-            for event_type, version in rows.select("event_type", "event_version").unique().iter_rows()
-            if (current := self.registry.current_version(event_type)) is not None and version < current
-        ]
-        if not stale:
-            return rows
-        needs = pl.struct("event_type", "event_version").is_in(
-            pl.DataFrame(stale, schema={"event_type": pl.String, "event_version": pl.Int32}, orient="row")
-            .to_struct()
-            .implode()
-        )
-        fixed = [
-            {**row, "data": canonical_json(up.data), "event_version": up.event_version}
-            for row in rows.filter(needs).iter_rows(named=True)
-            for up in (self.registry.upcast(frame_to_envelopes(pl.DataFrame([row], schema=rows.schema))[0]),)
-        ]
-        fixed_frame = pl.DataFrame(fixed, schema=rows.schema)
-        return pl.concat([rows.filter(~needs), fixed_frame]).sort("global_position")
+        return upcast_rows(rows, self.registry)
 
     def get_event(self, event_id: str) -> EventEnvelope | None:
         """The event with this id (upcast), or ``None`` if it is not in the log."""

@@ -17,30 +17,16 @@ from typing import Any
 
 import polars as pl
 
-from settler_pipeline.domain.envelope import EventEnvelope, as_utc, canonical_json
+from settler_pipeline.domain.envelope import EventEnvelope, as_utc
 from settler_pipeline.domain.registry import EventRegistry, default_registry
-from settler_pipeline.errors import ConcurrencyError, DuplicateEventError, ValidationError
+from settler_pipeline.errors import ConcurrencyError, ValidationError
 from settler_pipeline.ids import validate_uuid
+from settler_pipeline.store.batch import number_batch, retried_positions, upcast_rows
 from settler_pipeline.store.schema import (
-    COLUMNS,
     POLARS_SCHEMA,
     envelopes_to_frame,
     frame_to_envelopes,
     prepare_frame,
-)
-
-# What makes two events with one id "the same event" (an idempotent retry) rather than a clash.
-_CONTENT = (
-    "aggregate_id",
-    "aggregate_type",
-    "event_type",
-    "event_version",
-    "data",
-    "tenant_id",
-    "user_id",
-    "correlation_id",
-    "causation_id",
-    "metadata_extra",
 )
 
 
@@ -122,27 +108,7 @@ class InMemoryEventLog:
         known = [i for i in frame["event_id"].to_list() if i in self._position_of]
         if not known:
             return None
-        if len(known) != frame.height:
-            raise DuplicateEventError(
-                f"event {known[0]} is already in the log but other events of the batch are not",
-                hint="retry exactly the batch that was sent before, or give the new events new ids",
-            )
-        stored = self._rows.filter(pl.col("event_id").is_in(known))
-        joined = frame.select("event_id", *_CONTENT).join(
-            stored.select("event_id", "global_position", *_CONTENT),
-            on="event_id",
-            how="left",
-            suffix="_stored",
-            maintain_order="left",
-        )
-        for column in _CONTENT:
-            differs = joined.filter(pl.col(column).ne_missing(pl.col(f"{column}_stored")))
-            if differs.height:
-                raise DuplicateEventError(
-                    f"event {differs['event_id'][0]} is already in the log with a different {column}",
-                    hint="an event id names one event forever; give a different event a new id",
-                )
-        return [int(p) for p in joined["global_position"]]
+        return retried_positions(frame, self._rows.filter(pl.col("event_id").is_in(known)))
 
     def _commit(self, frame: pl.DataFrame, now: datetime) -> list[int]:
         if frame.height == 0:
@@ -150,20 +116,7 @@ class InMemoryEventLog:
         head = self._rows.height
         last = self._rows["created_at"].max() if head else None
         created_at = max(now, last) if isinstance(last, datetime) else now
-        base = pl.DataFrame(
-            {"aggregate_id": list(self._versions), "_base": list(self._versions.values())},
-            schema={"aggregate_id": pl.String, "_base": pl.Int64},
-        )
-        stored = (
-            frame.with_columns(
-                pl.int_range(head + 1, head + 1 + frame.height, dtype=pl.Int64).alias("global_position"),
-                pl.lit(created_at, dtype=POLARS_SCHEMA["created_at"]).alias("created_at"),
-                (pl.int_range(pl.len(), dtype=pl.Int64).over("aggregate_id") + 1).alias("_n"),
-            )
-            .join(base, on="aggregate_id", how="left", maintain_order="left")
-            .with_columns((pl.col("_base").fill_null(0) + pl.col("_n")).alias("aggregate_version"))
-            .select(COLUMNS)
-        )
+        stored = number_batch(frame, head=head, created_at=created_at, versions=self._versions)
         self._rows = pl.concat([self._rows, stored], how="vertical")
         for event_id, position in stored.select("event_id", "global_position").iter_rows():
             self._position_of[event_id] = position
@@ -209,7 +162,7 @@ class InMemoryEventLog:
         rows = self._stream(aggregate_id, aggregate_type, from_version, None)
         if as_of_position is not None:
             rows = rows.filter(pl.col("global_position") <= as_of_position)
-        return self._upcast(rows)
+        return upcast_rows(rows, self.registry)
 
     def correlation_frame(self, correlation_id: str, *, as_of_position: int | None = None) -> pl.DataFrame:
         """One flow's rows in log order, as stored."""
@@ -303,22 +256,3 @@ class InMemoryEventLog:
 
     def _envelopes(self, rows: pl.DataFrame) -> list[EventEnvelope]:
         return [self.registry.upcast(event) for event in frame_to_envelopes(rows)]
-
-    def _upcast(self, rows: pl.DataFrame) -> pl.DataFrame:
-        """Rows with every event at its type's current version (rows already current are untouched)."""
-        stale = [
-            i
-            for i, (event_type, version) in enumerate(rows.select("event_type", "event_version").iter_rows())
-            if (current := self.registry.current_version(event_type)) is not None and version < current
-        ]
-        if not stale:
-            return rows
-        upcast = self._envelopes(rows[stale])
-        data = rows["data"].to_list()
-        versions = rows["event_version"].to_list()
-        for i, event in zip(stale, upcast, strict=True):
-            data[i], versions[i] = canonical_json(event.data), event.event_version
-        return rows.with_columns(
-            pl.Series("data", data, dtype=pl.String),
-            pl.Series("event_version", versions, dtype=POLARS_SCHEMA["event_version"]),
-        )

@@ -1,0 +1,103 @@
+"""What every event log does to a batch, written once: numbering it, recognising a retry, upcasting.
+
+The Parquet/DuckDB store and the in-memory log both call these, so "the same batch again" and "the
+next position and version" mean exactly the same thing in both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+import polars as pl
+
+from settler_pipeline.domain.envelope import canonical_json
+from settler_pipeline.domain.registry import EventRegistry
+from settler_pipeline.errors import DuplicateEventError
+from settler_pipeline.store.schema import COLUMNS, POLARS_SCHEMA, frame_to_envelopes
+
+CONTENT_COLUMNS = (
+    "aggregate_id",
+    "aggregate_type",
+    "event_type",
+    "event_version",
+    "data",
+    "tenant_id",
+    "user_id",
+    "correlation_id",
+    "causation_id",
+    "metadata_extra",
+)
+"""What makes two events with one id the same event (an idempotent retry) rather than a clash."""
+
+
+def number_batch(
+    frame: pl.DataFrame, *, head: int, created_at: datetime, versions: Mapping[str, int]
+) -> pl.DataFrame:
+    """``frame`` (a prepared batch) with positions ``head + 1 ..`` in batch order, each stream's versions
+    continuing from ``versions`` (absent = a new stream), and one commit time for the whole batch."""
+    base = pl.DataFrame(
+        {"aggregate_id": list(versions), "_base": list(versions.values())},
+        schema={"aggregate_id": pl.String, "_base": pl.Int64},
+    )
+    return (
+        frame.with_columns(
+            pl.int_range(head + 1, head + 1 + frame.height, dtype=pl.Int64).alias("global_position"),
+            pl.lit(created_at, dtype=POLARS_SCHEMA["created_at"]).alias("created_at"),
+            (pl.int_range(pl.len(), dtype=pl.Int64).over("aggregate_id") + 1).alias("_n"),
+        )
+        .join(base, on="aggregate_id", how="left", maintain_order="left")
+        .with_columns((pl.col("_base").fill_null(0) + pl.col("_n")).alias("aggregate_version"))
+        .select(COLUMNS)
+    )
+
+
+def retried_positions(frame: pl.DataFrame, stored: pl.DataFrame) -> list[int]:
+    """The original positions of ``frame``'s events, given ``stored``: the log's rows with any of its
+    ids. Raises :class:`DuplicateEventError` when only part of the batch is stored, or when an id is
+    stored with other content."""
+    stored = stored.unique("event_id", keep="first")
+    if stored.height != frame.height:
+        raise DuplicateEventError(
+            f"event {stored['event_id'][0]} is already in the log but other events of the batch are not",
+            hint="retry exactly the batch that was sent before, or give the new events new ids",
+        )
+    joined = frame.select("event_id", *CONTENT_COLUMNS).join(
+        stored.select("event_id", "global_position", *CONTENT_COLUMNS),
+        on="event_id",
+        how="left",
+        suffix="_stored",
+        maintain_order="left",
+    )
+    for column in CONTENT_COLUMNS:
+        differs = joined.filter(pl.col(column).ne_missing(pl.col(f"{column}_stored")))
+        if differs.height:
+            raise DuplicateEventError(
+                f"event {differs['event_id'][0]} is already in the log with a different {column}",
+                hint="an event id names one event forever; give a different event a new id",
+            )
+    return [int(p) for p in joined["global_position"]]
+
+
+def upcast_rows(rows: pl.DataFrame, registry: EventRegistry) -> pl.DataFrame:
+    """``rows`` with every event whose type has a newer registered version upcast (``data`` rewritten
+    as canonical JSON, ``event_version`` raised); rows already current are untouched. Position order."""
+    stale = [
+        (event_type, version)
+        for event_type, version in rows.select("event_type", "event_version").unique().iter_rows()
+        if (current := registry.current_version(event_type)) is not None and version < current
+    ]
+    if not stale:
+        return rows
+    needs = pl.struct("event_type", "event_version").is_in(
+        pl.DataFrame(stale, schema={"event_type": pl.String, "event_version": pl.Int32}, orient="row")
+        .to_struct()
+        .implode()
+    )
+    fixed = [
+        {**row, "data": canonical_json(up.data), "event_version": up.event_version}
+        for row in rows.filter(needs).iter_rows(named=True)
+        for up in (registry.upcast(frame_to_envelopes(pl.DataFrame([row], schema=rows.schema))[0]),)
+    ]
+    fixed_frame = pl.DataFrame(fixed, schema=rows.schema)
+    return pl.concat([rows.filter(~needs), fixed_frame]).sort("global_position")
