@@ -14,7 +14,13 @@ from typing import Any, Literal
 import yaml
 
 from settler_pipeline.errors import ValidationError
-from settler_pipeline.sample import SampleData, generate_sample, sample_match_config, write_sample_files
+from settler_pipeline.sample import (
+    SampleData,
+    generate_sample,
+    sample_match_config,
+    sample_sides,
+    write_sample_files,
+)
 from settler_pipeline.store.manifest import write_atomic
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -27,8 +33,7 @@ def sample_spec(name: str, source: str, target: str, *, fmt: str = "csv") -> dic
         "name": name,
         "description": "Generated processor export against a generated bank statement",
         "date_window_days": 3,
-        "source": {"adapter": side, "path": source, "preset": "stripe_balance_transactions"},
-        "target": {"adapter": side, "path": target, "preset": "bank_statement_csv"},
+        **sample_sides(source, target, side),
         "matching": sample_match_config().model_dump(mode="json"),
     }
 

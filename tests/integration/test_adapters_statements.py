@@ -3,13 +3,15 @@ per-row time zones."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
+from settler_pipeline.adapters import load_side
 from settler_pipeline.errors import JobSpecError
-from settler_pipeline.jobspec import SideSpec
+from settler_pipeline.jobspec import DateRange, SideSpec, load_job_spec
+from settler_pipeline.sample_job import write_sample_job
 from tests.integration.test_adapters import csv_side, reasons
 
 COLUMNS = {"record_id": "id", "amount": "amount", "currency": "currency", "occurred_at": "date"}
@@ -120,3 +122,15 @@ def test_a_zone_mapping_needs_its_column_and_known_zones() -> None:
                 "dates": {"timezone_column": "a", "timezones": {"a": "Mars/Base"}},
             }
         )
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_the_sample_job_reads_its_files_back_to_the_generated_records(tmp_path: Path, fmt: str) -> None:
+    spec_path, sample = write_sample_job(tmp_path, records=3_000, start=date(2026, 11, 1), days=5, fmt=fmt)  # type: ignore[arg-type]
+    spec = load_job_spec(spec_path)
+    everything = DateRange(start=date(2026, 10, 1), end=date(2027, 1, 31))
+    for side, expected in (("source", sample.source), ("target", sample.target)):
+        loaded = load_side(getattr(spec, side), date_range=everything, margin_days=0, base_dir=tmp_path)
+        assert loaded.quarantine.height == 0
+        columns = [c for c in expected.columns if c != "raw"]
+        assert loaded.records.sort("line_number").select(columns).equals(expected.select(columns)), side

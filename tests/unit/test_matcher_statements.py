@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from settler_pipeline.domain.matching import AmountDatePass, ReferencePass
+from settler_pipeline.domain.matching import AmountDatePass, FuzzyPass, ReferencePass
 from tests.unit.test_matcher_support import links, records, run
 
 
@@ -100,3 +100,10 @@ def test_frames_without_a_references_column_are_accepted() -> None:
     target = records({"amount_minor": 500, "reference": "INV-000001"}).drop("references")
     assert links(run(source, target, ReferencePass())) == {(("r1",), ("r1",))}
     assert isinstance(source, pl.DataFrame)
+
+
+def test_fuzzy_text_never_proposes_records_whose_references_conflict() -> None:
+    source = [{"amount_minor": 9203, "reference": "INV-047078", "counterparty": "Ravi Hill"}]
+    target = [{"amount_minor": 9138, "reference": "INV-9383500", "description": "PAYMENT FROM RAVI HILL"}]
+    assert links(run(source, target, FuzzyPass())) == set()
+    assert links(run(source, target, FuzzyPass(reject_conflicting_references=False))) == {(("r1",), ("r1",))}

@@ -191,6 +191,8 @@ class FuzzyPass(BaseModel):
     # Candidates per source (same currency, amount and date compatible, nearest amounts first)
     # scored by text similarity.
     max_candidates: int = Field(default=20, ge=1, le=1_000)
+    # As in the amount + date pass: records whose references cannot be the same are never proposed.
+    reject_conflicting_references: bool = True
 
 
 MatchPass = Annotated[

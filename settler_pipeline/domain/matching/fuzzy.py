@@ -11,6 +11,9 @@ all found in the other, which is what a bank memo quoting a customer name looks 
 ``min_score`` are dropped; among the rest the mutual unique best (higher similarity, then smaller
 amount difference, then fewer days) is proposed and ties are left ambiguous.
 
+With ``reject_conflicting_references`` (the default), two records whose references cannot be the same
+(see the amount + date pass) are never candidates.
+
 Confidence: ``0.8 * similarity`` -- a proposal never scores like an auto-confirmed match.
 """
 
@@ -20,6 +23,7 @@ import numpy as np
 import polars as pl
 from rapidfuzz import fuzz, process
 
+from settler_pipeline.domain.matching.amount_date import without_conflicting_references
 from settler_pipeline.domain.matching.candidates import window_candidates
 from settler_pipeline.domain.matching.config import FuzzyPass
 from settler_pipeline.domain.matching.outcome import (
@@ -83,6 +87,8 @@ def run_fuzzy_pass(source: pl.DataFrame, target: pl.DataFrame, config: FuzzyPass
         max_candidates=config.max_candidates,
         crowded="nearest",
     ).pairs
+    if config.reject_conflicting_references:
+        pairs = without_conflicting_references(pairs, source, target)
     if pairs.height == 0 or not config.fields:
         return PassOutcome(empty_matches(), empty_hints())
     fields: list[str] = list(dict.fromkeys(config.fields))
