@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from settler_pipeline.errors import ValidationError
+from settler_pipeline.files import write_atomic
 from settler_pipeline.sample import (
     SampleData,
     generate_sample,
@@ -21,7 +22,6 @@ from settler_pipeline.sample import (
     sample_sides,
     write_sample_files,
 )
-from settler_pipeline.store.manifest import write_atomic
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 

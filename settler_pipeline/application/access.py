@@ -17,9 +17,9 @@ from typing import Any, Final, Literal
 
 from settler_pipeline.domain.commands import validate_user
 from settler_pipeline.errors import NotFoundError, PermissionDeniedError, ValidationError
+from settler_pipeline.files import write_atomic
 from settler_pipeline.ids import new_id, validate_uuid
 from settler_pipeline.store.locks import file_lock
-from settler_pipeline.store.manifest import write_atomic
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: Final[tuple[Role, ...]] = ("viewer", "operator", "admin")

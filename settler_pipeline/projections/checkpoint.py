@@ -10,7 +10,6 @@ the manifest of its generation (see ``parts.py``), committed by one symlink swap
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any, Final
 
 import polars as pl
 import pyarrow.parquet as pq
+
+from settler_pipeline.files import atomic_replace
 
 META_KEY: Final = "settler.read_model"
 
@@ -58,33 +59,14 @@ class Checkpoint:
         return Checkpoint(self.name, self.version, max(position, self.position), newest, datetime.now(UTC))
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def staging_path(path: Path) -> Path:
-    """A temporary name beside ``path`` that no ``*.parquet`` glob matches."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def write_table(path: Path, frame: pl.DataFrame, checkpoint: Checkpoint) -> None:
     """Write ``frame`` with ``checkpoint`` in its metadata and publish both with one ``os.replace``.
 
     A reader that has the previous file open keeps reading it; new readers see the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_path(path)
-    frame.write_parquet(
-        staging, compression="zstd", compression_level=1, metadata={META_KEY: checkpoint.to_json()}
-    )
-    with open(staging, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(staging, path)
-    fsync_dir(path.parent)
+    with atomic_replace(path) as staging:
+        frame.write_parquet(
+            staging, compression="zstd", compression_level=1, metadata={META_KEY: checkpoint.to_json()}
+        )
 
 
 def read_checkpoint(path: Path) -> Checkpoint | None:

@@ -31,7 +31,8 @@ from typing import Any, Final
 
 import polars as pl
 
-from settler_pipeline.projections.checkpoint import Checkpoint, fsync_dir, staging_path
+from settler_pipeline.files import fsync_dir, fsync_file, replace_durably, staging_path
+from settler_pipeline.projections.checkpoint import Checkpoint
 
 RUN: Final = "reconciliation_id"
 GRACE_S: Final = 600.0  # how long a replaced generation stays readable
@@ -97,8 +98,7 @@ class DirectoryStorage(PartStorage):
         target = self.work_dir / name
         staging = staging_path(target)
         frame.write_parquet(staging, compression="zstd", compression_level=1, statistics=True)
-        with open(staging, "rb+") as handle:
-            os.fsync(handle.fileno())
+        fsync_file(staging)  # the directory is fsynced once, when the generation is published
         os.replace(staging, target)  # never writes through a hard link shared with an older generation
         self.written.add(name)
 
@@ -336,11 +336,8 @@ class Generations:
         manifest_path = prefix.with_name(prefix.name + ".json")
         staging = staging_path(manifest_path)
         staging.write_text(json.dumps(manifest, sort_keys=True))
-        for path in (runs_path, staging):
-            with open(path, "rb+") as handle:
-                os.fsync(handle.fileno())
-        os.replace(staging, manifest_path)
-        fsync_dir(self.dir)
+        fsync_file(runs_path)
+        replace_durably(staging, manifest_path)
         link_staging = staging_path(self.link)
         link_staging.unlink(missing_ok=True)
         os.symlink(os.path.relpath(storage.work_dir, self.root), link_staging)

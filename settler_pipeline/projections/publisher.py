@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -29,7 +28,7 @@ import duckdb
 import polars as pl
 
 from settler_pipeline.errors import NotFoundError
-from settler_pipeline.projections.checkpoint import fsync_dir, staging_path
+from settler_pipeline.files import replace_durably, staging_path, write_atomic
 from settler_pipeline.projections.projection import Column, PartedReadModel, ReadModel
 
 ANALYTICS_DB: Final = "analytics.duckdb"
@@ -137,14 +136,9 @@ def ensure_views(
         con.execute("CHECKPOINT")
     finally:
         con.close()
-    with open(staging, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(staging, target)
+    replace_durably(staging, target)
     staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
-    fsync_dir(data_dir)
-    marker_staging = staging_path(marker)
-    marker_staging.write_text(json.dumps({"fingerprint": fingerprint, "statements": statements}))
-    os.replace(marker_staging, marker)
+    write_atomic(marker, json.dumps({"fingerprint": fingerprint, "statements": statements}).encode())
     return True
 
 

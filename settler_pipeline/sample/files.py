@@ -9,6 +9,7 @@ from typing import Literal
 import polars as pl
 
 from settler_pipeline.errors import ValidationError
+from settler_pipeline.files import atomic_replace
 from settler_pipeline.sample.data import SampleData
 
 
@@ -60,14 +61,13 @@ def write_sample_files(
 
 
 def _write_atomic(frame: pl.DataFrame, path: Path, fmt: str) -> Path:
-    staging = path.with_name(f".{path.name}.tmp")
-    if fmt == "csv":
-        frame.write_csv(staging)
-    elif fmt == "parquet":
-        frame.write_parquet(staging)
-    elif fmt == "jsonl":
-        frame.write_ndjson(staging)
-    else:
+    if fmt not in ("csv", "parquet", "jsonl"):
         raise ValidationError(f"unknown sample file format {fmt!r}", hint="use csv, parquet or jsonl")
-    os.replace(staging, path)
+    with atomic_replace(path) as staging:
+        if fmt == "csv":
+            frame.write_csv(staging)
+        elif fmt == "parquet":
+            frame.write_parquet(staging)
+        else:
+            frame.write_ndjson(staging)
     return path

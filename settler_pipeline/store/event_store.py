@@ -42,6 +42,7 @@ from settler_pipeline.errors import (
     StoreError,
     ValidationError,
 )
+from settler_pipeline.files import fsync_dir
 from settler_pipeline.ids import validate_uuid
 from settler_pipeline.store import manifest as manifest_io
 from settler_pipeline.store import quarantine, wal
@@ -435,7 +436,7 @@ class EventStore:
             self._move_torn_record_aside(view)
         if view.wal_valid_bytes == 0 and not view.wal_path.exists():
             view.wal_path.touch()
-            manifest_io.fsync_dir(self.wal_dir)
+            fsync_dir(self.wal_dir)
         valid = wal.append(view.wal_path, table, valid_bytes=view.wal_valid_bytes)
         view.tail.extend(table)
         head = view.head

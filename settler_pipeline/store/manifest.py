@@ -9,12 +9,12 @@ manifest and so see one consistent set of segments, never a partial batch.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from settler_pipeline.errors import CorruptionError
+from settler_pipeline.files import write_atomic
 
 FORMAT_VERSION = 1
 
@@ -93,24 +93,3 @@ def load(path: Path) -> Manifest | None:
 def store(path: Path, manifest: Manifest) -> None:
     """Atomically and durably replace the manifest at ``path``."""
     write_atomic(path, manifest.to_json().encode())
-
-
-def write_atomic(path: Path, content: bytes) -> None:
-    """Replace ``path`` with ``content`` so that readers see the old or the new file, never a mix, and
-    the new one survives a crash once this returns."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make renames and creations inside ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from settler_pipeline.store.manifest import fsync_dir
+from settler_pipeline.files import fsync_dir
 
 
 def new_folder(log_root: Path) -> Path:

@@ -27,8 +27,9 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from settler_pipeline.errors import CorruptionError
+from settler_pipeline.files import replace_durably
 from settler_pipeline.store.index import granules
-from settler_pipeline.store.manifest import SegmentInfo, fsync_dir
+from settler_pipeline.store.manifest import SegmentInfo
 from settler_pipeline.store.schema import POLARS_SCHEMA
 
 SEGMENT_MAX_ROWS = 500_000
@@ -153,14 +154,11 @@ def _write_one(part: pl.DataFrame, event_date: str, segments_dir: Path, staging_
     part.write_parquet(
         staging, compression="zstd", compression_level=1, statistics=True, row_group_size=ROW_GROUP_SIZE
     )
-    with open(staging, "rb+") as handle:
-        os.fsync(handle.fileno())
     sha = file_sha256(staging)
     relative = f"event_date={event_date}/seg-{first:012d}-{last:012d}-{sha[:32]}.parquet"
     target = segments_dir / relative
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staging, target)
-    fsync_dir(target.parent)
+    replace_durably(staging, target)
     _VERIFIED[str(target)] = _stamp(target)  # hashed just above, before the rename
     created = part["created_at"]
     return SegmentInfo(

@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from settler_pipeline.store.manifest import write_atomic
+from settler_pipeline.files import write_atomic
 from settler_pipeline.store.schema import EVENT_SCHEMA
 
 MAGIC = b"SWL3"

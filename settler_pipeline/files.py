@@ -1,0 +1,65 @@
+"""Durable file replacement, written once.
+
+Every file Settler publishes (the log's commit points, read-model tables and their generations, the
+analysts' database, the access file, generated samples) is written the same way: to a staging name
+beside the target that no ``*.parquet``/``*.json`` glob matches, fsynced, renamed over the target with
+``os.replace`` (atomic on POSIX: a reader sees the old file or the new one, never half of one), and the
+directory fsynced so the rename itself survives a crash.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def staging_path(path: Path) -> Path:
+    """A temporary name beside ``path``, private to this process, that no glob for ``path``'s kind of
+    file matches (it starts with a dot and ends in ``.tmp``)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def fsync_file(path: Path) -> None:
+    """Flush ``path``'s content to stable storage."""
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make renames and creations inside ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_durably(staging: Path, target: Path) -> None:
+    """fsync ``staging``, rename it over ``target``, fsync the directory: once this returns, ``target``
+    holds the new content and keeps it through a crash."""
+    fsync_file(staging)
+    os.replace(staging, target)
+    fsync_dir(target.parent)
+
+
+@contextmanager
+def atomic_replace(target: Path) -> Iterator[Path]:
+    """Yield a staging path to write ``target``'s new content to; when the block ends normally the
+    content replaces ``target`` durably (:func:`replace_durably`), and when it raises, ``target`` is
+    untouched and the staging file is removed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_path(target)
+    staging.unlink(missing_ok=True)
+    try:
+        yield staging
+        replace_durably(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, content: bytes) -> None:
+    """Replace ``path`` with ``content`` atomically and durably."""
+    with atomic_replace(path) as staging:
+        staging.write_bytes(content)
