@@ -35,7 +35,9 @@ from settler_pipeline.domain.reconciliation import ReconciliationState
 from settler_pipeline.errors import ConcurrencyError, NotFoundError, SettlerError, StateError, UserError
 from settler_pipeline.ids import new_id
 from settler_pipeline.jobspec import DateRange, JobSpec, job_spec_from_mapping
+from settler_pipeline.logs import get_logger
 
+_log = get_logger(__name__)
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5b7c6f0e-3d1a-4c55-9a43-8f0f2a6b1c01")
 
 
@@ -442,9 +444,15 @@ class ReconciliationService:
                 frame, expected_versions={state.reconciliation_id: state.version}
             )
         except ConcurrencyError:
+            _log.info("run changed meanwhile; this attempt stops", extra=_fields(state))
             return self.load(state.reconciliation_id), 0
         self._publish_lifecycle(frame, positions)
-        return agg.fold_frame(state, frame), len(positions)
+        folded = agg.fold_frame(state, frame)
+        _log.info(
+            "events appended",
+            extra={**_fields(folded), "events": len(positions), "head": positions[-1] if positions else None},
+        )
+        return folded, len(positions)
 
     def _publish_lifecycle(self, frame: pl.DataFrame, positions: list[int]) -> PublishReport:
         """Publish a run batch's lifecycle events (per-record events reach read models through the log;
@@ -487,6 +495,11 @@ class ReconciliationService:
             step=step,
             retryable=retryable,
         )
+        _log.warning(
+            "run failed: %s",
+            exc.message,
+            extra={**_fields(state), "step": step, "error": type(exc).__name__, "retryable": retryable},
+        )
         frame = run_events.single_event(e.RECONCILIATION_FAILED, payload.model_dump(mode="json"), meta)
         state, count = self._append_run(state, frame)
         return self._outcome(state, events_appended=count)
@@ -517,6 +530,17 @@ def _summary(result: MatchResult, sides: dict[str, LoadedSide], duration_ms: int
         duration_ms=duration_ms,
         match_rate=round(matched_source / eligible, 6) if eligible else 0.0,
     )
+
+
+def _fields(state: ReconciliationState) -> dict[str, Any]:
+    """What a log line about a run carries: enough to find the run and its events."""
+    return {
+        "run_id": state.reconciliation_id,
+        "tenant": state.tenant_id,
+        "job": state.job_id,
+        "attempt": state.attempt,
+        "status": state.status,
+    }
 
 
 def _failures(report: PublishReport) -> list[str]:

@@ -35,10 +35,27 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _configure_logging(level: str) -> str:
+    from settler_pipeline.logs import configure, parse_level
+
+    try:
+        configure(parse_level(level))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return level
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+    log_level: str = typer.Option(
+        "WARNING",
+        "--log-level",
+        envvar="SETTLER_LOG_LEVEL",
+        callback=_configure_logging,
+        help="Log to stderr from this level on: DEBUG, INFO, WARNING or ERROR.",
     ),
 ) -> None:
     """Settler: reconcile financial records with an auditable event log."""

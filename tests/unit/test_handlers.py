@@ -6,6 +6,8 @@ here they run against :class:`InMemoryEventLog`, which the contract suite holds 
 
 from __future__ import annotations
 
+import logging
+import shutil
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -21,6 +23,7 @@ from settler_pipeline.domain import events as e
 from settler_pipeline.errors import ConcurrencyError, PermissionDeniedError, StateError
 from settler_pipeline.ids import new_id
 from settler_pipeline.jobspec import load_job_spec
+from settler_pipeline.logs import fields_of
 from settler_pipeline.sample_job import write_sample_job
 from settler_pipeline.store.memory import InMemoryEventLog
 
@@ -137,3 +140,19 @@ def test_a_writer_that_lost_the_race_is_refused_by_the_log(world: World) -> None
             extra.select(*INPUT_COLUMNS),
             expected_versions={outcome.reconciliation_id: stale},
         )
+
+
+def test_a_failed_run_is_logged_with_its_run_tenant_and_step(
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(world.spec_path.parent, moved)
+    (moved / "target.csv").unlink()
+    world.spec_path = moved / world.spec_path.name
+    with caplog.at_level(logging.INFO, logger="settler_pipeline"):
+        outcome = world.service.start(world.start())
+    assert outcome.status == "failed"
+    (failed,) = [r for r in caplog.records if r.levelno == logging.WARNING and "run failed" in r.message]
+    fields = fields_of(failed)
+    assert fields["run_id"] == outcome.reconciliation_id and fields["tenant"] == world.tenant
+    assert (fields["step"], fields["error"]) == ("fetch_target", "NotFoundError")
