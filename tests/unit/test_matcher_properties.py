@@ -19,9 +19,11 @@ from settler_pipeline.domain.matching import (
     MatchConfig,
     MatchResult,
     ReferencePass,
+    SplitPass,
     Tolerance,
     match_records,
 )
+from settler_pipeline.domain.matching.explain import REJECTIONS
 from tests.unit.test_matcher_support import BASE_TIME, records
 
 row = st.fixed_dictionaries(
@@ -30,8 +32,11 @@ row = st.fixed_dictionaries(
         "amount_minor": st.sampled_from([100, 101, 200, 300, 1000, -50]),
         "currency": st.sampled_from(["USD", "EUR"]),
         "at": st.integers(0, 5).map(lambda d: BASE_TIME + timedelta(days=d)),
-        "reference": st.sampled_from([None, "INV-1", "inv 1", "INV-2", "po_1"]),
-        "description": st.sampled_from([None, "Payment INV-1 thanks", "JANE SMITH", "STRIPE PAYOUT po_1"]),
+        "reference": st.sampled_from([None, "INV-1", "inv 1", "INV-2", "po_1", "NOTPROVIDED"]),
+        "references": st.sampled_from([None, [], ["ch_9"], ["INV-2", "N/A"]]),
+        "description": st.sampled_from(
+            [None, "Payment INV-1 thanks", "JANE SMITH", "STRIPE PAYOUT po_1", "RE/INV-2/2026", "ch_9/BOB"]
+        ),
         "counterparty": st.sampled_from([None, "Jane Smith", "Bob"]),
         "group_key": st.sampled_from([None, "po_1", "INV-2"]),
         "in_range": st.booleans(),
@@ -53,13 +58,14 @@ config = st.builds(
                 AmountDatePass(tolerance=tol, date_window=win, max_candidates=cap),
                 GroupPass(tolerance=tol, date_window=win, max_candidates=cap),
                 FuzzyPass(tolerance=tol, date_window=win, min_score=0.5, max_candidates=cap),
+                SplitPass(tolerance=tol, date_window=win, max_parts=max(cap, 2)),
             ][i]
             for i in order
         ]
     ),
     tolerance,
     window,
-    st.permutations([0, 1, 2, 3]),
+    st.permutations([0, 1, 2, 3, 4]),
     st.sampled_from([1, 3, 50]),
 )
 
@@ -110,6 +116,15 @@ def test_every_record_lands_in_exactly_one_bucket_and_no_record_is_matched_twice
         if match["rule"] == "fuzzy_text":
             assert match["status"] == "proposed"
     assert set(result.unmatched["reason"]) <= set(UNMATCHED_REASONS)
+    # The closest candidate of an unmatched record is a record of the other side, with a rejection.
+    ids = {"source": set(source["record_id"]), "target": set(target["record_id"])}
+    for unmatched in result.unmatched.iter_rows(named=True):
+        other = "target" if unmatched["side"] == "source" else "source"
+        named = unmatched["closest_rejection"] is not None
+        assert named == (unmatched["closest_amount_minor"] is not None)
+        assert unmatched["closest_rejection"] in (None, *REJECTIONS)
+        if named and unmatched["closest_id"] is not None:
+            assert unmatched["closest_id"] in ids[other]
     margin = set(source.filter(~pl.col("in_range"))["line_number"])
     for unmatched in result.unmatched.filter(pl.col("side") == "source").iter_rows(named=True):
         assert (unmatched["reason"] == "outside_range") == (unmatched["line_number"] in margin)
