@@ -219,7 +219,8 @@ def test_description_tokens_are_normalised_and_short_ones_dropped() -> None:
         {"line_number": [1, 2], "d": ["Payment INV-00123, 12 thanks", "STRIPE PAYOUT po_1AbC"]}
     )
     tokens = description_tokens(frame, "d", ReferencePass().strip_prefixes, min_length=4)
-    assert sorted(zip(tokens["line_number"], tokens["key"], strict=True)) == [
+    # A key may come twice from one memo (a token and its piece): the passes pair by key anyway.
+    assert sorted(set(zip(tokens["line_number"], tokens["key"], strict=True))) == [
         (1, "00123"),
         (1, "PAYMENT"),
         (1, "THANKS"),

@@ -61,8 +61,13 @@ def without_conflicting_references(
 ) -> pl.DataFrame:
     """Drop pairs whose two records carry references that cannot be the same (see module docstring):
     both carry at least one reference and no reference of one contains a reference of the other."""
-    s_refs = _keys(source, "source_line")
-    t_refs = _keys(target, "target_line")
+    # Only the records that appear in a pair need their references normalised.
+    s_refs = _keys(
+        source.join(pairs.select(line_number="source_line"), on="line_number", how="semi"), "source_line"
+    )
+    t_refs = _keys(
+        target.join(pairs.select(line_number="target_line"), on="line_number", how="semi"), "target_line"
+    )
     lines = ["source_line", "target_line"]
     both = (
         pairs.select(lines)

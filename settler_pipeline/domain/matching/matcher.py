@@ -29,7 +29,7 @@ from settler_pipeline.domain.matching.config import AmountDatePass, MatchConfig
 from settler_pipeline.domain.matching.explain import explain_unmatched
 from settler_pipeline.domain.matching.fuzzy import run_fuzzy_pass
 from settler_pipeline.domain.matching.group import run_group_pass
-from settler_pipeline.domain.matching.normalise import without_placeholders
+from settler_pipeline.domain.matching.normalise import without_placeholder_entries, without_placeholders
 from settler_pipeline.domain.matching.outcome import HINT_SCHEMA, WORK_COLUMNS, PassOutcome
 from settler_pipeline.domain.matching.reference import run_reference_pass
 from settler_pipeline.domain.matching.result import (
@@ -199,7 +199,7 @@ def _checked(frame: pl.DataFrame, side: str) -> pl.DataFrame:
         # Placeholders ("NOTPROVIDED", "N/A", ...) say "no reference": treated as absent everywhere.
         checked = checked.with_columns(
             reference=without_placeholders(pl.col("reference")),
-            references=pl.col("references").list.eval(without_placeholders(pl.element())).list.drop_nulls(),
+            references=without_placeholder_entries(checked["references"]),
         )
     except pl.exceptions.PolarsError as e:
         raise ValidationError(
