@@ -1,114 +1,39 @@
-"""Assets: the event log (observed), aggregate snapshots and the read models (materialized
-incrementally by the library), their checks, and the sensor that keeps them fresh.
+"""Assets: the event log (observed), aggregate snapshots, and the read models (all five updated by one
+multi-asset from one read of the new events), with their checks and freshness checks.
 
 Assets do their own I/O through resources and return ``MaterializeResult`` with metadata: the
-DataFrame IO managers do not work with DuckDB 2 / Polars 2 (see docs/architecture.md).
+DataFrame IO managers do not work with DuckDB 2 / Polars 2 (see docs/architecture.md). Every
+materialization carries the operational metrics (``settler_pipeline.metrics``) so Dagster plots them.
 """
 
 import re
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from typing import Any, Final
 
 import dagster as dg
 import polars as pl
 
+from dagster_project.catalog import KINDS, OWNERS, markdown_preview, table_schema
 from dagster_project.resources import EventStoreResource, ReadModelsResource
 from settler_pipeline import projections
 from settler_pipeline.domain import events as e
-from settler_pipeline.errors import NotFoundError
+from settler_pipeline.domain.reconciliation import SNAPSHOT_SCHEMA_VERSION
+from settler_pipeline.metrics import operational_metrics
+from settler_pipeline.projections.runner import READ_MODELS
 from settler_pipeline.store import maintenance
 
-GROUP = "read_models"
-EVENT_LOG = dg.AssetKey("event_log")
-SNAPSHOT_EVERY = 100
-
-
-@dg.observable_source_asset(
-    key=EVENT_LOG,
-    group_name="event_log",
-    description="The append-only event log (Parquet segments + write-ahead tail). Its data version is the "
-    "head position, so downstream assets know when new events arrived.",
+GROUP: Final = "read_models"
+EVENT_LOG: Final = dg.AssetKey("event_log")
+SNAPSHOTS: Final = dg.AssetKey("aggregate_snapshots")
+SNAPSHOT_EVERY: Final = 100
+READ_MODEL_KEYS: Final = [dg.AssetKey(m.name) for m in READ_MODELS]
+# Read models follow the log within a minute; a day and more without an update means the sensor or the
+# daemon is off (or nothing happened at all, which a daily schedule makes unusual).
+FRESHNESS: Final = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=48), warn_window=timedelta(hours=26)
 )
-def event_log(event_store: EventStoreResource) -> dg.ObserveResult:
-    started = time.perf_counter()
-    with event_store.open(read_only=True) as store:
-        stats = maintenance.stats(store)
-    return dg.ObserveResult(
-        data_version=dg.DataVersion(str(stats["head_position"])),
-        metadata={
-            "head_position": stats["head_position"],
-            "segments": stats["segments"],
-            "event_store_bytes": stats["segment_bytes"] + stats["wal_bytes"] + stats["index_bytes"],
-            "wal_events": stats["wal_events"],
-            "observe_ms": round((time.perf_counter() - started) * 1000, 1),
-        },
-    )
-
-
-@dg.asset(
-    group_name=GROUP,
-    deps=[EVENT_LOG],
-    description=f"Aggregate snapshots of reconciliation runs, every {SNAPSHOT_EVERY} events per stream "
-    "(built in bulk with Polars; an old snapshot schema is rebuilt, never misread).",
-    automation_condition=dg.AutomationCondition.eager(),
-)
-def aggregate_snapshots(event_store: EventStoreResource) -> dg.MaterializeResult:
-    started = time.perf_counter()
-    with event_store.open() as store:
-        built = projections.build_snapshots(store, every=SNAPSHOT_EVERY)
-        total = store.snapshots.count()
-        head = store.head_position
-    return dg.MaterializeResult(
-        metadata={
-            "snapshots_built": built,
-            "snapshots_total": total,
-            "snapshot_every": SNAPSHOT_EVERY,
-            "head_position": head,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-        }
-    )
-
-
-def _read_model_asset(name: str, description: str) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=name,
-        group_name=GROUP,
-        deps=[EVENT_LOG],
-        description=description,
-        automation_condition=dg.AutomationCondition.eager(),
-    )
-    def _asset(event_store: EventStoreResource, read_models: ReadModelsResource) -> dg.MaterializeResult:
-        started = time.perf_counter()
-        with event_store.open() as store:
-            before = {s["name"]: s for s in projections.status(store, read_models.path())}.get(name, {})
-            after = {s["name"]: s for s in projections.update(store, read_models.path(), names=[name])}[name]
-        duration = time.perf_counter() - started
-        query_started = time.perf_counter()
-        rows = projections.sql(read_models.path(), f"SELECT count(*) AS n FROM {name}")["n"][0]  # noqa: S608
-        return dg.MaterializeResult(
-            metadata={
-                "rows": int(rows),
-                "checkpoint": int(after["checkpoint"]),
-                "head_position": int(after["head"]),
-                "projection_lag": int(after["lag"]),
-                "events_applied": int(after["checkpoint"]) - int(before.get("checkpoint", 0) or 0),
-                "duration_ms": round(duration * 1000, 1),
-                "read_model_query_ms": round((time.perf_counter() - query_started) * 1000, 1),
-            }
-        )
-
-    return _asset
-
-
-READ_MODEL_DESCRIPTIONS = {
-    "reconciliation_summary": "One row per run: status, totals, matches, exceptions, match rate.",
-    "tenant_usage_view": "Tenant x day (event time): runs started, completed, failed, cancelled; records.",
-    "error_hotspots_view": "Tenant x error type x step: count, first/last seen, a sample message.",
-    "reconciliation_exceptions": "Open review items: unmatched, ambiguous, proposed, duplicate, quarantined.",
-    "reconciliation_matches": "One row per match (auto, proposed, confirmed, manual) for audits.",
-}
-read_model_assets = [_read_model_asset(n, d) for n, d in READ_MODEL_DESCRIPTIONS.items()]
 
 # Columns that count things or measure durations: never negative. (Amounts may be: refunds.)
 _NON_NEGATIVE = re.compile(
@@ -117,36 +42,215 @@ _NON_NEGATIVE = re.compile(
 )
 
 
-def _lag_check(name: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=name, name=f"check_{name}_lag", description="Projection lag is zero after update.")
-    def _check(event_store: EventStoreResource, read_models: ReadModelsResource) -> dg.AssetCheckResult:
+event_log: Final = dg.AssetSpec(
+    EVENT_LOG,
+    group_name="event_log",
+    description="The append-only event log (Parquet segments + write-ahead tail). Observed by "
+    "event_log_sensor whenever its head moves (the observation's data version is the head position); "
+    "written by the reconciliations and every command, never materialized here.",
+    kinds={"parquet", "duckdb"},
+    owners=OWNERS,
+)
+
+
+def observe_event_log(store: Any) -> tuple[int, dict[str, Any]]:
+    """The log's head position and what an observation of ``event_log`` records."""
+    started = time.perf_counter()
+    stats = maintenance.stats(store)
+    return int(stats["head_position"]), {
+        "head_position": stats["head_position"],
+        "segments": stats["segments"],
+        "event_store_bytes": stats["segment_bytes"] + stats["wal_bytes"] + stats["index_bytes"],
+        "wal_events": stats["wal_events"],
+        "observe_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+
+
+def snapshots_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
+    """``aggregate_snapshots``, downstream of the log and of ``upstream`` (the reconciliations)."""
+
+    @dg.asset(
+        key=SNAPSHOTS,
+        group_name=GROUP,
+        deps=[EVENT_LOG, *upstream],
+        description=f"Aggregate snapshots of reconciliation runs, every {SNAPSHOT_EVERY} events per stream "
+        "(built in bulk with Polars; an old snapshot schema is rebuilt, never misread).",
+        kinds={"polars", "duckdb"},
+        owners=OWNERS,
+        code_version=f"schema-{SNAPSHOT_SCHEMA_VERSION}-every-{SNAPSHOT_EVERY}",
+    )
+    def aggregate_snapshots(event_store: EventStoreResource) -> dg.MaterializeResult:
+        started = time.perf_counter()
         with event_store.open() as store:
-            entry = _status(store, read_models, name)
-        return dg.AssetCheckResult(
-            passed=int(entry["lag"]) == 0,
+            built = projections.build_snapshots(store, every=SNAPSHOT_EVERY)
+            total = store.snapshots.count()
+            head = store.head_position
+            metrics = operational_metrics(store)
+        return dg.MaterializeResult(
             metadata={
-                "lag": int(entry["lag"]),
-                "checkpoint": int(entry["checkpoint"]),
-                "head": int(entry["head"]),
-            },
+                "snapshots_built": built,
+                "snapshots_total": total,
+                "snapshot_every": SNAPSHOT_EVERY,
+                "head_position": head,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                **metrics,
+            }
         )
 
-    return _check
+    return aggregate_snapshots
 
 
-def _values_check(name: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=name, name=f"check_{name}_values", description="No negative counts; match rates within [0, 1]."
+def _check_specs() -> list[dg.AssetCheckSpec]:
+    specs = []
+    for model in READ_MODELS:
+        specs.append(
+            dg.AssetCheckSpec(
+                f"check_{model.name}_lag",
+                asset=model.name,
+                description="The update reached the head it read (lag 0 at that head; later appends are "
+                "the next update's, reported as events_since).",
+            )
+        )
+        specs.append(
+            dg.AssetCheckSpec(
+                f"check_{model.name}_values",
+                asset=model.name,
+                description="No negative counts; match rates within [0, 1].",
+            )
+        )
+    specs.append(
+        dg.AssetCheckSpec(
+            "check_reconciliation_summary_totals",
+            asset="reconciliation_summary",
+            description="One summary row per run started in the log (up to the read model's checkpoint).",
+        )
     )
-    def _check(read_models: ReadModelsResource) -> dg.AssetCheckResult:
-        frame = projections.read_model(read_models.path(), name)
-        problems = _impossible_values(frame)
-        return dg.AssetCheckResult(passed=not problems, metadata={"problems": ", ".join(problems) or "none"})
+    specs.append(
+        dg.AssetCheckSpec(
+            "check_tenant_usage_view_totals",
+            asset="tenant_usage_view",
+            description="Runs started per tenant and day add up to the ReconciliationStarted events.",
+        )
+    )
+    return specs
 
-    return _check
+
+def read_models_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
+    """The five read models as one multi-asset: one update applies the new events to all of them (one
+    read and decode of the log), then each gets its own materialization and checks."""
+    specs = [
+        dg.AssetSpec(
+            model.name,
+            deps=[EVENT_LOG, *upstream],
+            group_name=GROUP,
+            description=model.doc,
+            kinds=KINDS,
+            owners=OWNERS,
+            code_version=f"v{model.version}",
+            freshness_policy=FRESHNESS,
+            metadata={
+                "dagster/column_schema": table_schema(model.columns),
+                "dagster/table_name": f"analytics.{model.name}",
+            },
+        )
+        for model in READ_MODELS
+    ]
+
+    @dg.multi_asset(
+        name="read_models",
+        specs=specs,
+        check_specs=_check_specs(),
+        description="Bring every read model up to the log's head in one pass (incremental) and publish.",
+    )
+    def read_models(
+        event_store: EventStoreResource, read_models: ReadModelsResource
+    ) -> Iterator[dg.MaterializeResult]:
+        root = read_models.path()
+        with event_store.open() as store:
+            before = {s["name"]: int(s["checkpoint"]) for s in projections.status(store, root)}
+            started = time.perf_counter()
+            rows = {s["name"]: s for s in projections.update(store, root)}
+            duration_ms = round((time.perf_counter() - started) * 1000, 1)
+            live_head = store.head_position
+            checkpoint = min(int(r["checkpoint"]) for r in rows.values())
+            starts = (
+                store.read(to_position=checkpoint, event_types=[e.RECONCILIATION_STARTED])
+                .select("aggregate_id")
+                .collect()["aggregate_id"]
+            )
+            metrics = operational_metrics(store, root)
+        for model in READ_MODELS:
+            status = rows[model.name]
+            frame = projections.read_model(root, model.name)
+            checks = [
+                dg.AssetCheckResult(
+                    asset_key=model.name,
+                    check_name=f"check_{model.name}_lag",
+                    passed=int(status["lag"]) == 0,
+                    metadata={
+                        "lag": int(status["lag"]),
+                        "checkpoint": int(status["checkpoint"]),
+                        "head": int(status["head"]),
+                        "events_since": live_head - int(status["checkpoint"]),
+                    },
+                ),
+                _values_result(model.name, frame),
+                *_totals_results(model.name, frame, starts),
+            ]
+            yield dg.MaterializeResult(
+                asset_key=model.name,
+                metadata={
+                    "dagster/row_count": frame.height,
+                    "preview": dg.MetadataValue.md(markdown_preview(frame)),
+                    "checkpoint": int(status["checkpoint"]),
+                    "head_position": int(status["head"]),
+                    "projection_lag": int(status["lag"]),
+                    "events_applied": int(status["checkpoint"]) - before.get(model.name, 0),
+                    "duration_ms": duration_ms,
+                    **metrics,
+                },
+                check_results=checks,
+            )
+
+    return read_models
 
 
-def _impossible_values(frame: pl.DataFrame) -> list[str]:
+def _values_result(name: str, frame: pl.DataFrame) -> dg.AssetCheckResult:
+    problems = impossible_values(frame)
+    return dg.AssetCheckResult(
+        asset_key=name,
+        check_name=f"check_{name}_values",
+        passed=not problems,
+        metadata={"problems": ", ".join(problems) or "none"},
+    )
+
+
+def _totals_results(name: str, frame: pl.DataFrame, starts: pl.Series) -> list[dg.AssetCheckResult]:
+    if name == "reconciliation_summary":
+        runs = starts.n_unique()
+        return [
+            dg.AssetCheckResult(
+                asset_key=name,
+                check_name="check_reconciliation_summary_totals",
+                passed=frame.height == runs,
+                metadata={"runs_in_log": runs, "rows": frame.height},
+            )
+        ]
+    if name == "tenant_usage_view":
+        total = int(frame["runs_started"].sum()) if frame.height else 0
+        return [
+            dg.AssetCheckResult(
+                asset_key=name,
+                check_name="check_tenant_usage_view_totals",
+                passed=total == starts.len(),
+                metadata={"events": starts.len(), "runs_started": total},
+            )
+        ]
+    return []
+
+
+def impossible_values(frame: pl.DataFrame) -> list[str]:
+    """Columns of ``frame`` holding values that cannot be: negative counts, rates outside [0, 1]."""
     problems = []
     for column, dtype in frame.schema.items():
         if dtype.is_numeric() and _NON_NEGATIVE.search(column) and frame.height:
@@ -158,73 +262,3 @@ def _impossible_values(frame: pl.DataFrame) -> list[str]:
             if rates.len() and (float(rates.min()) < 0 or float(rates.max()) > 1):  # type: ignore[arg-type]
                 problems.append("match_rate outside [0, 1]")
     return problems
-
-
-def _status(store: Any, read_models: ReadModelsResource, name: str) -> dict[str, Any]:
-    """The projection status row of one read model."""
-    return {s["name"]: s for s in projections.status(store, read_models.path())}[name]
-
-
-def _runs_started(event_store: EventStoreResource, read_models: ReadModelsResource, name: str) -> pl.Series:
-    """Stream ids of the ReconciliationStarted events up to read model ``name``'s checkpoint."""
-    with event_store.open() as store:
-        checkpoint = int(_status(store, read_models, name)["checkpoint"])
-        started = store.read(to_position=checkpoint, event_types=[e.RECONCILIATION_STARTED])
-        return started.select("aggregate_id").collect()["aggregate_id"]
-
-
-@dg.asset_check(
-    asset="reconciliation_summary",
-    name="check_reconciliation_summary_totals",
-    description="One summary row per run started in the log (up to the read model's checkpoint).",
-)
-def check_reconciliation_summary_totals(
-    event_store: EventStoreResource, read_models: ReadModelsResource
-) -> dg.AssetCheckResult:
-    summary = projections.read_model(read_models.path(), "reconciliation_summary")
-    runs = _runs_started(event_store, read_models, "reconciliation_summary").n_unique()
-    return dg.AssetCheckResult(
-        passed=summary.height == runs, metadata={"runs_in_log": runs, "rows": summary.height}
-    )
-
-
-@dg.asset_check(
-    asset="tenant_usage_view",
-    name="check_tenant_usage_view_totals",
-    description="Runs started per tenant and day add up to the ReconciliationStarted events in the log.",
-)
-def check_tenant_usage_view_totals(
-    event_store: EventStoreResource, read_models: ReadModelsResource
-) -> dg.AssetCheckResult:
-    usage = projections.read_model(read_models.path(), "tenant_usage_view")
-    started = _runs_started(event_store, read_models, "tenant_usage_view").len()
-    total = int(usage["runs_started"].sum()) if usage.height else 0
-    return dg.AssetCheckResult(passed=total == started, metadata={"events": started, "runs_started": total})
-
-
-checks: Sequence[dg.AssetChecksDefinition] = [
-    *(_lag_check(n) for n in READ_MODEL_DESCRIPTIONS),
-    *(_values_check(n) for n in READ_MODEL_DESCRIPTIONS),
-    check_reconciliation_summary_totals,
-    check_tenant_usage_view_totals,
-]
-
-read_models_job = dg.define_asset_job(
-    "read_models_job",
-    selection=dg.AssetSelection.groups(GROUP),
-    description="Bring snapshots and every read model up to the log's head (incremental).",
-)
-
-
-@dg.sensor(job=read_models_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def event_log_sensor(context: dg.SensorEvaluationContext, event_store: EventStoreResource) -> dg.SensorResult:
-    """Requests an incremental update of the read models whenever the log's head moves."""
-    try:
-        with event_store.open(read_only=True) as store:
-            head = store.head_position
-    except NotFoundError:
-        return dg.SensorResult(skip_reason=f"no Settler data at {event_store.path()} yet")
-    last = int(context.cursor or 0)
-    if head <= last:
-        return dg.SensorResult(skip_reason=f"no new events (head {head})")
-    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"head-{head}")], cursor=str(head))

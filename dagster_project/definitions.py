@@ -1,29 +1,44 @@
 """The Dagster code location: wiring only; the logic lives in ``settler_pipeline``.
 
 Load it with ``dagster dev -w workspace.yaml`` (data directory: ``SETTLER_DATA_DIR``, default the
-embedded ``data/``; job specs with daily schedules: ``SETTLER_JOB_SPECS``, default ``<data dir>/jobs``).
+embedded ``data/``; job specs that become partitioned reconciliation assets: ``SETTLER_JOB_SPECS``,
+default ``<data dir>/jobs``; scheduled work acts as the ``service_user`` setting).
 """
+
+from pathlib import Path
 
 import dagster as dg
 
-from dagster_project.assets import (
-    aggregate_snapshots,
-    checks,
-    event_log,
-    event_log_sensor,
-    read_model_assets,
-    read_models_job,
-)
-from dagster_project.jobs import daily_jobs_and_schedules, reconciliation_job
-from dagster_project.resources import EventStoreResource, ReadModelsResource
+from dagster_project.assets import GROUP, event_log, read_models_asset, snapshots_asset
+from dagster_project.jobs import reconciliation_job
+from dagster_project.reconciliations import MatchRatePolicy, job_spec_assets
+from dagster_project.resources import AlertsResource, EventStoreResource, ReadModelsResource
+from dagster_project.sensors import event_log_sensor, failure_alert_sensor, job_specs_sensor
 
-daily_jobs, daily_schedules = daily_jobs_and_schedules()
-
-defs = dg.Definitions(
-    assets=[event_log, aggregate_snapshots, *read_model_assets],
-    asset_checks=list(checks),
-    jobs=[reconciliation_job, read_models_job, *daily_jobs],
-    schedules=daily_schedules,
-    sensors=[event_log_sensor],
-    resources={"event_store": EventStoreResource(), "read_models": ReadModelsResource()},
+read_models_job = dg.define_asset_job(
+    "read_models_job",
+    selection=dg.AssetSelection.groups(GROUP),
+    description="Bring snapshots and every read model up to the log's head (incremental, one pass).",
 )
+
+
+def build_definitions(job_specs_dir: Path | None = None) -> dg.Definitions:
+    """The code location, with one reconciliation asset per job spec in ``job_specs_dir`` (default: the
+    configured jobs folder)."""
+    job_specs = job_spec_assets(job_specs_dir)
+    upstream = [asset.key for asset in job_specs.assets]
+    return dg.Definitions(
+        assets=[event_log, snapshots_asset(upstream), read_models_asset(upstream), *job_specs.assets],
+        jobs=[reconciliation_job, read_models_job, *job_specs.jobs],
+        schedules=job_specs.schedules,
+        sensors=[event_log_sensor(read_models_job), job_specs_sensor(job_specs), failure_alert_sensor],
+        resources={
+            "event_store": EventStoreResource(),
+            "read_models": ReadModelsResource(),
+            "alerts": AlertsResource(),
+            "match_rate_policy": MatchRatePolicy(),
+        },
+    )
+
+
+defs = build_definitions()

@@ -1,15 +1,13 @@
-"""The reconciliation job (launched with a job spec in run config) and one daily schedule per job spec."""
+"""The reconciliation job: any job spec over any date range, given in run config (the partitioned
+reconciliation assets in ``reconciliations.py`` cover the job specs of the jobs folder, a day at a time)."""
 
-import os
-from datetime import date, datetime
-from pathlib import Path
+from datetime import date
 from typing import Any
 
 import dagster as dg
 
-from dagster_project.resources import EventStoreResource, default_data_dir
+from dagster_project.resources import EventStoreResource
 from settler_pipeline.errors import SettlerError, StoreError, UserError
-from settler_pipeline.jobspec import load_job_spec
 
 # Transient trouble (a lock held too long by another process) is retried; a user's mistake is not.
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
@@ -22,7 +20,8 @@ class ReconcileConfig(dg.Config):  # type: ignore[misc]
     start: str  # YYYY-MM-DD
     end: str = ""  # YYYY-MM-DD, default: start
     tenant: str = ""  # name or id; default: the spec's tenant or the user's only tenant
-    idempotency_key: str = ""  # same key twice = the run happens once (schedules set one per partition)
+    idempotency_key: str = ""  # same key twice = the run happens once
+    supersede: bool = False  # replace a live run of the same job, tenant and days (else: refused)
 
 
 @dg.op(retry_policy=TRANSIENT_RETRY, tags={"kind": "settler"})
@@ -40,6 +39,7 @@ def reconcile(
                 end=end,
                 tenant=config.tenant or None,
                 idempotency_key=config.idempotency_key or None,
+                supersede=config.supersede,
             )
     except StoreError:
         raise  # transient: the retry policy runs the op again
@@ -74,54 +74,3 @@ def reconcile(
 @dg.job(description="Reconcile one job spec over a date range (give both in run config).")
 def reconciliation_job() -> None:
     reconcile()
-
-
-def job_spec_dir() -> Path:
-    """Folder whose ``*.yaml`` job specs get a daily schedule: ``SETTLER_JOB_SPECS``, else
-    ``<data dir>/jobs``."""
-    return Path(os.environ.get("SETTLER_JOB_SPECS") or default_data_dir() / "jobs")
-
-
-def daily_job(spec_path: Path, start_date: str = "2026-01-01") -> dg.JobDefinition:
-    """A job partitioned by day that reconciles ``spec_path`` over the partition's date."""
-    spec = load_job_spec(spec_path)
-    name = spec.name.replace("-", "_")
-
-    @dg.daily_partitioned_config(start_date=start_date)
-    def partition_config(window_start: datetime, _window_end: datetime) -> dict[str, Any]:
-        day = window_start.date().isoformat()
-        return {
-            "ops": {
-                "reconcile": {
-                    "config": {
-                        "job_spec": str(spec_path),
-                        "start": day,
-                        "end": day,
-                        "idempotency_key": f"{spec.name}:{day}",
-                    }
-                }
-            }
-        }
-
-    @dg.job(name=f"reconcile_{name}_daily", config=partition_config, tags={"job_spec": spec.name})
-    def partitioned() -> None:
-        reconcile()
-
-    return partitioned
-
-
-def daily_jobs_and_schedules() -> tuple[list[dg.JobDefinition], list[dg.ScheduleDefinition]]:
-    """One partitioned job and schedule (02:00 UTC, the day before) per job spec found."""
-    jobs: list[dg.JobDefinition] = []
-    schedules: list[dg.ScheduleDefinition] = []
-    folder = job_spec_dir()
-    for spec_path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-        try:
-            job = daily_job(spec_path)
-        except SettlerError:
-            continue  # a broken spec must not take the whole code location down; `settler` reports it
-        jobs.append(job)
-        schedules.append(
-            dg.build_schedule_from_partitioned_job(job, hour_of_day=2, name=f"{job.name}_schedule")  # type: ignore[arg-type]
-        )
-    return jobs, schedules

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from settler_pipeline.alerts import AlertHook, AlertRecorder, log_hook, webhook_hook
 from settler_pipeline.session import Settler
+from settler_pipeline.settings import load_settings
 from settler_pipeline.store.event_store import EventStore
 
 EMBEDDED_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -20,10 +22,15 @@ class EventStoreResource(dg.ConfigurableResource):  # type: ignore[misc]
     """The event log of a data directory, and the application on top of it for commands."""
 
     data_dir: str = ""  # empty: SETTLER_DATA_DIR, else the embedded data/
-    user: str = "dagster"  # the acting user of scheduled runs (needs operator in the run's tenant)
+    # The identity scheduled work acts as; empty: the `service_user` setting (SETTLER_SERVICE_USER,
+    # settler.toml, default "dagster"). It needs a role in each tenant like anyone (`make demo` grants it).
+    user: str = ""
 
     def path(self) -> Path:
         return Path(self.data_dir) if self.data_dir else default_data_dir()
+
+    def acting_user(self) -> str:
+        return self.user or load_settings(data_dir=self.path()).service_user
 
     def open(self, *, read_only: bool = False) -> EventStore:
         """A store handle; close it (or use ``with``) when done. ``read_only`` handles take no write
@@ -31,8 +38,8 @@ class EventStoreResource(dg.ConfigurableResource):  # type: ignore[misc]
         return EventStore.open(self.path(), read_only=read_only)
 
     def app(self) -> Settler:
-        """The application (commands and reads) acting as :attr:`user`."""
-        return Settler(self.path(), user=self.user)
+        """The application (commands and reads) acting as :meth:`acting_user`."""
+        return Settler(self.path(), user=self.acting_user())
 
 
 class ReadModelsResource(dg.ConfigurableResource):  # type: ignore[misc]
@@ -42,3 +49,19 @@ class ReadModelsResource(dg.ConfigurableResource):  # type: ignore[misc]
 
     def path(self) -> Path:
         return Path(self.data_dir) if self.data_dir else default_data_dir()
+
+
+class AlertsResource(dg.ConfigurableResource):  # type: ignore[misc]
+    """Where failure alerts go: a log line and ``<data dir>/alerts/<run id>.json`` always, and a POST to
+    ``webhook_url`` when set (``SETTLER_ALERT_WEBHOOK``)."""
+
+    data_dir: str = ""  # empty: SETTLER_DATA_DIR, else the embedded data/
+    webhook_url: str = ""
+
+    def recorder(self) -> AlertRecorder:
+        root = Path(self.data_dir) if self.data_dir else default_data_dir()
+        hooks: list[AlertHook] = [log_hook]
+        url = self.webhook_url or os.environ.get("SETTLER_ALERT_WEBHOOK", "")
+        if url:
+            hooks.append(webhook_hook(url))
+        return AlertRecorder(root / "alerts", hooks)

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from settler_pipeline.errors import SettlerError
 from settler_pipeline.sample_job import write_sample_job
 from settler_pipeline.session import Settler
+from settler_pipeline.settings import load_settings
 
 DEMO_USER = "demo"
 ANALYST = "analyst"
@@ -59,10 +60,15 @@ def run_demo(data_dir: Path, *, progress: Progress | None = None) -> DemoReport:
     report = DemoReport(data_dir=data_dir)
     with Settler(data_dir, user=DEMO_USER) as app:
         say("tenants and users")
+        service_user = load_settings(data_dir=data_dir).service_user
         for name, _, _ in TENANTS:
             tenant = app.access.create_tenant(name, admin=DEMO_USER)
             if app.access.role_of(ANALYST, tenant.tenant_id) is None:
                 app.access.grant(ANALYST, tenant.tenant_id, "viewer", by=DEMO_USER)
+            # Scheduled work (the Dagster code location) acts as the service identity: it runs and
+            # reconciles, so it needs operator in each tenant, like a person would.
+            if app.access.role_of(service_user, tenant.tenant_id) is None:
+                app.access.grant(service_user, tenant.tenant_id, "operator", by=DEMO_USER)
         for name, records, seed in TENANTS:
             say(f"sample exports for {name}")
             spec, _ = write_sample_job(
@@ -115,9 +121,11 @@ def run_demo(data_dir: Path, *, progress: Progress | None = None) -> DemoReport:
 
 
 def materialize(data_dir: Path) -> tuple[Path, int, int]:
-    """Materialize every asset and run every check of the Dagster code location on ``data_dir``, in
-    process, recording into the instance at ``<data_dir>/.dagster``. Returns that path and the checks
-    passed / run."""
+    """Materialize snapshots and read models and run their checks through the Dagster code location on
+    ``data_dir``, in process, recording into the instance at ``<data_dir>/.dagster`` (with the tenants
+    as partitions of the reconciliation assets, and an observation of the event log). Dagster's own
+    output goes to :func:`dagster_log` instead of the terminal. Returns that instance's path and the
+    checks passed / run."""
     import dagster as dg
 
     home = data_dir / ".dagster"
@@ -127,22 +135,43 @@ def materialize(data_dir: Path) -> tuple[Path, int, int]:
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["SETTLER_DATA_DIR"] = str(data_dir)
     try:
-        from dagster_project.definitions import defs
-        from dagster_project.resources import EventStoreResource, ReadModelsResource
+        with _quiet(dagster_log(data_dir)):
+            from dagster_project.assets import EVENT_LOG, observe_event_log
+            from dagster_project.definitions import build_definitions
+            from dagster_project.reconciliations import TENANTS
+            from dagster_project.resources import EventStoreResource, ReadModelsResource
+            from settler_pipeline.application.access import AccessControl
+            from settler_pipeline.store.event_store import EventStore
 
-        with dg.DagsterInstance.get() as instance:
-            result = dg.materialize(
-                [*(defs.assets or []), *(defs.asset_checks or [])],
-                resources={
-                    "event_store": EventStoreResource(data_dir=str(data_dir)),
-                    "read_models": ReadModelsResource(data_dir=str(data_dir)),
-                },
-                instance=instance,
-                raise_on_error=False,
-            )
+            definitions = build_definitions(data_dir / "jobs")
+            assets = [
+                a
+                for a in definitions.assets or []
+                if isinstance(a, dg.AssetsDefinition) and a.partitions_def is None
+            ]
+            with dg.DagsterInstance.get() as instance:
+                tenants = [t.name for t in AccessControl(data_dir).tenants()]
+                known = set(instance.get_dynamic_partitions(TENANTS.name))
+                instance.add_dynamic_partitions(TENANTS.name, [t for t in tenants if t not in known])
+                with EventStore.open(data_dir) as store:
+                    head, metadata = observe_event_log(store)
+                instance.report_runless_asset_event(
+                    dg.AssetObservation(
+                        asset_key=EVENT_LOG, metadata=metadata, tags={"dagster/data_version": str(head)}
+                    )
+                )
+                result = dg.materialize(
+                    assets,
+                    resources={
+                        "event_store": EventStoreResource(data_dir=str(data_dir)),
+                        "read_models": ReadModelsResource(data_dir=str(data_dir)),
+                    },
+                    instance=instance,
+                    raise_on_error=False,
+                )
         if not result.success:
             raise SettlerError(
-                "materializing the read models failed", hint="run with SETTLER_DEBUG=1 and see dagster's log"
+                "materializing the read models failed", hint=f"see Dagster's log in {dagster_log(data_dir)}"
             )
         evaluations = result.get_asset_check_evaluations()
         return home, sum(1 for ev in evaluations if ev.passed), len(evaluations)
@@ -152,6 +181,53 @@ def materialize(data_dir: Path) -> tuple[Path, int, int]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def dagster_log(data_dir: Path) -> Path:
+    """Where the demo writes Dagster's own output (its DEBUG lines, warnings and banners)."""
+    return data_dir / ".dagster" / "demo.log"
+
+
+@contextlib.contextmanager
+def _quiet(log_file: Path) -> Iterator[None]:
+    """Send everything Dagster prints (its loggers, Python warnings, stray writes to stdout and stderr)
+    to ``log_file`` for the duration."""
+    import logging
+    import warnings
+
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "a", encoding="utf-8") as sink:
+        handler = logging.StreamHandler(sink)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        loggers = [logging.getLogger(name) for name in ("dagster", "settler.alerts")]
+        saved = [(lg.handlers[:], lg.propagate) for lg in loggers]
+        for lg in loggers:
+            lg.handlers = [handler]
+            lg.propagate = False
+        try:
+            with (
+                warnings.catch_warnings(),
+                contextlib.redirect_stdout(sink),
+                contextlib.redirect_stderr(sink),
+            ):
+                warnings.simplefilter("always")
+
+                def to_sink(
+                    message: Warning | str,
+                    category: type[Warning],
+                    filename: str,
+                    lineno: int,
+                    file: TextIO | None = None,
+                    line: str | None = None,
+                ) -> None:
+                    sink.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+                warnings.showwarning = to_sink
+                yield
+        finally:
+            for lg, (handlers, propagate) in zip(loggers, saved, strict=True):
+                lg.handlers = handlers
+                lg.propagate = propagate
 
 
 def _row(tenant: str, day: date, outcome: Any) -> dict[str, Any]:

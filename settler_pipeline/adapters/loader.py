@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import time
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -13,7 +14,7 @@ from settler_pipeline.adapters.normalise import normalise
 from settler_pipeline.adapters.readers import RawTable, read_csv, read_duckdb_sql, read_jsonl, read_parquet
 from settler_pipeline.domain.transactions import QUARANTINE_SCHEMA
 from settler_pipeline.errors import JobSpecError
-from settler_pipeline.jobspec import DateRange, SideSpec
+from settler_pipeline.jobspec import DateRange, JobSpec, SideSpec
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,17 @@ def load_side(
         out_of_window=normalised.out_of_window,
         duration_ms=round((time.perf_counter() - started) * 1000),
     )
+
+
+def earliest_day(spec: JobSpec) -> date | None:
+    """The UTC day of the earliest valid source record ``spec`` reads (None if it has none): where a
+    schedule of daily runs of the spec can start. Reads the whole source input."""
+    everything = DateRange(start=date(1900, 1, 1), end=date(2999, 12, 31))
+    loaded = load_side(
+        spec.source, date_range=everything, margin_days=0, base_dir=spec.base_dir, side="source"
+    )
+    first = loaded.records["occurred_at"].min()
+    return first.date() if first is not None else None  # type: ignore[union-attr]
 
 
 def _read(spec: SideSpec, base_dir: Path) -> RawTable:

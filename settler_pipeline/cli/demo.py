@@ -8,7 +8,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from settler_pipeline.cli.options import DataDirOption
 from settler_pipeline.cli.output import command, console, emit_table
-from settler_pipeline.demo import run_demo
+from settler_pipeline.demo import dagster_log, run_demo
 
 SUMMARY_QUERY = "SELECT tenant_id, status, match_rate FROM reconciliation_summary"
 
@@ -45,6 +45,7 @@ def demo_command(data_dir: DataDirOption = Path("data")) -> None:
         f"  read models    {root / 'read_models'}\n"
         f"  analyst SQL    {root / 'analytics.duckdb'}  (open it read-only any time)\n"
         f"  inputs         {root / 'inputs'}\n"
+        f"  Dagster's log  {dagster_log(root)}\n"
         f"\nNext:\n"
         f'  .venv/bin/settler sql "{SUMMARY_QUERY}" -d {root}\n'
         f"  .venv/bin/settler review list {report.runs[0]['run']} -d {root} --user demo\n"

@@ -11,6 +11,7 @@ import typer
 from settler_pipeline import projections
 from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption
 from settler_pipeline.cli.output import console, emit_json, emit_mapping, emit_table
+from settler_pipeline.metrics import operational_metrics
 from settler_pipeline.query import scoped_sql
 from settler_pipeline.session import Settler
 from settler_pipeline.store import maintenance
@@ -50,18 +51,21 @@ def snapshot_command(
 
 
 def stats_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
-    """Monitoring figures: event store size and shape, projection lag per read model, snapshots."""
+    """Monitoring figures: event store size and shape, projection lag per read model, snapshots, and the
+    operational metrics (append rate, lag, snapshot frequency, store size, query time)."""
     with EventStore.open(data_dir, read_only=True) as store:
         log = maintenance.stats(store)
         lag = projections.status(store, data_dir)
         snapshots = store.snapshots.count()
-    body = {"event_store": log, "read_models": lag, "snapshots": snapshots}
+        figures = operational_metrics(store, data_dir)
+    body = {"event_store": log, "read_models": lag, "snapshots": snapshots, "metrics": figures}
     if json:
         emit_json(body)
         return
     emit_mapping("event store", {k: v for k, v in log.items() if k != "events_by_type"})
     emit_table("read models", lag)
     console.print(f"snapshots: {snapshots}")
+    emit_mapping("metrics", figures)
 
 
 def sql_command(

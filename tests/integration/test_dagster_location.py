@@ -1,24 +1,34 @@
-"""The Dagster code location: loads, materializes every asset on a real log, runs its checks, and
-launches the reconciliation job with run config; an analyst's read-only connection coexists with it."""
+"""The Dagster code location: loads with a rich catalog, materializes the read models in one pass with
+every check green, reconciles tenant-day partitions (a re-materialization supersedes), keeps read models
+fresh through one sensor, alerts once per failed run, warns on a low match rate, and coexists with an
+analyst's open connection."""
 
 from __future__ import annotations
 
+import json
+import logging
+import shutil
 import subprocess
 import sys
 import textwrap
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
 
-from dagster_project.definitions import defs
-from dagster_project.jobs import daily_job
-from dagster_project.resources import EventStoreResource, ReadModelsResource
+from dagster_project.definitions import build_definitions, defs
+from dagster_project.reconciliations import TENANTS, MatchRatePolicy
+from dagster_project.resources import AlertsResource, EventStoreResource, ReadModelsResource
+from dagster_project.sensors import failure_alert_sensor
 from settler_pipeline import projections
 from settler_pipeline.sample_job import write_sample_job
 from settler_pipeline.session import Settler
+
+READ_MODELS = projections.NAMES
+MODELS = {m.name: m for m in projections.READ_MODELS}
 
 
 @pytest.fixture
@@ -32,44 +42,77 @@ def workspace(tmp_path: Path) -> tuple[Path, Path]:
     return data, spec
 
 
-def resources(data: Path, user: str = "ops") -> dict[str, object]:
+def resources(data: Path, user: str = "ops", **policy: Any) -> dict[str, object]:
     return {
         "event_store": EventStoreResource(data_dir=str(data), user=user),
         "read_models": ReadModelsResource(data_dir=str(data)),
+        "alerts": AlertsResource(data_dir=str(data)),
+        "match_rate_policy": MatchRatePolicy(**policy),
     }
 
 
-def test_the_definitions_load_with_assets_checks_jobs_and_the_sensor() -> None:
-    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert {
-        "event_log",
-        "aggregate_snapshots",
-        "reconciliation_summary",
-        "tenant_usage_view",
-        "error_hotspots_view",
-        "reconciliation_exceptions",
-        "reconciliation_matches",
-    } <= keys
+def unpartitioned(definitions: dg.Definitions) -> list[dg.AssetsDefinition]:
+    """The materializable assets without partitions: snapshots and the read models."""
+    return [
+        a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition) and a.partitions_def is None
+    ]
+
+
+def asset_named(definitions: dg.Definitions, name: str) -> dg.AssetsDefinition:
+    key = dg.AssetKey(name)
+    return next(a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition) and a.keys == {key})
+
+
+def test_the_definitions_load_with_a_catalog_and_one_automation_mechanism() -> None:
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert {"event_log", "aggregate_snapshots", *READ_MODELS} <= keys
+    for name in READ_MODELS:
+        node = graph.get(dg.AssetKey(name))
+        assert node.automation_condition is None  # the sensor is the one mechanism
+        assert {"duckdb", "polars", "parquet"} <= set(node.kinds)
+        assert node.owners and node.code_version and node.description
+        schema = node.metadata["dagster/column_schema"]
+        assert [c.name for c in schema.columns] == [c.name for c in MODELS[name].columns]
+        assert all(c.description for c in schema.columns)
+    sensors = {s.name: s for s in defs.sensors or []}
+    assert set(sensors) >= {"event_log_sensor", "job_specs_sensor", "failure_alert_sensor"}
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     assert defs.resolve_job_def("reconciliation_job") is not None
-    assert defs.resolve_sensor_def("event_log_sensor") is not None
 
 
-def test_materializing_every_asset_on_a_real_log_passes_every_check(workspace: tuple[Path, Path]) -> None:
+def test_materializing_the_read_models_passes_every_check_in_one_pass(workspace: tuple[Path, Path]) -> None:
     data, _ = workspace
     with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [*defs.assets, *defs.asset_checks],  # type: ignore[list-item]
-            resources=resources(data),
-            instance=instance,
-        )
+        result = dg.materialize(unpartitioned(defs), resources=resources(data), instance=instance)
         assert result.success
         evaluations = result.get_asset_check_evaluations()
-        assert len(evaluations) >= 12
+        assert len(evaluations) == 2 * len(READ_MODELS) + 2
         assert all(ev.passed for ev in evaluations), [ev.check_name for ev in evaluations if not ev.passed]
-        summary = result.asset_materializations_for_node("reconciliation_summary")[0].metadata
-        assert summary["rows"].value == 2 and summary["projection_lag"].value == 0
+        steps = {e.step_key for e in result.all_events if e.is_step_success}
+        assert "read_models" in steps  # the five read models: one step
+        summary = result.asset_materializations_for_node("read_models")
+        by_key = {m.asset_key.to_user_string(): m.metadata for m in summary}
+        assert set(by_key) == set(READ_MODELS)
+        meta = by_key["reconciliation_summary"]
+        assert meta["dagster/row_count"].value == 2 and meta["projection_lag"].value == 0
+        assert "| reconciliation_id |" in meta["preview"].value
+        for metric in ("event_append_rate_per_min", "projection_lag_max", "event_store_bytes"):
+            assert metric in meta and isinstance(meta[metric].value, int | float)
     with Settler(data, user="ops") as app:
         assert {s["lag"] for s in projections.status(app.store, data)} == {0}
+
+
+def test_a_lag_check_is_not_fooled_by_an_append_after_the_update(workspace: tuple[Path, Path]) -> None:
+    data, spec = workspace
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(unpartitioned(defs), resources=resources(data), instance=instance).success
+    with Settler(data, user="ops") as app:  # events arrive after the update: the next one's job
+        app.reconcile(spec, start=date(2026, 11, 4), end=date(2026, 11, 4))
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(unpartitioned(defs), resources=resources(data), instance=instance)
+        lags = [ev for ev in result.get_asset_check_evaluations() if ev.check_name.endswith("_lag")]
+        assert len(lags) == len(READ_MODELS) and all(ev.passed for ev in lags)
 
 
 def test_the_reconciliation_job_runs_from_run_config_and_records_metadata(
@@ -83,28 +126,134 @@ def test_the_reconciliation_job_runs_from_run_config_and_records_metadata(
         assert result.success
         metadata = result.output_for_node("reconcile")
     assert metadata["status"] == "completed" and metadata["matched"] > 0 and 0 < metadata["match_rate"] <= 1
-    with dg.instance_for_test() as instance:
-        bad = {
-            "ops": {
-                "reconcile": {"config": {"job_spec": str(spec.parent / "nope.yaml"), "start": "2026-11-04"}}
-            }
-        }
-        failed = job.execute_in_process(
-            run_config=bad, instance=instance, resources=resources(data), raise_on_error=False
+    with dg.instance_for_test() as instance:  # the same day again: refused without supersede
+        again = job.execute_in_process(
+            run_config=config, instance=instance, resources=resources(data), raise_on_error=False
         )
-        assert not failed.success
+        assert not again.success
 
 
-def test_a_daily_job_turns_a_partition_into_that_days_date_range(workspace: tuple[Path, Path]) -> None:
-    _, spec = workspace
-    job = daily_job(spec)
-    config = job.partitioned_config.get_run_config_for_partition_key("2026-11-03")  # type: ignore[union-attr]
-    op = config["ops"]["reconcile"]["config"]
-    assert (op["start"], op["end"], op["idempotency_key"]) == (
-        "2026-11-03",
-        "2026-11-03",
-        "sample:2026-11-03",
-    )
+def jobs_folder(tmp_path: Path, spec: Path, name: str = "sample") -> Path:
+    """A jobs folder holding the spec (named ``name``) and its inputs."""
+    folder = tmp_path / "jobs"
+    folder.mkdir(exist_ok=True)
+    for item in spec.parent.iterdir():
+        if item.suffix == ".csv":
+            shutil.copy(item, folder / item.name)
+    shutil.copy(spec, folder / f"{name}.yaml")
+    return folder
+
+
+def test_backfilled_partitions_then_a_rematerialization_count_each_day_once(
+    workspace: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, spec = workspace
+    definitions = build_definitions(jobs_folder(tmp_path, spec))
+    asset = asset_named(definitions, "reconciliation_sample")
+    assert asset.partitions_def is not None
+    day_dimension = asset.partitions_def.partitions_defs[0].partitions_def  # type: ignore[attr-defined]
+    assert day_dimension.start.date() == date(2026, 11, 1)  # the earliest day in the data
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(TENANTS.name, ["acme"])
+        runs = {}
+        for day in ("2026-11-01", "2026-11-04", "2026-11-01"):  # a backfill of two, then one again
+            key = dg.MultiPartitionKey({"day": day, "tenant": "acme"})
+            result = dg.materialize([asset], partition_key=key, resources=resources(data), instance=instance)
+            assert result.success
+            meta = result.asset_materializations_for_node("reconciliation_sample")[0].metadata
+            runs.setdefault(day, []).append(meta["reconciliation_id"].value)
+            assert instance.get_run_by_id(result.run_id).tags["settler/acting_user"] == "ops"  # type: ignore[union-attr]
+        assert meta["supersedes"].value == runs["2026-11-01"][0]
+        assert dg.materialize(
+            unpartitioned(definitions), resources=resources(data), instance=instance
+        ).success
+    summary = projections.read_model(data, "reconciliation_summary")
+    live = summary.filter(summary["status"] != "superseded")
+    days = live.select("job_id", "tenant_id", "period_start")
+    assert days.height == days.unique().height == 4  # 11-01 .. 11-04, each once
+    superseded = summary.filter(summary["status"] == "superseded")["reconciliation_id"].to_list()
+    assert superseded == [runs["2026-11-01"][0]]
+    for name in ("reconciliation_exceptions", "reconciliation_matches"):
+        runs_seen = set(projections.read_model(data, name)["reconciliation_id"])
+        assert runs["2026-11-01"][0] not in runs_seen and runs["2026-11-01"][1] in runs_seen
+
+
+def test_the_event_log_sensor_requests_exactly_one_update_per_new_head(workspace: tuple[Path, Path]) -> None:
+    data, spec = workspace
+    sensor = defs.resolve_sensor_def("event_log_sensor")
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor: str | None) -> Any:
+            context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources(data))
+            return sensor.evaluate_tick(context)
+
+        first = tick(None)
+        assert len(first.run_requests) == 1 and first.cursor
+        assert tick(first.cursor).run_requests == []
+        with Settler(data, user="ops") as app:
+            app.reconcile(spec, start=date(2026, 11, 4), end=date(2026, 11, 4))
+        after_append = tick(first.cursor)
+        assert len(after_append.run_requests) == 1
+        assert [o.asset_key.to_user_string() for o in after_append.asset_events] == ["event_log"]
+        assert tick(after_append.cursor).run_requests == []
+
+
+def test_a_failed_reconciliation_alerts_once_and_the_file_names_the_run(
+    workspace: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data, spec = workspace
+    folder = jobs_folder(tmp_path, spec, "broken")
+    broken = folder / "broken.yaml"
+    text = broken.read_text().replace("path: target.csv", "path: gone.csv")
+    broken.write_text(text.replace("name: sample", "name: broken"))
+    asset = asset_named(build_definitions(folder), "reconciliation_broken")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(TENANTS.name, ["acme"])
+        key = dg.MultiPartitionKey({"day": "2026-11-02", "tenant": "acme"})
+        result = dg.materialize(
+            [asset], partition_key=key, resources=resources(data), instance=instance, raise_on_error=False
+        )
+        assert not result.success
+        run = instance.get_run_by_id(result.run_id)
+        failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        caplog.set_level(logging.WARNING, logger="settler.alerts")
+        for _ in range(2):  # the sensor sees the same failure twice (say, after a restart): one alert
+            context = dg.build_run_status_sensor_context(
+                sensor_name="failure_alert_sensor",
+                dagster_instance=instance,
+                dagster_run=run,  # type: ignore[arg-type]
+                dagster_event=failure,
+                resources={"alerts": AlertsResource(data_dir=str(data))},
+            ).for_run_failure()
+            failure_alert_sensor(context)
+    fired = [r for r in caplog.records if r.name == "settler.alerts"]
+    assert len(fired) == 1 and result.run_id in fired[0].getMessage()
+    files = list((data / "alerts").glob("*.json"))
+    assert [f.stem for f in files] == [result.run_id]
+    body = json.loads(files[0].read_text())
+    assert body["run_id"] == result.run_id and body["partition"] == "2026-11-02|acme"
+    assert "gone.csv" in body["message"] and body["assets"] == ["reconciliation_broken"]
+
+
+@pytest.mark.parametrize(("threshold", "passed"), [(0.999, False), (0.0, True)])
+def test_the_match_rate_check_warns_below_the_threshold(
+    workspace: tuple[Path, Path], tmp_path: Path, threshold: float, passed: bool
+) -> None:
+    data, spec = workspace
+    asset = asset_named(build_definitions(jobs_folder(tmp_path, spec)), "reconciliation_sample")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(TENANTS.name, ["acme"])
+        key = dg.MultiPartitionKey({"day": "2026-11-04", "tenant": "acme"})
+        result = dg.materialize(
+            [asset],
+            partition_key=key,
+            resources=resources(data, threshold=threshold),
+            instance=instance,
+        )
+        assert result.success  # a warning never fails the run
+        (check,) = result.get_asset_check_evaluations()
+    assert check.passed is passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["tenant"].value == "acme"
 
 
 def test_an_analyst_holding_the_database_open_does_not_block_a_materialization(
@@ -112,7 +261,7 @@ def test_an_analyst_holding_the_database_open_does_not_block_a_materialization(
 ) -> None:
     data, _ = workspace
     with dg.instance_for_test() as instance:
-        assert dg.materialize([*defs.assets], resources=resources(data), instance=instance).success  # type: ignore[list-item]
+        assert dg.materialize(unpartitioned(defs), resources=resources(data), instance=instance).success
     analyst = subprocess.Popen(
         [
             sys.executable,
@@ -137,8 +286,27 @@ def test_an_analyst_holding_the_database_open_does_not_block_a_materialization(
         app.reconcile(data.parent / "inputs" / "sample.yaml", start=date(2026, 11, 1), end=date(2026, 11, 1))
     started = time.perf_counter()
     with dg.instance_for_test() as instance:
-        assert dg.materialize([*defs.assets], resources=resources(data), instance=instance).success  # type: ignore[list-item]
+        assert dg.materialize(unpartitioned(defs), resources=resources(data), instance=instance).success
     assert time.perf_counter() - started < 60
     second = analyst.stdout.readline().strip()
     assert analyst.wait(timeout=60) == 0
     assert first == "2" and second in ("2", "3")
+
+
+def test_the_job_specs_sensor_adds_tenants_and_reports_broken_and_new_specs(
+    workspace: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, spec = workspace
+    folder = jobs_folder(tmp_path, spec)
+    (folder / "typo.yaml").write_text("name: typo\nsource: {adapter: nope}\n")
+    definitions = build_definitions(folder)
+    shutil.copy(folder / "sample.yaml", folder / "later.yaml")  # added after the location loaded
+    sensor = next(s for s in definitions.sensors or [] if s.name == "job_specs_sensor")
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources=resources(data))
+        result = sensor.evaluate_tick(context)
+        assert result.skip_message is not None
+        assert "broken job spec typo.yaml" in result.skip_message
+        assert "new job spec later.yaml: reload" in result.skip_message
+        requests = result.dynamic_partitions_requests or []
+        assert [list(r.partition_keys) for r in requests] == [["acme"]]

@@ -1,0 +1,243 @@
+"""Reconciliations as partitioned assets: one asset per job spec in the jobs folder, partitioned by
+tenant (dynamic) and day. Materializing a partition reconciles that tenant's day as the service
+identity; materializing it again supersedes the earlier run (read models count each job, tenant and day
+once). A WARN check per partition flags a low or falling match rate.
+"""
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+
+import dagster as dg
+import polars as pl
+
+from dagster_project.catalog import OWNERS
+from dagster_project.resources import EventStoreResource, ReadModelsResource, default_data_dir
+from settler_pipeline import projections
+from settler_pipeline.adapters.loader import earliest_day
+from settler_pipeline.errors import NotFoundError, SettlerError
+from settler_pipeline.jobspec import JobSpec, load_job_spec
+from settler_pipeline.metrics import assess_match_rate
+from settler_pipeline.settings import load_settings
+
+GROUP: Final = "reconciliations"
+TENANTS: Final = dg.DynamicPartitionsDefinition(name="tenants")
+FALLBACK_FIRST_DAY: Final = date(2026, 1, 1)
+
+
+class MatchRatePolicy(dg.ConfigurableResource):  # type: ignore[misc]
+    """When a reconciliation's match rate earns a WARN: below ``threshold``, or more than ``max_drop``
+    under the mean of the tenant's previous ``window`` completed runs of the job."""
+
+    threshold: float = 0.8
+    max_drop: float = 0.1
+    window: int = 7
+
+
+def job_spec_dir() -> Path:
+    """Folder whose ``*.yaml`` job specs become reconciliation assets: the ``job_specs`` setting
+    (``SETTLER_JOB_SPECS``), else ``<data dir>/jobs``."""
+    configured = os.environ.get("SETTLER_JOB_SPECS")
+    if configured:
+        return Path(configured)
+    return load_settings(data_dir=default_data_dir()).job_specs_dir
+
+
+def asset_name(spec: JobSpec) -> str:
+    """``reconciliation_<spec name>`` with the characters Dagster does not allow replaced by ``_``."""
+    return "reconciliation_" + re.sub(r"[^A-Za-z0-9_]", "_", spec.name)
+
+
+@cache
+def _first_day(path: Path, _mtime: float) -> date:
+    spec = load_job_spec(path)
+    try:
+        return earliest_day(spec) or FALLBACK_FIRST_DAY
+    except SettlerError:
+        return FALLBACK_FIRST_DAY  # an unreadable input fails the partition's run, visibly, not the load
+
+
+def first_day(path: Path) -> date:
+    """The first daily partition of a spec: ``SETTLER_FIRST_DAY`` if set, else the earliest day in the
+    data the spec reads."""
+    configured = os.environ.get("SETTLER_FIRST_DAY")
+    if configured:
+        return date.fromisoformat(configured)
+    return _first_day(path, path.stat().st_mtime)
+
+
+def partitions(path: Path) -> dg.MultiPartitionsDefinition:
+    """Tenant x day (keys like ``2026-11-02|acme``)."""
+    days = dg.DailyPartitionsDefinition(start_date=first_day(path).isoformat())
+    return dg.MultiPartitionsDefinition({"day": days, "tenant": TENANTS})
+
+
+def reconciliation_asset(path: Path) -> dg.AssetsDefinition:
+    """The partitioned asset of the job spec at ``path`` (raises ``SettlerError`` for a broken spec)."""
+    spec = load_job_spec(path)
+    name = asset_name(spec)
+    check = dg.AssetCheckSpec(
+        "match_rate",
+        asset=name,
+        description="WARN when the partition's match rate is below the threshold or drops sharply from "
+        "the tenant's recent average (MatchRatePolicy).",
+    )
+
+    @dg.asset(
+        name=name,
+        partitions_def=partitions(path),
+        group_name=GROUP,
+        description=f"Reconciliation of job spec `{spec.name}` ({path}): "
+        f"{spec.source.adapter} against {spec.target.adapter}, one run per tenant and day. "
+        "Materializing a partition again supersedes its earlier run.",
+        kinds={"polars", "parquet"},
+        owners=OWNERS,
+        code_version=spec.fingerprint()[:16],
+        metadata={"job_spec": str(path)},
+        check_specs=[check],
+        tags={"settler/job_spec": spec.name},
+    )
+    def _reconciliation(
+        context: dg.AssetExecutionContext,
+        event_store: EventStoreResource,
+        read_models: ReadModelsResource,
+        match_rate_policy: MatchRatePolicy,
+    ) -> dg.MaterializeResult:
+        key = context.partition_key
+        assert isinstance(key, dg.MultiPartitionKey)
+        day = date.fromisoformat(key.keys_by_dimension["day"])
+        tenant_name = key.keys_by_dimension["tenant"]
+        with event_store.app() as app:
+            context.instance.add_run_tags(context.run.run_id, {"settler/acting_user": app.user})
+            try:
+                tenant = app.tenant(tenant_name)
+                replaced = [
+                    r.reconciliation_id for r in app.service.live_runs(tenant.tenant_id, spec.name, day, day)
+                ]
+                outcome = app.reconcile(
+                    path,
+                    start=day,
+                    end=day,
+                    tenant=tenant_name,
+                    # per Dagster run: a retried step repeats nothing, a new materialization supersedes
+                    idempotency_key=f"dagster:{context.run.run_id}:{tenant.tenant_id}:{day}",
+                    supersede=True,
+                )
+            except SettlerError as exc:
+                raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        if outcome.status == "failed":
+            error = outcome.error or {}
+            raise dg.Failure(
+                description=f"reconciliation {outcome.reconciliation_id} failed at {error.get('step')}: "
+                f"{error.get('message')}",
+                metadata={"reconciliation_id": outcome.reconciliation_id},
+                allow_retries=False,
+            )
+        summary = outcome.summary or {}
+        rate = float(summary.get("match_rate", 0.0))
+        recent = _recent_rates(read_models, tenant.tenant_id, spec.name, day, match_rate_policy.window)
+        reasons = assess_match_rate(
+            rate, recent, threshold=match_rate_policy.threshold, max_drop=match_rate_policy.max_drop
+        )
+        exceptions = sum(
+            int(summary.get(k, 0) or 0)
+            for k in ("unmatched_source_count", "unmatched_target_count", "proposed_count")
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "reconciliation_id": outcome.reconciliation_id,
+                "tenant": tenant_name,
+                "day": day.isoformat(),
+                "acting_user": app.user,
+                "status": outcome.status,
+                "supersedes": ", ".join(str(r) for r in replaced if r != outcome.reconciliation_id) or "none",
+                "match_rate": rate,
+                "matched": int(summary.get("matched_count", 0)),
+                "exceptions": exceptions,
+                "unmatched_source": int(summary.get("unmatched_source_count", 0)),
+                "unmatched_target": int(summary.get("unmatched_target_count", 0)),
+                "proposed": int(summary.get("proposed_count", 0)),
+                "quarantined": int(summary.get("quarantined_count", 0)),
+                "events_appended": outcome.events_appended,
+                "duration_ms": int(summary.get("duration_ms", 0)),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="match_rate",
+                    passed=not reasons,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "tenant": tenant_name,
+                        "match_rate": rate,
+                        "recent_average": round(sum(recent) / len(recent), 6) if recent else -1.0,
+                        "threshold": match_rate_policy.threshold,
+                        "why": "; ".join(reasons) or "ok",
+                    },
+                )
+            ],
+        )
+
+    return _reconciliation
+
+
+def _recent_rates(
+    read_models: ReadModelsResource, tenant_id: str, job_id: str, day: date, window: int
+) -> list[float]:
+    """Match rates of the tenant's completed runs of the job over the days before ``day`` (newest
+    ``window``), from the published summary."""
+    try:
+        summary = projections.read_model(read_models.path(), "reconciliation_summary")
+    except NotFoundError:
+        return []
+    earlier = (
+        summary.filter(
+            (pl.col("tenant_id") == tenant_id)
+            & (pl.col("job_id") == job_id)
+            & (pl.col("status") == "completed")
+            & (pl.col("period_start") < day)
+        )
+        .sort("period_start")
+        .tail(window)
+    )
+    return [float(r) for r in earlier["match_rate"].drop_nulls()]
+
+
+@dataclass
+class JobSpecAssets:
+    """What the jobs folder yields: an asset, a job and a schedule per good spec; the broken ones."""
+
+    folder: Path
+    assets: list[dg.AssetsDefinition] = field(default_factory=list)
+    jobs: list[Any] = field(default_factory=list)  # asset jobs (define_asset_job)
+    schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
+    paths: dict[Path, str] = field(default_factory=dict)  # spec file -> asset name
+    broken: dict[Path, str] = field(default_factory=dict)  # spec file -> what is wrong
+
+
+def job_spec_assets(folder: Path | None = None) -> JobSpecAssets:
+    """One reconciliation asset, asset job and daily schedule (02:00 UTC, for the day before; off until
+    switched on) per job spec in ``folder``; a broken spec is listed, never fatal to the location."""
+    folder = folder or job_spec_dir()
+    found = JobSpecAssets(folder)
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        try:
+            asset = reconciliation_asset(path)
+        except SettlerError as exc:
+            found.broken[path] = str(exc)
+            continue
+        job = dg.define_asset_job(
+            f"{asset.key.path[-1]}_job",
+            selection=[asset.key],
+            description=f"Reconcile {path.name} for a tenant and day (one partition per run).",
+        )
+        found.assets.append(asset)
+        found.jobs.append(job)
+        found.schedules.append(
+            dg.build_schedule_from_partitioned_job(job, hour_of_day=2, name=f"{job.name}_schedule")  # type: ignore[arg-type]
+        )
+        found.paths[path.resolve()] = asset.key.path[-1]
+    return found

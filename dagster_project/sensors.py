@@ -1,0 +1,109 @@
+"""Sensors: the one mechanism that keeps read models fresh, the jobs folder and tenants watcher, and the
+failure alert."""
+
+from typing import Any
+
+import dagster as dg
+
+from dagster_project.assets import EVENT_LOG, observe_event_log
+from dagster_project.reconciliations import TENANTS, JobSpecAssets
+from dagster_project.resources import AlertsResource, EventStoreResource
+from settler_pipeline.alerts import FailureAlert
+from settler_pipeline.application.access import AccessControl
+from settler_pipeline.errors import NotFoundError, SettlerError
+from settler_pipeline.jobspec import load_job_spec
+
+
+def event_log_sensor(job: Any) -> dg.SensorDefinition:
+    """Observes ``event_log`` and requests one run of ``job`` (snapshots and read models) whenever the
+    log's head has moved since the last request: on by default, and the only automation of those assets."""
+
+    @dg.sensor(
+        name="event_log_sensor",
+        job=job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def _sensor(context: dg.SensorEvaluationContext, event_store: EventStoreResource) -> dg.SensorResult:
+        try:
+            with event_store.open(read_only=True) as store:
+                head, metadata = observe_event_log(store)
+        except NotFoundError:
+            return dg.SensorResult(skip_reason=f"no Settler data at {event_store.path()} yet")
+        last = int(context.cursor or 0)
+        if head <= last:
+            return dg.SensorResult(skip_reason=f"no new events (head {head})")
+        observation = dg.AssetObservation(
+            asset_key=EVENT_LOG, metadata=metadata, tags={"dagster/data_version": str(head)}
+        )
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(run_key=f"head-{head}", tags={"settler/head": str(head)})],
+            asset_events=[observation],
+            cursor=str(head),
+        )
+
+    return _sensor
+
+
+def job_specs_sensor(found: JobSpecAssets) -> dg.SensorDefinition:
+    """Adds a ``tenants`` partition for every tenant in the access file, and reports job specs that are
+    broken or new since the code location loaded (new ones need a reload: assets are defined at load)."""
+
+    @dg.sensor(
+        name="job_specs_sensor", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING
+    )
+    def _sensor(context: dg.SensorEvaluationContext, event_store: EventStoreResource) -> dg.SensorResult:
+        names = [t.name for t in AccessControl(event_store.path()).tenants()]
+        known = set(context.instance.get_dynamic_partitions(TENANTS.name))  # type: ignore[arg-type]
+        missing = [n for n in names if n not in known]
+        problems = [f"broken job spec {p.name}: {why}" for p, why in sorted(found.broken.items())]
+        folder = found.folder
+        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+            if path.resolve() in found.paths or path in found.broken:
+                continue
+            try:
+                load_job_spec(path)
+            except SettlerError as exc:
+                problems.append(f"broken job spec {path.name}: {exc}")
+            else:
+                problems.append(f"new job spec {path.name}: reload the code location to get its asset")
+        summary = "; ".join(problems) or f"{len(found.paths)} job specs, {len(names)} tenants, all fine"
+        requests = [TENANTS.build_add_request(missing)] if missing else []
+        return dg.SensorResult(dynamic_partitions_requests=requests, skip_reason=summary)
+
+    return _sensor
+
+
+@dg.run_failure_sensor(
+    name="failure_alert_sensor",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Records every failed run (reconciliations and asset runs) once and reports it: a log line, "
+    "<data dir>/alerts/<run id>.json, and a webhook when SETTLER_ALERT_WEBHOOK is set.",
+)
+def failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
+    alerts.recorder().record(failure_alert(context))
+
+
+def failure_alert(context: dg.RunFailureSensorContext) -> FailureAlert:
+    """The alert for a failed run: its step errors (what the user must fix) or the run's own message."""
+    run = context.dagster_run
+    messages = []
+    for event in context.get_step_failure_events():
+        data = event.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            why = data.user_failure_data.description  # a dg.Failure: the library's own words
+        else:
+            why = data.error.message.strip() if data.error else str(event.message)
+        messages.append(f"{event.step_key}: {why}")
+    planned = context.instance.get_records_for_run(
+        run_id=run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    ).records
+    assets = {r.event_log_entry.dagster_event.asset_key for r in planned if r.event_log_entry.dagster_event}
+    return FailureAlert(
+        run_id=run.run_id,
+        job_name=run.job_name,
+        message="; ".join(messages) or (context.failure_event.message or "the run failed"),
+        partition=run.tags.get("dagster/partition"),
+        assets=tuple(sorted(k.to_user_string() for k in (run.asset_selection or assets) if k is not None)),
+        tags={k: v for k, v in run.tags.items() if k.startswith(("settler/", "dagster/partition"))},
+    )
