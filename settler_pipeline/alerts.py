@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 from settler_pipeline.errors import ValidationError
 
-LOG: Final = logging.getLogger("settler.alerts")
+LOG: Final = logging.getLogger("settler_pipeline.alerts")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 
 

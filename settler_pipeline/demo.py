@@ -199,7 +199,7 @@ def _quiet(log_file: Path) -> Iterator[None]:
     with open(log_file, "a", encoding="utf-8") as sink:
         handler = logging.StreamHandler(sink)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        loggers = [logging.getLogger(name) for name in ("dagster", "settler.alerts")]
+        loggers = [logging.getLogger(name) for name in ("dagster", "settler_pipeline")]
         saved = [(lg.handlers[:], lg.propagate) for lg in loggers]
         for lg in loggers:
             lg.handlers = [handler]

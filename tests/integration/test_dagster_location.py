@@ -216,7 +216,7 @@ def test_a_failed_reconciliation_alerts_once_and_the_file_names_the_run(
         assert not result.success
         run = instance.get_run_by_id(result.run_id)
         failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
-        caplog.set_level(logging.WARNING, logger="settler.alerts")
+        caplog.set_level(logging.WARNING, logger="settler_pipeline.alerts")
         for _ in range(2):  # the sensor sees the same failure twice (say, after a restart): one alert
             context = dg.build_run_status_sensor_context(
                 sensor_name="failure_alert_sensor",
@@ -226,7 +226,7 @@ def test_a_failed_reconciliation_alerts_once_and_the_file_names_the_run(
                 resources={"alerts": AlertsResource(data_dir=str(data))},
             ).for_run_failure()
             failure_alert_sensor(context)
-    fired = [r for r in caplog.records if r.name == "settler.alerts"]
+    fired = [r for r in caplog.records if r.name == "settler_pipeline.alerts"]
     assert len(fired) == 1 and result.run_id in fired[0].getMessage()
     files = list((data / "alerts").glob("*.json"))
     assert [f.stem for f in files] == [result.run_id]
