@@ -22,6 +22,7 @@ from typing import ClassVar
 import polars as pl
 
 from settler_pipeline.domain import events as e
+from settler_pipeline.domain import exception_ids as xid
 from settler_pipeline.projections.batch import IDS, TS, EventBatch
 from settler_pipeline.projections.parts import RUN, PartedTable
 from settler_pipeline.projections.projection import Column, PartedReadModel
@@ -136,10 +137,10 @@ def _opens(batch: EventBatch) -> pl.DataFrame:
     records = batch.records.filter(unmatched | (_T != e.RECORD_UNMATCHED)).select(
         RUN,
         pl.when(unmatched)
-        .then(pl.concat_str(pl.lit("unmatched:"), side, pl.lit(":"), pl.col("record_id")))
+        .then(xid.unmatched_expr(side, "record_id"))
         .when(duplicate)
-        .then(pl.concat_str(pl.lit("duplicate:"), side, pl.lit(":"), line))
-        .otherwise(pl.concat_str(pl.lit("quarantined:"), side, pl.lit(":"), line))
+        .then(xid.duplicate_expr(side, line))
+        .otherwise(xid.quarantined_expr(side, line))
         .alias("exception_id"),
         "tenant_id",
         "attempt",
@@ -166,7 +167,7 @@ def _opens(batch: EventBatch) -> pl.DataFrame:
     )
     proposals = batch.proposed.select(
         RUN,
-        pl.concat_str(pl.lit("proposed:"), pl.col("match_id")).alias("exception_id"),
+        xid.proposed_expr("match_id").alias("exception_id"),
         "tenant_id",
         "attempt",
         pl.lit("proposed").alias("kind"),
@@ -188,7 +189,7 @@ def _opens(batch: EventBatch) -> pl.DataFrame:
 def _closes(reviews: pl.DataFrame) -> pl.DataFrame:
     """``reconciliation_id, exception_id, _closed_at`` for every item a review decision closes."""
     by_match = reviews.filter(_T.is_in([e.MATCH_CONFIRMED, e.MATCH_REJECTED])).select(
-        RUN, pl.concat_str(pl.lit("proposed:"), pl.col("match_id")).alias("exception_id"), "global_position"
+        RUN, xid.proposed_expr("match_id").alias("exception_id"), "global_position"
     )
     dismissed = reviews.filter(_T == e.EXCEPTION_DISMISSED).select(RUN, "exception_id", "global_position")
     manual = reviews.filter(_T == e.RECORDS_MANUALLY_MATCHED)
@@ -198,7 +199,7 @@ def _closes(reviews: pl.DataFrame) -> pl.DataFrame:
         .drop_nulls("record_id")
         .select(
             RUN,
-            pl.concat_str(pl.lit(f"unmatched:{side}:"), pl.col("record_id")).alias("exception_id"),
+            xid.unmatched_expr(pl.lit(side), "record_id").alias("exception_id"),
             "global_position",
         )
         for side, ids in (("source", "source_ids"), ("target", "target_ids"))
@@ -212,7 +213,7 @@ def _reopened(candidates: pl.DataFrame, rejects: pl.DataFrame, closes: pl.DataFr
         return candidates.clear()
     rejected = rejects.select(
         RUN,
-        pl.concat_str(pl.lit("proposed:"), pl.col("match_id")).alias("exception_id"),
+        xid.proposed_expr("match_id").alias("exception_id"),
         pl.col("global_position").alias("_rejected_at"),
         pl.col("timestamp").alias("_rejected_time"),
     )
@@ -237,7 +238,7 @@ def _reopened(candidates: pl.DataFrame, rejects: pl.DataFrame, closes: pl.DataFr
     side = pl.when(pl.col("_i") < pl.col("_sources")).then(pl.lit("source")).otherwise(pl.lit("target"))
     return records.drop_nulls("record_ids").select(
         RUN,
-        pl.concat_str(pl.lit("unmatched:"), side, pl.lit(":"), pl.col("record_ids")).alias("exception_id"),
+        xid.unmatched_expr(side, "record_ids").alias("exception_id"),
         "tenant_id",
         "attempt",
         pl.lit("unmatched").alias("kind"),

@@ -14,6 +14,7 @@ from typing import ClassVar
 import polars as pl
 
 from settler_pipeline.domain import events as e
+from settler_pipeline.domain import exception_ids as xid
 from settler_pipeline.projections.batch import IDS, TS, EventBatch
 from settler_pipeline.projections.parts import RUN, PartedTable
 from settler_pipeline.projections.projection import Column, PartedReadModel
@@ -185,11 +186,11 @@ def _decisions(batch: EventBatch) -> pl.DataFrame:
     """``reconciliation_id, match_id, _decided_at, _status, _reviewed_at, _reviewed_by`` of every
     decision on a proposal (confirm, reject, dismissal of ``proposed:<match_id>``)."""
     reviews = batch.of_types(e.MATCH_CONFIRMED, e.MATCH_REJECTED, e.EXCEPTION_DISMISSED)
-    dismissed = (_T == e.EXCEPTION_DISMISSED) & pl.col("exception_id").str.starts_with("proposed:")
+    dismissed = (_T == e.EXCEPTION_DISMISSED) & xid.is_kind_expr("exception_id", xid.PROPOSED)
     return reviews.filter((_T != e.EXCEPTION_DISMISSED) | dismissed).select(
         RUN,
         pl.when(dismissed)
-        .then(pl.col("exception_id").str.strip_prefix("proposed:"))
+        .then(xid.proposed_match_id_expr("exception_id"))
         .otherwise(pl.col("match_id"))
         .alias("match_id"),
         pl.col("global_position").alias("_decided_at"),

@@ -23,6 +23,7 @@ from typing import Any, Final
 import polars as pl
 
 from settler_pipeline.domain import events as e
+from settler_pipeline.domain import exception_ids as xid
 from settler_pipeline.domain import reconciliation as agg
 from settler_pipeline.domain.reconciliation import _Builder as Builder  # the aggregate's own evolve
 from settler_pipeline.errors import ValidationError
@@ -174,14 +175,12 @@ def _fold_chunk(builders: dict[str, Builder], rows: pl.DataFrame) -> None:
         .select(
             *keys,
             pl.when(unmatched)
-            .then(
-                pl.concat_str(pl.lit("unmatched:"), side, pl.lit(":"), pl.col("record_id").fill_null("None"))
-            )
+            .then(xid.unmatched_expr(side, pl.col("record_id").fill_null("None")))
             .when(_T == e.MATCH_PROPOSED)
-            .then(pl.concat_str(pl.lit("proposed:"), pl.col("match_id").fill_null("None")))
+            .then(xid.proposed_expr(pl.col("match_id").fill_null("None")))
             .when(_T == e.DUPLICATE_DETECTED)
-            .then(pl.concat_str(pl.lit("duplicate:"), side, pl.lit(":"), line))
-            .otherwise(pl.concat_str(pl.lit("quarantined:"), side, pl.lit(":"), line))
+            .then(xid.duplicate_expr(side, line))
+            .otherwise(xid.quarantined_expr(side, line))
             .alias("key"),
             pl.when(_T == e.MATCH_PROPOSED)
             .then(pl.col("rule"))

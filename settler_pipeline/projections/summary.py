@@ -18,6 +18,7 @@ from typing import ClassVar
 import polars as pl
 
 from settler_pipeline.domain import events as e
+from settler_pipeline.domain import exception_ids as xid
 from settler_pipeline.projections.batch import FETCH_TYPES, FINISH_TYPES, RESET_TYPES, TS, EventBatch
 from settler_pipeline.projections.parts import RUN
 from settler_pipeline.projections.projection import Column, TableReadModel, last_by_run
@@ -305,10 +306,10 @@ class ReconciliationSummary(TableReadModel):
             pl.col("global_position").alias("_at"),
         )
         candidates = pl.concat([carried.select(new.columns), new])
-        dismissed = pl.col("exception_id").str.strip_prefix("proposed:")
+        dismissed = xid.proposed_match_id_expr("exception_id")
         closes = reviews.filter(
             _T.is_in([e.MATCH_CONFIRMED, e.MATCH_REJECTED])
-            | ((_T == e.EXCEPTION_DISMISSED) & pl.col("exception_id").str.starts_with("proposed:"))
+            | ((_T == e.EXCEPTION_DISMISSED) & xid.is_kind_expr("exception_id", xid.PROPOSED))
         ).with_columns(
             pl.when(_T == e.EXCEPTION_DISMISSED)
             .then(dismissed)
@@ -342,7 +343,7 @@ class ReconciliationSummary(TableReadModel):
         )
         exception_side = pl.col("exception_id").str.split(":").list.get(1, null_on_oob=True)
         dismissed_unmatched = reviews.filter(
-            (_T == e.EXCEPTION_DISMISSED) & pl.col("exception_id").str.starts_with("unmatched:")
+            (_T == e.EXCEPTION_DISMISSED) & xid.is_kind_expr("exception_id", xid.UNMATCHED)
         ).select(
             RUN,
             -(exception_side == "source").cast(pl.Int64).alias("d_unmatched_source"),
