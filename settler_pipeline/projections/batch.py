@@ -20,6 +20,7 @@ import polars as pl
 
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.envelope import EventEnvelope, canonical_json
+from settler_pipeline.domain.payload_schema import model_schema, union_schema
 from settler_pipeline.domain.registry import EventRegistry
 from settler_pipeline.store.event_store import EventStore
 
@@ -41,57 +42,71 @@ RESET_TYPES: Final = (e.RECONCILIATION_STARTED, e.RECONCILIATION_RETRIED)
 FETCH_TYPES: Final = (e.SOURCE_RECORDS_FETCHED, e.TARGET_RECORDS_FETCHED)
 FINISH_TYPES: Final = (e.RECONCILIATION_COMPLETED, e.RECONCILIATION_FAILED, e.RECONCILIATION_CANCELLED)
 
-# Fields of lifecycle and review events (one struct for all of them: absent fields decode as null).
-LIFECYCLE_FIELDS: Final[dict[str, pl.DataType]] = {
-    "attempt": pl.Int64(),
-    "job_id": pl.String(),
-    "date_range": pl.Struct({"start": pl.String, "end": pl.String}),
-    "count": pl.Int64(),
-    "quarantined_count": pl.Int64(),
-    "summary": pl.Struct({"match_rate": pl.Float64, "duration_ms": pl.Int64}),
-    "error": pl.Struct({"type": pl.String, "message": pl.String}),
-    "step": pl.String(),
-    "match_id": pl.String(),
-    "source_ids": IDS,
-    "target_ids": IDS,
-    "exception_id": pl.String(),
-    "confirmed_by": pl.String(),
-    "rejected_by": pl.String(),
-    "matched_by": pl.String(),
-    "dismissed_by": pl.String(),
-}
+LIFECYCLE_MODELS: Final = tuple(
+    dict.fromkeys(model for kind, model in e.PAYLOADS.items() if kind not in e.BULK_EVENT_TYPES)
+)
+
+# The payload fields each kind of event contributes to the read models; their types come from the
+# payload models (one struct for all lifecycle and review events: absent fields decode as null).
+LIFECYCLE_FIELDS: Final = union_schema(
+    LIFECYCLE_MODELS,
+    (
+        "attempt",
+        "job_id",
+        "date_range",
+        "count",
+        "quarantined_count",
+        "summary",
+        "error",
+        "step",
+        "match_id",
+        "source_ids",
+        "target_ids",
+        "exception_id",
+        "confirmed_by",
+        "rejected_by",
+        "matched_by",
+        "dismissed_by",
+    ),
+)
 
 RECORD_TYPES: Final = (e.RECORD_UNMATCHED, e.DUPLICATE_DETECTED, e.RECORD_QUARANTINED)
 
-# Fields of RecordMatched / MatchProposed: most of the log, so only what the read models use.
-MATCH_FIELDS: Final[dict[str, pl.DataType]] = {
-    "attempt": pl.Int64(),
-    "match_id": pl.String(),
-    "rule": pl.String(),
-    "match_type": pl.String(),
-    "source_ids": IDS,
-    "target_ids": IDS,
-    "amount": pl.Int64(),
-    "target_amount": pl.Int64(),
-    "amount_difference": pl.Int64(),
-    "currency": pl.String(),
-    "confidence": pl.Float64(),
-}
+# RecordMatched / MatchProposed: most of the log, so only what the read models use.
+MATCH_FIELDS: Final = model_schema(
+    e.RecordMatched,
+    (
+        "attempt",
+        "match_id",
+        "rule",
+        "match_type",
+        "source_ids",
+        "target_ids",
+        "amount",
+        "target_amount",
+        "amount_difference",
+        "currency",
+        "confidence",
+    ),
+)
 
-# Fields of RecordUnmatched / DuplicateRecordDetected / RecordQuarantined.
-RECORD_FIELDS: Final[dict[str, pl.DataType]] = {
-    "attempt": pl.Int64(),
-    "side": pl.String(),
-    "record_id": pl.String(),
-    "line_number": pl.Int64(),
-    "amount": pl.Int64(),
-    "currency": pl.String(),
-    "reason": pl.String(),
-    "closest_id": pl.String(),
-    "closest_amount": pl.Int64(),
-    "closest_reference": pl.String(),
-    "closest_rejection": pl.String(),
-}
+# RecordUnmatched / DuplicateRecordDetected / RecordQuarantined.
+RECORD_FIELDS: Final = union_schema(
+    (e.RecordUnmatched, e.DuplicateRecordDetected, e.RecordQuarantined),
+    (
+        "attempt",
+        "side",
+        "record_id",
+        "line_number",
+        "amount",
+        "currency",
+        "reason",
+        "closest_id",
+        "closest_amount",
+        "closest_reference",
+        "closest_rejection",
+    ),
+)
 
 
 _connection: tuple[int, duckdb.DuckDBPyConnection] | None = None
@@ -113,7 +128,13 @@ def _duckdb_type(dtype: Any) -> Any:
         return [_duckdb_type(dtype.inner)]
     if isinstance(dtype, pl.Struct):
         return {f.name: _duckdb_type(f.dtype) for f in dtype.fields}
-    names = {pl.String: "VARCHAR", pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Float64: "DOUBLE"}
+    names = {
+        pl.String: "VARCHAR",
+        pl.Int64: "BIGINT",
+        pl.Int32: "INTEGER",
+        pl.Float64: "DOUBLE",
+        pl.Boolean: "BOOLEAN",
+    }
     for polars_type, name in names.items():
         if dtype == polars_type:
             return name

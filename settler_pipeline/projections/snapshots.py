@@ -25,23 +25,19 @@ import polars as pl
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import exception_ids as xid
 from settler_pipeline.domain import reconciliation as agg
+from settler_pipeline.domain.payload_schema import union_schema
 from settler_pipeline.domain.reconciliation import _Builder as Builder  # the aggregate's own evolve
 from settler_pipeline.errors import ValidationError
-from settler_pipeline.projections.batch import IDS, decode_payloads, upcast_payloads
+from settler_pipeline.projections.batch import decode_payloads, upcast_payloads
 from settler_pipeline.store.event_store import EventStore
 
 CHUNK_EVENTS: Final = 1_000_000
 _T = pl.col("event_type")
-_FIELDS: Final[dict[str, pl.DataType]] = {
-    "side": pl.String(),
-    "record_id": pl.String(),
-    "reason": pl.String(),
-    "line_number": pl.Int64(),
-    "match_id": pl.String(),
-    "rule": pl.String(),
-    "source_ids": IDS,
-    "target_ids": IDS,
-}
+# What the bulk fold reads of per-record events (types from the payload models).
+_FIELDS: Final = union_schema(
+    tuple(dict.fromkeys(e.PAYLOADS[kind] for kind in e.BULK_EVENT_TYPES)),
+    ("side", "record_id", "reason", "line_number", "match_id", "rule", "source_ids", "target_ids"),
+)
 _COUNTED = {
     "matched": _T == e.RECORD_MATCHED,
     "proposed": _T == e.MATCH_PROPOSED,
