@@ -32,6 +32,9 @@ def build_definitions(job_specs_dir: Path | None = None) -> dg.Definitions:
         jobs=[reconciliation_job, read_models_job, *job_specs.jobs],
         schedules=job_specs.schedules,
         sensors=[event_log_sensor(read_models_job), job_specs_sensor(job_specs), failure_alert_sensor],
+        # One process per run, not per step: the steps share the read models' lock anyway, and a
+        # process per step costs more (imports, code load) than the read models' whole update.
+        executor=dg.in_process_executor,
         resources={
             "event_store": EventStoreResource(),
             "read_models": ReadModelsResource(),
