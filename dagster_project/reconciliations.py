@@ -18,6 +18,7 @@ import polars as pl
 from dagster_project.catalog import OWNERS
 from dagster_project.resources import EventStoreResource, ReadModelsResource, default_data_dir
 from settler_pipeline import projections
+from settler_pipeline.adapters.confinement import InputRoots
 from settler_pipeline.adapters.loader import earliest_day
 from settler_pipeline.errors import NotFoundError, SettlerError
 from settler_pipeline.jobspec import JobSpec, load_job_spec
@@ -56,7 +57,8 @@ def asset_name(spec: JobSpec) -> str:
 def _first_day(path: Path, _mtime: float) -> date:
     spec = load_job_spec(path)
     try:
-        return earliest_day(spec) or FALLBACK_FIRST_DAY
+        roots = InputRoots.of(load_settings(data_dir=default_data_dir()))
+        return earliest_day(spec, roots) or FALLBACK_FIRST_DAY
     except SettlerError:
         return FALLBACK_FIRST_DAY  # an unreadable input fails the partition's run, visibly, not the load
 

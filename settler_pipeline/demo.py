@@ -25,7 +25,7 @@ from typing import Any, TextIO
 from settler_pipeline.errors import SettlerError
 from settler_pipeline.sample_job import write_sample_job
 from settler_pipeline.session import Settler
-from settler_pipeline.settings import load_settings
+from settler_pipeline.settings import SETTINGS_FILE, load_settings
 
 DEMO_USER = "demo"
 ANALYST = "analyst"
@@ -57,6 +57,7 @@ def run_demo(data_dir: Path, *, progress: Progress | None = None) -> DemoReport:
     inputs = data_dir / "inputs"
     jobs_dir = data_dir / "jobs"
     jobs_dir.mkdir(parents=True, exist_ok=True)
+    _allow_demo_inputs(data_dir)
     report = DemoReport(data_dir=data_dir)
     with Settler(data_dir, user=DEMO_USER) as app:
         say("tenants and users")
@@ -244,6 +245,19 @@ def _row(tenant: str, day: date, outcome: Any) -> dict[str, Any]:
         + (summary.get("proposed_count", 0) or 0),
         "error": (outcome.error or {}).get("message"),
     }
+
+
+def _allow_demo_inputs(data_dir: Path) -> None:
+    """The demo's exports live in ``<data dir>/inputs``; a data directory's files are out of a job
+    spec's reach unless the operator lists a sub-folder as an input root, so the demo does that (in
+    the settings file, only when there is none yet). It acts as the user ``demo``, which the
+    operating-system login may do because it owns the data directory's access file."""
+    settings = data_dir / SETTINGS_FILE
+    if not settings.exists():
+        settings.write_text(
+            "# written by `settler demo`: job specs may read the demo exports\n"
+            'allowed_input_roots = ["inputs"]\n'
+        )
 
 
 def _with_absolute_paths(spec: Path) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import difflib
+import functools
 import hashlib
 import re
 import types
@@ -66,6 +67,8 @@ DOCS_HINT = "see docs/job-spec.md for every key and a complete example"
 MAX_ROW_ZONES = 200
 MAX_REFERENCE_PATTERNS = 20
 MAX_PATTERN_LENGTH = 200
+MAX_SPEC_BYTES = 256 * 1024
+MAX_REPORTED_PROBLEMS = 20
 
 
 class DateRange(BaseModel):
@@ -133,11 +136,23 @@ class CsvOptions(BaseModel):
     @classmethod
     def _known_encoding(cls, value: str) -> str:
         try:
-            return codecs.lookup(value).name
+            codec = codecs.lookup(value)
         except LookupError:
+            codec = None
+        # rot13, base64 and friends are codecs too, but not text encodings: reading with one fails
+        if codec is None or not getattr(codec, "_is_text_encoding", True):
             raise ValueError(
-                f"unknown encoding {value!r}; use e.g. utf-8, utf-8-sig, latin-1, cp1252, utf-16"
-            ) from None
+                f"unknown text encoding {value!r}; use e.g. utf-8, utf-8-sig, latin-1, cp1252, utf-16"
+            )
+        return codec.name
+
+    @model_validator(mode="after")
+    def _distinct_characters(self) -> CsvOptions:
+        if self.quote_char is not None and self.quote_char == self.delimiter:
+            raise ValueError(f"quote_char and delimiter must differ (both are {self.delimiter!r})")
+        if self.delimiter in ("\n", "\r") or self.quote_char in ("\n", "\r"):
+            raise ValueError("delimiter and quote_char cannot be a line break")
+        return self
 
 
 class ColumnMap(BaseModel):
@@ -263,12 +278,10 @@ class DateOptions(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r}; use an IANA name such as UTC or Europe/London"
-            ) from None
+        # The IANA names the parser knows; "localtime" (the host's zone file) and "Factory" load in
+        # zoneinfo but not in Polars, and a spec must mean the same zone on every host anyway.
+        if value not in _iana_zones():
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as UTC or Europe/London")
         return value
 
     @field_validator("timezones")
@@ -293,6 +306,11 @@ class DateOptions(BaseModel):
     def has_offset(self) -> bool:
         """Whether a strftime format carries its own UTC offset (``%z``)."""
         return "%z" in self.format
+
+
+@functools.cache
+def _iana_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones() - {"localtime", "Factory", "posixrules"})
 
 
 class CurrencyOptions(BaseModel):
@@ -450,6 +468,12 @@ def load_job_spec(path: str | Path) -> JobSpec:
             hint="check the path; job specs are YAML files such as examples/stripe_vs_bank.yaml",
         )
     try:
+        size = spec_path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise JobSpecError(
+                f"job spec {spec_path} is {size} bytes; the limit is {MAX_SPEC_BYTES}",
+                hint="a job spec describes a job; data belongs in the files it reads",
+            )
         text = spec_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise JobSpecError(f"cannot read job spec {spec_path}: {e}", hint="save it as UTF-8 text") from e
@@ -494,7 +518,19 @@ def _resolve_side(side: SideSpec, base_dir: Path) -> SideSpec:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses duplicate keys (PyYAML keeps the last one silently)."""
+    """A safe YAML loader that refuses duplicate keys (PyYAML keeps the last one silently) and
+    anchors and aliases (a few hundred bytes of nested aliases expand to gigabytes)."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "anchors and aliases (&name, *name) are not allowed in a job spec",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
 
 
 def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
@@ -523,7 +559,8 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
 
 def _format_errors(origin: str, error: PydanticValidationError) -> str:
     lines = []
-    for item in error.errors(include_url=False):
+    items = error.errors(include_url=False)
+    for item in items[:MAX_REPORTED_PROBLEMS]:
         loc = tuple(item["loc"])
         where = _loc_path(loc) or "(top level)"
         kind = item["type"]
@@ -542,10 +579,17 @@ def _format_errors(origin: str, error: PydanticValidationError) -> str:
             message = str(item["msg"]).removeprefix("Value error, ")
             detail = message
             if kind not in ("value_error", "assertion_error") and "input" in item:
-                detail += f", got {item['input']!r}"
+                detail += f", got {_shortened(repr(item['input']))}"
         lines.append(f"  - {where}: {detail}")
-    count = len(lines)
+    if len(items) > MAX_REPORTED_PROBLEMS:
+        lines.append(f"  - ... and {len(items) - MAX_REPORTED_PROBLEMS} more")
+    count = len(items)
     return f"job spec {origin} has {count} problem{'s' if count != 1 else ''}:\n" + "\n".join(lines)
+
+
+def _shortened(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters: an error names the bad value, it does not echo a megabyte."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _loc_path(loc: tuple[int | str, ...]) -> str:

@@ -1,12 +1,13 @@
 """One entry point for people: a data directory opened as a user, with every interface behind it.
 
 ``settler_pipeline.open(data_dir, user="alice")`` is what a notebook calls; the CLI uses the same
-object. Reads are scoped to the tenants the user holds a role in.
+object. Reads are scoped to the tenants the user holds a role in. The acting user is the
+operating-system login unless another user is asked for and the login may impersonate (see
+:mod:`settler_pipeline.application.access`).
 """
 
 from __future__ import annotations
 
-import getpass
 import os
 from datetime import date, datetime
 from pathlib import Path
@@ -14,36 +15,58 @@ from typing import Any
 
 import polars as pl
 
-from settler_pipeline.application.access import AccessControl, Tenant
+from settler_pipeline.adapters.confinement import InputRoots
+from settler_pipeline.application.access import AccessControl, Tenant, os_login
 from settler_pipeline.application.bus import EventBus
+from settler_pipeline.application.lease import RunLeases
 from settler_pipeline.application.service import ReconciliationService, RunOutcome
 from settler_pipeline.domain import commands as c
 from settler_pipeline.domain.reconciliation import ReconciliationState
 from settler_pipeline.errors import NotFoundError, ValidationError
 from settler_pipeline.ids import new_id, validate_uuid
 from settler_pipeline.jobspec import JobSpec, load_job_spec
+from settler_pipeline.settings import Settings, load_settings
 from settler_pipeline.store.event_store import EventStore
 
 
 def default_user() -> str:
-    """The acting user: ``SETTLER_USER`` if set, else the operating-system login name."""
-    return os.environ.get("SETTLER_USER") or getpass.getuser()
+    """The operating-system login of this process (the identity used when nobody else is asked for)."""
+    return os_login()
 
 
 class Settler:
     """A data directory opened by one user. Use as a context manager or call :meth:`close`."""
 
     def __init__(
-        self, data_dir: str | os.PathLike[str], *, user: str | None = None, read_only: bool = False
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        user: str | None = None,
+        settings: Settings | None = None,
+        read_only: bool = False,
     ) -> None:
-        """``read_only=True`` opens the log for reads only: no lock, nothing written, and a directory
-        without Settler data raises :class:`NotFoundError` instead of becoming a new, empty store."""
-        self.data_dir = Path(data_dir)
-        self.user = c.validate_user(user or default_user())
-        self.store = EventStore.open(self.data_dir, read_only=read_only)
+        """Open ``data_dir`` (default: the settings' data directory) acting as ``user`` (default:
+        the ``user`` setting, else the operating-system login). Raises
+        :class:`~settler_pipeline.errors.PermissionDeniedError` when the login may not act as that
+        user, before anything is opened for writing. ``read_only=True`` opens the log for reads only:
+        no lock, nothing written, and a directory without Settler data raises :class:`NotFoundError`
+        instead of becoming a new, empty store."""
+        self.settings = settings if settings is not None else load_settings(data_dir=data_dir)
+        self.data_dir = Path(data_dir) if data_dir is not None else self.settings.data_dir
         self.access = AccessControl(self.data_dir)
+        self.login = os_login()
+        self.user = self.access.identify(user if user is not None else self.settings.user, login=self.login)
+        self.store = EventStore.open(self.data_dir, read_only=read_only)
         self.bus = EventBus()
-        self.service = ReconciliationService(self.store, self.access, self.bus)
+        self.service = ReconciliationService(
+            self.store,
+            self.access,
+            self.bus,
+            roots=InputRoots(
+                self.settings.allowed_input_roots, data_dir=self.data_dir
+            ),  # data_dir may override
+            leases=RunLeases(self.data_dir / "leases", self.settings.run_lease_seconds),
+        )
 
     def close(self) -> None:
         self.store.close()
@@ -222,6 +245,8 @@ class Settler:
         return frame
 
 
-def open(data_dir: str | os.PathLike[str] = "data", *, user: str | None = None) -> Settler:
-    """Open a Settler data directory as ``user`` (default: ``SETTLER_USER`` or the login name)."""
+def open(data_dir: str | os.PathLike[str] | None = None, *, user: str | None = None) -> Settler:
+    """Open a Settler data directory (default: ``SETTLER_DATA_DIR``, else ``data``) as ``user``
+    (default: ``SETTLER_USER``, else the operating-system login; anyone else needs the impersonate
+    right)."""
     return Settler(data_dir, user=user)

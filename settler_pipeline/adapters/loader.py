@@ -10,8 +10,16 @@ from pathlib import Path
 
 import polars as pl
 
+from settler_pipeline.adapters.confinement import GLOB_CHARS, ROOTS_HINT, InputRoots
 from settler_pipeline.adapters.normalise import normalise
-from settler_pipeline.adapters.readers import RawTable, read_csv, read_duckdb_sql, read_jsonl, read_parquet
+from settler_pipeline.adapters.readers import (
+    RawTable,
+    read_csv,
+    read_csv_header,
+    read_duckdb_sql,
+    read_jsonl,
+    read_parquet,
+)
 from settler_pipeline.domain.transactions import QUARANTINE_SCHEMA
 from settler_pipeline.errors import JobSpecError
 from settler_pipeline.jobspec import DateRange, JobSpec, SideSpec
@@ -42,11 +50,13 @@ def load_side(
     margin_days: int,
     base_dir: Path,
     side: str | None = None,
+    roots: InputRoots | None = None,
 ) -> LoadedSide:
     """Read, map, parse and validate one side for ``date_range`` widened by ``margin_days``.
 
     Relative paths (and relative file names in a duckdb_sql query) resolve against ``base_dir``;
-    ``side`` ("source"/"target") only prefixes field paths in error messages. Raises
+    ``side`` ("source"/"target") only prefixes field paths in error messages. Every file read must lie
+    under ``roots`` (default: ``base_dir`` only; see :mod:`settler_pipeline.adapters.confinement`). Raises
     :class:`~settler_pipeline.errors.NotFoundError` for a missing file and
     :class:`~settler_pipeline.errors.JobSpecError` for an unreadable input, a mapping that names a
     column the input does not have, or a failing query. Row-level problems never raise: those rows
@@ -55,7 +65,7 @@ def load_side(
     started = time.perf_counter()
     if margin_days < 0:
         raise JobSpecError(f"margin_days must be >= 0, got {margin_days}", hint="use date_window_days >= 0")
-    table = _read(spec, base_dir)
+    table = _read(spec, base_dir, roots if roots is not None else InputRoots())
     columns = resolve_columns(spec, table.columns, side=side)
     normalised = normalise(
         table.data,
@@ -79,28 +89,49 @@ def load_side(
     )
 
 
-def earliest_day(spec: JobSpec) -> date | None:
+def earliest_day(spec: JobSpec, roots: InputRoots | None = None) -> date | None:
     """The UTC day of the earliest valid source record ``spec`` reads (None if it has none): where a
-    schedule of daily runs of the spec can start. Reads the whole source input."""
+    schedule of daily runs of the spec can start. Reads the whole source input, confined to
+    ``roots`` like a run."""
     everything = DateRange(start=date(1900, 1, 1), end=date(2999, 12, 31))
     loaded = load_side(
-        spec.source, date_range=everything, margin_days=0, base_dir=spec.base_dir, side="source"
+        spec.source, date_range=everything, margin_days=0, base_dir=spec.base_dir, side="source", roots=roots
     )
     first = loaded.records["occurred_at"].min()
     return first.date() if first is not None else None  # type: ignore[union-attr]
 
 
-def _read(spec: SideSpec, base_dir: Path) -> RawTable:
+def _read(spec: SideSpec, base_dir: Path, roots: InputRoots) -> RawTable:
     if spec.adapter == "duckdb_sql":
         assert spec.query is not None  # guaranteed by SideSpec validation
-        return read_duckdb_sql(spec.query, base_dir)
+        return read_duckdb_sql(spec.query, base_dir, roots.sandbox_directories(base_dir))
     assert spec.path is not None  # guaranteed by SideSpec validation
-    path = spec.path if spec.path.is_absolute() else base_dir / spec.path
+    if spec.adapter == "parquet":
+        return read_parquet(spec.path, roots.expand(spec.path, base_dir, what="input"))
+    path = roots.check(spec.path, base_dir, what="input")
     if spec.adapter == "csv":
         return read_csv(path, spec.csv_options)
-    if spec.adapter == "parquet":
-        return read_parquet(path)
     return read_jsonl(path)
+
+
+def check_side(spec: SideSpec, *, base_dir: Path, roots: InputRoots, side: str | None = None) -> None:
+    """What can be checked before a run starts: every input lies inside ``roots`` (a glob's prefix;
+    its matches are checked when read), a ``duckdb_sql`` side has a sandbox it can run in, and a CSV
+    file that already exists has the mapped columns. Raises :class:`JobSpecError`; a missing file is
+    left to the run (it may arrive before the run reads it)."""
+    if spec.adapter == "duckdb_sql":
+        roots.sandbox_directories(base_dir)
+        return
+    assert spec.path is not None  # guaranteed by SideSpec validation
+    parts = spec.path.parts
+    fixed = next((i for i, part in enumerate(parts) if GLOB_CHARS & set(part)), len(parts))
+    if ".." in parts[fixed:]:
+        raise JobSpecError(f"input {spec.path} has '..' after a glob character", hint=ROOTS_HINT)
+    path = roots.check(Path(*parts[:fixed]), base_dir, what="input")
+    if spec.adapter == "csv" and fixed == len(parts) and path.is_file():
+        header = read_csv_header(path, spec.csv_options)
+        if header is not None:
+            resolve_columns(spec, header, side=side)
 
 
 def resolve_columns(spec: SideSpec, available: list[str], *, side: str | None = None) -> dict[str, list[str]]:

@@ -9,7 +9,7 @@ parses every adapter's output the same way. Failures of the whole input become u
 
 from __future__ import annotations
 
-import glob
+import glob as globbing
 import io
 import json
 from dataclasses import dataclass
@@ -18,12 +18,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from settler_pipeline.adapters.confinement import GLOB_CHARS, ROOTS_HINT
 from settler_pipeline.adapters.normalise import LINE_COL, RAW_COL
 from settler_pipeline.domain.transactions import QUARANTINE_SCHEMA
 from settler_pipeline.errors import JobSpecError, NotFoundError
 from settler_pipeline.jobspec import CsvOptions
-
-_GLOB_CHARS = frozenset("*?[")
 
 
 @dataclass(frozen=True)
@@ -126,6 +125,31 @@ def read_csv(path: Path, options: CsvOptions) -> RawTable:
     return RawTable(data=_drop_blank_rows(frame), rejected=_no_rejects())
 
 
+def read_csv_header(path: Path, options: CsvOptions) -> list[str] | None:
+    """The column names of a CSV file (``None`` when the first lines cannot be read: reading the whole
+    file will then report the problem)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(1 << 20)  # enough for the preamble and the header line
+        if options.encoding not in ("utf-8", "utf-8-sig"):
+            head = head.decode(options.encoding, errors="replace").encode("utf-8")
+        frame = pl.read_csv(
+            head,
+            has_header=options.header,
+            separator=options.delimiter,
+            quote_char=options.quote_char,
+            skip_lines=options.skip_rows,
+            infer_schema=False,
+            n_rows=1,
+            glob=False,
+        )
+    except (pl.exceptions.PolarsError, OSError, UnicodeError, LookupError):
+        return None
+    if not options.header:
+        return [f"column_{i}" for i in range(1, frame.width + 1)]
+    return frame.columns
+
+
 def _drop_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
     """Drop rows whose every column is empty or whitespace (blank lines, lines of only delimiters)."""
     data_columns = [c for c in frame.columns if c not in (LINE_COL, RAW_COL)]
@@ -147,24 +171,13 @@ def _drop_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(~pl.col(LINE_COL).is_in(blank_lines.implode()))
 
 
-def _expand(path: Path) -> list[Path]:
-    text = str(path)
-    if _GLOB_CHARS & set(text):
-        matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
-        if not matches:
-            raise NotFoundError(
-                f"input file not found: no file matches {path}",
-                hint="check the glob pattern: relative paths resolve against the job spec's directory",
-            )
-        return matches
-    _require_file(path)
-    return [path]
-
-
-def read_parquet(path: Path) -> RawTable:
-    """Read one Parquet file, or every file matching a glob (in sorted path order, line numbers
-    continuing across files); values are turned into strings."""
-    files = _expand(path)
+def read_parquet(path: Path, files: list[Path] | None = None) -> RawTable:
+    """Read one Parquet file, or ``files`` (a glob's matches, already expanded and checked by the
+    caller, read in the order given with line numbers continuing across files); values are turned
+    into strings. ``path`` names the input in messages."""
+    if files is None:
+        _require_file(path)
+        files = [path]
     try:
         frame = pl.read_parquet(files)
     except (pl.exceptions.PolarsError, OSError) as e:
@@ -262,27 +275,53 @@ def _flatten_python(value: dict[str, object], prefix: str = "") -> dict[str, str
     return out
 
 
-def read_duckdb_sql(query: str, base_dir: Path) -> RawTable:
-    """Run ``query`` in a fresh in-memory DuckDB and read its result.
+def read_duckdb_sql(query: str, base_dir: Path, allowed_directories: list[str] | None = None) -> RawTable:
+    """Run ``query`` (SELECT statements only) in a fresh in-memory, sandboxed DuckDB and read its result.
 
-    Relative file names in the query resolve against ``base_dir``. Extensions are not installed on
-    demand (only the bundled ones, such as parquet and json, are available) and the configuration is
-    locked before the query runs. A DuckDB error becomes a :class:`JobSpecError` carrying its message.
+    Relative file names in string literals that name files under ``base_dir`` are made absolute
+    against it. The sandbox allows file access only under ``allowed_directories`` (default:
+    ``base_dir``), installs and loads no extension beyond the bundled ones, and locks its
+    configuration before the query runs. A refused statement or a DuckDB error becomes a
+    :class:`JobSpecError` carrying the reason.
     """
+    directories = allowed_directories if allowed_directories is not None else [f"{base_dir.resolve()}/"]
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as e:
+        raise JobSpecError(
+            f"DuckDB could not run the duckdb_sql query: {str(e).strip()}",
+            hint="fix the query (test it in the duckdb shell from the job spec's directory)",
+        ) from e
+    refused = sorted({s.type.name for s in statements if s.type != duckdb.StatementType.SELECT})
+    if refused or not statements:
+        raise JobSpecError(
+            "a duckdb_sql query may only hold SELECT statements"
+            + (f", not {', '.join(refused)}" if refused else ""),
+            hint="reading is all a job spec may do: no COPY, ATTACH, INSTALL, LOAD, SET, PRAGMA or DDL",
+        )
     con = duckdb.connect(":memory:")
     try:
+        # Order matters: directories must be set before external access is switched off, and the
+        # lock last, so the query cannot undo any of it.
+        con.execute("SET allowed_directories = $1", [directories])
+        con.execute("SET enable_external_access = false")
         con.execute("SET autoinstall_known_extensions = false")
+        con.execute("SET autoload_known_extensions = false")
         con.execute("SET allow_community_extensions = false")
-        con.execute("SET file_search_path = $1", [str(base_dir)])
         con.execute("SET lock_configuration = true")
         try:
-            relation = con.sql(query)
+            relation = con.sql(absolute_file_names(query, base_dir))
             if relation is None:
                 raise JobSpecError(
                     "the duckdb_sql query returned no rows to read (it is not a SELECT)",
                     hint="end the query with a SELECT that returns one row per transaction",
                 )
             frame = relation.pl()
+        except duckdb.PermissionException as e:
+            raise JobSpecError(
+                f"the duckdb_sql query reads outside the allowed input roots: {str(e).strip()}",
+                hint="relative file names must name files under the job spec's directory; " + ROOTS_HINT,
+            ) from e
         except duckdb.Error as e:
             raise JobSpecError(
                 f"DuckDB could not run the duckdb_sql query: {str(e).strip()}",
@@ -292,6 +331,48 @@ def read_duckdb_sql(query: str, base_dir: Path) -> RawTable:
         con.close()
     strings, temporal = stringify(frame)
     return RawTable(data=_with_line_and_raw(strings), rejected=_no_rejects(), typed_temporal=temporal)
+
+
+def absolute_file_names(query: str, base_dir: Path) -> str:
+    """``query`` with each string literal that is a relative file name (or glob) matching something
+    under ``base_dir`` replaced by its absolute path. DuckDB resolves relative names against the
+    process's working directory first, which a sandbox must not allow, so relative names are
+    resolved here instead; any other relative name stays relative and the sandbox refuses it."""
+    out: list[str] = []
+    last = 0
+    for start, kind in duckdb.tokenize(query):
+        if kind != duckdb.token_type.string_const or query[start : start + 1] != "'":
+            continue
+        end = _literal_end(query, start)
+        value = query[start + 1 : end - 1].replace("''", "'")
+        if not _local_file_name(value, base_dir):
+            continue
+        out.append(query[last:start])
+        out.append("'" + str(base_dir.resolve() / value).replace("'", "''") + "'")
+        last = end
+    out.append(query[last:])
+    return "".join(out)
+
+
+def _literal_end(query: str, start: int) -> int:
+    i = start + 1
+    while i < len(query):
+        if query[i] == "'":
+            if query[i + 1 : i + 2] == "'":
+                i += 2
+                continue
+            return i + 1
+        i += 1
+    return len(query)
+
+
+def _local_file_name(value: str, base_dir: Path) -> bool:
+    if not value or value.startswith(("/", "~")) or "://" in value or ("/" not in value and "." not in value):
+        return False
+    candidate = base_dir / value
+    if GLOB_CHARS & set(value):
+        return bool(globbing.glob(str(candidate), recursive=True))
+    return candidate.exists()
 
 
 def stringify(frame: pl.DataFrame) -> tuple[pl.DataFrame, frozenset[str]]:

@@ -2,13 +2,22 @@
 
 Roles, each including the ones before it: ``viewer`` reads a tenant's runs and read models;
 ``operator`` also starts, retries and cancels runs and resolves exceptions; ``admin`` also grants and
-revokes roles. Creating a tenant makes the creating user its admin.
+revokes roles. Creating a tenant makes the creating user its admin; the last admin of a tenant cannot
+leave or step down.
+
+Identity is established, not claimed: a process acts as its operating-system login (the real user id,
+not ``$USER``). Acting as someone else (``--user``, ``SETTLER_USER``, a service identity) needs the
+``impersonate`` right, which a *global admin* grants. Global admins are the users listed as such in the
+file plus the operating-system owner of ``access.json`` (who can rewrite the file anyway).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import re
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +33,28 @@ from settler_pipeline.store.locks import file_lock
 Role = Literal["viewer", "operator", "admin"]
 ROLES: Final[tuple[Role, ...]] = ("viewer", "operator", "admin")
 _RANK: Final = {role: i for i, role in enumerate(ROLES)}
-_TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def os_login() -> str:
+    """The operating-system account of this process, from its real user id (environment variables
+    such as ``USER`` are claims anyone can set, so they are not consulted)."""
+    uid = os.getuid()
+    try:
+        return validate_user(pwd.getpwuid(uid).pw_name)
+    except (KeyError, ValidationError):
+        return f"uid-{uid}"
+
+
+def _owner(path: Path) -> str | None:
+    try:
+        uid = path.stat().st_uid
+    except FileNotFoundError:
+        return None
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid-{uid}"
 
 
 @dataclass(frozen=True)
@@ -39,7 +69,6 @@ class AccessControl:
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / "access.json"
         self._lock = data_dir / "access.json.lock"
-        data_dir.mkdir(parents=True, exist_ok=True)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -47,8 +76,61 @@ class AccessControl:
         try:
             data: dict[str, Any] = json.loads(self.path.read_text())
         except FileNotFoundError:
-            return {"tenants": {}, "grants": {}}
+            data = {"tenants": {}, "grants": {}}
+        data.setdefault("admins", [])
+        data.setdefault("impersonators", [])
         return data
+
+    # -- identity -------------------------------------------------------------------------------
+
+    def global_admins(self) -> set[str]:
+        """Users who may grant the impersonate right and see every tenant: those listed, plus the
+        operating-system owner of the access file (before the file exists: the current login)."""
+        owner = _owner(self.path) if self.path.exists() else os_login()
+        return set(self._load()["admins"]) | ({owner} if owner else set())
+
+    def may_impersonate(self, login: str) -> bool:
+        """Whether ``login`` may act as another user."""
+        return login in self.global_admins() or login in self._load()["impersonators"]
+
+    def identify(self, requested: str | None, *, login: str | None = None) -> str:
+        """Who acts: ``login`` (default: this process's operating-system login) unless ``requested``
+        names someone else, which needs the impersonate right. Raises :class:`PermissionDeniedError`
+        (never falls back silently) and :class:`ValidationError` for a malformed name."""
+        login = login if login is not None else os_login()
+        if requested is None:
+            return login
+        user = validate_user(requested)
+        if user == login or self.may_impersonate(login):
+            return user
+        raise PermissionDeniedError(
+            f"{login!r} (the operating-system login) may not act as {user!r}",
+            hint=f"drop --user / SETTLER_USER to act as {login}, or ask a global admin to run "
+            f"`settler access allow-impersonate {login}`",
+        )
+
+    def allow_impersonate(self, user_id: str, *, by: str) -> None:
+        """Give ``user_id`` the impersonate right; ``by`` must be a global admin."""
+        user_id = validate_user(user_id)
+        self._require_global_admin(by, "granting the impersonate right")
+        with self._editing() as data:
+            if user_id not in data["impersonators"]:
+                data["impersonators"].append(user_id)
+
+    def forbid_impersonate(self, user_id: str, *, by: str) -> None:
+        """Take the impersonate right away from ``user_id``; ``by`` must be a global admin."""
+        self._require_global_admin(by, "revoking the impersonate right")
+        with self._editing() as data:
+            if user_id not in data["impersonators"]:
+                raise NotFoundError(f"user {user_id!r} has no impersonate right")
+            data["impersonators"].remove(user_id)
+
+    def _require_global_admin(self, user_id: str, action: str) -> None:
+        if user_id not in self.global_admins():
+            raise PermissionDeniedError(
+                f"user {user_id!r} is not a global admin; {action} needs one",
+                hint="global admins are the owner of access.json and the users it lists as admins",
+            )
 
     def tenants(self) -> list[Tenant]:
         """Every tenant, by name."""
@@ -72,13 +154,18 @@ class AccessControl:
         role = self._load()["grants"].get(tenant_id, {}).get(user_id)
         return role if role in ROLES else None
 
-    def grants(self) -> list[dict[str, str]]:
-        """Every (tenant, user, role) grant."""
+    def grants(self, *, visible_to: str | None = None) -> list[dict[str, str]]:
+        """Every (tenant, user, role) grant; with ``visible_to``, only those of tenants where that user
+        holds a role (every tenant for a global admin)."""
         data = self._load()
         names = {tid: t["name"] for tid, t in data["tenants"].items()}
+        shown = set(data["grants"])
+        if visible_to is not None and visible_to not in self.global_admins():
+            shown = set(self.tenants_of(visible_to))
         return [
             {"tenant": names.get(tid, tid), "tenant_id": tid, "user_id": user, "role": role}
             for tid, users in sorted(data["grants"].items())
+            if tid in shown
             for user, role in sorted(users.items())
         ]
 
@@ -109,6 +196,7 @@ class AccessControl:
 
     @contextmanager
     def _editing(self) -> Iterator[dict[str, Any]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(self._lock):
             data = self._load()
             yield data
@@ -117,7 +205,8 @@ class AccessControl:
     def create_tenant(self, name: str, *, admin: str, tenant_id: str | None = None) -> Tenant:
         """Create a tenant (name: lower-case letters, digits, '_', '-') with ``admin`` as its admin.
         Creating an existing tenant again with the same admin returns it unchanged."""
-        if not _TENANT_NAME.match(name):
+        name = unicodedata.normalize("NFKC", name)
+        if not _TENANT_NAME.fullmatch(name):
             raise ValidationError(
                 f"tenant name must be lower-case letters, digits, '_' or '-' (max 63), got {name!r}"
             )
@@ -143,7 +232,10 @@ class AccessControl:
         user_id = validate_user(user_id)
         self.require(by, tenant_id, "admin", "granting roles")
         with self._editing() as data:
-            data["grants"].setdefault(tenant_id, {})[user_id] = role
+            users = data["grants"].setdefault(tenant_id, {})
+            if users.get(user_id) == "admin" and role != "admin":
+                _keep_an_admin(users, user_id)
+            users[user_id] = role
 
     def revoke(self, user_id: str, tenant_id: str, *, by: str) -> None:
         """Remove the user's role in the tenant; ``by`` must be an admin; the last admin cannot go."""
@@ -152,8 +244,14 @@ class AccessControl:
             users = data["grants"].setdefault(tenant_id, {})
             if user_id not in users:
                 raise NotFoundError(f"user {user_id!r} has no role in tenant {self._name(tenant_id)}")
-            if users[user_id] == "admin" and sum(r == "admin" for r in users.values()) == 1:
-                raise ValidationError(
-                    "cannot revoke the last admin of a tenant", hint="grant another admin first"
-                )
+            if users[user_id] == "admin":
+                _keep_an_admin(users, user_id)
             del users[user_id]
+
+
+def _keep_an_admin(users: dict[str, str], leaving: str) -> None:
+    if sum(role == "admin" for user, role in users.items() if user != leaving) == 0:
+        raise ValidationError(
+            f"{leaving!r} is the last admin of the tenant and cannot be removed or demoted",
+            hint="grant another admin first",
+        )

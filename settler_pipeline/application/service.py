@@ -11,9 +11,13 @@ causation ids derived from it, so sending it again appends nothing and returns t
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -21,10 +25,12 @@ from typing import Any
 
 import polars as pl
 
-from settler_pipeline.adapters.loader import LoadedSide, load_side
+from settler_pipeline.adapters.confinement import InputRoots
+from settler_pipeline.adapters.loader import LoadedSide, check_side, load_side
 from settler_pipeline.application import run_events
 from settler_pipeline.application.access import AccessControl, Role
 from settler_pipeline.application.bus import EventBus, PublishReport
+from settler_pipeline.application.lease import LeaseState, RunLeases
 from settler_pipeline.application.ports import EventLog
 from settler_pipeline.domain import commands as c
 from settler_pipeline.domain import events as e
@@ -39,6 +45,7 @@ from settler_pipeline.logs import get_logger
 
 _log = get_logger(__name__)
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5b7c6f0e-3d1a-4c55-9a43-8f0f2a6b1c01")
+MAX_ERROR_MESSAGE = 2000  # characters of an unexpected error kept in ReconciliationFailed
 
 
 @dataclass
@@ -63,10 +70,23 @@ class RunOutcome:
 class ReconciliationService:
     """The application API for runs: start, retry, cancel, review, and state as of a time."""
 
-    def __init__(self, store: EventLog, access: AccessControl, bus: EventBus | None = None) -> None:
+    def __init__(
+        self,
+        store: EventLog,
+        access: AccessControl,
+        bus: EventBus | None = None,
+        *,
+        roots: InputRoots | None = None,
+        leases: RunLeases | None = None,
+    ) -> None:
+        """``roots`` confines what job specs read (default: each spec's own directory only);
+        ``leases`` tells a run whose process died from a running one (default: none, so a run's
+        death is only noticed by the process itself)."""
         self.store = store
         self.access = access
         self.bus = bus or EventBus()
+        self.roots = roots if roots is not None else InputRoots()
+        self.leases = leases
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -204,11 +224,32 @@ class ReconciliationService:
         spec = self._spec(cmd)
         state = self._authorised_state(cmd, "operator", "starting a reconciliation")
         if (previous := self._repeated(cmd)) is not None:
+            previous = self.reclaim(previous, user_id=cmd.user_id)
+            if _unfinished_business(previous):
+                # The schedule re-sends the same command after a crash or an interruption: run it
+                # again (a new attempt) instead of reporting a run that did not finish as handled. A
+                # failure of the spec or its inputs stays handled: it needs a fix, then `retry`.
+                retry = c.RetryReconciliation(
+                    reconciliation_id=cmd.reconciliation_id
+                    if previous.reconciliation_id is None
+                    else previous.reconciliation_id,
+                    tenant_id=cmd.tenant_id,
+                    user_id=cmd.user_id,
+                )
+                return self.retry(retry)
             return self._outcome(previous, repeated_command=True, summary=self._summary(previous))
+        self._check_inputs(spec)
+        # A run of these days whose process died is abandoned here, so it neither blocks nor needs
+        # superseding.
         live = [
             run
-            for run in self.live_runs(cmd.tenant_id, cmd.job_id, cmd.date_range.start, cmd.date_range.end)
-            if run.reconciliation_id != cmd.reconciliation_id
+            for run in (
+                self.reclaim(found, user_id=cmd.user_id)
+                for found in self.live_runs(
+                    cmd.tenant_id, cmd.job_id, cmd.date_range.start, cmd.date_range.end
+                )
+            )
+            if run.reconciliation_id != cmd.reconciliation_id and run.status in agg.LIVE
         ]
         if live and not cmd.supersede:
             listed = ", ".join(
@@ -221,13 +262,14 @@ class ReconciliationService:
                 hint="pass --supersede (Python: supersede=True) to replace that run with a new one",
             )
         drafts = agg.decide_start(state, cmd, fingerprint=spec.fingerprint())
-        envelopes, failures = self._append(cmd, state, drafts)
-        state = agg.fold(state, envelopes)
-        for run in live:
-            self._supersede(run, cmd)
-        if not execute:
-            return self._outcome(state, events_appended=len(envelopes), publish_failures=failures)
-        return self._execute(state, spec, cmd.user_id, envelopes[-1].id, failures)
+        with self._lease(cmd.reconciliation_id) if execute else contextlib.nullcontext():
+            envelopes, failures = self._append(cmd, state, drafts)
+            state = agg.fold(state, envelopes)
+            for run in live:
+                self._supersede(run, cmd)
+            if not execute:
+                return self._outcome(state, events_appended=len(envelopes), publish_failures=failures)
+            return self._execute(state, spec, cmd.user_id, envelopes[-1].id, failures)
 
     def live_runs(self, tenant_id: str, job_id: str, start: date, end: date) -> list[ReconciliationState]:
         """The live runs (started, running or completed) of ``job_id`` in ``tenant_id`` whose days
@@ -252,11 +294,14 @@ class ReconciliationService:
         runs = [self.load(run_id) for run_id in sorted(set(starts["aggregate_id"].to_list()))]
         return [run for run in runs if run.status in agg.LIVE]
 
-    def _others_live(self, state: ReconciliationState) -> list[ReconciliationState]:
+    def _others_live(self, state: ReconciliationState, user_id: str) -> list[ReconciliationState]:
         assert state.tenant_id and state.job_id and state.date_range
         start, end = (date.fromisoformat(d) for d in state.date_range)
         runs = self.live_runs(state.tenant_id, state.job_id, start, end)
-        return [run for run in runs if run.reconciliation_id != state.reconciliation_id]
+        others = [run for run in runs if run.reconciliation_id != state.reconciliation_id]
+        # a run whose process died does not count: it is abandoned on the way
+        reclaimed = [self.reclaim(run, user_id=user_id) for run in others]
+        return [run for run in reclaimed if run.status in agg.LIVE]
 
     def _supersede(self, run: ReconciliationState, cmd: c.StartReconciliation) -> None:
         """Mark ``run`` superseded by the run ``cmd`` started (retried if the run moved meanwhile)."""
@@ -296,15 +341,18 @@ class ReconciliationService:
             origin=f"the job spec of run {reconciliation_id}",
         )
         cause = self.store.stream_frame(reconciliation_id, e.AGGREGATE_TYPE)["event_id"][-1]
-        return self._execute(state, spec, user_id, str(cause), [])
+        self._check_inputs(spec)
+        with self._lease(reconciliation_id):
+            return self._execute(state, spec, user_id, str(cause), [])
 
     def retry(self, cmd: c.RetryReconciliation) -> RunOutcome:
         """Run a failed or cancelled run again as a new attempt with the spec it was started with."""
         state = self._authorised_state(cmd, "operator", "retrying a reconciliation")
         if (previous := self._repeated(cmd)) is not None:
             return self._outcome(previous, repeated_command=True, summary=self._summary(previous))
+        state = self.reclaim(state, user_id=cmd.user_id)
         drafts = agg.decide_retry(state, cmd)
-        if state.job_id and state.date_range and (live := self._others_live(state)):
+        if state.job_id and state.date_range and (live := self._others_live(state, cmd.user_id)):
             raise StateError(
                 f"run {live[0].reconciliation_id} already reconciles these days of job {state.job_id!r}; "
                 "retrying this one would count them twice",
@@ -315,9 +363,44 @@ class ReconciliationService:
             base_dir=Path(state.spec.get("spec_dir") or "."),
             origin=f"the job spec of run {cmd.reconciliation_id}",
         )
-        envelopes, failures = self._append(cmd, state, drafts)
-        state = agg.fold(state, envelopes)
-        return self._execute(state, spec, cmd.user_id, envelopes[-1].id, failures)
+        self._check_inputs(spec)
+        with self._lease(cmd.reconciliation_id):
+            envelopes, failures = self._append(cmd, state, drafts)
+            state = agg.fold(state, envelopes)
+            return self._execute(state, spec, cmd.user_id, envelopes[-1].id, failures)
+
+    def reclaim(self, state: ReconciliationState, *, user_id: str) -> ReconciliationState:
+        """The run, marked ``abandoned`` first if it is started or running but the process executing
+        it is gone (its lease expired); otherwise unchanged."""
+        run_id = state.reconciliation_id
+        if run_id is None or state.status not in (agg.STARTED, agg.RUNNING):
+            return state
+        if self.leases is None or self.leases.state(run_id) != LeaseState.EXPIRED:
+            return state
+        drafts = agg.decide_abandon(
+            state,
+            reason="the process executing this attempt stopped before recording how it ended "
+            "(killed, out of memory, or its lease was not renewed)",
+            detected_by=user_id,
+        )
+        meta = self._run_meta(state, user_id, cause=None)
+        event_type, data = drafts[0]
+        state, _ = self._append_run(state, run_events.single_event(event_type, data, meta))
+        if state.status == agg.ABANDONED:
+            self.leases.clear(run_id)
+        return state
+
+    @contextlib.contextmanager
+    def _lease(self, run_id: str) -> Iterator[None]:
+        held = self.leases.hold(run_id) if self.leases is not None else contextlib.nullcontext()
+        with held, _termination_raises():
+            yield
+
+    def _check_inputs(self, spec: JobSpec) -> None:
+        """Refuse, before anything is appended, a spec whose inputs leave the allowed roots or whose
+        mapping names columns an existing CSV lacks."""
+        for side, side_spec in (("source", spec.source), ("target", spec.target)):
+            check_side(side_spec, base_dir=spec.base_dir, roots=self.roots, side=side)
 
     def cancel(self, cmd: c.CancelReconciliation) -> RunOutcome:
         """Cancel a run that has not finished."""
@@ -367,33 +450,57 @@ class ReconciliationService:
         """Fetch, match and record one attempt. Appends in two atomic batches (fetch results, then the
         match results with the completion), each expecting the version it last saw: a cancel that lands
         in between wins, and this attempt stops without writing more."""
-        started = time.perf_counter()
-        assert state.reconciliation_id and state.tenant_id and state.date_range
-        run_id = state.reconciliation_id
-        meta = {
-            "aggregate_id": run_id,
+        progress = _Progress(state)
+        meta = self._run_meta(state, user_id, cause)
+        try:
+            return self._attempt(progress, spec, meta, failures)
+        except UserError as exc:
+            return self._fail(
+                progress.state, meta, progress.step, exc, retryable=isinstance(exc, NotFoundError)
+            )
+        except Exception as exc:
+            # Anything unexpected after the start still ends the attempt on the record (never a run left
+            # "running"); retryable, since the cause may be transient.
+            return self._fail(progress.state, meta, progress.step, exc, retryable=True)
+        except BaseException as exc:
+            # Ctrl-C or a termination signal: record the failure, then let the process stop.
+            self._fail(progress.state, meta, progress.step, exc, retryable=True)
+            raise
+
+    def _run_meta(self, state: ReconciliationState, user_id: str, cause: str | None) -> dict[str, Any]:
+        assert state.reconciliation_id and state.tenant_id
+        return {
+            "aggregate_id": state.reconciliation_id,
             "tenant_id": state.tenant_id,
             "user_id": user_id,
             "correlation_id": state.correlation_id,
             "causation_id": cause,
             "timestamp": datetime.now(UTC),
         }
+
+    def _attempt(
+        self, progress: _Progress, spec: JobSpec, meta: dict[str, Any], failures: list[str]
+    ) -> RunOutcome:
+        started = time.perf_counter()
+        state = progress.state
+        assert state.reconciliation_id and state.tenant_id and state.date_range
+        run_id = state.reconciliation_id
         date_range = DateRange(
             start=date.fromisoformat(state.date_range[0]), end=date.fromisoformat(state.date_range[1])
         )
         appended = 0
         sides: dict[str, LoadedSide] = {}
         for side, side_spec in (("source", spec.source), ("target", spec.target)):
-            try:
-                sides[side] = load_side(
-                    side_spec,
-                    date_range=date_range,
-                    margin_days=spec.date_window_days,
-                    base_dir=spec.base_dir,
-                    side=side,
-                )
-            except UserError as exc:
-                return self._fail(state, meta, f"fetch_{side}", exc, retryable=isinstance(exc, NotFoundError))
+            progress.step = f"fetch_{side}"
+            sides[side] = load_side(
+                side_spec,
+                date_range=date_range,
+                margin_days=spec.date_window_days,
+                base_dir=spec.base_dir,
+                side=side,
+                roots=self.roots,
+            )
+        progress.step = "record_fetch"
         batch = []
         for side, event_type in (("source", e.SOURCE_RECORDS_FETCHED), ("target", e.TARGET_RECORDS_FETCHED)):
             loaded = sides[side]
@@ -409,15 +516,18 @@ class ReconciliationService:
             batch.append(run_events.single_event(event_type, payload.model_dump(mode="json"), meta))
             batch.append(run_events.quarantine_events(side, loaded, state.attempt, meta))
         state, count = self._append_run(state, pl.concat(batch))
+        progress.state = state
         appended += count
         if state.status == agg.CANCELLED:
             return self._outcome(state, events_appended=appended)
+        progress.step = "match"
         try:
             result = match_records(
                 sides["source"].records, sides["target"].records, spec.matching, run_id=run_id
             )
         except SettlerError as exc:
             return self._fail(state, meta, "match", exc, retryable=False)
+        progress.step = "record_results"
         summary = _summary(result, sides, int((time.perf_counter() - started) * 1000))
         completed = e.ReconciliationCompleted(attempt=state.attempt, summary=summary)
         results = pl.concat(
@@ -485,13 +595,18 @@ class ReconciliationService:
         state: ReconciliationState,
         meta: dict[str, Any],
         step: str,
-        exc: SettlerError,
+        exc: BaseException,
         *,
         retryable: bool,
     ) -> RunOutcome:
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, SystemExit | KeyboardInterrupt):
+            message = "the process was interrupted (a termination signal or Ctrl-C) while the run executed"
+        if len(message) > MAX_ERROR_MESSAGE:
+            message = f"{message[:MAX_ERROR_MESSAGE]}... ({len(message)} characters)"
         payload = e.ReconciliationFailed(
             attempt=state.attempt,
-            error=e.ErrorData(type=type(exc).__name__, message=str(exc)),
+            error=e.ErrorData(type=type(exc).__name__, message=message),
             step=step,
             retryable=retryable,
         )
@@ -503,6 +618,50 @@ class ReconciliationService:
         frame = run_events.single_event(e.RECONCILIATION_FAILED, payload.model_dump(mode="json"), meta)
         state, count = self._append_run(state, frame)
         return self._outcome(state, events_appended=count)
+
+
+def _user_error_names(kind: type[BaseException] = UserError) -> set[str]:
+    return {kind.__name__}.union(*(_user_error_names(sub) for sub in kind.__subclasses__()))
+
+
+def _unfinished_business(state: ReconciliationState) -> bool:
+    """Whether the attempt ended without deciding anything: abandoned, or failed on an interruption
+    or an internal error (not on a problem of the spec or its inputs, which a re-run repeats)."""
+    if state.status == agg.ABANDONED:
+        return True
+    error_type = (state.last_error or {}).get("type")
+    return state.status == agg.FAILED and error_type not in _user_error_names()
+
+
+@dataclass
+class _Progress:
+    """Where an executing attempt is: the state it last appended and the step it is in."""
+
+    state: ReconciliationState
+    step: str = "start"
+
+
+@contextlib.contextmanager
+def _termination_raises() -> Iterator[None]:
+    """While a run executes, turn SIGTERM and SIGHUP into :class:`SystemExit` (as Ctrl-C already is a
+    KeyboardInterrupt) so the attempt records its failure before the process ends. Only in the main
+    thread, and only where nobody (such as Dagster) installed a handler of their own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) == signal.SIG_DFL:
+            previous[sig] = signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _summary(result: MatchResult, sides: dict[str, LoadedSide], duration_ms: int) -> e.Summary:

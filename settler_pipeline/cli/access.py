@@ -10,8 +10,6 @@ import typer
 from settler_pipeline.application.access import AccessControl
 from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption
 from settler_pipeline.cli.output import command, console, emit_json, emit_table
-from settler_pipeline.domain.commands import validate_user
-from settler_pipeline.session import default_user
 
 app = typer.Typer(help="Manage tenants, users and roles (viewer, operator, admin).", no_args_is_help=True)
 
@@ -25,7 +23,8 @@ def create_tenant(
     json: JsonOption = False,
 ) -> None:
     """Create a tenant; the acting user becomes its admin."""
-    tenant = AccessControl(data_dir).create_tenant(name, admin=validate_user(user or default_user()))
+    access = AccessControl(data_dir)
+    tenant = access.create_tenant(name, admin=access.identify(user))
     if json:
         emit_json({"tenant_id": tenant.tenant_id, "name": tenant.name})
     else:
@@ -44,7 +43,7 @@ def grant(
     """Give a user a role in a tenant (you must be its admin)."""
     access = AccessControl(data_dir)
     found = access.resolve_tenant(tenant)
-    access.grant(grantee, found.tenant_id, role, by=validate_user(user or default_user()))
+    access.grant(grantee, found.tenant_id, role, by=access.identify(user))
     console.print(f"{grantee} is now {role} in {found.name}")
 
 
@@ -59,15 +58,44 @@ def revoke(
     """Remove a user's role in a tenant (you must be its admin)."""
     access = AccessControl(data_dir)
     found = access.resolve_tenant(tenant)
-    access.revoke(grantee, found.tenant_id, by=validate_user(user or default_user()))
+    access.revoke(grantee, found.tenant_id, by=access.identify(user))
     console.print(f"{grantee} has no role in {found.name} any more")
+
+
+@app.command("allow-impersonate")
+@command
+def allow_impersonate(
+    grantee: Annotated[str, typer.Argument(help="User (an operating-system login) to trust.")],
+    user: UserOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Let a user act as others (--user, services); you must be a global admin."""
+    access = AccessControl(data_dir)
+    access.allow_impersonate(grantee, by=access.identify(user))
+    console.print(f"{grantee} may now act as other users")
+
+
+@app.command("forbid-impersonate")
+@command
+def forbid_impersonate(
+    grantee: Annotated[str, typer.Argument(help="User to stop trusting.")],
+    user: UserOption = None,
+    data_dir: DataDirOption = Path("data"),
+) -> None:
+    """Take the impersonate right away from a user; you must be a global admin."""
+    access = AccessControl(data_dir)
+    access.forbid_impersonate(grantee, by=access.identify(user))
+    console.print(f"{grantee} may no longer act as other users")
 
 
 @app.command("list")
 @command
-def list_grants(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
-    """Every tenant and who holds which role."""
-    grants = AccessControl(data_dir).grants()
+def list_grants(
+    user: UserOption = None, data_dir: DataDirOption = Path("data"), json: JsonOption = False
+) -> None:
+    """The tenants you hold a role in (every tenant for a global admin) and who holds which role."""
+    access = AccessControl(data_dir)
+    grants = access.grants(visible_to=access.identify(user))
     if json:
         emit_json(grants)
     else:

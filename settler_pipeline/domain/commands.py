@@ -8,6 +8,7 @@ first result.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 from typing import Any
 
@@ -16,18 +17,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from settler_pipeline.errors import ValidationError
 from settler_pipeline.ids import new_id, validate_uuid
 
-_USER_RE = re.compile(r"^[A-Za-z0-9_.@\-]{1,64}$")
-_KEY_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+_USER_RE = re.compile(r"[A-Za-z0-9_.@\-]{1,64}")
+_KEY_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
 
 
 def validate_user(value: str) -> str:
-    """A user id: 1-64 letters, digits, '_', '.', '@', '-'."""
-    if not isinstance(value, str) or not _USER_RE.match(value):
+    """A user id: 1-64 letters, digits, '_', '.', '@', '-', after Unicode NFKC normalisation (so a
+    full-width or composed look-alike is the same user or refused, never a second one). Surrounding
+    whitespace and control characters (``"alice\\n"``) are refused, not stripped."""
+    normalised = unicodedata.normalize("NFKC", value) if isinstance(value, str) else value
+    if not isinstance(normalised, str) or not _USER_RE.fullmatch(normalised):
         raise ValidationError(
             f"user id must be 1-64 letters, digits, '_', '.', '@' or '-', got {value!r}",
             hint="use a login name such as alice or alice@example.com",
         )
-    return value
+    return normalised
 
 
 class DateRange(BaseModel):
@@ -74,7 +78,7 @@ class Command(BaseModel):
     @field_validator("idempotency_key")
     @classmethod
     def _key(cls, value: str | None) -> str | None:
-        if value is not None and not _KEY_RE.match(value):
+        if value is not None and not _KEY_RE.fullmatch(value):
             raise ValueError("idempotency_key must be 1-200 letters, digits, '_', '.', ':' or '-'")
         return value
 

@@ -32,6 +32,7 @@ RECONCILIATION_FAILED: Final = "ReconciliationFailed"
 RECONCILIATION_CANCELLED: Final = "ReconciliationCancelled"
 RECONCILIATION_RETRIED: Final = "ReconciliationRetried"
 RECONCILIATION_SUPERSEDED: Final = "ReconciliationSuperseded"
+RECONCILIATION_ABANDONED: Final = "ReconciliationAbandoned"
 MATCH_CONFIRMED: Final = "MatchConfirmed"
 MATCH_REJECTED: Final = "MatchRejected"
 RECORDS_MANUALLY_MATCHED: Final = "RecordsManuallyMatched"
@@ -178,6 +179,15 @@ class ReconciliationCancelled(EventData):
     cancelled_by: str
 
 
+class ReconciliationAbandoned(EventData):
+    """The process executing the attempt died (its lease expired) before the attempt finished."""
+
+    attempt: int
+    reason: str
+    step: str  # the last step the log shows: "start" (nothing fetched yet) or "fetch"
+    detected_by: str
+
+
 class ReconciliationRetried(EventData):
     attempt: int  # the new attempt number
     retried_by: str
@@ -232,6 +242,7 @@ PAYLOADS: Final[dict[str, type[EventData]]] = {
     RECONCILIATION_CANCELLED: ReconciliationCancelled,
     RECONCILIATION_RETRIED: ReconciliationRetried,
     RECONCILIATION_SUPERSEDED: ReconciliationSuperseded,
+    RECONCILIATION_ABANDONED: ReconciliationAbandoned,
     MATCH_CONFIRMED: MatchConfirmed,
     MATCH_REJECTED: MatchRejected,
     RECORDS_MANUALLY_MATCHED: RecordsManuallyMatched,

@@ -1,9 +1,10 @@
 """The Reconciliation aggregate: pure decide / evolve over a run's events.
 
-Lifecycle: ``new → started → running → completed | failed | cancelled``; a failed or cancelled run can
-be retried (a new attempt, back to ``started``); a live run (started, running or completed) is
-``superseded`` when a newer run of the same job, tenant and days replaces it. Review commands act on a
-completed run's open items.
+Lifecycle: ``new → started → running → completed | failed | cancelled | abandoned``; a failed,
+cancelled or abandoned run can be retried (a new attempt, back to ``started``); ``abandoned`` means the
+process executing the attempt died before recording how it ended. A live run (started, running or
+completed) is ``superseded`` when a newer run of the same job, tenant and days replaces it. Review
+commands act on a completed run's open items.
 
 The state is kept small on purpose: counts for the current attempt plus the *open* review items
 (proposals and exceptions), never the list of matched records, so a million-match run folds into a
@@ -33,7 +34,7 @@ from settler_pipeline.errors import NotFoundError, StateError, ValidationError
 SNAPSHOT_SCHEMA_VERSION: Final = 1
 """Bump when the state's shape changes: snapshots of another version are ignored and rebuilt."""
 
-NEW, STARTED, RUNNING, COMPLETED, FAILED, CANCELLED, SUPERSEDED = (
+NEW, STARTED, RUNNING, COMPLETED, FAILED, CANCELLED, SUPERSEDED, ABANDONED = (
     "new",
     "started",
     "running",
@@ -41,8 +42,10 @@ NEW, STARTED, RUNNING, COMPLETED, FAILED, CANCELLED, SUPERSEDED = (
     "failed",
     "cancelled",
     "superseded",
+    "abandoned",
 )
-FINISHED: Final = (COMPLETED, FAILED, CANCELLED, SUPERSEDED)
+FINISHED: Final = (COMPLETED, FAILED, CANCELLED, SUPERSEDED, ABANDONED)
+RETRYABLE: Final = (FAILED, CANCELLED, ABANDONED)
 LIVE: Final = (STARTED, RUNNING, COMPLETED)
 """Statuses of a run that counts for its job, tenant and days (a second one needs ``supersede``)."""
 
@@ -173,6 +176,9 @@ class _Builder:
             # Nothing of a superseded run stays open for review: the run replacing it has its own items.
             self._reset()
             self.s = replace(s, status=SUPERSEDED)
+        elif event_type == e.RECONCILIATION_ABANDONED:
+            error = {"type": "RunAbandoned", "message": data["reason"], "step": data["step"]}
+            self.s = replace(s, status=ABANDONED, last_error=error)
         elif event_type == e.MATCH_CONFIRMED:
             if self.proposals.pop(data["match_id"], None) is not None:
                 self.exceptions.pop(f"proposed:{data['match_id']}", None)
@@ -334,14 +340,27 @@ def decide_start(state: ReconciliationState, cmd: c.StartReconciliation, *, fing
 
 
 def decide_retry(state: ReconciliationState, cmd: c.RetryReconciliation) -> list[Draft]:
-    """Retry only a failed or cancelled run."""
+    """Retry only a failed, cancelled or abandoned run."""
     _require_exists(state, cmd)
-    if state.status not in (FAILED, CANCELLED):
+    if state.status not in RETRYABLE:
         raise StateError(
             f"reconciliation {cmd.reconciliation_id} is {state.status}; "
-            "only a failed or cancelled run can be retried"
+            "only a failed, cancelled or abandoned run can be retried"
         )
     return [(e.RECONCILIATION_RETRIED, {"attempt": state.attempt + 1, "retried_by": cmd.user_id})]
+
+
+def decide_abandon(state: ReconciliationState, *, reason: str, detected_by: str) -> list[Draft]:
+    """Record that the attempt's process died; only a run still started or running can be abandoned."""
+    if state.status not in (STARTED, RUNNING):
+        raise StateError(f"reconciliation {state.reconciliation_id} is {state.status}; it is not abandoned")
+    data = e.ReconciliationAbandoned(
+        attempt=state.attempt,
+        reason=reason,
+        step="start" if state.status == STARTED else "fetch",
+        detected_by=detected_by,
+    )
+    return [(e.RECONCILIATION_ABANDONED, data.model_dump(mode="json"))]
 
 
 def decide_cancel(state: ReconciliationState, cmd: c.CancelReconciliation) -> list[Draft]:

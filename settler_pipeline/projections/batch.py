@@ -40,7 +40,12 @@ IDS: Final = pl.List(pl.String)
 
 RESET_TYPES: Final = (e.RECONCILIATION_STARTED, e.RECONCILIATION_RETRIED)
 FETCH_TYPES: Final = (e.SOURCE_RECORDS_FETCHED, e.TARGET_RECORDS_FETCHED)
-FINISH_TYPES: Final = (e.RECONCILIATION_COMPLETED, e.RECONCILIATION_FAILED, e.RECONCILIATION_CANCELLED)
+FINISH_TYPES: Final = (
+    e.RECONCILIATION_COMPLETED,
+    e.RECONCILIATION_FAILED,
+    e.RECONCILIATION_CANCELLED,
+    e.RECONCILIATION_ABANDONED,
+)
 
 LIFECYCLE_MODELS: Final = tuple(
     dict.fromkeys(model for kind, model in e.PAYLOADS.items() if kind not in e.BULK_EVENT_TYPES)
@@ -59,6 +64,7 @@ LIFECYCLE_FIELDS: Final = union_schema(
         "summary",
         "error",
         "step",
+        "reason",
         "match_id",
         "source_ids",
         "target_ids",

@@ -47,6 +47,8 @@ def _status() -> pl.Expr:
         .then(pl.lit("cancelled"))
         .when(_T == e.RECONCILIATION_SUPERSEDED)
         .then(pl.lit("superseded"))
+        .when(_T == e.RECONCILIATION_ABANDONED)
+        .then(pl.lit("abandoned"))
         .otherwise(pl.lit("running"))
     )
 
@@ -63,9 +65,10 @@ class ReconciliationSummary(TableReadModel):
         Column(
             "status",
             pl.String(),
-            "running, completed, failed, cancelled or superseded (a started run is running; a superseded "
-            "run was replaced by a newer run of the same job, tenant and days, and keeps its figures here "
-            "but has no exceptions or matches: count live runs with status <> 'superseded').",
+            "running, completed, failed, cancelled, abandoned or superseded (a started run is running; an "
+            "abandoned run's process died before it finished; a superseded run was replaced by a newer run "
+            "of the same job, tenant and days, and keeps its figures here but has no exceptions or "
+            "matches: count live runs with status <> 'superseded').",
         ),
         Column(
             "attempt", pl.Int64(), "The latest attempt: 1, plus one per retry. Every count is this attempt's."
@@ -227,12 +230,15 @@ class ReconciliationSummary(TableReadModel):
         error = pl.col("error")
         parts.append(
             last_by_run(
-                life.filter(_T == e.RECONCILIATION_FAILED),
+                life.filter(_T.is_in([e.RECONCILIATION_FAILED, e.RECONCILIATION_ABANDONED])),
                 [
                     pl.struct(
                         pl.col("attempt"),
-                        error.struct.field("type"),
-                        error.struct.field("message"),
+                        pl.when(_T == e.RECONCILIATION_ABANDONED)
+                        .then(pl.lit("RunAbandoned"))
+                        .otherwise(error.struct.field("type"))
+                        .alias("type"),
+                        pl.coalesce(error.struct.field("message"), pl.col("reason")).alias("message"),
                         pl.col("step"),
                     ).alias("b_error")
                 ],

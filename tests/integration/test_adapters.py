@@ -793,7 +793,7 @@ def test_a_duckdb_sql_query_reading_a_missing_file_is_a_job_spec_error(tmp_path:
 
 
 def test_a_duckdb_sql_query_cannot_change_the_configuration(tmp_path: Path) -> None:
-    with pytest.raises(JobSpecError, match="locked"):
+    with pytest.raises(JobSpecError, match="only hold SELECT statements, not SET"):
         load(side(adapter="duckdb_sql", query="SET threads = 1; SELECT 1 AS id"), tmp_path)
 
 

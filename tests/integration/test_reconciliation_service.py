@@ -135,7 +135,7 @@ def test_a_missing_input_file_fails_the_run_with_a_clear_event_and_a_retry_compl
         shutil.move(moved, target)
         retried = app.retry(failed.reconciliation_id)
         assert (retried.status, retried.attempt) == ("completed", 2)
-        with pytest.raises(StateError, match="only a failed or cancelled"):
+        with pytest.raises(StateError, match="only a failed, cancelled or abandoned"):
             app.retry(failed.reconciliation_id)
         kinds = run_events(app, failed.reconciliation_id)["event_type"].to_list()
         assert kinds[:2] == [e.RECONCILIATION_STARTED, e.RECONCILIATION_FAILED]

@@ -259,7 +259,9 @@ def test_a_single_column_name_and_a_list_are_both_accepted() -> None:
         ({"currency": {"default": "EURO"}}, "not an ISO 4217 currency code"),
         ({"currency": {"exponents": {"EUR": 9}}}, "must be 0..4"),
         ({"csv": {"delimiter": ";;"}}, "at most 1 character"),
-        ({"csv": {"encoding": "klingon"}}, "unknown encoding"),
+        ({"csv": {"encoding": "klingon"}}, "unknown text encoding"),
+        ({"csv": {"encoding": "rot13"}}, "unknown text encoding"),
+        ({"csv": {"delimiter": ";", "quote_char": ";"}}, "quote_char and delimiter must differ"),
     ],
 )
 def test_parsing_options_are_validated(options: dict[str, Any], message: str) -> None:

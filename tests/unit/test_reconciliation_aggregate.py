@@ -129,7 +129,7 @@ def test_a_completed_run_can_not_be_cancelled_and_a_running_one_can() -> None:
 def test_only_failed_or_cancelled_runs_are_retried_and_a_retry_resets_the_attempt() -> None:
     retry = c.RetryReconciliation(reconciliation_id=RUN, tenant_id=TENANT, user_id="bob")
     done = agg.fold(agg.ReconciliationState(), [started(), unmatched("source", "a"), completed()])
-    with pytest.raises(StateError, match="only a failed or cancelled"):
+    with pytest.raises(StateError, match="only a failed, cancelled or abandoned"):
         agg.decide_retry(done, retry)
     cancelled = agg.fold(
         done, [envelope(e.RECONCILIATION_CANCELLED, {"attempt": 1, "reason": "x", "cancelled_by": "b"})]

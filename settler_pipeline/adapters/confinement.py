@@ -1,0 +1,127 @@
+"""Where a job spec may read: its own directory and the input roots an operator allows, never the
+data directory's own files.
+
+A job spec is written by a tenant's operator, but the process that runs it can read and write every
+file Settler owns (the event log of every tenant, ``access.json``). So every path a spec names is
+resolved (``..`` and symlinks followed) and must land inside an allowed root:
+
+* the spec's directory, and each of ``allowed_input_roots`` from the settings (an operator's choice,
+  never the spec's);
+* but nothing inside the data directory, except below an allowed root that is itself a sub-folder of
+  the data directory (``data/inputs`` in the demo) and is none of Settler's own entries.
+
+Globs are checked twice: their fixed prefix before expansion (so ``/**`` never walks the disk) and every
+matched file after it (so a symlink cannot lead out).
+"""
+
+from __future__ import annotations
+
+import glob as globbing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from settler_pipeline.errors import JobSpecError, NotFoundError
+from settler_pipeline.settings import Settings
+
+GLOB_CHARS: Final = frozenset("*?[")
+# Entries of the data directory that belong to Settler itself; no input root may lie in them.
+INTERNAL_ENTRIES: Final = frozenset(
+    {"log", "access.json", "access.json.lock", "read_models", "analytics.duckdb", ".dagster", "leases"}
+)
+ROOTS_HINT: Final = (
+    "inputs must lie under the job spec's directory or a directory listed in the allowed_input_roots "
+    "setting (SETTLER_ALLOWED_INPUT_ROOTS or settler.toml in the data directory); see docs/configuration.md"
+)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+@dataclass(frozen=True)
+class InputRoots:
+    """The directories a job spec may read (all absolute and resolved).
+
+    ``data_dir`` is the Settler data directory whose files a spec must never reach; ``None`` only for
+    reading outside any data directory (tests, tools)."""
+
+    allowed: tuple[Path, ...] = ()
+    data_dir: Path | None = None
+    _resolved_data_dir: Path | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allowed", tuple(root.expanduser().resolve() for root in self.allowed))
+        if self.data_dir is not None:
+            object.__setattr__(self, "_resolved_data_dir", self.data_dir.resolve())
+
+    @classmethod
+    def of(cls, settings: Settings) -> InputRoots:
+        """The roots the settings allow, guarding their data directory."""
+        return cls(settings.allowed_input_roots, data_dir=settings.data_dir)
+
+    def roots_for(self, spec_dir: Path) -> tuple[Path, ...]:
+        """Every root a spec in ``spec_dir`` may read under (its own directory first)."""
+        return (spec_dir.resolve(), *self.allowed)
+
+    def permits(self, path: Path, spec_dir: Path) -> bool:
+        """Whether the resolved ``path`` lies inside a root and outside Settler's own files."""
+        data = self._resolved_data_dir
+        if data is not None and _inside(path, data):
+            return any(
+                _inside(path, root)
+                and data in root.parents
+                and root.relative_to(data).parts[0] not in INTERNAL_ENTRIES
+                for root in self.allowed
+            )
+        return any(_inside(path, root) for root in self.roots_for(spec_dir))
+
+    def check(self, path: Path, spec_dir: Path, *, what: str) -> Path:
+        """``path`` (relative ones against ``spec_dir``) resolved, or a :class:`JobSpecError` saying it
+        is outside the allowed roots."""
+        candidate = path if path.is_absolute() else spec_dir / path
+        resolved = candidate.resolve()
+        if not self.permits(resolved, spec_dir):
+            raise JobSpecError(f"{what} {path} is outside the allowed input roots", hint=ROOTS_HINT)
+        return resolved
+
+    def expand(self, path: Path, spec_dir: Path, *, what: str) -> list[Path]:
+        """The files ``path`` names: itself, or for a glob every matching file (sorted), each checked.
+
+        Raises :class:`JobSpecError` for a path or match outside the roots, or a ``..`` after a glob
+        character; :class:`NotFoundError` when nothing matches."""
+        candidate = path if path.is_absolute() else spec_dir / path
+        parts = candidate.parts
+        first_glob = next((i for i, part in enumerate(parts) if GLOB_CHARS & set(part)), None)
+        if first_glob is None:
+            return [self.check(candidate, spec_dir, what=what)]
+        if ".." in parts[first_glob:]:
+            raise JobSpecError(f"{what} {path} has '..' after a glob character", hint=ROOTS_HINT)
+        self.check(Path(*parts[:first_glob]), spec_dir, what=what)
+        matches = sorted(Path(p) for p in globbing.glob(str(candidate), recursive=True) if Path(p).is_file())
+        if not matches:
+            raise NotFoundError(
+                f"input file not found: no file matches {path}",
+                hint="check the glob pattern: relative paths resolve against the job spec's directory",
+            )
+        return [self.check(match, spec_dir, what=what) for match in matches]
+
+    def sandbox_directories(self, spec_dir: Path) -> list[str]:
+        """The directories a ``duckdb_sql`` query may read (DuckDB's ``allowed_directories``).
+
+        DuckDB can only allow whole directories, so a root that contains the data directory cannot be
+        offered to a query: :class:`JobSpecError` then."""
+        data = self._resolved_data_dir
+        roots = self.roots_for(spec_dir)
+        for root in roots:
+            if data is not None and _inside(data, root):
+                raise JobSpecError(
+                    f"a duckdb_sql query cannot run from {root}: it contains the data directory {data}",
+                    hint="keep job specs that use duckdb_sql, and their inputs, outside the data directory",
+                )
+            if data is not None and _inside(root, data) and not self.permits(root, spec_dir):
+                raise JobSpecError(
+                    f"a duckdb_sql query cannot run from {root}: it is inside the data directory",
+                    hint=ROOTS_HINT,
+                )
+        return [f"{root}/" for root in roots]
