@@ -22,6 +22,7 @@ from datetime import date, timedelta
 import polars as pl
 
 from settler_pipeline.domain.matching.normalise import pattern_references, without_placeholders
+from settler_pipeline.domain.matching.tolerance import MAX_ABS_AMOUNT_MINOR
 from settler_pipeline.domain.transactions import QUARANTINE_SCHEMA, TRANSACTION_SCHEMA
 from settler_pipeline.errors import JobSpecError
 from settler_pipeline.jobspec import CURRENCY_CODE_PATTERN, AmountOptions, DateOptions, SideSpec
@@ -47,6 +48,15 @@ CURRENCY_SYMBOLS = "$€£¥₹₩₽₺₪₫฿₦₱₴₡₲₵₸"
 # At most 14 integer digits keep int * 10**4 + fraction (< 10**18) inside Int64 (~9.2 * 10**18);
 # minor-unit integers may have 18 digits.
 MAX_INTEGER_DIGITS = 14
+# Longest text kept per field; a longer value quarantines its row (a megabyte "reference" is a broken
+# export, and would otherwise reach the matcher's regular expressions).
+TEXT_LIMITS: dict[str, int] = {
+    "record_id": 256,
+    "reference": 256,
+    "counterparty": 512,
+    "group_key": 256,
+    "description": 4096,
+}
 
 
 @dataclass(frozen=True)
@@ -130,7 +140,29 @@ def normalise(
         amount = -amount
     elif spec.amount.sign == "abs":
         amount = amount.abs()
-    reasons.append(currency_reason)
+    frame = frame.with_columns(amount.alias(f"{_P}amount"))
+    amount = pl.col(f"{_P}amount")
+    frame = frame.with_columns(
+        pl.when(amount.abs() > MAX_ABS_AMOUNT_MINOR)
+        .then(
+            pl.concat_str(
+                pl.lit("amount: "),
+                amount.cast(pl.String),
+                pl.lit(f" minor units is beyond the largest amount matched ({MAX_ABS_AMOUNT_MINOR})"),
+            )
+        )
+        .alias(f"{_P}reason_range")
+    )
+    reasons += [currency_reason, f"{_P}reason_range"]
+    for field, limit in TEXT_LIMITS.items():
+        if field in text:
+            length = pl.col(text[field]).str.len_chars()
+            frame = frame.with_columns(
+                pl.when(length > limit)
+                .then(pl.format(f"{field}: {{}} characters, more than the {limit} allowed", length))
+                .alias(f"{_P}reason_long_{field}")
+            )
+            reasons.append(f"{_P}reason_long_{field}")
 
     date_options = spec.dates
     if any(c in typed_temporal for c in columns["occurred_at"]):
@@ -296,10 +328,12 @@ def _with_currency(frame: pl.DataFrame, text_col: str | None, spec: SideSpec) ->
 
 def _amount_pattern(options: AmountOptions) -> str:
     group = options.grouping
-    integer = rf"\d{{1,3}}(?:{re.escape(group)}\d{{3}})+|\d+" if group else r"\d+"
+    # [0-9], not \d: the regex engine's \d is Unicode and would pass full-width or Arabic-Indic
+    # digits, which the integer cast then reads as nothing (an amount of 0).
+    integer = rf"[0-9]{{1,3}}(?:{re.escape(group)}[0-9]{{3}})+|[0-9]+" if group else r"[0-9]+"
     fraction = ""
     if options.format == "decimal":
-        fraction = rf"(?:{re.escape(options.decimal_separator)}\d*)?"
+        fraction = rf"(?:{re.escape(options.decimal_separator)}[0-9]*)?"
     symbol = "[" + "".join(re.escape(c) for c in CURRENCY_SYMBOLS) + "]"
     return rf"^[+-]?(?:{symbol} ?)?(?:{integer})?{fraction}-?$"
 

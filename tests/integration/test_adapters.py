@@ -933,11 +933,15 @@ def test_every_row_is_a_record_a_quarantined_row_or_counted_out_of_window(tmp_pa
     assert loaded.out_of_window == outside
 
 
-def test_the_largest_accepted_amounts_do_not_overflow(tmp_path: Path) -> None:
+def test_amounts_beyond_the_matchers_range_are_quarantined_per_row_without_overflow(tmp_path: Path) -> None:
     loaded = csv_side(
         tmp_path,
         "id,amount,currency,date\nA,99999999999999.9999,CLF,2024-03-01\nB,-99999999999999.99,EUR,2024-03-01\n"
-        "C,999999999999999,EUR,2024-03-01\n",
+        "C,999999999999999,EUR,2024-03-01\nD,-10000000000000.00,EUR,2024-03-01\n",
     )
-    assert amounts(loaded) == [999_999_999_999_999_999, -9_999_999_999_999_999]
-    assert reasons(loaded) == ["amount: '999999999999999' is too large"]
+    assert amounts(loaded) == [-(10**15)]  # the limit itself is accepted
+    assert reasons(loaded) == [
+        "amount: 999999999999999999 minor units is beyond the largest amount matched (1000000000000000)",
+        "amount: -9999999999999999 minor units is beyond the largest amount matched (1000000000000000)",
+        "amount: '999999999999999' is too large",
+    ]
