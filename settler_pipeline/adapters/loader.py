@@ -14,6 +14,7 @@ from settler_pipeline.adapters.confinement import GLOB_CHARS, ROOTS_HINT, InputR
 from settler_pipeline.adapters.normalise import normalise
 from settler_pipeline.adapters.readers import (
     RawTable,
+    check_query_access,
     read_csv,
     read_csv_header,
     read_duckdb_sql,
@@ -120,7 +121,8 @@ def check_side(spec: SideSpec, *, base_dir: Path, roots: InputRoots, side: str |
     file that already exists has the mapped columns. Raises :class:`JobSpecError`; a missing file is
     left to the run (it may arrive before the run reads it)."""
     if spec.adapter == "duckdb_sql":
-        roots.sandbox_directories(base_dir)
+        assert spec.query is not None  # guaranteed by SideSpec validation
+        check_query_access(spec.query, base_dir, roots.sandbox_directories(base_dir))
         return
     assert spec.path is not None  # guaranteed by SideSpec validation
     parts = spec.path.parts

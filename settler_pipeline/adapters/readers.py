@@ -9,9 +9,11 @@ parses every adapter's output the same way. Failures of the whole input become u
 
 from __future__ import annotations
 
+import contextlib
 import glob as globbing
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -284,7 +286,74 @@ def read_duckdb_sql(query: str, base_dir: Path, allowed_directories: list[str] |
     configuration before the query runs. A refused statement or a DuckDB error becomes a
     :class:`JobSpecError` carrying the reason.
     """
+    check_query(query)
+    with _sandbox(base_dir, allowed_directories) as con, _query_errors():
+        relation = con.sql(absolute_file_names(query, base_dir))
+        if relation is None:
+            raise JobSpecError(
+                "the duckdb_sql query returned no rows to read (it is not a SELECT)",
+                hint="end the query with a SELECT that returns one row per transaction",
+            )
+        frame = relation.pl()
+    strings, temporal = stringify(frame)
+    return RawTable(data=_with_line_and_raw(strings), rejected=_no_rejects(), typed_temporal=temporal)
+
+
+def check_query_access(query: str, base_dir: Path, allowed_directories: list[str]) -> None:
+    """Bind ``query`` in the sandbox without reading its rows, so a file outside the allowed
+    directories is refused before a run starts. Other problems (a file not there yet) are left to
+    the run, which reports them."""
+    check_query(query)
+    with _sandbox(base_dir, allowed_directories) as con:
+        try:
+            con.sql(absolute_file_names(query, base_dir))
+        except duckdb.PermissionException as e:
+            raise _outside_roots(e) from e
+        except duckdb.Error:
+            return
+
+
+@contextlib.contextmanager
+def _sandbox(base_dir: Path, allowed_directories: list[str] | None) -> Iterator[duckdb.DuckDBPyConnection]:
     directories = allowed_directories if allowed_directories is not None else [f"{base_dir.resolve()}/"]
+    con = duckdb.connect(":memory:")
+    try:
+        # Order matters: directories must be set before external access is switched off, and the
+        # lock last, so the query cannot undo any of it.
+        con.execute("SET allowed_directories = $1", [directories])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET autoinstall_known_extensions = false")
+        con.execute("SET autoload_known_extensions = false")
+        con.execute("SET allow_community_extensions = false")
+        con.execute("SET lock_configuration = true")
+        yield con
+    finally:
+        con.close()
+
+
+def _outside_roots(error: duckdb.Error) -> JobSpecError:
+    return JobSpecError(
+        f"the duckdb_sql query reads outside the allowed input roots: {str(error).strip()}",
+        hint="relative file names must name files under the job spec's directory; " + ROOTS_HINT,
+    )
+
+
+@contextlib.contextmanager
+def _query_errors() -> Iterator[None]:
+    try:
+        yield
+    except duckdb.PermissionException as e:
+        raise _outside_roots(e) from e
+    except duckdb.Error as e:
+        raise JobSpecError(
+            f"DuckDB could not run the duckdb_sql query: {str(e).strip()}",
+            hint="fix the query (test it in the duckdb shell from the job spec's directory)",
+        ) from e
+
+
+def check_query(query: str) -> None:
+    """Refuse, without running anything, a ``duckdb_sql`` query that is not only SELECT statements
+    (COPY, ATTACH, INSTALL, LOAD, SET, PRAGMA, DDL) or does not parse: :class:`JobSpecError`."""
     try:
         statements = duckdb.extract_statements(query)
     except duckdb.Error as e:
@@ -299,38 +368,6 @@ def read_duckdb_sql(query: str, base_dir: Path, allowed_directories: list[str] |
             + (f", not {', '.join(refused)}" if refused else ""),
             hint="reading is all a job spec may do: no COPY, ATTACH, INSTALL, LOAD, SET, PRAGMA or DDL",
         )
-    con = duckdb.connect(":memory:")
-    try:
-        # Order matters: directories must be set before external access is switched off, and the
-        # lock last, so the query cannot undo any of it.
-        con.execute("SET allowed_directories = $1", [directories])
-        con.execute("SET enable_external_access = false")
-        con.execute("SET autoinstall_known_extensions = false")
-        con.execute("SET autoload_known_extensions = false")
-        con.execute("SET allow_community_extensions = false")
-        con.execute("SET lock_configuration = true")
-        try:
-            relation = con.sql(absolute_file_names(query, base_dir))
-            if relation is None:
-                raise JobSpecError(
-                    "the duckdb_sql query returned no rows to read (it is not a SELECT)",
-                    hint="end the query with a SELECT that returns one row per transaction",
-                )
-            frame = relation.pl()
-        except duckdb.PermissionException as e:
-            raise JobSpecError(
-                f"the duckdb_sql query reads outside the allowed input roots: {str(e).strip()}",
-                hint="relative file names must name files under the job spec's directory; " + ROOTS_HINT,
-            ) from e
-        except duckdb.Error as e:
-            raise JobSpecError(
-                f"DuckDB could not run the duckdb_sql query: {str(e).strip()}",
-                hint="fix the query (test it in the duckdb shell from the job spec's directory)",
-            ) from e
-    finally:
-        con.close()
-    strings, temporal = stringify(frame)
-    return RawTable(data=_with_line_and_raw(strings), rejected=_no_rejects(), typed_temporal=temporal)
 
 
 def absolute_file_names(query: str, base_dir: Path) -> str:

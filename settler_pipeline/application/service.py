@@ -612,7 +612,7 @@ class ReconciliationService:
         )
         _log.warning(
             "run failed: %s",
-            exc.message,
+            message,
             extra={**_fields(state), "step": step, "error": type(exc).__name__, "retryable": retryable},
         )
         frame = run_events.single_event(e.RECONCILIATION_FAILED, payload.model_dump(mode="json"), meta)

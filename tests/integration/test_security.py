@@ -1,0 +1,285 @@
+"""Attacks on Settler from a job spec, a claimed identity or a crafted name: each is refused with a clear
+user error (CLI exit 1), and neither access.json nor the event log changes by one byte.
+
+The setting: tenants ``alpha`` and ``beta`` with a completed run each; ``alpha-op`` is an operator of
+alpha only and writes job specs in a folder of their own; a secret file lies outside every root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+import yaml
+
+from settler_pipeline.application.access import AccessControl
+from settler_pipeline.errors import JobSpecError, PermissionDeniedError, UserError, ValidationError
+from settler_pipeline.sample_job import write_sample_job
+from settler_pipeline.session import Settler
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTLER = [sys.executable, "-m", "settler_pipeline.cli"]
+DAY = date(2026, 11, 3)
+SECRET = "TOP-SECRET-OUTSIDE-THE-ROOTS"
+
+
+@dataclass
+class World:
+    base: Path
+    data: Path
+    specs: Path  # alpha-op's folder: their specs and exports
+    secret: Path
+    beta_spec: Path
+
+    def fingerprint(self) -> dict[str, str]:
+        """SHA-256 of access.json and of every file of the log (lock files aside: taking a lock is
+        not a change)."""
+        files = [self.data / "access.json", *sorted((self.data / "log").rglob("*"))]
+        return {
+            str(path.relative_to(self.data)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in files
+            if path.is_file() and not path.name.endswith(".lock")
+        }
+
+    def spec(self, name: str, **sides: object) -> Path:
+        """A copy of alpha's sample spec with ``sides`` (``source``/``target``) replaced."""
+        body = yaml.safe_load((self.specs / "sample.yaml").read_text())
+        body.update(sides, name=name)  # a job of its own: "already reconciled" must not hide a refusal
+        path = self.specs / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(body, sort_keys=False))
+        return path
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    base = Path(tempfile.mkdtemp(prefix="settler-security-"))
+    try:
+        data = base / "data"
+        specs, _ = write_sample_job(base / "alpha-inputs", records=200, start=DAY, days=3, seed=3)
+        beta_spec, _ = write_sample_job(base / "beta-inputs", records=200, start=DAY, days=3, seed=4)
+        secret = base / "secret.csv"
+        secret.write_text(f"id,amount,currency,date\n{SECRET},1.00,EUR,2026-11-03\n")
+        with Settler(data, user="root-admin") as app:
+            alpha = app.access.create_tenant("alpha", admin="alpha-admin")
+            beta = app.access.create_tenant("beta", admin="beta-admin")
+            app.access.grant("alpha-op", alpha.tenant_id, "operator", by="alpha-admin")
+        with Settler(data, user="alpha-op") as app:
+            assert app.reconcile(specs, start=DAY, end=DAY, tenant="alpha").status == "completed"
+        with Settler(data, user="beta-admin") as app:
+            assert app.reconcile(beta_spec, start=DAY, end=DAY, tenant=beta.tenant_id).status == "completed"
+        yield World(base, data, specs.parent, secret, beta_spec)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def cli(
+    world: World, *args: str, user: str | None = "alpha-op", as_nobody: bool = False
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SETTLER_")}
+    env["SETTLER_DATA_DIR"] = str(world.data)
+    if user is not None:
+        env["SETTLER_USER"] = user
+    return subprocess.run(
+        [*SETTLER, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+def api_reconcile(world: World, spec: Path) -> None:
+    with Settler(world.data, user="alpha-op") as app:
+        app.reconcile(spec, start=DAY, end=DAY, tenant="alpha")
+
+
+# -- job specs that reach outside their roots --------------------------------------------------------
+
+
+def _log_glob(world: World) -> dict[str, object]:
+    return {
+        "adapter": "parquet",
+        "path": str(world.data / "log" / "segments" / "**" / "*.parquet"),
+        "columns": {"record_id": "event_id", "amount": "global_position", "occurred_at": "timestamp"},
+        "currency": {"default": "EUR"},
+    }
+
+
+def _csv(path: str) -> dict[str, object]:
+    return {
+        "adapter": "csv",
+        "path": path,
+        "columns": {"record_id": "id", "amount": "amount", "currency": "currency", "occurred_at": "date"},
+    }
+
+
+def _sql(query: str) -> dict[str, object]:
+    return {
+        "adapter": "duckdb_sql",
+        "query": query,
+        "columns": {"record_id": "id", "amount": "amount", "occurred_at": "date"},
+        "currency": {"default": "EUR"},
+    }
+
+
+SPEC_ATTACKS: dict[str, tuple[Callable[[World], dict[str, object]], str]] = {
+    "absolute path": (lambda w: {"target": _csv(str(w.secret))}, "outside the allowed input roots"),
+    "dot-dot escape": (lambda w: {"target": _csv("../secret.csv")}, "outside the allowed input roots"),
+    "etc passwd": (
+        lambda w: {"target": _csv("../../../../../../etc/passwd")},
+        "outside the allowed input roots",
+    ),
+    "glob over the log": (lambda w: {"source": _log_glob(w)}, "outside the allowed input roots"),
+    "glob leaving by dot-dot": (
+        lambda w: {"target": {**_log_glob(w), "path": "*/../../data/log/**/*.parquet"}},
+        "'..' after a glob character",
+    ),
+    "access file": (
+        lambda w: {"target": _csv(str(w.data / "access.json"))},
+        "outside the allowed input roots",
+    ),
+    "symlink out": (lambda w: {"target": _csv("link-to-secret.csv")}, "outside the allowed input roots"),
+    "sql read_text": (lambda w: {"target": _sql(f"SELECT * FROM read_text('{w.secret}')")}, "outside"),
+    "sql read_csv of the log": (
+        lambda w: {"target": _sql(f"SELECT * FROM read_parquet('{w.data}/log/segments/**/*.parquet')")},
+        "outside",
+    ),
+    "sql relative escape": (lambda w: {"target": _sql("SELECT * FROM read_csv('../secret.csv')")}, "outside"),
+    "sql copy to access.json": (
+        lambda w: {"target": _sql(f"COPY (SELECT 1 AS id) TO '{w.data}/access.json'; SELECT 1 AS id")},
+        "only hold SELECT statements, not COPY",
+    ),
+    "sql attach the index": (
+        lambda w: {"target": _sql(f"ATTACH '{w.data}/log/index.duckdb' AS x; SELECT 1 AS id")},
+        "not ATTACH",
+    ),
+    "sql install": (lambda w: {"target": _sql("INSTALL httpfs; SELECT 1 AS id")}, "not LOAD"),
+    "sql set": (lambda w: {"target": _sql("SET enable_external_access = true; SELECT 1 AS id")}, "not SET"),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _symlink(world: World) -> None:
+    (world.specs / "link-to-secret.csv").symlink_to(world.secret)
+
+
+@pytest.mark.parametrize("attack", sorted(SPEC_ATTACKS))
+def test_a_spec_reaching_outside_its_roots_is_refused_through_the_cli_and_the_api(
+    world: World, attack: str
+) -> None:
+    build, message = SPEC_ATTACKS[attack]
+    spec = world.spec(attack.replace(" ", "-").replace(".", "-"), **build(world))
+    before = world.fingerprint()
+    result = cli(world, "reconcile", str(spec), "--from", DAY.isoformat(), "--tenant", "alpha")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(JobSpecError, match=message):
+        api_reconcile(world, spec)
+    assert world.fingerprint() == before
+    assert SECRET not in "".join(p.read_text(errors="replace") for p in (world.data / "log").rglob("*.json*"))
+
+
+def test_nothing_in_the_log_carries_data_from_outside_the_roots(world: World) -> None:
+    with Settler(world.data, user="root-admin") as app:
+        events = app.store.read().collect()
+    text = "\n".join(events["data"].to_list())
+    assert SECRET not in text and "root:x:0:0" not in text
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(world: World) -> None:
+    bomb = world.specs / "bomb.yaml"
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i, name in enumerate("bcdefghi"):
+        prev = "abcdefghi"[i]
+        lines.append(f"{name}: &{name} [{','.join([f'*{prev}'] * 9)}]")
+    bomb.write_text("\n".join(lines) + "\nname: bomb\n")
+    before = world.fingerprint()
+    result = cli(world, "reconcile", str(bomb), "--from", DAY.isoformat(), "--tenant", "alpha")
+    assert result.returncode == 1
+    assert "anchors and aliases" in result.stderr and len(result.stderr) < 2_000
+    with pytest.raises(JobSpecError, match="anchors and aliases"):
+        api_reconcile(world, bomb)
+    huge = world.specs / "huge.yaml"
+    huge.write_text("name: huge\ndescription: " + "x" * 300_000 + "\n")
+    with pytest.raises(JobSpecError, match="the limit is"):
+        api_reconcile(world, huge)
+    assert world.fingerprint() == before
+
+
+# -- identity ---------------------------------------------------------------------------------------
+
+
+def test_a_login_without_the_impersonate_right_cannot_act_as_an_admin(world: World) -> None:
+    login = pwd.getpwuid(os.getuid()).pw_name
+    access_file = world.data / "access.json"
+    before = world.fingerprint()
+    # This process's login owns access.json, which makes it a global admin; hand the file to another
+    # account so the login is an ordinary user, as an operator's login would be.
+    os.chown(access_file, pwd.getpwnam("nobody").pw_uid, -1)
+    try:
+        for args in (
+            ["access", "grant", "mallory", "beta", "admin"],
+            ["reconcile", str(world.beta_spec), "--from", DAY.isoformat(), "--tenant", "beta"],
+            ["access", "list"],
+        ):
+            result = cli(world, *args, user="beta-admin")
+            assert result.returncode == 1, result.stdout + result.stderr
+            assert f"'{login}' (the operating-system login) may not act as 'beta-admin'" in result.stderr
+        # as itself, the login holds no role: it sees no tenant
+        listed = cli(world, "access", "list", "--json", user=None)
+        assert listed.returncode == 0 and listed.stdout.strip() == "[]"
+        with pytest.raises(PermissionDeniedError, match="may not act as 'beta-admin'"):
+            Settler(world.data, user="beta-admin")
+        assert world.fingerprint() == before
+    finally:
+        os.chown(access_file, os.getuid(), -1)
+
+
+def test_an_empty_or_look_alike_user_is_refused_never_replaced(world: World) -> None:
+    before = world.fingerprint()
+    for claimed in ("", "alice\n", " alice", "al\u0000ice", "a" * 65):
+        with pytest.raises(ValidationError, match="user id must be"):
+            Settler(world.data, user=claimed)
+    result = cli(world, "state", "00000000-0000-7000-8000-000000000000", user="")
+    assert result.returncode == 1 and "user id must be" in result.stderr
+    # NFKC: a full-width name is the same user, not a second one
+    assert AccessControl(world.data).identify("ａｌｐｈａ-op", login="root") == "alpha-op"
+    with pytest.raises(ValidationError, match="tenant name"):
+        AccessControl(world.data).create_tenant("beta\n", admin="root")
+    assert world.fingerprint() == before
+
+
+def test_access_list_shows_only_the_callers_tenants(world: World) -> None:
+    mine = cli(world, "access", "list", "--json", user="alpha-op")
+    assert mine.returncode == 0
+    assert '"beta"' not in mine.stdout and '"alpha"' in mine.stdout
+    everything = cli(world, "access", "list", "--json", user=None)  # the owner of access.json: a global admin
+    assert '"beta"' in everything.stdout and '"alpha"' in everything.stdout
+    with Settler(world.data, user="alpha-op") as app:
+        assert {g["tenant"] for g in app.access.grants(visible_to=app.user)} == {"alpha"}
+
+
+def test_the_last_admin_of_a_tenant_cannot_demote_or_remove_themselves(world: World) -> None:
+    before = world.fingerprint()
+    for args in (
+        ["access", "grant", "beta-admin", "beta", "viewer"],
+        ["access", "revoke", "beta-admin", "beta"],
+    ):
+        result = cli(world, *args, user="beta-admin")
+        assert result.returncode == 1 and "last admin of the tenant" in result.stderr
+    access = AccessControl(world.data)
+    beta = access.resolve_tenant("beta").tenant_id
+    with pytest.raises(UserError, match="last admin"):
+        access.grant("beta-admin", beta, "operator", by="beta-admin")
+    assert world.fingerprint() == before
