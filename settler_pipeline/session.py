@@ -62,9 +62,7 @@ class Settler:
             self.store,
             self.access,
             self.bus,
-            roots=InputRoots(
-                self.settings.allowed_input_roots, data_dir=self.data_dir
-            ),  # data_dir may override
+            roots=InputRoots(self.settings.allowed_input_roots, data_dir=self.data_dir),
             leases=RunLeases(self.data_dir / "leases", self.settings.run_lease_seconds),
         )
 
