@@ -132,7 +132,13 @@ class Settler:
             idempotency_key=idempotency_key,
             supersede=supersede,
         )
-        return self.service.start(cmd, execute=execute)
+        return self._published(self.service.start(cmd, execute=execute))
+
+    def _published(self, outcome: RunOutcome) -> RunOutcome:
+        """Commands end by publishing the log, so that every other engine reading the Delta table sees
+        the run's or the review's events (see :mod:`settler_pipeline.store.table`)."""
+        self.store.publish()
+        return outcome
 
     def _run_tenant(self, reconciliation_id: str) -> str:
         state = self.service.load(validate_uuid("reconciliation_id", reconciliation_id))
@@ -147,14 +153,16 @@ class Settler:
         """Retry a failed or cancelled run."""
         tenant = self._run_tenant(reconciliation_id)
         cmd = c.RetryReconciliation(reconciliation_id=reconciliation_id, tenant_id=tenant, user_id=self.user)
-        return self.service.retry(cmd)
+        return self._published(self.service.retry(cmd))
 
     def cancel(self, reconciliation_id: str, reason: str) -> RunOutcome:
         """Cancel a run that has not finished."""
         tenant = self._run_tenant(reconciliation_id)
-        return self.service.cancel(
-            c.CancelReconciliation(
-                reconciliation_id=reconciliation_id, tenant_id=tenant, user_id=self.user, reason=reason
+        return self._published(
+            self.service.cancel(
+                c.CancelReconciliation(
+                    reconciliation_id=reconciliation_id, tenant_id=tenant, user_id=self.user, reason=reason
+                )
             )
         )
 
@@ -167,13 +175,13 @@ class Settler:
             "user_id": self.user,
         }
         if action == "confirm":
-            return self.service.confirm(c.ConfirmMatch(**common, **fields))
+            return self._published(self.service.confirm(c.ConfirmMatch(**common, **fields)))
         if action == "reject":
-            return self.service.reject(c.RejectMatch(**common, **fields))
+            return self._published(self.service.reject(c.RejectMatch(**common, **fields)))
         if action == "match":
-            return self.service.match_manually(c.MatchManually(**common, **fields))
+            return self._published(self.service.match_manually(c.MatchManually(**common, **fields)))
         if action == "dismiss":
-            return self.service.dismiss(c.DismissException(**common, **fields))
+            return self._published(self.service.dismiss(c.DismissException(**common, **fields)))
         raise ValidationError(
             f"unknown review action {action!r}", hint="use confirm, reject, match or dismiss"
         )

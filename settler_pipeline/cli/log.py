@@ -69,6 +69,24 @@ def repair_command(data_dir: DataDirOption = Path("data"), json: JsonOption = Fa
         raise typer.Exit(EXIT_USER_ERROR)
 
 
+@app.command("publish")
+@command
+def publish_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
+    """Publish every committed event into the Delta Lake table other engines read (the write-ahead
+    tail moves into segments; one Delta commit). Prints the published position and the table's URI."""
+    with EventStore.open(data_dir) as store:
+        published = store.publish()
+        body = {
+            "published_position": published,
+            "head_position": store.head_position,
+            "table_uri": store.table_uri,
+        }
+    if json:
+        emit_json(body)
+    else:
+        emit_mapping("log publish", body)
+
+
 @app.command("compact")
 @command
 def compact_command(

@@ -30,6 +30,7 @@ import polars as pl
 from settler_pipeline.errors import NotFoundError
 from settler_pipeline.files import replace_durably, staging_path, write_atomic
 from settler_pipeline.projections.projection import Column, PartedReadModel, ReadModel
+from settler_pipeline.store import table as delta_table
 
 ANALYTICS_DB: Final = "analytics.duckdb"
 _FINGERPRINT: Final = ".views.json"
@@ -42,10 +43,9 @@ _DUCKDB_TYPES: Final[dict[str, str]] = {
     "List": "VARCHAR[]",
 }
 EVENTS_COMMENT: Final = (
-    "The event log's committed Parquet segments, for ad-hoc SQL (one row per event; data is JSON text: "
-    "use data->>'field'). It omits the write-ahead tail (the newest small commits, not yet flushed into a "
-    "segment) and may briefly show a segment twice while the log is being compacted; "
-    "EventStore.read gives the exact log."
+    "The published event log (the current files of its Delta Lake table), for ad-hoc SQL: one row per "
+    "event, positions 1..published_position with no gap (data is JSON text: use data->>'field'). "
+    "`settler project` publishes before it updates the read models, so it holds every event they do."
 )
 
 
@@ -101,11 +101,14 @@ def view_statements(
         status_name, "Freshness of every read model (checkpoint and lag).", status_columns
     )
     segments = Path("log") / "segments"
-    if any((data_dir / segments).glob("*/seg-*.parquet")):
-        pattern = _literal(str(segments / "*" / "seg-*.parquet"))
+    # The published Delta table's current files (DuckDB's delta extension cannot be installed here):
+    # exactly the committed, published events, each once, never a file being written or compacted away.
+    files = sorted(delta_table.current_files(data_dir / segments))
+    if files:
+        listed = ", ".join(_literal(str(segments / f)) for f in files)
         statements.append(
             "CREATE OR REPLACE VIEW events AS SELECT * "  # noqa: S608
-            f"FROM read_parquet({pattern}, hive_partitioning = true)"
+            f"FROM read_parquet([{listed}], hive_partitioning = true)"
         )
         statements.append(f"COMMENT ON VIEW events IS {_literal(EVENTS_COMMENT)}")
     return statements

@@ -303,6 +303,8 @@ def _bring_forward(
     root = read_models_dir(data_dir if data_dir is not None else store.data_dir)
     root.mkdir(parents=True, exist_ok=True)
     with file_lock(root / ".lock", timeout_s=store.lock_timeout_s):
+        if not store.read_only:
+            store.publish()  # the analysts' `events` view then holds every event the read models do
         head = store.head_position
         targets = _each(lambda m: _target(m, root, fresh=fresh), _models(names))
         _run(store, targets, head, chunk_events, None)

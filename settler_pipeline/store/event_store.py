@@ -46,6 +46,7 @@ from settler_pipeline.files import fsync_dir
 from settler_pipeline.ids import validate_uuid
 from settler_pipeline.store import manifest as manifest_io
 from settler_pipeline.store import quarantine, wal
+from settler_pipeline.store import table as delta_table
 from settler_pipeline.store.batch import number_batch, retried_positions, upcast_rows
 from settler_pipeline.store.head import read_head, write_head
 from settler_pipeline.store.index import EventIndex, granules
@@ -84,6 +85,7 @@ PROJECTION_COLUMNS = (
     "created_at",
 )
 """The envelope columns :meth:`EventStore.read_fields` returns unless told otherwise."""
+PUBLISH_EVERY_EVENTS = 50_000  # publish on its own once this many committed events are unpublished
 GRANULE_CACHE_LIMIT = 1_000_000  # stream granules held in memory per store instance (~100 bytes each)
 WAL_FLUSH_ROWS = 20_000  # move the write-ahead tail into a segment once it holds this many events
 BULK_ROWS = 2_000  # batches at least this big go straight to segments
@@ -305,6 +307,35 @@ class EventStore:
         except CorruptionError as exc:
             return exc
 
+    # -- publishing ----------------------------------------------------------------------------------
+
+    @property
+    def table_uri(self) -> str:
+        """Where the published log (a Delta Lake table) lives; see :mod:`settler_pipeline.store.table`."""
+        return delta_table.table_uri(self.segments_dir)
+
+    def publish(self) -> int:
+        """Publish every committed event into the Delta table: the write-ahead tail is moved into
+        segments and the table's files are made exactly the manifest's, in one Delta commit. Returns
+        the published position (positions ``1..published`` are then exactly the table's rows).
+        Idempotent; safe to interrupt (the next call completes it)."""
+        with self._write_lock():
+            view = self._refresh()
+            if view.tail.rows:
+                self._write_segments(view, view.tail.frame.clear())
+                view = self._refresh()
+            return self.publish_segments(view.manifest)
+
+    def publish_segments(self, manifest: Manifest) -> int:
+        """Make the table hold exactly ``manifest``'s segments and record what is published (call it
+        under :meth:`write_lock` with the manifest just stored; :meth:`publish` is the usual entry)."""
+        head = manifest.segments_head
+        delta_table.sync(self.segments_dir, manifest.segments, head, manifest.published_head)
+        if manifest.published_head != head:
+            manifest_io.store(self.manifest_path, replace(manifest, published_head=head))
+            self._view = None
+        return head
+
     def forget_view(self) -> None:
         """Drop the cached view: the next read looks at the files afresh (after maintenance)."""
         self._view = None
@@ -490,6 +521,8 @@ class EventStore:
         write_head(self.head_path, max(new.segments_head, new.lost_head))
         if view.wal_path.exists():
             view.wal_path.unlink()  # its events are in the committed segments now
+        if new.segments_head - new.published_head >= PUBLISH_EVERY_EVENTS:
+            self.publish_segments(new)
 
     def _store_manifest(
         self,
@@ -1088,10 +1121,16 @@ class EventStore:
             strays += sorted(
                 p
                 for p in self.segments_dir.rglob("*")
-                if p.is_file() and p.relative_to(self.segments_dir).as_posix() not in live
+                if p.is_file()
+                and p.relative_to(self.segments_dir).parts[0] != delta_table.LOG_FOLDER
+                and p.relative_to(self.segments_dir).as_posix() not in live
             )
         if self.wal_dir.exists():
             strays += sorted(p for p in self.wal_dir.iterdir() if p != view.wal_path)
+        if strays and delta_table.exists(self.segments_dir):
+            # files the published table still names (a compaction stopped before publishing) stay
+            published = {self.segments_dir / p for p in delta_table.current_files(self.segments_dir)}
+            strays = [p for p in strays if p not in published]
         return strays
 
     def _sync_index(self, manifest: Manifest) -> None:

@@ -287,6 +287,9 @@ def compact(store: EventStore, *, target_rows: int = COMPACT_TARGET_ROWS) -> Com
         new = store._store_manifest(manifest, added=[w.info for w in written_all], removed=removed, tail=None)
         with store.index.writing() as con:
             store.index.remove_segments(con, removed)
+        # The table drops the replaced files in the same Delta commit that adds their replacement, and
+        # only then are they moved out: a reader of any table version sees every event exactly once.
+        store.publish_segments(new)
         store.retire(removed)
         return CompactReport(
             len(manifest.segments), len(new.segments), sum(w.info.rows for w in written_all), removed
@@ -519,6 +522,8 @@ def stats(store: EventStore) -> dict[str, Any]:
         "tenants_in_segments": int(tenants or 0),
         "events_by_type": counts,
         "manifest_generation": manifest.generation,
+        "published_position": manifest.published_head,
+        "table_uri": store.table_uri,
         "last_commit_at": (
             view.tail.last_created_at.isoformat() if view.tail.last_created_at else manifest.last_created_at
         ),

@@ -51,6 +51,7 @@ class Manifest:
     # position ranges acknowledged once but lost to damage, recorded by `settler log repair`; they are
     # never handed out again and `verify` reports them instead of a gap
     lost: tuple[tuple[int, int], ...] = ()
+    published_head: int = 0  # positions 1..published_head are in the Delta table (see table.py)
 
     @property
     def lost_head(self) -> int:

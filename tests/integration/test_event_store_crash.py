@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from deltalake import DeltaTable
 
 from settler_pipeline.store import maintenance, wal
 from settler_pipeline.store import manifest as manifest_io
@@ -111,10 +112,23 @@ def test_a_writer_killed_mid_append_loses_no_acknowledged_batch_and_leaves_no_pa
     assert len(acked) >= 10, f"only {len(acked)} batches in {elapsed:.0f}s: the worker barely ran"
     assert mid_appends >= KILLS // 2, f"only {mid_appends} of {KILLS} kills landed during an append"
 
+    # The published table as the kills left it: whole commits only, each event once, no file missing.
+    segments = data_dir / "log" / "segments"
+    published = (segments / "_delta_log" / f"{0:020d}.json").exists()
+    published_files = DeltaTable(str(segments.resolve())).file_uris() if published else []
+    assert all(Path(uri).exists() for uri in published_files)
+    left = pl.scan_parquet(published_files, hive_partitioning=True).collect() if published_files else None
+    if left is not None:
+        assert left["global_position"].sort().to_list() == list(range(1, left.height + 1))
+
     with EventStore.open(data_dir) as store:
         events = store.read().collect()
         head = store.head_position
         assert events["global_position"].to_list() == list(range(1, head + 1))
+        store.publish()
+        table = pl.scan_delta(store.table_uri).select("global_position", "event_id").collect()
+        assert table.sort("global_position")["global_position"].to_list() == list(range(1, head + 1))
+        assert table["event_id"].n_unique() == head
         assert events["event_id"].n_unique() == events.height
 
         marked = events.with_columns(

@@ -220,7 +220,7 @@ def test_the_events_view_gives_a_runs_audit_trail_by_correlation_id(
     assert trail["global_position"].to_list() == expected["global_position"].to_list()
     assert trail["event_type"][0] == e.RECONCILIATION_STARTED
     comment = projections.sql(data_dir, "SELECT comment FROM duckdb_views() WHERE view_name = 'events'")
-    assert "write-ahead tail" in comment["comment"][0]
+    assert "published" in comment["comment"][0]
 
 
 def test_the_checkpoint_travels_inside_the_published_file(

@@ -1,4 +1,5 @@
-"""Appends batch after batch (see ``crash_batches``) until it is killed, printing ``BEGIN <batch>``
+"""Appends batch after batch (see ``crash_batches``), publishing and compacting now and then, until it is
+killed, printing ``BEGIN <batch>``
 before each append and ``ACK <batch> <first position> <last position>`` after it returned.
 
 It imports everything first and then waits for ``GO <first batch>`` on stdin, so the test can start
@@ -53,6 +54,8 @@ def main(data_dir: str) -> None:
         print(f"ACK {number} {result.positions[0]} {result.positions[-1]}{tag}", flush=True)
         if number % 16 == 15:
             maintenance.compact(store)
+        elif number % 5 == 4:
+            store.publish()  # kills also land in publishes (tail flush + Delta commit)
         number += 1
 
 

@@ -1,0 +1,132 @@
+"""The published log is a Delta Lake table that every engine reads the same: exactly the committed
+events, each once, through publishes, compactions and the analysts' `events` view."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+
+from settler_pipeline import projections
+from settler_pipeline.store import event_store, maintenance
+from settler_pipeline.store.event_store import BULK_ROWS, EventStore
+from tests.factories import MakeEvent, MakeFrame, uid, utc
+from tests.integration.test_log_cli import json_of, settler
+
+OpenStore = Callable[..., EventStore]
+STREAMS = [uid(1), uid(2), uid(3)]
+DAYS = [utc(2026, 10, 30, 12), utc(2026, 10, 31, 12)]
+
+
+def fill(store: EventStore, make_event: MakeEvent, make_frame: MakeFrame) -> None:
+    """Bulk batches over two event dates with small commits between them (a write-ahead tail)."""
+    for k in range(2):
+        store.append([make_event(STREAMS[k], timestamp=DAYS[k]) for _ in range(3)])
+        store.append_frame(
+            make_frame(BULK_ROWS, streams=STREAMS, aggregate_type="Thing", timestamps=[DAYS[k]] * BULK_ROWS)
+        )
+    store.append([make_event(STREAMS[2], timestamp=DAYS[1])])
+
+
+def engines(uri: str) -> dict[str, pl.DataFrame]:
+    """The table's positions as each engine reads them."""
+    files = DeltaTable(uri).file_uris()
+    con = duckdb.connect()
+    try:
+        by_duckdb = con.sql(
+            "SELECT global_position FROM read_parquet($1::VARCHAR[], hive_partitioning = true)",
+            params=[files],
+        ).pl()
+    finally:
+        con.close()
+    return {
+        "deltalake": pl.from_arrow(DeltaTable(uri).to_pyarrow_table(columns=["global_position"])),  # type: ignore[dict-item]
+        "polars": pl.scan_delta(uri).select("global_position").collect(),
+        "duckdb over the file list": by_duckdb,
+    }
+
+
+def assert_exactly(uri: str, head: int) -> None:
+    for engine, frame in engines(uri).items():
+        positions = frame["global_position"].sort().to_list()
+        assert positions == list(range(1, head + 1)), f"{engine}: {len(positions)} rows, head {head}"
+
+
+def test_publish_makes_every_committed_event_readable_by_every_engine(
+    store: EventStore, make_event: MakeEvent, make_frame: MakeFrame
+) -> None:
+    fill(store, make_event, make_frame)
+    head = store.head_position
+    assert store.current_view().tail.rows > 0, "some events wait in the private tail"
+    assert store.publish() == head
+    assert store.current_view().tail.rows == 0
+    assert_exactly(store.table_uri, head)
+    table = pl.scan_delta(store.table_uri).collect()
+    assert table["event_date"].dtype == pl.Date and table["event_date"].n_unique() == 2
+    assert table.sort("global_position").drop("event_date").equals(store.read().collect())
+    version = DeltaTable(store.table_uri).version()
+    assert store.publish() == head and DeltaTable(store.table_uri).version() == version, "idempotent"
+    assert maintenance.verify(store).ok
+
+
+def test_compaction_replaces_files_in_one_commit_and_no_version_shows_an_event_twice(
+    store: EventStore, make_event: MakeEvent, make_frame: MakeFrame
+) -> None:
+    fill(store, make_event, make_frame)
+    head = store.publish()
+    before = DeltaTable(store.table_uri).version()
+    report = maintenance.compact(store)
+    assert report.retired, "something was merged"
+    assert_exactly(store.table_uri, head)
+    assert DeltaTable(store.table_uri).version() == before + 1
+    live = {s.path for s in store.current_view().manifest.segments}
+    root = Path(store.table_uri)
+    assert {Path(u).relative_to(root).as_posix() for u in DeltaTable(store.table_uri).file_uris()} == live
+    old = DeltaTable(store.table_uri, version=before)  # time travel: the version before compaction
+    assert len(old.file_uris()) > len(live)
+
+
+def test_the_log_publishes_itself_once_enough_events_are_unpublished(
+    store: EventStore, make_frame: MakeFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(event_store, "PUBLISH_EVERY_EVENTS", 3 * BULK_ROWS)
+    for _ in range(2):
+        store.append_frame(make_frame(BULK_ROWS, streams=STREAMS, aggregate_type="Thing"))
+    assert not (Path(store.table_uri) / "_delta_log").exists()
+    store.append_frame(make_frame(BULK_ROWS, streams=STREAMS, aggregate_type="Thing"))
+    assert_exactly(store.table_uri, 3 * BULK_ROWS)
+    assert store.current_view().manifest.published_head == 3 * BULK_ROWS
+
+
+def test_after_project_the_events_view_and_the_table_hold_every_event(
+    store: EventStore, data_dir: Path, make_event: MakeEvent, make_frame: MakeFrame
+) -> None:
+    fill(store, make_event, make_frame)
+    head = store.head_position
+    projections.update(store, data_dir)
+    assert projections.sql(data_dir, "SELECT count(*) AS n FROM events")["n"][0] == head
+    positions = projections.sql(data_dir, "SELECT global_position FROM events ORDER BY 1")
+    assert positions["global_position"].to_list() == list(range(1, head + 1))
+    assert_exactly(store.table_uri, head)
+    store.append([make_event(STREAMS[0])])
+    projections.update(store, data_dir)
+    assert projections.sql(data_dir, "SELECT count(*) AS n FROM events")["n"][0] == head + 1
+
+
+def test_stats_and_publish_on_the_command_line(
+    store: EventStore, data_dir: Path, make_event: MakeEvent, make_frame: MakeFrame
+) -> None:
+    fill(store, make_event, make_frame)
+    head = store.head_position
+    before = json_of(settler("log", "stats", "--data-dir", data_dir, "--json"))
+    assert before["head_position"] == head and before["published_position"] < head
+    published = settler("log", "publish", "--data-dir", data_dir, "--json")
+    assert published.returncode == 0, published.stderr
+    assert json_of(published)["published_position"] == head
+    after = json_of(settler("log", "stats", "--data-dir", data_dir, "--json"))
+    assert after["published_position"] == after["head_position"] == head
+    assert len(DeltaTable(after["table_uri"]).to_pyarrow_table(columns=["event_id"])) == head
