@@ -49,9 +49,11 @@ from settler_pipeline.store import quarantine, wal
 from settler_pipeline.store import table as delta_table
 from settler_pipeline.store.batch import number_batch, retried_positions, upcast_rows
 from settler_pipeline.store.head import read_head, write_head
-from settler_pipeline.store.index import EventIndex, granules
+from settler_pipeline.store.index import EventIndex, granules, named_rows
 from settler_pipeline.store.locks import DEFAULT_TIMEOUT_S, file_lock
 from settler_pipeline.store.manifest import Manifest, SegmentInfo
+from settler_pipeline.store.named_ids import NamedIds, is_time_ordered
+from settler_pipeline.store.named_ids import named as named_ids
 from settler_pipeline.store.schema import (
     EVENT_SCHEMA,
     POLARS_SCHEMA,
@@ -162,6 +164,7 @@ class EventStore:
         self._versions: dict[str, int] = {}
         self._granules: dict[str, list[tuple[str, int, str, int, int]]] | None = {}
         self._granules_for: frozenset[str] = frozenset()
+        self._named = NamedIds(self.index)
         self._versions_at = 0
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -419,8 +422,7 @@ class EventStore:
             )
         with self._write_lock():
             view = self._refresh()
-            max_id = view.manifest.max_event_id
-            if any(i in view.tail.ids or (max_id and i <= max_id) for i in ids):
+            if self._maybe_stored(ids, view):
                 existing = self._find_existing(prepare_frame(envelopes_to_frame(events), now=now), view)
                 if existing is not None:
                     return existing
@@ -550,6 +552,15 @@ class EventStore:
         self._view = None
         return new
 
+    def _maybe_stored(self, ids: list[str], view: LogView) -> bool:
+        """Whether any of ``ids`` may be in the log: exact for the tail and for ids that are not
+        time-ordered; for time-ordered ids, true only when not newer than the log's greatest."""
+        max_id = view.manifest.max_event_id
+        named = [i for i in ids if not is_time_ordered(i)]
+        return any(
+            i in view.tail.ids or (is_time_ordered(i) and max_id and i <= max_id) for i in ids
+        ) or bool(named and self._named.locate(named, view.live_paths))
+
     def _find_existing(self, frame: pl.DataFrame, view: LogView) -> AppendResult | None:
         """Handle idempotent retries: ``None`` when no event id of the batch is in the log yet."""
         ids = frame["event_id"]
@@ -558,8 +569,20 @@ class EventStore:
             hit = view.tail.frame.filter(pl.col("event_id").is_in(ids.implode()))
             if hit.height:
                 found.append(hit)
+        others = named_ids(ids)
+        if others.len():
+            # exact: the index names the row group of every id that is not time-ordered
+            hits = self._read_granules(
+                lambda v: self._named.locate(others.to_list(), v.live_paths),
+                [],
+                pl.col("event_id").is_in(others.implode()),
+                view,
+            )
+            if hits.height:
+                found.append(hits)
         max_id = view.manifest.max_event_id
-        maybe_old = ids.filter(ids <= max_id) if max_id else ids.clear()
+        ordered = ids.filter(ids.str.slice(14, 1) == "7")
+        maybe_old = ordered.filter(ordered <= max_id) if max_id else ordered.clear()
         if maybe_old.len():
             # Row groups whose id range overlaps the batch's (time-ordered ids keep this to a few).
             hits = self._read_granules(
@@ -843,17 +866,24 @@ class EventStore:
         return self._envelopes(self._rows_by_ids(ids, view))
 
     def _rows_by_ids(self, ids: list[str], view: LogView) -> pl.DataFrame:
-        """Committed events with the given ids (row groups found by their id ranges)."""
+        """Committed events with the given ids (row groups found by the exact index for ids that are not
+        time-ordered, by their id ranges for the others)."""
         wanted = pl.col("event_id").is_in(pl.Series(ids, dtype=pl.String).implode())
-        rows = self._read_granules(
-            "SELECT DISTINCT g.segment_path, g.row_group FROM idx.row_groups g "
-            "JOIN (SELECT unnest($1::UUID[]) AS id) q ON q.id BETWEEN g.min_event_id AND g.max_event_id",
-            [ids],
-            wanted,
-            view,
-            with_tail=True,
-        )
-        return rows
+        ordered = [i for i in ids if is_time_ordered(i)]
+        others = [i for i in ids if not is_time_ordered(i)]
+
+        def where(current: LogView) -> list[tuple[str, int]]:
+            spots = self._named.locate(others, current.live_paths)
+            if ordered:
+                spots += self.index.query(
+                    "SELECT DISTINCT g.segment_path, g.row_group FROM idx.row_groups g "
+                    "JOIN (SELECT unnest($1::UUID[]) AS id) q "
+                    "ON q.id BETWEEN g.min_event_id AND g.max_event_id",
+                    [ordered],
+                )
+            return spots
+
+        return self._read_granules(where, [], wanted, view, with_tail=True)
 
     def _links(self, column: str, ids: list[str], view: LogView) -> list[tuple[str, str | None]]:
         """(event_id, causation_id) of the events whose ``column`` ("event_id" or "causation_id") is
@@ -1136,8 +1166,15 @@ class EventStore:
     def _sync_index(self, manifest: Manifest) -> None:
         """Make the index hold exactly the manifest's segments (removing extras, adding missing ones)."""
         live = {s.path: s for s in manifest.segments}
+        backfill = self.index.path.exists() and not self.index.has_table("named_ids")
         with self.index.writing() as con:
             indexed = self.index.indexed_paths(con)
+            if backfill:  # an index written before exact id lookups: add their rows once
+                for path in sorted(indexed & set(live)):
+                    file = self.segments_dir / path
+                    verify_file(file)
+                    ids = pl.read_parquet(file, columns=["event_id"])
+                    self.index.add_named_ids(con, named_rows(ids, path, row_group_starts(file)))
             extra = sorted(indexed - set(live))
             self.index.remove_segments(con, extra)
             for path in sorted(set(live) - indexed):

@@ -6,7 +6,8 @@ microseconds per event, it keeps one row per *granule*, a Parquet row group of a
 * ``row_groups``: position, event-id and commit-time ranges of every row group (id and time lookups);
 * ``stream_granules``: which row groups hold which stream's events, with the version range;
 * ``correlation_granules`` / ``causation_granules``: which row groups hold a correlation or cause;
-* ``segments``: every committed segment with its checksum; ``type_counts``: events per tenant and type.
+* ``segments``: every committed segment with its checksum; ``type_counts``: events per tenant and type;
+* ``named_ids``: one row per event whose id is not time-ordered (see ``named_ids.py``).
 
 A point read asks the index for granules and then decodes only those row groups. Rows are added before
 the manifest that commits their segment (see ``event_store.py``), so the index always covers the
@@ -41,10 +42,26 @@ CREATE TABLE IF NOT EXISTS idx.causation_granules(
     segment_path VARCHAR, row_group INTEGER, causation_id UUID, events BIGINT);
 CREATE TABLE IF NOT EXISTS idx.type_counts(
     segment_path VARCHAR, tenant_id UUID, event_type VARCHAR, events BIGINT);
+CREATE TABLE IF NOT EXISTS idx.named_ids(segment_path VARCHAR, row_group INTEGER, event_id UUID);
 """
 
-TABLES = ("row_groups", "stream_granules", "correlation_granules", "causation_granules", "type_counts")
-UUID_COLUMNS = {"aggregate_id", "correlation_id", "causation_id", "tenant_id", "min_event_id", "max_event_id"}
+TABLES = (
+    "row_groups",
+    "stream_granules",
+    "correlation_granules",
+    "causation_granules",
+    "type_counts",
+    "named_ids",
+)
+UUID_COLUMNS = {
+    "aggregate_id",
+    "correlation_id",
+    "causation_id",
+    "tenant_id",
+    "min_event_id",
+    "max_event_id",
+    "event_id",
+}
 
 
 def granules(
@@ -52,9 +69,7 @@ def granules(
 ) -> dict[str, pl.DataFrame]:
     """The index rows of one segment: ``frame`` holds its events in file order and ``row_group_starts``
     the first row of each Parquet row group (as written, read back from the footer)."""
-    starts = pl.Series(list(row_group_starts), dtype=pl.Int64)
-    rows = pl.int_range(frame.height, dtype=pl.Int64, eager=True)
-    f = frame.with_columns((starts.search_sorted(rows, side="right") - 1).cast(pl.Int32).alias("row_group"))
+    f = _with_row_group(frame, row_group_starts)
     path = pl.lit(segment_path).alias("segment_path")
     return {
         "row_groups": f.group_by("row_group")
@@ -86,7 +101,25 @@ def granules(
         "type_counts": f.group_by("tenant_id", "event_type")
         .agg(pl.len().cast(pl.Int64).alias("events"))
         .select(path, pl.all()),
+        "named_ids": named_rows(f, segment_path, row_group_starts),
     }
+
+
+def named_rows(frame: pl.DataFrame, segment_path: str, row_group_starts: Sequence[int]) -> pl.DataFrame:
+    """``named_ids`` rows of one segment (``frame`` holds at least its ``event_id`` column in file
+    order): one per id that is not time-ordered (not UUIDv7), for exact idempotency checks."""
+    f = frame if "row_group" in frame.columns else _with_row_group(frame, row_group_starts)
+    return f.filter(pl.col("event_id").str.slice(14, 1) != "7").select(
+        pl.lit(segment_path).alias("segment_path"), "row_group", "event_id"
+    )
+
+
+def _with_row_group(frame: pl.DataFrame, row_group_starts: Sequence[int]) -> pl.DataFrame:
+    starts = pl.Series(list(row_group_starts), dtype=pl.Int64)
+    rows = pl.int_range(frame.height, dtype=pl.Int64, eager=True)
+    return frame.with_columns(
+        (starts.search_sorted(rows, side="right") - 1).cast(pl.Int32).alias("row_group")
+    )
 
 
 class EventIndex(DuckDBFile):
@@ -123,6 +156,19 @@ class EventIndex(DuckDBFile):
             parts = [r[table] for r in rows if r[table].height]
             if parts:
                 _insert(con, table, pl.concat(parts), casts={c: "UUID" for c in UUID_COLUMNS})
+
+    @staticmethod
+    def add_named_ids(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
+        """Record ``named_ids`` rows (inside a :meth:`writing` block)."""
+        if rows.height:
+            _insert(con, "named_ids", rows, casts={"event_id": "UUID"})
+
+    def has_table(self, name: str) -> bool:
+        """Whether the index database holds table ``name`` (older indexes lack newer tables)."""
+        found = self.query(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'idx' AND table_name = $1", [name]
+        )
+        return bool(found[0][0])
 
     @staticmethod
     def remove_segments(con: duckdb.DuckDBPyConnection, paths: Sequence[str]) -> None:

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pydantic
 import pytest
+from deltalake import DeltaTable
 
 from settler_pipeline.domain.registry import EventRegistry
 from settler_pipeline.errors import ConcurrencyError, DuplicateEventError, InvalidIdError, ValidationError
@@ -592,7 +593,7 @@ def test_a_reopened_store_reads_what_an_earlier_instance_wrote(
     assert reader.head_position == expected.height + 1
 
 
-def test_events_are_partitioned_by_event_date_and_readable_straight_from_parquet(
+def test_events_are_partitioned_by_event_date_and_readable_through_the_published_table(
     store: EventStore, make_event: MakeEvent, make_frame: MakeFrame
 ) -> None:
     days = [utc(2026, 10, 30, 12), utc(2026, 10, 31, 23, 59), utc(2026, 11, 1, 0, 1)]
@@ -600,28 +601,28 @@ def test_events_are_partitioned_by_event_date_and_readable_straight_from_parquet
     n = BULK_ROWS + 1
     store.append_frame(make_frame(n, timestamps=[days[k % 3] for k in range(n)]))
     store.append([make_event(timestamp=days[1])])
-    maintenance.compact(store)  # the write-ahead tail into segments too
+    maintenance.compact(store)  # the write-ahead tail into segments too, and published
     head = store.head_position
     assert head == n + 3
 
-    partitions = sorted(p.name for p in store.segments_dir.iterdir() if p.is_dir())
+    partitions = sorted(p.name for p in store.segments_dir.iterdir() if p.name.startswith("event_date="))
     assert partitions == ["event_date=2026-10-30", "event_date=2026-10-31", "event_date=2026-11-01"]
     assert all(list(store.segments_dir.joinpath(p).glob("*.parquet")) for p in partitions)
 
     scanned = (
-        pl.scan_parquet(store.segments_dir, hive_partitioning=True)
+        pl.scan_delta(store.table_uri)
         .select("global_position", "event_date", "timestamp")
         .collect()
         .sort("global_position")
     )
     assert scanned["global_position"].to_list() == list(range(1, head + 1))
-    assert scanned["event_date"].cast(pl.Date).equals(scanned["timestamp"].dt.date(), check_names=False)
+    assert scanned["event_date"].equals(scanned["timestamp"].dt.date(), check_names=False)
 
     rows = duckdb.execute(
         "SELECT count(*), count(DISTINCT global_position), min(global_position), max(global_position), "
         "count(*) FILTER (WHERE event_date::DATE <> timestamp::DATE) "
-        "FROM read_parquet($1, hive_partitioning = true)",
-        [str(store.segments_dir / "**" / "*.parquet")],
+        "FROM read_parquet($1::VARCHAR[], hive_partitioning = true)",
+        [DeltaTable(store.table_uri).file_uris()],
     ).fetchall()
     assert rows == [(head, head, 1, head, 0)]
     assert maintenance.verify(store).ok
