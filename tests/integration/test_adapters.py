@@ -855,12 +855,11 @@ def test_the_presets_read_the_sample_generators_files_into_its_canonical_frames(
     sample = sample_module.generate_sample(400, seed=11, start=date(2026, 11, 1), days=7)
     paths = sample_module.write_sample_files(sample, tmp_path, fmt=fmt)
     wide = DateRange(start=date(2026, 10, 1), end=date(2027, 1, 31))
-    adapter = "jsonl" if fmt == "jsonl" else fmt
-    for name, preset, expected in (
-        ("source", "stripe_balance_transactions", sample.source),
-        ("target", "bank_statement_csv", sample.target),
-    ):
-        spec = SideSpec.model_validate({"adapter": adapter, "path": paths[name].name, "preset": preset})
+    # The presets plus what the sample spec adds to them (the charge id as a further reference, each
+    # bank account's time zone): the sides exactly as `settler sample` writes them into its job spec.
+    sides = sample_module.sample_sides(paths["source"].name, paths["target"].name, fmt)
+    for name, expected in (("source", sample.source), ("target", sample.target)):
+        spec = SideSpec.model_validate(sides[name])
         loaded = load(spec, tmp_path, date_range=wide)
         assert loaded.quarantine.height == 0, loaded.quarantine["reason"].head(3).to_list()
         # The adapters trim values; the generator keeps a padded reference (" INV-000123 ") as is.
