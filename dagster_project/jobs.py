@@ -58,8 +58,9 @@ def reconcile(
         "proposed": summary.get("proposed_count", 0),
         "quarantined": summary.get("quarantined_count", 0),
         "duration_ms": summary.get("duration_ms", 0),
-        "match_rate": float(summary.get("match_rate", 0.0)),
     }
+    if summary.get("match_rate") is not None:  # an empty run has none
+        metadata["match_rate"] = float(summary["match_rate"])
     context.add_output_metadata(metadata)
     if outcome.status == "failed":
         error = outcome.error or {}

@@ -8,7 +8,6 @@ used.
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,11 +21,6 @@ if TYPE_CHECKING:
     )
     from settler_pipeline.session import Settler, open
     from settler_pipeline.store.event_store import EventStore
-
-try:
-    __version__ = version("settler-pipeline")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -57,7 +51,20 @@ __all__ = [
 ]
 
 
+def _version() -> str:
+    # importlib.metadata costs ~0.1 s on a cold start: looked up only when asked for
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("settler-pipeline")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = _version()
+        return globals()[name]
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'settler_pipeline' has no attribute {name!r}")

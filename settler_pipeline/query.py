@@ -4,22 +4,66 @@ API run). Analysts with access to the files can also open ``analytics.duckdb`` d
 The user's query runs in a private in-memory DuckDB holding only the rows of the user's tenants, with
 external access switched off and the configuration locked, so a query cannot read other files or undo
 the scoping.
+
+Analyst columns: beside each ``tenant_id`` the tables carry ``tenant`` (the tenant's name), and beside
+each amount in minor units (``amount``, ``target_amount``, ``amount_difference``, ``closest_amount``)
+the same amount in major units as an exact DECIMAL (``amount_major``, ...: 1234 EUR cents are 12.34).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
 from settler_pipeline import projections
+from settler_pipeline.adapters.normalise import CURRENCY_EXPONENTS, DEFAULT_EXPONENT
 from settler_pipeline.errors import NotFoundError, ValidationError
 
+AMOUNT_COLUMNS = ("amount", "target_amount", "amount_difference", "closest_amount")
 
-def scoped_sql(data_dir: str | Path, query: str, tenant_ids: list[str]) -> pl.DataFrame:
+
+def with_analyst_columns(frame: pl.DataFrame, tenant_names: Mapping[str, str]) -> pl.DataFrame:
+    """``frame`` with ``tenant`` after ``tenant_id`` and ``<amount>_major`` after each minor-unit amount
+    column of a frame that has a ``currency``: exact decimals, with as many places as the frame's
+    currency with the most minor-unit digits needs (2 for EUR and USD, 3 with KWD)."""
+    order = list(frame.columns)
+    added: list[pl.Expr] = []
+    if "tenant_id" in frame.columns:
+        names = pl.DataFrame(
+            {"tenant_id": list(tenant_names), "tenant": list(tenant_names.values())},
+            schema={"tenant_id": pl.String, "tenant": pl.String},
+        )
+        frame = frame.join(names, on="tenant_id", how="left", maintain_order="left")
+        order.insert(order.index("tenant_id") + 1, "tenant")
+    amounts = [c for c in AMOUNT_COLUMNS if c in frame.columns and frame.schema[c].is_integer()]
+    if amounts and "currency" in frame.columns:
+        exponent = pl.col("currency").replace_strict(
+            CURRENCY_EXPONENTS, default=DEFAULT_EXPONENT, return_dtype=pl.Int64
+        )
+        codes = frame["currency"].drop_nulls().unique().to_list()
+        scale = max(
+            (CURRENCY_EXPONENTS.get(code, DEFAULT_EXPONENT) for code in codes), default=DEFAULT_EXPONENT
+        )
+        divisor = pl.lit(10, pl.Int64).pow(exponent).cast(pl.Decimal(38, 0))
+        for column in amounts:
+            added.append((pl.col(column).cast(pl.Decimal(38, scale)) / divisor).alias(f"{column}_major"))
+            order.insert(order.index(column) + 1, f"{column}_major")
+    return frame.with_columns(added).select(order)
+
+
+def scoped_sql(
+    data_dir: str | Path, query: str, tenant_ids: list[str], tenant_names: Mapping[str, str] | None = None
+) -> pl.DataFrame:
     """Run ``query`` against the read models (one table per read model, same names and columns as in
-    ``analytics.duckdb``), seeing only rows of ``tenant_ids``."""
+    ``analytics.duckdb``), seeing only rows of ``tenant_ids``. An empty query, or a statement that
+    returns no rows, is a :class:`ValidationError`."""
+    if not query.strip():
+        raise ValidationError(
+            "the query is empty", hint='give a SELECT, e.g. "SELECT * FROM reconciliation_summary LIMIT 5"'
+        )
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -31,6 +75,7 @@ def scoped_sql(data_dir: str | Path, query: str, tenant_ids: list[str]) -> pl.Da
                 continue
             if "tenant_id" in frame.columns:
                 frame = frame.filter(pl.col("tenant_id").is_in(tenant_ids))
+            frame = with_analyst_columns(frame, tenant_names or {})
             con.register(f"_{name}", frame)
             # name is one of the library's read-model names, never user input
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM _{name}")  # noqa: S608
@@ -44,7 +89,13 @@ def scoped_sql(data_dir: str | Path, query: str, tenant_ids: list[str]) -> pl.Da
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         try:
-            result: pl.DataFrame = con.sql(query).pl()
+            relation = con.sql(query)
+            if relation is None:
+                raise ValidationError(
+                    "the statement returned no result",
+                    hint="give a query that returns rows (SELECT ...); the read models cannot be changed",
+                )
+            result: pl.DataFrame = _as_polars(relation)
         except duckdb.Error as exc:
             raise ValidationError(
                 f"the query failed: {str(exc).splitlines()[0]}",
@@ -53,3 +104,29 @@ def scoped_sql(data_dir: str | Path, query: str, tenant_ids: list[str]) -> pl.Da
         return result
     finally:
         con.close()
+
+
+def _as_polars(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
+    """The relation's rows as Polars; INTERVAL columns (which Polars cannot import) become their text."""
+    intervals = {
+        name for name, kind in zip(relation.columns, relation.types, strict=True) if "INTERVAL" in str(kind)
+    }
+    if intervals:
+
+        def quoted(name: str) -> str:
+            return '"' + name.replace('"', '""') + '"'
+
+        relation = relation.project(
+            ", ".join(
+                f"CAST({quoted(n)} AS VARCHAR) AS {quoted(n)}" if n in intervals else quoted(n)
+                for n in relation.columns
+            )
+        )
+    try:
+        frame: pl.DataFrame = relation.pl()
+    except pl.exceptions.PolarsError as exc:
+        raise ValidationError(
+            f"the query's result cannot be returned: {str(exc).splitlines()[0]}",
+            hint="cast the column to VARCHAR in the query",
+        ) from exc
+    return frame

@@ -8,7 +8,10 @@ operating-system login unless another user is asked for and the login may impers
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -23,10 +26,13 @@ from settler_pipeline.application.service import ReconciliationService, RunOutco
 from settler_pipeline.domain import commands as c
 from settler_pipeline.domain.reconciliation import ReconciliationState
 from settler_pipeline.errors import NotFoundError, ValidationError
-from settler_pipeline.ids import new_id, validate_uuid
+from settler_pipeline.ids import UUID_PATTERN, new_id
 from settler_pipeline.jobspec import JobSpec, load_job_spec
 from settler_pipeline.settings import Settings, load_settings
 from settler_pipeline.store.event_store import EventStore
+
+_PREFIX_RE = re.compile(r"^[0-9a-f][0-9a-f-]{3,35}$")
+RUNS_HINT = "list runs with `settler runs`"
 
 
 def default_user() -> str:
@@ -100,6 +106,134 @@ class Settler:
         """Tenant ids this user may read."""
         return self.access.tenants_of(self.user)
 
+    def require_visible_tenants(self) -> list[str]:
+        """Tenant ids this user may read; a :class:`NotFoundError` with a hint when there are none (a
+        read would otherwise come back empty without saying why)."""
+        visible = self.visible_tenants()
+        if not visible:
+            raise NotFoundError(
+                f"user {self.user!r} has no role in any tenant, so there is nothing to show",
+                hint="pass --user (or set SETTLER_USER) to a user with a role; an admin grants one with "
+                "`settler access grant USER TENANT viewer`",
+            )
+        return visible
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def _started(self) -> pl.DataFrame:
+        """The start events of the runs this user may see (one row per run), newest first."""
+        from settler_pipeline.domain import events as e
+
+        visible = self.require_visible_tenants()
+        return (
+            self.store.read(event_types=[e.RECONCILIATION_STARTED])
+            .filter(pl.col("tenant_id").is_in(visible))
+            .select("aggregate_id", "tenant_id", "timestamp", "data", "global_position")
+            .collect()
+            .unique("aggregate_id", keep="first", maintain_order=True)
+            .sort("global_position", descending=True)
+        )
+
+    def resolve_run(self, ref: str) -> str:
+        """The full id of the run ``ref`` names: a full id, or (as git does) a unique prefix of the id
+        of a run this user may see. Ambiguous prefixes name the runs they match."""
+        if not isinstance(ref, str):
+            raise ValidationError(f"run id must be a string, got {ref!r}")
+        text = ref.strip().lower()
+        if re.fullmatch(UUID_PATTERN, text):
+            return text
+        if not _PREFIX_RE.fullmatch(text):
+            raise ValidationError(
+                f"run id must be a UUID or a unique prefix of one (4 or more hex digits), got {ref!r}",
+                hint=f"ids look like 0192f0c4-5d3e-7a10-8b2c-1d2e3f405162; {RUNS_HINT}",
+            )
+        found = [run for run in self.run_ids() if run.startswith(text)]
+        if not found:
+            raise NotFoundError(
+                f"no run visible to {self.user!r} has an id starting with {ref!r}", hint=RUNS_HINT
+            )
+        if len(found) > 1:
+            shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+            raise ValidationError(
+                f"run id prefix {ref!r} is ambiguous: it matches {len(found)} runs ({shown})",
+                hint="give more characters of the id",
+            )
+        return found[0]
+
+    def run_ids(self) -> list[str]:
+        """Ids of every run this user may see, newest first."""
+        ids: list[str] = self._started()["aggregate_id"].to_list()
+        return ids
+
+    def short_id(self, reconciliation_id: str) -> str:
+        """The shortest prefix of the run's id that no other visible run shares (at least 8
+        characters), which every command taking a run id accepts."""
+        return short_ids(self.run_ids()).get(reconciliation_id, reconciliation_id)
+
+    def runs(
+        self,
+        *,
+        tenant: str | None = None,
+        job: str | None = None,
+        status: str | None = None,
+        day: date | None = None,
+        limit: int | None = 50,
+    ) -> list[dict[str, Any]]:
+        """The runs this user may see, newest first: id, tenant (id and name), job, days, status,
+        attempt, start time, match rate (null unless completed with in-range records) and open items
+        (the one definition of open exceptions: :attr:`ReconciliationState.open_exceptions`, what
+        ``review list`` shows). Filters: tenant name or id, job name, status, a day the run covers."""
+        from settler_pipeline.domain import events as e
+
+        started = self._started()
+        names = {t.tenant_id: t.name for t in self.access.tenants()}
+        if tenant is not None:
+            wanted = self.access.resolve_tenant(tenant).tenant_id
+            started = started.filter(pl.col("tenant_id") == wanted)
+        rows: list[dict[str, Any]] = []
+        for run_id, tenant_id, at, data in started.select(
+            "aggregate_id", "tenant_id", "timestamp", "data"
+        ).iter_rows():
+            start = json.loads(data)
+            period = start["date_range"]
+            if job is not None and start["job_id"] != job:
+                continue
+            if day is not None and not (period["start"] <= day.isoformat() <= period["end"]):
+                continue
+            state = self.service.load(run_id)
+            if status is not None and state.status != status:
+                continue
+            rows.append(
+                {
+                    "reconciliation_id": run_id,
+                    "tenant_id": tenant_id,
+                    "tenant": names.get(tenant_id, tenant_id),
+                    "job_id": start["job_id"],
+                    "period_start": period["start"],
+                    "period_end": period["end"],
+                    "status": state.status,
+                    "attempt": state.attempt,
+                    "started_at": at,
+                    "match_rate": None,
+                    "matched": state.counts.matched,
+                    "open_exceptions": len(state.open_exceptions),
+                    "open_proposals": len(state.open_proposals),
+                }
+            )
+            if limit is not None and len(rows) >= limit:
+                break
+        completed = self.store.read(event_types=[e.RECONCILIATION_COMPLETED]).filter(
+            pl.col("aggregate_id").is_in([r["reconciliation_id"] for r in rows])
+        )
+        rates: dict[tuple[str, int], Any] = {}
+        for run_id, data in completed.select("aggregate_id", "data").collect().iter_rows():
+            body = json.loads(data)
+            rates[(run_id, body["attempt"])] = body["summary"].get("match_rate")
+        for row in rows:
+            if row["status"] == "completed":
+                row["match_rate"] = rates.get((row["reconciliation_id"], row["attempt"]))
+        return rows
+
     # -- commands -----------------------------------------------------------------------------
 
     def reconcile(
@@ -119,7 +253,8 @@ class Settler:
         same job, tenant and days makes it fail unless ``supersede``: then that run is superseded."""
         spec = load_job_spec(Path(spec_path))
         target = self.tenant(tenant, spec=spec)
-        cmd = c.StartReconciliation(
+        cmd = c.build(
+            c.StartReconciliation,
             reconciliation_id=reconciliation_id or new_id(),
             tenant_id=target.tenant_id,
             user_id=self.user,
@@ -129,6 +264,7 @@ class Settler:
             date_range=c.DateRange(start=start, end=end),
             spec=spec.model_dump(mode="json"),
             spec_dir=str(spec.base_dir),
+            spec_path=str(spec.spec_path) if spec.spec_path else None,
             idempotency_key=idempotency_key,
             supersede=supersede,
         )
@@ -140,60 +276,116 @@ class Settler:
         self.store.publish()
         return outcome
 
-    def _run_tenant(self, reconciliation_id: str) -> str:
-        state = self.service.load(validate_uuid("reconciliation_id", reconciliation_id))
+    def _run(self, ref: str) -> tuple[str, str]:
+        """The run's full id and its tenant, if this user may see it."""
+        reconciliation_id = self.resolve_run(ref)
+        state = self.service.load(reconciliation_id)
         if state.tenant_id is None or state.tenant_id not in self.visible_tenants():
             raise NotFoundError(
                 f"reconciliation {reconciliation_id} does not exist or is not visible to {self.user!r}",
-                hint='list runs with `settler sql "SELECT * FROM reconciliation_summary"`',
+                hint=RUNS_HINT,
             )
-        return state.tenant_id
+        return reconciliation_id, state.tenant_id
 
-    def retry(self, reconciliation_id: str) -> RunOutcome:
-        """Retry a failed or cancelled run."""
-        tenant = self._run_tenant(reconciliation_id)
-        cmd = c.RetryReconciliation(reconciliation_id=reconciliation_id, tenant_id=tenant, user_id=self.user)
-        return self._published(self.service.retry(cmd))
+    def retry(self, reconciliation_id: str, *, spec_path: str | os.PathLike[str] | None = None) -> RunOutcome:
+        """Retry a failed or cancelled run (``reconciliation_id`` may be a unique prefix), reading its
+        job spec again: from ``spec_path`` if given, else from the file the run was started from (a fix
+        to the spec takes effect). Without a file to read, the run's last spec is used, and the outcome
+        says so in ``details["job_spec"]``."""
+        reconciliation_id, tenant = self._run(reconciliation_id)
+        state = self.service.load(reconciliation_id)
+        path = Path(spec_path) if spec_path is not None else None
+        recorded = state.spec.get("spec_path")
+        if path is None and recorded and Path(recorded).is_file():
+            path = Path(recorded)
+        fields: dict[str, Any] = {}
+        if path is not None:
+            spec = load_job_spec(path)
+            fields = {
+                "spec": spec.model_dump(mode="json"),
+                "spec_dir": str(spec.base_dir),
+                "spec_path": str(spec.spec_path) if spec.spec_path else None,
+            }
+            before = state.spec.get("spec")
+            changed = "changed since the last attempt" if fields["spec"] != before else "unchanged"
+            note = f"read again from {path} ({changed})"
+        else:
+            note = "the spec the run last ran with (its file is not available; pass --spec FILE to change it)"
+        cmd = c.build(
+            c.RetryReconciliation,
+            reconciliation_id=reconciliation_id,
+            tenant_id=tenant,
+            user_id=self.user,
+            **fields,
+        )
+        outcome = self._published(self.service.retry(cmd))
+        outcome.details["job_spec"] = note
+        return outcome
 
     def cancel(self, reconciliation_id: str, reason: str) -> RunOutcome:
         """Cancel a run that has not finished."""
-        tenant = self._run_tenant(reconciliation_id)
-        return self._published(
-            self.service.cancel(
-                c.CancelReconciliation(
-                    reconciliation_id=reconciliation_id, tenant_id=tenant, user_id=self.user, reason=reason
-                )
-            )
+        reconciliation_id, tenant = self._run(reconciliation_id)
+        cmd = c.build(
+            c.CancelReconciliation,
+            reconciliation_id=reconciliation_id,
+            tenant_id=tenant,
+            user_id=self.user,
+            reason=reason,
         )
+        return self._published(self.service.cancel(cmd))
 
     def review(self, action: str, reconciliation_id: str, **fields: Any) -> RunOutcome:
-        """Resolve an exception: ``action`` is confirm, reject, match or dismiss."""
-        tenant = self._run_tenant(reconciliation_id)
+        """Resolve exceptions: ``action`` is confirm, reject (``match_ids``), match (``source_ids``,
+        ``target_ids``, ``note``, ``accept_difference``) or dismiss (``exception_ids``). Every id may be
+        given as ``review list`` prints it (``proposed:<match id>``, ``unmatched:<side>:<record id>``);
+        several ids make one batch of events, all or none."""
+        reconciliation_id, tenant = self._run(reconciliation_id)
         common: dict[str, Any] = {
             "reconciliation_id": reconciliation_id,
             "tenant_id": tenant,
             "user_id": self.user,
         }
+        fields = dict(fields)
+        for key, prefix in (
+            ("match_id", "proposed:"),
+            ("match_ids", "proposed:"),
+            ("source_ids", "unmatched:source:"),
+            ("target_ids", "unmatched:target:"),
+        ):
+            if isinstance(fields.get(key), str):
+                fields[key] = fields[key].removeprefix(prefix)
+            elif isinstance(fields.get(key), list | tuple):
+                fields[key] = [str(i).removeprefix(prefix) for i in fields[key]]
         if action == "confirm":
-            return self._published(self.service.confirm(c.ConfirmMatch(**common, **fields)))
+            return self._published(self.service.confirm(c.build(c.ConfirmMatch, **common, **fields)))
         if action == "reject":
-            return self._published(self.service.reject(c.RejectMatch(**common, **fields)))
+            return self._published(self.service.reject(c.build(c.RejectMatch, **common, **fields)))
         if action == "match":
-            return self._published(self.service.match_manually(c.MatchManually(**common, **fields)))
+            return self._published(self.service.match_manually(c.build(c.MatchManually, **common, **fields)))
         if action == "dismiss":
-            return self._published(self.service.dismiss(c.DismissException(**common, **fields)))
+            return self._published(self.service.dismiss(c.build(c.DismissException, **common, **fields)))
         raise ValidationError(
             f"unknown review action {action!r}", hint="use confirm, reject, match or dismiss"
         )
 
     # -- reads --------------------------------------------------------------------------------
 
+    def review_items(self, reconciliation_id: str) -> tuple[ReconciliationState, list[dict[str, Any]]]:
+        """The run's open items (its open exceptions, proposals included), each with its records as
+        the run read them (amounts in major units), the rule, confidence and differences of a
+        proposal, the closest candidate of an unmatched record, the line a duplicate repeats."""
+        from settler_pipeline.application.review import RunDetails
+
+        state = self.state(reconciliation_id)
+        return state, RunDetails(self.store, state).items()
+
     def state(
         self, reconciliation_id: str, *, as_of: datetime | None = None, at_position: int | None = None
     ) -> ReconciliationState:
-        """A run's state now, or as it stood at a time or log position (time travel)."""
+        """A run's state now, or as it stood at a time or log position (time travel);
+        ``reconciliation_id`` may be a unique prefix."""
         return self.service.state(
-            validate_uuid("reconciliation_id", reconciliation_id),
+            self.resolve_run(reconciliation_id),
             user_id=self.user,
             as_of=as_of,
             as_of_position=at_position,
@@ -209,10 +401,16 @@ class Settler:
         to_position: int | None = None,
         limit: int | None = None,
     ) -> pl.DataFrame:
-        """Events visible to the user, as a Polars frame in log order (``data`` as JSON text)."""
-        visible = self.visible_tenants()
+        """Events visible to the user, as a Polars frame in log order (``data`` as JSON text).
+
+        An unknown event type, a stream that does not exist (or is not visible) and a user who sees no
+        tenant are errors with a hint, not an empty answer."""
+        visible = self.require_visible_tenants()
+        if event_types:
+            _check_event_types(event_types)
         if stream is not None:
-            frame = self.store.stream_frame(validate_uuid("stream", stream), "reconciliation")
+            run_id, _ = self._run(stream)
+            frame = self.store.stream_frame(run_id, "reconciliation")
             frame = frame.filter(pl.col("global_position") > from_position)
         elif correlation_id is not None:
             frame = self.store.correlation_frame(correlation_id).filter(
@@ -239,16 +437,58 @@ class Settler:
         """SQL over the read models, only the user's tenants (see :mod:`settler_pipeline.query`)."""
         from settler_pipeline.query import scoped_sql
 
-        return scoped_sql(self.data_dir, query, self.visible_tenants())
+        return scoped_sql(self.data_dir, query, self.require_visible_tenants(), self.tenant_names())
 
     def read_model(self, name: str) -> pl.DataFrame:
-        """A read model's published rows, only the user's tenants."""
+        """A read model's published rows, only the user's tenants, with the analyst columns (tenant
+        names, amounts in major units: see :func:`settler_pipeline.query.with_analyst_columns`)."""
         from settler_pipeline import projections
+        from settler_pipeline.query import with_analyst_columns
 
         frame = projections.read_model(self.data_dir, name)
         if "tenant_id" in frame.columns:
             frame = frame.filter(pl.col("tenant_id").is_in(self.visible_tenants()))
-        return frame
+        return with_analyst_columns(frame, self.tenant_names())
+
+    def tenant_names(self) -> dict[str, str]:
+        """Tenant id -> name, for the tenants this user may see."""
+        visible = set(self.visible_tenants())
+        return {t.tenant_id: t.name for t in self.access.tenants() if t.tenant_id in visible}
+
+
+def _check_event_types(event_types: list[str]) -> None:
+    from settler_pipeline.domain import events as e
+    from settler_pipeline.domain.registry import default_registry
+
+    for name in event_types:
+        if not default_registry.is_registered(name):
+            close = difflib.get_close_matches(name, list(e.PAYLOADS), n=1)
+            raise ValidationError(
+                f"unknown event type {name!r}",
+                hint=f"did you mean {close[0]}?" if close else f"event types: {', '.join(e.PAYLOADS)}",
+            )
+
+
+def _common_length(a: str, b: str) -> int:
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
+def short_ids(ids: list[str], minimum: int = 8) -> dict[str, str]:
+    """The shortest prefix (at least ``minimum`` characters) that tells each id apart from the others,
+    as git abbreviates commits; every command taking a run id accepts it."""
+    out: dict[str, str] = {}
+    ordered = sorted(set(ids))
+    for i, run_id in enumerate(ordered):
+        neighbours = [ordered[j] for j in (i - 1, i + 1) if 0 <= j < len(ordered)]
+        common = max((_common_length(run_id, n) for n in neighbours), default=0)
+        length = max(minimum, common + 1)
+        if length < len(run_id) and run_id[length - 1] == "-":
+            length += 1  # never end a prefix on a hyphen
+        out[run_id] = run_id[:length]
+    return out
 
 
 def open(data_dir: str | os.PathLike[str] | None = None, *, user: str | None = None) -> Settler:

@@ -153,6 +153,7 @@ def resolve_columns(spec: SideSpec, available: list[str], *, side: str | None = 
         if field in spec.columns.optional:
             continue
         prefix = f"{side}." if side else ""
+        field = field.split("#")[0]  # a term of an amount expression reports as the amount
         names = ", ".join(repr(c) for c in candidates)
         what = f"column {names}, which is" if len(candidates) == 1 else f"columns {names}, none of which is"
         listing = ", ".join(available) if available else "(none)"

@@ -25,7 +25,14 @@ from settler_pipeline.domain.matching.normalise import pattern_references, witho
 from settler_pipeline.domain.matching.tolerance import MAX_ABS_AMOUNT_MINOR
 from settler_pipeline.domain.transactions import QUARANTINE_SCHEMA, TRANSACTION_SCHEMA
 from settler_pipeline.errors import JobSpecError
-from settler_pipeline.jobspec import CURRENCY_CODE_PATTERN, AmountOptions, DateOptions, SideSpec
+from settler_pipeline.jobspec import (
+    AMOUNT_TERM_SEPARATOR,
+    CURRENCY_CODE_PATTERN,
+    AmountExpression,
+    AmountOptions,
+    DateOptions,
+    SideSpec,
+)
 
 LINE_COL = "__settler_line_number__"
 RAW_COL = "__settler_raw__"
@@ -118,6 +125,9 @@ def normalise(
         frame = with_amount(frame, text["amount"], spec.amount, "amount", required=True)
         amount = pl.col(f"{_P}value_amount")
         reasons.append(f"{_P}reason_amount")
+    elif isinstance(spec.columns.amount, AmountExpression):
+        frame, amount, reason = _with_amount_expression(frame, text, spec, spec.columns.amount)
+        reasons.append(reason)
     else:
         frame = with_amount(frame, text["debit"], spec.amount, "debit", required=False)
         frame = with_amount(frame, text["credit"], spec.amount, "credit", required=False)
@@ -280,6 +290,34 @@ def _is_zone(name: str) -> bool:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return False
     return True
+
+
+def _with_amount_expression(
+    frame: pl.DataFrame, text: dict[str, str], spec: SideSpec, expression: AmountExpression
+) -> tuple[pl.DataFrame, pl.Expr, str]:
+    """Parse each term of ``expression`` as an amount and add them up (a blank term is 0). Returns the
+    frame, the amount and the name of one reason column covering every term."""
+    values: list[pl.Expr] = []
+    blanks: list[pl.Expr] = []
+    term_reasons: list[pl.Expr] = []
+    for i, term in enumerate(expression.terms):
+        field = f"amount ({term.column})"
+        frame = with_amount(
+            frame, text[f"amount{AMOUNT_TERM_SEPARATOR}{i}"], spec.amount, field, required=False
+        )
+        values.append(pl.col(f"{_P}value_{field}").fill_null(0) * term.sign)
+        blanks.append(pl.col(text[f"amount{AMOUNT_TERM_SEPARATOR}{i}"]).is_null())
+        term_reasons.append(pl.col(f"{_P}reason_{field}"))
+    missing = pl.when(pl.all_horizontal(blanks)).then(pl.lit(f"amount: missing ({expression} are all empty)"))
+    frame = frame.with_columns(
+        pl.concat_str([*term_reasons, missing], separator="; ", ignore_nulls=True).alias(f"{_P}reason_amount")
+    )
+    frame = frame.with_columns(
+        pl.when(pl.col(f"{_P}reason_amount") != "")
+        .then(pl.col(f"{_P}reason_amount"))
+        .alias(f"{_P}reason_amount")
+    )
+    return frame, pl.sum_horizontal(values), f"{_P}reason_amount"
 
 
 def _quoted(field: str, value: pl.Expr, message: str) -> pl.Expr:

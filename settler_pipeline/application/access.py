@@ -77,6 +77,16 @@ class AccessControl:
             data: dict[str, Any] = json.loads(self.path.read_text())
         except FileNotFoundError:
             data = {"tenants": {}, "grants": {}}
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValidationError(
+                f"the access file {self.path} is damaged ({exc}); nobody's roles can be read",
+                hint="restore access.json from a backup, or repair its JSON by hand",
+            ) from None
+        if not isinstance(data, dict) or not {"tenants", "grants"} <= set(data):
+            raise ValidationError(
+                f"the access file {self.path} is damaged (it lacks tenants or grants)",
+                hint="restore access.json from a backup, or repair its JSON by hand",
+            )
         data.setdefault("admins", [])
         data.setdefault("impersonators", [])
         return data

@@ -50,9 +50,55 @@ def quarantine_events(side: str, loaded: LoadedSide, attempt: int, meta: dict[st
     return _frame(data, e.RECORD_QUARANTINED, q.height, meta, q)
 
 
-def match_events(result: MatchResult, attempt: int, meta: dict[str, Any]) -> pl.DataFrame:
-    """``RecordMatched`` (auto-confirmed) and ``MatchProposed`` (needs review) events."""
+_TIME = "%Y-%m-%dT%H:%M:%S%.6fZ"
+
+
+def _details(records: pl.DataFrame) -> pl.DataFrame:
+    """``line_number`` and the record as review shows it (``RecordDetail``), one row per line."""
+    return records.select(
+        pl.col("line_number"),
+        pl.struct(
+            pl.col("record_id").alias("id"),
+            pl.col("occurred_at").dt.strftime(_TIME).alias("occurred_at"),
+            pl.col("amount_minor").alias("amount"),
+            pl.col("currency"),
+            pl.col("reference"),
+            pl.col("description"),
+        ).alias("record"),
+    ).unique("line_number", keep="first")
+
+
+def _with_proposal_records(matches: pl.DataFrame, sides: dict[str, LoadedSide]) -> pl.DataFrame:
+    """``matches`` with ``source_records`` / ``target_records`` lists on proposals (null on automatic
+    matches, which nobody reviews: a million matches must not carry their records twice)."""
+    proposed = matches.filter(pl.col("status") == "proposed").select(
+        "match_id", "source_lines", "target_lines"
+    )
+    out = matches.with_row_index("__order")
+    for side in ("source", "target"):
+        per_match = (
+            proposed.select("match_id", pl.col(f"{side}_lines").alias("line_number"))
+            .explode("line_number")
+            .with_row_index("__line_order")
+            .join(_details(sides[side].records), on="line_number", how="left")
+            .sort("__line_order")
+            .group_by("match_id", maintain_order=True)
+            .agg(pl.col("record").alias(f"{side}_records"))
+        )
+        out = out.join(per_match, on="match_id", how="left")
+    return out.sort("__order").drop("__order")
+
+
+def match_events(
+    result: MatchResult, attempt: int, meta: dict[str, Any], sides: dict[str, LoadedSide] | None = None
+) -> pl.DataFrame:
+    """``RecordMatched`` (auto-confirmed) and ``MatchProposed`` (needs review) events; with the loaded
+    ``sides``, proposals carry both sides' records."""
     m = result.matches
+    extra: list[pl.Expr] = []
+    if sides is not None and m.height:
+        m = _with_proposal_records(m, sides)
+        extra = [pl.col("source_records"), pl.col("target_records")]
     data = pl.struct(
         pl.lit(attempt).alias("attempt"),
         pl.col("match_id"),
@@ -67,7 +113,15 @@ def match_events(result: MatchResult, attempt: int, meta: dict[str, Any]) -> pl.
         pl.col("confidence").round(4),
         pl.col("matched_fields"),
         pl.col("date_difference_days"),
+        *extra,
     ).struct.json_encode()
+    if extra:
+        # automatic matches leave the record lists out entirely rather than writing nulls
+        data = (
+            pl.when(pl.col("status") == "matched")
+            .then(data.str.replace(r',"source_records":null,"target_records":null\}$', "}"))
+            .otherwise(data)
+        )
     event_type = (
         pl.when(pl.col("status") == "matched")
         .then(pl.lit(e.RECORD_MATCHED))
@@ -76,9 +130,24 @@ def match_events(result: MatchResult, attempt: int, meta: dict[str, Any]) -> pl.
     return _frame(data, event_type, m.height, meta, m)
 
 
-def unmatched_events(result: MatchResult, attempt: int, meta: dict[str, Any]) -> pl.DataFrame:
-    """One ``RecordUnmatched`` per record left unmatched, with its reason."""
+def unmatched_events(
+    result: MatchResult, attempt: int, meta: dict[str, Any], sides: dict[str, LoadedSide] | None = None
+) -> pl.DataFrame:
+    """One ``RecordUnmatched`` per record left unmatched, with its reason (and, with the loaded
+    ``sides``, its reference and description, for review)."""
     u = result.unmatched
+    extra: list[pl.Expr] = []
+    if sides is not None and u.height:
+        texts = pl.concat(
+            [
+                sides[side]
+                .records.select(pl.lit(side).alias("side"), "line_number", "reference", "description")
+                .unique("line_number", keep="first")
+                for side in ("source", "target")
+            ]
+        )
+        u = u.with_row_index("__order").join(texts, on=["side", "line_number"], how="left").sort("__order")
+        extra = [pl.col("reference"), pl.col("description")]
     data = pl.struct(
         pl.lit(attempt).alias("attempt"),
         pl.col("side"),
@@ -94,6 +163,7 @@ def unmatched_events(result: MatchResult, attempt: int, meta: dict[str, Any]) ->
         pl.col("closest_occurred_at").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").alias("closest_occurred_at"),
         pl.col("closest_reference"),
         pl.col("closest_rejection"),
+        *extra,
     ).struct.json_encode()
     return _frame(data, e.RECORD_UNMATCHED, u.height, meta, u)
 

@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -27,7 +27,7 @@ import polars as pl
 
 from settler_pipeline.adapters.confinement import InputRoots
 from settler_pipeline.adapters.loader import LoadedSide, check_side, load_side
-from settler_pipeline.application import run_events
+from settler_pipeline.application import review, run_events
 from settler_pipeline.application.access import AccessControl, Role
 from settler_pipeline.application.bus import EventBus, PublishReport
 from settler_pipeline.application.lease import LeaseState, RunLeases
@@ -38,12 +38,20 @@ from settler_pipeline.domain import reconciliation as agg
 from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
 from settler_pipeline.domain.matching import MatchResult, match_records
 from settler_pipeline.domain.reconciliation import ReconciliationState
-from settler_pipeline.errors import ConcurrencyError, NotFoundError, SettlerError, StateError, UserError
+from settler_pipeline.errors import (
+    ConcurrencyError,
+    NotFoundError,
+    SettlerError,
+    StateError,
+    UserError,
+    ValidationError,
+)
 from settler_pipeline.ids import new_id
 from settler_pipeline.jobspec import DateRange, JobSpec, job_spec_from_mapping
 from settler_pipeline.logs import get_logger
 
 _log = get_logger(__name__)
+RUN_STEPS = 5  # read source, read target, record the reads, match, append the results
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5b7c6f0e-3d1a-4c55-9a43-8f0f2a6b1c01")
 MAX_ERROR_MESSAGE = 2000  # characters of an unexpected error kept in ReconciliationFailed
 
@@ -62,6 +70,7 @@ class RunOutcome:
     error: dict[str, Any] | None = None
     correlation_id: str | None = None
     publish_failures: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # what else the command did, for people
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -87,6 +96,12 @@ class ReconciliationService:
         self.bus = bus or EventBus()
         self.roots = roots if roots is not None else InputRoots()
         self.leases = leases
+        # Called with the step a run enters (the CLI shows it as a progress bar); None: silent.
+        self.progress: Callable[[str, int, int], None] | None = None
+
+    def _step(self, what: str, number: int) -> None:
+        if self.progress is not None:
+            self.progress(what, number, RUN_STEPS)
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -224,6 +239,7 @@ class ReconciliationService:
         spec = self._spec(cmd)
         state = self._authorised_state(cmd, "operator", "starting a reconciliation")
         if (previous := self._repeated(cmd)) is not None:
+            self._same_start(cmd, spec, previous)
             previous = self.reclaim(previous, user_id=cmd.user_id)
             if _unfinished_business(previous):
                 # The schedule re-sends the same command after a crash or an interruption: run it
@@ -346,23 +362,29 @@ class ReconciliationService:
             return self._execute(state, spec, user_id, str(cause), [])
 
     def retry(self, cmd: c.RetryReconciliation) -> RunOutcome:
-        """Run a failed or cancelled run again as a new attempt with the spec it was started with."""
+        """Run a failed, cancelled or abandoned run again as a new attempt: with the command's job spec
+        (read again from its file by the caller) when it has one, else with the spec it last ran with."""
         state = self._authorised_state(cmd, "operator", "retrying a reconciliation")
         if (previous := self._repeated(cmd)) is not None:
             return self._outcome(previous, repeated_command=True, summary=self._summary(previous))
         state = self.reclaim(state, user_id=cmd.user_id)
-        drafts = agg.decide_retry(state, cmd)
+        if cmd.spec is not None:
+            spec = job_spec_from_mapping(
+                dict(cmd.spec), base_dir=Path(cmd.spec_dir or "."), origin=cmd.spec_path or "the job spec"
+            )
+        else:
+            spec = job_spec_from_mapping(
+                dict(state.spec.get("spec", {})),
+                base_dir=Path(state.spec.get("spec_dir") or "."),
+                origin=f"the job spec of run {cmd.reconciliation_id}",
+            )
+        drafts = agg.decide_retry(state, cmd, fingerprint=spec.fingerprint())
         if state.job_id and state.date_range and (live := self._others_live(state, cmd.user_id)):
             raise StateError(
                 f"run {live[0].reconciliation_id} already reconciles these days of job {state.job_id!r}; "
                 "retrying this one would count them twice",
                 hint="start a new run with --supersede instead, or leave this one as it is",
             )
-        spec = job_spec_from_mapping(
-            dict(state.spec.get("spec", {})),
-            base_dir=Path(state.spec.get("spec_dir") or "."),
-            origin=f"the job spec of run {cmd.reconciliation_id}",
-        )
         self._check_inputs(spec)
         with self._lease(cmd.reconciliation_id):
             envelopes, failures = self._append(cmd, state, drafts)
@@ -418,13 +440,49 @@ class ReconciliationService:
         """Match open unmatched records by hand."""
         key = f"{cmd.reconciliation_id}:manual:{sorted(cmd.source_ids)}:{sorted(cmd.target_ids)}"
         match_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, key))
+        state = self._authorised_state(cmd, "operator", "reviewing exceptions")
+        facts: dict[str, Any] = {}
+        if state.status == agg.COMPLETED:
+            facts = review.manual_match_facts(
+                review.RunDetails(self.store, state),
+                list(cmd.source_ids),
+                list(cmd.target_ids),
+                accept_difference=cmd.accept_difference,
+                note=cmd.note,
+            )
         return self._simple(
-            cmd, "operator", "reviewing exceptions", agg.decide_manual_match, match_id=match_id
+            cmd, "operator", "reviewing exceptions", agg.decide_manual_match, match_id=match_id, facts=facts
         )
 
     def dismiss(self, cmd: c.DismissException) -> RunOutcome:
         """Close an exception without a match."""
         return self._simple(cmd, "operator", "reviewing exceptions", agg.decide_dismiss)
+
+    def _same_start(self, cmd: c.StartReconciliation, spec: JobSpec, previous: ReconciliationState) -> None:
+        """A start re-sent with an idempotency key must ask for the same run: same job, days and spec.
+        Anything else is a mistake (a reused key), refused naming the earlier run."""
+        first, _, _ = self._ids(cmd, 1)
+        event = self.store.get_event(first[0])
+        if event is None:  # pragma: no cover - _repeated found it
+            return
+        earlier = event.data
+        wanted = {
+            "job": cmd.job_id,
+            "days": {"start": cmd.date_range.start.isoformat(), "end": cmd.date_range.end.isoformat()},
+            "job spec": spec.fingerprint(),
+        }
+        had = {
+            "job": earlier.get("job_id"),
+            "days": earlier.get("date_range"),
+            "job spec": earlier.get("spec_fingerprint"),
+        }
+        differs = [name for name in wanted if wanted[name] != had[name]]
+        if differs:
+            raise ValidationError(
+                f"idempotency key {cmd.idempotency_key!r} was used for run {previous.reconciliation_id} "
+                f"with a different {' and '.join(differs)}",
+                hint="use a new --idempotency-key for a different run, or resend the same parameters",
+            )
 
     # -- running ------------------------------------------------------------------------------
 
@@ -492,6 +550,7 @@ class ReconciliationService:
         sides: dict[str, LoadedSide] = {}
         for side, side_spec in (("source", spec.source), ("target", spec.target)):
             progress.step = f"fetch_{side}"
+            self._step(f"reading the {side} ({side_spec.adapter})", 0 if side == "source" else 1)
             sides[side] = load_side(
                 side_spec,
                 date_range=date_range,
@@ -501,6 +560,7 @@ class ReconciliationService:
                 roots=self.roots,
             )
         progress.step = "record_fetch"
+        self._step("recording what was read", 2)
         batch = []
         for side, event_type in (("source", e.SOURCE_RECORDS_FETCHED), ("target", e.TARGET_RECORDS_FETCHED)):
             loaded = sides[side]
@@ -521,6 +581,9 @@ class ReconciliationService:
         if state.status == agg.CANCELLED:
             return self._outcome(state, events_appended=appended)
         progress.step = "match"
+        self._step(
+            f"matching {sides['source'].records.height:,} against {sides['target'].records.height:,}", 3
+        )
         try:
             result = match_records(
                 sides["source"].records, sides["target"].records, spec.matching, run_id=run_id
@@ -532,14 +595,16 @@ class ReconciliationService:
         completed = e.ReconciliationCompleted(attempt=state.attempt, summary=summary)
         results = pl.concat(
             [
-                run_events.match_events(result, state.attempt, meta),
-                run_events.unmatched_events(result, state.attempt, meta),
+                run_events.match_events(result, state.attempt, meta, sides),
+                run_events.unmatched_events(result, state.attempt, meta, sides),
                 run_events.duplicate_events(result, state.attempt, meta),
                 run_events.single_event(e.RECONCILIATION_COMPLETED, completed.model_dump(mode="json"), meta),
             ]
         )
+        self._step(f"appending {results.height:,} events", 4)
         state, count = self._append_run(state, results)
         appended += count
+        self._step("done", RUN_STEPS)
         return self._outcome(
             state,
             events_appended=appended,
@@ -687,7 +752,9 @@ def _summary(result: MatchResult, sides: dict[str, LoadedSide], duration_ms: int
         quarantined_count=quarantined,
         errors_count=quarantined,
         duration_ms=duration_ms,
-        match_rate=round(matched_source / eligible, 6) if eligible else 0.0,
+        # an empty run (no in-range source records) has no match rate, rather than a 0 % that would
+        # drag down every average
+        match_rate=round(matched_source / eligible, 6) if eligible else None,
     )
 
 

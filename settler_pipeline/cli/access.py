@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from settler_pipeline.application.access import AccessControl
 from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption
 from settler_pipeline.cli.output import command, console, emit_json, emit_table
+
+if TYPE_CHECKING:
+    from settler_pipeline.application.access import AccessControl
+
+
+def _access(data_dir: Path) -> AccessControl:
+    """The access file of ``data_dir`` (imported on use: the CLI starts without the data stack)."""
+    from settler_pipeline.application.access import AccessControl
+
+    return AccessControl(data_dir)
+
 
 app = typer.Typer(help="Manage tenants, users and roles (viewer, operator, admin).", no_args_is_help=True)
 
@@ -23,12 +33,12 @@ def create_tenant(
     json: JsonOption = False,
 ) -> None:
     """Create a tenant; the acting user becomes its admin."""
-    access = AccessControl(data_dir)
+    access = _access(data_dir)
     tenant = access.create_tenant(name, admin=access.identify(user))
     if json:
         emit_json({"tenant_id": tenant.tenant_id, "name": tenant.name})
     else:
-        console.print(f"tenant {tenant.name} ({tenant.tenant_id})")
+        console.print(f"tenant {tenant.name} ({tenant.tenant_id})", markup=False)
 
 
 @app.command("grant")
@@ -41,10 +51,10 @@ def grant(
     data_dir: DataDirOption = Path("data"),
 ) -> None:
     """Give a user a role in a tenant (you must be its admin)."""
-    access = AccessControl(data_dir)
+    access = _access(data_dir)
     found = access.resolve_tenant(tenant)
     access.grant(grantee, found.tenant_id, role, by=access.identify(user))
-    console.print(f"{grantee} is now {role} in {found.name}")
+    console.print(f"{grantee} is now {role} in {found.name}", markup=False)
 
 
 @app.command("revoke")
@@ -56,10 +66,10 @@ def revoke(
     data_dir: DataDirOption = Path("data"),
 ) -> None:
     """Remove a user's role in a tenant (you must be its admin)."""
-    access = AccessControl(data_dir)
+    access = _access(data_dir)
     found = access.resolve_tenant(tenant)
     access.revoke(grantee, found.tenant_id, by=access.identify(user))
-    console.print(f"{grantee} has no role in {found.name} any more")
+    console.print(f"{grantee} has no role in {found.name} any more", markup=False)
 
 
 @app.command("allow-impersonate")
@@ -70,9 +80,9 @@ def allow_impersonate(
     data_dir: DataDirOption = Path("data"),
 ) -> None:
     """Let a user act as others (--user, services); you must be a global admin."""
-    access = AccessControl(data_dir)
+    access = _access(data_dir)
     access.allow_impersonate(grantee, by=access.identify(user))
-    console.print(f"{grantee} may now act as other users")
+    console.print(f"{grantee} may now act as other users", markup=False)
 
 
 @app.command("forbid-impersonate")
@@ -83,9 +93,9 @@ def forbid_impersonate(
     data_dir: DataDirOption = Path("data"),
 ) -> None:
     """Take the impersonate right away from a user; you must be a global admin."""
-    access = AccessControl(data_dir)
+    access = _access(data_dir)
     access.forbid_impersonate(grantee, by=access.identify(user))
-    console.print(f"{grantee} may no longer act as other users")
+    console.print(f"{grantee} may no longer act as other users", markup=False)
 
 
 @app.command("list")
@@ -94,7 +104,7 @@ def list_grants(
     user: UserOption = None, data_dir: DataDirOption = Path("data"), json: JsonOption = False
 ) -> None:
     """The tenants you hold a role in (every tenant for a global admin) and who holds which role."""
-    access = AccessControl(data_dir)
+    access = _access(data_dir)
     grants = access.grants(visible_to=access.identify(user))
     if json:
         emit_json(grants)

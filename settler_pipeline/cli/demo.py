@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
 from settler_pipeline.cli.options import DataDirOption
 from settler_pipeline.cli.output import command, console, emit_table
-from settler_pipeline.demo import dagster_log, run_demo
 
-SUMMARY_QUERY = "SELECT tenant_id, status, match_rate FROM reconciliation_summary"
+SUMMARY_QUERY = (
+    "SELECT tenant_id, period_start, status, match_rate FROM reconciliation_summary ORDER BY period_start"
+)
 
 
 @command
 def demo_command(data_dir: DataDirOption = Path("data")) -> None:
     """Generate sample exports for three tenants, reconcile them day by day (one run fails on a missing
     file, one is cancelled), build snapshots and read models through Dagster, and report."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from settler_pipeline.demo import DEMO_USER, dagster_log, run_demo
+
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
     ) as bar:
@@ -24,21 +27,25 @@ def demo_command(data_dir: DataDirOption = Path("data")) -> None:
         report = run_demo(data_dir, progress=lambda message: bar.update(task, description=message))
     rows = [
         {
+            "run": r["short"],
             "tenant": r["tenant"],
             "day": r["day"],
             "status": r["status"],
-            "match rate": f"{r['match_rate']:.1%}" if r["match_rate"] is not None else "",
+            "match rate": (f"{r['match_rate']:.1%}" if r["match_rate"] is not None else "empty run")
+            if r["status"] == "completed"
+            else "",
             "matches": r["matched"] if r["matched"] is not None else "",
-            "exceptions": r["exceptions"] if r["status"] == "completed" else "",
-            "run": r["run"][-12:],
+            "open exceptions": r["exceptions"],
             "note": (r["error"] or "")[:60],
         }
         for r in report.runs
     ]
     emit_table("reconciliation runs", rows)
     root = report.data_dir
+    first = report.runs[0]["short"]
+    who = f"-d {root} --user {DEMO_USER}"
     console.print(
-        f"\n[bold]{report.events:,}[/] events in the log, [bold]{report.exceptions_open:,}[/] open "
+        f"\n{report.events:,} events in the log, {report.exceptions_open:,} open "
         f"exceptions to review, Dagster checks passed: {report.checks_passed}/{report.checks_total}.\n"
         f"\nWhere things are:\n"
         f"  event log      {root / 'log'}  (Parquet segments, readable by any engine)\n"
@@ -47,9 +54,12 @@ def demo_command(data_dir: DataDirOption = Path("data")) -> None:
         f"  inputs         {root / 'inputs'}\n"
         f"  Dagster's log  {dagster_log(root)}\n"
         f"\nNext:\n"
-        f'  .venv/bin/settler sql "{SUMMARY_QUERY}" -d {root}\n'
-        f"  .venv/bin/settler review list {report.runs[0]['run']} -d {root} --user demo\n"
-        f"  .venv/bin/settler state {report.runs[0]['run']} --at-position 3 -d {root} --user demo\n"
+        f"  .venv/bin/settler runs {who}\n"
+        f"  .venv/bin/settler review list {first} {who}\n"
+        f'  .venv/bin/settler sql "{SUMMARY_QUERY}" {who}\n'
+        f"  .venv/bin/settler state {first} --at-position {report.example_position} {who}\n"
         f"  make dagster   # the Dagster UI on this data (DAGSTER_HOME={report.dagster_home})\n"
-        f"  notebooks/explore.ipynb\n"
+        f"  notebooks/explore.ipynb\n",
+        markup=False,
+        soft_wrap=True,  # commands must stay on one line to be copied as printed
     )

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import json as json_lib
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption
-from settler_pipeline.cli.output import emit_json, emit_table
-from settler_pipeline.session import Settler
+from settler_pipeline.cli.output import console, emit_json, emit_table
 
 
 def events_command(
     stream: Annotated[
-        str | None, typer.Option("--stream", help="A run's id: its events in version order.")
+        str | None, typer.Option("--stream", help="A run's id (or a unique prefix): its events in order.")
     ] = None,
     correlation_id: Annotated[str | None, typer.Option("--correlation-id", help="One flow's events.")] = None,
     event_type: Annotated[
@@ -28,7 +28,9 @@ def events_command(
     data_dir: DataDirOption = Path("data"),
     json: JsonOption = False,
 ) -> None:
-    """Events the user may see, in log order."""
+    """Events the user may see, in log order (under --json, each event's data is a JSON object)."""
+    from settler_pipeline.session import Settler
+
     with Settler(data_dir, user=user, read_only=True) as app:
         frame = app.events(
             stream=stream,
@@ -47,8 +49,12 @@ def events_command(
         "data",
     ).to_dicts()
     if json:
-        emit_json(rows)
-    else:
         for row in rows:
-            row["data"] = row["data"][:80]
-        emit_table(f"events ({len(rows)})", rows)
+            row["data"] = json_lib.loads(row["data"])
+        emit_json(rows)
+        return
+    for row in rows:
+        row["data"] = row["data"][:80]
+    emit_table(f"events ({len(rows)})", rows)
+    if not rows:
+        console.print("no events match (try a lower --from-position or fewer filters)")

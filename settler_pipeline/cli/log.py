@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from settler_pipeline.cli.options import DataDirOption, JsonOption
 from settler_pipeline.cli.output import (
@@ -15,8 +16,6 @@ from settler_pipeline.cli.output import (
     emit_json,
     emit_mapping,
 )
-from settler_pipeline.store import maintenance
-from settler_pipeline.store.event_store import EventStore
 
 app = typer.Typer(help="Verify, repair, compact, reindex and describe the event log.", no_args_is_help=True)
 
@@ -26,6 +25,9 @@ app = typer.Typer(help="Verify, repair, compact, reindex and describe the event 
 def verify_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
     """Check checksums, the write-ahead records, the recorded head, gap-free positions, stream versions
     and index agreement; opens nothing for writing. Exits 1 naming what is damaged and what was lost."""
+    from settler_pipeline.store import maintenance
+    from settler_pipeline.store.event_store import EventStore
+
     with EventStore.open(data_dir, read_only=True) as store:
         report = maintenance.verify(store)
     if json:
@@ -36,7 +38,7 @@ def verify_command(data_dir: DataDirOption = Path("data"), json: JsonOption = Fa
             {k: v for k, v in report.to_dict().items() if k != "problems"},
         )
         for problem in report.problems:
-            console.print(f"[red]problem:[/] {problem}", markup=True, highlight=False)
+            console.print(Text.assemble(("problem: ", "red"), problem))
         for first, last in report.lost:
             console.print(f"[yellow]recorded loss:[/] positions {first}..{last} (by `settler log repair`)")
         if report.ok:
@@ -54,6 +56,9 @@ def repair_command(data_dir: DataDirOption = Path("data"), json: JsonOption = Fa
     segment files, keep the intact records of a damaged write-ahead file and record the lost positions
     (never reused), move unknown files to quarantine, rebuild the index. Exits 1 when something could
     not be repaired, naming it."""
+    from settler_pipeline.store import maintenance
+    from settler_pipeline.store.event_store import EventStore
+
     with EventStore.open(data_dir) as store:
         report = maintenance.repair(store)
     if json:
@@ -97,6 +102,9 @@ def compact_command(
     ] = 1_000_000,
 ) -> None:
     """Merge small segments (and the write-ahead tail) into larger ones; events and positions unchanged."""
+    from settler_pipeline.store import maintenance
+    from settler_pipeline.store.event_store import EventStore
+
     with EventStore.open(data_dir) as store:
         report = maintenance.compact(store, target_rows=target_rows)
     if json:
@@ -109,6 +117,9 @@ def compact_command(
 @command
 def reindex_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
     """Rebuild the DuckDB index from the segment files alone."""
+    from settler_pipeline.store import maintenance
+    from settler_pipeline.store.event_store import EventStore
+
     with EventStore.open(data_dir, recover_index=False) as store:
         report = maintenance.reindex(store)
     if json:
@@ -121,6 +132,9 @@ def reindex_command(data_dir: DataDirOption = Path("data"), json: JsonOption = F
 @command
 def stats_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
     """Size and shape of the log."""
+    from settler_pipeline.store import maintenance
+    from settler_pipeline.store.event_store import EventStore
+
     with EventStore.open(data_dir, read_only=True) as store:
         stats = maintenance.stats(store)
     if json:

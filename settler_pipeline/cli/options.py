@@ -42,9 +42,18 @@ def parse_time(value: str, option: str) -> datetime:
     """An ISO time (``2026-11-01T12:00:00Z``, or a date meaning its midnight UTC), as UTC."""
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        # the log stores microseconds since 1970 in 64 bits: keep to years it can compare against
+        if not 1970 <= parsed.year <= 9999 or parsed.timestamp() >= 253_402_300_799:
+            raise OverflowError
     except ValueError:
         raise ValidationError(
             f"{option} must be an ISO time like 2026-11-01T12:00:00Z, got {value!r}",
             hint="a date alone means its midnight UTC",
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(
+            f"{option} {value!r} is outside the times the log can hold (1970 to 9999, UTC)",
+            hint="give a time since 1970-01-01",
+        ) from None
+    return parsed

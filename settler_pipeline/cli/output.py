@@ -1,12 +1,21 @@
-"""How the CLI talks to people and scripts: JSON on request, tables otherwise, one-line errors."""
+"""How the CLI talks to people and scripts: JSON on request, tables otherwise, one-line errors.
+
+The error contract: a user's mistake (bad input, a usage error, a missing permission) exits 1 with one
+line saying what was wrong and a hint line saying how to fix it; exit 2 is kept for bugs. Under
+``--json`` an error is one JSON object on stderr, ``{"error": ..., "hint": ..., "code": ...}``
+(stdout stays for results, so a script parses stdout on exit 0 and stderr otherwise). User text is
+never interpreted as Rich markup.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
@@ -14,6 +23,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from settler_pipeline.errors import SettlerError, UserError
 
@@ -21,43 +31,59 @@ from settler_pipeline.errors import SettlerError, UserError
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
+ID_COLUMNS = frozenset({"id", "run", "exception_id", "reconciliation_id"})
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 2
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime | date | time):
         return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
     if isinstance(value, Decimal | Path):
         return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
-    raise TypeError(f"cannot serialise {type(value).__name__}")
+    return str(value)
+
+
+def to_json(payload: Any) -> str:
+    """``payload`` as JSON text: dates and times in ISO form, decimals as strings, durations in
+    seconds, bytes in hex, anything else as its text."""
+    return json.dumps(payload, default=_default, indent=2, sort_keys=False)
 
 
 def emit_json(payload: Any) -> None:
     """Print ``payload`` as JSON on stdout (for scripts)."""
-    sys.stdout.write(json.dumps(payload, default=_default, indent=2, sort_keys=False) + "\n")
+    sys.stdout.write(to_json(payload) + "\n")
 
 
 def emit_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
-    """Print rows as a table for people."""
-    table = Table(title=title, title_justify="left")
+    """Print rows as a table for people (cells are shown as written, never as markup)."""
+    table = Table(title=Text(title), title_justify="left")
     cols = columns or (list(rows[0]) if rows else [])
     for col in cols:
-        table.add_column(col)
+        # never cut with an ellipsis, and ids on one line: every id in a table is copyable as printed
+        if col in ID_COLUMNS:
+            widest = max((len(_cell(row.get(col))) for row in rows), default=0)
+            table.add_column(Text(col), no_wrap=True, min_width=widest)
+        else:
+            table.add_column(Text(col), overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in cols))
+        table.add_row(*(Text(_cell(row.get(c))) for c in cols))
     console.print(table)
 
 
 def emit_mapping(title: str, mapping: dict[str, Any]) -> None:
     """Print key/value pairs for people."""
-    table = Table(title=title, title_justify="left", show_header=False)
+    table = Table(title=Text(title), title_justify="left", show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value")
     for key, value in mapping.items():
-        table.add_row(key, _cell(value))
+        table.add_row(Text(key), Text(_cell(value)))
     console.print(table)
 
 
@@ -71,49 +97,110 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def fail(message: str, hint: str | None = None) -> NoReturn:
-    """Stop with a user error: one line, a hint, exit code 1."""
-    err_console.print(f"[bold red]error:[/] {message}")
+def error_code(exc: BaseException) -> str:
+    """A short, stable code for an error type: ``NotFoundError`` -> ``not_found``."""
+    name = type(exc).__name__.removesuffix("Error") or "settler"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def report_error(message: str, hint: str | None, code: str, *, as_json: bool) -> None:
+    """Print one error on stderr: a JSON object (on one line) under ``--json``, else an ``error:``
+    line and a ``hint:`` line (user text shown verbatim)."""
+    message = " ".join(message.split())
+    hint = " ".join(hint.split()) if hint else None
+    if as_json:
+        sys.stderr.write(json.dumps({"error": message, "hint": hint, "code": code}) + "\n")
+        return
+    err_console.print(Text.assemble(("error: ", "bold red"), message))
     if hint:
-        err_console.print(f"[dim]hint:[/] {hint}")
+        err_console.print(Text.assemble(("hint: ", "dim"), hint))
+
+
+def fail(message: str, hint: str | None = None, *, as_json: bool = False, code: str = "user") -> NoReturn:
+    """Stop with a user error: one line, a hint, exit code 1."""
+    report_error(message, hint, code, as_json=as_json)
     raise typer.Exit(EXIT_USER_ERROR)
 
 
+def warn(message: str) -> None:
+    """A warning on stderr (user text shown verbatim)."""
+    err_console.print(Text.assemble(("warning: ", "yellow"), message))
+
+
 @contextmanager
-def user_errors() -> Iterator[None]:
+def user_errors(*, as_json: bool = False) -> Iterator[None]:
     """Turn library errors into the CLI's exit codes: 1 with a one-line reason for a user's mistake,
     2 for anything else (with the error's type, no traceback unless SETTLER_DEBUG is set)."""
-    import os
-
     try:
         yield
     except typer.Exit:
         raise
     except UserError as exc:
-        fail(exc.message, exc.hint)
+        fail(exc.message, exc.hint or _help_hint(), as_json=as_json, code=error_code(exc))
     except SettlerError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}")
-        if exc.hint:
-            err_console.print(f"[dim]hint:[/] {exc.hint}")
+        report_error(exc.message, exc.hint, error_code(exc), as_json=as_json)
         raise typer.Exit(EXIT_INTERNAL_ERROR) from exc
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        report_error("interrupted", None, "interrupted", as_json=as_json)
         raise typer.Exit(130) from None
     except Exception as exc:
         if os.environ.get("SETTLER_DEBUG"):
             raise
-        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}")
-        err_console.print("[dim]hint:[/] set SETTLER_DEBUG=1 to see the traceback, and report it")
+        report_error(
+            f"internal error: {type(exc).__name__}: {exc}",
+            "set SETTLER_DEBUG=1 to see the traceback, and report it",
+            "internal",
+            as_json=as_json,
+        )
         raise typer.Exit(EXIT_INTERNAL_ERROR) from exc
 
 
+def _help_hint() -> str:
+    """A hint for an error that came without one: the running command's help."""
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    where = ctx.command_path if ctx is not None else "settler"
+    return f"see `{where} --help`"
+
+
+def progress_shown(as_json: bool) -> bool:
+    """Progress goes to stderr, and only to a person: not under --json, not when stderr is not a
+    terminal (a pipe, a log file, a test)."""
+    return not as_json and err_console.is_terminal
+
+
+@contextmanager
+def progress_bar(as_json: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A progress bar on stderr for long work: yields ``report(description, done, total)``, or None
+    when progress is not shown (see :func:`progress_shown`)."""
+    if not progress_shown(as_json):
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def report(description: str, done: int, total: int) -> None:
+            bar.update(task, description=description, completed=done, total=total)
+
+        yield report
+
+
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator applying :func:`user_errors` to a CLI command."""
+    """Decorator applying :func:`user_errors` to a CLI command (JSON errors when it got ``--json``)."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with user_errors():
+        with user_errors(as_json=bool(kwargs.get("json"))):
             return fn(*args, **kwargs)
 
     return wrapper

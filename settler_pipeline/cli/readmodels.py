@@ -8,14 +8,8 @@ from typing import Annotated
 
 import typer
 
-from settler_pipeline import projections
 from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption
-from settler_pipeline.cli.output import console, emit_json, emit_mapping, emit_table
-from settler_pipeline.metrics import operational_metrics
-from settler_pipeline.query import scoped_sql
-from settler_pipeline.session import Settler
-from settler_pipeline.store import maintenance
-from settler_pipeline.store.event_store import EventStore
+from settler_pipeline.cli.output import console, emit_json, emit_mapping, emit_table, progress_bar
 
 
 def project_command(
@@ -26,8 +20,13 @@ def project_command(
     json: JsonOption = False,
 ) -> None:
     """Bring every read model up to the log's head (incrementally, or from scratch with --rebuild)."""
+    from settler_pipeline import projections
+    from settler_pipeline.store.event_store import EventStore
+
     started = time.perf_counter()
-    with EventStore.open(data_dir) as store, console.status("updating read models"):
+    with EventStore.open(data_dir) as store, progress_bar(json) as report:
+        if report is not None:
+            report("rebuilding the read models" if rebuild else "updating the read models", 0, 1)
         result = (projections.rebuild if rebuild else projections.update)(store, data_dir)
     if json:
         emit_json(result)
@@ -41,7 +40,12 @@ def snapshot_command(
     json: JsonOption = False,
 ) -> None:
     """Build aggregate snapshots for every run whose version crossed a multiple of --every."""
-    with EventStore.open(data_dir) as store, console.status("building snapshots"):
+    from settler_pipeline import projections
+    from settler_pipeline.store.event_store import EventStore
+
+    with EventStore.open(data_dir) as store, progress_bar(json) as report:
+        if report is not None:
+            report("building snapshots", 0, 1)
         built = projections.build_snapshots(store, every=every)
         total = store.snapshots.count()
     if json:
@@ -53,6 +57,11 @@ def snapshot_command(
 def stats_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
     """Monitoring figures: event store size and shape, projection lag per read model, snapshots, and the
     operational metrics (append rate, lag, snapshot frequency, store size, query time)."""
+    from settler_pipeline import projections
+    from settler_pipeline.metrics import operational_metrics
+    from settler_pipeline.store import maintenance
+    from settler_pipeline.store.event_store import EventStore
+
     with EventStore.open(data_dir, read_only=True) as store:
         log = maintenance.stats(store)
         lag = projections.status(store, data_dir)
@@ -77,9 +86,10 @@ def sql_command(
     json: JsonOption = False,
 ) -> None:
     """Query the read models (only the tenants you hold a role in)."""
+    from settler_pipeline.session import Settler
+
     with Settler(data_dir, user=user, read_only=True) as app:
-        tenants = app.visible_tenants()
-    frame = scoped_sql(data_dir, query, tenants)
+        frame = app.sql(query)
     if json:
         emit_json(frame.to_dicts())
     else:

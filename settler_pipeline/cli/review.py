@@ -1,120 +1,148 @@
-"""`settler review ...`: list open exceptions and resolve them (every decision is an event)."""
+"""`settler review ...`: list a run's open items and decide them (every decision is an event).
+
+Every id `review list` prints is accepted as printed by the commands that decide it, and each command
+takes several ids at once (one batch of events: all are decided, or none).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-import polars as pl
 import typer
 
 from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption
 from settler_pipeline.cli.output import command, console, emit_json, emit_table
-from settler_pipeline.cli.runs import _print_outcome
-from settler_pipeline.session import Settler
+from settler_pipeline.cli.runs import print_outcome
 
-app = typer.Typer(help="List and resolve a run's exceptions.", no_args_is_help=True)
-RunArg = Annotated[str, typer.Argument(help="Reconciliation id.")]
+app = typer.Typer(help="List and decide a run's open exceptions.", no_args_is_help=True)
+RunArg = Annotated[str, typer.Argument(help="Run id, or a unique prefix of it (see `settler runs`).")]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (recorded in the event).")]
+KINDS = ("proposed", "unmatched", "ambiguous", "duplicate", "quarantined")
+
+
+def _record(record: dict[str, Any]) -> str:
+    if record.get("amount") is None:
+        return str(record["id"])
+    text = f"{record['id']}  {record['date']}  {record['amount']} {record['currency']}"
+    if record.get("reference"):
+        text += f"  ref {record['reference']}"
+    if record.get("description"):
+        text += f"  “{str(record['description'])[:40]}”"
+    return text
+
+
+def _detail(item: dict[str, Any]) -> str:
+    kind = item["kind"]
+    if kind == "proposed":
+        confidence = item.get("confidence")
+        shown = "?" if confidence is None else f"{confidence:.2f}"
+        return (
+            f"rule {item.get('rule')}, confidence {shown}, "
+            f"difference {item.get('amount_difference')} {item.get('currency') or ''}, "
+            f"{item.get('date_difference_days')} days apart"
+        )
+    if kind in ("unmatched", "ambiguous"):
+        closest = item.get("closest")
+        if closest:
+            return (
+                f"closest {closest['id']} {closest['amount']} (difference {closest['amount_difference']}): "
+                f"{closest['rejection']}"
+            )
+        if item.get("candidates"):
+            return "candidates " + ", ".join(item["candidates"][:4])
+        return ""
+    if kind == "duplicate":
+        first = item.get("duplicate_of") or {}
+        line, repeated = item.get("line_number"), first.get("line_number")
+        return f"line {line} repeats line {repeated} ({first.get('record_id')})"
+    if kind == "quarantined":
+        return f"line {item.get('line_number')}: {str(item.get('raw') or '')[:60]}"
+    return ""
 
 
 @app.command("list")
 @command
 def list_open(
     run_id: RunArg,
+    kind: Annotated[
+        str | None,
+        typer.Option("--kind", help="Only proposed, unmatched, ambiguous, duplicate or quarantined."),
+    ] = None,
     user: UserOption = None,
     data_dir: DataDirOption = Path("data"),
     json: JsonOption = False,
 ) -> None:
-    """The run's open exceptions and proposed matches."""
+    """The run's open items: proposed matches, unmatched records, duplicates, quarantined rows, each with
+    its records (date, amount, reference, description) and why it is open."""
+    from settler_pipeline.errors import ValidationError
+    from settler_pipeline.session import Settler
+
+    if kind is not None and kind not in KINDS:
+        raise ValidationError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     with Settler(data_dir, user=user, read_only=True) as app_:
-        state = app_.state(run_id)
-        closest = _closest_candidates(app_, run_id)
+        state, items = app_.review_items(run_id)
+        short = app_.short_id(state.reconciliation_id or run_id)
+    if kind is not None:
+        items = [i for i in items if i["kind"] == kind]
+    if json:
+        emit_json(items)
+        return
     rows = [
         {
-            "exception_id": exception_id,
-            "kind": exception_id.split(":", 1)[0],
-            "reason": reason,
-            "records": ", ".join(
-                [
-                    *state.open_proposals[exception_id.split(":", 1)[1]][0],
-                    "→",
-                    *state.open_proposals[exception_id.split(":", 1)[1]][1],
-                ]
-            )
-            if exception_id.startswith("proposed:")
-            else exception_id.split(":", 2)[-1],
-            "closest": closest.get(exception_id, ""),
+            "id": item["id"],
+            "kind": item["kind"],
+            "reason": item["reason"],
+            "source": "\n".join(_record(r) for r in item["source"]),
+            "target": "\n".join(_record(r) for r in item["target"]),
+            "detail": _detail(item),
         }
-        for exception_id, reason in sorted(state.open_exceptions.items())
+        for item in items
     ]
-    if json:
-        emit_json(rows)
+    emit_table(f"open items of run {short} ({state.status}): {len(rows)}", rows)
+    if not rows:
+        console.print("nothing to review")
     else:
-        emit_table(f"open items of run {run_id} ({state.status})", rows)
-        if not rows:
-            console.print("nothing to review")
-
-
-def _closest_candidates(app_: Settler, run_id: str) -> dict[str, str]:
-    """``unmatched:<side>:<id>`` -> "<closest id> <amount> (<rejection>)" from the latest attempt's
-    ``RecordUnmatched`` events (empty where an event names no closest candidate)."""
-    from settler_pipeline.domain import events as e
-    from settler_pipeline.projections.batch import decode_payloads
-
-    fields = {
-        "attempt": pl.Int64(),
-        "side": pl.String(),
-        "record_id": pl.String(),
-        "closest_id": pl.String(),
-        "closest_amount": pl.Int64(),
-        "closest_rejection": pl.String(),
-    }
-    unmatched = decode_payloads(app_.events(stream=run_id, event_types=[e.RECORD_UNMATCHED]), fields)
-    if unmatched.height == 0:
-        return {}
-    latest = unmatched.filter(pl.col("attempt") == pl.col("attempt").max()).drop_nulls("closest_id")
-    described = latest.select(
-        pl.concat_str(pl.lit("unmatched:"), "side", pl.lit(":"), "record_id").alias("key"),
-        pl.concat_str(
-            "closest_id",
-            pl.lit(" "),
-            pl.col("closest_amount").cast(pl.String),
-            pl.lit(" ("),
-            "closest_rejection",
-            pl.lit(")"),
-        ).alias("text"),
-    )
-    return dict(zip(described["key"].to_list(), described["text"].to_list(), strict=True))
+        console.print(
+            f"decide them with `settler review confirm|reject|dismiss {short} ID...` or "
+            f"`settler review match {short} --source ID --target ID`",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("confirm")
 @command
 def confirm(
     run_id: RunArg,
-    match_id: Annotated[str, typer.Argument(help="Proposed match id.")],
+    match_ids: Annotated[list[str], typer.Argument(help="Proposed matches, as `review list` prints them.")],
     user: UserOption = None,
     data_dir: DataDirOption = Path("data"),
     json: JsonOption = False,
 ) -> None:
-    """Confirm a proposed match."""
+    """Confirm proposed matches."""
+    from settler_pipeline.session import Settler
+
     with Settler(data_dir, user=user) as app_:
-        _print_outcome(app_.review("confirm", run_id, match_id=match_id), json, "confirm")
+        print_outcome(app_.review("confirm", run_id, match_ids=match_ids), json, "confirm")
 
 
 @app.command("reject")
 @command
 def reject(
     run_id: RunArg,
-    match_id: Annotated[str, typer.Argument(help="Proposed match id.")],
+    match_ids: Annotated[list[str], typer.Argument(help="Proposed matches, as `review list` prints them.")],
     reason: ReasonOption,
     user: UserOption = None,
     data_dir: DataDirOption = Path("data"),
     json: JsonOption = False,
 ) -> None:
-    """Reject a proposed match; its records become open exceptions again."""
+    """Reject proposed matches; their records become open exceptions again."""
+    from settler_pipeline.session import Settler
+
     with Settler(data_dir, user=user) as app_:
-        _print_outcome(app_.review("reject", run_id, match_id=match_id, reason=reason), json, "reject")
+        outcome = app_.review("reject", run_id, match_ids=match_ids, reason=reason)
+    print_outcome(outcome, json, "reject")
 
 
 @app.command("match")
@@ -124,27 +152,48 @@ def match(
     source: Annotated[list[str], typer.Option("--source", help="Source record id (repeat for many).")],
     target: Annotated[list[str], typer.Option("--target", help="Target record id (repeat for many).")],
     note: Annotated[str, typer.Option("--note", help="Why they belong together.")] = "",
+    accept_difference: Annotated[
+        bool,
+        typer.Option(
+            "--accept-difference",
+            help="Match although the amounts differ by more than the job's tolerance (needs --note).",
+        ),
+    ] = False,
     user: UserOption = None,
     data_dir: DataDirOption = Path("data"),
     json: JsonOption = False,
 ) -> None:
-    """Match unmatched records by hand."""
+    """Match unmatched records by hand: one currency, amounts within the job's tolerance (or
+    --accept-difference with a --note); the match records the difference."""
+    from settler_pipeline.session import Settler
+
     with Settler(data_dir, user=user) as app_:
-        outcome = app_.review("match", run_id, source_ids=source, target_ids=target, note=note)
-    _print_outcome(outcome, json, "manual match")
+        outcome = app_.review(
+            "match",
+            run_id,
+            source_ids=source,
+            target_ids=target,
+            note=note,
+            accept_difference=accept_difference,
+        )
+    print_outcome(outcome, json, "manual match")
 
 
 @app.command("dismiss")
 @command
 def dismiss(
     run_id: RunArg,
-    exception_id: Annotated[str, typer.Argument(help="Exception id, as `settler review list` shows.")],
+    exception_ids: Annotated[
+        list[str], typer.Argument(help="Open items, as `settler review list` prints them.")
+    ],
     reason: ReasonOption,
     user: UserOption = None,
     data_dir: DataDirOption = Path("data"),
     json: JsonOption = False,
 ) -> None:
-    """Close an exception without a match."""
+    """Close open items without a match."""
+    from settler_pipeline.session import Settler
+
     with Settler(data_dir, user=user) as app_:
-        outcome = app_.review("dismiss", run_id, exception_id=exception_id, reason=reason)
-    _print_outcome(outcome, json, "dismiss")
+        outcome = app_.review("dismiss", run_id, exception_ids=exception_ids, reason=reason)
+    print_outcome(outcome, json, "dismiss")

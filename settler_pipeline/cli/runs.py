@@ -1,14 +1,16 @@
-"""`settler reconcile`, `settler retry`, `settler cancel`, `settler state`: runs and their state."""
+"""`settler reconcile`, `retry`, `cancel`, `state`, `runs`: runs and their state.
+
+Every command that takes a run id also takes a unique prefix of it, as git does with commits.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from settler_pipeline.application.service import RunOutcome
 from settler_pipeline.cli.options import (
     DataDirOption,
     JsonOption,
@@ -23,13 +25,26 @@ from settler_pipeline.cli.output import (
     console,
     emit_json,
     emit_mapping,
+    emit_table,
     err_console,
+    progress_bar,
+    warn,
 )
 from settler_pipeline.errors import ValidationError
-from settler_pipeline.session import Settler
+
+if TYPE_CHECKING:
+    from settler_pipeline.application.service import RunOutcome
+
+RunArg = Annotated[str, typer.Argument(help="Run id, or a unique prefix of it (see `settler runs`).")]
 
 
-def _print_outcome(outcome: RunOutcome, json: bool, title: str) -> None:
+def format_rate(rate: float | None) -> str:
+    """A match rate for people; an empty run (no in-range source records) has none."""
+    return "empty run" if rate is None else f"{rate:.2%}"
+
+
+def print_outcome(outcome: RunOutcome, json: bool, title: str) -> None:
+    """What a command did to a run: JSON, or a table for people."""
     if json:
         emit_json(outcome.to_dict())
         return
@@ -48,7 +63,7 @@ def _print_outcome(outcome: RunOutcome, json: bool, title: str) -> None:
                 "source records": s["total_source_records"],
                 "target records": s["total_target_records"],
                 "matches (auto)": s["matched_count"],
-                "match rate": f"{s['match_rate']:.2%}",
+                "match rate": format_rate(s["match_rate"]),
                 "proposed for review": s["proposed_count"],
                 "unmatched source / target": f"{s['unmatched_source_count']} / {s['unmatched_target_count']}",
                 "duplicates": s["duplicate_count"],
@@ -56,18 +71,21 @@ def _print_outcome(outcome: RunOutcome, json: bool, title: str) -> None:
                 "duration": f"{s['duration_ms']} ms",
             }
         )
+    for key, value in outcome.details.items():
+        head[key.replace("_", " ")] = value
     if outcome.error:
         head["error"] = f"{outcome.error.get('type')}: {outcome.error.get('message')}"
         head["failed step"] = outcome.error.get("step")
     emit_mapping(title, head)
     for failure in outcome.publish_failures:
-        err_console.print(f"[yellow]warning:[/] {failure}")
+        warn(failure)
 
 
 def reconcile_command(
     job_spec: Annotated[Path, typer.Argument(help="Job spec YAML file.", dir_okay=False)],
     date_from: Annotated[
-        str | None, typer.Option("--from", help="First day (YYYY-MM-DD). Default: yesterday.")
+        str | None,
+        typer.Option("--from", help="First day (YYYY-MM-DD). Default: yesterday (UTC), announced first."),
     ] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="Last day, inclusive. Default: --from.")] = None,
     tenant: TenantOption = None,
@@ -76,7 +94,11 @@ def reconcile_command(
         str | None, typer.Option("--run-id", help="Reconciliation id (UUID). Default: new.")
     ] = None,
     idempotency_key: Annotated[
-        str | None, typer.Option("--idempotency-key", help="Same key twice = the run happens once.")
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            help="Same key and parameters twice = the run happens once; other parameters = an error.",
+        ),
     ] = None,
     supersede: Annotated[
         bool,
@@ -88,10 +110,17 @@ def reconcile_command(
     json: JsonOption = False,
 ) -> None:
     """Reconcile a job spec's source against its target over a date range and print a summary."""
-    yesterday = datetime.now(UTC).date() - timedelta(days=1)  # UTC days, like every time in Settler
-    start = parse_date(date_from, "--from") if date_from else yesterday
+    from settler_pipeline.session import Settler
+
+    if date_from:
+        start = parse_date(date_from, "--from")
+    else:
+        start = datetime.now(UTC).date() - timedelta(days=1)  # UTC days, like every time in Settler
+        if not json:
+            err_console.print(f"reconciling {start} (yesterday, UTC): pass --from to choose the day")
     end = parse_date(date_to, "--to") if date_to else start
-    with Settler(data_dir, user=user) as app:
+    with Settler(data_dir, user=user) as app, progress_bar(json) as report:
+        app.service.progress = report
         outcome = app.reconcile(
             job_spec,
             start=start,
@@ -101,44 +130,59 @@ def reconcile_command(
             idempotency_key=idempotency_key,
             supersede=supersede,
         )
-    _print_outcome(outcome, json, "reconciliation")
+    print_outcome(outcome, json, "reconciliation")
     if outcome.status == "failed":
         if not json:
             err_console.print(
-                f"[dim]hint:[/] fix the input named above, then `settler retry {outcome.reconciliation_id}`"
+                f"hint: fix the input or the job spec named above, then `settler retry "
+                f"{outcome.reconciliation_id}` (it reads the job spec file again)",
+                markup=False,
             )
         raise typer.Exit(EXIT_USER_ERROR)
 
 
 def retry_command(
-    run_id: Annotated[str, typer.Argument(help="Reconciliation id.")],
+    run_id: RunArg,
+    spec: Annotated[
+        Path | None,
+        typer.Option(
+            "--spec",
+            help="Job spec to run with (default: the file the run was started from).",
+            dir_okay=False,
+        ),
+    ] = None,
     user: UserOption = None,
     data_dir: DataDirOption = Path("data"),
     json: JsonOption = False,
 ) -> None:
-    """Run a failed or cancelled reconciliation again (a new attempt)."""
-    with Settler(data_dir, user=user) as app:
-        outcome = app.retry(run_id)
-    _print_outcome(outcome, json, "retry")
+    """Run a failed or cancelled reconciliation again (a new attempt), reading its job spec file again."""
+    from settler_pipeline.session import Settler
+
+    with Settler(data_dir, user=user) as app, progress_bar(json) as report:
+        app.service.progress = report
+        outcome = app.retry(run_id, spec_path=spec)
+    print_outcome(outcome, json, "retry")
     if outcome.status == "failed":
         raise typer.Exit(EXIT_USER_ERROR)
 
 
 def cancel_command(
-    run_id: Annotated[str, typer.Argument(help="Reconciliation id.")],
+    run_id: RunArg,
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the event).")],
     user: UserOption = None,
     data_dir: DataDirOption = Path("data"),
     json: JsonOption = False,
 ) -> None:
     """Cancel a reconciliation that has not finished."""
+    from settler_pipeline.session import Settler
+
     with Settler(data_dir, user=user) as app:
         outcome = app.cancel(run_id, reason)
-    _print_outcome(outcome, json, "cancel")
+    print_outcome(outcome, json, "cancel")
 
 
 def state_command(
-    run_id: Annotated[str, typer.Argument(help="Reconciliation id.")],
+    run_id: RunArg,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Time (ISO, UTC) to look back to.")] = None,
     at_position: Annotated[
         int | None, typer.Option("--at-position", help="Log position to look back to.", min=0)
@@ -148,25 +192,82 @@ def state_command(
     json: JsonOption = False,
 ) -> None:
     """A run's state now, or as it stood at a time or log position (time travel)."""
+    from settler_pipeline.session import Settler
+
     if as_of is not None and at_position is not None:
-        raise ValidationError("give --as-of or --at-position, not both")
+        raise ValidationError("give --as-of or --at-position, not both", hint="time travel takes one point")
     when = parse_time(as_of, "--as-of") if as_of else None
     with Settler(data_dir, user=user, read_only=True) as app:
         state = app.state(run_id, as_of=when, at_position=at_position)
+        short = app.short_id(state.reconciliation_id or run_id)
     body = state.to_dict()
     body.pop("spec", None)
+    body["open_exception_count"] = len(state.open_exceptions)
     if json:
         emit_json(body)
         return
     exceptions = body.pop("open_exceptions")
     proposals = body.pop("open_proposals")
-    emit_mapping(f"run {run_id}", body)
-    console.print(f"open exceptions: {len(exceptions)}, open proposals: {len(proposals)}")
+    emit_mapping(f"run {state.reconciliation_id}", body)
+    console.print(
+        f"open exceptions: {len(exceptions)} (of which {len(proposals)} proposed matches); "
+        f"see `settler review list {short}`",
+        markup=False,
+    )
+
+
+def runs_command(
+    tenant: TenantOption = None,
+    job: Annotated[str | None, typer.Option("--job", help="Only this job (the spec's name).")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="started, running, completed, failed or cancelled.")
+    ] = None,
+    day: Annotated[str | None, typer.Option("--day", help="Only runs covering this day.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many runs.", min=1)] = 50,
+    user: UserOption = None,
+    data_dir: DataDirOption = Path("data"),
+    json: JsonOption = False,
+) -> None:
+    """The runs you may see, newest first, with a short id every command accepts."""
+    from settler_pipeline.session import Settler, short_ids
+
+    statuses = ("started", "running", "completed", "failed", "cancelled")
+    if status is not None and status not in statuses:
+        raise ValidationError(f"--status must be one of {', '.join(statuses)}, got {status!r}")
+    on = parse_date(day, "--day") if day else None
+    with Settler(data_dir, user=user) as app:
+        rows = app.runs(tenant=tenant, job=job, status=status, day=on, limit=limit)
+        short = short_ids(app.run_ids())
+    for row in rows:
+        row["short_id"] = short[row["reconciliation_id"]]
+    if json:
+        emit_json(rows)
+        return
+    table = [
+        {
+            "run": r["short_id"],
+            "tenant": r["tenant"],
+            "job": r["job_id"],
+            "days": r["period_start"]
+            if r["period_start"] == r["period_end"]
+            else f"{r['period_start']}..{r['period_end']}",
+            "status": r["status"],
+            "attempt": r["attempt"],
+            "match rate": format_rate(r["match_rate"]) if r["status"] == "completed" else "",
+            "open exceptions": r["open_exceptions"],
+            "started": r["started_at"],
+        }
+        for r in rows
+    ]
+    emit_table(f"runs ({len(rows)})", table)
+    if not rows:
+        console.print("no runs match (start one with `settler reconcile JOB_SPEC --from DAY`)", markup=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add the run commands to the top-level app."""
     for name, fn in (
+        ("runs", runs_command),
         ("reconcile", reconcile_command),
         ("retry", retry_command),
         ("cancel", cancel_command),

@@ -9,7 +9,6 @@ import typer
 
 from settler_pipeline.cli.options import JsonOption, parse_date
 from settler_pipeline.cli.output import console, emit_json
-from settler_pipeline.sample_job import write_sample_job
 
 
 def sample_command(
@@ -26,9 +25,10 @@ def sample_command(
 ) -> None:
     """Generate a processor export and a bank statement with the hard cases mixed in (reference noise,
     fees, settlement lag, payouts, duplicates, ambiguous twins, currency mismatches, orphans)."""
-    if fmt not in ("csv", "parquet", "jsonl"):
-        from settler_pipeline.errors import ValidationError
+    from settler_pipeline.errors import ValidationError
+    from settler_pipeline.sample_job import write_sample_job
 
+    if fmt not in ("csv", "parquet", "jsonl"):
         raise ValidationError(f"--format must be csv, parquet or jsonl, got {fmt!r}")
     chosen: Literal["csv", "parquet", "jsonl"] = fmt  # type: ignore[assignment]
     spec, sample = write_sample_job(
@@ -51,5 +51,6 @@ def sample_command(
     else:
         console.print(
             f"wrote {sample.source.height} source and {sample.target.height} target records to {directory}\n"
-            f"run it: settler reconcile {spec} --from {start} --to {start}"
+            f"run it: settler reconcile {spec} --from {start} --to {start}",
+            markup=False,
         )

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
 
 from settler_pipeline.errors import ValidationError
 from settler_pipeline.ids import new_id, validate_uuid
@@ -45,7 +46,11 @@ class DateRange(BaseModel):
     @model_validator(mode="after")
     def _ordered(self) -> DateRange:
         if self.start > self.end:
-            raise ValueError(f"date range start {self.start} is after its end {self.end}")
+            # Our own error (not ValueError) so it surfaces as is instead of wrapped by pydantic.
+            raise ValidationError(
+                f"date range start {self.start} is after its end {self.end}",
+                hint="give --from on or before --to (both days are included)",
+            )
         return self
 
 
@@ -105,10 +110,16 @@ class StartReconciliation(RunCommand):
     spec_dir: str | None = None  # where relative paths in the spec resolve
     # Replace live runs of the same job, tenant and days (without it, such a run makes the start fail).
     supersede: bool = False
+    spec_path: str | None = None  # the file it was read from (a retry reads it again)
 
 
 class RetryReconciliation(RunCommand):
-    """Run a failed or cancelled run again (a new attempt, same run id)."""
+    """Run a failed or cancelled run again (a new attempt, same run id), with the job spec read again
+    (``spec``) or, without one, the spec the run was started with."""
+
+    spec: dict[str, Any] | None = None
+    spec_dir: str | None = None
+    spec_path: str | None = None
 
 
 class SupersedeReconciliation(RunCommand):
@@ -129,29 +140,90 @@ class CancelReconciliation(RunCommand):
     reason: str = Field(min_length=1, max_length=500)
 
 
-class ConfirmMatch(RunCommand):
-    """Accept a proposed match."""
+def _one_or_many(data: Any, one: str, many: str) -> Any:
+    """Accept ``one=<id>`` as the single-item form of ``many=[<id>, ...]``."""
+    if isinstance(data, dict) and one in data:
+        data = dict(data)
+        single = data.pop(one)
+        data[many] = [*data.get(many, []), single]
+    return data
 
-    match_id: str
+
+class ConfirmMatch(RunCommand):
+    """Accept one or more proposed matches (one batch of events: all or none)."""
+
+    match_ids: list[str] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single(cls, data: Any) -> Any:
+        return _one_or_many(data, "match_id", "match_ids")
+
+    @property
+    def match_id(self) -> str:
+        """The first (often the only) match."""
+        return self.match_ids[0]
 
 
 class RejectMatch(RunCommand):
-    """Refuse a proposed match; its records become open exceptions again."""
+    """Refuse one or more proposed matches; their records become open exceptions again."""
 
-    match_id: str
+    match_ids: list[str] = Field(min_length=1)
     reason: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single(cls, data: Any) -> Any:
+        return _one_or_many(data, "match_id", "match_ids")
+
+    @property
+    def match_id(self) -> str:
+        """The first (often the only) match."""
+        return self.match_ids[0]
 
 
 class MatchManually(RunCommand):
-    """Match open exception records by hand (one or more on each side)."""
+    """Match open exception records by hand (one or more on each side). Amounts beyond the job's
+    tolerance need ``accept_difference`` and a note."""
 
     source_ids: list[str] = Field(min_length=1)
     target_ids: list[str] = Field(min_length=1)
     note: str = Field(default="", max_length=500)
+    accept_difference: bool = False
 
 
 class DismissException(RunCommand):
-    """Close an exception without a match, with a reason (e.g. a known bank fee)."""
+    """Close one or more exceptions without a match, with a reason (e.g. a known bank fee)."""
 
-    exception_id: str
+    exception_ids: list[str] = Field(min_length=1)
     reason: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single(cls, data: Any) -> Any:
+        return _one_or_many(data, "exception_id", "exception_ids")
+
+    @property
+    def exception_id(self) -> str:
+        """The first (often the only) exception."""
+        return self.exception_ids[0]
+
+
+C = TypeVar("C", bound=Command)
+
+
+def build(kind: type[C], **fields: Any) -> C:
+    """``kind(**fields)``, with a malformed field reported as a :class:`ValidationError` naming the
+    field and what it must be (one line), not as a pydantic error listing."""
+    try:
+        return kind(**fields)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or kind.__name__
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "string_too_short":
+            message = "must not be empty"
+        raise ValidationError(
+            f"{field} {message}" if first["type"] == "string_too_short" else f"{field}: {message}",
+            hint=f"give a valid {field} (see `settler COMMAND --help`)",
+        ) from None

@@ -73,6 +73,7 @@ class ReconciliationStarted(EventData):
     spec_fingerprint: str = ""
     spec: dict[str, Any] = Field(default_factory=dict)  # the job spec as run, for audit and retries
     spec_dir: str | None = None  # where the spec's relative paths resolved
+    spec_path: str | None = None  # the file the spec was read from (a retry reads it again)
 
 
 class RecordsFetched(EventData):
@@ -87,8 +88,20 @@ class RecordsFetched(EventData):
     fetch_duration_ms: int
 
 
+class RecordDetail(EventData):
+    """A record as review shows it: what the run read (amounts in minor units)."""
+
+    id: str
+    occurred_at: str
+    amount: int
+    currency: str
+    reference: str | None = None
+    description: str | None = None
+
+
 class RecordMatched(EventData):
-    """Also the payload of ``MatchProposed`` (a match that needs a person's confirmation)."""
+    """Also the payload of ``MatchProposed`` (a match that needs a person's confirmation); a proposal
+    also carries both sides' records, for review."""
 
     attempt: int
     match_id: str
@@ -103,6 +116,8 @@ class RecordMatched(EventData):
     confidence: float
     matched_fields: list[str]
     date_difference_days: int
+    source_records: list[RecordDetail] | None = None
+    target_records: list[RecordDetail] | None = None
 
 
 class RecordUnmatched(EventData):
@@ -115,6 +130,8 @@ class RecordUnmatched(EventData):
     occurred_at: str
     reason: str
     candidate_ids: list[str] = Field(default_factory=list)
+    reference: str | None = None  # the record's, for review (absent in older events)
+    description: str | None = None
     # The candidate that came closest and why it was rejected (absent in events written before
     # they existed, and null when nothing was near).
     closest_id: str | None = None
@@ -153,7 +170,8 @@ class Summary(EventData):
     quarantined_count: int
     errors_count: int
     duration_ms: int
-    match_rate: float  # see docs/read-models.md: matched source records / in-range source records
+    # see docs/read-models.md: matched source records / in-range source records; None for an empty run
+    match_rate: float | None
 
 
 class ReconciliationCompleted(EventData):
@@ -191,6 +209,11 @@ class ReconciliationAbandoned(EventData):
 class ReconciliationRetried(EventData):
     attempt: int  # the new attempt number
     retried_by: str
+    # The job spec read again for this attempt (absent: the attempt runs the spec it had before).
+    spec: dict[str, Any] | None = None
+    spec_dir: str | None = None
+    spec_path: str | None = None
+    spec_fingerprint: str | None = None
 
 
 class ReconciliationSuperseded(EventData):
@@ -220,6 +243,13 @@ class RecordsManuallyMatched(EventData):
     target_ids: list[str]
     note: str
     matched_by: str
+    # What the records add up to (absent in older events): sums per side in minor units, the
+    # difference target - source, and whether a difference beyond the job's tolerance was accepted.
+    amount: int | None = None
+    target_amount: int | None = None
+    amount_difference: int | None = None
+    currency: str | None = None
+    difference_accepted: bool | None = None
 
 
 class ExceptionDismissed(EventData):

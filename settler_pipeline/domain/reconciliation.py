@@ -156,12 +156,23 @@ class _Builder:
                 status=STARTED,
                 attempt=data.get("attempt", 1),
                 date_range=(dr["start"], dr["end"]),
-                spec={"spec": data.get("spec", {}), "spec_dir": data.get("spec_dir")},
+                spec={
+                    "spec": data.get("spec", {}),
+                    "spec_dir": data.get("spec_dir"),
+                    "spec_path": data.get("spec_path"),
+                },
                 last_error=None,
             )
         elif event_type == e.RECONCILIATION_RETRIED:
             self._reset()
-            self.s = replace(s, status=STARTED, attempt=data["attempt"], last_error=None)
+            spec = s.spec
+            if data.get("spec") is not None:
+                spec = {
+                    "spec": data["spec"],
+                    "spec_dir": data.get("spec_dir"),
+                    "spec_path": data.get("spec_path"),
+                }
+            self.s = replace(s, status=STARTED, attempt=data["attempt"], last_error=None, spec=spec)
         elif event_type in (e.SOURCE_RECORDS_FETCHED, e.TARGET_RECORDS_FETCHED):
             key = "source_records" if event_type == e.SOURCE_RECORDS_FETCHED else "target_records"
             self.counts[key] = data["count"]
@@ -335,19 +346,33 @@ def decide_start(state: ReconciliationState, cmd: c.StartReconciliation, *, fing
         spec_fingerprint=fingerprint,
         spec=cmd.spec,
         spec_dir=cmd.spec_dir,
+        spec_path=cmd.spec_path,
     )
     return [(e.RECONCILIATION_STARTED, data.model_dump(mode="json"))]
 
 
-def decide_retry(state: ReconciliationState, cmd: c.RetryReconciliation) -> list[Draft]:
-    """Retry only a failed, cancelled or abandoned run."""
+def decide_retry(
+    state: ReconciliationState, cmd: c.RetryReconciliation, *, fingerprint: str | None = None
+) -> list[Draft]:
+    """Retry only a failed, cancelled or abandoned run (with the spec read again, when the command has
+    one)."""
     _require_exists(state, cmd)
     if state.status not in RETRYABLE:
         raise StateError(
             f"reconciliation {cmd.reconciliation_id} is {state.status}; "
             "only a failed, cancelled or abandoned run can be retried"
         )
-    return [(e.RECONCILIATION_RETRIED, {"attempt": state.attempt + 1, "retried_by": cmd.user_id})]
+    data = e.ReconciliationRetried(attempt=state.attempt + 1, retried_by=cmd.user_id)
+    if cmd.spec is not None:
+        data = data.model_copy(
+            update={
+                "spec": cmd.spec,
+                "spec_dir": cmd.spec_dir,
+                "spec_path": cmd.spec_path,
+                "spec_fingerprint": fingerprint,
+            }
+        )
+    return [(e.RECONCILIATION_RETRIED, data.model_dump(mode="json", exclude_none=True))]
 
 
 def decide_abandon(state: ReconciliationState, *, reason: str, detected_by: str) -> list[Draft]:
@@ -392,20 +417,40 @@ def decide_supersede(state: ReconciliationState, cmd: c.SupersedeReconciliation)
     return [(e.RECONCILIATION_SUPERSEDED, data.model_dump(mode="json"))]
 
 
+def _distinct(ids: list[str], what: str) -> None:
+    if len(set(ids)) != len(ids):
+        raise ValidationError(f"a {what} is listed twice", hint="list each id once")
+
+
 def decide_confirm(state: ReconciliationState, cmd: c.ConfirmMatch) -> list[Draft]:
-    """Confirm an open proposal of a completed run."""
-    _require_open_proposal(state, cmd, cmd.match_id)
-    return [(e.MATCH_CONFIRMED, {"match_id": cmd.match_id, "confirmed_by": cmd.user_id})]
+    """Confirm open proposals of a completed run (every one must be open)."""
+    _distinct(cmd.match_ids, "match id")
+    for match_id in cmd.match_ids:
+        _require_open_proposal(state, cmd, match_id)
+    return [(e.MATCH_CONFIRMED, {"match_id": m, "confirmed_by": cmd.user_id}) for m in cmd.match_ids]
 
 
 def decide_reject(state: ReconciliationState, cmd: c.RejectMatch) -> list[Draft]:
-    """Reject an open proposal; its records reopen as exceptions."""
-    _require_open_proposal(state, cmd, cmd.match_id)
-    return [(e.MATCH_REJECTED, {"match_id": cmd.match_id, "reason": cmd.reason, "rejected_by": cmd.user_id})]
+    """Reject open proposals; their records reopen as exceptions."""
+    _distinct(cmd.match_ids, "match id")
+    for match_id in cmd.match_ids:
+        _require_open_proposal(state, cmd, match_id)
+    return [
+        (e.MATCH_REJECTED, {"match_id": m, "reason": cmd.reason, "rejected_by": cmd.user_id})
+        for m in cmd.match_ids
+    ]
 
 
-def decide_manual_match(state: ReconciliationState, cmd: c.MatchManually, *, match_id: str) -> list[Draft]:
-    """Match open unmatched records by hand; every record must be an open unmatched exception."""
+def decide_manual_match(
+    state: ReconciliationState,
+    cmd: c.MatchManually,
+    *,
+    match_id: str,
+    facts: Mapping[str, Any] | None = None,
+) -> list[Draft]:
+    """Match open unmatched records by hand; every record must be an open unmatched exception.
+    ``facts`` are the checked amounts, currency and difference the event records (see
+    :func:`settler_pipeline.application.review.manual_match_facts`)."""
     _require_reviewable(state, cmd)
     for side, ids in (("source", cmd.source_ids), ("target", cmd.target_ids)):
         if len(set(ids)) != len(ids):
@@ -422,23 +467,24 @@ def decide_manual_match(state: ReconciliationState, cmd: c.MatchManually, *, mat
         target_ids=list(cmd.target_ids),
         note=cmd.note,
         matched_by=cmd.user_id,
+        **dict(facts or {}),
     )
-    return [(e.RECORDS_MANUALLY_MATCHED, data.model_dump(mode="json"))]
+    return [(e.RECORDS_MANUALLY_MATCHED, data.model_dump(mode="json", exclude_none=True))]
 
 
 def decide_dismiss(state: ReconciliationState, cmd: c.DismissException) -> list[Draft]:
-    """Close an open exception without a match."""
+    """Close open exceptions without a match (every one must be open)."""
     _require_reviewable(state, cmd)
-    if cmd.exception_id not in state.open_exceptions:
-        raise NotFoundError(
-            f"no open exception {cmd.exception_id!r} in reconciliation {cmd.reconciliation_id}",
-            hint="list open items with `settler review list`",
-        )
+    _distinct(cmd.exception_ids, "exception id")
+    for exception_id in cmd.exception_ids:
+        if exception_id not in state.open_exceptions:
+            raise NotFoundError(
+                f"no open exception {exception_id!r} in reconciliation {cmd.reconciliation_id}",
+                hint="list open items with `settler review list`",
+            )
     return [
-        (
-            e.EXCEPTION_DISMISSED,
-            {"exception_id": cmd.exception_id, "reason": cmd.reason, "dismissed_by": cmd.user_id},
-        )
+        (e.EXCEPTION_DISMISSED, {"exception_id": x, "reason": cmd.reason, "dismissed_by": cmd.user_id})
+        for x in cmd.exception_ids
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -89,9 +90,9 @@ def test_every_cli_command_works_on_the_demo_data(demo: Path) -> None:
         == 11
     )
     items = json.loads(settler("review", "list", done, "--json", data=demo).stdout)
-    assert items and {"exception_id", "kind", "reason", "closest"} <= set(items[0])
-    assert any(i["closest"] for i in items if i["kind"] in ("unmatched", "ambiguous"))
-    unmatched = next(i["exception_id"] for i in items if i["kind"] == "unmatched")
+    assert items and {"id", "kind", "reason", "source", "target"} <= set(items[0])
+    assert any(i.get("closest") for i in items if i["kind"] in ("unmatched", "ambiguous"))
+    unmatched = next(i["id"] for i in items if i["kind"] == "unmatched")
     dismissed = json.loads(
         settler("review", "dismiss", done, unmatched, "--reason", "known fee", "--json", data=demo).stdout
     )
@@ -161,6 +162,144 @@ def test_a_user_error_gets_one_line_with_a_hint_and_exit_code_1(
     assert "Traceback" not in result.stderr
 
 
+def test_every_hint_the_demo_prints_works_as_printed(demo: Path) -> None:
+    report = settler("demo", data=demo).stdout
+    hints = [line.strip() for line in report.split("Next:", 1)[1].splitlines() if "bin/settler " in line]
+    assert len(hints) >= 4, report
+    for hint in hints:
+        args = shlex.split(hint.split("bin/settler ", 1)[1])
+        result = settler(*args, data=demo, user="nobody-else")
+        assert result.returncode == 0, (hint, result.stderr)
+        assert "0 rows" not in result.stdout and "nothing to review" not in result.stdout, (
+            hint,
+            result.stdout,
+        )
+
+
+def review_items(demo: Path, run: str) -> list[dict[str, object]]:
+    items: list[dict[str, object]] = json.loads(settler("review", "list", run, "--json", data=demo).stdout)
+    return items
+
+
+def test_a_reviewers_day_on_the_demo_data_using_only_what_the_cli_prints(demo: Path) -> None:
+    listed = json.loads(settler("runs", "--json", data=demo).stdout)
+    assert [r["started_at"] for r in listed] == sorted((r["started_at"] for r in listed), reverse=True)
+    assert {
+        "reconciliation_id",
+        "short_id",
+        "tenant",
+        "job_id",
+        "status",
+        "match_rate",
+        "open_exceptions",
+    } <= set(listed[0])
+    chosen = max(
+        (r for r in listed if r["status"] == "completed"),
+        key=lambda r: (r["open_proposals"], r["open_exceptions"]),
+    )
+    assert chosen["open_proposals"] >= 2, listed
+    run = chosen["short_id"]  # a prefix, as `settler runs` prints it
+    assert len(run) < len(chosen["reconciliation_id"])
+    table = settler("review", "list", run, data=demo).stdout
+    items = review_items(demo, run)
+    assert len(items) == chosen["open_exceptions"]
+    for item in items:
+        assert {"id", "kind", "reason", "source", "target"} <= set(item)
+        assert str(item["id"]) in table.replace("\n", "") or len(str(item["id"])) > 40
+    proposals = [i for i in items if i["kind"] == "proposed"]
+    for proposal in proposals:
+        assert proposal["rule"] and 0 <= float(proposal["confidence"]) <= 1  # type: ignore[arg-type]
+        assert proposal["amount_difference"] is not None and proposal["source"] and proposal["target"]
+        for record in [*proposal["source"], *proposal["target"]]:  # type: ignore[misc]
+            assert {"id", "date", "amount", "currency", "reference", "description"} <= set(record)
+            assert "." in record["amount"] or record["currency"] in ("JPY", "KRW")  # major units, as text
+    duplicates = [i for i in items if i["kind"] == "duplicate"]
+    for duplicate in duplicates:
+        assert duplicate["duplicate_of"]["line_number"] and duplicate["duplicate_of"]["record_id"]  # type: ignore[index]
+
+    # confirm one proposal and reject another, by the ids as printed
+    confirmed = json.loads(
+        settler("review", "confirm", run, str(proposals[0]["id"]), "--json", data=demo).stdout
+    )
+    assert confirmed["events_appended"] == 1
+    rejected_item = proposals[1]
+    rejected = json.loads(
+        settler(
+            "review", "reject", run, str(rejected_item["id"]), "--reason", "wrong payer", "--json", data=demo
+        ).stdout
+    )
+    assert rejected["events_appended"] == 1
+    items = review_items(demo, run)
+    ids = {i["id"] for i in items}
+    assert proposals[0]["id"] not in ids and rejected_item["id"] not in ids
+    reopened = [i for i in items if i["reason"] == "proposal_rejected"]
+    sources = [i for i in reopened if i["source"]]
+    targets = [i for i in reopened if i["target"]]
+    assert sources and targets
+
+    # match them again by hand: the same amounts, within the job's tolerance
+    by_hand = json.loads(
+        settler(
+            "review",
+            "match",
+            run,
+            *[a for i in sources for a in ("--source", str(i["id"]))],
+            *[a for i in targets for a in ("--target", str(i["id"]))],
+            "--note",
+            "same payer after all",
+            "--json",
+            data=demo,
+        ).stdout
+    )
+    assert by_hand["events_appended"] == 1
+    event = json.loads(
+        settler("events", "--stream", run, "--type", "RecordsManuallyMatched", "--json", data=demo).stdout
+    )[-1]
+    assert isinstance(event["data"], dict)
+    assert {"amount", "target_amount", "amount_difference", "currency"} <= set(event["data"])
+    assert event["data"]["difference_accepted"] is False
+
+    # two records far apart are refused without --accept-difference, and accepted with it and a note
+    items = review_items(demo, run)
+    unmatched = [i for i in items if i["kind"] == "unmatched" and (i["source"] or i["target"])]
+    pair = next(
+        (s, t)
+        for s in unmatched
+        if s["source"]
+        for t in unmatched
+        if t["target"]
+        and t["target"][0]["currency"] == s["source"][0]["currency"]  # type: ignore[index]
+        and abs(float(t["target"][0]["amount"]) - float(s["source"][0]["amount"]))
+        > 0.5  # type: ignore[index]
+        * abs(float(s["source"][0]["amount"]))  # type: ignore[index]
+    )
+    args = ["review", "match", run, "--source", str(pair[0]["id"]), "--target", str(pair[1]["id"])]
+    refused = settler(*args, "--note", "looks right", data=demo, check=False)
+    assert refused.returncode == 1 and "--accept-difference" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 2
+    refused_json = settler(*args, "--json", data=demo, check=False)
+    assert refused_json.returncode == 1 and json.loads(refused_json.stderr)["code"] == "state"
+    accepted = json.loads(
+        settler(*args, "--accept-difference", "--note", "partial payment agreed", "--json", data=demo).stdout
+    )
+    assert accepted["events_appended"] == 1
+    event = json.loads(
+        settler("events", "--stream", run, "--type", "RecordsManuallyMatched", "--json", data=demo).stdout
+    )[-1]
+    assert event["data"]["difference_accepted"] is True and event["data"]["amount_difference"] != 0
+
+    # dismiss an exception by its printed id
+    items = review_items(demo, run)
+    left = next(i for i in items if i["kind"] in ("unmatched", "duplicate", "quarantined", "ambiguous"))
+    dismissed = json.loads(
+        settler("review", "dismiss", run, str(left["id"]), "--reason", "bank fee", "--json", data=demo).stdout
+    )
+    assert dismissed["events_appended"] == 1
+    after = json.loads(settler("runs", "--json", data=demo).stdout)
+    mine = next(r for r in after if r["reconciliation_id"] == chosen["reconciliation_id"])
+    assert mine["open_exceptions"] == len(review_items(demo, run)) == chosen["open_exceptions"] - 5
+
+
 def test_the_notebook_runs_top_to_bottom_on_the_demo_data(demo: Path) -> None:
     import nbclient
     import nbformat
@@ -180,6 +319,14 @@ def test_the_notebook_runs_top_to_bottom_on_the_demo_data(demo: Path) -> None:
         o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
     ]
     assert not errors
+    images = [
+        o
+        for c in notebook.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type in ("display_data", "execute_result") and "image/png" in o.get("data", {})
+    ]
+    assert len(images) >= 2, "the notebook's plots must render as images"
 
 
 def free_port() -> int:

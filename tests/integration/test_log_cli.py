@@ -130,6 +130,11 @@ def test_a_data_dir_that_is_a_file_is_a_one_line_user_error(tmp_path: Path) -> N
         assert result.returncode == 1, (command, result.stderr)
         assert "Traceback" not in result.stderr and result.stdout == ""
         lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, lines  # under --json the error is one JSON object
+        error = json.loads(lines[0])
+        assert str(not_a_dir) in error["error"] and error["hint"] and error["code"] == "validation"
+        plain = settler("log", command, "--data-dir", not_a_dir)
+        lines = [line for line in plain.stderr.splitlines() if line.strip()]
         assert lines[0].startswith("error:") and str(not_a_dir) in lines[0], lines
         assert all(line.startswith(("error:", "hint:")) for line in lines), lines
 

@@ -1,0 +1,256 @@
+"""The command line's error contract, table-driven over every user mistake the issue tracker lists: exit
+code 1, one ``error:`` line and one ``hint:`` line (one JSON object under ``--json``), never a traceback.
+In process through Typer's CliRunner; the process-level behaviour is covered by the end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from settler_pipeline import projections
+from settler_pipeline.cli.main import app
+from settler_pipeline.sample_job import write_sample_job
+from settler_pipeline.session import Settler
+
+DAY = date(2026, 11, 2)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("contract")
+    data_dir = root / "data"
+    spec, _ = write_sample_job(root / "inputs", records=120, start=DAY, days=2, seed=3, name="contract")
+    with Settler(data_dir, user="olivia") as settler:
+        settler.access.create_tenant("acme", admin="olivia")
+        settler.reconcile(spec, start=DAY, end=DAY, tenant="acme")
+        projections.update(settler.store, data_dir)
+    yield data_dir
+
+
+def invoke(data: Path, *args: str, user: str = "olivia") -> tuple[int, str, str]:
+    runner = CliRunner()
+    result = runner.invoke(app, list(args), env={"SETTLER_DATA_DIR": str(data), "SETTLER_USER": user})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"{args}: raised {result.exception!r}") from result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def run_id(data: Path) -> str:
+    with Settler(data, user="olivia") as settler:
+        return settler.run_ids()[0]
+
+
+SPEC = "{spec}"
+RUN = "{run}"
+UNKNOWN_RUN = "0192f0c4-5d3e-7a10-8b2c-1d2e3f405162"
+MISTAKES: list[tuple[str, list[str], str, str]] = [
+    # (case, arguments, user, a part of the message)
+    (
+        "--from after --to",
+        ["reconcile", SPEC, "--from", "2026-11-03", "--to", "2026-11-01"],
+        "olivia",
+        "after",
+    ),
+    ("empty sql", ["sql", ""], "olivia", "the query is empty"),
+    ("blank sql", ["sql", "   "], "olivia", "the query is empty"),
+    ("sql that returns nothing", ["sql", "SET threads = 1"], "olivia", "the query failed"),
+    ("empty --reason", ["cancel", RUN, "--reason", ""], "olivia", "reason must not be empty"),
+    ("empty --reason on dismiss", ["review", "dismiss", RUN, "x", "--reason", ""], "olivia", "reason"),
+    ("--as-of in year 1", ["state", RUN, "--as-of", "0001-01-01T00:00:00+05:00"], "olivia", "--as-of"),
+    ("--as-of in year 9999", ["state", RUN, "--as-of", "9999-12-31T23:00:00-05:00"], "olivia", "--as-of"),
+    ("--as-of not a time", ["state", RUN, "--as-of", "yesterday"], "olivia", "--as-of"),
+    ("unknown event type", ["events", "--type", "ReconcilationFailed"], "olivia", "ReconcilationFailed"),
+    (
+        "unknown stream",
+        ["events", "--stream", "0192f0c4-5d3e-7a10-8b2c-1d2e3f405162"],
+        "olivia",
+        "not visible",
+    ),
+    ("no role: events", ["events"], "mallory", "no role in any tenant"),
+    ("no role: sql", ["sql", "SELECT 1"], "mallory", "no role in any tenant"),
+    ("no role: runs", ["runs"], "mallory", "no role in any tenant"),
+    ("run id not an id", ["state", "not-a-uuid"], "olivia", "must be a UUID"),
+    ("unknown run prefix", ["state", "ffffffff"], "olivia", "starting with 'ffffffff'"),
+    (
+        "markup in a message",
+        ["reconcile", "{bad_name}", "--from", "2026-11-02"],
+        "olivia",
+        "[a-z0-9_-]{0,62}$",
+    ),
+    ("bad tenant name", ["access", "create-tenant", "Bad Name"], "olivia", "tenant name"),
+    ("usage: unknown command", ["reconcil"], "olivia", "No such command"),
+    ("usage: unknown option", ["runs", "--colour"], "olivia", "--colour"),
+    ("usage: missing argument", ["state"], "olivia", "Missing argument"),
+    ("usage: bad integer", ["events", "--limit", "many"], "olivia", "--limit"),
+    ("usage: missing option value", ["events", "--limit"], "olivia", "--limit"),
+    ("bad --status", ["runs", "--status", "done"], "olivia", "--status must be one of"),
+    ("bad --day", ["runs", "--day", "2026-02-30"], "olivia", "--day must be a date"),
+    ("bad --from", ["reconcile", SPEC, "--from", "2026-13-45"], "olivia", "--from must be a date"),
+    ("operator only", ["reconcile", SPEC, "--from", "2026-11-02", "--supersede"], "vera", "no role"),
+]
+
+
+@pytest.mark.parametrize(("case", "args", "user", "message"), MISTAKES, ids=[m[0] for m in MISTAKES])
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_every_user_mistake_exits_1_with_one_line_and_a_hint(
+    data: Path, case: str, args: list[str], user: str, message: str, as_json: bool
+) -> None:
+    spec = next((data.parent / "inputs").glob("contract.yaml"))
+    bad_name = data.parent / "bad-name.yaml"
+    bad_name.write_text(spec.read_text().replace("name: contract", "name: Bad Name"))
+    filled = [a.format(spec=spec, run=run_id(data), bad_name=bad_name) for a in args]
+    if as_json:
+        filled.append("--json")
+    code, out, err = invoke(data, *filled, user=user)
+    assert code == 1, (case, code, out, err)
+    assert "Traceback" not in out + err
+    lines = [line for line in err.splitlines() if line.strip()]
+    if as_json:
+        assert len(lines) == 1, lines
+        error = json.loads(lines[0])
+        assert set(error) == {"error", "hint", "code"}
+        assert message in error["error"] and error["hint"] and error["code"], error
+    else:
+        assert len(lines) == 2, lines
+        assert lines[0].startswith("error: ") and message in lines[0], lines
+        assert lines[1].startswith("hint: ") and len(lines[1]) > len("hint: "), lines
+
+
+def test_a_damaged_access_file_is_a_user_error_naming_the_file(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "access.json").write_text('{"tenants": {"x": ')
+    for args in (["runs"], ["access", "list"], ["runs", "--json"]):
+        code, _, err = invoke(data, *args)
+        assert code == 1 and "access.json" in err and "Traceback" not in err, (args, err)
+
+
+def test_sql_json_serialises_time_blob_interval_and_decimal(data: Path) -> None:
+    query = (
+        "SELECT TIME '12:30:00' AS t, 'ab'::BLOB AS b, INTERVAL 90 MINUTE AS i, 12.50::DECIMAL(10,2) AS d, "
+        "DATE '2026-11-02' AS day"
+    )
+    code, out, err = invoke(data, "sql", query, "--json")
+    assert code == 0, err
+    row = json.loads(out)[0]
+    assert row == {"t": "12:30:00", "b": "6162", "i": "01:30:00", "d": "12.50", "day": "2026-11-02"}
+
+
+def test_user_text_is_shown_verbatim_not_as_markup(data: Path) -> None:
+    code, out, _ = invoke(data, "sql", "SELECT '[bold]x[/bold] [red]' AS text")
+    assert code == 0 and "[bold]x[/bold] [red]" in out
+
+
+def test_a_run_is_found_by_a_unique_prefix_and_an_ambiguous_one_names_the_runs(data: Path) -> None:
+    run = run_id(data)
+    code, out, err = invoke(data, "state", run[:13], "--json")
+    assert code == 0, err
+    assert json.loads(out)["reconciliation_id"] == run
+    code, _, err = invoke(data, "state", run[:4])
+    with Settler(data, user="olivia") as settler:
+        several = len([r for r in settler.run_ids() if r.startswith(run[:4])]) > 1
+    if several:
+        assert code == 1 and "ambiguous" in err
+
+
+def test_runs_lists_newest_first_with_short_ids_the_commands_accept(data: Path) -> None:
+    code, out, err = invoke(data, "runs", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert rows and {"reconciliation_id", "short_id", "tenant", "status", "open_exceptions"} <= set(rows[0])
+    assert rows[0]["tenant"] == "acme"
+    code, out, err = invoke(data, "state", rows[0]["short_id"], "--json")
+    assert code == 0 and json.loads(out)["open_exception_count"] == rows[0]["open_exceptions"], err
+    code, out, _ = invoke(data, "runs", "--status", "failed", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, out, _ = invoke(data, "runs", "--day", "2026-11-02", "--job", "contract", "--json")
+    assert code == 0 and len(json.loads(out)) == len(rows)
+
+
+def test_help_exits_0_and_no_arguments_show_the_help(data: Path) -> None:
+    code, out, _ = invoke(data, "--help")
+    assert code == 0 and "reconcile" in out
+
+
+def test_an_empty_run_has_no_match_rate_and_is_reported_as_empty(data: Path) -> None:
+    spec = next((data.parent / "inputs").glob("contract.yaml"))
+    code, out, err = invoke(data, "reconcile", str(spec), "--from", "2030-01-01", "--json")
+    assert code == 0, err
+    summary = json.loads(out)["summary"]
+    assert summary["total_source_records"] == 0 and summary["match_rate"] is None
+    code, out, _ = invoke(data, "runs", "--day", "2030-01-01")
+    assert code == 0 and "empty run" in out and "0.00%" not in out
+    code, out, _ = invoke(data, "runs", "--day", "2030-01-01", "--json")
+    assert json.loads(out)[0]["match_rate"] is None
+
+
+def test_reconcile_without_from_says_which_day_it_reconciles(data: Path) -> None:
+    spec = next((data.parent / "inputs").glob("contract.yaml"))
+    code, _, err = invoke(data, "reconcile", str(spec))
+    assert code == 0, err
+    assert "(yesterday, UTC): pass --from to choose the day" in err
+
+
+def test_a_reused_idempotency_key_with_other_days_names_the_earlier_run(data: Path) -> None:
+    spec = next((data.parent / "inputs").glob("contract.yaml"))
+    first = invoke(data, "reconcile", str(spec), "--from", "2031-01-01", "--idempotency-key", "k1", "--json")
+    assert first[0] == 0, first[2]
+    again = invoke(data, "reconcile", str(spec), "--from", "2031-01-01", "--idempotency-key", "k1", "--json")
+    assert again[0] == 0 and json.loads(again[1])["repeated_command"] is True
+    code, _, err = invoke(data, "reconcile", str(spec), "--from", "2031-01-02", "--idempotency-key", "k1")
+    assert code == 1 and json.loads(first[1])["reconciliation_id"] in err and "different days" in err
+
+
+def test_retry_reads_the_fixed_job_spec_again(tmp_path: Path) -> None:
+    spec, _ = write_sample_job(tmp_path / "inputs", records=60, start=DAY, days=1, seed=4, name="fixme")
+    good = spec.read_text()
+    spec.write_text(good.replace("path: target.csv", "path: missing.csv"))
+    data = tmp_path / "data"
+    with Settler(data, user="olivia") as settler:
+        settler.access.create_tenant("acme", admin="olivia")
+    code, out, _ = invoke(data, "reconcile", str(spec), "--from", "2026-11-02", "--json")
+    assert code == 1 and json.loads(out)["status"] == "failed"
+    run = json.loads(out)["reconciliation_id"]
+    spec.write_text(good)
+    code, out, err = invoke(data, "retry", run[:13], "--json")
+    assert code == 0, err
+    retried = json.loads(out)
+    assert retried["status"] == "completed"
+    assert "read again from" in retried["details"]["job_spec"] and "changed" in retried["details"]["job_spec"]
+
+
+def test_read_models_carry_tenant_names_and_exact_major_unit_amounts(data: Path) -> None:
+    from decimal import Decimal
+
+    code, out, err = invoke(
+        data,
+        "sql",
+        "SELECT tenant_id, tenant, currency, amount, amount_major FROM reconciliation_exceptions "
+        "WHERE amount IS NOT NULL",
+        "--json",
+    )
+    assert code == 0, err
+    rows = json.loads(out)
+    assert rows and {r["tenant"] for r in rows} == {"acme"}
+    for row in rows:
+        exponent = 0 if row["currency"] in ("JPY", "KRW") else 2
+        assert Decimal(row["amount_major"]) == Decimal(row["amount"]).scaleb(-exponent)
+    with Settler(data, user="olivia") as settler:
+        matches = settler.read_model("reconciliation_matches")
+    assert matches.columns.index("tenant") == matches.columns.index("tenant_id") + 1
+    assert str(matches.schema["amount_major"]).startswith("Decimal")
+
+
+def test_the_documented_example_queries_run_as_written(data: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "read-models.md").read_text()
+    examples = doc.split("## Example queries", 1)[1].split("```sql\n")[1:3]
+    for example in examples:
+        query = example.split("```", 1)[0]
+        code, out, err = invoke(data, "sql", query, "--json")
+        assert code == 0, (query, err)
+        assert json.loads(out), query
