@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from settler_pipeline.errors import JobSpecError
 from settler_pipeline.jobspec import AmountExpression, AmountTerm, parse_amount_expression
 from settler_pipeline.session import Settler
 
@@ -104,9 +105,9 @@ def test_a_missing_expression_column_names_the_amount_and_the_column(tmp_path: P
     spec = write(tmp_path, "gross - fees")
     with Settler(tmp_path / "data", user="olivia") as app:
         app.access.create_tenant("acme", admin="olivia")
-        outcome = app.reconcile(spec, start=DAY, end=DAY)
-    assert outcome.status == "failed" and outcome.error is not None
-    assert "columns.amount names column 'fees'" in outcome.error["message"]
+        # checked before a run starts: no run is recorded
+        with pytest.raises(JobSpecError, match=r"columns\.amount names column 'fees'"):
+            app.reconcile(spec, start=DAY, end=DAY)
 
 
 def test_a_run_reports_its_steps_for_the_progress_bar(tmp_path: Path) -> None:
