@@ -79,6 +79,8 @@ def repair_command(data_dir: DataDirOption = Path("data"), json: JsonOption = Fa
 def publish_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
     """Publish every committed event into the Delta Lake table other engines read (the write-ahead
     tail moves into segments; one Delta commit). Prints the published position and the table's URI."""
+    from settler_pipeline.store.event_store import EventStore
+
     with EventStore.open(data_dir) as store:
         published = store.publish()
         body = {
