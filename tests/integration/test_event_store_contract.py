@@ -19,8 +19,7 @@ from deltalake import DeltaTable
 
 from settler_pipeline.domain.registry import EventRegistry
 from settler_pipeline.errors import ConcurrencyError, DuplicateEventError, InvalidIdError, ValidationError
-from settler_pipeline.store import event_store as event_store_module
-from settler_pipeline.store import maintenance
+from settler_pipeline.store import limits, maintenance
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
 from tests.factories import OTHER_TENANT, TENANT, MakeEvent, MakeFrame, build_event, uid, utc
 
@@ -544,7 +543,7 @@ def test_a_big_batch_goes_straight_to_a_segment_taking_the_tail_along(
 def test_commits_crossing_the_flush_threshold_move_the_tail_into_segments(
     open_store: OpenStore, make_event: MakeEvent, make_frame: MakeFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(event_store_module, "WAL_FLUSH_ROWS", 20)
+    monkeypatch.setattr(limits, "WAL_FLUSH_ROWS", 20)
     store = open_store()
     streams = [uid(k) for k in range(3)]
     sizes = [3, 5, 4, 7, 2, 6, 3, 9, 1, 5, 8, 2]

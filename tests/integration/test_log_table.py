@@ -12,7 +12,7 @@ import pytest
 from deltalake import DeltaTable
 
 from settler_pipeline import projections
-from settler_pipeline.store import event_store, maintenance
+from settler_pipeline.store import limits, maintenance
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
 from tests.factories import MakeEvent, MakeFrame, uid, utc
 from tests.integration.test_log_cli import json_of, settler
@@ -93,7 +93,7 @@ def test_compaction_replaces_files_in_one_commit_and_no_version_shows_an_event_t
 def test_the_log_publishes_itself_once_enough_events_are_unpublished(
     store: EventStore, make_frame: MakeFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(event_store, "PUBLISH_EVERY_EVENTS", 3 * BULK_ROWS)
+    monkeypatch.setattr(limits, "PUBLISH_EVERY_EVENTS", 3 * BULK_ROWS)
     for _ in range(2):
         store.append_frame(make_frame(BULK_ROWS, streams=STREAMS, aggregate_type="Thing"))
     assert not (Path(store.table_uri) / "_delta_log").exists()

@@ -14,11 +14,11 @@ import sys
 from crash_batches import batch
 
 from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
-from settler_pipeline.store import event_store, maintenance
+from settler_pipeline.store import limits, maintenance
 from settler_pipeline.store.event_store import EventStore
 
 # Flush the write-ahead log often, so kills also land in flushes and not only in appends.
-event_store.WAL_FLUSH_ROWS = 120
+limits.WAL_FLUSH_ROWS = 120
 
 
 def envelopes(number: int) -> list[EventEnvelope]:

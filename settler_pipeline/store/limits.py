@@ -1,0 +1,17 @@
+"""Tunable sizes of the log (read at call time, so tests can lower them)."""
+
+PROJECTION_COLUMNS = (
+    "global_position",
+    "aggregate_id",
+    "aggregate_version",
+    "event_type",
+    "event_version",
+    "tenant_id",
+    "timestamp",
+    "created_at",
+)
+"""The envelope columns :meth:`EventStore.read_fields` returns unless told otherwise."""
+PUBLISH_EVERY_EVENTS = 50_000  # publish on its own once this many committed events are unpublished
+GRANULE_CACHE_LIMIT = 1_000_000  # stream granules held in memory per store instance (~100 bytes each)
+WAL_FLUSH_ROWS = 20_000  # move the write-ahead tail into a segment once it holds this many events
+BULK_ROWS = 2_000  # batches at least this big go straight to segments

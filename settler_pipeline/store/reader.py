@@ -1,0 +1,357 @@
+"""The read side of the log: point reads decode only the row groups the index names; bulk reads scan
+the view's segments plus its tail. Segment bytes are checked against their checksums once per process."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from settler_pipeline.domain.envelope import EventEnvelope, as_utc
+from settler_pipeline.errors import (
+    StoreError,
+    ValidationError,
+)
+from settler_pipeline.ids import validate_uuid
+from settler_pipeline.store import limits
+from settler_pipeline.store.batch import upcast_rows
+from settler_pipeline.store.named_ids import is_time_ordered
+from settler_pipeline.store.schema import (
+    POLARS_SCHEMA,
+)
+from settler_pipeline.store.segments import (
+    verify_files,
+)
+from settler_pipeline.store.view import LogBase, LogView
+
+_log = logging.getLogger("settler_pipeline.store.event_store")
+_FIELD_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class LogReader(LogBase):
+    """Reads: streams, flows, causation chains, the whole log, time travel. No lock is taken."""
+
+    def get_events(
+        self,
+        aggregate_id: str,
+        aggregate_type: str,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        *,
+        as_of_position: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[EventEnvelope]:
+        """The events of one stream in version order, upcast to current versions; optionally only
+        ``from_version..to_version`` (inclusive) and only as the log stood at a position or time."""
+        aggregate_id = validate_uuid("aggregate_id", aggregate_id)
+        limit = self._as_of_limit(as_of_position, as_of)
+        low, high = from_version or 1, to_version if to_version is not None else 2**62
+        rows = self._stream_rows(aggregate_id, aggregate_type, low, high)
+        if limit is not None:
+            rows = rows.filter(pl.col("global_position") <= limit)
+        return self._envelopes(rows.sort("aggregate_version"))
+
+    def _stream_rows(self, aggregate_id: str, aggregate_type: str, low: int, high: int) -> pl.DataFrame:
+        """A stream's stored rows with versions ``low..high`` (segments and tail), in position order."""
+
+        def granules_of(view: LogView) -> list[tuple[str, int]]:
+            cache = self._stream_granules.of(view.live_paths)
+            if cache is None:
+                return self.index.query(
+                    "SELECT segment_path, row_group FROM idx.stream_granules WHERE aggregate_id = $1::UUID "
+                    "AND aggregate_type = $2 AND max_version >= $3 AND min_version <= $4",
+                    [aggregate_id, aggregate_type, low, high],
+                )
+            return [
+                (path, row_group)
+                for path, row_group, kind, first, last in cache.get(aggregate_id, ())
+                if kind == aggregate_type and last >= low and first <= high
+            ]
+
+        return self._read_granules(
+            granules_of,
+            [],
+            (pl.col("aggregate_id") == aggregate_id)
+            & (pl.col("aggregate_type") == aggregate_type)
+            & pl.col("aggregate_version").is_between(low, high),
+            with_tail=True,
+        )
+
+    def stream_frame(
+        self,
+        aggregate_id: str,
+        aggregate_type: str,
+        from_version: int | None = None,
+        *,
+        as_of_position: int | None = None,
+    ) -> pl.DataFrame:
+        """A stream's events as a Polars frame in version order (stored columns, ``data`` as JSON text),
+        upcast to current versions: the bulk counterpart of :meth:`get_events` for folding big streams."""
+        aggregate_id = validate_uuid("aggregate_id", aggregate_id)
+        low = from_version or 1
+        rows = self._stream_rows(aggregate_id, aggregate_type, low, 2**62)
+        if as_of_position is not None:
+            rows = rows.filter(pl.col("global_position") <= as_of_position)
+        return self._upcast_frame(rows.sort("aggregate_version"))
+
+    def _upcast_frame(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """Upcast the rows whose event type has a newer registered version (others untouched)."""
+        return upcast_rows(rows, self.registry)
+
+    def get_event(self, event_id: str) -> EventEnvelope | None:
+        """The event with this id (upcast), or ``None`` if it is not in the log."""
+        event_id = validate_uuid("event_id", event_id)
+        view = self._refresh()
+        rows = self._rows_by_ids([event_id], view)
+        return self._envelopes(rows)[0] if rows.height else None
+
+    def event_position(self, event_id: str) -> int | None:
+        """The position of the event with this id, or ``None`` if it is not in the log."""
+        event_id = validate_uuid("event_id", event_id)
+        view = self._refresh()
+        if event_id in view.tail.ids:
+            return view.tail.ids[event_id]
+        if not view.manifest.max_event_id or event_id > view.manifest.max_event_id:
+            return None
+        rows = self._rows_by_ids([event_id], view)
+        return int(rows["global_position"][0]) if rows.height else None
+
+    def get_events_by_correlation_id(
+        self, correlation_id: str, *, as_of_position: int | None = None
+    ) -> list[EventEnvelope]:
+        """Every event of one flow (same correlation id), in log order."""
+        return self._envelopes(self.correlation_frame(correlation_id, as_of_position=as_of_position))
+
+    def correlation_frame(self, correlation_id: str, *, as_of_position: int | None = None) -> pl.DataFrame:
+        """One flow's events as a Polars frame in log order (stored columns, not upcast)."""
+        correlation_id = validate_uuid("correlation_id", correlation_id)
+        rows = self._locate(
+            "SELECT segment_path, row_group FROM idx.correlation_granules WHERE correlation_id = $1::UUID",
+            [correlation_id],
+            pl.col("correlation_id") == correlation_id,
+        )
+        if as_of_position is not None:
+            rows = rows.filter(pl.col("global_position") <= as_of_position)
+        return rows
+
+    def get_causation_chain(self, event_id: str) -> list[EventEnvelope]:
+        """The event, the events that caused it (following ``causation_id`` up to the first cause that
+        is not an event, e.g. a command) and every event it caused, transitively; in log order."""
+        event_id = validate_uuid("event_id", event_id)
+        view = self._refresh()
+        chain: set[str] = set()
+        frontier = [event_id]
+        while frontier:  # upwards: the event and its causes, one index query per generation
+            found = self._links("event_id", frontier, view)
+            if not chain and not found:
+                return []
+            chain.update(e for e, _ in found)
+            frontier = sorted({c for _, c in found if c is not None and c not in chain})
+        frontier = [event_id]
+        while frontier:  # downwards: everything it caused
+            found = self._links("causation_id", frontier, view)
+            frontier = sorted({e for e, _ in found if e not in chain})
+            chain.update(frontier)
+        ids = sorted(chain)
+        return self._envelopes(self._rows_by_ids(ids, view))
+
+    def _rows_by_ids(self, ids: list[str], view: LogView) -> pl.DataFrame:
+        """Committed events with the given ids (row groups found by the exact index for ids that are not
+        time-ordered, by their id ranges for the others)."""
+        wanted = pl.col("event_id").is_in(pl.Series(ids, dtype=pl.String).implode())
+        ordered = [i for i in ids if is_time_ordered(i)]
+        others = [i for i in ids if not is_time_ordered(i)]
+
+        def where(current: LogView) -> list[tuple[str, int]]:
+            spots = self._named.locate(others, current.live_paths)
+            if ordered:
+                spots += self.index.query(
+                    "SELECT DISTINCT g.segment_path, g.row_group FROM idx.row_groups g "
+                    "JOIN (SELECT unnest($1::UUID[]) AS id) q "
+                    "ON q.id BETWEEN g.min_event_id AND g.max_event_id",
+                    [ordered],
+                )
+            return spots
+
+        return self._read_granules(where, [], wanted, view, with_tail=True)
+
+    def _links(self, column: str, ids: list[str], view: LogView) -> list[tuple[str, str | None]]:
+        """(event_id, causation_id) of the events whose ``column`` ("event_id" or "causation_id") is
+        one of ``ids``."""
+        if column == "event_id":
+            rows = self._rows_by_ids(ids, view)
+        else:
+            wanted = pl.col("causation_id").is_in(pl.Series(ids, dtype=pl.String).implode())
+            rows = self._read_granules(
+                "SELECT segment_path, row_group FROM idx.causation_granules "
+                "WHERE causation_id IN (SELECT unnest($1::UUID[]))",
+                [ids],
+                wanted,
+                view,
+                with_tail=True,
+            )
+        return list(rows.select("event_id", "causation_id").iter_rows())
+
+    def read(
+        self,
+        from_position: int = 0,
+        to_position: int | None = None,
+        event_types: Sequence[str] | None = None,
+        tenant_id: str | None = None,
+        *,
+        as_of: datetime | None = None,
+    ) -> pl.LazyFrame:
+        """The log (positions ``> from_position`` and ``<= to_position``) as a Polars LazyFrame in
+        position order with the stored columns (``data`` as JSON text, ``event_version`` as stored).
+
+        The frame reads a fixed set of files; collect it promptly (a later ``compact`` retires files)."""
+        view = self._refresh()
+        limit = self._as_of_limit(to_position, as_of)
+        upper = view.head if limit is None else min(limit, view.head)
+        chosen = [
+            s for s in view.manifest.segments if s.last_position > from_position and s.first_position <= upper
+        ]
+        paths = [self.segments_dir / s.path for s in chosen]
+        verify_files(paths)
+        parts: list[pl.LazyFrame] = []
+        if paths:
+            parts.append(pl.scan_parquet(paths, hive_partitioning=False))
+        if view.tail.rows:
+            parts.append(view.tail.frame.lazy())
+        if not parts:
+            return pl.LazyFrame(schema=POLARS_SCHEMA)
+        frame = pl.concat(parts, how="vertical")
+        first = min((seg.first_position for seg in chosen), default=view.manifest.segments_head + 1)
+        if first <= from_position or upper < view.head:
+            frame = frame.filter(pl.col("global_position").is_between(from_position + 1, upper))
+        if event_types is not None:
+            frame = frame.filter(pl.col("event_type").is_in(list(event_types)))
+        if tenant_id is not None:
+            frame = frame.filter(pl.col("tenant_id") == validate_uuid("tenant_id", tenant_id))
+        # Segments list in position order; when their ranges do not interleave (a batch spanning
+        # several event dates makes them interleave) the scan is already in log order and sorting a
+        # wide frame would cost more than reading it.
+        in_order = all(a.last_position < b.first_position for a, b in itertools.pairwise(chosen))
+        return frame if in_order else frame.sort("global_position")
+
+    def read_fields(
+        self,
+        fields: Mapping[str, pl.DataType | type[pl.DataType]],
+        from_position: int = 0,
+        to_position: int | None = None,
+        event_types: Sequence[str] | None = None,
+        tenant_id: str | None = None,
+        columns: Sequence[str] = limits.PROJECTION_COLUMNS,
+    ) -> pl.DataFrame:
+        """The log like :meth:`read`, but with chosen top-level ``data`` fields as typed columns
+        instead of the JSON text: the fast path for projections (DuckDB extracts the fields while it
+        scans the segments, which is several times faster than decoding JSON in Polars). A missing
+        field is null; nested values come back as JSON text. ``columns`` picks the envelope columns
+        (fewer columns read faster)."""
+        for name in fields:
+            if not _FIELD_RE.match(name) or name in POLARS_SCHEMA:
+                raise ValidationError(
+                    f"cannot read data field {name!r}",
+                    hint="field names are lower-case identifiers that are not envelope columns",
+                )
+        view = self._refresh()
+        upper = view.head if to_position is None else min(to_position, view.head)
+        paths = [
+            str(self.segments_dir / s.path)
+            for s in view.manifest.segments
+            if s.last_position > from_position and s.first_position <= upper
+        ]
+        unknown = [c for c in columns if c not in POLARS_SCHEMA]
+        if unknown:
+            raise ValidationError(f"unknown envelope column(s) {', '.join(unknown)}")
+        base = list(dict.fromkeys(["global_position", *columns]))
+        verify_files([Path(p) for p in paths])
+        # $1 from, $2 to, $3 event types (or NULL), $4.. JSON paths, then the file list. Field names are
+        # validated identifiers (above); every value is a bound parameter.
+        extract = "".join(f", json_extract_string(data, ${i + 4}) AS {name}" for i, name in enumerate(fields))
+        files_param = f"${len(fields) + 4}"
+        params: list[Any] = [
+            from_position,
+            upper,
+            list(event_types) if event_types is not None else None,
+            *(f"$.{name}" for name in fields),
+        ]
+        where = (
+            " WHERE global_position > $1 AND global_position <= $2"
+            " AND ($3::VARCHAR[] IS NULL OR list_contains($3::VARCHAR[], event_type))"
+        )
+        select = f"SELECT {', '.join(base)}{extract} FROM "  # noqa: S608
+        parts: list[pl.DataFrame] = []
+        con = duckdb.connect()
+        try:
+            if paths:
+                query = select + f"read_parquet({files_param}::VARCHAR[])" + where
+                parts.append(con.sql(query, params=[*params, paths]).pl())
+            if view.tail.rows:
+                con.register("tail_events", view.tail.frame)
+                parts.append(con.sql(select + "tail_events" + where, params=params).pl())
+        finally:
+            con.close()
+        frame = pl.concat(parts) if parts else pl.DataFrame(schema={c: POLARS_SCHEMA[c] for c in base})
+        frame = frame.with_columns(pl.col(name).cast(dtype, strict=False) for name, dtype in fields.items())
+        if tenant_id is not None:
+            frame = frame.filter(pl.col("tenant_id") == validate_uuid("tenant_id", tenant_id))
+        return frame.sort("global_position")
+
+    def position_at(self, when: datetime) -> int:
+        """The newest position committed at or before ``when`` (0 if none): the log "as of" a time."""
+        when = as_utc(when)
+        for _ in range(20):
+            view = self._refresh()
+            first = view.tail.first_created_at
+            if first is not None and first <= when:
+                newest = view.tail.frame.filter(pl.col("created_at") <= when)["global_position"].max()
+                return int(newest)  # type: ignore[arg-type]
+            best = self._position_in_segments(when, view)
+            # a flush or compaction meanwhile may have taken the view's segments out of the index
+            if best is not None and self._load_manifest().generation == view.manifest.generation:
+                return best
+            self._view = None
+        raise StoreError("the log kept being compacted while being read", hint="retry the read")
+
+    def _position_in_segments(self, when: datetime, view: LogView) -> int | None:
+        """``position_at`` over the view's segments; ``None`` if a segment was retired meanwhile."""
+        found = self.index.query(
+            "SELECT segment_path, row_group, max_position, max_created_at <= $1 FROM idx.row_groups "
+            "WHERE min_created_at <= $1",
+            [when],
+        )
+        live = view.live_paths
+        best = 0
+        straddling: dict[str, list[int]] = {}
+        for path, row_group, max_position, whole in found:
+            if path not in live:
+                continue
+            if whole:
+                best = max(best, int(max_position))
+            else:
+                straddling.setdefault(path, []).append(int(row_group))
+        for path, groups in straddling.items():
+            try:
+                part = self._reader.read_groups(
+                    path, sorted(groups), columns=["global_position", "created_at"]
+                )
+            except FileNotFoundError:
+                return None
+            newest = part.filter(pl.col("created_at") <= when)["global_position"].max()
+            if newest is not None:
+                best = max(best, int(newest))  # type: ignore[arg-type]
+        return best
+
+    def _as_of_limit(self, position: int | None, when: datetime | None) -> int | None:
+        limits = [
+            p for p in (position, self.position_at(when) if when is not None else None) if p is not None
+        ]
+        return min(limits) if limits else None

@@ -1,0 +1,186 @@
+"""Recovery of a log after an interrupted write, by a writer under the write lock: nothing is deleted
+(what the commit point does not name moves to quarantine) and a damaged log is left as found."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+
+from settler_pipeline.errors import (
+    CorruptionError,
+    StoreError,
+)
+from settler_pipeline.store import manifest as manifest_io
+from settler_pipeline.store import quarantine
+from settler_pipeline.store import table as delta_table
+from settler_pipeline.store.head import write_head
+from settler_pipeline.store.index import granules, named_rows
+from settler_pipeline.store.manifest import Manifest
+from settler_pipeline.store.schema import (
+    POLARS_SCHEMA,
+)
+from settler_pipeline.store.segments import (
+    describe_file,
+    list_segment_files,
+    row_group_starts,
+    verify_file,
+)
+from settler_pipeline.store.view import LogBase, LogView
+
+_log = logging.getLogger("settler_pipeline.store.event_store")
+_FIELD_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class LogRecovery(LogBase):
+    """Recovery after interrupted writes (deleting nothing) and the file operations maintenance needs."""
+
+    def _recover(self, *, recover_index: bool = True) -> None:
+        """Bring the directory to a consistent state (called under the write lock). Nothing is deleted:
+        what the commit point does not name moves to the quarantine folder. A damaged log is left as
+        found (its reads and appends raise :class:`CorruptionError`; ``log repair`` fixes what it can)."""
+        try:
+            manifest = manifest_io.load(self.manifest_path)
+        except CorruptionError:
+            if recover_index:
+                raise
+            return  # opened for `reindex`, which rebuilds the manifest from the segments
+        files = list_segment_files(self.segments_dir)
+        if manifest is None:
+            if files and not recover_index:
+                return  # likewise: moving the "orphans" aside here would take the whole log away
+            if files:
+                raise StoreError(
+                    f"{self.manifest_path} is missing but segments exist",
+                    hint="run `settler log reindex` to rebuild it from the segments",
+                )
+            manifest = Manifest()
+            manifest_io.store(self.manifest_path, manifest)
+        self._view = None
+        view = self.current_view()
+        if view.damage:
+            _log.warning("the event log at %s is damaged: %s", self.data_dir, "; ".join(view.damage))
+            return
+        strays = self.unknown_files(view)
+        folder = quarantine.move_aside(self.root, strays)
+        if folder is not None:
+            _log.warning("moved %d file(s) the log does not name to %s", len(strays), folder)
+        if view.torn_bytes:
+            self._move_torn_record_aside(view)
+            with open(view.wal_path, "rb+") as handle:
+                handle.truncate(view.wal_valid_bytes)
+                os.fsync(handle.fileno())
+        if view.recorded_head is None or view.recorded_head < view.head:
+            write_head(self.head_path, view.head)  # a log from before heads were recorded, or a crash
+        if recover_index:
+            self._sync_index(manifest)
+        self._view = None
+
+    def unknown_files(self, view: LogView) -> list[Path]:
+        """Files in the log's data folders that the commit point does not name: leftovers of
+        interrupted writes (staging files, segments no manifest names, superseded write-ahead files)
+        and anything else put there. Recovery moves them to quarantine; ``verify`` reports them."""
+        live = view.live_paths
+        strays = sorted(p for p in self.staging_dir.rglob("*") if p.is_file())
+        if self.segments_dir.exists():
+            strays += sorted(
+                p
+                for p in self.segments_dir.rglob("*")
+                if p.is_file()
+                and p.relative_to(self.segments_dir).parts[0] != delta_table.LOG_FOLDER
+                and p.relative_to(self.segments_dir).as_posix() not in live
+            )
+        if self.wal_dir.exists():
+            strays += sorted(p for p in self.wal_dir.iterdir() if p != view.wal_path)
+        if strays and delta_table.exists(self.segments_dir):
+            # files the published table still names (a compaction stopped before publishing) stay
+            published = {self.segments_dir / p for p in delta_table.current_files(self.segments_dir)}
+            strays = [p for p in strays if p not in published]
+        return strays
+
+    def _sync_index(self, manifest: Manifest) -> None:
+        """Make the index hold exactly the manifest's segments (removing extras, adding missing ones)."""
+        live = {s.path: s for s in manifest.segments}
+        backfill = self.index.path.exists() and not self.index.has_table("named_ids")
+        with self.index.writing() as con:
+            indexed = self.index.indexed_paths(con)
+            if backfill:  # an index written before exact id lookups: add their rows once
+                for path in sorted(indexed & set(live)):
+                    file = self.segments_dir / path
+                    verify_file(file)
+                    ids = pl.read_parquet(file, columns=["event_id"])
+                    self.index.add_named_ids(con, named_rows(ids, path, row_group_starts(file)))
+            extra = sorted(indexed - set(live))
+            self.index.remove_segments(con, extra)
+            for path in sorted(set(live) - indexed):
+                file = self.segments_dir / path
+                verify_file(file)
+                frame = pl.read_parquet(file).cast(POLARS_SCHEMA)  # type: ignore[arg-type]
+                self.index.add_segments(con, [live[path]], [granules(frame, path, row_group_starts(file))])
+
+    def purge_retired(self, grace_s: float = 3600.0) -> None:
+        """Delete files compaction replaced more than ``grace_s`` seconds ago (their events are in the
+        segments that replaced them)."""
+        if not self.retired_dir.exists():
+            return
+        cutoff = time.time() - grace_s
+        for path in self.retired_dir.rglob("*.parquet"):
+            if path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+
+    def retire(self, paths: Sequence[str]) -> None:
+        """Move replaced segment files out of the scanned tree; they are deleted after a grace period
+        so that a reader holding an old manifest can still finish."""
+        for relative in paths:
+            source = self.segments_dir / relative
+            target = self.retired_dir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.exists():
+                os.replace(source, target)
+                os.utime(target)
+
+    def rebuild_manifest_from_files(self) -> Manifest:
+        """Describe every segment file on disk into a fresh manifest (the write-ahead tail is kept)."""
+        infos = [describe_file(p, self.segments_dir) for p in list_segment_files(self.segments_dir)]
+        try:
+            old = manifest_io.load(self.manifest_path)
+        except CorruptionError:
+            old = None
+        head = max((i.last_position for i in infos), default=0)
+        frame = (
+            pl.scan_parquet([self.segments_dir / i.path for i in infos], schema=pl.Schema(POLARS_SCHEMA))
+            .select(pl.col("event_id").max(), pl.col("aggregate_id").max(), pl.col("created_at").max())
+            .collect()
+            if infos
+            else None
+        )
+        manifest = Manifest(
+            generation=(old.generation + 1) if old else 1,
+            segments_head=head,
+            wal_first_position=head + 1,
+            last_created_at=frame["created_at"][0].isoformat() if frame is not None else None,
+            max_event_id=str(frame["event_id"][0]) if frame is not None else "",
+            max_aggregate_id=str(frame["aggregate_id"][0]) if frame is not None else "",
+            segments=tuple(sorted(infos, key=lambda s: (s.first_position, s.path))),
+            lost=old.lost if old else (),
+        )
+        if old is not None and old.wal_first_position == head + 1:
+            manifest = replace(manifest, wal_first_position=old.wal_first_position)
+        return manifest
+
+    def remove_all_index_files(self) -> None:
+        """Delete the index database (``reindex`` rebuilds it)."""
+        for path in (self.index.path, self.index.path.with_name(self.index.path.name + ".wal")):
+            if path.exists():
+                path.unlink()
+
+    def copy_to(self, target: Path) -> None:
+        """Copy the whole log directory (tests and backups)."""
+        shutil.copytree(self.root, target / "log")

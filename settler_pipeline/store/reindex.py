@@ -1,0 +1,85 @@
+"""`reindex`: rebuild the derived index (and a lost manifest) from the segment files alone."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from settler_pipeline.errors import StoreError
+from settler_pipeline.store import manifest as manifest_io
+from settler_pipeline.store.event_store import EventStore
+from settler_pipeline.store.index import EventIndex, granules
+from settler_pipeline.store.manifest import Manifest
+from settler_pipeline.store.schema import POLARS_SCHEMA
+from settler_pipeline.store.segments import (
+    row_group_starts,
+    verify_file,
+)
+
+
+@dataclass
+class ReindexReport:
+    segments: int
+    events: int
+    rebuilt_manifest: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def reindex(store: EventStore) -> ReindexReport:
+    """Rebuild the index from the segment files alone (and the manifest too when it is missing or
+    unreadable); the new index replaces the old one atomically."""
+    with store.write_lock():
+        rebuilt = False
+        try:
+            manifest = manifest_io.load(store.manifest_path)
+        except StoreError:
+            manifest = None
+        if manifest is None:
+            manifest = store.rebuild_manifest_from_files()
+            check_contiguous(manifest)
+            manifest_io.store(store.manifest_path, manifest)
+            rebuilt = True
+        fresh = store.index.path.with_name(f".{store.index.path.name}.rebuild.{os.getpid()}")
+        for leftover in (fresh, Path(f"{fresh}.wal")):
+            leftover.unlink(missing_ok=True)
+        index = EventIndex(fresh)
+        try:
+            with index.writing() as con:
+                for seg in manifest.segments:
+                    path = store.segments_dir / seg.path
+                    frame = read_verified(path).cast(POLARS_SCHEMA)  # type: ignore[arg-type]
+                    index.add_segments(con, [seg], [granules(frame, seg.path, row_group_starts(path))])
+        finally:
+            index.close()
+        from settler_pipeline.store.locks import file_lock
+
+        with file_lock(store.index.lock_path):
+            os.replace(fresh, store.index.path)
+            Path(f"{store.index.path}.wal").unlink(missing_ok=True)
+        store.forget_view()
+        return ReindexReport(len(manifest.segments), sum(s.rows for s in manifest.segments), rebuilt)
+
+
+def read_verified(path: Path) -> pl.DataFrame:
+    verify_file(path)
+    return pl.read_parquet(path)
+
+
+def check_contiguous(manifest: Manifest) -> None:
+    covered = sum(s.rows for s in manifest.segments)
+    lost = sum(
+        min(last, manifest.segments_head) - first + 1
+        for first, last in manifest.lost
+        if first <= manifest.segments_head
+    )
+    if covered + lost != manifest.segments_head:
+        raise StoreError(
+            f"segment files hold {covered} events but positions reach {manifest.segments_head}",
+            hint="segments are missing or duplicated; restore them from a backup, then reindex",
+        )

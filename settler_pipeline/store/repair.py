@@ -1,0 +1,138 @@
+"""`repair`: do what can be done for a damaged log, keep every intact event, never reuse a position."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from settler_pipeline.errors import StoreError
+from settler_pipeline.store import manifest as manifest_io
+from settler_pipeline.store import quarantine, wal
+from settler_pipeline.store.event_store import EventStore, LogView
+from settler_pipeline.store.head import write_head
+from settler_pipeline.store.reindex import check_contiguous, reindex
+from settler_pipeline.store.segments import (
+    SEGMENT_NAME,
+    list_segment_files,
+    verify_file,
+)
+from settler_pipeline.store.verify import index_disagreements
+
+
+@dataclass
+class RepairReport:
+    """What ``repair`` did (``actions``) and what it could not do (``unresolved``)."""
+
+    actions: list[str] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)
+    lost: list[tuple[int, int]] = field(default_factory=list)
+    quarantine: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.unresolved
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def repair(store: EventStore) -> RepairReport:
+    """Do what can be done for a damaged log, keeping every intact event and never reusing a position:
+
+    * a commit point older than the segment files (an old ``manifest.json`` put back) is rebuilt from
+      the files when they hold contiguous positions;
+    * a write-ahead file with damaged records is moved to the quarantine folder and replaced by one
+      holding its intact records; the positions the damage held are recorded as lost;
+    * acknowledged positions that nothing holds (a truncated or deleted write-ahead file) are recorded
+      as lost, so they are never handed out again;
+    * files the commit point does not name move to the quarantine folder;
+    * the index is rebuilt when it disagrees.
+
+    Segments whose bytes changed cannot be repaired here: they are reported (restore them from a
+    backup). Run ``verify`` afterwards."""
+    report = RepairReport()
+    with store.write_lock():
+        view = store.current_view()
+        if _commit_point_behind(store, view):
+            try:
+                rebuilt = store.rebuild_manifest_from_files()
+                check_contiguous(rebuilt)
+            except StoreError as exc:
+                report.unresolved.append(f"the commit point is older than the segment files: {exc}")
+            else:
+                manifest_io.store(store.manifest_path, rebuilt)
+                report.actions.append(
+                    f"rebuilt manifest.json from {len(rebuilt.segments)} segment files "
+                    f"(positions up to {rebuilt.segments_head})"
+                )
+                store.forget_view()
+                view = store.current_view()
+        lost = _repair_tail(store, view, report)
+        if lost:
+            manifest = replace(
+                view.manifest, generation=view.manifest.generation + 1, lost=(*view.manifest.lost, *lost)
+            )
+            manifest_io.store(store.manifest_path, manifest)
+            report.lost = lost
+            report.actions.append(
+                "recorded lost positions " + ", ".join(f"{a}..{b}" for a, b in lost) + " (never reused)"
+            )
+            store.forget_view()
+            view = store.current_view()
+        write_head(store.head_path, max(view.head, view.recorded_head or 0))
+        strays = store.unknown_files(view)
+        folder = quarantine.move_aside(store.root, strays)
+        if folder is not None:
+            report.quarantine.append(str(folder))
+            report.actions.append(f"moved {len(strays)} file(s) the log does not name to {folder}")
+        for seg in view.manifest.segments:
+            try:
+                verify_file(store.segments_dir / seg.path)
+            except (StoreError, FileNotFoundError) as exc:
+                report.unresolved.append(
+                    f"{seg.path} (positions {seg.first_position}..{seg.last_position}) cannot be read: "
+                    f"{exc}; restore it from a backup of the data directory"
+                )
+        store.forget_view()
+    if not report.unresolved and index_disagreements(store, store.current_view().manifest):
+        reindex(store)
+        report.actions.append("rebuilt the index from the segment files")
+    return report
+
+
+def _commit_point_behind(store: EventStore, view: LogView) -> bool:
+    """True when segment files hold positions past the commit point's, or it names missing files."""
+    named = {s.path for s in view.manifest.segments}
+    for path in list_segment_files(store.segments_dir):
+        match = SEGMENT_NAME.match(path.name)
+        relative = path.relative_to(store.segments_dir).as_posix()
+        if match and relative not in named and int(match.group(2)) > view.manifest.segments_head:
+            return True
+    return any(not (store.segments_dir / p).exists() for p in named)
+
+
+def _repair_tail(store: EventStore, view: LogView, report: RepairReport) -> list[tuple[int, int]]:
+    """Rewrite a damaged write-ahead file with its intact records; the position ranges lost."""
+    contents = wal.read(view.wal_path, after_position=view.manifest.wal_first_position - 1)
+    lost = [d.lost for d in contents.mid_file_damage if d.lost is not None]
+    held = view.head
+    recorded = view.recorded_head or 0
+    if recorded > held:
+        lost.append((held + 1, recorded))
+    if contents.mid_file_damage or (contents.trailing is not None and recorded > held):
+        folder = quarantine.new_folder(store.root)
+        shutil.copy2(view.wal_path, folder / view.wal_path.name)
+        wal.write_new(view.wal_path, contents.batches)
+        report.quarantine.append(str(folder))
+        report.actions.append(
+            f"kept {contents.rows} intact events of wal/{view.wal_path.name} "
+            f"(the damaged file is in {folder})"
+        )
+    if lost:
+        report.unresolved.append(
+            "events at positions "
+            + ", ".join(f"{a}..{b}" for a, b in lost)
+            + " cannot be recovered from this directory (restore a backup to get them back)"
+        )
+    return lost

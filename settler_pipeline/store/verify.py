@@ -1,0 +1,209 @@
+"""`verify`: check the log end to end (see :mod:`settler_pipeline.store.maintenance`); it opens no file for
+writing and changes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+
+from settler_pipeline.errors import StoreError
+from settler_pipeline.store import manifest as manifest_io
+from settler_pipeline.store.event_store import EventStore
+from settler_pipeline.store.index import TABLES, granules
+from settler_pipeline.store.manifest import Manifest, SegmentInfo
+from settler_pipeline.store.schema import POLARS_SCHEMA
+from settler_pipeline.store.segments import (
+    SEGMENT_NAME,
+    file_sha256,
+    row_group_starts,
+)
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` found; ``ok`` is true when ``problems`` is empty. ``lost`` lists position ranges
+    an earlier ``repair`` recorded as lost (reported, but no longer a problem)."""
+
+    head_position: int = 0
+    recorded_head: int | None = None
+    events: int = 0
+    segments: int = 0
+    wal_events: int = 0
+    checked_bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+    lost: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+_VERIFY_COLUMNS = ["global_position", "event_id", "aggregate_id", "aggregate_version", "event_type"]
+
+
+def verify(store: EventStore) -> VerifyReport:
+    """Check the log end to end (see the module docstring); opens no file for writing and changes
+    nothing, so it runs on a store opened with ``read_only=True``."""
+    report = VerifyReport()
+    try:
+        manifest = manifest_io.load(store.manifest_path)
+    except StoreError as exc:
+        report.problems.append(str(exc))
+        return report
+    if manifest is None:
+        report.problems.append("manifest.json is missing")
+        return report
+    view = store.current_view()
+    manifest = view.manifest
+    report.problems.extend(view.damage)
+    report.recorded_head = view.recorded_head
+    report.lost = list(manifest.lost)
+    report.segments = len(manifest.segments)
+    report.wal_events = view.tail.rows
+    for path in store.unknown_files(view):
+        report.problems.append(
+            f"{path.relative_to(store.root).as_posix()}: not part of the log (a leftover of an interrupted "
+            "write, or put there by hand); the next writer moves it to the quarantine folder"
+        )
+    frames = [frame for seg in manifest.segments if (frame := _check_segment(store, seg, report)) is not None]
+    if view.tail.rows:
+        frames.append(view.tail.frame.select(_VERIFY_COLUMNS))
+    report.head_position = view.head
+    if not frames:
+        return report
+    events = pl.concat(frames)
+    report.events = events.height
+    _check_positions(events, view.head, manifest, report)
+    report.problems.extend(index_disagreements(store, manifest))
+    return report
+
+
+def _check_segment(store: EventStore, seg: SegmentInfo, report: VerifyReport) -> pl.DataFrame | None:
+    """One committed segment's rows (the columns verify needs), or ``None`` with a problem reported."""
+    path = store.segments_dir / seg.path
+    if not path.exists():
+        report.problems.append(
+            f"{seg.path}: segment file is missing (positions {seg.first_position}..{seg.last_position})"
+        )
+        return None
+    sha = file_sha256(path)
+    report.checked_bytes += path.stat().st_size
+    match = SEGMENT_NAME.match(path.name)
+    if sha != seg.sha256 or match is None or not sha.startswith(match.group(3)):
+        report.problems.append(
+            f"{seg.path}: checksum mismatch (file changed since it was written; positions "
+            f"{seg.first_position}..{seg.last_position} cannot be trusted)"
+        )
+        return None
+    try:
+        frame = pl.read_parquet(path, columns=_VERIFY_COLUMNS)
+    except Exception as exc:  # any unreadable file is a finding, not a crash
+        report.problems.append(f"{seg.path}: unreadable ({exc})")
+        return None
+    if frame.height != seg.rows:
+        report.problems.append(f"{seg.path}: {frame.height} rows, manifest says {seg.rows}")
+    positions = frame["global_position"]
+    if positions.len() and (positions.min() != seg.first_position or positions.max() != seg.last_position):
+        report.problems.append(f"{seg.path}: positions do not match the manifest's range")
+    return frame
+
+
+def _check_positions(events: pl.DataFrame, head: int, manifest: Manifest, report: VerifyReport) -> None:
+    """Positions are exactly 1..head less the recorded losses; ids unique; versions in order."""
+    positions = events["global_position"]
+    duplicates = positions.is_duplicated().sum()
+    if duplicates:
+        report.problems.append(f"{duplicates} rows share a global position with another row")
+    lost = pl.lit(False)
+    for first, last in manifest.lost:
+        lost = lost | pl.col("global_position").is_between(first, last)
+    if events.filter(lost).height:
+        report.problems.append("events hold positions recorded as lost")
+    distinct = positions.n_unique()
+    if distinct != head - manifest.lost_count or int(positions.min()) != 1 + _lost_prefix(manifest):  # type: ignore[arg-type]
+        report.problems.append(
+            f"positions are not contiguous: {distinct} distinct positions up to {head}"
+            + (f" ({manifest.lost_count} recorded lost)" if manifest.lost else "")
+        )
+    if events["event_id"].is_duplicated().any():
+        report.problems.append("some event ids appear more than once")
+    # With recorded losses a stream may miss versions; they must still only ever increase.
+    versions_ok = (
+        pl.col("aggregate_version").list.eval(pl.element().diff().drop_nulls() > 0).list.all()
+        & (pl.col("aggregate_version").list.first() >= 1)
+        if manifest.lost
+        else pl.col("aggregate_version")
+        == pl.int_ranges(1, pl.col("aggregate_version").list.len() + 1, dtype=pl.Int64)
+    )
+    versions = (
+        events.sort("global_position")
+        .group_by("aggregate_id", maintain_order=True)
+        .agg(pl.col("aggregate_version"))
+        .filter(~versions_ok)
+    )
+    if versions.height:
+        report.problems.append(
+            f"{versions.height} stream(s) have versions that are not 1..n in log order, "
+            f"e.g. {versions['aggregate_id'][0]}"
+        )
+
+
+def _lost_prefix(manifest: Manifest) -> int:
+    """How many positions from 1 on are recorded lost (the log's first held position is after them)."""
+    upto = 0
+    for first, last in sorted(manifest.lost):
+        if first != upto + 1:
+            break
+        upto = last
+    return upto
+
+
+def _expected_granules(store: EventStore, manifest: Manifest) -> dict[str, pl.DataFrame]:
+    parts: dict[str, list[pl.DataFrame]] = {t: [] for t in TABLES}
+    for seg in manifest.segments:
+        path = store.segments_dir / seg.path
+        if not path.exists():
+            continue
+        frame = pl.read_parquet(path).cast(POLARS_SCHEMA)  # type: ignore[arg-type]
+        for table, rows in granules(frame, seg.path, row_group_starts(path)).items():
+            parts[table].append(rows)
+    return {t: pl.concat(p) if p else pl.DataFrame() for t, p in parts.items()}
+
+
+def index_disagreements(store: EventStore, manifest: Manifest) -> list[str]:
+    problems: list[str] = []
+    if not store.index.path.exists():
+        return ["the index database is missing (run `settler log reindex`)"]
+    expected = _expected_granules(store, manifest)
+    live = sorted(s.path for s in manifest.segments)
+    indexed = {row[0] for row in store.index.query("SELECT path FROM idx.segments")}
+    for path in sorted(set(live) - indexed):
+        problems.append(f"index has no entry for segment {path}")
+    for table in TABLES:
+        want = expected[table]
+        got = store.index.query_frame(
+            # table names are this module's constants; the live list is a bound parameter
+            f"SELECT * FROM idx.{table} WHERE segment_path IN (SELECT unnest($1::VARCHAR[]))",  # noqa: S608
+            [live],
+        )
+        if want.height == 0 and got.height == 0:
+            continue
+        want_s = _canonical(want)
+        got_s = _canonical(got.select(want.columns) if want.height else got)
+        if want_s.height != got_s.height or not want_s.equals(got_s):
+            problems.append(
+                f"index table {table} disagrees with the segments ({got.height} rows, {want.height} expected)"
+            )
+    return problems
+
+
+def _canonical(frame: pl.DataFrame) -> pl.DataFrame:
+    frame = frame.with_columns(
+        pl.col(c).cast(pl.String) for c, t in frame.schema.items() if not t.is_numeric()
+    )
+    return frame.sort(frame.columns, nulls_last=True)

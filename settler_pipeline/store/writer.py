@@ -1,0 +1,302 @@
+"""The write side of the log: small commits to the write-ahead tail, big batches straight to segments,
+publishing into the Delta table. Every commit records the new head before it returns."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from settler_pipeline.domain.envelope import EventEnvelope, validate_name
+from settler_pipeline.errors import (
+    ConcurrencyError,
+    ValidationError,
+)
+from settler_pipeline.files import fsync_dir
+from settler_pipeline.ids import validate_uuid
+from settler_pipeline.store import limits, wal
+from settler_pipeline.store import manifest as manifest_io
+from settler_pipeline.store import table as delta_table
+from settler_pipeline.store.batch import number_batch
+from settler_pipeline.store.head import write_head
+from settler_pipeline.store.lookups import LogLookups
+from settler_pipeline.store.manifest import Manifest, SegmentInfo
+from settler_pipeline.store.schema import (
+    EVENT_SCHEMA,
+    POLARS_SCHEMA,
+    envelope_columns,
+    envelopes_to_frame,
+    prepare_frame,
+)
+from settler_pipeline.store.segments import (
+    write_segments,
+)
+from settler_pipeline.store.view import LogView
+from settler_pipeline.store.writer_types import AppendResult
+
+_log = logging.getLogger("settler_pipeline.store.event_store")
+_FIELD_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class LogWriter(LogLookups):
+    """Appends and publishes: positions and versions are assigned under the write lock."""
+
+    def publish(self) -> int:
+        """Publish every committed event into the Delta table: the write-ahead tail is moved into
+        segments and the table's files are made exactly the manifest's, in one Delta commit. Returns
+        the published position (positions ``1..published`` are then exactly the table's rows).
+        Idempotent; safe to interrupt (the next call completes it)."""
+        with self._write_lock():
+            view = self._refresh()
+            if view.tail.rows:
+                self._write_segments(view, view.tail.frame.clear())
+                view = self._refresh()
+            return self.publish_segments(view.manifest)
+
+    def flush_tail(self, view: LogView) -> None:
+        """Move the write-ahead tail of ``view`` into segments (call under :meth:`write_lock`)."""
+        if view.tail.rows:
+            self._write_segments(view, view.tail.frame.clear())
+
+    def commit_segments(
+        self, old: Manifest, *, added: Sequence[SegmentInfo], removed: Sequence[str]
+    ) -> Manifest:
+        """Commit a new manifest: ``old`` with ``added`` segments and without ``removed`` ones, events
+        unchanged (compaction; call under :meth:`write_lock`). Returns the stored manifest."""
+        return self._store_manifest(old, added=added, removed=removed, tail=None)
+
+    def publish_segments(self, manifest: Manifest) -> int:
+        """Make the table hold exactly ``manifest``'s segments and record what is published (call it
+        under :meth:`write_lock` with the manifest just stored; :meth:`publish` is the usual entry)."""
+        head = manifest.segments_head
+        delta_table.sync(self.segments_dir, manifest.segments, head, manifest.published_head)
+        if manifest.published_head != head:
+            manifest_io.store(self.manifest_path, replace(manifest, published_head=head))
+            self._view = None
+        return head
+
+    def append(
+        self,
+        events: Sequence[EventEnvelope] | pl.DataFrame | pa.Table,
+        expected_versions: Mapping[str, int] | None = None,
+    ) -> list[int]:
+        """Append a batch atomically and return each event's global position, in batch order.
+
+        ``events`` is a sequence of envelopes or a columnar batch (see :meth:`append_frame`). With
+        ``expected_versions`` (``{aggregate_id: version}``, 0 = the stream must not exist yet) every named
+        stream must be at exactly that version or :class:`ConcurrencyError` is raised and nothing is
+        written. Appending events whose ids are all already in the log with the same content is a no-op
+        returning the original positions; an id already used with different content raises
+        :class:`DuplicateEventError`."""
+        return self.append_batch(events, expected_versions).positions
+
+    def append_frame(
+        self, frame: pl.DataFrame | pa.Table, expected_versions: Mapping[str, int] | None = None
+    ) -> list[int]:
+        """Columnar append: ``frame`` has the columns ``aggregate_id, aggregate_type, event_type, data``
+        (JSON text), ``tenant_id, correlation_id`` and optionally ``event_id, event_version, user_id,
+        causation_id, timestamp, metadata_extra``. Same guarantees as :meth:`append`."""
+        return self.append_batch(frame, expected_versions).positions
+
+    def append_batch(
+        self,
+        events: Sequence[EventEnvelope] | pl.DataFrame | pa.Table,
+        expected_versions: Mapping[str, int] | None = None,
+    ) -> AppendResult:
+        """:meth:`append`, also telling whether the batch was an idempotent retry."""
+        now = datetime.now(UTC)
+        expected = {
+            validate_uuid("expected_versions key", k): int(v) for k, v in (expected_versions or {}).items()
+        }
+        if isinstance(events, pl.DataFrame | pa.Table):
+            frame = prepare_frame(events, now=now)
+        else:
+            events = list(events)
+            if not all(isinstance(e, EventEnvelope) for e in events):
+                raise ValidationError("append takes EventEnvelope objects or a columnar batch")
+            if len(events) < limits.BULK_ROWS:
+                return self._append_small(events, expected, now)
+            frame = prepare_frame(envelopes_to_frame(events), now=now)
+        if frame.height == 0:
+            if expected:
+                with self._write_lock():
+                    view = self._refresh()
+                    self._check_expected(expected, self._current_versions(list(expected), view))
+            return AppendResult([], duplicate=False)
+        with self._write_lock():
+            view = self._refresh()
+            existing = self._find_existing(frame, view)
+            if existing is not None:
+                return existing
+            streams = frame["aggregate_id"].unique().to_list()
+            current = self._current_versions(sorted(set(streams) | set(expected)), view)
+            self._check_expected(expected, current)
+            return self._commit(frame, current, view, now)
+
+    def _append_small(
+        self, events: list[EventEnvelope], expected: dict[str, int], now: datetime
+    ) -> AppendResult:
+        """The path for a command's handful of events: plain Python, no DataFrame machinery, so a
+        durable one-event commit costs a write-ahead append and little else."""
+        for event in events:
+            _check_envelope(event)
+        ids = [e.id for e in events]
+        if len(set(ids)) != len(ids):
+            raise ValidationError(
+                "an event id appears twice in one batch", hint="give every event its own id"
+            )
+        with self._write_lock():
+            view = self._refresh()
+            if self._maybe_stored(ids, view):
+                existing = self._find_existing(prepare_frame(envelopes_to_frame(events), now=now), view)
+                if existing is not None:
+                    return existing
+            streams = {e.aggregate_id for e in events} | set(expected)
+            current = self._current_versions(sorted(streams), view)
+            self._check_expected(expected, current)
+            if not events:
+                return AppendResult([], duplicate=False)
+            head = view.head
+            created_at = self._created_at(view, now)
+            running = dict(current)
+            versions = []
+            for event in events:
+                running[event.aggregate_id] = running.get(event.aggregate_id, 0) + 1
+                versions.append(running[event.aggregate_id])
+            columns: dict[str, list[Any]] = {
+                "global_position": list(range(head + 1, head + 1 + len(events))),
+                "aggregate_version": versions,
+                "created_at": [created_at] * len(events),
+                **envelope_columns(events),
+            }
+            table = pa.Table.from_pydict(columns, schema=EVENT_SCHEMA)
+            self._persist(view, table)
+            self._versions.update({k: v for k, v in running.items() if k in streams})
+            self._versions_at = head + len(events)
+            return AppendResult(columns["global_position"], duplicate=False)
+
+    @staticmethod
+    def _created_at(view: LogView, now: datetime) -> datetime:
+        """Commit time, never earlier than the previous commit's, so time travel by time is monotone."""
+        last = _parse_ts(view.manifest.last_created_at)
+        if view.tail.last_created_at is not None:
+            last = view.tail.last_created_at
+        return max(now, last) if last is not None else now
+
+    def _persist(self, view: LogView, batch: pa.Table | pl.DataFrame) -> None:
+        """Commit a positioned batch: to the write-ahead log, or with the tail into segments."""
+        rows = batch.num_rows if isinstance(batch, pa.Table) else batch.height
+        if rows >= limits.BULK_ROWS or view.tail.rows + rows >= limits.WAL_FLUSH_ROWS:
+            self._write_segments(view, batch if isinstance(batch, pl.DataFrame) else _frame(batch))
+            return
+        table = batch if isinstance(batch, pa.Table) else batch.to_arrow().cast(EVENT_SCHEMA)
+        if view.torn_bytes:
+            self._move_torn_record_aside(view)
+        if view.wal_valid_bytes == 0 and not view.wal_path.exists():
+            view.wal_path.touch()
+            fsync_dir(self.wal_dir)
+        valid = wal.append(view.wal_path, table, valid_bytes=view.wal_valid_bytes)
+        view.tail.extend(table)
+        head = view.head
+        write_head(self.head_path, head)  # only now is the commit acknowledged
+        self._view = replace(
+            view, wal_valid_bytes=valid, wal_stamp=wal.stamp(view.wal_path), recorded_head=head, torn_bytes=0
+        )
+
+    @staticmethod
+    def _check_expected(expected: Mapping[str, int], current: Mapping[str, int]) -> None:
+        for aggregate_id, version in expected.items():
+            actual = current.get(aggregate_id, 0)
+            if actual != version:
+                raise ConcurrencyError(aggregate_id, version, actual)
+
+    def _commit(
+        self, frame: pl.DataFrame, current: dict[str, int], view: LogView, now: datetime
+    ) -> AppendResult:
+        head = view.head
+        created_at = self._created_at(view, now)
+        stored = number_batch(frame, head=head, created_at=created_at, versions=current)
+        self._persist(view, stored)
+        latest = stored.group_by("aggregate_id").agg(pl.col("aggregate_version").max())
+        for aggregate_id, version in latest.iter_rows():
+            self._versions[aggregate_id] = version
+        self._versions_at = head + frame.height
+        return AppendResult(stored["global_position"].to_list(), duplicate=False)
+
+    def _write_segments(self, view: LogView, batch: pl.DataFrame) -> None:
+        """Move the write-ahead tail plus ``batch`` into segments and commit them with a new manifest.
+
+        Order matters for crash safety: segment files, then their index rows, then the manifest (the
+        commit point), then the recorded head, then the old write-ahead file. A crash before the manifest
+        leaves orphans that recovery moves to quarantine; after it, a stale write-ahead file likewise."""
+        frame = pl.concat([view.tail.frame, batch]) if view.tail.rows else batch
+        written = write_segments(frame, self.segments_dir, self.staging_dir)
+        infos = [w.info for w in written]
+        rows = [w.granules for w in written]
+        with self.index.writing() as con:
+            self.index.add_segments(con, infos, rows)
+        new = self._store_manifest(view.manifest, added=infos, removed=(), tail=frame)
+        write_head(self.head_path, max(new.segments_head, new.lost_head))
+        if view.wal_path.exists():
+            view.wal_path.unlink()  # its events are in the committed segments now
+        if new.segments_head - new.published_head >= limits.PUBLISH_EVERY_EVENTS:
+            self.publish_segments(new)
+
+    def _store_manifest(
+        self,
+        old: Manifest,
+        *,
+        added: Sequence[SegmentInfo],
+        removed: Sequence[str],
+        tail: pl.DataFrame | None,
+    ) -> Manifest:
+        removed_set = set(removed)
+        segments = tuple(s for s in old.segments if s.path not in removed_set) + tuple(added)
+        segments = tuple(sorted(segments, key=lambda s: (s.first_position, s.path)))
+        head = max((s.last_position for s in segments), default=0)
+        new = replace(old, generation=old.generation + 1, segments=segments, segments_head=head)
+        if tail is not None and tail.height:
+            frame = tail
+            new = replace(
+                new,
+                wal_first_position=head + 1,
+                last_created_at=frame["created_at"].max().isoformat(),  # type: ignore[union-attr]
+                max_event_id=max(old.max_event_id, str(frame["event_id"].max())),
+                max_aggregate_id=max(old.max_aggregate_id, str(frame["aggregate_id"].max())),
+            )
+        manifest_io.store(self.manifest_path, new)
+        self._view = None
+        return new
+
+
+def _check_envelope(event: EventEnvelope) -> None:
+    """Check the ids and names of an envelope again: ``model_construct`` and ``model_copy(update=...)``
+    build envelopes without validation, and a bad id in the log would break every later flush."""
+    meta = event.metadata
+    for field, value in (
+        ("id", event.id),
+        ("aggregate_id", event.aggregate_id),
+        ("metadata.tenant_id", meta.tenant_id),
+        ("metadata.correlation_id", meta.correlation_id),
+    ):
+        validate_uuid(field, value)
+    if meta.causation_id is not None:
+        validate_uuid("metadata.causation_id", meta.causation_id)
+    validate_name("aggregate_type", event.aggregate_type)
+    validate_name("event_type", event.event_type)
+
+
+def _frame(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.cast(POLARS_SCHEMA)  # type: ignore[arg-type]
+
+
+def _parse_ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
