@@ -140,11 +140,19 @@ def reconciliation_asset(path: Path) -> dg.AssetsDefinition:
                 allow_retries=False,
             )
         summary = outcome.summary or {}
-        rate = float(summary.get("match_rate", 0.0))
+        recorded = summary.get("match_rate")  # None for an empty run (no source records that day)
         recent = _recent_rates(read_models, tenant.tenant_id, spec.name, day, match_rate_policy.window)
-        reasons = assess_match_rate(
-            rate, recent, threshold=match_rate_policy.threshold, max_drop=match_rate_policy.max_drop
+        reasons = (
+            []
+            if recorded is None
+            else assess_match_rate(
+                float(recorded),
+                recent,
+                threshold=match_rate_policy.threshold,
+                max_drop=match_rate_policy.max_drop,
+            )
         )
+        rate = dg.MetadataValue.null() if recorded is None else float(recorded)
         exceptions = sum(
             int(summary.get(k, 0) or 0)
             for k in ("unmatched_source_count", "unmatched_target_count", "proposed_count")

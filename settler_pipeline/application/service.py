@@ -586,7 +586,11 @@ class ReconciliationService:
         )
         try:
             result = match_records(
-                sides["source"].records, sides["target"].records, spec.matching, run_id=run_id
+                sides["source"].records,
+                sides["target"].records,
+                spec.matching,
+                run_id=run_id,
+                on_pass=lambda name, i, n: self._step(f"matching: pass {i + 1} of {n} ({name})", 3),
             )
         except SettlerError as exc:
             return self._fail(state, meta, "match", exc, retryable=False)

@@ -117,5 +117,6 @@ def test_a_run_reports_its_steps_for_the_progress_bar(tmp_path: Path) -> None:
         app.access.create_tenant("acme", admin="olivia")
         app.service.progress = lambda what, done, total: steps.append((what, done, total))
         app.reconcile(spec, start=DAY, end=DAY)
-    assert [done for _, done, _ in steps] == [0, 1, 2, 3, 4, 5]
+    assert [done for _, done, _ in steps] == [0, 1, 2, 3, 3, 4, 5]  # one step per matching pass
     assert steps[0][0] == "reading the source (csv)" and steps[-1] == ("done", 5, 5)
+    assert steps[4][0] == "matching: pass 1 of 1 (amount_date)"

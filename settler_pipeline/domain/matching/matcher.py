@@ -68,7 +68,12 @@ _RUNNERS: dict[str, Callable[[pl.DataFrame, pl.DataFrame, Any], PassOutcome]] = 
 
 
 def match_records(
-    source: pl.DataFrame, target: pl.DataFrame, config: MatchConfig, *, run_id: str
+    source: pl.DataFrame,
+    target: pl.DataFrame,
+    config: MatchConfig,
+    *,
+    run_id: str,
+    on_pass: Callable[[str, int, int], None] | None = None,
 ) -> MatchResult:
     """Reconcile ``source`` against ``target`` with the configured passes.
 
@@ -79,6 +84,7 @@ def match_records(
     ``fuzzy`` passes only propose. Inputs have :data:`TRANSACTION_SCHEMA` (``reference``,
     ``description``, ``counterparty``, ``group_key`` and ``raw`` may be absent); ``line_number`` must
     be unique per side. Raises :class:`ValidationError` for inputs that break that contract.
+    ``on_pass(name, index, count)`` is told when each pass starts (for progress; it changes nothing).
     """
     if not isinstance(run_id, str) or not run_id.strip():
         raise ValidationError("run_id must be a non-empty string", hint="pass the reconciliation run's id")
@@ -93,6 +99,8 @@ def match_records(
     match_parts: list[pl.DataFrame] = []
     hint_parts: list[pl.DataFrame] = []
     for index, match_pass in enumerate(config.passes):
+        if on_pass is not None:
+            on_pass(match_pass.name, index, len(config.passes))
         pass_source, pass_target = remaining_source, remaining_target
         if isinstance(match_pass, AmountDatePass) and match_pass.hold_near_misses and hint_parts:
             held = _held_by_near_misses(pl.concat(hint_parts), remaining_source, remaining_target)
