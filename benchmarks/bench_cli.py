@@ -4,6 +4,7 @@ command line alone, so the figure can be read against what no command can avoid.
 
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import subprocess
@@ -36,14 +37,18 @@ def _median_seconds(argv: list[str], repeats: int) -> dict[str, float]:
 
 
 def run(repeats: int = 21) -> dict[str, Any]:
-    """Median start-up times over ``repeats`` fresh processes each."""
-    return {
+    """Median start-up times over ``repeats`` fresh processes each, with the machine's load average
+    (1 minute) before and after: wall times on a loaded machine mostly measure the wait for a core."""
+    load_before = os.getloadavg()[0]
+    results: dict[str, Any] = {
         "repeats": repeats,
         "python_bare": _median_seconds([sys.executable, "-c", "pass"], repeats),
         "import_cli": _median_seconds([sys.executable, "-c", "import settler_pipeline.cli.main"], repeats),
         "settler_help": _median_seconds([str(SETTLER), "--help"], repeats),
         "settler_review_help": _median_seconds([str(SETTLER), "review", "list", "--help"], repeats),
     }
+    results["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    return results
 
 
 if __name__ == "__main__":

@@ -290,7 +290,11 @@ def cli_section(cli: dict[str, Any]) -> list[str]:
         ),
         "",
         "The command line imports only Typer, Rich and the error types; each command imports the data "
-        "stack (Polars, DuckDB, pyarrow, Dagster) when it runs.",
+        "stack (Polars, DuckDB, pyarrow, Dagster) when it runs. A subcommand costs more than the top level "
+        "because Typer builds a pydantic validator for each of its parameters (pydantic's import is "
+        "~0.1 s of CPU).",
+        f"Load average (1 min) before and after: {c.get('load_average', '?')} on {m['cores']} cores; wall "
+        "times above the CPU time are time spent waiting for a core.",
         "",
     ]
 
