@@ -45,7 +45,7 @@ def test_a_candidate_used_by_another_match_is_matched_elsewhere() -> None:
     result = run(
         [
             {"record_id": "ch_1", "amount_minor": 5000, "reference": "INV-1"},
-            {"record_id": "ch_2", "amount_minor": 5000, "day": 9},
+            {"record_id": "ch_2", "amount_minor": 5000, "day": 5},
         ],
         [{"record_id": "bt_1", "amount_minor": 5000, "reference": "INV-1"}],
         ReferencePass(),
@@ -57,7 +57,7 @@ def test_a_candidate_used_by_another_match_is_matched_elsewhere() -> None:
 def test_a_settlement_outside_every_window_is_date_outside_window() -> None:
     result = run(
         [{"record_id": "ch_1", "amount_minor": 5000}],
-        [{"record_id": "bt_1", "amount_minor": 5000, "day": 12}],
+        [{"record_id": "bt_1", "amount_minor": 5000, "day": 6}],
         AmountDatePass(mismatch_search_days=0),
     )
     assert closest(result, "source", "ch_1")[::3] == ("bt_1", "date_outside_window")

@@ -16,7 +16,8 @@ from settler_pipeline.domain.matching.config import (
     Tolerance,
     default_passes,
 )
-from settler_pipeline.domain.matching.matcher import MATCH_ID_NAMESPACE, match_records
+from settler_pipeline.domain.matching.matcher import match_records
+from settler_pipeline.domain.matching.matches import MATCH_ID_NAMESPACE
 from settler_pipeline.domain.matching.result import (
     DUPLICATE_SCHEMA,
     MATCH_SCHEMA,

@@ -30,7 +30,7 @@ from settler_pipeline.domain.matching.candidates import window_candidates
 from settler_pipeline.domain.matching.config import FuzzyPass, MatchConfig, MatchPass, Tolerance
 from settler_pipeline.domain.matching.tolerance import within_tolerance, within_window
 
-SEARCH_DAYS: Final = 14
+SEARCH_DAYS: Final = 7
 SEARCH_PERCENT: Final = Decimal(50)
 
 MATCHED_ELSEWHERE: Final = "matched_elsewhere"
@@ -81,7 +81,12 @@ def _from_hints(wanted: pl.DataFrame, records: pl.DataFrame, others: pl.DataFram
         wanted.select("line_number", closest_line="counterparts")
         .explode("closest_line")
         .drop_nulls("closest_line")
-        .join(records.select("line_number", _a="amount_minor", _d="day"), on="line_number")
+        .join(
+            records.filter(pl.col("line_number").is_in(wanted["line_number"].implode())).select(
+                "line_number", _a="amount_minor", _d="day"
+            ),
+            on="line_number",
+        )
         .join(others.select(closest_line="line_number", _oa="amount_minor", _od="day"), on="closest_line")
     )
     return (
@@ -95,6 +100,8 @@ def _rejection(
     pairs: pl.DataFrame, source: pl.DataFrame, target: pl.DataFrame, config: MatchConfig
 ) -> pl.DataFrame:
     """The rejection of each ``(source_line, target_line, _used)`` pair (see the module docstring)."""
+    source = source.filter(pl.col("line_number").is_in(pairs["source_line"].unique().implode()))
+    target = target.filter(pl.col("line_number").is_in(pairs["target_line"].unique().implode()))
     checked = pairs.join(
         source.select(source_line="line_number", _sa="amount_minor", _sd="day", _sc="currency"),
         on="source_line",
@@ -138,23 +145,25 @@ def explain_unmatched(
     wanted: pl.DataFrame,
     source: pl.DataFrame,
     target: pl.DataFrame,
-    used_source: pl.Series,
-    used_target: pl.Series,
+    free_source: pl.Series,
+    free_target: pl.Series,
     config: MatchConfig,
 ) -> pl.DataFrame:
     """:data:`EXPLAINED_SCHEMA` rows for the unmatched records in ``wanted`` (``side``,
     ``line_number`` and ``counterparts``: the hint counterparts, possibly empty).
 
     ``source`` and ``target`` are every record the passes saw (matched or not, the work frames);
-    ``used_*`` the lines in matches. A record without any candidate gets a null ``closest_line``."""
+    ``free_*`` the lines of those left unmatched (any other is in a match). A record without any
+    candidate gets a null ``closest_line``."""
     parts: list[pl.DataFrame] = []
     for side, records, others in (("source", source, target), ("target", target, source)):
         mine = wanted.filter(pl.col("side") == side)
         if mine.height == 0:
             continue
         hinted = _from_hints(mine, records, others)
-        rest = records.join(mine.select("line_number"), on="line_number", how="semi").join(
-            hinted.select("line_number"), on="line_number", how="anti"
+        rest = records.filter(
+            pl.col("line_number").is_in(mine["line_number"].implode())
+            & ~pl.col("line_number").is_in(hinted["line_number"].implode())
         )
         chosen = pl.concat([hinted, _nearest(rest, others)])
         oriented = (
@@ -162,9 +171,9 @@ def explain_unmatched(
             if side == "source"
             else chosen.select(source_line="closest_line", target_line="line_number")
         )
-        used = used_target if side == "source" else used_source
+        free = free_target if side == "source" else free_source
         closest = "target_line" if side == "source" else "source_line"
-        oriented = oriented.with_columns(_used=pl.col(closest).is_in(used.implode()))
+        oriented = oriented.with_columns(_used=~pl.col(closest).is_in(free.implode()))
         judged = _rejection(oriented, source, target, config)
         mine_col = "source_line" if side == "source" else "target_line"
         parts.append(

@@ -87,12 +87,13 @@ def run_fuzzy_pass(source: pl.DataFrame, target: pl.DataFrame, config: FuzzyPass
         max_candidates=config.max_candidates,
         crowded="nearest",
     ).pairs
-    if config.reject_conflicting_references:
-        pairs = without_conflicting_references(pairs, source, target)
     if pairs.height == 0 or not config.fields:
         return PassOutcome(empty_matches(), empty_hints())
     fields: list[str] = list(dict.fromkeys(config.fields))
     scored = _with_similarity(pairs, source, target, fields).filter(pl.col("similarity") >= config.min_score)
+    if config.reject_conflicting_references:
+        # After scoring: far fewer pairs are left to check than were scored.
+        scored = without_conflicting_references(scored, source, target)
     resolution = resolve_mutual_best(
         scored.with_columns(
             dissimilarity=-pl.col("similarity"),

@@ -16,12 +16,9 @@ than a reference, so such a pair goes to review as the near miss it is.
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from settler_pipeline.domain.matching.amount_date import run_amount_date_pass
@@ -29,12 +26,12 @@ from settler_pipeline.domain.matching.config import AmountDatePass, MatchConfig
 from settler_pipeline.domain.matching.explain import explain_unmatched
 from settler_pipeline.domain.matching.fuzzy import run_fuzzy_pass
 from settler_pipeline.domain.matching.group import run_group_pass
+from settler_pipeline.domain.matching.matches import build_matches
 from settler_pipeline.domain.matching.normalise import without_placeholder_entries, without_placeholders
 from settler_pipeline.domain.matching.outcome import HINT_SCHEMA, WORK_COLUMNS, PassOutcome
 from settler_pipeline.domain.matching.reference import run_reference_pass
 from settler_pipeline.domain.matching.result import (
     DUPLICATE_SCHEMA,
-    MATCH_SCHEMA,
     REASON_AMOUNT_MISMATCH,
     REASON_CURRENCY_MISMATCH,
     REASON_DATE_MISMATCH,
@@ -50,9 +47,6 @@ from settler_pipeline.domain.matching.split import run_split_pass
 from settler_pipeline.domain.matching.tolerance import MAX_ABS_AMOUNT_MINOR
 from settler_pipeline.domain.transactions import TRANSACTION_SCHEMA
 from settler_pipeline.errors import SettlerError, ValidationError
-
-MATCH_ID_NAMESPACE = uuid.UUID("2141afa5-f648-5faf-b06c-79894d87499a")
-"""uuid5 namespace of match ids (itself ``uuid5(NAMESPACE_URL, "https://settler.invalid/match")``)."""
 
 _REQUIRED = ("record_id", "amount_minor", "currency", "occurred_at", "line_number", "in_range")
 _OPTIONAL = ("reference", "description", "counterparty", "group_key", "references")
@@ -134,7 +128,7 @@ def match_records(
         pl.concat(hint_parts) if hint_parts else pl.DataFrame(schema={**HINT_SCHEMA, "priority": pl.Int64()})
     )
     return MatchResult(
-        matches=_build_matches(raw_matches, source_work, target_work, run_id),
+        matches=build_matches(raw_matches, source_work, target_work, run_id),
         unmatched=_build_unmatched(
             remaining_source, remaining_target, hints, source_in, target_in, source_work, target_work, config
         ),
@@ -270,115 +264,6 @@ def _check_used_once(matches: pl.DataFrame) -> None:
             raise SettlerError(f"internal error: a {column[:6]} record was used by two matches")
 
 
-def _id_key(record_id: pl.Expr, line_number: pl.Expr) -> pl.Expr:
-    """The key a record contributes to a match id: its record id (line number if it has none)."""
-    return record_id.fill_null(pl.concat_str(pl.lit("#line:"), line_number.cast(pl.String)))
-
-
-def _single_side(matches: pl.DataFrame, work_by_line: pl.DataFrame, side: str) -> pl.DataFrame:
-    """Side columns for matches with exactly one record on ``side``, in the order of ``matches``.
-
-    A binary search into the records sorted by line replaces a join: joins do not keep row order
-    and moving list columns through one costs more than the rest of the matcher's bookkeeping.
-    """
-    lines = matches[f"{side}_lines"].list.first().to_numpy()
-    position = np.searchsorted(work_by_line["line_number"].to_numpy(), lines)
-    rows = work_by_line[pl.Series(position)]
-    return rows.select(
-        pl.concat_list("record_id").alias(f"{side}_ids"),
-        pl.col("amount_minor").alias(f"{side}_amount_minor"),
-        pl.col("day").alias(f"_{side}_day"),
-        pl.col("currency").alias(f"_{side}_currency"),
-        _id_key(pl.col("record_id"), pl.col("line_number")).alias(f"_{side}_key"),
-    )
-
-
-def _grouped_side(matches: pl.DataFrame, work_by_line: pl.DataFrame, side: str) -> pl.DataFrame:
-    """Side columns for any matches (several records on a side allowed), keyed by ``_m``."""
-    lines = f"{side}_lines"
-    return (
-        matches.select("_m", line_number=pl.col(lines))
-        .explode("line_number")
-        .join(work_by_line, on="line_number")
-        .group_by("_m")
-        .agg(
-            pl.col("record_id").sort_by("line_number").alias(f"{side}_ids"),
-            pl.col("amount_minor").sum().alias(f"{side}_amount_minor"),
-            pl.col("day").max().alias(f"_{side}_day"),
-            pl.col("currency").first().alias(f"_{side}_currency"),
-            _id_key(pl.col("record_id"), pl.col("line_number")).sort().str.join("\x1e").alias(f"_{side}_key"),
-        )
-    )
-
-
-def _build_matches(
-    raw: pl.DataFrame, source_work: pl.DataFrame, target_work: pl.DataFrame, run_id: str
-) -> pl.DataFrame:
-    if raw.height == 0:
-        return pl.DataFrame(schema=MATCH_SCHEMA)
-    columns = ["line_number", "record_id", "amount_minor", "currency", "day"]
-    source_by_line = source_work.select(columns).sort("line_number")
-    target_by_line = target_work.select(columns).sort("line_number")
-    raw = raw.with_row_index("_m")
-    is_single = (pl.col("source_lines").list.len() == 1) & (pl.col("target_lines").list.len() == 1)
-    singles = raw.filter(is_single)
-    singles = pl.concat(
-        [
-            singles,
-            _single_side(singles, source_by_line, "source"),
-            _single_side(singles, target_by_line, "target"),
-        ],
-        how="horizontal",
-    )
-    groups = raw.filter(~is_single).with_columns(
-        pl.col("source_lines").list.sort(), pl.col("target_lines").list.sort()
-    )
-    groups = groups.join(_grouped_side(groups, source_by_line, "source"), on="_m").join(
-        _grouped_side(groups, target_by_line, "target"), on="_m"
-    )
-    built = (
-        pl.concat([singles, groups.select(singles.columns)])
-        .with_columns(
-            match_type=pl.when(pl.col("source_lines").list.len() > 1)
-            .then(pl.lit("many_to_one"))
-            .when(pl.col("target_lines").list.len() > 1)
-            .then(pl.lit("one_to_many"))
-            .otherwise(pl.lit("one_to_one")),
-            amount_difference_minor=pl.col("target_amount_minor") - pl.col("source_amount_minor"),
-            date_difference_days=pl.col("_target_day") - pl.col("_source_day"),
-            currency=pl.col("_source_currency"),
-        )
-        .sort(pl.col("source_lines").list.first(), pl.col("target_lines").list.first())
-    )
-    names = built.select(
-        pl.concat_str(
-            [pl.lit(run_id), pl.col("rule"), pl.col("_source_key"), pl.col("_target_key")], separator="\x1f"
-        )
-    ).to_series()
-    return (
-        built.with_columns(match_id=_uuid5_series(names)).select(list(MATCH_SCHEMA)).cast(MATCH_SCHEMA)  # type: ignore[arg-type]
-    )
-
-
-def _uuid5_series(names: pl.Series) -> pl.Series:
-    """``str(uuid.uuid5(MATCH_ID_NAMESPACE, name))`` for each name, formatted in bulk (the per-name
-    cost is one SHA-1; ``uuid.uuid5`` itself is several times slower at a million matches)."""
-    prefix = MATCH_ID_NAMESPACE.bytes
-    sha1 = hashlib.sha1
-    blob = b"".join([sha1(prefix + name.encode()).digest()[:16] for name in names.to_list()])
-    raw = np.frombuffer(blob, dtype=np.uint8).reshape(-1, 16).copy()
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x50  # version 5
-    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
-    hex_digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-    digits = np.empty((len(raw), 32), dtype=np.uint8)
-    digits[:, 0::2] = hex_digits[raw >> 4]
-    digits[:, 1::2] = hex_digits[raw & 0x0F]
-    text = np.full((len(raw), 36), ord("-"), dtype=np.uint8)
-    for out_start, in_start, length in ((0, 0, 8), (9, 8, 4), (14, 12, 4), (19, 16, 4), (24, 20, 12)):
-        text[:, out_start : out_start + length] = digits[:, in_start : in_start + length]
-    return pl.Series("match_id", text.view("S36").ravel()).cast(pl.String)
-
-
 def _build_unmatched(
     remaining_source: pl.DataFrame,
     remaining_target: pl.DataFrame,
@@ -428,24 +313,18 @@ def _build_unmatched(
     wanted = records.select("side", "line_number").join(
         best.select("side", "line_number", "counterparts"), on=["side", "line_number"], how="left"
     )
-    used = {
-        side: work.join(remaining, on="line_number", how="anti")
-        for side, remaining, work in (
-            ("source", remaining_source.select("line_number"), source_work.select("line_number")),
-            ("target", remaining_target.select("line_number"), target_work.select("line_number")),
-        )
-    }
     explained = explain_unmatched(
         wanted.with_columns(pl.col("counterparts").fill_null(pl.lit([], dtype=pl.List(pl.Int64)))),
         source_work,
         target_work,
-        used["source"]["line_number"],
-        used["target"]["line_number"],
+        remaining_source["line_number"],
+        remaining_target["line_number"],
         config,
     )
+    needed = explained["closest_line"].drop_nulls().unique().implode()
     closest = pl.concat(
         [
-            frame.select(
+            frame.filter(pl.col("line_number").is_in(needed)).select(
                 other=pl.lit(side),
                 closest_line="line_number",
                 closest_id="record_id",

@@ -129,12 +129,12 @@ def reference_values(records: pl.DataFrame) -> pl.DataFrame:
 
 
 def reference_keys(records: pl.DataFrame, prefixes: Iterable[str]) -> pl.DataFrame:
-    """One row ``(line_number, key)`` per distinct normalised reference of each record."""
+    """One row ``(line_number, key)`` per normalised reference of each record (a record whose
+    references normalise alike has that key more than once: callers pair by key)."""
     return (
         reference_values(records)
         .select("line_number", key=normalise_reference(pl.col("value"), prefixes))
         .drop_nulls("key")
-        .unique()
     )
 
 

@@ -7,6 +7,8 @@ import polars as pl
 from settler_pipeline.domain.matching.config import DateWindow, Tolerance
 from settler_pipeline.domain.matching.tolerance import within_tolerance, within_window
 
+_HASH_SEED = 20261201
+
 
 def keyed_pairs(
     source_keys: pl.DataFrame,
@@ -22,10 +24,14 @@ def keyed_pairs(
     ``max_candidates`` times on either side identifies nothing and is skipped, which also keeps the
     join from blowing up on keys such as ``N/A``.
     """
-    # Narrow both sides to shared keys first (semi-joins never multiply rows), so counting and the
-    # final join only touch keys that can pair at all.
-    target_keys = target_keys.join(source_keys, on="key", how="semi")
-    source_keys = source_keys.join(target_keys, on="key", how="semi")
+    # Joins run on a 64-bit hash of the key (hashing strings once is far cheaper than joining on
+    # them); the final pairs are checked on the keys themselves, so a hash collision cannot pair
+    # records whose keys differ. Narrow both sides to shared keys first (semi-joins never multiply
+    # rows), so counting and the final join only touch keys that can pair at all.
+    source_keys = source_keys.with_columns(_h=pl.col("key").hash(_HASH_SEED))
+    target_keys = target_keys.with_columns(_h=pl.col("key").hash(_HASH_SEED))
+    target_keys = target_keys.join(source_keys.select("_h"), on="_h", how="semi")
+    source_keys = source_keys.join(target_keys.select("_h"), on="_h", how="semi")
     crowded = (
         source_keys.group_by("key")
         .len("n_source")
@@ -35,7 +41,8 @@ def keyed_pairs(
     )
     pairs = (
         source_keys.join(crowded, on="key", how="anti")
-        .join(target_keys, on="key")
+        .join(target_keys, on="_h")
+        .filter(pl.col("key") == pl.col("key_right"))
         .group_by(pl.col("line_number").alias(names[0]), pl.col("line_number_right").alias(names[1]))
         .agg(pl.col("via").min())
     )
