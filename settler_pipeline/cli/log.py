@@ -65,9 +65,9 @@ def repair_command(data_dir: DataDirOption = Path("data"), json: JsonOption = Fa
         emit_json(report.to_dict())
     else:
         for action in report.actions:
-            console.print(f"[green]done:[/] {action}", highlight=False)
+            console.print(Text.assemble(("done: ", "green"), action), highlight=False)
         for item in report.unresolved:
-            console.print(f"[red]not repaired:[/] {item}", highlight=False)
+            console.print(Text.assemble(("not repaired: ", "red"), item), highlight=False)
         if not report.actions and not report.unresolved:
             console.print("nothing to repair")
     if not report.ok:

@@ -73,6 +73,10 @@ LIFECYCLE_FIELDS: Final = union_schema(
         "rejected_by",
         "matched_by",
         "dismissed_by",
+        "amount",
+        "target_amount",
+        "amount_difference",
+        "currency",
     ),
 )
 

@@ -30,7 +30,7 @@ _DECISIONS = {
 
 class ReconciliationMatches(PartedReadModel):
     name = "reconciliation_matches"
-    version = 1
+    version = 2  # 2: manual matches carry their amounts
     doc = "One row per match of each run's latest attempt: automatic, proposed (and its decision) or manual."
     key = _KEY
     # Automatic matches never change: big parts. A decision rewrites the run's review part: small ones.
@@ -56,8 +56,8 @@ class ReconciliationMatches(PartedReadModel):
         Column("confidence", pl.Float64(), "The rule's score in [0, 1]; null for manual matches."),
         Column("source_ids", IDS, "Source record ids in the match."),
         Column("target_ids", IDS, "Target record ids in the match."),
-        Column("amount", pl.Int64(), "Source amount (sum), minor units; null for manual matches."),
-        Column("target_amount", pl.Int64(), "Target amount (sum), minor units; null for manual matches."),
+        Column("amount", pl.Int64(), "Source amount (sum), minor units (of a manual match: as checked)."),
+        Column("target_amount", pl.Int64(), "Target amount (sum), minor units."),
         Column("amount_difference", pl.Int64(), "target_amount - amount, minor units."),
         Column("currency", pl.String(), "ISO currency."),
         Column("matched_at", TS, "Event time of the event that made (or proposed) the match."),
@@ -171,10 +171,11 @@ def _manual(batch: EventBatch, known: pl.DataFrame) -> pl.DataFrame:
         pl.lit(None, pl.Float64).alias("confidence"),
         "source_ids",
         "target_ids",
-        pl.lit(None, pl.Int64).alias("amount"),
-        pl.lit(None, pl.Int64).alias("target_amount"),
-        pl.lit(None, pl.Int64).alias("amount_difference"),
-        pl.lit(None, pl.String).alias("currency"),
+        # recorded since manual matches are checked against the job's tolerance (null before)
+        pl.col("amount").cast(pl.Int64),
+        pl.col("target_amount").cast(pl.Int64),
+        pl.col("amount_difference").cast(pl.Int64),
+        pl.col("currency").cast(pl.String),
         pl.col("timestamp").alias("matched_at"),
         pl.col("timestamp").alias("reviewed_at"),
         pl.col("matched_by").alias("reviewed_by"),

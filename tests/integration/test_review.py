@@ -3,11 +3,14 @@ accepted as `review list` prints them, and a manual match checks currency and to
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
+import polars as pl
 import pytest
 
+from settler_pipeline import projections
 from settler_pipeline.errors import NotFoundError, StateError, ValidationError
 from settler_pipeline.sample_job import write_sample_job
 from settler_pipeline.session import Settler
@@ -95,7 +98,12 @@ def test_a_difference_beyond_tolerance_needs_acceptance_and_a_note(run: tuple[Pa
         outcome = app.review("match", run_id, **ids, accept_difference=True, note="agreed discount")
         assert outcome.events_appended == 1
         event = app.events(stream=run_id, event_types=["RecordsManuallyMatched"]).row(-1, named=True)
-    import json
+        projections.update(app.store, data)
+        matches = app.read_model("reconciliation_matches")
+    manual = matches.filter(pl.col("status") == "manual").row(0, named=True)
+    assert manual["amount"] == s["source"][0]["amount_minor"]
+    assert manual["amount_difference"] == t["target"][0]["amount_minor"] - s["source"][0]["amount_minor"]
+    assert manual["currency"] == s["source"][0]["currency"] and manual["tenant"] == "acme"
 
     data_ = json.loads(event["data"])
     assert data_["difference_accepted"] is True
