@@ -36,7 +36,7 @@ from settler_pipeline.domain import commands as c
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
 from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
-from settler_pipeline.domain.matching import MatchResult, match_records
+from settler_pipeline.domain.matching import match_records
 from settler_pipeline.domain.reconciliation import ReconciliationState
 from settler_pipeline.errors import (
     ConcurrencyError,
@@ -53,7 +53,6 @@ from settler_pipeline.logs import get_logger
 _log = get_logger(__name__)
 RUN_STEPS = 5  # read source, read target, record the reads, match, append the results
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5b7c6f0e-3d1a-4c55-9a43-8f0f2a6b1c01")
-MAX_ERROR_MESSAGE = 2000  # characters of an unexpected error kept in ReconciliationFailed
 
 
 @dataclass
@@ -183,7 +182,7 @@ class ReconciliationService:
         self,
         cmd: c.RunCommand,
         state: ReconciliationState,
-        drafts: list[agg.Draft],
+        drafts: list[agg.NewEvent],
     ) -> tuple[list[EventEnvelope], list[str]]:
         ids, correlation, causation = self._ids(cmd, len(drafts))
         correlation = state.correlation_id or correlation or new_id()
@@ -193,8 +192,8 @@ class ReconciliationService:
                 id=event_id,
                 aggregate_id=cmd.reconciliation_id,
                 aggregate_type=e.AGGREGATE_TYPE,
-                event_type=event_type,
-                data=data,
+                event_type=draft.event_type,
+                data=draft.data(),
                 metadata=EventMetadata(
                     tenant_id=cmd.tenant_id,
                     user_id=cmd.user_id,
@@ -203,7 +202,7 @@ class ReconciliationService:
                     causation_id=causation,
                 ),
             )
-            for event_id, (event_type, data) in zip(ids, drafts, strict=True)
+            for event_id, draft in zip(ids, drafts, strict=True)
         ]
         self.store.append(envelopes, expected_versions={cmd.reconciliation_id: state.version})
         report = self.bus.publish(envelopes)
@@ -406,8 +405,9 @@ class ReconciliationService:
             detected_by=user_id,
         )
         meta = self._run_meta(state, user_id, cause=None)
-        event_type, data = drafts[0]
-        state, _ = self._append_run(state, run_events.single_event(event_type, data, meta))
+        state, _ = self._append_run(
+            state, run_events.single_event(drafts[0].event_type, drafts[0].data(), meta)
+        )
         if state.status == agg.ABANDONED:
             self.leases.clear(run_id)
         return state
@@ -512,17 +512,13 @@ class ReconciliationService:
         meta = self._run_meta(state, user_id, cause)
         try:
             return self._attempt(progress, spec, meta, failures)
-        except UserError as exc:
-            return self._fail(
-                progress.state, meta, progress.step, exc, retryable=isinstance(exc, NotFoundError)
-            )
         except Exception as exc:
-            # Anything unexpected after the start still ends the attempt on the record (never a run left
-            # "running"); retryable, since the cause may be transient.
-            return self._fail(progress.state, meta, progress.step, exc, retryable=True)
+            # Anything after the start, expected or not, ends the attempt on the record (never a run
+            # left "running"); the domain decides whether a retry may help.
+            return self._fail(progress.state, meta, progress.step, exc)
         except BaseException as exc:
             # Ctrl-C or a termination signal: record the failure, then let the process stop.
-            self._fail(progress.state, meta, progress.step, exc, retryable=True)
+            self._fail(progress.state, meta, progress.step, exc)
             raise
 
     def _run_meta(self, state: ReconciliationState, user_id: str, cause: str | None) -> dict[str, Any]:
@@ -593,16 +589,23 @@ class ReconciliationService:
                 on_pass=lambda name, i, n: self._step(f"matching: pass {i + 1} of {n} ({name})", 3),
             )
         except SettlerError as exc:
-            return self._fail(state, meta, "match", exc, retryable=False)
+            return self._fail(state, meta, "match", exc)
         progress.step = "record_results"
-        summary = _summary(result, sides, int((time.perf_counter() - started) * 1000))
-        completed = e.ReconciliationCompleted(attempt=state.attempt, summary=summary)
+        summary = agg.summarise(
+            result,
+            source_records=sides["source"].records.height,
+            source_quarantined=sides["source"].quarantine.height,
+            target_records=sides["target"].records.height,
+            target_quarantined=sides["target"].quarantine.height,
+            duration_ms=int((time.perf_counter() - started) * 1000),
+        )
+        completed = agg.decide_completion(state, summary)
         results = pl.concat(
             [
                 run_events.match_events(result, state.attempt, meta, sides),
                 run_events.unmatched_events(result, state.attempt, meta, sides),
                 run_events.duplicate_events(result, state.attempt, meta),
-                run_events.single_event(e.RECONCILIATION_COMPLETED, completed.model_dump(mode="json"), meta),
+                run_events.single_event(completed.event_type, completed.data(), meta),
             ]
         )
         self._step(f"appending {results.height:,} events", 4)
@@ -665,26 +668,20 @@ class ReconciliationService:
         meta: dict[str, Any],
         step: str,
         exc: BaseException,
-        *,
-        retryable: bool,
     ) -> RunOutcome:
-        message = str(exc) or type(exc).__name__
-        if isinstance(exc, SystemExit | KeyboardInterrupt):
-            message = "the process was interrupted (a termination signal or Ctrl-C) while the run executed"
-        if len(message) > MAX_ERROR_MESSAGE:
-            message = f"{message[:MAX_ERROR_MESSAGE]}... ({len(message)} characters)"
-        payload = e.ReconciliationFailed(
-            attempt=state.attempt,
-            error=e.ErrorData(type=type(exc).__name__, message=message),
-            step=step,
-            retryable=retryable,
-        )
+        failure = agg.decide_failure(state, exc, step=step)
+        data = failure.data()
         _log.warning(
             "run failed: %s",
-            message,
-            extra={**_fields(state), "step": step, "error": type(exc).__name__, "retryable": retryable},
+            data["error"]["message"],
+            extra={
+                **_fields(state),
+                "step": step,
+                "error": type(exc).__name__,
+                "retryable": data["retryable"],
+            },
         )
-        frame = run_events.single_event(e.RECONCILIATION_FAILED, payload.model_dump(mode="json"), meta)
+        frame = run_events.single_event(failure.event_type, data, meta)
         state, count = self._append_run(state, frame)
         return self._outcome(state, events_appended=count)
 
@@ -731,35 +728,6 @@ def _termination_raises() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-
-
-def _summary(result: MatchResult, sides: dict[str, LoadedSide], duration_ms: int) -> e.Summary:
-    """The run's summary. Match rate (the one definition, see docs/read-models.md): the share of the
-    run's own source records (in range, not duplicates) that ended in an auto-confirmed match."""
-    accounting = result.accounting()
-    unmatched = result.unmatched.filter(pl.col("reason") != "outside_range")
-    unmatched_source = unmatched.filter(pl.col("side") == "source").height
-    unmatched_target = unmatched.filter(pl.col("side") == "target").height
-    matched_source = accounting["source"]["matched"]
-    eligible = matched_source + accounting["source"]["proposed"] + unmatched_source
-    quarantined = sides["source"].quarantine.height + sides["target"].quarantine.height
-    return e.Summary(
-        total_source_records=sides["source"].records.height + sides["source"].quarantine.height,
-        total_target_records=sides["target"].records.height + sides["target"].quarantine.height,
-        matched_count=result.matches.filter(pl.col("status") == "matched").height,
-        matched_source_records=matched_source,
-        matched_target_records=accounting["target"]["matched"],
-        proposed_count=result.matches.filter(pl.col("status") == "proposed").height,
-        unmatched_source_count=unmatched_source,
-        unmatched_target_count=unmatched_target,
-        duplicate_count=result.duplicates.height,
-        quarantined_count=quarantined,
-        errors_count=quarantined,
-        duration_ms=duration_ms,
-        # an empty run (no in-range source records) has no match rate, rather than a 0 % that would
-        # drag down every average
-        match_rate=round(matched_source / eligible, 6) if eligible else None,
-    )
 
 
 def _fields(state: ReconciliationState) -> dict[str, Any]:

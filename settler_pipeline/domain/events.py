@@ -11,6 +11,7 @@ Money fields are integer minor units; ``confidence`` is a score in [0, 1].
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -253,7 +254,7 @@ class RecordsManuallyMatched(EventData):
 
 
 class ExceptionDismissed(EventData):
-    exception_id: str  # e.g. "unmatched:source:ch_123", "duplicate:target:42" (see reconciliation.py)
+    exception_id: str  # e.g. "unmatched:source:ch_123", "duplicate:target:42" (see exception_ids.py)
     reason: str
     dismissed_by: str
 
@@ -278,6 +279,25 @@ PAYLOADS: Final[dict[str, type[EventData]]] = {
     RECORDS_MANUALLY_MATCHED: RecordsManuallyMatched,
     EXCEPTION_DISMISSED: ExceptionDismissed,
 }
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event a decision emits, before it has an id, a position or metadata: its type name and its
+    payload (an instance of that type's payload model, checked here)."""
+
+    event_type: str
+    payload: EventData
+    omit_none: bool = False  # leave null optional fields out of the stored data (fields added later)
+
+    def __post_init__(self) -> None:
+        model = PAYLOADS.get(self.event_type)
+        if model is not None and not isinstance(self.payload, model):
+            raise TypeError(f"{self.event_type} takes a {model.__name__}, not {type(self.payload).__name__}")
+
+    def data(self) -> dict[str, Any]:
+        """The payload as stored (JSON-ready)."""
+        return self.payload.model_dump(mode="json", exclude_none=self.omit_none)
 
 
 def register_events(registry: EventRegistry = default_registry) -> None:

@@ -1,6 +1,6 @@
 """``reconciliation_summary``: one row per run, its latest attempt's status, counts and outcome.
 
-Counts follow the aggregate exactly (``domain/reconciliation.py``): they are those of the latest attempt
+Counts follow the aggregate exactly (``domain/reconciliation/``): they are those of the latest attempt
 (a retry starts from zero); ``matched``, ``proposed`` and ``unmatched_*`` move with review decisions,
 ``duplicates`` and ``quarantined`` count what the attempt found. As in the aggregate, a review decision
 is taken to close an item that is open: the command handlers check that before appending it.

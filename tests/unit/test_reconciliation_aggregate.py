@@ -44,9 +44,13 @@ def start_command() -> c.StartReconciliation:
     )
 
 
+def as_envelope(new: agg.NewEvent) -> EventEnvelope:
+    return envelope(new.event_type, new.data())
+
+
 def started() -> EventEnvelope:
-    ((event_type, data),) = agg.decide_start(agg.ReconciliationState(), start_command(), fingerprint="f")
-    return envelope(event_type, data)
+    (new,) = agg.decide_start(agg.ReconciliationState(), start_command(), fingerprint="f")
+    return envelope(new.event_type, new.data())
 
 
 def unmatched(side: str, record_id: str, reason: str = "missing_settlement") -> EventEnvelope:
@@ -120,7 +124,7 @@ def test_a_started_run_can_not_be_started_again() -> None:
 def test_a_completed_run_can_not_be_cancelled_and_a_running_one_can() -> None:
     cancel = c.CancelReconciliation(reconciliation_id=RUN, tenant_id=TENANT, user_id="bob", reason="stop")
     running = agg.fold(agg.ReconciliationState(), [started()])
-    assert agg.decide_cancel(running, cancel)[0][0] == e.RECONCILIATION_CANCELLED
+    assert agg.decide_cancel(running, cancel)[0].event_type == e.RECONCILIATION_CANCELLED
     done = agg.fold(running, [completed()])
     with pytest.raises(StateError, match="already completed"):
         agg.decide_cancel(done, cancel)
@@ -134,8 +138,8 @@ def test_only_failed_or_cancelled_runs_are_retried_and_a_retry_resets_the_attemp
     cancelled = agg.fold(
         done, [envelope(e.RECONCILIATION_CANCELLED, {"attempt": 1, "reason": "x", "cancelled_by": "b"})]
     )
-    ((event_type, data),) = agg.decide_retry(cancelled, retry)
-    again = agg.fold(cancelled, [envelope(event_type, data)])
+    (new,) = agg.decide_retry(cancelled, retry)
+    again = agg.fold(cancelled, [envelope(new.event_type, new.data())])
     assert (again.status, again.attempt, again.open_exceptions) == (agg.STARTED, 2, {})
 
 
@@ -160,12 +164,12 @@ def test_review_closes_exceptions_and_a_rejected_proposal_reopens_its_records() 
     reject = c.RejectMatch(
         reconciliation_id=RUN, tenant_id=TENANT, user_id="bob", match_id="m1", reason="wrong"
     )
-    state = agg.fold(state, [envelope(*agg.decide_reject(state, reject)[0])])
+    state = agg.fold(state, [as_envelope(agg.decide_reject(state, reject)[0])])
     assert "unmatched:source:s1" in state.open_exceptions and "proposed:m1" not in state.open_exceptions
     manual = c.MatchManually(
         reconciliation_id=RUN, tenant_id=TENANT, user_id="bob", source_ids=["a"], target_ids=["b"]
     )
-    state = agg.fold(state, [envelope(*agg.decide_manual_match(state, manual, match_id="mm")[0])])
+    state = agg.fold(state, [as_envelope(agg.decide_manual_match(state, manual, match_id="mm")[0])])
     assert "unmatched:source:a" not in state.open_exceptions
     with pytest.raises(StateError, match="not an open unmatched exception"):
         agg.decide_manual_match(state, manual, match_id="mm2")
@@ -176,7 +180,7 @@ def test_review_closes_exceptions_and_a_rejected_proposal_reopens_its_records() 
         exception_id="unmatched:target:t1",
         reason="bank fee",
     )
-    state = agg.fold(state, [envelope(*agg.decide_dismiss(state, dismiss)[0])])
+    state = agg.fold(state, [as_envelope(agg.decide_dismiss(state, dismiss)[0])])
     assert set(state.open_exceptions) == {"unmatched:source:s1"}
     assert state.counts.unmatched_source == 1 and state.counts.unmatched_target == 0
 
