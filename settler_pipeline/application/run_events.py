@@ -6,29 +6,31 @@ payload described in ``domain/events.py``.
 
 from __future__ import annotations
 
-from typing import Any
+import json
 
 import polars as pl
 
 from settler_pipeline.adapters.loader import LoadedSide
 from settler_pipeline.domain import events as e
+from settler_pipeline.domain.envelope import EventContext
+from settler_pipeline.domain.events import NewEvent
 from settler_pipeline.domain.matching import MatchResult
 from settler_pipeline.store.event_ids import new_ids
 
 
 def _frame(
-    data: pl.Expr, event_type: pl.Expr | str, height: int, meta: dict[str, Any], source: pl.DataFrame
+    data: pl.Expr, event_type: pl.Expr | str, height: int, ctx: EventContext, source: pl.DataFrame
 ) -> pl.DataFrame:
     out = source.select(
-        pl.lit(meta["aggregate_id"]).alias("aggregate_id"),
+        pl.lit(ctx.aggregate_id).alias("aggregate_id"),
         pl.lit(e.AGGREGATE_TYPE).alias("aggregate_type"),
         (pl.lit(event_type) if isinstance(event_type, str) else event_type).alias("event_type"),
         data.alias("data"),
-        pl.lit(meta["tenant_id"]).alias("tenant_id"),
-        pl.lit(meta["user_id"], dtype=pl.String).alias("user_id"),
-        pl.lit(meta["correlation_id"]).alias("correlation_id"),
-        pl.lit(meta["causation_id"], dtype=pl.String).alias("causation_id"),
-        pl.lit(meta["timestamp"], dtype=pl.Datetime("us", "UTC")).alias("timestamp"),
+        pl.lit(ctx.tenant_id).alias("tenant_id"),
+        pl.lit(ctx.user_id, dtype=pl.String).alias("user_id"),
+        pl.lit(ctx.correlation_id).alias("correlation_id"),
+        pl.lit(ctx.causation_id, dtype=pl.String).alias("causation_id"),
+        pl.lit(ctx.timestamp, dtype=pl.Datetime("us", "UTC")).alias("timestamp"),
     )
     return (
         out.with_columns(new_ids(height))
@@ -37,7 +39,7 @@ def _frame(
     )
 
 
-def quarantine_events(side: str, loaded: LoadedSide, attempt: int, meta: dict[str, Any]) -> pl.DataFrame:
+def quarantine_events(side: str, loaded: LoadedSide, attempt: int, ctx: EventContext) -> pl.DataFrame:
     """One ``RecordQuarantined`` per quarantined row, with the raw row, reason and line number."""
     q = loaded.quarantine
     data = pl.struct(
@@ -47,7 +49,7 @@ def quarantine_events(side: str, loaded: LoadedSide, attempt: int, meta: dict[st
         pl.col("reason"),
         pl.col("raw"),
     ).struct.json_encode()
-    return _frame(data, e.RECORD_QUARANTINED, q.height, meta, q)
+    return _frame(data, e.RECORD_QUARANTINED, q.height, ctx, q)
 
 
 _TIME = "%Y-%m-%dT%H:%M:%S%.6fZ"
@@ -90,7 +92,7 @@ def _with_proposal_records(matches: pl.DataFrame, sides: dict[str, LoadedSide]) 
 
 
 def match_events(
-    result: MatchResult, attempt: int, meta: dict[str, Any], sides: dict[str, LoadedSide] | None = None
+    result: MatchResult, attempt: int, ctx: EventContext, sides: dict[str, LoadedSide] | None = None
 ) -> pl.DataFrame:
     """``RecordMatched`` (auto-confirmed) and ``MatchProposed`` (needs review) events; with the loaded
     ``sides``, proposals carry both sides' records."""
@@ -127,11 +129,11 @@ def match_events(
         .then(pl.lit(e.RECORD_MATCHED))
         .otherwise(pl.lit(e.MATCH_PROPOSED))
     )
-    return _frame(data, event_type, m.height, meta, m)
+    return _frame(data, event_type, m.height, ctx, m)
 
 
 def unmatched_events(
-    result: MatchResult, attempt: int, meta: dict[str, Any], sides: dict[str, LoadedSide] | None = None
+    result: MatchResult, attempt: int, ctx: EventContext, sides: dict[str, LoadedSide] | None = None
 ) -> pl.DataFrame:
     """One ``RecordUnmatched`` per record left unmatched, with its reason (and, with the loaded
     ``sides``, its reference and description, for review)."""
@@ -165,10 +167,10 @@ def unmatched_events(
         pl.col("closest_rejection"),
         *extra,
     ).struct.json_encode()
-    return _frame(data, e.RECORD_UNMATCHED, u.height, meta, u)
+    return _frame(data, e.RECORD_UNMATCHED, u.height, ctx, u)
 
 
-def duplicate_events(result: MatchResult, attempt: int, meta: dict[str, Any]) -> pl.DataFrame:
+def duplicate_events(result: MatchResult, attempt: int, ctx: EventContext) -> pl.DataFrame:
     """One ``DuplicateRecordDetected`` per extra occurrence of a record id."""
     d = result.duplicates
     data = pl.struct(
@@ -178,12 +180,10 @@ def duplicate_events(result: MatchResult, attempt: int, meta: dict[str, Any]) ->
         pl.col("line_number"),
         pl.col("first_line_number"),
     ).struct.json_encode()
-    return _frame(data, e.DUPLICATE_DETECTED, d.height, meta, d)
+    return _frame(data, e.DUPLICATE_DETECTED, d.height, ctx, d)
 
 
-def single_event(event_type: str, payload: dict[str, Any], meta: dict[str, Any]) -> pl.DataFrame:
+def single_event(new: NewEvent, ctx: EventContext) -> pl.DataFrame:
     """A one-row frame for a lifecycle event."""
-    import json
-
     one = pl.DataFrame({"_": [0]})
-    return _frame(pl.lit(json.dumps(payload, sort_keys=True)), event_type, 1, meta, one)
+    return _frame(pl.lit(json.dumps(new.data(), sort_keys=True)), new.event_type, 1, ctx, one)

@@ -35,7 +35,7 @@ from settler_pipeline.application.ports import EventLog
 from settler_pipeline.domain import commands as c
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
-from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
+from settler_pipeline.domain.envelope import EventContext, EventEnvelope, EventMetadata
 from settler_pipeline.domain.matching import match_records
 from settler_pipeline.domain.reconciliation import ReconciliationState
 from settler_pipeline.errors import (
@@ -404,10 +404,8 @@ class ReconciliationService:
             "(killed, out of memory, or its lease was not renewed)",
             detected_by=user_id,
         )
-        meta = self._run_meta(state, user_id, cause=None)
-        state, _ = self._append_run(
-            state, run_events.single_event(drafts[0].event_type, drafts[0].data(), meta)
-        )
+        ctx = self._run_context(state, user_id, cause=None)
+        state, _ = self._append_run(state, run_events.single_event(drafts[0], ctx))
         if state.status == agg.ABANDONED:
             self.leases.clear(run_id)
         return state
@@ -509,31 +507,31 @@ class ReconciliationService:
         match results with the completion), each expecting the version it last saw: a cancel that lands
         in between wins, and this attempt stops without writing more."""
         progress = _Progress(state)
-        meta = self._run_meta(state, user_id, cause)
+        ctx = self._run_context(state, user_id, cause)
         try:
-            return self._attempt(progress, spec, meta, failures)
+            return self._attempt(progress, spec, ctx, failures)
         except Exception as exc:
             # Anything after the start, expected or not, ends the attempt on the record (never a run
             # left "running"); the domain decides whether a retry may help.
-            return self._fail(progress.state, meta, progress.step, exc)
+            return self._fail(progress.state, ctx, progress.step, exc)
         except BaseException as exc:
             # Ctrl-C or a termination signal: record the failure, then let the process stop.
-            self._fail(progress.state, meta, progress.step, exc)
+            self._fail(progress.state, ctx, progress.step, exc)
             raise
 
-    def _run_meta(self, state: ReconciliationState, user_id: str, cause: str | None) -> dict[str, Any]:
+    def _run_context(self, state: ReconciliationState, user_id: str, cause: str | None) -> EventContext:
         assert state.reconciliation_id and state.tenant_id
-        return {
-            "aggregate_id": state.reconciliation_id,
-            "tenant_id": state.tenant_id,
-            "user_id": user_id,
-            "correlation_id": state.correlation_id,
-            "causation_id": cause,
-            "timestamp": datetime.now(UTC),
-        }
+        return EventContext(
+            aggregate_id=state.reconciliation_id,
+            tenant_id=state.tenant_id,
+            user_id=user_id,
+            correlation_id=state.correlation_id,
+            causation_id=cause,
+            timestamp=datetime.now(UTC),
+        )
 
     def _attempt(
-        self, progress: _Progress, spec: JobSpec, meta: dict[str, Any], failures: list[str]
+        self, progress: _Progress, spec: JobSpec, ctx: EventContext, failures: list[str]
     ) -> RunOutcome:
         started = time.perf_counter()
         state = progress.state
@@ -569,8 +567,8 @@ class ReconciliationService:
                 total_rows=loaded.total_rows,
                 fetch_duration_ms=loaded.duration_ms,
             )
-            batch.append(run_events.single_event(event_type, payload.model_dump(mode="json"), meta))
-            batch.append(run_events.quarantine_events(side, loaded, state.attempt, meta))
+            batch.append(run_events.single_event(e.NewEvent(event_type, payload), ctx))
+            batch.append(run_events.quarantine_events(side, loaded, state.attempt, ctx))
         state, count = self._append_run(state, pl.concat(batch))
         progress.state = state
         appended += count
@@ -589,7 +587,7 @@ class ReconciliationService:
                 on_pass=lambda name, i, n: self._step(f"matching: pass {i + 1} of {n} ({name})", 3),
             )
         except SettlerError as exc:
-            return self._fail(state, meta, "match", exc)
+            return self._fail(state, ctx, "match", exc)
         progress.step = "record_results"
         summary = agg.summarise(
             result,
@@ -602,10 +600,10 @@ class ReconciliationService:
         completed = agg.decide_completion(state, summary)
         results = pl.concat(
             [
-                run_events.match_events(result, state.attempt, meta, sides),
-                run_events.unmatched_events(result, state.attempt, meta, sides),
-                run_events.duplicate_events(result, state.attempt, meta),
-                run_events.single_event(completed.event_type, completed.data(), meta),
+                run_events.match_events(result, state.attempt, ctx, sides),
+                run_events.unmatched_events(result, state.attempt, ctx, sides),
+                run_events.duplicate_events(result, state.attempt, ctx),
+                run_events.single_event(completed, ctx),
             ]
         )
         self._step(f"appending {results.height:,} events", 4)
@@ -665,7 +663,7 @@ class ReconciliationService:
     def _fail(
         self,
         state: ReconciliationState,
-        meta: dict[str, Any],
+        ctx: EventContext,
         step: str,
         exc: BaseException,
     ) -> RunOutcome:
@@ -681,7 +679,7 @@ class ReconciliationService:
                 "retryable": data["retryable"],
             },
         )
-        frame = run_events.single_event(failure.event_type, data, meta)
+        frame = run_events.single_event(failure, ctx)
         state, count = self._append_run(state, frame)
         return self._outcome(state, events_appended=count)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,19 @@ def as_utc(value: datetime) -> datetime:
             hint="pass timezone-aware datetimes (Settler stores every time in UTC)",
         )
     return value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """Who and what every event of one batch is about: the stream, its tenant, the acting user, the
+    flow (correlation) and cause it belongs to, and when it happened (UTC)."""
+
+    aggregate_id: str
+    tenant_id: str
+    user_id: str | None
+    correlation_id: str | None
+    causation_id: str | None
+    timestamp: datetime
 
 
 def validate_name(field: str, value: str) -> str:
