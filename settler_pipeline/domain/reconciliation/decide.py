@@ -199,7 +199,7 @@ def _require_exists(state: ReconciliationState, cmd: c.RunCommand) -> None:
     if state.status == NEW:
         raise NotFoundError(
             f"reconciliation {cmd.reconciliation_id} does not exist",
-            hint='list runs with `settler sql "SELECT * FROM reconciliation_summary"`',
+            hint="list runs with `settler runs`",
         )
 
 
