@@ -24,7 +24,7 @@ def test_each_short_id_is_a_unique_prefix_of_its_own_id_only(run_ids: list[str])
 
 @given(ids)
 def test_a_short_id_is_as_short_as_it_can_be(run_ids: list[str]) -> None:
-    for run_id, prefix in short_ids(run_ids).items():
+    for prefix in short_ids(run_ids).values():
         shorter = prefix[:-1].rstrip("-")
         if len(shorter) >= 8:
             assert sum(other.startswith(shorter) for other in run_ids) > 1
