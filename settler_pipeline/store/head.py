@@ -1,7 +1,11 @@
 """The recorded committed head: the highest position ever acknowledged to a writer's caller.
 
-Every commit writes it (``log/head``, 16 bytes, fsynced) after its events are durable and before the
-call returns, so it is a lower bound of what the log must hold. Recovery, readers and ``verify`` compare
+Every commit writes it (``log/head``, 16 bytes) after its events are durable and before the call
+returns, so it is a lower bound of what the log must hold. A small commit does not fsync it (its events
+are already durable in the write-ahead file; a second sync would double the commit's cost): a process
+crash keeps it (the page cache survives), and after a power loss it may only be *older*, which weakens
+detection for that one case but never reports a loss that did not happen. Segment commits sync it.
+Recovery, readers and ``verify`` compare
 it with what the commit point and the write-ahead tail actually hold: a tail that was truncated or
 deleted, or an older commit point put back, shows as acknowledged positions that cannot be found,
 instead of those positions being silently handed out again.
@@ -40,12 +44,14 @@ def read_head(path: Path) -> int | None:
     )
 
 
-def write_head(path: Path, head: int) -> None:
-    """Durably record ``head`` (in place: 16 bytes in one sector, written by one writer at a time)."""
+def write_head(path: Path, head: int, *, sync: bool = True) -> None:
+    """Record ``head`` (in place: 16 bytes in one sector, written by one writer at a time); with
+    ``sync`` also make it durable."""
     body = _FORMAT.pack(_MAGIC, head)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
         os.pwrite(fd, body + _CRC.pack(zlib.crc32(body)), 0)
-        os.fdatasync(fd)
+        if sync:
+            os.fdatasync(fd)
     finally:
         os.close(fd)

@@ -204,7 +204,7 @@ class LogWriter(LogLookups):
         valid = wal.append(view.wal_path, table, valid_bytes=view.wal_valid_bytes)
         view.tail.extend(table)
         head = view.head
-        write_head(self.head_path, head)  # only now is the commit acknowledged
+        write_head(self.head_path, head, sync=False)  # only now is the commit acknowledged
         self._view = replace(
             view, wal_valid_bytes=valid, wal_stamp=wal.stamp(view.wal_path), recorded_head=head, torn_bytes=0
         )
