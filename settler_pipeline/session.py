@@ -22,7 +22,8 @@ from settler_pipeline.adapters.confinement import InputRoots
 from settler_pipeline.application.access import AccessControl, Tenant, os_login
 from settler_pipeline.application.bus import EventBus
 from settler_pipeline.application.lease import RunLeases
-from settler_pipeline.application.service import ReconciliationService, RunOutcome
+from settler_pipeline.application.outcome import RunOutcome
+from settler_pipeline.application.service import ReconciliationService
 from settler_pipeline.domain import commands as c
 from settler_pipeline.domain.reconciliation import ReconciliationState
 from settler_pipeline.errors import NotFoundError, ValidationError

@@ -33,7 +33,7 @@ from settler_pipeline.cli.output import (
 from settler_pipeline.errors import ValidationError
 
 if TYPE_CHECKING:
-    from settler_pipeline.application.service import RunOutcome
+    from settler_pipeline.application.outcome import RunOutcome
 
 RunArg = Annotated[str, typer.Argument(help="Run id, or a unique prefix of it (see `settler runs`).")]
 

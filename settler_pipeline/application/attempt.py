@@ -1,0 +1,284 @@
+"""One attempt of a run, executed: read both sides, record what was read, match, record the results.
+
+An attempt appends in two atomic batches (fetch results, then the match results with the completion),
+each expecting the version it last saw: a cancel that lands in between wins, and the attempt stops
+without writing more. Every way it can end after the start is on the record: completed, failed (any
+exception, and catchable signals), or, if the process dies, abandoned later through its lease.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import polars as pl
+
+from settler_pipeline.adapters.confinement import InputRoots
+from settler_pipeline.adapters.loader import LoadedSide, load_side
+from settler_pipeline.application import run_events
+from settler_pipeline.application.bus import EventBus, PublishReport
+from settler_pipeline.application.outcome import RunOutcome, outcome
+from settler_pipeline.application.ports import EventLog
+from settler_pipeline.domain import events as e
+from settler_pipeline.domain import reconciliation as agg
+from settler_pipeline.domain.envelope import EventContext, EventEnvelope, EventMetadata
+from settler_pipeline.domain.matching import match_records
+from settler_pipeline.domain.reconciliation import ReconciliationState
+from settler_pipeline.errors import ConcurrencyError, SettlerError
+from settler_pipeline.jobspec import DateRange, JobSpec
+from settler_pipeline.logs import get_logger
+
+_log = get_logger(__name__)
+RUN_STEPS = 5  # read source, read target, record the reads, match, append the results
+
+
+class AttemptRunner:
+    """Executes attempts of runs against an event log (the service owns the commands around them)."""
+
+    def __init__(
+        self,
+        store: EventLog,
+        bus: EventBus,
+        roots: InputRoots,
+        *,
+        load: Callable[[str], ReconciliationState],
+        step: Callable[[str, int], None],
+    ) -> None:
+        """``load`` reloads a run after another writer moved it; ``step`` reports progress."""
+        self.store = store
+        self.bus = bus
+        self.roots = roots
+        self.load = load
+        self._step = step
+
+    def run(
+        self, state: ReconciliationState, spec: JobSpec, user_id: str, cause: str, failures: list[str]
+    ) -> RunOutcome:
+        """Fetch, match and record one attempt. Appends in two atomic batches (fetch results, then the
+        match results with the completion), each expecting the version it last saw: a cancel that lands
+        in between wins, and this attempt stops without writing more."""
+        progress = _Progress(state)
+        ctx = self.context(state, user_id, cause)
+        try:
+            return self._attempt(progress, spec, ctx, failures)
+        except Exception as exc:
+            # Anything after the start, expected or not, ends the attempt on the record (never a run
+            # left "running"); the domain decides whether a retry may help.
+            return self._fail(progress.state, ctx, progress.step, exc)
+        except BaseException as exc:
+            # Ctrl-C or a termination signal: record the failure, then let the process stop.
+            self._fail(progress.state, ctx, progress.step, exc)
+            raise
+
+    def context(self, state: ReconciliationState, user_id: str, cause: str | None) -> EventContext:
+        assert state.reconciliation_id and state.tenant_id
+        return EventContext(
+            aggregate_id=state.reconciliation_id,
+            tenant_id=state.tenant_id,
+            user_id=user_id,
+            correlation_id=state.correlation_id,
+            causation_id=cause,
+            timestamp=datetime.now(UTC),
+        )
+
+    def _attempt(
+        self, progress: _Progress, spec: JobSpec, ctx: EventContext, failures: list[str]
+    ) -> RunOutcome:
+        started = time.perf_counter()
+        state = progress.state
+        assert state.reconciliation_id and state.tenant_id and state.date_range
+        run_id = state.reconciliation_id
+        date_range = DateRange(
+            start=date.fromisoformat(state.date_range[0]), end=date.fromisoformat(state.date_range[1])
+        )
+        appended = 0
+        sides: dict[str, LoadedSide] = {}
+        for side, side_spec in (("source", spec.source), ("target", spec.target)):
+            progress.step = f"fetch_{side}"
+            self._step(f"reading the {side} ({side_spec.adapter})", 0 if side == "source" else 1)
+            sides[side] = load_side(
+                side_spec,
+                date_range=date_range,
+                margin_days=spec.date_window_days,
+                base_dir=spec.base_dir,
+                side=side,
+                roots=self.roots,
+            )
+        progress.step = "record_fetch"
+        self._step("recording what was read", 2)
+        batch = []
+        for side, event_type in (("source", e.SOURCE_RECORDS_FETCHED), ("target", e.TARGET_RECORDS_FETCHED)):
+            loaded = sides[side]
+            payload = e.RecordsFetched(
+                attempt=state.attempt,
+                adapter=(spec.source if side == "source" else spec.target).adapter,
+                count=loaded.records.height,
+                quarantined_count=loaded.quarantine.height,
+                out_of_window_count=loaded.out_of_window,
+                total_rows=loaded.total_rows,
+                fetch_duration_ms=loaded.duration_ms,
+            )
+            batch.append(run_events.single_event(e.NewEvent(event_type, payload), ctx))
+            batch.append(run_events.quarantine_events(side, loaded, state.attempt, ctx))
+        state, count = self.append(state, pl.concat(batch))
+        progress.state = state
+        appended += count
+        if state.status == agg.CANCELLED:
+            return outcome(state, events_appended=appended)
+        progress.step = "match"
+        self._step(
+            f"matching {sides['source'].records.height:,} against {sides['target'].records.height:,}", 3
+        )
+        try:
+            result = match_records(
+                sides["source"].records,
+                sides["target"].records,
+                spec.matching,
+                run_id=run_id,
+                on_pass=lambda name, i, n: self._step(f"matching: pass {i + 1} of {n} ({name})", 3),
+            )
+        except SettlerError as exc:
+            return self._fail(state, ctx, "match", exc)
+        progress.step = "record_results"
+        summary = agg.summarise(
+            result,
+            source_records=sides["source"].records.height,
+            source_quarantined=sides["source"].quarantine.height,
+            target_records=sides["target"].records.height,
+            target_quarantined=sides["target"].quarantine.height,
+            duration_ms=int((time.perf_counter() - started) * 1000),
+        )
+        completed = agg.decide_completion(state, summary)
+        results = pl.concat(
+            [
+                run_events.match_events(result, state.attempt, ctx, sides),
+                run_events.unmatched_events(result, state.attempt, ctx, sides),
+                run_events.duplicate_events(result, state.attempt, ctx),
+                run_events.single_event(completed, ctx),
+            ]
+        )
+        self._step(f"appending {results.height:,} events", 4)
+        state, count = self.append(state, results)
+        appended += count
+        self._step("done", RUN_STEPS)
+        return outcome(
+            state,
+            events_appended=appended,
+            summary=summary.model_dump() if state.status == agg.COMPLETED else None,
+            publish_failures=failures,
+        )
+
+    def append(self, state: ReconciliationState, frame: pl.DataFrame) -> tuple[ReconciliationState, int]:
+        assert state.reconciliation_id
+        try:
+            positions = self.store.append_frame(
+                frame, expected_versions={state.reconciliation_id: state.version}
+            )
+        except ConcurrencyError:
+            _log.info("run changed meanwhile; this attempt stops", extra=_fields(state))
+            return self.load(state.reconciliation_id), 0
+        self._publish_lifecycle(frame, positions)
+        folded = agg.fold_frame(state, frame)
+        _log.info(
+            "events appended",
+            extra={**_fields(folded), "events": len(positions), "head": positions[-1] if positions else None},
+        )
+        return folded, len(positions)
+
+    def _publish_lifecycle(self, frame: pl.DataFrame, positions: list[int]) -> PublishReport:
+        """Publish a run batch's lifecycle events (per-record events reach read models through the log;
+        pushing a million of them through Python callbacks would defeat the columnar path)."""
+        lifecycle = frame.with_columns(pl.Series("global_position", positions, dtype=pl.Int64)).filter(
+            ~pl.col("event_type").is_in(list(e.BULK_EVENT_TYPES))
+        )
+        envelopes = [
+            EventEnvelope(
+                id=row["event_id"],
+                aggregate_id=row["aggregate_id"],
+                aggregate_type=row["aggregate_type"],
+                event_type=row["event_type"],
+                data=json.loads(row["data"]),
+                metadata=EventMetadata(
+                    tenant_id=row["tenant_id"],
+                    user_id=row["user_id"],
+                    timestamp=row["timestamp"],
+                    correlation_id=row["correlation_id"],
+                    causation_id=row["causation_id"],
+                ),
+                global_position=row["global_position"],
+            )
+            for row in lifecycle.iter_rows(named=True)
+        ]
+        return self.bus.publish(envelopes)
+
+    def _fail(
+        self,
+        state: ReconciliationState,
+        ctx: EventContext,
+        step: str,
+        exc: BaseException,
+    ) -> RunOutcome:
+        failure = agg.decide_failure(state, exc, step=step)
+        data = failure.data()
+        _log.warning(
+            "run failed: %s",
+            data["error"]["message"],
+            extra={
+                **_fields(state),
+                "step": step,
+                "error": type(exc).__name__,
+                "retryable": data["retryable"],
+            },
+        )
+        frame = run_events.single_event(failure, ctx)
+        state, count = self.append(state, frame)
+        return outcome(state, events_appended=count)
+
+
+@dataclass
+class _Progress:
+    """Where an executing attempt is: the state it last appended and the step it is in."""
+
+    state: ReconciliationState
+    step: str = "start"
+
+
+@contextlib.contextmanager
+def termination_raises() -> Iterator[None]:
+    """While a run executes, turn SIGTERM and SIGHUP into :class:`SystemExit` (as Ctrl-C already is a
+    KeyboardInterrupt) so the attempt records its failure before the process ends. Only in the main
+    thread, and only where nobody (such as Dagster) installed a handler of their own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) == signal.SIG_DFL:
+            previous[sig] = signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _fields(state: ReconciliationState) -> dict[str, Any]:
+    """What a log line about a run carries: enough to find the run and its events."""
+    return {
+        "run_id": state.reconciliation_id,
+        "tenant": state.tenant_id,
+        "job": state.job_id,
+        "attempt": state.attempt,
+        "status": state.status,
+    }
