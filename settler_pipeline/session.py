@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from settler_pipeline.adapters.confinement import InputRoots
+from settler_pipeline.application import journal
 from settler_pipeline.application.access import AccessControl, Tenant, os_login
 from settler_pipeline.application.bus import EventBus
 from settler_pipeline.application.lease import RunLeases
@@ -65,6 +66,7 @@ class Settler:
         self.user = self.access.identify(user if user is not None else self.settings.user, login=self.login)
         self.store = EventStore.open(self.data_dir, read_only=read_only)
         self.bus = EventBus()
+        journal.subscribe(self.bus)
         self.service = ReconciliationService(
             self.store,
             self.access,

@@ -226,17 +226,7 @@ class AttemptRunner:
         exc: BaseException,
     ) -> RunOutcome:
         failure = agg.decide_failure(state, exc, step=step)
-        data = failure.data()
-        _log.warning(
-            "run failed: %s",
-            data["error"]["message"],
-            extra={
-                **_fields(state),
-                "step": step,
-                "error": type(exc).__name__,
-                "retryable": data["retryable"],
-            },
-        )
+        # the journal (a bus subscriber) writes the failure's log line once it is in the log
         frame = run_events.single_event(failure, ctx)
         state, count = self.append(state, frame)
         return outcome(state, events_appended=count)

@@ -15,11 +15,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from settler_pipeline.application import journal
 from settler_pipeline.application.access import AccessControl
-from settler_pipeline.application.bus import EventBus
+from settler_pipeline.application.bus import ALL, EventBus
 from settler_pipeline.application.service import ReconciliationService
 from settler_pipeline.domain import commands as c
 from settler_pipeline.domain import events as e
+from settler_pipeline.domain.envelope import EventEnvelope
 from settler_pipeline.errors import ConcurrencyError, PermissionDeniedError, StateError
 from settler_pipeline.ids import new_id
 from settler_pipeline.jobspec import load_job_spec
@@ -76,7 +78,9 @@ def world(tmp_path: Path, spec_path: Path) -> World:
     access.grant("olga", tenant, "operator", by="alice")
     access.grant("vic", tenant, "viewer", by="alice")
     log = InMemoryEventLog()
-    return World(ReconciliationService(log, access, EventBus()), log, tenant, spec_path)
+    bus = EventBus()
+    journal.subscribe(bus)
+    return World(ReconciliationService(log, access, bus), log, tenant, spec_path)
 
 
 def test_a_run_appends_its_decisions_and_completes(world: World) -> None:
@@ -155,4 +159,26 @@ def test_a_failed_run_is_logged_with_its_run_tenant_and_step(
     (failed,) = [r for r in caplog.records if r.levelno == logging.WARNING and "run failed" in r.message]
     fields = fields_of(failed)
     assert fields["run_id"] == outcome.reconciliation_id and fields["tenant"] == world.tenant
-    assert (fields["step"], fields["error"]) == ("fetch_target", "NotFoundError")
+    assert (fields["step"], fields["error"], fields["retryable"]) == ("fetch_target", "NotFoundError", True)
+    assert failed.name == "settler_pipeline.journal"
+
+
+def test_a_failing_subscriber_neither_fails_the_command_nor_keeps_the_journal_from_its_line(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(event: EventEnvelope) -> None:
+        raise RuntimeError("subscriber down")
+
+    world.service.bus.subscribe(ALL, broken)
+    with caplog.at_level(logging.INFO, logger="settler_pipeline"):
+        outcome = world.service.start(world.start())
+    assert outcome.status == "completed"
+    assert outcome.publish_failures and "subscriber down" in outcome.publish_failures[0]
+    journal_lines = [r for r in caplog.records if r.name == "settler_pipeline.journal"]
+    assert {fields_of(r)["event"] for r in journal_lines} >= {
+        "ReconciliationStarted",
+        "ReconciliationCompleted",
+    }
+    completed = next(r for r in journal_lines if fields_of(r)["event"] == "ReconciliationCompleted")
+    assert outcome.summary is not None
+    assert fields_of(completed)["match_rate"] == outcome.summary["match_rate"]
