@@ -444,8 +444,10 @@ def with_amount(
         # digits beyond the exponent must be zeros, which `excess` checks).
         head = fraction.str.slice(0, 4)
         ten = pl.lit(10, dtype=pl.Int64)
+        # len_chars, not len_bytes: a fraction of non-ASCII digits (refused by the shape check, but
+        # still evaluated here) must not make the power negative
         four = head.cast(pl.Int64, strict=False).fill_null(0) * ten.pow(
-            4 - head.str.len_bytes().cast(pl.Int64)
+            4 - head.str.len_chars().cast(pl.Int64)
         )
         magnitude = int_value * ten.pow(exponent) + four // ten.pow(4 - exponent)
         excess = fraction.str.strip_chars_end("0").str.len_bytes() > exponent

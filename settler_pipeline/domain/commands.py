@@ -35,8 +35,12 @@ def validate_user(value: str) -> str:
     return normalised
 
 
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(2999, 12, 31)
+
+
 class DateRange(BaseModel):
-    """An inclusive range of calendar days (UTC)."""
+    """An inclusive range of calendar days (UTC) between 1900-01-01 and 2999-12-31."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -45,11 +49,17 @@ class DateRange(BaseModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> DateRange:
+        # Our own errors (not ValueError) so they surface as they are, not wrapped by pydantic.
         if self.start > self.end:
-            # Our own error (not ValueError) so it surfaces as is instead of wrapped by pydantic.
             raise ValidationError(
                 f"date range start {self.start} is after its end {self.end}",
                 hint="give --from on or before --to (both days are included)",
+            )
+        if self.start < FIRST_DAY or self.end > LAST_DAY:
+            # a run's inputs are read with a margin of days around the range, which must stay dates
+            raise ValidationError(
+                f"date range {self.start}..{self.end} reaches outside {FIRST_DAY}..{LAST_DAY}",
+                hint="reconcile the days your data covers",
             )
         return self
 
