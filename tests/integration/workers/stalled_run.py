@@ -8,10 +8,10 @@ import sys
 import time
 from typing import Any
 
-from settler_pipeline.application import service
+from settler_pipeline.application import attempt
 from settler_pipeline.cli.main import main
 
-real_load_side = service.load_side
+real_load_side = attempt.load_side
 
 
 def stalling_load_side(*args: Any, **kwargs: Any) -> Any:
@@ -21,7 +21,7 @@ def stalling_load_side(*args: Any, **kwargs: Any) -> Any:
     return real_load_side(*args, **kwargs)
 
 
-service.load_side = stalling_load_side  # type: ignore[attr-defined]
+attempt.load_side = stalling_load_side  # type: ignore[attr-defined]
 
 if __name__ == "__main__":
     sys.argv = ["settler", *sys.argv[1:]]
