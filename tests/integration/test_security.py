@@ -283,3 +283,22 @@ def test_the_last_admin_of_a_tenant_cannot_demote_or_remove_themselves(world: Wo
     with pytest.raises(UserError, match="last admin"):
         access.grant("beta-admin", beta, "operator", by="beta-admin")
     assert world.fingerprint() == before
+
+
+def test_only_a_global_admin_grants_the_impersonate_right_and_it_lets_a_login_act_as_others(
+    tmp_path: Path,
+) -> None:
+    access = AccessControl(tmp_path / "data")
+    owner = pwd.getpwuid(os.getuid()).pw_name
+    access.create_tenant("acme", admin="alice")
+    assert access.global_admins() == {owner}  # the owner of access.json
+    with pytest.raises(PermissionDeniedError, match="may not act as 'alice'"):
+        access.identify("alice", login="scheduler")
+    with pytest.raises(PermissionDeniedError, match="not a global admin"):
+        access.allow_impersonate("scheduler", by="alice")
+    access.allow_impersonate("scheduler", by=owner)
+    assert access.identify("alice", login="scheduler") == "alice"
+    assert access.identify(None, login="scheduler") == "scheduler"
+    access.forbid_impersonate("scheduler", by=owner)
+    with pytest.raises(PermissionDeniedError):
+        access.identify("alice", login="scheduler")

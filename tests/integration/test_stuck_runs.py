@@ -254,3 +254,31 @@ def test_a_run_whose_process_is_alive_is_not_abandoned(setup: Setup) -> None:
     finally:
         proc.kill()
         proc.communicate(timeout=60)
+
+
+def test_a_dead_run_of_the_same_days_is_abandoned_by_the_next_start_instead_of_blocking_it(
+    setup: Setup,
+) -> None:
+    killed = _stalled(setup, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    (dead,) = setup.runs()
+    other = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "settler_pipeline.cli",
+            "reconcile",
+            str(setup.spec),
+            "--from",
+            DAY.isoformat(),
+        ],
+        capture_output=True,
+        text=True,
+        env=setup.env(),
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert other.returncode == 0, other.stderr  # no --supersede needed: the dead run no longer counts
+    statuses = {str(run["reconciliation_id"]): run["status"] for run in setup.runs()}
+    assert statuses.pop(str(dead["reconciliation_id"])) == "abandoned"
+    assert list(statuses.values()) == ["completed"]
