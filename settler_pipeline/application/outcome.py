@@ -32,7 +32,7 @@ def outcome(state: ReconciliationState, **extra: Any) -> RunOutcome:
     """The outcome of a command that left the run in ``state`` (``extra``: what else it did)."""
     return RunOutcome(
         reconciliation_id=state.reconciliation_id or "",
-        status=state.status,
+        status=str(state.status),  # a plain string: callers put it into JSON and Dagster metadata
         attempt=state.attempt,
         version=state.version,
         error=dict(state.last_error) if state.last_error else None,
