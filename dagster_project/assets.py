@@ -46,7 +46,7 @@ event_log: Final = dg.AssetSpec(
     EVENT_LOG,
     group_name="event_log",
     description="The append-only event log (Parquet segments + write-ahead tail). Observed by "
-    "event_log_sensor whenever its head moves (the observation's data version is the head position); "
+    "event_log_sensor whenever its head moves (the head position is in the observation's metadata); "
     "written by the reconciliations and every command, never materialized here.",
     kinds={"parquet", "duckdb"},
     owners=OWNERS,

@@ -33,9 +33,10 @@ def event_log_sensor(job: Any) -> dg.SensorDefinition:
         last = int(context.cursor or 0)
         if head <= last:
             return dg.SensorResult(skip_reason=f"no new events (head {head})")
-        observation = dg.AssetObservation(
-            asset_key=EVENT_LOG, metadata=metadata, tags={"dagster/data_version": str(head)}
-        )
+        # The head goes in metadata, not in the data version: Dagster's staleness check does not see
+        # an external asset's observed versions, so a versioned observation marks every read model
+        # "unsynced" forever; the sensor, not staleness, decides when they update.
+        observation = dg.AssetObservation(asset_key=EVENT_LOG, metadata=metadata)
         return dg.SensorResult(
             run_requests=[dg.RunRequest(run_key=f"head-{head}", tags={"settler/head": str(head)})],
             asset_events=[observation],

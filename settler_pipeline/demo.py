@@ -165,9 +165,7 @@ def materialize(data_dir: Path) -> tuple[Path, int, int]:
                 with EventStore.open(data_dir) as store:
                     head, metadata = observe_event_log(store)
                 instance.report_runless_asset_event(
-                    dg.AssetObservation(
-                        asset_key=EVENT_LOG, metadata=metadata, tags={"dagster/data_version": str(head)}
-                    )
+                    dg.AssetObservation(asset_key=EVENT_LOG, metadata={**metadata, "head_position": head})
                 )
                 result = dg.materialize(
                     assets,
