@@ -77,7 +77,9 @@ def without_placeholder_entries(lists: pl.Series, extra: Iterable[str] = ()) -> 
     """A list column with placeholder entries (and nulls) removed; untouched when it has none, which
     is the common case and saves a per-list evaluation."""
     flat = lists.explode()
-    if not (flat.is_null().any() or flat.str.contains(placeholder_pattern(extra)).any()):
+    # Exploding makes a null or empty list one null value: compare counts to see null entries.
+    null_entries = int(lists.list.len().sum() or 0) != flat.count()
+    if not (null_entries or flat.str.contains(placeholder_pattern(extra)).any()):
         return lists
     cleaned = pl.select(lists.list.eval(without_placeholders(pl.element(), extra)).list.drop_nulls())
     return cleaned.to_series().alias(lists.name)
