@@ -18,20 +18,15 @@ from typing import Any
 
 import polars as pl
 
-from settler_pipeline.adapters.confinement import InputRoots
-from settler_pipeline.application import journal
-from settler_pipeline.application.access import AccessControl, Tenant, os_login
-from settler_pipeline.application.bus import EventBus
-from settler_pipeline.application.lease import RunLeases
+from settler_pipeline.application.access import Tenant, os_login
 from settler_pipeline.application.outcome import RunOutcome
-from settler_pipeline.application.service import ReconciliationService
+from settler_pipeline.bootstrap import bootstrap
 from settler_pipeline.domain import commands as c
 from settler_pipeline.domain.reconciliation import ReconciliationState
 from settler_pipeline.errors import NotFoundError, ValidationError
 from settler_pipeline.ids import UUID_PATTERN, new_id
 from settler_pipeline.jobspec import JobSpec, load_job_spec
-from settler_pipeline.settings import Settings, load_settings
-from settler_pipeline.store.event_store import EventStore
+from settler_pipeline.settings import Settings
 
 _PREFIX_RE = re.compile(r"^[0-9a-f][0-9a-f-]{3,35}$")
 RUNS_HINT = "list runs with `settler runs`"
@@ -59,21 +54,9 @@ class Settler:
         user, before anything is opened for writing. ``read_only=True`` opens the log for reads only:
         no lock, nothing written, and a directory without Settler data raises :class:`NotFoundError`
         instead of becoming a new, empty store."""
-        self.settings = settings if settings is not None else load_settings(data_dir=data_dir)
-        self.data_dir = Path(data_dir) if data_dir is not None else self.settings.data_dir
-        self.access = AccessControl(self.data_dir)
-        self.login = os_login()
-        self.user = self.access.identify(user if user is not None else self.settings.user, login=self.login)
-        self.store = EventStore.open(self.data_dir, read_only=read_only)
-        self.bus = EventBus()
-        journal.subscribe(self.bus)
-        self.service = ReconciliationService(
-            self.store,
-            self.access,
-            self.bus,
-            roots=InputRoots(self.settings.allowed_input_roots, data_dir=self.data_dir),
-            leases=RunLeases(self.data_dir / "leases", self.settings.run_lease_seconds),
-        )
+        app = bootstrap(data_dir, user=user, settings=settings, read_only=read_only)
+        self.settings, self.data_dir, self.login, self.user = app.settings, app.data_dir, app.login, app.user
+        self.access, self.store, self.bus, self.service = app.access, app.store, app.bus, app.service
 
     def close(self) -> None:
         self.store.close()
