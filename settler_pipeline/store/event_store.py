@@ -27,6 +27,8 @@ from settler_pipeline.domain.envelope import EventEnvelope
 from settler_pipeline.domain.registry import EventRegistry, default_registry
 from settler_pipeline.errors import NotFoundError, StoreError, ValidationError
 from settler_pipeline.ids import validate_uuid
+from settler_pipeline.logs import get_logger
+from settler_pipeline.store import quarantine
 from settler_pipeline.store.limits import (
     BULK_ROWS,
     GRANULE_CACHE_LIMIT,
@@ -42,6 +44,8 @@ from settler_pipeline.store.snapshots import Snapshot
 from settler_pipeline.store.view import LogView
 from settler_pipeline.store.writer import LogWriter
 from settler_pipeline.store.writer_types import AppendResult
+
+_log = get_logger(__name__)
 
 __all__ = [
     "BULK_ROWS",
@@ -61,6 +65,19 @@ class EventStore(LogReader, LogWriter, LogRecovery):
     Safe for several processes at once; one instance is not meant to be shared between threads. The
     parts live in their own modules: ``view`` (the committed log as read), ``reader``, ``writer`` and
     ``lookups``, ``recovery``; this class only puts them together."""
+
+    def publish(self) -> int:
+        """Publish every committed event into the Delta table (see :meth:`LogWriter.publish`), then move
+        to quarantine the segment files that neither the manifest nor the table names any more:
+        leftovers of a flush or compaction interrupted before it published, which recovery keeps for
+        as long as the table still names them."""
+        published = super().publish()
+        with self._write_lock():
+            strays = self.unknown_files(self.current_view())
+            folder = quarantine.move_aside(self.root, strays)
+            if folder is not None:
+                _log.warning("moved %d file(s) the log no longer names to %s", len(strays), folder)
+        return published
 
     @classmethod
     def open(
