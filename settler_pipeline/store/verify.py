@@ -70,7 +70,12 @@ def verify(store: EventStore) -> VerifyReport:
             f"{path.relative_to(store.root).as_posix()}: not part of the log (a leftover of an interrupted "
             "write, or put there by hand); the next writer moves it to the quarantine folder"
         )
-    frames = [frame for seg in manifest.segments if (frame := _check_segment(store, seg, report)) is not None]
+    frames: list[pl.DataFrame] = []
+    trusted: list[SegmentInfo] = []
+    for seg in manifest.segments:
+        if (frame := _check_segment(store, seg, report)) is not None:
+            frames.append(frame)
+            trusted.append(seg)
     if view.tail.rows:
         frames.append(view.tail.frame.select(_VERIFY_COLUMNS))
     report.head_position = view.head
@@ -79,7 +84,8 @@ def verify(store: EventStore) -> VerifyReport:
     events = pl.concat(frames)
     report.events = events.height
     _check_positions(events, view.head, manifest, report)
-    report.problems.extend(index_disagreements(store, manifest))
+    # A damaged segment is already reported; its index rows are compared once it is repaired.
+    report.problems.extend(index_disagreements(store, manifest, trusted))
     return report
 
 
@@ -163,9 +169,9 @@ def _lost_prefix(manifest: Manifest) -> int:
     return upto
 
 
-def _expected_granules(store: EventStore, manifest: Manifest) -> dict[str, pl.DataFrame]:
+def _expected_granules(store: EventStore, segments: list[SegmentInfo]) -> dict[str, pl.DataFrame]:
     parts: dict[str, list[pl.DataFrame]] = {t: [] for t in TABLES}
-    for seg in manifest.segments:
+    for seg in segments:
         path = store.segments_dir / seg.path
         if not path.exists():
             continue
@@ -175,12 +181,17 @@ def _expected_granules(store: EventStore, manifest: Manifest) -> dict[str, pl.Da
     return {t: pl.concat(p) if p else pl.DataFrame() for t, p in parts.items()}
 
 
-def index_disagreements(store: EventStore, manifest: Manifest) -> list[str]:
+def index_disagreements(
+    store: EventStore, manifest: Manifest, trusted: list[SegmentInfo] | None = None
+) -> list[str]:
+    """Where the index disagrees with the segments it indexes. Only ``trusted`` segments (by default
+    all the manifest names) are read: a segment whose checksum failed may not even parse."""
     problems: list[str] = []
     if not store.index.path.exists():
         return ["the index database is missing (run `settler log reindex`)"]
-    expected = _expected_granules(store, manifest)
-    live = sorted(s.path for s in manifest.segments)
+    segments = manifest.segments if trusted is None else trusted
+    expected = _expected_granules(store, segments)
+    live = sorted(s.path for s in segments)
     indexed = {row[0] for row in store.index.query("SELECT path FROM idx.segments")}
     for path in sorted(set(live) - indexed):
         problems.append(f"index has no entry for segment {path}")

@@ -195,14 +195,19 @@ def test_verify_changes_nothing(populated: EventStore, tmp_path: Path, healthy: 
     assert file_states(store.data_dir) == before
 
 
-def test_verify_finds_a_corrupted_segment_in_a_copy_of_the_log(populated: EventStore, tmp_path: Path) -> None:
+# Where the flipped byte lands decides whether the file still parses (string data, page headers,
+# the footer): verify must report each as a checksum problem, never crash on reading it.
+@pytest.mark.parametrize("where", [0.2, 1 / 3, 0.5, 0.8, 0.99])
+def test_verify_finds_a_corrupted_segment_in_a_copy_of_the_log(
+    populated: EventStore, tmp_path: Path, where: float
+) -> None:
     copy_dir = tmp_path / "copy"
     populated.copy_to(copy_dir)
     with EventStore.open(copy_dir) as copy:
         victim = sorted(copy.segments_dir.rglob("*.parquet"))[1]
         relative = victim.relative_to(copy.segments_dir).as_posix()
         blob = bytearray(victim.read_bytes())
-        blob[len(blob) // 3] ^= 0x01
+        blob[int(len(blob) * where)] ^= 0x01
         victim.write_bytes(bytes(blob))
         report = maintenance.verify(copy)
     assert not report.ok
