@@ -41,11 +41,15 @@ def create_tenant(
         console.print(f"tenant {tenant.name} ({tenant.tenant_id})", markup=False)
 
 
+Grantee = Annotated[str, typer.Argument(help="The user whose rights change (a login or a service).")]
+TenantArgument = Annotated[str, typer.Argument(help="Tenant name or id.")]
+
+
 @app.command("grant")
 @command
 def grant(
-    grantee: Annotated[str, typer.Argument(help="User to grant the role to.")],
-    tenant: Annotated[str, typer.Argument(help="Tenant name or id.")],
+    grantee: Grantee,
+    tenant: TenantArgument,
     role: Annotated[str, typer.Argument(help="viewer, operator or admin.")],
     user: UserOption = None,
     data_dir: DataDirOption = Path("data"),
@@ -60,10 +64,7 @@ def grant(
 @app.command("revoke")
 @command
 def revoke(
-    grantee: Annotated[str, typer.Argument(help="User to remove.")],
-    tenant: Annotated[str, typer.Argument(help="Tenant name or id.")],
-    user: UserOption = None,
-    data_dir: DataDirOption = Path("data"),
+    grantee: Grantee, tenant: TenantArgument, user: UserOption = None, data_dir: DataDirOption = Path("data")
 ) -> None:
     """Remove a user's role in a tenant (you must be its admin)."""
     access = _access(data_dir)
@@ -72,30 +73,33 @@ def revoke(
     console.print(f"{grantee} has no role in {found.name} any more", markup=False)
 
 
-@app.command("allow-impersonate")
-@command
-def allow_impersonate(
-    grantee: Annotated[str, typer.Argument(help="User (an operating-system login) to trust.")],
-    user: UserOption = None,
-    data_dir: DataDirOption = Path("data"),
-) -> None:
-    """Let a user act as others (--user, services); you must be a global admin."""
-    access = _access(data_dir)
-    access.allow_impersonate(grantee, by=access.identify(user))
-    console.print(f"{grantee} may now act as other users", markup=False)
+def _impersonate_command(name: str, *, allowed: bool, help: str, done: str) -> None:
+    """Register ``settler access <name>``: give (``allowed``) or take away the impersonate right."""
+
+    def change(grantee: Grantee, user: UserOption = None, data_dir: DataDirOption = Path("data")) -> None:
+        access = _access(data_dir)
+        by = access.identify(user)
+        if allowed:
+            access.allow_impersonate(grantee, by=by)
+        else:
+            access.forbid_impersonate(grantee, by=by)
+        console.print(f"{grantee} {done}", markup=False)
+
+    app.command(name, help=help)(command(change))
 
 
-@app.command("forbid-impersonate")
-@command
-def forbid_impersonate(
-    grantee: Annotated[str, typer.Argument(help="User to stop trusting.")],
-    user: UserOption = None,
-    data_dir: DataDirOption = Path("data"),
-) -> None:
-    """Take the impersonate right away from a user; you must be a global admin."""
-    access = _access(data_dir)
-    access.forbid_impersonate(grantee, by=access.identify(user))
-    console.print(f"{grantee} may no longer act as other users", markup=False)
+_impersonate_command(
+    "allow-impersonate",
+    allowed=True,
+    help="Let a user act as others (--user, services); you must be a global admin.",
+    done="may now act as other users",
+)
+_impersonate_command(
+    "forbid-impersonate",
+    allowed=False,
+    help="Take the impersonate right away from a user; you must be a global admin.",
+    done="may no longer act as other users",
+)
 
 
 @app.command("list")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -150,46 +150,36 @@ class CancelReconciliation(RunCommand):
     reason: str = Field(min_length=1, max_length=500)
 
 
-def _one_or_many(data: Any, one: str, many: str) -> Any:
-    """Accept ``one=<id>`` as the single-item form of ``many=[<id>, ...]``."""
-    if isinstance(data, dict) and one in data:
-        data = dict(data)
-        single = data.pop(one)
-        data[many] = [*data.get(many, []), single]
-    return data
+class _ReviewCommand(RunCommand):
+    """A review decision on one or more items of a run, listed in the field named by ``ITEMS``; the
+    singular (``match_id=<id>`` for ``match_ids``) is accepted for one item."""
+
+    ITEMS: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single(cls, data: Any) -> Any:
+        one = cls.ITEMS.removesuffix("s")
+        if isinstance(data, dict) and one in data:
+            data = dict(data)
+            single = data.pop(one)
+            data[cls.ITEMS] = [*data.get(cls.ITEMS, []), single]
+        return data
 
 
-class ConfirmMatch(RunCommand):
+class ConfirmMatch(_ReviewCommand):
     """Accept one or more proposed matches (one batch of events: all or none)."""
 
+    ITEMS = "match_ids"
     match_ids: list[str] = Field(min_length=1)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _single(cls, data: Any) -> Any:
-        return _one_or_many(data, "match_id", "match_ids")
 
-    @property
-    def match_id(self) -> str:
-        """The first (often the only) match."""
-        return self.match_ids[0]
-
-
-class RejectMatch(RunCommand):
+class RejectMatch(_ReviewCommand):
     """Refuse one or more proposed matches; their records become open exceptions again."""
 
+    ITEMS = "match_ids"
     match_ids: list[str] = Field(min_length=1)
     reason: str = Field(min_length=1, max_length=500)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _single(cls, data: Any) -> Any:
-        return _one_or_many(data, "match_id", "match_ids")
-
-    @property
-    def match_id(self) -> str:
-        """The first (often the only) match."""
-        return self.match_ids[0]
 
 
 class MatchManually(RunCommand):
@@ -202,21 +192,12 @@ class MatchManually(RunCommand):
     accept_difference: bool = False
 
 
-class DismissException(RunCommand):
+class DismissException(_ReviewCommand):
     """Close one or more exceptions without a match, with a reason (e.g. a known bank fee)."""
 
+    ITEMS = "exception_ids"
     exception_ids: list[str] = Field(min_length=1)
     reason: str = Field(min_length=1, max_length=500)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _single(cls, data: Any) -> Any:
-        return _one_or_many(data, "exception_id", "exception_ids")
-
-    @property
-    def exception_id(self) -> str:
-        """The first (often the only) exception."""
-        return self.exception_ids[0]
 
 
 C = TypeVar("C", bound=Command)

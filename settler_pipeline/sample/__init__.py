@@ -53,7 +53,6 @@ date range. With ``hard_cases=False`` every charge is an ordinary settlement wit
 (lags and account zones still apply).
 """
 
-from settler_pipeline.sample.bank import TARGET_RAW_COLUMNS
 from settler_pipeline.sample.data import DECOYS_SCHEMA, TRUTH_SCHEMA, TWINS_SCHEMA, SampleData
 from settler_pipeline.sample.files import write_sample_files
 from settler_pipeline.sample.generate import generate_sample
@@ -66,6 +65,7 @@ from settler_pipeline.sample.rates import (
     LAG_PROBABILITIES,
     SUPPORTED_CURRENCIES,
 )
+from settler_pipeline.sample.statement import TARGET_RAW_COLUMNS
 
 __all__ = [
     "BANK_ACCOUNTS",

@@ -1,6 +1,6 @@
-"""The bank statement that settles generated charges: one line per ordinary settlement, lines for
-payouts, twins, split and part payments, decoys and bank-only lines, booked on accounts whose times
-are written in the account's zone."""
+"""The lines of the bank statement that settles generated charges: one line per ordinary settlement,
+lines for payouts, twins, split and part payments, decoys and bank-only lines (how they are written
+to the statement file is :mod:`settler_pipeline.sample.statement`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from settler_pipeline.domain.matching.normalise import without_placeholders
-from settler_pipeline.domain.transactions import TRANSACTION_SCHEMA
 from settler_pipeline.sample import text
 from settler_pipeline.sample.charges import (
     AMT_MISMATCH,
@@ -31,23 +29,8 @@ from settler_pipeline.sample.charges import (
     Charges,
     IntArray,
 )
-from settler_pipeline.sample.rates import (
-    BANK_ACCOUNTS,
-    OTHER_ACCOUNT,
-    PLACEHOLDER_REFERENCES,
-    SUPPORTED_CURRENCIES,
-)
+from settler_pipeline.sample.rates import SUPPORTED_CURRENCIES
 
-TARGET_RAW_COLUMNS: Final = (
-    "Date",
-    "Account",
-    "Transaction ID",
-    "Description",
-    "Reference",
-    "Amount",
-    "Currency",
-)
-DATE_FORMAT: Final = "%d/%m/%Y %H:%M"
 INSTALMENT_DAYS: Final = 10
 """Days between the instalments of a split payment."""
 
@@ -66,10 +49,39 @@ _BANK_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _placeholders(rng: np.random.Generator, n: int, rate: float) -> pl.Series:
-    """What the Reference column says where no reference was given: a placeholder or nothing."""
-    chosen = pl.Series(PLACEHOLDER_REFERENCES).gather(rng.integers(0, len(PLACEHOLDER_REFERENCES), size=n))
-    return chosen.scatter(np.flatnonzero(rng.random(n) >= rate), None)
+def _lines(
+    frame: pl.DataFrame,
+    *,
+    common: str | pl.Expr,
+    reference: str | pl.Expr,
+    description: str | pl.Expr,
+    kind: str | pl.Expr | None = None,
+    phenomenon: str | pl.Expr | None = None,
+    decoy: bool = False,
+) -> pl.DataFrame:
+    """``frame``'s lines as rows of :data:`_BANK_SCHEMA`: its ``day``, ``amount`` and ``currency``;
+    ``link`` and the one ``source_line`` (or the ``source_lines``) it settles when it has them, else
+    none (a bank-only line, which has no kind or phenomenon either); the rest as given."""
+    no_text = pl.lit(None, dtype=pl.String)
+    if "link" not in frame.columns:
+        link, source_lines = pl.lit(None, dtype=pl.Int64), pl.lit(None, dtype=pl.List(pl.Int64))
+    elif "source_lines" in frame.columns:
+        link, source_lines = pl.col("link"), pl.col("source_lines")
+    else:
+        link, source_lines = pl.col("link"), pl.concat_list("source_line")
+    return frame.select(
+        link=link,
+        source_lines=source_lines,
+        day="day",
+        amount="amount",
+        currency="currency",
+        kind=no_text if kind is None else kind,
+        phenomenon=no_text if phenomenon is None else phenomenon,
+        common=common,
+        reference=reference,
+        description=description,
+        decoy=pl.lit(decoy),
+    )
 
 
 class _Statement:
@@ -91,7 +103,7 @@ class _Statement:
         self.invoice = pl.Series(np.arange(1, self.n + 1, dtype=np.int64)).cast(pl.String).str.zfill(6)
 
     def placeholder(self, n: int) -> pl.Series:
-        return _placeholders(self.rng, n, self.rates["placeholder_reference"])
+        return text.placeholders(self.rng, n, self.rates["placeholder_reference"])
 
     def singles(self) -> pl.DataFrame:
         """Ordinary settlements and the three mismatch cases: one bank line per charge."""
@@ -156,12 +168,8 @@ class _Statement:
             }
         )
         in_memo = pl.when(pl.col("by_charge_id")).then(pl.col("charge_id")).otherwise(pl.col("invoice"))
-        return frame.select(
-            "link",
-            source_lines=pl.concat_list("source_line"),
-            day="day",
-            amount="amount",
-            currency="currency",
+        return _lines(
+            frame,
             kind="kind",
             phenomenon=pl.when(pl.col("kind") != "one_to_one")
             .then(pl.col("kind"))
@@ -173,7 +181,6 @@ class _Statement:
             .then(pl.concat_str([pl.col("r_prefix"), pl.col("invoice"), pl.col("r_suffix")]))
             .otherwise(pl.col("placeholder")),
             description=text.memo(pl.col("name"), in_memo),
-            decoy=pl.lit(False),
         )
 
     def instalments(self) -> pl.DataFrame:
@@ -217,12 +224,8 @@ class _Statement:
                 "common": c.common[charge],
             }
         )
-        return frame.select(
-            "link",
-            source_lines=pl.concat_list("source_line"),
-            day="day",
-            amount="amount",
-            currency="currency",
+        return _lines(
+            frame,
             kind="kind",
             phenomenon="kind",
             common="common",
@@ -230,7 +233,6 @@ class _Statement:
             description=pl.concat_str(
                 [text.memo(pl.col("name"), pl.col("invoice")), pl.lit(" TEIL "), "label"]
             ),
-            decoy=pl.lit(False),
         )
 
     def twins(self) -> pl.DataFrame:
@@ -238,7 +240,7 @@ class _Statement:
         c = self.charges
         twin_rows = np.concatenate([c.twin_a, c.twin_a[c.twin_two_lines]])
         twin_links = np.concatenate([c.twin_a, c.twin_b[c.twin_two_lines]])
-        return pl.DataFrame(
+        frame = pl.DataFrame(
             {
                 "link": twin_links,
                 "source_line": self.first_line[twin_links],
@@ -249,18 +251,14 @@ class _Statement:
                 "placeholder": self.placeholder(len(twin_rows)),
                 "common": c.common[twin_rows],
             }
-        ).select(
-            "link",
-            source_lines=pl.concat_list("source_line"),
-            day="day",
-            amount="amount",
-            currency="currency",
+        )
+        return _lines(
+            frame,
             kind=pl.lit("twin"),
             phenomenon=pl.lit("twin"),
             common="common",
             reference="placeholder",
             description=pl.concat_str([pl.lit("CARD SETTLEMENT "), pl.col("customer").str.to_uppercase()]),
-            decoy=pl.lit(False),
         )
 
     def payouts(self, payout_ids: pl.Series) -> pl.DataFrame:
@@ -292,17 +290,15 @@ class _Statement:
         payout_lag = rng.integers(1, 3, size=n_payouts)
         index = lines["payout"].to_numpy()
         payout_id = pl.col("payout_id")
-        return lines.with_columns(
+        lines = lines.with_columns(
+            link=pl.col("payout") + self.n,
             payout_id=payout_ids.gather(index) if n_payouts else pl.lit(None, dtype=pl.String),
             style=pl.Series(style[index], dtype=pl.Int64),
             day=pl.col("day") + pl.Series(payout_lag[index], dtype=pl.Int64),
             placeholder=self.placeholder(lines.height),
-        ).select(
-            link=pl.col("payout") + self.n,
-            source_lines="source_lines",
-            day="day",
-            amount="amount",
-            currency="currency",
+        )
+        return _lines(
+            lines,
             kind=pl.lit("payout"),
             phenomenon=pl.lit("payout"),
             common=pl.lit(False),
@@ -312,7 +308,6 @@ class _Statement:
             .when(pl.col("style") == 1)
             .then(pl.concat_str([pl.lit("STRIPE PAYOUT "), payout_id]))
             .otherwise(pl.lit("STRIPE TRANSFER")),
-            decoy=pl.lit(False),
         )
 
     def decoys(self) -> pl.DataFrame:
@@ -323,7 +318,7 @@ class _Statement:
         count = min(round(self.rates["decoy"] * self.n), len(candidates))
         chosen = np.sort(rng.choice(candidates, size=count, replace=False)) if count else candidates[:0]
         other = rng.integers(0, max(self.n, 1), size=count)
-        return pl.DataFrame(
+        frame = pl.DataFrame(
             {
                 "day": c.day[chosen] + c.lag[chosen],
                 "amount": c.amount[chosen],
@@ -334,18 +329,13 @@ class _Statement:
                 else pl.Series([], dtype=pl.String),
                 "common": c.common[chosen],
             }
-        ).select(
-            link=pl.lit(None, dtype=pl.Int64),
-            source_lines=pl.lit(None, dtype=pl.List(pl.Int64)),
-            day="day",
-            amount="amount",
-            currency="currency",
-            kind=pl.lit(None, dtype=pl.String),
-            phenomenon=pl.lit(None, dtype=pl.String),
+        )
+        return _lines(
+            frame,
             common="common",
             reference=pl.concat_str([pl.lit("INV-"), pl.col("invoice")]),
             description=pl.concat_str([pl.lit("PAYMENT FROM "), pl.col("name")]),
-            decoy=pl.lit(True),
+            decoy=True,
         )
 
     def bank_only(self, weights: npt.NDArray[np.float64], days: int) -> pl.DataFrame:
@@ -358,7 +348,7 @@ class _Statement:
             [-rng.integers(500, 5001, size=n_orphans), rng.integers(1, 2001, size=n_orphans)],
             rng.integers(100_000, 5_000_001, size=n_orphans),
         ).astype(np.int64)
-        return pl.DataFrame(
+        frame = pl.DataFrame(
             {
                 "day": rng.integers(0, days, size=n_orphans).astype(np.int64),
                 "amount": orphan_amount,
@@ -370,19 +360,8 @@ class _Statement:
                 ).gather(orphan_kind),
                 "placeholder": self.placeholder(n_orphans),
             }
-        ).select(
-            link=pl.lit(None, dtype=pl.Int64),
-            source_lines=pl.lit(None, dtype=pl.List(pl.Int64)),
-            day="day",
-            amount="amount",
-            currency="currency",
-            kind=pl.lit(None, dtype=pl.String),
-            phenomenon=pl.lit(None, dtype=pl.String),
-            common=pl.lit(False),
-            reference="placeholder",
-            description="description",
-            decoy=pl.lit(False),
         )
+        return _lines(frame, common=pl.lit(False), reference="placeholder", description="description")
 
 
 def bank_lines(
@@ -415,79 +394,3 @@ def bank_lines(
         .with_row_index("line", offset=1)
         .with_columns(pl.col("line").cast(pl.Int64))
     )
-
-
-def _zone_of(currency: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    account, zone = pl.lit(OTHER_ACCOUNT[0]), pl.lit(OTHER_ACCOUNT[1])
-    for code, (number, name) in BANK_ACCOUNTS.items():
-        account = pl.when(currency == code).then(pl.lit(number)).otherwise(account)
-        zone = pl.when(currency == code).then(pl.lit(name)).otherwise(zone)
-    return account, zone
-
-
-def _zones() -> list[str]:
-    return sorted({zone for _, zone in (*BANK_ACCOUNTS.values(), OTHER_ACCOUNT)})
-
-
-def statement_rows(rng: np.random.Generator, bank: pl.DataFrame, start_day: int) -> pl.DataFrame:
-    """The raw statement (:data:`TARGET_RAW_COLUMNS`, plus ``line`` and ``occurred_us``): each line
-    booked at a random minute of its UTC day, written as local time of its account's zone."""
-    account, zone = _zone_of(pl.col("currency"))
-    minute = rng.integers(0, 24 * 60, size=bank.height)
-    frame = bank.with_columns(
-        _instant=pl.from_epoch(
-            (bank["day"] + start_day) * 86_400 + minute * 60, time_unit="s"
-        ).dt.replace_time_zone("UTC"),
-        Account=account,
-        _zone=zone,
-    )
-    local = pl.lit(None, dtype=pl.String)
-    back = pl.lit(None, dtype=pl.Datetime("us", "UTC"))
-    for name in _zones():
-        written = pl.col("_instant").dt.convert_time_zone(name).dt.strftime(DATE_FORMAT)
-        local = pl.when(pl.col("_zone") == name).then(written).otherwise(local)
-    frame = frame.with_columns(Date=local)
-    # What a reader of the statement gets back from the local text (the earlier instant when the
-    # clocks went back), so the canonical frame is exactly what the adapter reads.
-    for name in _zones():
-        parsed = (
-            pl.col("Date")
-            .str.to_datetime(DATE_FORMAT, time_unit="us")
-            .dt.replace_time_zone(name, ambiguous="earliest", non_existent="null")
-            .dt.convert_time_zone("UTC")
-        )
-        back = pl.when(pl.col("_zone") == name).then(parsed).otherwise(back)
-    ids = pl.concat_str([pl.lit("BT"), (pl.col("line") + 40_000_000).cast(pl.String).str.zfill(10)])
-    return frame.with_columns(
-        back.alias("occurred_at"),
-        ids.alias("Transaction ID"),
-        pl.col("description").alias("Description"),
-        pl.col("reference").alias("Reference"),
-        text.decimal_text(bank["amount"], thousands=True).alias("Amount"),
-        pl.col("currency").alias("Currency"),
-    )
-
-
-def _trimmed(column: str) -> pl.Expr:
-    # As an adapter reads text: surrounding whitespace removed, blank is null.
-    value = pl.col(column).str.strip_chars()
-    return pl.when(value.str.len_bytes() > 0).then(value)
-
-
-def canonical_target(rows: pl.DataFrame) -> pl.DataFrame:
-    """The bank rows as an adapter reads them with the sample job spec: the booking time converted
-    from the account's zone, placeholders no reference, no counterparty or group key."""
-    return rows.select(
-        record_id=pl.col("Transaction ID"),
-        amount_minor=pl.col("amount"),
-        currency=pl.col("Currency"),
-        occurred_at=pl.col("occurred_at"),
-        reference=without_placeholders(_trimmed("Reference")),
-        description=_trimmed("Description"),
-        counterparty=pl.lit(None, dtype=pl.String),
-        group_key=pl.lit(None, dtype=pl.String),
-        references=pl.lit(None, dtype=pl.List(pl.String)),
-        line_number=pl.col("line"),
-        in_range=pl.lit(True),
-        raw=pl.struct(list(TARGET_RAW_COLUMNS)).struct.json_encode(),
-    ).cast(TRANSACTION_SCHEMA)  # type: ignore[arg-type]

@@ -9,11 +9,12 @@ import numpy as np
 import polars as pl
 
 from settler_pipeline.errors import ValidationError
-from settler_pipeline.sample.bank import TARGET_RAW_COLUMNS, bank_lines, canonical_target, statement_rows
+from settler_pipeline.sample.bank import bank_lines
 from settler_pipeline.sample.charges import Charges
 from settler_pipeline.sample.data import DECOYS_SCHEMA, TRUTH_SCHEMA, TWINS_SCHEMA, SampleData
 from settler_pipeline.sample.processor import SOURCE_RAW_COLUMNS, canonical_source, source_rows
 from settler_pipeline.sample.rates import DEFAULT_CURRENCY_MIX, HARD_CASE_RATES, SUPPORTED_CURRENCIES
+from settler_pipeline.sample.statement import TARGET_RAW_COLUMNS, canonical_target, statement_rows
 from settler_pipeline.sample.text import CATALOGUE_PRICES, random_ids
 
 

@@ -15,8 +15,8 @@ from settler_pipeline.domain.matching.config import (
     SplitPass,
     Tolerance,
 )
-from settler_pipeline.sample.bank import DATE_FORMAT
 from settler_pipeline.sample.rates import account_zones
+from settler_pipeline.sample.statement import DATE_FORMAT
 
 
 def sample_match_config() -> MatchConfig:

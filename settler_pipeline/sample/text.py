@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 
 from settler_pipeline.sample.charges import Charges
+from settler_pipeline.sample.rates import PLACEHOLDER_REFERENCES
 
 _FIRST_NAMES_TEXT = (
     "Olivia Liam Emma Noah Amelia Oliver Ava Elijah Sophia Lucas Isabella Mateo Mia Levi Charlotte "
@@ -110,3 +111,10 @@ def template_columns(template: np.ndarray) -> dict[str, pl.Series]:
         f"m_{i}": pl.Series([m[i] for m in MEMO_TEMPLATES]).gather(template)
         for i in range(len(MEMO_TEMPLATES[0]))
     }
+
+
+def placeholders(rng: np.random.Generator, n: int, rate: float) -> pl.Series:
+    """What the Reference column of ``n`` lines without a reference says: a placeholder (at ``rate``)
+    or nothing."""
+    chosen = pl.Series(PLACEHOLDER_REFERENCES).gather(rng.integers(0, len(PLACEHOLDER_REFERENCES), size=n))
+    return chosen.scatter(np.flatnonzero(rng.random(n) >= rate), None)

@@ -1,12 +1,13 @@
-"""What every event log does to a batch, written once: numbering it, recognising a retry, upcasting.
+"""What every event log does to a batch, written once: numbering it, recognising a retry, upcasting,
+and where a time-travel read stops.
 
-The Parquet/DuckDB store and the in-memory log both call these, so "the same batch again" and "the
-next position and version" mean exactly the same thing in both.
+The Parquet/DuckDB store and the in-memory log both call these, so "the same batch again", "the
+next position and version" and "as of" mean exactly the same thing in both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 import polars as pl
@@ -101,3 +102,12 @@ def upcast_rows(rows: pl.DataFrame, registry: EventRegistry) -> pl.DataFrame:
     ]
     fixed_frame = pl.DataFrame(fixed, schema=rows.schema)
     return pl.concat([rows.filter(~needs), fixed_frame]).sort("global_position")
+
+
+def as_of_limit(
+    position: int | None, when: datetime | None, position_at: Callable[[datetime], int]
+) -> int | None:
+    """The last position a read as of ``position`` and/or the time ``when`` may return (the earlier
+    of the two; ``position_at`` gives the head at a time), or None when neither is given."""
+    limits = [p for p in (position, position_at(when) if when is not None else None) if p is not None]
+    return min(limits) if limits else None

@@ -21,7 +21,7 @@ from settler_pipeline.domain.envelope import EventEnvelope, as_utc
 from settler_pipeline.domain.registry import EventRegistry, default_registry
 from settler_pipeline.errors import ConcurrencyError, ValidationError
 from settler_pipeline.ids import validate_uuid
-from settler_pipeline.store.batch import number_batch, retried_positions, upcast_rows
+from settler_pipeline.store.batch import as_of_limit, number_batch, retried_positions, upcast_rows
 from settler_pipeline.store.schema import (
     POLARS_SCHEMA,
     envelopes_to_frame,
@@ -145,7 +145,7 @@ class InMemoryEventLog:
     ) -> list[EventEnvelope]:
         """One stream's events in version order, upcast; optionally a version range and a past state."""
         rows = self._stream(aggregate_id, aggregate_type, from_version, to_version)
-        limit = self._limit(as_of_position, as_of)
+        limit = as_of_limit(as_of_position, as_of, self.position_at)
         if limit is not None:
             rows = rows.filter(pl.col("global_position") <= limit)
         return self._envelopes(rows)
@@ -183,7 +183,7 @@ class InMemoryEventLog:
     ) -> pl.LazyFrame:
         """The log after ``from_position`` (up to ``to_position`` / ``as_of``) in position order."""
         frame = self._rows.lazy().filter(pl.col("global_position") > from_position)
-        limit = self._limit(to_position, as_of)
+        limit = as_of_limit(to_position, as_of, self.position_at)
         if limit is not None:
             frame = frame.filter(pl.col("global_position") <= limit)
         if event_types is not None:
@@ -247,12 +247,6 @@ class InMemoryEventLog:
             & (pl.col("aggregate_type") == aggregate_type)
             & pl.col("aggregate_version").is_between(low or 1, high if high is not None else 2**62)
         ).sort("aggregate_version")
-
-    def _limit(self, position: int | None, when: datetime | None) -> int | None:
-        limits = [
-            p for p in (position, self.position_at(when) if when is not None else None) if p is not None
-        ]
-        return min(limits) if limits else None
 
     def _envelopes(self, rows: pl.DataFrame) -> list[EventEnvelope]:
         return [self.registry.upcast(event) for event in frame_to_envelopes(rows)]

@@ -21,7 +21,7 @@ from settler_pipeline.errors import (
 )
 from settler_pipeline.ids import validate_uuid
 from settler_pipeline.store import limits
-from settler_pipeline.store.batch import upcast_rows
+from settler_pipeline.store.batch import as_of_limit, upcast_rows
 from settler_pipeline.store.named_ids import is_time_ordered
 from settler_pipeline.store.schema import (
     POLARS_SCHEMA,
@@ -51,7 +51,7 @@ class LogReader(LogBase):
         """The events of one stream in version order, upcast to current versions; optionally only
         ``from_version..to_version`` (inclusive) and only as the log stood at a position or time."""
         aggregate_id = validate_uuid("aggregate_id", aggregate_id)
-        limit = self._as_of_limit(as_of_position, as_of)
+        limit = as_of_limit(as_of_position, as_of, self.position_at)
         low, high = from_version or 1, to_version if to_version is not None else 2**62
         rows = self._stream_rows(aggregate_id, aggregate_type, low, high)
         if limit is not None:
@@ -213,7 +213,7 @@ class LogReader(LogBase):
 
         The frame reads a fixed set of files; collect it promptly (a later ``compact`` retires files)."""
         view = self._refresh()
-        limit = self._as_of_limit(to_position, as_of)
+        limit = as_of_limit(to_position, as_of, self.position_at)
         upper = view.head if limit is None else min(limit, view.head)
         chosen = [
             s for s in view.manifest.segments if s.last_position > from_position and s.first_position <= upper
@@ -349,9 +349,3 @@ class LogReader(LogBase):
             if newest is not None:
                 best = max(best, int(newest))  # type: ignore[arg-type]
         return best
-
-    def _as_of_limit(self, position: int | None, when: datetime | None) -> int | None:
-        limits = [
-            p for p in (position, self.position_at(when) if when is not None else None) if p is not None
-        ]
-        return min(limits) if limits else None

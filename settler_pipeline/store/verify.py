@@ -189,7 +189,7 @@ def index_disagreements(
     problems: list[str] = []
     if not store.index.path.exists():
         return ["the index database is missing (run `settler log reindex`)"]
-    segments = manifest.segments if trusted is None else trusted
+    segments = list(manifest.segments) if trusted is None else trusted
     expected = _expected_granules(store, segments)
     live = sorted(s.path for s in segments)
     indexed = {row[0] for row in store.index.query("SELECT path FROM idx.segments")}
