@@ -19,7 +19,7 @@ import duckdb
 import polars as pl
 
 from settler_pipeline import projections
-from settler_pipeline.adapters.normalise import CURRENCY_EXPONENTS, DEFAULT_EXPONENT
+from settler_pipeline.adapters.amounts import CURRENCY_EXPONENTS, DEFAULT_EXPONENT
 from settler_pipeline.errors import NotFoundError, ValidationError
 
 AMOUNT_COLUMNS = ("amount", "target_amount", "amount_difference", "closest_amount")

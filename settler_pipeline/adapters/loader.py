@@ -14,13 +14,12 @@ from settler_pipeline.adapters.confinement import GLOB_CHARS, ROOTS_HINT, InputR
 from settler_pipeline.adapters.normalise import normalise
 from settler_pipeline.adapters.readers import (
     RawTable,
-    check_query_access,
     read_csv,
     read_csv_header,
-    read_duckdb_sql,
     read_jsonl,
     read_parquet,
 )
+from settler_pipeline.adapters.sql_reader import check_query_access, read_duckdb_sql
 from settler_pipeline.domain.transactions import QUARANTINE_SCHEMA
 from settler_pipeline.errors import JobSpecError
 from settler_pipeline.jobspec import DateRange, JobSpec, SideSpec

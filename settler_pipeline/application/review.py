@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from settler_pipeline.adapters.normalise import CURRENCY_EXPONENTS, DEFAULT_EXPONENT
+from settler_pipeline.adapters.amounts import CURRENCY_EXPONENTS, DEFAULT_EXPONENT
 from settler_pipeline.application.ports import EventLog
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.matching.tolerance import allowed_difference
