@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import polars as pl
+import pytest
 
 from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
+from settler_pipeline.store import limits
 from settler_pipeline.store.event_ids import new_ids
 
 TENANT = "0192f0c4-5d3e-7a10-8b2c-1d2e3f405162"
 OTHER_TENANT = "0192f0c4-5d3e-7a10-8b2c-ffffffffffff"
+
+
+@contextmanager
+def bulk_batches_to_segments() -> Iterator[None]:
+    """Within the block a batch of ``BULK_ROWS`` events goes straight to segments (by default only much
+    bigger ones do): for tests that place events in segments or the write-ahead tail by batch size."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(limits, "SEGMENT_ROWS", limits.BULK_ROWS)
+        yield
 
 
 def uid(n: int, kind: int = 0) -> str:

@@ -127,6 +127,7 @@ class EventStore(LogReader, LogWriter, LogRecovery):
     def close(self) -> None:
         """Release cached file handles and connections."""
         self._reader.close()
+        self._copy_reader.close()
         self.index.close()
         self.snapshots.close()
 

@@ -43,7 +43,11 @@ CREATE TABLE IF NOT EXISTS idx.causation_granules(
 CREATE TABLE IF NOT EXISTS idx.type_counts(
     segment_path VARCHAR, tenant_id UUID, event_type VARCHAR, events BIGINT);
 CREATE TABLE IF NOT EXISTS idx.named_ids(segment_path VARCHAR, row_group INTEGER, event_id UUID);
+CREATE TABLE IF NOT EXISTS idx.stream_copies(
+    segment_path VARCHAR, copy_path VARCHAR, row_group INTEGER, aggregate_id UUID, aggregate_type VARCHAR,
+    min_version BIGINT, max_version BIGINT);
 """
+COPY_TABLE = "stream_copies"  # rows of stream copies (see ``stream_copies.py``); not rebuilt by reindex
 
 TABLES = (
     "row_groups",
@@ -114,6 +118,23 @@ def named_rows(frame: pl.DataFrame, segment_path: str, row_group_starts: Sequenc
     )
 
 
+def stream_copy_rows(
+    clustered: pl.DataFrame, segment_path: str, copy_path: str, row_group_starts: Sequence[int]
+) -> pl.DataFrame:
+    """``stream_copies`` rows of one stream copy (``clustered``: its rows in file order)."""
+    f = _with_row_group(
+        clustered.select("aggregate_id", "aggregate_type", "aggregate_version"), row_group_starts
+    )
+    return (
+        f.group_by("row_group", "aggregate_id", "aggregate_type")
+        .agg(
+            pl.col("aggregate_version").min().alias("min_version"),
+            pl.col("aggregate_version").max().alias("max_version"),
+        )
+        .select(pl.lit(segment_path).alias("segment_path"), pl.lit(copy_path).alias("copy_path"), pl.all())
+    )
+
+
 def _with_row_group(frame: pl.DataFrame, row_group_starts: Sequence[int]) -> pl.DataFrame:
     starts = pl.Series(list(row_group_starts), dtype=pl.Int64)
     rows = pl.int_range(frame.height, dtype=pl.Int64, eager=True)
@@ -158,6 +179,23 @@ class EventIndex(DuckDBFile):
                 _insert(con, table, pl.concat(parts), casts={c: "UUID" for c in UUID_COLUMNS})
 
     @staticmethod
+    def add_stream_copies(con: duckdb.DuckDBPyConnection, rows: Sequence[pl.DataFrame]) -> None:
+        """Record the rows of stream copies (inside a :meth:`writing` block)."""
+        parts = [r for r in rows if r.height]
+        if parts:
+            _insert(con, COPY_TABLE, pl.concat(parts), casts={"aggregate_id": "UUID"})
+
+    @staticmethod
+    def copies_of(con: duckdb.DuckDBPyConnection, paths: Sequence[str]) -> list[str]:
+        """The stream copies of the segments ``paths``."""
+        rows = con.execute(
+            "SELECT DISTINCT copy_path FROM idx.stream_copies "
+            "WHERE segment_path IN (SELECT unnest($1::VARCHAR[]))",
+            [list(paths)],
+        ).fetchall()
+        return sorted(row[0] for row in rows)
+
+    @staticmethod
     def add_named_ids(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
         """Record ``named_ids`` rows (inside a :meth:`writing` block)."""
         if rows.height:
@@ -175,7 +213,7 @@ class EventIndex(DuckDBFile):
         """Forget segments (replaced by compaction, or never committed) and their granules."""
         if not paths:
             return
-        for table in TABLES:
+        for table in (*TABLES, COPY_TABLE):
             # table names are this module's constants, never caller input
             con.execute(
                 f"DELETE FROM idx.{table} WHERE segment_path IN (SELECT unnest($1::VARCHAR[]))",  # noqa: S608

@@ -13,5 +13,6 @@ PROJECTION_COLUMNS = (
 """The envelope columns :meth:`EventStore.read_fields` returns unless told otherwise."""
 PUBLISH_EVERY_EVENTS = 50_000  # publish on its own once this many committed events are unpublished
 GRANULE_CACHE_LIMIT = 1_000_000  # stream granules held in memory per store instance (~100 bytes each)
-WAL_FLUSH_ROWS = 20_000  # move the write-ahead tail into a segment once it holds this many events
-BULK_ROWS = 2_000  # batches at least this big go straight to segments
+WAL_FLUSH_ROWS = 200_000  # move the write-ahead tail into segments once it holds this many events
+SEGMENT_ROWS = 50_000  # batches at least this big go straight to segments; smaller ones to the tail
+BULK_ROWS = 2_000  # envelope batches at least this big take the columnar path

@@ -4,9 +4,9 @@
   the checksum recorded in its name and in the manifest, positions are exactly ``1..head`` with no gap
   or duplicate, stream versions are ``1..n`` per stream, event ids are unique, and the index agrees
   with the segments. Each problem is reported; none is fixed.
-* ``compact`` merges small segments of an event date into larger ones. Events, positions and versions
-  are unchanged; replaced files move to ``retired/`` and are deleted after a grace period, so readers
-  holding the previous manifest can finish.
+* ``compact`` merges small segments of an event date into larger ones, each with a stream copy (see
+  ``stream_copies.py``). Events, positions and versions are unchanged; replaced files move to
+  ``retired/`` and are deleted after a grace period, so readers holding the previous manifest can finish.
 * ``repair`` (``repair.py``) does what can be done for a damaged log; ``verify`` lives in ``verify.py``.
 * ``reindex`` rebuilds the DuckDB index (and, if it is missing, the manifest) from the segment files.
 """
@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from settler_pipeline.store import stream_copies
 from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.reindex import ReindexReport, read_verified, reindex
 from settler_pipeline.store.repair import RepairReport, repair
@@ -26,6 +27,7 @@ from settler_pipeline.store.schema import POLARS_SCHEMA
 from settler_pipeline.store.segments import (
     write_segments,
 )
+from settler_pipeline.store.stream_copies import write_copies
 from settler_pipeline.store.verify import VerifyReport, verify
 
 __all__ = [
@@ -93,19 +95,23 @@ def compact(store: EventStore, *, target_rows: int = COMPACT_TARGET_ROWS) -> Com
             )
             written_all.extend(write_segments(frame, store.segments_dir, store.staging_dir))
             removed.extend(s.path for s in group)
+        copies = write_copies(written_all, store.copies_dir, store.staging_dir)
         with store.index.writing() as con:
             store.index.add_segments(
                 con,
                 [w.info for w in written_all],
                 [w.granules for w in written_all],
             )
+            store.index.add_stream_copies(con, copies)
         new = store.commit_segments(manifest, added=[w.info for w in written_all], removed=removed)
         with store.index.writing() as con:
+            old_copies = store.index.copies_of(con, removed)
             store.index.remove_segments(con, removed)
         # The table drops the replaced files in the same Delta commit that adds their replacement, and
         # only then are they moved out: a reader of any table version sees every event exactly once.
         store.publish_segments(new)
         store.retire(removed)
+        stream_copies.retire(store.copies_dir, store.retired_dir, old_copies)
         return CompactReport(
             len(manifest.segments), len(new.segments), sum(w.info.rows for w in written_all), removed
         )

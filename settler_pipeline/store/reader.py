@@ -61,17 +61,13 @@ class LogReader(LogBase):
     def _stream_rows(self, aggregate_id: str, aggregate_type: str, low: int, high: int) -> pl.DataFrame:
         """A stream's stored rows with versions ``low..high`` (segments and tail), in position order."""
 
-        def granules_of(view: LogView) -> list[tuple[str, int]]:
+        def granules_of(view: LogView) -> list[tuple[str, int, str]]:
             cache = self._stream_granules.of(view.live_paths)
             if cache is None:
-                return self.index.query(
-                    "SELECT segment_path, row_group FROM idx.stream_granules WHERE aggregate_id = $1::UUID "
-                    "AND aggregate_type = $2 AND max_version >= $3 AND min_version <= $4",
-                    [aggregate_id, aggregate_type, low, high],
-                )
+                return self._stream_granules.lookup(aggregate_id, aggregate_type, low, high)
             return [
-                (path, row_group)
-                for path, row_group, kind, first, last in cache.get(aggregate_id, ())
+                (path, row_group, copy)
+                for path, row_group, copy, kind, first, last in cache.get(aggregate_id, ())
                 if kind == aggregate_type and last >= low and first <= high
             ]
 

@@ -62,6 +62,11 @@ def verify_file(path: Path) -> None:
     _VERIFIED[key] = stamp
 
 
+def mark_verified(path: Path) -> None:
+    """Record that ``path`` was just hashed (by its writer), so this process does not hash it again."""
+    _VERIFIED[str(path)] = _stamp(path)
+
+
 def verify_files(paths: list[Path]) -> None:
     """:func:`verify_file` for many files, two at a time; files that vanished meanwhile (retired by a
     compaction) are skipped and left to the reader's own retry."""
@@ -159,7 +164,7 @@ def _write_one(part: pl.DataFrame, event_date: str, segments_dir: Path, staging_
     target = segments_dir / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     replace_durably(staging, target)
-    _VERIFIED[str(target)] = _stamp(target)  # hashed just above, before the rename
+    mark_verified(target)  # hashed just above, before the rename
     created = part["created_at"]
     return SegmentInfo(
         path=relative,

@@ -1,6 +1,9 @@
 """The in-memory view of the write-ahead tail: its committed batches plus lookups a writer needs on
-every small commit (event id → position, stream → version), kept incrementally so that a one-event
-commit costs microseconds, not a scan."""
+every small commit (event id → position, stream → version).
+
+The lookups are built lazily, batch by batch, the first time they are asked for after a batch was
+added: a one-event commit then costs microseconds (one event to add), and a columnar batch of
+thousands of events appended to the tail costs no per-event Python work unless something asks."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from datetime import datetime
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from settler_pipeline.store.schema import EVENT_SCHEMA, POLARS_SCHEMA
 
@@ -21,8 +25,10 @@ class Tail:
         self.last_position: int | None = None
         self.first_created_at: datetime | None = None
         self.last_created_at: datetime | None = None
-        self.ids: dict[str, int] = {}
-        self.versions: dict[str, int] = {}
+        self.max_event_id = ""  # greatest event id in the tail ("" when empty)
+        self._ids: dict[str, int] = {}
+        self._versions: dict[str, int] = {}
+        self._indexed = 0  # batches already in ``_ids`` / ``_versions``
         self._frame: pl.DataFrame | None = None
 
     def extend(self, table: pa.Table) -> None:
@@ -31,25 +37,56 @@ class Tail:
             return
         self.batches.append(table)
         self.rows += table.num_rows
-        positions: list[int] = table.column("global_position").to_pylist()  # type: ignore[assignment]
-        event_ids: list[str] = table.column("event_id").to_pylist()  # type: ignore[assignment]
-        streams: list[str] = table.column("aggregate_id").to_pylist()  # type: ignore[assignment]
-        versions: list[int] = table.column("aggregate_version").to_pylist()  # type: ignore[assignment]
-        self.ids.update(zip(event_ids, positions, strict=True))
-        for aggregate_id, version in zip(streams, versions, strict=True):
-            if version > self.versions.get(aggregate_id, 0):
-                self.versions[aggregate_id] = version
-        self.last_position = positions[-1]
+        self.last_position = int(table.column("global_position")[-1].as_py())
+        top = pc.max(table.column("event_id")).as_py()
+        if top is not None and top > self.max_event_id:
+            self.max_event_id = top
         created = table.column("created_at")
         if self.first_created_at is None:
             self.first_created_at = created[0].as_py()
         self.last_created_at = created[-1].as_py()
         self._frame = None
 
+    def _index(self) -> None:
+        for table in self.batches[self._indexed :]:
+            positions: list[int] = table.column("global_position").to_pylist()  # type: ignore[assignment]
+            event_ids: list[str] = table.column("event_id").to_pylist()  # type: ignore[assignment]
+            streams: list[str] = table.column("aggregate_id").to_pylist()  # type: ignore[assignment]
+            versions: list[int] = table.column("aggregate_version").to_pylist()  # type: ignore[assignment]
+            self._ids.update(zip(event_ids, positions, strict=True))
+            known = self._versions
+            for aggregate_id, version in zip(streams, versions, strict=True):
+                if version > known.get(aggregate_id, 0):
+                    known[aggregate_id] = version
+        self._indexed = len(self.batches)
+
+    @property
+    def ids(self) -> dict[str, int]:
+        """Event id → position of every tail event."""
+        if self._indexed != len(self.batches):
+            self._index()
+        return self._ids
+
+    @property
+    def versions(self) -> dict[str, int]:
+        """Stream → its newest version in the tail."""
+        if self._indexed != len(self.batches):
+            self._index()
+        return self._versions
+
     def table(self) -> pa.Table:
         """All tail events as one Arrow table."""
         # one chunk: thousands of one-event records as separate chunks make every later step slow
         return pa.concat_tables(self.batches).combine_chunks() if self.batches else EVENT_SCHEMA.empty_table()
+
+    def chunked_frame(self) -> pl.DataFrame:
+        """All tail events as a Polars frame left in its batches' chunks (for writing them out)."""
+        if self._frame is not None:
+            return self._frame
+        table = pa.concat_tables(self.batches) if self.batches else EVENT_SCHEMA.empty_table()
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        return frame.cast(POLARS_SCHEMA)  # type: ignore[arg-type]
 
     @property
     def frame(self) -> pl.DataFrame:

@@ -3,6 +3,7 @@ writing and changes nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -169,7 +170,7 @@ def _lost_prefix(manifest: Manifest) -> int:
     return upto
 
 
-def _expected_granules(store: EventStore, segments: list[SegmentInfo]) -> dict[str, pl.DataFrame]:
+def _expected_granules(store: EventStore, segments: Sequence[SegmentInfo]) -> dict[str, pl.DataFrame]:
     parts: dict[str, list[pl.DataFrame]] = {t: [] for t in TABLES}
     for seg in segments:
         path = store.segments_dir / seg.path

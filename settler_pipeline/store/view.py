@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from settler_pipeline.errors import (
     StoreError,
 )
 from settler_pipeline.store import manifest as manifest_io
-from settler_pipeline.store import quarantine, wal
+from settler_pipeline.store import quarantine, stream_copies, wal
 from settler_pipeline.store import table as delta_table
 from settler_pipeline.store.head import read_head
 from settler_pipeline.store.index import EventIndex
@@ -126,6 +126,7 @@ class LogBase:
         self.staging_dir = self.root / ".staging"
         self.wal_dir = self.root / "wal"
         self.retired_dir = self.root / "retired"
+        self.copies_dir = self.root / stream_copies.FOLDER
         self.manifest_path = self.root / "manifest.json"
         self.head_path = self.root / "head"
         self.write_lock_path = self.root / "write.lock"
@@ -135,6 +136,7 @@ class LogBase:
         self.index = EventIndex(self.root / "index.duckdb", read_only=read_only)
         self.snapshots = SnapshotStore(self.root / "snapshots.duckdb", read_only=read_only)
         self._reader = SegmentReader(self.segments_dir)
+        self._copy_reader = SegmentReader(self.copies_dir)
         self._view: LogView | None = None
         # the last manifest read and the (inode, mtime, size) of the file it was read from
         self._manifest_cache: tuple[tuple[int, int, int], Manifest] | None = None
@@ -235,15 +237,16 @@ class LogBase:
 
     def _read_granules(
         self,
-        sql: str | Callable[[LogView], list[tuple[str, int]]],
+        sql: str | Callable[[LogView], Sequence[tuple[str, int] | tuple[str, int, str]]],
         params: list[Any],
         row_filter: pl.Expr,
         view: LogView | None = None,
         *,
         with_tail: bool = False,
     ) -> pl.DataFrame:
-        """Rows of the row groups an index query names (``segment_path, row_group``), keeping those
-        that match ``row_filter``; in position order. Only segments of the view's manifest are read,
+        """Rows of the row groups an index query names (``segment_path, row_group``, or with a third
+        item naming the segment's stream copy to read them from), keeping those that match
+        ``row_filter``; in position order. Only segments of the view's manifest are read,
         and the read is retried with a fresh view if a flush or compaction replaced the manifest
         meanwhile (the index may then lack the view's segments, or the view's tail may have moved
         into segments). With ``with_tail`` the matching write-ahead events of the same view are added."""
@@ -251,14 +254,16 @@ class LogBase:
             current = view or self._refresh()
             found = sql(current) if callable(sql) else self.index.query(sql, params)
             live = current.live_paths
-            groups: dict[str, set[int]] = {}
-            for path, row_group in found:
+            groups: dict[tuple[str, str], set[int]] = {}
+            for path, row_group, *copy in found:
                 if path in live:
-                    groups.setdefault(path, set()).add(int(row_group))
+                    groups.setdefault((path, copy[0] if copy else ""), set()).add(int(row_group))
             try:
                 parts = [
-                    self._reader.read_groups(path, sorted(gs)).filter(row_filter)
-                    for path, gs in sorted(groups.items())
+                    (self._copy_reader if copy else self._reader)
+                    .read_groups(copy or path, sorted(gs))
+                    .filter(row_filter)
+                    for (path, copy), gs in sorted(groups.items())
                 ]
             except FileNotFoundError:
                 view, self._view = None, None

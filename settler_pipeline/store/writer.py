@@ -37,6 +37,7 @@ from settler_pipeline.store.schema import (
 from settler_pipeline.store.segments import (
     write_segments,
 )
+from settler_pipeline.store.stream_copies import write_copies
 from settler_pipeline.store.view import LogView
 from settler_pipeline.store.writer_types import AppendResult
 
@@ -192,7 +193,7 @@ class LogWriter(LogLookups):
     def _persist(self, view: LogView, batch: pa.Table | pl.DataFrame) -> None:
         """Commit a positioned batch: to the write-ahead log, or with the tail into segments."""
         rows = batch.num_rows if isinstance(batch, pa.Table) else batch.height
-        if rows >= limits.BULK_ROWS or view.tail.rows + rows >= limits.WAL_FLUSH_ROWS:
+        if rows >= limits.SEGMENT_ROWS or view.tail.rows + rows >= limits.WAL_FLUSH_ROWS:
             self._write_segments(view, batch if isinstance(batch, pl.DataFrame) else _frame(batch))
             return
         table = batch if isinstance(batch, pa.Table) else batch.to_arrow().cast(EVENT_SCHEMA)
@@ -235,12 +236,15 @@ class LogWriter(LogLookups):
         Order matters for crash safety: segment files, then their index rows, then the manifest (the
         commit point), then the recorded head, then the old write-ahead file. A crash before the manifest
         leaves orphans that recovery moves to quarantine; after it, a stale write-ahead file likewise."""
-        frame = pl.concat([view.tail.frame, batch]) if view.tail.rows else batch
+        frame = pl.concat([view.tail.chunked_frame(), batch]) if view.tail.rows else batch
         written = write_segments(frame, self.segments_dir, self.staging_dir)
+        # Events of many commits: give each segment a copy clustered by stream (see stream_copies.py).
+        copies = write_copies(written, self.copies_dir, self.staging_dir) if view.tail.rows else []
         infos = [w.info for w in written]
         rows = [w.granules for w in written]
         with self.index.writing() as con:
             self.index.add_segments(con, infos, rows)
+            self.index.add_stream_copies(con, copies)
         new = self._store_manifest(view.manifest, added=infos, removed=(), tail=frame)
         write_head(self.head_path, max(new.segments_head, new.lost_head))
         if view.wal_path.exists():

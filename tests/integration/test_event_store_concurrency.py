@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,17 @@ import pytest
 
 from settler_pipeline.store import maintenance
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
-from tests.factories import MakeEvent, MakeFrame, uid
+from tests.factories import MakeEvent, MakeFrame, bulk_batches_to_segments, uid
 
 OpenStore = Callable[..., EventStore]
 WORKERS = Path(__file__).parent / "workers"
 ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bulk_batches_to_segments() -> Iterator[None]:
+    with bulk_batches_to_segments():
+        yield
 
 
 def _run_between_refresh_and_index(reader: EventStore, action: Callable[[], Any]) -> None:

@@ -21,9 +21,24 @@ from settler_pipeline.domain.registry import EventRegistry
 from settler_pipeline.errors import ConcurrencyError, DuplicateEventError, InvalidIdError, ValidationError
 from settler_pipeline.store import limits, maintenance
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
-from tests.factories import OTHER_TENANT, TENANT, MakeEvent, MakeFrame, build_event, uid, utc
+from tests.factories import (
+    OTHER_TENANT,
+    TENANT,
+    MakeEvent,
+    MakeFrame,
+    build_event,
+    bulk_batches_to_segments,
+    uid,
+    utc,
+)
 
 OpenStore = Callable[..., EventStore]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bulk_batches_to_segments() -> Iterator[None]:
+    with bulk_batches_to_segments():
+        yield
 
 
 def all_events(store: EventStore) -> pl.DataFrame:

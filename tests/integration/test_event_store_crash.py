@@ -10,7 +10,7 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,19 @@ from deltalake import DeltaTable
 from settler_pipeline.store import maintenance, wal
 from settler_pipeline.store import manifest as manifest_io
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
-from tests.factories import MakeEvent, MakeFrame, uid
+from tests.factories import MakeEvent, MakeFrame, bulk_batches_to_segments, uid
 from tests.integration.workers.crash_batches import AGGREGATE_TYPE, STREAMS, batch
 
 WORKER = Path(__file__).parent / "workers" / "crash_appender.py"
 ROOT = Path(__file__).parents[2]
 KILLS = 50
 ACK = re.compile(r"^ACK (\d+) (\d+) (\d+)( retry)?$")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bulk_batches_to_segments() -> Iterator[None]:
+    with bulk_batches_to_segments():
+        yield
 
 
 class Run:

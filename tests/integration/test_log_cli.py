@@ -6,18 +6,25 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
-from tests.factories import build_event, build_frame, uid
+from tests.factories import build_event, build_frame, bulk_batches_to_segments, uid
 
 SETTLER = Path(sys.executable).parent / "settler"
 ENV = {k: v for k, v in os.environ.items() if k not in ("SETTLER_DATA_DIR", "SETTLER_DEBUG")} | {
     "COLUMNS": "200"
 }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bulk_batches_to_segments() -> Iterator[None]:
+    with bulk_batches_to_segments():
+        yield
 
 
 def settler(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -16,10 +16,16 @@ import pytest
 from settler_pipeline.errors import CorruptionError
 from settler_pipeline.store import maintenance, wal
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
-from tests.factories import MakeEvent, MakeFrame, uid
+from tests.factories import MakeEvent, MakeFrame, bulk_batches_to_segments, uid
 
 OpenStore = Callable[..., EventStore]
 STREAM = uid(1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bulk_batches_to_segments() -> Iterator[None]:
+    with bulk_batches_to_segments():
+        yield
 
 
 def contents(root: Path) -> dict[str, str]:

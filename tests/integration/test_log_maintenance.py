@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,18 @@ import pytest
 from settler_pipeline.errors import StoreError
 from settler_pipeline.store import maintenance
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
-from tests.factories import MakeEvent, MakeFrame, build_event, build_frame, uid, utc
+from tests.factories import MakeEvent, MakeFrame, build_event, build_frame, bulk_batches_to_segments, uid, utc
 
 OpenStore = Callable[..., EventStore]
 STREAMS = [uid(k) for k in range(1, 4)]
 FLOWS = [uid(k, kind=0xC) for k in range(1, 3)]
 ROOT_EVENT = uid(1, kind=0xE)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bulk_batches_to_segments() -> Iterator[None]:
+    with bulk_batches_to_segments():
+        yield
 
 
 def _populate(store: EventStore, make_event: MakeEvent, make_frame: MakeFrame) -> None:

@@ -3,7 +3,7 @@ events, each once, through publishes, compactions and the analysts' `events` vie
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -14,12 +14,18 @@ from deltalake import DeltaTable
 from settler_pipeline import projections
 from settler_pipeline.store import limits, maintenance
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
-from tests.factories import MakeEvent, MakeFrame, uid, utc
+from tests.factories import MakeEvent, MakeFrame, bulk_batches_to_segments, uid, utc
 from tests.integration.test_log_cli import json_of, settler
 
 OpenStore = Callable[..., EventStore]
 STREAMS = [uid(1), uid(2), uid(3)]
 DAYS = [utc(2026, 10, 30, 12), utc(2026, 10, 31, 12)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bulk_batches_to_segments() -> Iterator[None]:
+    with bulk_batches_to_segments():
+        yield
 
 
 def fill(store: EventStore, make_event: MakeEvent, make_frame: MakeFrame) -> None:

@@ -14,8 +14,11 @@ from shared import AGGREGATE_TYPE, STREAMS, TENANT, mark
 
 from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
 from settler_pipeline.errors import ConcurrencyError
-from settler_pipeline.store import maintenance
+from settler_pipeline.store import limits, maintenance
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
+
+# Bulk batches go to the write-ahead tail, flushed (with stream copies) every few of them.
+limits.WAL_FLUSH_ROWS = 5_000
 
 
 def build(

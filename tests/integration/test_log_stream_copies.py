@@ -1,0 +1,147 @@
+"""Interleaved work: columnar batches of a few events per stream commit to the write-ahead tail, the
+tail is flushed into segments with stream copies, and loading a stream reads its copy's row groups."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from settler_pipeline.errors import CorruptionError
+from settler_pipeline.store import limits, maintenance
+from settler_pipeline.store.event_store import EventStore
+from settler_pipeline.store.segments import SegmentReader
+from tests.factories import MakeFrame, build_frame, uid
+
+OpenStore = Callable[..., EventStore]
+STREAMS = [uid(k) for k in range(1, 41)]
+PER_BATCH = 5  # events per stream per batch, as a job appending to existing streams writes them
+
+
+@pytest.fixture
+def small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tail flushes after 1,000 events and batches of 5,000 go straight to segments."""
+    monkeypatch.setattr(limits, "WAL_FLUSH_ROWS", 1_000)
+    monkeypatch.setattr(limits, "SEGMENT_ROWS", 5_000)
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """(folder, row groups) of every row-group read, segments and stream copies alike."""
+    seen: list[tuple[str, int]] = []
+    original = SegmentReader.read_groups
+
+    def counting(self: SegmentReader, relative: str, groups: list[int], columns: Any = None) -> Any:
+        seen.append((Path(self._dir).name, len(groups)))
+        return original(self, relative, groups, columns)
+
+    monkeypatch.setattr(SegmentReader, "read_groups", counting)
+    return seen
+
+
+def interleaved(store: EventStore, make_frame: MakeFrame, batches: int) -> None:
+    for b in range(batches):
+        n = len(STREAMS) * PER_BATCH
+        store.append_frame(make_frame(n, streams=STREAMS, aggregate_type="Thing", first=b * n))
+
+
+def as_stored(store: EventStore, stream: str) -> list[tuple[int, int, str]]:
+    """(version, position, data) of one stream as the full read has it."""
+    rows = store.read().collect().filter(pl.col("aggregate_id") == stream).sort("aggregate_version")
+    return list(rows.select("aggregate_version", "global_position", "data").iter_rows())
+
+
+def loaded(store: EventStore, stream: str) -> list[tuple[int, int, str]]:
+    events = store.get_events(stream, "Thing")
+    frame = store.stream_frame(stream, "Thing")
+    assert [e.aggregate_version for e in events] == frame["aggregate_version"].to_list()
+    return [
+        (e.aggregate_version, e.global_position or 0, d) for e, d in zip(events, frame["data"], strict=True)
+    ]
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_small_columnar_batches_commit_to_the_tail_and_a_flush_writes_stream_copies(
+    store: EventStore, make_frame: MakeFrame, reads: list[tuple[str, int]]
+) -> None:
+    interleaved(store, make_frame, 4)  # 800 events: all in the write-ahead tail
+    assert store.current_view().tail.rows == 800
+    assert not list(store.segments_dir.rglob("*.parquet"))
+    interleaved(store, make_frame, 1)  # reaches 1,000: tail and batch go into a segment with its copy
+    assert store.current_view().tail.rows == 0
+    assert len(list(store.copies_dir.rglob("*.parquet"))) == 1
+    reads.clear()
+    stream = STREAMS[7]
+    assert [v for v, _, _ in loaded(store, stream)] == list(range(1, 5 * PER_BATCH + 1))
+    # the stream's 25 events of five commits come from one row group of its copy, not five of the segment
+    assert reads and all(folder == "streams" and groups == 1 for folder, groups in reads)
+    assert loaded(store, stream) == as_stored(store, stream)
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_a_retried_tail_batch_returns_its_positions_and_a_changed_one_is_refused(
+    store: EventStore, make_frame: MakeFrame
+) -> None:
+    batch = make_frame(200, streams=STREAMS, aggregate_type="Thing")
+    first = store.append_frame(batch)
+    store.append_frame(make_frame(200, streams=STREAMS, aggregate_type="Thing"))
+    assert store.append_frame(batch) == first
+    assert store.head_position == 400
+    with pytest.raises(Exception, match="different data"):
+        store.append_frame(batch.with_columns(pl.lit('{"i": -1}').alias("data")))
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_a_damaged_stream_copy_fails_the_load_naming_the_file(
+    store: EventStore, make_frame: MakeFrame, open_store: OpenStore
+) -> None:
+    interleaved(store, make_frame, 5)
+    (copy,) = store.copies_dir.rglob("*.parquet")
+    store.close()
+    blob = bytearray(copy.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    copy.write_bytes(bytes(blob))
+    with pytest.raises(CorruptionError, match=copy.name):
+        open_store(read_only=True).get_events(STREAMS[0], "Thing")
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_compaction_rewrites_copies_and_reindex_falls_back_to_segments(
+    store: EventStore, make_frame: MakeFrame, data_dir: Path
+) -> None:
+    interleaved(store, make_frame, 15)  # three flushes: three segments, three copies
+    before = {s: as_stored(store, s) for s in STREAMS[:3]}
+    old_copies = sorted(store.copies_dir.rglob("*.parquet"))
+    assert len(old_copies) == 3
+    report = maintenance.compact(store)
+    assert report.segments_after == 1
+    new_copies = sorted(store.copies_dir.rglob("*.parquet"))
+    assert len(new_copies) == 1 and new_copies[0] not in old_copies
+    assert all((store.retired_dir / "streams" / c.relative_to(store.copies_dir)).exists() for c in old_copies)
+    assert {s: loaded(store, s) for s in STREAMS[:3]} == before
+    maintenance.reindex(store)
+    shutil.rmtree(store.copies_dir)  # unused after reindex: loads read the segments themselves
+    assert {s: loaded(store, s) for s in STREAMS[:3]} == before
+    assert maintenance.verify(store).ok
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.integers(min_value=1, max_value=700), min_size=1, max_size=8))
+def test_any_mix_of_batch_sizes_loads_every_stream_as_the_full_read_has_it(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, sizes: list[int]
+) -> None:
+    monkeypatch.setattr(limits, "WAL_FLUSH_ROWS", 600)
+    monkeypatch.setattr(limits, "SEGMENT_ROWS", 500)
+    with EventStore.open(tmp_path_factory.mktemp("log")) as store:
+        for k, n in enumerate(sizes):
+            store.append_frame(
+                build_frame(n, streams=STREAMS[: 3 + k], aggregate_type="Thing", first=k * 1000)
+            )
+        for stream in STREAMS[:4]:
+            assert loaded(store, stream) == as_stored(store, stream)
