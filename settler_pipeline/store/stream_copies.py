@@ -49,7 +49,7 @@ def write_copies(
 
 def _write_one(segment: WrittenSegment, copies_dir: Path, staging_dir: Path) -> pl.DataFrame:
     info = segment.info
-    clustered = segment.frame.sort("aggregate_id", maintain_order=True)  # versions stay ascending
+    clustered = segment.frame.sort("aggregate_id", "aggregate_version")
     staging = staging_dir / f"copy-{info.first_position:012d}-{info.last_position:012d}.{os.getpid()}.parquet"
     clustered.write_parquet(
         staging, compression="zstd", compression_level=1, statistics=True, row_group_size=ROW_GROUP_SIZE

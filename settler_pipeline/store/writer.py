@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -238,13 +239,20 @@ class LogWriter(LogLookups):
         leaves orphans that recovery moves to quarantine; after it, a stale write-ahead file likewise."""
         frame = pl.concat([view.tail.chunked_frame(), batch]) if view.tail.rows else batch
         written = write_segments(frame, self.segments_dir, self.staging_dir)
-        # Events of many commits: give each segment a copy clustered by stream (see stream_copies.py).
-        copies = write_copies(written, self.copies_dir, self.staging_dir) if view.tail.rows else []
         infos = [w.info for w in written]
         rows = [w.granules for w in written]
-        with self.index.writing() as con:
-            self.index.add_segments(con, infos, rows)
-            self.index.add_stream_copies(con, copies)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # Events of many commits: each segment gets a copy clustered by stream (stream_copies.py),
+            # written while the index takes the segments' rows; both commit in one index transaction.
+            copies = (
+                pool.submit(write_copies, written, self.copies_dir, self.staging_dir)
+                if view.tail.rows
+                else None
+            )
+            with self.index.writing() as con:
+                self.index.add_segments(con, infos, rows)
+                if copies is not None:
+                    self.index.add_stream_copies(con, copies.result())
         new = self._store_manifest(view.manifest, added=infos, removed=(), tail=frame)
         write_head(self.head_path, max(new.segments_head, new.lost_head))
         if view.wal_path.exists():
