@@ -7,11 +7,14 @@ Measured on that log: columnar append to existing streams, envelope-object appen
 with name-based (UUIDv5) ids and expected versions, loading one 100-event stream, full read.
 
 Usage: python -m benchmarks.bench_log [EVENTS ...] (default 200000); results as JSON on stdout.
+``make bench`` with ``BENCH_ONLY=log`` runs it at 200k and ``BENCH_LOG_EVENTS`` (default 10M) and
+renders the section of ``docs/benchmarks.md`` (see ``benchmarks/log_report.py``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import statistics
@@ -73,12 +76,16 @@ def settler(path: Path, events: int) -> dict[str, Any]:
     streams = group_streams(groups - 1)
     rng = random.Random(1)
 
-    loads = []
+    loads, frames = [], []
     for stream in rng.sample(group_streams(0), 60):  # streams of exactly 100 events in 20 batches
         started = time.perf_counter()
         got = store.get_events(stream, "reconciliation")
         loads.append(time.perf_counter() - started)
         assert len(got) == PER_BATCH * BATCHES, len(got)
+        started = time.perf_counter()
+        rows = store.stream_frame(stream, "reconciliation")
+        frames.append(time.perf_counter() - started)
+        assert rows.height == PER_BATCH * BATCHES, rows.height
 
     # envelope objects (a command handler's shape), 5 batches of 10k into existing streams
     env_s, env_events = 0.0, 0
@@ -118,6 +125,7 @@ def settler(path: Path, events: int) -> dict[str, Any]:
         versions[stream] += 1
 
     store.publish()
+    store.close()
     reads = []
     for _ in range(3):
         fresh = EventStore.open(path, read_only=True)
@@ -125,7 +133,6 @@ def settler(path: Path, events: int) -> dict[str, Any]:
         rows = fresh.read().collect().height
         reads.append(time.perf_counter() - started)
         fresh.close()
-    store.close()
     return {
         "events": head,
         "columnar_append_existing_events_per_s": existing_events / append_s,
@@ -133,6 +140,7 @@ def settler(path: Path, events: int) -> dict[str, Any]:
         "named_commit_p50_ms": statistics.median(commits) * 1000,
         "named_commit_p99_ms": sorted(commits)[int(len(commits) * 0.99)] * 1000,
         "stream_load_p50_ms": statistics.median(loads) * 1000,
+        "stream_frame_p50_ms": statistics.median(frames) * 1000,
         "full_read_events_per_s": rows / statistics.median(reads),
         "full_read_first_s": reads[0],
     }
@@ -191,11 +199,14 @@ def anchor(path: Path, events: int) -> dict[str, Any]:
 
 
 def main(sizes: list[int]) -> dict[str, Any]:
+    """Every measurement, each with the load average (1, 5, 15 min) when it finished."""
     work = Path(tempfile.mkdtemp(prefix="settler-bench-log-"))
     try:
         results: dict[str, Any] = {"anchor_200k": anchor(work / "anchor.sqlite", 200_000)}
+        results["anchor_200k"]["load_average"] = os.getloadavg()
         for events in sizes:
             results[f"settler_{events}"] = settler(work / f"settler-{events}", events)
+            results[f"settler_{events}"]["load_average"] = os.getloadavg()
             shutil.rmtree(work / f"settler-{events}")
         return results
     finally:

@@ -2,7 +2,8 @@
 
 Sizes come from the environment so a quick look is cheap: ``BENCH_EVENTS`` (default 10,000,000) for the
 log, ``BENCH_MATCH_SIZES`` (default ``100000,1000000,10000000``) for the matcher, ``BENCH_ONLY``
-(comma list of ``store,matcher,run,projections,cli``) to run a subset; the document is rebuilt from every
+(comma list of ``store,log,matcher,run,projections,cli``) to run a subset; ``BENCH_LOG_EVENTS`` (default
+10,000,000) for the interleaved log benchmark beside its 200k run; the document is rebuilt from every
 result file present.
 """
 
@@ -161,6 +162,11 @@ def write_doc() -> None:
             "(the library needs minutes per million events, so not at 10M).",
             "",
         ]
+    log = load("log")
+    if log:
+        from benchmarks import log_report
+
+        parts += log_report.section(log, table)
     matcher, whole = load("matcher"), load("run")
     if matcher or whole:
         m = (matcher or whole or {})["machine"]
@@ -391,7 +397,7 @@ NOTES = [
 
 
 def main() -> None:
-    only = set(filter(None, os.environ.get("BENCH_ONLY", "store,matcher,run,projections,cli").split(",")))
+    only = set(filter(None, os.environ.get("BENCH_ONLY", "store,log,matcher,run,projections,cli").split(",")))
     sizes = tuple(int(s) for s in os.environ.get("BENCH_MATCH_SIZES", "100000,1000000,10000000").split(","))
     events = int(os.environ.get("BENCH_EVENTS", "10000000"))
     info = machine()
@@ -399,6 +405,11 @@ def main() -> None:
         from benchmarks import bench_store
 
         save("store", {"machine": info, "results": bench_store.run(events, es_events=min(200_000, events))})
+    if "log" in only:
+        from benchmarks import bench_log
+
+        log_sizes = [200_000, int(os.environ.get("BENCH_LOG_EVENTS", "10000000"))]
+        save("log", {"machine": info, "results": bench_log.main(sorted(set(log_sizes)))})
     if "matcher" in only:
         from benchmarks import bench_matcher
 

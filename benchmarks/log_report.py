@@ -1,0 +1,151 @@
+"""The "event log on interleaved work" section of docs/benchmarks.md, rendered from
+``benchmarks/results/log.json`` (written by ``make bench`` with ``BENCH_ONLY=log``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.bench_log import BATCHES, PER_BATCH, STREAMS
+
+
+def _fmt(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "—" if ok is None else ("met" if ok else "**missed**")
+
+
+def _load(figures: dict[str, Any]) -> str:
+    load = figures.get("load_average")
+    return "/".join(f"{x:.1f}" for x in load) if load else "?"
+
+
+def section(log: dict[str, Any], table: Any) -> list[str]:
+    """Markdown lines of the section; ``table(header, rows)`` renders a table."""
+    m, r = log["machine"], log["results"]
+    anchor = r["anchor_200k"]
+    sizes = sorted(int(k.removeprefix("settler_")) for k in r if k.startswith("settler_"))
+    small = r.get("settler_200000")
+    big = r.get(f"settler_{sizes[-1]}") if sizes and sizes[-1] > 200_000 else None
+    big_label = f"{_fmt(sizes[-1])} events" if big else "(not run)"
+
+    def cell(figures: dict[str, Any] | None, key: str, unit: str, digits: int = 0) -> str:
+        return f"{_fmt(figures[key], digits)}{unit}" if figures else "not run"
+
+    def ratio(figures: dict[str, Any] | None, key: str, anchor_key: str) -> float:
+        return figures[key] / anchor[anchor_key] if figures else 0.0
+
+    append_ok = (
+        all(f["columnar_append_existing_events_per_s"] >= 1_000_000 for f in (small, big) if f)
+        and ratio(small, "columnar_append_existing_events_per_s", "batch_append_existing_events_per_s") >= 30
+    )
+    rows = [
+        [
+            f"columnar append to existing streams, {_fmt(STREAMS * PER_BATCH)}-event batches",
+            "≥ 1M events/s and ≥ 30× anchor",
+            cell(small, "columnar_append_existing_events_per_s", " events/s")
+            + f" ({ratio(small, 'columnar_append_existing_events_per_s', 'batch_append_existing_events_per_s'):.1f}×)",
+            cell(big, "columnar_append_existing_events_per_s", " events/s"),
+            f"{_fmt(anchor['batch_append_existing_events_per_s'])} events/s",
+            _verdict(append_ok),
+        ],
+        [
+            "envelope-object append (10k envelopes per call)",
+            "≥ 5× anchor",
+            cell(small, "envelope_append_events_per_s", " events/s")
+            + f" ({ratio(small, 'envelope_append_events_per_s', 'batch_append_existing_events_per_s'):.1f}×)",
+            cell(big, "envelope_append_events_per_s", " events/s"),
+            f"{_fmt(anchor['batch_append_existing_events_per_s'])} events/s",
+            _verdict(
+                ratio(small, "envelope_append_events_per_s", "batch_append_existing_events_per_s") >= 5
+            ),
+        ],
+        [
+            "one-event commit, name-based (UUIDv5) id + expected version",
+            f"p50 ≤ 1 ms at {big_label}",
+            (f"p50 {small['named_commit_p50_ms']:.2f} ms (p99 {small['named_commit_p99_ms']:.1f})")
+            if small
+            else "not run",
+            (f"p50 {big['named_commit_p50_ms']:.2f} ms (p99 {big['named_commit_p99_ms']:.1f})")
+            if big
+            else "not run",
+            f"p50 {anchor['commit_p50_ms']:.2f} ms",
+            _verdict(big["named_commit_p50_ms"] <= 1.0 if big else None),
+        ],
+        [
+            f"load one {PER_BATCH * BATCHES}-event stream written in {BATCHES} batches (envelopes)",
+            "≤ anchor at 200k, ≤ 5 ms at 10M",
+            f"p50 {small['stream_load_p50_ms']:.2f} ms" if small else "not run",
+            f"p50 {big['stream_load_p50_ms']:.2f} ms" if big else "not run",
+            f"p50 {anchor['stream_load_p50_ms']:.2f} ms",
+            _verdict(
+                bool(small and small["stream_load_p50_ms"] <= anchor["stream_load_p50_ms"])
+                and bool(big and big["stream_load_p50_ms"] <= 5.0)
+            ),
+        ],
+        [
+            "… the same stream as a Polars frame (`stream_frame`)",
+            "(reported)",
+            f"p50 {small['stream_frame_p50_ms']:.2f} ms" if small and "stream_frame_p50_ms" in small else "",
+            f"p50 {big['stream_frame_p50_ms']:.2f} ms" if big and "stream_frame_p50_ms" in big else "",
+            "",
+            "—",
+        ],
+        [
+            "full read",
+            "≥ 30× anchor's replay",
+            cell(small, "full_read_events_per_s", " events/s")
+            + f" ({ratio(small, 'full_read_events_per_s', 'replay_events_per_s'):.0f}×)",
+            cell(big, "full_read_events_per_s", " events/s"),
+            f"{_fmt(anchor['replay_events_per_s'])} events/s",
+            _verdict(
+                all(
+                    f["full_read_events_per_s"] >= 30 * anchor["replay_events_per_s"] for f in (small, big) if f
+                )
+            ),
+        ],
+    ]
+    loads = ", ".join(
+        f"{name.removeprefix('settler_').replace('anchor_200k', 'anchor')}: {_load(fig)}"
+        for name, fig in r.items()
+    )
+    return [
+        f"## The event log on interleaved work (`python -m benchmarks.bench_log 200000 {sizes[-1]}`)",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['date']}; raw figures in `benchmarks/results/log.json`.",
+        f"Load average (1/5/15 min) when each part finished: {loads}. Figures taken above a load of 3 are "
+        "not trustworthy.",
+        f"Workload: streams of {PER_BATCH * BATCHES} events, each written in {BATCHES} batches (every "
+        f"{_fmt(STREAMS * PER_BATCH)}-event columnar batch appends {PER_BATCH} events to each of "
+        f"{_fmt(STREAMS)} existing streams); eventsourcing (SQLite) does the same work in the same run at "
+        "200k events. Loads and commits are medians (60 loads, 1,000 commits), reads the median of 3.",
+        "",
+        table(["what", "target", "200k events", big_label, "eventsourcing (200k)", "verdict"], rows),
+        "",
+        *NOTES,
+        "",
+    ]
+
+
+NOTES = [
+    "How the log does this work (details in `docs/architecture.md`, \"Interleaved work\"):",
+    "",
+    "* **Appends.** A batch under 50,000 events is a write-ahead record (Arrow IPC + `fdatasync`); the",
+    "  tail goes into segments once it holds 200,000 events. Stream versions come from the writer's",
+    "  in-memory stream heads; a batch of fresh time-ordered ids needs no idempotency lookup (every id",
+    "  newer than the log's greatest is new). What a 10k batch still pays: validation and numbering in",
+    "  Polars (~10 ms), the record's encode, write and sync (~5 ms), and its share of the flush that",
+    "  writes the segment, its stream copy, the index rows and the Delta commit (~25–50 ms per 200k",
+    "  events). 1M events/s needs ~10 ms per 10k batch for all of this; the columnar path reaches that",
+    "  only with big batches (the store benchmark's 1M-event batches).",
+    "* **Envelope objects** pay one pass of Python over the envelopes (attributes and canonical JSON of",
+    "  each payload, ~4 µs per event) before the same columnar path.",
+    "* **Stream loads.** Each segment written from the tail (or by compaction) gets a *stream copy*: the",
+    "  same rows sorted by stream in row groups of 1,024, named in the index per stream. A stream written",
+    "  in 20 commits is then one row-group read instead of 20; what remains is the Parquet read (~0.5 ms)",
+    "  and building 100 envelopes (~1 ms, the `stream_frame` row shows the load without them).",
+    "  eventsourcing answers from a SQLite B-tree with the stream's rows adjacent.",
+    "* **One-event commits** are the write-ahead append and `fdatasync` plus exact lookups; the sync",
+    "  dominates and depends on the disk's contention at the time.",
+]
