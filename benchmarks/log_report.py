@@ -36,16 +36,16 @@ def section(log: dict[str, Any], table: Any) -> list[str]:
     def ratio(figures: dict[str, Any] | None, key: str, anchor_key: str) -> float:
         return figures[key] / anchor[anchor_key] if figures else 0.0
 
+    append_ratio = ratio(small, "columnar_append_existing_events_per_s", "batch_append_existing_events_per_s")
     append_ok = (
         all(f["columnar_append_existing_events_per_s"] >= 1_000_000 for f in (small, big) if f)
-        and ratio(small, "columnar_append_existing_events_per_s", "batch_append_existing_events_per_s") >= 30
+        and append_ratio >= 30
     )
     rows = [
         [
             f"columnar append to existing streams, {_fmt(STREAMS * PER_BATCH)}-event batches",
             "≥ 1M events/s and ≥ 30× anchor",
-            cell(small, "columnar_append_existing_events_per_s", " events/s")
-            + f" ({ratio(small, 'columnar_append_existing_events_per_s', 'batch_append_existing_events_per_s'):.1f}×)",
+            cell(small, "columnar_append_existing_events_per_s", " events/s") + f" ({append_ratio:.1f}×)",
             cell(big, "columnar_append_existing_events_per_s", " events/s"),
             f"{_fmt(anchor['batch_append_existing_events_per_s'])} events/s",
             _verdict(append_ok),
@@ -57,9 +57,7 @@ def section(log: dict[str, Any], table: Any) -> list[str]:
             + f" ({ratio(small, 'envelope_append_events_per_s', 'batch_append_existing_events_per_s'):.1f}×)",
             cell(big, "envelope_append_events_per_s", " events/s"),
             f"{_fmt(anchor['batch_append_existing_events_per_s'])} events/s",
-            _verdict(
-                ratio(small, "envelope_append_events_per_s", "batch_append_existing_events_per_s") >= 5
-            ),
+            _verdict(ratio(small, "envelope_append_events_per_s", "batch_append_existing_events_per_s") >= 5),
         ],
         [
             "one-event commit, name-based (UUIDv5) id + expected version",
@@ -101,7 +99,9 @@ def section(log: dict[str, Any], table: Any) -> list[str]:
             f"{_fmt(anchor['replay_events_per_s'])} events/s",
             _verdict(
                 all(
-                    f["full_read_events_per_s"] >= 30 * anchor["replay_events_per_s"] for f in (small, big) if f
+                    f["full_read_events_per_s"] >= 30 * anchor["replay_events_per_s"]
+                    for f in (small, big)
+                    if f
                 )
             ),
         ],
@@ -113,7 +113,8 @@ def section(log: dict[str, Any], table: Any) -> list[str]:
     return [
         f"## The event log on interleaved work (`python -m benchmarks.bench_log 200000 {sizes[-1]}`)",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['date']}; raw figures in `benchmarks/results/log.json`.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['date']}; "
+        "raw figures in `benchmarks/results/log.json`.",
         f"Load average (1/5/15 min) when each part finished: {loads}. Figures taken above a load of 3 are "
         "not trustworthy.",
         f"Workload: streams of {PER_BATCH * BATCHES} events, each written in {BATCHES} batches (every "
@@ -129,7 +130,7 @@ def section(log: dict[str, Any], table: Any) -> list[str]:
 
 
 NOTES = [
-    "How the log does this work (details in `docs/architecture.md`, \"Interleaved work\"):",
+    'How the log does this work (details in `docs/architecture.md`, "Interleaved work"):',
     "",
     "* **Appends.** A batch under 50,000 events is a write-ahead record (Arrow IPC + `fdatasync`); the",
     "  tail goes into segments once it holds 200,000 events. Stream versions come from the writer's",
