@@ -4,8 +4,9 @@
 2. generated exports for each tenant (a processor export and a bank statement with the hard cases);
 3. one reconciliation per tenant and day, plus one that fails on a missing input file and one that is
    cancelled before it runs; a few review decisions;
-4. snapshots and read models materialized through the Dagster definitions, in process, into a
-   persistent Dagster instance under ``<data dir>/.dagster`` (so ``dagster dev`` shows them);
+4. snapshots and read models materialized through the Dagster code location (a child process running
+   ``python -m dagster_project.materialize``) into a persistent Dagster instance under
+   ``<data dir>/.dagster`` (so ``dagster dev`` shows them);
 5. a short report.
 
 Every command carries an idempotency key, so a second demo run appends nothing new and reports the same
@@ -15,12 +16,15 @@ runs; the read models stay identical.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-from collections.abc import Callable, Iterator
+import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from settler_pipeline.errors import SettlerError
 from settler_pipeline.sample_job import write_sample_job
@@ -129,112 +133,43 @@ def run_demo(data_dir: Path, *, progress: Progress | None = None) -> DemoReport:
     return report
 
 
+MATERIALIZE_MODULE = "dagster_project.materialize"
+"""The program that materializes through the Dagster code location (run as ``python -m``: the library
+never imports the code location, which imports the library)."""
+
+
 def materialize(data_dir: Path) -> tuple[Path, int, int]:
     """Materialize snapshots and read models and run their checks through the Dagster code location on
-    ``data_dir``, in process, recording into the instance at ``<data_dir>/.dagster`` (with the tenants
-    as partitions of the reconciliation assets, and an observation of the event log). Dagster's own
-    output goes to :func:`dagster_log` instead of the terminal. Returns that instance's path and the
+    ``data_dir``, in a child process recording into the instance at ``<data_dir>/.dagster`` (with the
+    tenants as partitions of the reconciliation assets, and an observation of the event log). Dagster's
+    own output goes to :func:`dagster_log` instead of the terminal. Returns that instance's path and the
     checks passed / run."""
-    import dagster as dg
-
     home = data_dir / ".dagster"
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").touch()
-    previous = {k: os.environ.get(k) for k in ("DAGSTER_HOME", "SETTLER_DATA_DIR")}
-    os.environ["DAGSTER_HOME"] = str(home)
-    os.environ["SETTLER_DATA_DIR"] = str(data_dir)
-    try:
-        with _quiet(dagster_log(data_dir)):
-            from dagster_project.assets import EVENT_LOG, observe_event_log
-            from dagster_project.definitions import build_definitions
-            from dagster_project.reconciliations import TENANTS
-            from dagster_project.resources import EventStoreResource, ReadModelsResource
-            from settler_pipeline.application.access import AccessControl
-            from settler_pipeline.store.event_store import EventStore
-
-            definitions = build_definitions(data_dir / "jobs")
-            assets = [
-                a
-                for a in definitions.assets or []
-                if isinstance(a, dg.AssetsDefinition) and a.partitions_def is None
-            ]
-            with dg.DagsterInstance.get() as instance:
-                tenants = [t.name for t in AccessControl(data_dir).tenants()]
-                known = set(instance.get_dynamic_partitions(TENANTS.name))
-                instance.add_dynamic_partitions(TENANTS.name, [t for t in tenants if t not in known])
-                with EventStore.open(data_dir) as store:
-                    head, metadata = observe_event_log(store)
-                instance.report_runless_asset_event(
-                    dg.AssetObservation(asset_key=EVENT_LOG, metadata={**metadata, "head_position": head})
-                )
-                result = dg.materialize(
-                    assets,
-                    resources={
-                        "event_store": EventStoreResource(data_dir=str(data_dir)),
-                        "read_models": ReadModelsResource(data_dir=str(data_dir)),
-                    },
-                    instance=instance,
-                    raise_on_error=False,
-                )
-        if not result.success:
-            raise SettlerError(
-                "materializing the read models failed", hint=f"see Dagster's log in {dagster_log(data_dir)}"
-            )
-        evaluations = result.get_asset_check_evaluations()
-        return home, sum(1 for ev in evaluations if ev.passed), len(evaluations)
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    result_file = home / "demo-materialize.json"
+    result_file.unlink(missing_ok=True)
+    # The child gets its instance and data directory in its own environment; this process's stays as is.
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SETTLER_DATA_DIR": str(data_dir)}
+    log = dagster_log(data_dir)
+    with open(log, "a", encoding="utf-8") as sink:
+        done = subprocess.run(
+            [sys.executable, "-m", MATERIALIZE_MODULE, str(data_dir), str(result_file)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if done.returncode != 0 or not result_file.exists():
+        raise SettlerError("materializing the read models failed", hint=f"see Dagster's log in {log}")
+    result = json.loads(result_file.read_text())
+    return home, int(result["checks_passed"]), int(result["checks_total"])
 
 
 def dagster_log(data_dir: Path) -> Path:
     """Where the demo writes Dagster's own output (its DEBUG lines, warnings and banners)."""
     return data_dir / ".dagster" / "demo.log"
-
-
-@contextlib.contextmanager
-def _quiet(log_file: Path) -> Iterator[None]:
-    """Send everything Dagster prints (its loggers, Python warnings, stray writes to stdout and stderr)
-    to ``log_file`` for the duration."""
-    import logging
-    import warnings
-
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "a", encoding="utf-8") as sink:
-        handler = logging.StreamHandler(sink)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        loggers = [logging.getLogger(name) for name in ("dagster", "settler_pipeline")]
-        saved = [(lg.handlers[:], lg.propagate) for lg in loggers]
-        for lg in loggers:
-            lg.handlers = [handler]
-            lg.propagate = False
-        try:
-            with (
-                warnings.catch_warnings(),
-                contextlib.redirect_stdout(sink),
-                contextlib.redirect_stderr(sink),
-            ):
-                warnings.simplefilter("always")
-
-                def to_sink(
-                    message: Warning | str,
-                    category: type[Warning],
-                    filename: str,
-                    lineno: int,
-                    file: TextIO | None = None,
-                    line: str | None = None,
-                ) -> None:
-                    sink.write(warnings.formatwarning(message, category, filename, lineno, line))
-
-                warnings.showwarning = to_sink
-                yield
-        finally:
-            for lg, (handlers, propagate) in zip(loggers, saved, strict=True):
-                lg.handlers = handlers
-                lg.propagate = propagate
 
 
 def _row(tenant: str, day: date, outcome: Any) -> dict[str, Any]:
