@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
 from settler_pipeline.domain.registry import EventRegistry
 from settler_pipeline.store.event_store import EventStore
 from tests.factories import MakeEvent, MakeFrame, build_event, build_frame
+from tests.profiles import PROFILE
 
-# Hypothesis profiles: `ci` (the full gate, `make test`) replays the same examples on every run so a
-# red build is reproducible; `dev` (`make test-fast`) draws fresh ones to explore. Pick one with
-# HYPOTHESIS_PROFILE; per-test @settings still set the example counts.
-settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
-settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+settings.load_profile(PROFILE)  # see tests/profiles.py: `ci` for the gate, `dev` for the edit-test loop
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from settler_pipeline.domain.matching import (
     match_records,
 )
 from settler_pipeline.domain.matching.explain import REJECTIONS
+from tests.profiles import examples
 from tests.unit.test_matcher_support import BASE_TIME, records
 
 row = st.fixed_dictionaries(
@@ -90,7 +91,7 @@ def _check_buckets(result: MatchResult, side: str, frame: pl.DataFrame) -> None:
     )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     source_rows=st.lists(row, max_size=12),
     target_rows=st.lists(row, max_size=12),
@@ -130,7 +131,7 @@ def test_every_record_lands_in_exactly_one_bucket_and_no_record_is_matched_twice
         assert (unmatched["reason"] == "outside_range") == (unmatched["line_number"] in margin)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(
     source_rows=st.lists(row, max_size=10),
     target_rows=st.lists(row, max_size=10),

@@ -17,6 +17,7 @@ from settler_pipeline.domain.matching.candidates import window_candidates
 from settler_pipeline.domain.matching.normalise import description_tokens, normalise_key, normalise_reference
 from settler_pipeline.domain.matching.resolve import resolve_mutual_best
 from settler_pipeline.domain.matching.tolerance import allowed_difference, search_radius, within_tolerance
+from tests.profiles import examples
 from tests.unit.test_matcher_support import links, run
 
 
@@ -75,7 +76,7 @@ def test_percent_arithmetic_does_not_overflow_on_the_largest_amounts() -> None:
     assert allowed[0] == 10**15 * 999_999 // 1_000_000
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     source=st.integers(-(10**12), 10**12),
     delta=st.integers(-(10**9), 10**9),
@@ -126,7 +127,7 @@ def _frame(amounts: list[int], days: list[int], currencies: list[str] | None = N
     )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     source=st.lists(
         st.tuples(st.integers(0, 40), st.integers(0, 6), st.sampled_from(["USD", "EUR"])), max_size=12

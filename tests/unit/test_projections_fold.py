@@ -24,6 +24,7 @@ from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
 from settler_pipeline.projections import NAMES
 from settler_pipeline.projections.batch import EventBatch
 from settler_pipeline.projections.runner import fold_batches
+from tests.profiles import examples
 
 EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
 TENANTS = ("0192f0c4-5d3e-7a10-8b2c-00000000000a", "0192f0c4-5d3e-7a10-8b2c-00000000000b")
@@ -292,7 +293,7 @@ def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.sort(frame.columns)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(seed=st.integers(0, 2**32), runs=st.integers(1, 4), cuts=st.lists(st.integers(0, 150), max_size=6))
 def test_every_read_model_is_the_same_whatever_the_chunks_it_is_built_from(
     seed: int, runs: int, cuts: list[int]
@@ -310,7 +311,7 @@ def _aggregate_states(log: pl.DataFrame) -> dict[str, agg.ReconciliationState]:
     }
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(seed=st.integers(0, 2**32), runs=st.integers(1, 4), cuts=st.lists(st.integers(0, 150), max_size=4))
 def test_summary_exceptions_and_matches_agree_with_the_aggregate(
     seed: int, runs: int, cuts: list[int]

@@ -16,6 +16,7 @@ from settler_pipeline.domain import reconciliation as agg
 from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
 from settler_pipeline.errors import NotFoundError, StateError
 from settler_pipeline.ids import new_id
+from tests.profiles import examples
 
 RUN = new_id()
 TENANT = new_id()
@@ -230,7 +231,7 @@ _event_strategy = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(events=st.lists(_event_strategy, max_size=40), split=st.integers(0, 40))
 def test_bulk_fold_equals_event_by_event_fold_and_snapshot_plus_tail_equals_full_replay(
     events: list[EventEnvelope], split: int
