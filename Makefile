@@ -18,7 +18,8 @@ demo: $(STAMP)
 
 test: lint types pytest
 
-# The fast tier: unit tests (no subprocess, no real store beyond a temp dir), for the edit-test loop.
+# The fast tier: unit tests (no subprocess, no real store beyond a temp dir), for the edit-test loop;
+# its property tests run a quarter of their examples (the `dev` profile in tests/profiles.py).
 test-fast: $(STAMP)
 	HYPOTHESIS_PROFILE=dev $(BIN)/pytest -q -p no:cacheprovider tests/unit
 
@@ -30,8 +31,11 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy settler_pipeline
 
+# The full gate on TEST_WORKERS processes (pytest-xdist), a test file per worker at a time so a file's
+# module fixtures (the demo data, the webserver) are built once; TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
 pytest: $(STAMP)
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest -q
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
