@@ -281,6 +281,10 @@ PAYLOADS: Final[dict[str, type[EventData]]] = {
 }
 
 
+PAYLOAD_VERSIONS: Final[dict[str, int]] = dict.fromkeys(PAYLOADS, 1)
+"""The current schema version of every event type: the version its payload model describes."""
+
+
 @dataclass(frozen=True)
 class NewEvent:
     """An event a decision emits, before it has an id, a position or metadata: its type name and its
@@ -302,8 +306,8 @@ class NewEvent:
 
 def register_events(registry: EventRegistry = default_registry) -> None:
     """Declare every reconciliation event type at its current version (all are v1 today)."""
-    for event_type in PAYLOADS:
-        registry.register(event_type, 1)
+    for event_type, version in PAYLOAD_VERSIONS.items():
+        registry.register(event_type, version)
 
 
 register_events()

@@ -61,10 +61,14 @@ def model_schema(model: type[BaseModel], fields: Iterable[str] | None = None) ->
     return {name: polars_type(declared[name].annotation) for name in names}
 
 
-def union_schema(models: Sequence[type[BaseModel]], fields: Iterable[str]) -> dict[str, pl.DataType]:
+def union_schema(
+    models: Sequence[type[BaseModel]], fields: Iterable[str] | None = None
+) -> dict[str, pl.DataType]:
     """One schema for payloads of several models (one column per field; a field absent from a
     payload decodes as null). Each field must exist in at least one model, with one type in all
-    models that have it."""
+    models that have it. Without ``fields``: every field of every model, in first-declared order."""
+    if fields is None:
+        fields = dict.fromkeys(name for m in models for name in m.model_fields)
     out: dict[str, pl.DataType] = {}
     for name in fields:
         found = {polars_type(m.model_fields[name].annotation) for m in models if name in m.model_fields}
@@ -74,3 +78,13 @@ def union_schema(models: Sequence[type[BaseModel]], fields: Iterable[str]) -> di
             raise TypeError(f"field {name!r} has different types in {[m.__name__ for m in models]}")
         out[name] = found.pop()
     return out
+
+
+def is_json_text(model: type[BaseModel], field: str) -> bool:
+    """Whether ``field`` of ``model`` is free-form (a ``dict``) and so held as JSON text."""
+    annotation = model.model_fields[field].annotation
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+        origin = get_origin(annotation)
+    return origin is dict or annotation is dict

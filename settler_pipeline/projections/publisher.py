@@ -44,7 +44,9 @@ _DUCKDB_TYPES: Final[dict[str, str]] = {
 }
 EVENTS_COMMENT: Final = (
     "The published event log (the current files of its Delta Lake table), for ad-hoc SQL: one row per "
-    "event, positions 1..published_position with no gap (data is JSON text: use data->>'field'). "
+    "event, positions 1..published_position with no gap. Payload fields are typed columns (amount, "
+    "currency, match_id, ...) on rows where payload_typed is true; data holds every payload as JSON "
+    "text (data->>'field'). "
     "`settler project` publishes before it updates the read models, so it holds every event they do."
 )
 
@@ -108,7 +110,7 @@ def view_statements(
         listed = ", ".join(_literal(str(segments / f)) for f in files)
         statements.append(
             "CREATE OR REPLACE VIEW events AS SELECT * "  # noqa: S608
-            f"FROM read_parquet([{listed}], hive_partitioning = true)"
+            f"FROM read_parquet([{listed}], hive_partitioning = true, union_by_name = true)"
         )
         statements.append(f"COMMENT ON VIEW events IS {_literal(EVENTS_COMMENT)}")
     return statements

@@ -15,6 +15,7 @@ import polars as pl
 from settler_pipeline.domain.envelope import canonical_json
 from settler_pipeline.domain.registry import EventRegistry
 from settler_pipeline.errors import DuplicateEventError
+from settler_pipeline.store.payloads import EXTRA_COLUMNS
 from settler_pipeline.store.schema import COLUMNS, POLARS_SCHEMA, frame_to_envelopes
 
 CONTENT_COLUMNS = (
@@ -49,7 +50,7 @@ def number_batch(
         )
         .join(base, on="aggregate_id", how="left", maintain_order="left")
         .with_columns((pl.col("_base").fill_null(0) + pl.col("_n")).alias("aggregate_version"))
-        .select(COLUMNS)
+        .select(*COLUMNS, *(c for c in frame.columns if c in EXTRA_COLUMNS))
     )
 
 

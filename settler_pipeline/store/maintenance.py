@@ -89,7 +89,8 @@ def compact(store: EventStore, *, target_rows: int = COMPACT_TARGET_ROWS) -> Com
         removed: list[str] = []
         for group in merge:
             frame = (
-                pl.concat([read_verified(store.segments_dir / s.path) for s in group])
+                # files written before the typed payload columns lack them: the new segment adds them
+                pl.concat([read_verified(store.segments_dir / s.path) for s in group], how="diagonal_relaxed")
                 .cast(POLARS_SCHEMA)  # type: ignore[arg-type]
                 .sort("global_position")
             )

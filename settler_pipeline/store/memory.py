@@ -22,7 +22,9 @@ from settler_pipeline.domain.registry import EventRegistry, default_registry
 from settler_pipeline.errors import ConcurrencyError, ValidationError
 from settler_pipeline.ids import validate_uuid
 from settler_pipeline.store.batch import as_of_limit, number_batch, retried_positions, upcast_rows
+from settler_pipeline.store.payloads import prepare_typed_frame
 from settler_pipeline.store.schema import (
+    COLUMNS,
     POLARS_SCHEMA,
     envelopes_to_frame,
     frame_to_envelopes,
@@ -78,7 +80,7 @@ class InMemoryEventLog:
         """Append a batch atomically; same contract as the on-disk store's ``append``."""
         now = datetime.now(UTC)
         if isinstance(events, pl.DataFrame):
-            frame = prepare_frame(events, now=now)
+            frame = prepare_typed_frame(events, now=now)
         else:
             events = list(events)
             if not all(isinstance(event, EventEnvelope) for event in events):
@@ -116,7 +118,10 @@ class InMemoryEventLog:
         head = self._rows.height
         last = self._rows["created_at"].max() if head else None
         created_at = max(now, last) if isinstance(last, datetime) else now
-        stored = number_batch(frame, head=head, created_at=created_at, versions=self._versions)
+        # the in-memory log keeps the envelope columns only (readers decode payloads from ``data``)
+        stored = number_batch(frame, head=head, created_at=created_at, versions=self._versions).select(
+            COLUMNS
+        )
         self._rows = pl.concat([self._rows, stored], how="vertical")
         for event_id, position in stored.select("event_id", "global_position").iter_rows():
             self._position_of[event_id] = position

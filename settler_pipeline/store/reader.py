@@ -23,7 +23,9 @@ from settler_pipeline.ids import validate_uuid
 from settler_pipeline.store import limits
 from settler_pipeline.store.batch import as_of_limit, upcast_rows
 from settler_pipeline.store.named_ids import is_time_ordered
+from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, SEGMENT_SCHEMA, TYPED
 from settler_pipeline.store.schema import (
+    COLUMNS,
     POLARS_SCHEMA,
 )
 from settler_pipeline.store.segments import (
@@ -203,11 +205,21 @@ class LogReader(LogBase):
         tenant_id: str | None = None,
         *,
         as_of: datetime | None = None,
+        payload_fields: Sequence[str] = (),
     ) -> pl.LazyFrame:
         """The log (positions ``> from_position`` and ``<= to_position``) as a Polars LazyFrame in
         position order with the stored columns (``data`` as JSON text, ``event_version`` as stored).
 
+        With ``payload_fields``, also the flag ``payload_typed`` and those typed payload columns
+        (:mod:`~settler_pipeline.store.payloads`): they hold the payload of rows whose flag is true;
+        other rows (events in the write-ahead tail, segments written before the typed columns, unknown
+        types, older versions) have the flag false or null and their payload only in ``data``.
+
         The frame reads a fixed set of files; collect it promptly (a later ``compact`` retires files)."""
+        unknown_fields = [name for name in payload_fields if name not in PAYLOAD_SCHEMA]
+        if unknown_fields:
+            raise ValidationError(f"no typed payload column(s) {', '.join(unknown_fields)}")
+        wanted = [*COLUMNS, TYPED, *payload_fields] if payload_fields else list(COLUMNS)
         view = self._refresh()
         limit = as_of_limit(to_position, as_of, self.position_at)
         upper = view.head if limit is None else min(limit, view.head)
@@ -218,11 +230,20 @@ class LogReader(LogBase):
         verify_files(paths)
         parts: list[pl.LazyFrame] = []
         if paths:
-            parts.append(pl.scan_parquet(paths, hive_partitioning=False))
+            # files written before the typed payload columns read them as null
+            scan = pl.scan_parquet(
+                paths, hive_partitioning=False, schema=SEGMENT_SCHEMA, missing_columns="insert"
+            )
+            parts.append(scan.select(wanted))
         if view.tail.rows:
-            parts.append(view.tail.frame.lazy())
+            tail = view.tail.frame.lazy()
+            parts.append(
+                tail.with_columns(pl.lit(None, SEGMENT_SCHEMA[n]).alias(n) for n in wanted[len(COLUMNS) :])
+                if payload_fields
+                else tail
+            )
         if not parts:
-            return pl.LazyFrame(schema=POLARS_SCHEMA)
+            return pl.LazyFrame(schema={n: SEGMENT_SCHEMA[n] for n in wanted})
         frame = pl.concat(parts, how="vertical")
         first = min((seg.first_position for seg in chosen), default=view.manifest.segments_head + 1)
         if first <= from_position or upper < view.head:
@@ -288,7 +309,8 @@ class LogReader(LogBase):
         con = duckdb.connect()
         try:
             if paths:
-                query = select + f"read_parquet({files_param}::VARCHAR[])" + where
+                # union_by_name: files written before the typed payload columns have fewer columns
+                query = select + f"read_parquet({files_param}::VARCHAR[], union_by_name = true)" + where
                 parts.append(con.sql(query, params=[*params, paths]).pl())
             if view.tail.rows:
                 con.register("tail_events", view.tail.frame)

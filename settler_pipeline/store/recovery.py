@@ -122,7 +122,7 @@ class LogRecovery(LogBase):
             for path in sorted(set(live) - indexed):
                 file = self.segments_dir / path
                 verify_file(file)
-                frame = pl.read_parquet(file).cast(POLARS_SCHEMA)  # type: ignore[arg-type]
+                frame = pl.read_parquet(file, columns=list(POLARS_SCHEMA)).cast(POLARS_SCHEMA)  # type: ignore[arg-type]
                 self.index.add_segments(con, [live[path]], [granules(frame, path, row_group_starts(file))])
 
     def purge_retired(self, grace_s: float = 3600.0) -> None:
@@ -155,7 +155,11 @@ class LogRecovery(LogBase):
             old = None
         head = max((i.last_position for i in infos), default=0)
         frame = (
-            pl.scan_parquet([self.segments_dir / i.path for i in infos], schema=pl.Schema(POLARS_SCHEMA))
+            pl.scan_parquet(
+                [self.segments_dir / i.path for i in infos],
+                schema=pl.Schema(POLARS_SCHEMA),
+                extra_columns="ignore",
+            )
             .select(pl.col("event_id").max(), pl.col("aggregate_id").max(), pl.col("created_at").max())
             .collect()
             if infos

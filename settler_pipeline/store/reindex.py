@@ -53,7 +53,7 @@ def reindex(store: EventStore) -> ReindexReport:
             with index.writing() as con:
                 for seg in manifest.segments:
                     path = store.segments_dir / seg.path
-                    frame = read_verified(path).cast(POLARS_SCHEMA)  # type: ignore[arg-type]
+                    frame = read_verified(path, columns=list(POLARS_SCHEMA)).cast(POLARS_SCHEMA)  # type: ignore[arg-type]
                     index.add_segments(con, [seg], [granules(frame, seg.path, row_group_starts(path))])
         finally:
             index.close()
@@ -66,9 +66,9 @@ def reindex(store: EventStore) -> ReindexReport:
         return ReindexReport(len(manifest.segments), sum(s.rows for s in manifest.segments), rebuilt)
 
 
-def read_verified(path: Path) -> pl.DataFrame:
+def read_verified(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
     verify_file(path)
-    return pl.read_parquet(path)
+    return pl.read_parquet(path, columns=columns)
 
 
 def check_contiguous(manifest: Manifest) -> None:

@@ -30,7 +30,8 @@ from settler_pipeline.errors import CorruptionError
 from settler_pipeline.files import replace_durably
 from settler_pipeline.store.index import granules
 from settler_pipeline.store.manifest import SegmentInfo
-from settler_pipeline.store.schema import POLARS_SCHEMA
+from settler_pipeline.store.payloads import with_payload_columns
+from settler_pipeline.store.schema import COLUMNS, POLARS_SCHEMA
 
 SEGMENT_MAX_ROWS = 500_000
 ROW_GROUP_SIZE = 8_192  # small enough that loading one stream decodes little, large enough to scan fast
@@ -114,7 +115,9 @@ def write_segments(frame: pl.DataFrame, segments_dir: Path, staging_dir: Path) -
     """Write ``frame`` (rows in position order, the event schema) as one segment per event date.
 
     Files are durable and renamed into the tree when this returns, but they are part of the log only
-    once a manifest naming them is stored."""
+    once a manifest naming them is stored. Rows of known event types get their typed payload columns
+    (from their JSON when the batch did not bring them)."""
+    frame = with_payload_columns(frame)
     dates = frame["timestamp"].dt.date()
     if dates.n_unique() == 1:
         parts = [(str(dates[0]), frame)]
@@ -248,9 +251,10 @@ class SegmentReader:
         return cached
 
     def read_groups(self, relative: str, groups: list[int], columns: list[str] | None = None) -> pl.DataFrame:
-        """Row groups ``groups`` of one segment, in file order, with the event schema's types."""
+        """Row groups ``groups`` of one segment, in file order, with the event schema's types (the
+        envelope columns unless ``columns`` says otherwise)."""
         handle, _ = self._open(relative)
-        table = handle.read_row_groups(groups, columns=columns)
+        table = handle.read_row_groups(groups, columns=columns if columns is not None else list(COLUMNS))
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
         schema = {name: POLARS_SCHEMA[name] for name in frame.columns}

@@ -9,8 +9,10 @@ records the position it publishes up to (``settler.head_position`` in the commit
 positions ``1..published`` are exactly the table's rows.
 
 Spark, Trino, DuckDB's delta extension, ``deltalake.DeltaTable`` and ``pl.scan_delta`` read it; an engine
-without Delta support reads ``DeltaTable(uri).file_uris()`` as plain Parquet. Payload fields may later be
-added as typed, nullable columns (Delta schema evolution): older files then read them as null.
+without Delta support reads ``DeltaTable(uri).file_uris()`` as plain Parquet (with union-by-name: files
+written before the typed payload columns lack them). The typed payload columns of
+:mod:`~settler_pipeline.store.payloads` are part of the table's schema; a table published before them
+gains them by schema evolution and its older files read them as null.
 """
 
 from __future__ import annotations
@@ -31,15 +33,15 @@ from deltalake.transaction import (
 )
 
 from settler_pipeline.store.manifest import SegmentInfo
-from settler_pipeline.store.schema import EVENT_SCHEMA
+from settler_pipeline.store.payloads import arrow_schema
 
 PARTITION = "event_date"
 LOG_FOLDER = "_delta_log"
 HEAD_KEY = "settler.head_position"
-# Every column nullable: the Parquet files declare them optional, and columns added later (typed
-# payload fields) must be nullable for files written before them.
+# Every column nullable: the Parquet files declare them optional, and the typed payload columns
+# (added to tables first published without them) read as null in files written before them.
 TABLE_SCHEMA = pa.schema(
-    [pa.field(f.name, f.type, nullable=True) for f in EVENT_SCHEMA] + [pa.field(PARTITION, pa.date32())]
+    [pa.field(f.name, f.type, nullable=True) for f in arrow_schema()] + [pa.field(PARTITION, pa.date32())]
 )
 
 
@@ -91,6 +93,7 @@ def sync(segments_dir: Path, segments: Sequence[SegmentInfo], head: int, previou
         )
         return True
     table = DeltaTable(uri)
+    _add_new_columns(table)
     root = Path(uri)
     current = {Path(u).relative_to(root).as_posix() for u in table.file_uris()}
     added = [
@@ -112,6 +115,19 @@ def sync(segments_dir: Path, segments: Sequence[SegmentInfo], head: int, previou
         commit_properties=properties,
     )
     return True
+
+
+def _add_new_columns(table: DeltaTable) -> None:
+    """Evolve a table published before the typed payload columns existed: add them (nullable; older
+    files read them as null). The schema commit repeats the published head, so the head stays readable
+    from the newest commit even if the process stops right after it."""
+    have = {field.name for field in table.schema().fields}
+    missing = [f for f in DeltaSchema.from_arrow(TABLE_SCHEMA).fields if f.name not in have]
+    if not missing:
+        return
+    history = table.history(1)
+    head = int(history[0].get(HEAD_KEY, 0)) if history else 0
+    table.alter.add_columns(missing, commit_properties=CommitProperties(custom_metadata={HEAD_KEY: head}))
 
 
 def _partition_of(path: str) -> str:

@@ -176,7 +176,7 @@ def _expected_granules(store: EventStore, segments: Sequence[SegmentInfo]) -> di
         path = store.segments_dir / seg.path
         if not path.exists():
             continue
-        frame = pl.read_parquet(path).cast(POLARS_SCHEMA)  # type: ignore[arg-type]
+        frame = pl.read_parquet(path, columns=list(POLARS_SCHEMA)).cast(POLARS_SCHEMA)  # type: ignore[arg-type]
         for table, rows in granules(frame, seg.path, row_group_starts(path)).items():
             parts[table].append(rows)
     return {t: pl.concat(p) if p else pl.DataFrame() for t, p in parts.items()}

@@ -28,7 +28,9 @@ from settler_pipeline.store.batch import number_batch
 from settler_pipeline.store.head import write_head
 from settler_pipeline.store.lookups import LogLookups
 from settler_pipeline.store.manifest import Manifest, SegmentInfo
+from settler_pipeline.store.payloads import prepare_typed_frame
 from settler_pipeline.store.schema import (
+    COLUMNS,
     EVENT_SCHEMA,
     POLARS_SCHEMA,
     envelope_columns,
@@ -117,7 +119,7 @@ class LogWriter(LogLookups):
             validate_uuid("expected_versions key", k): int(v) for k, v in (expected_versions or {}).items()
         }
         if isinstance(events, pl.DataFrame | pa.Table):
-            frame = prepare_frame(events, now=now)
+            frame = prepare_typed_frame(events, now=now)
         else:
             events = list(events)
             if not all(isinstance(e, EventEnvelope) for e in events):
@@ -197,7 +199,8 @@ class LogWriter(LogLookups):
         if rows >= limits.SEGMENT_ROWS or view.tail.rows + rows >= limits.WAL_FLUSH_ROWS:
             self._write_segments(view, batch if isinstance(batch, pl.DataFrame) else _frame(batch))
             return
-        table = batch if isinstance(batch, pa.Table) else batch.to_arrow().cast(EVENT_SCHEMA)
+        # the write-ahead log keeps the envelope columns; typed payload columns are derived at the flush
+        table = batch if isinstance(batch, pa.Table) else batch.select(COLUMNS).to_arrow().cast(EVENT_SCHEMA)
         if view.torn_bytes:
             self._move_torn_record_aside(view)
         if view.wal_valid_bytes == 0 and not view.wal_path.exists():
@@ -237,7 +240,7 @@ class LogWriter(LogLookups):
         Order matters for crash safety: segment files, then their index rows, then the manifest (the
         commit point), then the recorded head, then the old write-ahead file. A crash before the manifest
         leaves orphans that recovery moves to quarantine; after it, a stale write-ahead file likewise."""
-        frame = pl.concat([view.tail.chunked_frame(), batch]) if view.tail.rows else batch
+        frame = pl.concat([view.tail.chunked_frame(), batch], how="diagonal") if view.tail.rows else batch
         written = write_segments(frame, self.segments_dir, self.staging_dir)
         infos = [w.info for w in written]
         rows = [w.granules for w in written]

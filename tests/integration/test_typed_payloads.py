@@ -1,0 +1,200 @@
+"""Payload fields are typed columns of the segments and of the published Delta table: filled from the
+JSON when a batch does not bring them, taken as given when it does, absent (null) in files written
+before they existed, and never in the way of unknown or older events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+
+from settler_pipeline.domain import events as e
+from settler_pipeline.errors import ValidationError
+from settler_pipeline.store import maintenance, segments, table
+from settler_pipeline.store.event_store import BULK_ROWS, EventStore
+from settler_pipeline.store.memory import InMemoryEventLog
+from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, TYPED
+from settler_pipeline.store.schema import COLUMNS, EVENT_SCHEMA
+from tests.factories import uid, utc
+
+RUN = uid(7)
+FIELDS = ["attempt", "match_id", "amount", "currency", "confidence", "source_ids", "summary"]
+
+
+def matched(n: int, offset: int = 0) -> list[dict[str, Any]]:
+    return [
+        {
+            "attempt": 1,
+            "match_id": f"m{offset + i}",
+            "rule": "exact",
+            "match_type": "one_to_one",
+            "source_ids": [f"s{offset + i}"],
+            "target_ids": [f"t{offset + i}"],
+            "amount": 100 + i,
+            "target_amount": 100 + i,
+            "amount_difference": 0,
+            "currency": "EUR",
+            "confidence": 0.5,
+            "matched_fields": ["amount"],
+            "date_difference_days": 0,
+        }
+        for i in range(n)
+    ]
+
+
+def frame_of(event_type: str, payloads: list[dict[str, Any]], *, version: int = 1) -> pl.DataFrame:
+    n = len(payloads)
+    return pl.DataFrame(
+        {
+            "aggregate_id": [RUN] * n,
+            "aggregate_type": [e.AGGREGATE_TYPE] * n,
+            "event_type": [event_type] * n,
+            "event_version": [version] * n,
+            "data": [json.dumps(p) for p in payloads],
+            "tenant_id": [uid(1)] * n,
+            "correlation_id": [uid(2)] * n,
+            "timestamp": [utc(2026, 11, 2, 9)] * n,
+        },
+        schema_overrides={"event_version": pl.Int32},
+    )
+
+
+def completed() -> dict[str, Any]:
+    summary = dict.fromkeys(e.Summary.model_fields, 1) | {"match_rate": 0.5}
+    return {"attempt": 1, "summary": summary}
+
+
+def typed(store: EventStore) -> pl.DataFrame:
+    return store.read(payload_fields=FIELDS).collect()
+
+
+def test_segments_hold_the_payload_fields_typed_as_the_payload_models_say(store: EventStore) -> None:
+    store.append_frame(frame_of(e.RECORD_MATCHED, matched(BULK_ROWS)))
+    store.append_frame(frame_of(e.RECONCILIATION_COMPLETED, [completed()]))  # waits in the tail
+    rows = typed(store)
+    assert rows[TYPED].to_list() == [True] * BULK_ROWS + [None]  # the tail is not typed yet
+    assert rows.schema["source_ids"] == pl.List(pl.String)
+    assert rows.schema["summary"] == PAYLOAD_SCHEMA["summary"]
+    first = rows.row(0, named=True)
+    assert (first["match_id"], first["amount"], first["currency"], first["source_ids"]) == (
+        "m0",
+        100,
+        "EUR",
+        ["s0"],
+    )
+    store.publish()  # moves the tail into a segment: the store types it from its JSON
+    rows = typed(store)
+    assert rows[TYPED].all()
+    assert rows["summary"][-1]["match_rate"] == 0.5 and rows["attempt"][-1] == 1
+    # every payload field of the models is a column of the segment file, with the derived type
+    path = store.segments_dir / store.current_view().manifest.segments[0].path
+    file_schema = pl.read_parquet_schema(path)
+    assert {name: file_schema[name] for name in PAYLOAD_SCHEMA} == PAYLOAD_SCHEMA
+
+
+def test_unknown_types_older_versions_and_payloads_that_do_not_fit_keep_their_json(store: EventStore) -> None:
+    odd = [{"attempt": "one", "match_id": 5}]  # a RecordMatched whose fields have other types
+    batch = pl.concat(
+        [
+            frame_of("SomethingNew", [{"amount": "x", "whatever": [1]}] * (BULK_ROWS // 2)),
+            frame_of(e.RECORD_MATCHED, matched(1)),
+            frame_of(e.RECORD_MATCHED, matched(1), version=0 + 1).with_columns(
+                pl.lit(2, pl.Int32).alias("event_version")
+            ),
+            frame_of(e.RECORD_MATCHED, odd),
+            frame_of(e.RECORD_MATCHED, matched(BULK_ROWS // 2, offset=10)),
+        ]
+    )
+    store.append_frame(batch)
+    rows = typed(store)
+    assert rows["data"].to_list() == batch["data"].to_list(), "every payload's text is kept as written"
+    flags = rows[TYPED].to_list()
+    half = BULK_ROWS // 2
+    assert flags[:half] == [False] * half, "unknown type"
+    assert flags[half : half + 4] == [True, False, False, True], "known; newer version; does not fit; known"
+    assert rows["match_id"][half] == "m0" and rows["match_id"][half + 2] is None
+
+
+def test_a_batch_may_bring_its_typed_columns_and_they_are_checked(store: EventStore) -> None:
+    payloads = matched(BULK_ROWS)
+    given = pl.concat(
+        [
+            frame_of(e.RECORD_MATCHED, payloads),
+            pl.DataFrame(payloads).with_columns(
+                pl.lit(None, pl.String).alias("source_records"),
+                pl.lit(None, pl.String).alias("target_records"),
+            ),
+        ],
+        how="horizontal",
+    ).with_columns(pl.lit(True).alias(TYPED))
+    store.append_frame(given)
+    rows = typed(store)
+    assert rows[TYPED].all() and rows["amount"].to_list() == [p["amount"] for p in payloads]
+    with pytest.raises(ValidationError, match=r"lack the payload column\(s\) target_records"):
+        store.append_frame(given.drop("target_records"))
+    with pytest.raises(ValidationError, match="payload_typed"):
+        store.append_frame(given.drop(TYPED))
+    with pytest.raises(ValidationError, match="wrong type"):
+        store.append_frame(given.with_columns(pl.lit("a lot").alias("amount")))
+    with pytest.raises(ValidationError, match="SomethingNew version 1 has no typed"):
+        store.append_frame(given.with_columns(pl.lit("SomethingNew").alias("event_type")))
+    assert store.head_position == BULK_ROWS, "a refused batch writes nothing"
+
+
+def test_a_log_and_table_written_before_typed_columns_stay_readable_and_gain_them(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as old:  # the writer as it was: envelope columns only
+        old.setattr(segments, "with_payload_columns", lambda frame: frame.select(COLUMNS))
+        old.setattr(table, "TABLE_SCHEMA", EVENT_SCHEMA.append(table.TABLE_SCHEMA.field(table.PARTITION)))
+        store.append_frame(frame_of(e.RECORD_MATCHED, matched(BULK_ROWS)))
+        store.publish()
+    assert "amount" not in DeltaTable(store.table_uri).schema().to_arrow().names
+    store.append_frame(frame_of(e.RECORD_MATCHED, matched(BULK_ROWS, offset=BULK_ROWS)))
+    rows = typed(store)
+    assert rows[TYPED].to_list() == [None] * BULK_ROWS + [True] * BULK_ROWS
+    assert rows["match_id"][BULK_ROWS] == f"m{BULK_ROWS}"
+    head = store.publish()
+    delta = DeltaTable(store.table_uri)
+    assert "amount" in delta.schema().to_arrow().names
+    assert table.published_head(store.segments_dir) == head
+    by_polars = (
+        pl.scan_delta(store.table_uri).select("global_position", "amount").collect().sort("global_position")
+    )
+    assert by_polars["amount"].null_count() == BULK_ROWS
+    con = duckdb.connect()
+    try:
+        by_duckdb = con.sql(
+            "SELECT count(amount) FROM read_parquet($1::VARCHAR[], union_by_name = true)",
+            params=[delta.file_uris()],
+        ).fetchall()
+    finally:
+        con.close()
+    assert by_duckdb == [(BULK_ROWS,)]
+    maintenance.compact(store)  # merging the old file with the new one types the old rows
+    rows = typed(store)
+    assert rows[TYPED].all() and rows["amount"].to_list() == [100 + i for i in range(BULK_ROWS)] * 2
+    assert maintenance.verify(store).ok
+
+
+def test_the_in_memory_log_takes_typed_batches_and_keeps_the_envelope_columns() -> None:
+    log = InMemoryEventLog()
+    payloads = matched(3)
+    log.append_frame(
+        pl.concat(
+            [
+                frame_of(e.RECORD_MATCHED, payloads),
+                pl.DataFrame(payloads).with_columns(
+                    pl.lit(None, pl.String).alias("source_records"),
+                    pl.lit(None, pl.String).alias("target_records"),
+                ),
+            ],
+            how="horizontal",
+        ).with_columns(pl.lit(True).alias(TYPED))
+    )
+    rows = log.read().collect()
+    assert rows.columns == list(COLUMNS) and rows["data"].str.json_decode()[0]["match_id"] == "m0"
