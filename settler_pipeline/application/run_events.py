@@ -1,7 +1,8 @@
 """Turn a run's loaded sides and match result into columnar event batches (no object per record).
 
-Every frame returned here has the columns of :meth:`EventStore.append_frame`, ``data`` holding the JSON
-payload described in ``domain/events.py``.
+Every frame returned here has the columns of :meth:`EventStore.append_frame`: ``data`` holding the JSON
+payload described in ``domain/events.py`` and, for the per-record events, the same payload as typed
+columns (types from the payload models), so the store writes them without decoding the JSON again.
 """
 
 from __future__ import annotations
@@ -15,17 +16,30 @@ from settler_pipeline.domain import events as e
 from settler_pipeline.domain.envelope import EventContext
 from settler_pipeline.domain.events import NewEvent
 from settler_pipeline.domain.matching import MatchResult
+from settler_pipeline.domain.payload_schema import model_schema
 from settler_pipeline.store.event_ids import new_ids
+from settler_pipeline.store.payloads import TYPED
+
+
+def _payload(model: type[e.EventData], fields: dict[str, pl.Expr]) -> list[pl.Expr]:
+    """``data`` (the JSON text of ``fields``) and every typed payload column of ``model`` (its
+    fields' types from the model; fields not given are null), flagged typed for the store."""
+    text = pl.struct(*(expr.alias(name) for name, expr in fields.items())).struct.json_encode()
+    typed = [
+        (fields[name].cast(dtype) if name in fields else pl.lit(None, dtype)).alias(name)
+        for name, dtype in model_schema(model).items()
+    ]
+    return [text.alias("data"), *typed, pl.lit(True).alias(TYPED)]
 
 
 def _frame(
-    data: pl.Expr, event_type: pl.Expr | str, height: int, ctx: EventContext, source: pl.DataFrame
+    payload: list[pl.Expr], event_type: pl.Expr | str, height: int, ctx: EventContext, source: pl.DataFrame
 ) -> pl.DataFrame:
     out = source.select(
         pl.lit(ctx.aggregate_id).alias("aggregate_id"),
         pl.lit(e.AGGREGATE_TYPE).alias("aggregate_type"),
         (pl.lit(event_type) if isinstance(event_type, str) else event_type).alias("event_type"),
-        data.alias("data"),
+        *payload,
         pl.lit(ctx.tenant_id).alias("tenant_id"),
         pl.lit(ctx.user_id, dtype=pl.String).alias("user_id"),
         pl.lit(ctx.correlation_id).alias("correlation_id"),
@@ -42,14 +56,17 @@ def _frame(
 def quarantine_events(side: str, loaded: LoadedSide, attempt: int, ctx: EventContext) -> pl.DataFrame:
     """One ``RecordQuarantined`` per quarantined row, with the raw row, reason and line number."""
     q = loaded.quarantine
-    data = pl.struct(
-        pl.lit(attempt).alias("attempt"),
-        pl.lit(side).alias("side"),
-        pl.col("line_number"),
-        pl.col("reason"),
-        pl.col("raw"),
-    ).struct.json_encode()
-    return _frame(data, e.RECORD_QUARANTINED, q.height, ctx, q)
+    payload = _payload(
+        e.RecordQuarantined,
+        {
+            "attempt": pl.lit(attempt),
+            "side": pl.lit(side),
+            "line_number": pl.col("line_number"),
+            "reason": pl.col("reason"),
+            "raw": pl.col("raw"),
+        },
+    )
+    return _frame(payload, e.RECORD_QUARANTINED, q.height, ctx, q)
 
 
 _TIME = "%Y-%m-%dT%H:%M:%S%.6fZ"
@@ -97,39 +114,41 @@ def match_events(
     """``RecordMatched`` (auto-confirmed) and ``MatchProposed`` (needs review) events; with the loaded
     ``sides``, proposals carry both sides' records."""
     m = result.matches
-    extra: list[pl.Expr] = []
-    if sides is not None and m.height:
+    fields = {
+        "attempt": pl.lit(attempt),
+        "match_id": pl.col("match_id"),
+        "rule": pl.col("rule"),
+        "match_type": pl.col("match_type"),
+        "source_ids": pl.col("source_ids"),
+        "target_ids": pl.col("target_ids"),
+        "amount": pl.col("source_amount_minor"),
+        "target_amount": pl.col("target_amount_minor"),
+        "amount_difference": pl.col("amount_difference_minor"),
+        "currency": pl.col("currency"),
+        "confidence": pl.col("confidence").round(4),
+        "matched_fields": pl.col("matched_fields"),
+        "date_difference_days": pl.col("date_difference_days"),
+    }
+    with_records = sides is not None and m.height > 0
+    if with_records:
+        assert sides is not None
         m = _with_proposal_records(m, sides)
-        extra = [pl.col("source_records"), pl.col("target_records")]
-    data = pl.struct(
-        pl.lit(attempt).alias("attempt"),
-        pl.col("match_id"),
-        pl.col("rule"),
-        pl.col("match_type"),
-        pl.col("source_ids"),
-        pl.col("target_ids"),
-        pl.col("source_amount_minor").alias("amount"),
-        pl.col("target_amount_minor").alias("target_amount"),
-        pl.col("amount_difference_minor").alias("amount_difference"),
-        pl.col("currency"),
-        pl.col("confidence").round(4),
-        pl.col("matched_fields"),
-        pl.col("date_difference_days"),
-        *extra,
-    ).struct.json_encode()
-    if extra:
+        fields |= {"source_records": pl.col("source_records"), "target_records": pl.col("target_records")}
+    data, *typed = _payload(e.RecordMatched, fields)
+    if with_records:
         # automatic matches leave the record lists out entirely rather than writing nulls
         data = (
             pl.when(pl.col("status") == "matched")
             .then(data.str.replace(r',"source_records":null,"target_records":null\}$', "}"))
             .otherwise(data)
+            .alias("data")
         )
     event_type = (
         pl.when(pl.col("status") == "matched")
         .then(pl.lit(e.RECORD_MATCHED))
         .otherwise(pl.lit(e.MATCH_PROPOSED))
     )
-    return _frame(data, event_type, m.height, ctx, m)
+    return _frame([data, *typed], event_type, m.height, ctx, m)
 
 
 def unmatched_events(
@@ -138,7 +157,22 @@ def unmatched_events(
     """One ``RecordUnmatched`` per record left unmatched, with its reason (and, with the loaded
     ``sides``, its reference and description, for review)."""
     u = result.unmatched
-    extra: list[pl.Expr] = []
+    fields = {
+        "attempt": pl.lit(attempt),
+        "side": pl.col("side"),
+        "record_id": pl.col("record_id"),
+        "line_number": pl.col("line_number"),
+        "amount": pl.col("amount_minor"),
+        "currency": pl.col("currency"),
+        "occurred_at": pl.col("occurred_at").dt.strftime(_TIME),
+        "reason": pl.col("reason"),
+        "candidate_ids": pl.col("candidate_ids"),
+        "closest_id": pl.col("closest_id"),
+        "closest_amount": pl.col("closest_amount_minor"),
+        "closest_occurred_at": pl.col("closest_occurred_at").dt.strftime(_TIME),
+        "closest_reference": pl.col("closest_reference"),
+        "closest_rejection": pl.col("closest_rejection"),
+    }
     if sides is not None and u.height:
         texts = pl.concat(
             [
@@ -149,41 +183,25 @@ def unmatched_events(
             ]
         )
         u = u.with_row_index("__order").join(texts, on=["side", "line_number"], how="left").sort("__order")
-        extra = [pl.col("reference"), pl.col("description")]
-    data = pl.struct(
-        pl.lit(attempt).alias("attempt"),
-        pl.col("side"),
-        pl.col("record_id"),
-        pl.col("line_number"),
-        pl.col("amount_minor").alias("amount"),
-        pl.col("currency"),
-        pl.col("occurred_at").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").alias("occurred_at"),
-        pl.col("reason"),
-        pl.col("candidate_ids"),
-        pl.col("closest_id"),
-        pl.col("closest_amount_minor").alias("closest_amount"),
-        pl.col("closest_occurred_at").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").alias("closest_occurred_at"),
-        pl.col("closest_reference"),
-        pl.col("closest_rejection"),
-        *extra,
-    ).struct.json_encode()
-    return _frame(data, e.RECORD_UNMATCHED, u.height, ctx, u)
+        fields |= {"reference": pl.col("reference"), "description": pl.col("description")}
+    return _frame(_payload(e.RecordUnmatched, fields), e.RECORD_UNMATCHED, u.height, ctx, u)
 
 
 def duplicate_events(result: MatchResult, attempt: int, ctx: EventContext) -> pl.DataFrame:
     """One ``DuplicateRecordDetected`` per extra occurrence of a record id."""
     d = result.duplicates
-    data = pl.struct(
-        pl.lit(attempt).alias("attempt"),
-        pl.col("side"),
-        pl.col("record_id"),
-        pl.col("line_number"),
-        pl.col("first_line_number"),
-    ).struct.json_encode()
-    return _frame(data, e.DUPLICATE_DETECTED, d.height, ctx, d)
+    fields = {
+        "attempt": pl.lit(attempt),
+        "side": pl.col("side"),
+        "record_id": pl.col("record_id"),
+        "line_number": pl.col("line_number"),
+        "first_line_number": pl.col("first_line_number"),
+    }
+    return _frame(_payload(e.DuplicateRecordDetected, fields), e.DUPLICATE_DETECTED, d.height, ctx, d)
 
 
 def single_event(new: NewEvent, ctx: EventContext) -> pl.DataFrame:
     """A one-row frame for a lifecycle event."""
     one = pl.DataFrame({"_": [0]})
-    return _frame(pl.lit(json.dumps(new.data(), sort_keys=True)), new.event_type, 1, ctx, one)
+    data = pl.lit(json.dumps(new.data(), sort_keys=True)).alias("data")
+    return _frame([data], new.event_type, 1, ctx, one)
