@@ -1,8 +1,8 @@
 """Turn a run's loaded sides and match result into columnar event batches (no object per record).
 
 Every frame returned here has the columns of :meth:`EventStore.append_frame`: ``data`` holding the JSON
-payload described in ``domain/events.py`` and, for the per-record events, the same payload as typed
-columns (types from the payload models), so the store writes them without decoding the JSON again.
+payload described in ``domain/events.py``, and the same payload as typed columns (every payload
+column, types from the payload models), so the store writes them without decoding the JSON again.
 """
 
 from __future__ import annotations
@@ -16,20 +16,24 @@ from settler_pipeline.domain import events as e
 from settler_pipeline.domain.envelope import EventContext
 from settler_pipeline.domain.events import NewEvent
 from settler_pipeline.domain.matching import MatchResult
-from settler_pipeline.domain.payload_schema import model_schema
+from settler_pipeline.domain.payload_schema import is_json_text, model_schema
 from settler_pipeline.store.event_ids import new_ids
-from settler_pipeline.store.payloads import TYPED
+from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, TYPED
 
 
 def _payload(model: type[e.EventData], fields: dict[str, pl.Expr]) -> list[pl.Expr]:
-    """``data`` (the JSON text of ``fields``) and every typed payload column of ``model`` (its
-    fields' types from the model; fields not given are null), flagged typed for the store."""
+    """``data`` (the JSON text of ``fields``) and the typed payload columns (every field of every
+    payload model, so that a run's frames concatenate; types from the models; a field ``model`` has
+    but ``fields`` lacks, and every other model's field, is null), flagged typed for the store."""
     text = pl.struct(*(expr.alias(name) for name, expr in fields.items())).struct.json_encode()
     typed = [
         (fields[name].cast(dtype) if name in fields else pl.lit(None, dtype)).alias(name)
-        for name, dtype in model_schema(model).items()
+        for name, dtype in PAYLOAD_SCHEMA.items()
     ]
-    return [text.alias("data"), *typed, pl.lit(True).alias(TYPED)]
+    unknown = set(fields) - set(model.model_fields)
+    if unknown:
+        raise TypeError(f"{model.__name__} has no field(s) {sorted(unknown)}")
+    return [text.alias("data"), pl.lit(True).alias(TYPED), *typed]
 
 
 def _frame(
@@ -202,6 +206,22 @@ def duplicate_events(result: MatchResult, attempt: int, ctx: EventContext) -> pl
 
 def single_event(new: NewEvent, ctx: EventContext) -> pl.DataFrame:
     """A one-row frame for a lifecycle event."""
-    one = pl.DataFrame({"_": [0]})
+    model = type(new.payload)
+    values = new.payload.model_dump(mode="json")
+    typed = pl.DataFrame(
+        [
+            {
+                name: json.dumps(v) if v is not None and is_json_text(model, name) else v
+                for name, v in values.items()
+            }
+        ],
+        schema=model_schema(model),
+    )
     data = pl.lit(json.dumps(new.data(), sort_keys=True)).alias("data")
-    return _frame([data], new.event_type, 1, ctx, one)
+    known = e.PAYLOADS.get(new.event_type) is model  # the store types only the models it knows
+    payload = [
+        data,
+        pl.lit(known).alias(TYPED),
+        *(pl.lit(None, t).alias(n) for n, t in PAYLOAD_SCHEMA.items()),
+    ]
+    return _frame(payload, new.event_type, 1, ctx, typed).with_columns(typed if known else [])
