@@ -1,39 +1,24 @@
 """A chunk of the event log as the read models see it: reconciliation events in position order, with
-the payload fields they need decoded once and shared by every read model.
+the payload fields they need as typed columns, read once and shared by every read model.
 
-Decoding JSON costs more than everything else a projection does, so it happens once per chunk, only
-for the fields listed here, and in DuckDB (``json_transform`` parses each document once into a typed
-struct; two to three times faster than Polars' ``str.json_decode`` on this machine). Lifecycle and
-review events are few; the per-record events (``RecordMatched`` above all) are most of the log.
+The fields come from the log's typed payload columns (only those listed here are read; the JSON text
+is not), so a chunk costs a columnar read; rows stored without typed columns are decoded from their
+JSON (:mod:`settler_pipeline.projections.payloads`). Lifecycle and review events are few; the
+per-record events (``RecordMatched`` above all) are most of the log.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import threading
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, Final
 
-import duckdb
 import polars as pl
 
 from settler_pipeline.domain import events as e
-from settler_pipeline.domain.envelope import EventEnvelope, canonical_json
-from settler_pipeline.domain.payload_schema import model_schema, union_schema
-from settler_pipeline.domain.registry import EventRegistry
+from settler_pipeline.projections.payloads import decode_payloads, typed_payloads
 from settler_pipeline.store.event_store import EventStore
-
-READ_COLUMNS: Final = (
-    "global_position",
-    "aggregate_id",
-    "event_type",
-    "event_version",
-    "tenant_id",
-    "timestamp",
-    "data",
-)
-"""Stored columns a read model reads (``aggregate_id`` is exposed as ``reconciliation_id``)."""
+from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, TYPED
 
 TS: Final = pl.Datetime("us", "UTC")
 IDS: Final = pl.List(pl.String)
@@ -47,177 +32,75 @@ FINISH_TYPES: Final = (
     e.RECONCILIATION_ABANDONED,
 )
 
-LIFECYCLE_MODELS: Final = tuple(
-    dict.fromkeys(model for kind, model in e.PAYLOADS.items() if kind not in e.BULK_EVENT_TYPES)
-)
-
-# The payload fields each kind of event contributes to the read models; their types come from the
-# payload models (one struct for all lifecycle and review events: absent fields decode as null).
-LIFECYCLE_FIELDS: Final = union_schema(
-    LIFECYCLE_MODELS,
-    (
-        "attempt",
-        "job_id",
-        "date_range",
-        "count",
-        "quarantined_count",
-        "summary",
-        "error",
-        "step",
-        "reason",
-        "match_id",
-        "source_ids",
-        "target_ids",
-        "exception_id",
-        "confirmed_by",
-        "rejected_by",
-        "matched_by",
-        "dismissed_by",
-        "amount",
-        "target_amount",
-        "amount_difference",
-        "currency",
-    ),
+# The payload fields each kind of event contributes to the read models (names only: their types are
+# the typed payload columns', which come from the payload models). Lifecycle and review events share
+# one set (a field a type lacks is null).
+LIFECYCLE_FIELDS: Final = (
+    "attempt",
+    "job_id",
+    "date_range",
+    "count",
+    "quarantined_count",
+    "summary",
+    "error",
+    "step",
+    "reason",
+    "match_id",
+    "source_ids",
+    "target_ids",
+    "exception_id",
+    "confirmed_by",
+    "rejected_by",
+    "matched_by",
+    "dismissed_by",
+    "amount",
+    "target_amount",
+    "amount_difference",
+    "currency",
 )
 
 RECORD_TYPES: Final = (e.RECORD_UNMATCHED, e.DUPLICATE_DETECTED, e.RECORD_QUARANTINED)
 
 # RecordMatched / MatchProposed: most of the log, so only what the read models use.
-MATCH_FIELDS: Final = model_schema(
-    e.RecordMatched,
-    (
-        "attempt",
-        "match_id",
-        "rule",
-        "match_type",
-        "source_ids",
-        "target_ids",
-        "amount",
-        "target_amount",
-        "amount_difference",
-        "currency",
-        "confidence",
-    ),
+MATCH_FIELDS: Final = (
+    "attempt",
+    "match_id",
+    "rule",
+    "match_type",
+    "source_ids",
+    "target_ids",
+    "amount",
+    "target_amount",
+    "amount_difference",
+    "currency",
+    "confidence",
 )
 
 # RecordUnmatched / DuplicateRecordDetected / RecordQuarantined.
-RECORD_FIELDS: Final = union_schema(
-    (e.RecordUnmatched, e.DuplicateRecordDetected, e.RecordQuarantined),
-    (
-        "attempt",
-        "side",
-        "record_id",
-        "line_number",
-        "amount",
-        "currency",
-        "reason",
-        "closest_id",
-        "closest_amount",
-        "closest_reference",
-        "closest_rejection",
-    ),
+RECORD_FIELDS: Final = (
+    "attempt",
+    "side",
+    "record_id",
+    "line_number",
+    "amount",
+    "currency",
+    "reason",
+    "closest_id",
+    "closest_amount",
+    "closest_reference",
+    "closest_rejection",
 )
 
+FIELDS: Final = tuple(dict.fromkeys(LIFECYCLE_FIELDS + MATCH_FIELDS + RECORD_FIELDS))
+"""Every payload field a read model reads."""
 
-_connection: tuple[int, duckdb.DuckDBPyConnection] | None = None
-_connection_lock = threading.Lock()
-
-
-def _cursor() -> duckdb.DuckDBPyConnection:
-    """A cursor on this process's private in-memory DuckDB (connecting costs ~10 ms, a cursor nothing)."""
-    global _connection
-    with _connection_lock:
-        if _connection is None or _connection[0] != os.getpid():  # a forked child needs its own
-            _connection = (os.getpid(), duckdb.connect(":memory:"))
-        return _connection[1].cursor()
-
-
-def _duckdb_type(dtype: Any) -> Any:
-    """The ``json_transform`` structure for a Polars type."""
-    if isinstance(dtype, pl.List):
-        return [_duckdb_type(dtype.inner)]
-    if isinstance(dtype, pl.Struct):
-        return {f.name: _duckdb_type(f.dtype) for f in dtype.fields}
-    names = {
-        pl.String: "VARCHAR",
-        pl.Int64: "BIGINT",
-        pl.Int32: "INTEGER",
-        pl.Float64: "DOUBLE",
-        pl.Boolean: "BOOLEAN",
-    }
-    for polars_type, name in names.items():
-        if dtype == polars_type:
-            return name
-    raise TypeError(f"no JSON decoding for {dtype}")
-
-
-def decode_payloads(
-    frame: pl.DataFrame, fields: dict[str, pl.DataType], rows: pl.Expr | None = None
-) -> pl.DataFrame:
-    """The rows of ``frame`` selected by ``rows`` (all by default), without ``data``, plus one typed
-    column per field of their JSON payload (null when a payload lacks the field or has another type).
-    Row order is kept."""
-    picked = frame.select(rows.alias("_pick")).to_series() if rows is not None else None
-    envelope = frame.drop("data")
-    if picked is not None:
-        envelope = envelope.filter(picked)
-    if envelope.height == 0:
-        return envelope.with_columns(pl.lit(None, dtype).alias(n) for n, dtype in fields.items())
-    structure = json.dumps({name: _duckdb_type(dtype) for name, dtype in fields.items()})
-    # Hand DuckDB the payloads without copying them (Arrow string views). A small selection is cheaper
-    # to copy out first; a large one is cheaper to filter inside DuckDB's scan.
-    if picked is not None and envelope.height < frame.height // 2:
-        payloads = frame.select("data").filter(picked).with_columns(pl.lit(True).alias("_pick"))
-    else:
-        payloads = frame.select("data", (picked if picked is not None else pl.lit(True)).alias("_pick"))
-    con = _cursor()
-    try:
-        con.register("payloads", payloads.to_arrow(compat_level=pl.CompatLevel.newest()))
-        table = con.sql(
-            "SELECT unnest(json_transform(data, $1)) FROM payloads WHERE _pick", params=[structure]
-        ).to_arrow_table()
-    finally:
-        con.close()
-    decoded = pl.from_arrow(table)
-    assert isinstance(decoded, pl.DataFrame)
-    # A filter-and-project query keeps insertion order in DuckDB (preserve_insertion_order is on by default).
-    return pl.concat([envelope, decoded.cast(fields)], how="horizontal")  # type: ignore[arg-type]
-
-
-def upcast_payloads(frame: pl.DataFrame, registry: EventRegistry) -> pl.DataFrame:
-    """Rewrite the ``data`` of rows stored at an older ``event_version`` to the current version of their
-    type (a no-op, and cheap, when every row is current: the usual case)."""
-    stale = [
-        (event_type, version)
-        for event_type, version in frame.select("event_type", "event_version").unique().iter_rows()
-        if (current := registry.current_version(event_type)) is not None and version < current
-    ]
-    if not stale:
-        return frame
-    needs = pl.struct("event_type", "event_version").is_in(
-        pl.DataFrame(stale, schema={"event_type": pl.String, "event_version": pl.Int32}, orient="row")
-        .to_struct()
-        .implode()
-    )
-    fixed = [
-        canonical_json(
-            registry.upcast(
-                EventEnvelope.model_construct(
-                    event_type=event_type, event_version=version, data=json.loads(data)
-                )
-            ).data
-        )
-        for event_type, version, data in frame.filter(needs)
-        .select("event_type", "event_version", "data")
-        .iter_rows()
-    ]
-    index = frame.with_row_index("_row").filter(needs)["_row"]
-    data = frame["data"].scatter(index, fixed)
-    return frame.with_columns(data)
+ENVELOPE: Final = ("global_position", "reconciliation_id", "event_type", "tenant_id", "timestamp")
+"""Envelope columns of every decoded frame (``aggregate_id`` is exposed as ``reconciliation_id``)."""
 
 
 class EventBatch:
-    """Reconciliation events with positions in ``(after, upto]``, in position order."""
+    """Reconciliation events with positions in ``(after, upto]``, in position order, with the payload
+    fields the read models read (:data:`FIELDS`) as typed columns."""
 
     def __init__(self, events: pl.DataFrame, *, after: int, upto: int) -> None:
         self.events = events
@@ -226,31 +109,43 @@ class EventBatch:
 
     @classmethod
     def read(cls, store: EventStore, after: int, upto: int, *, tenant_id: str | None = None) -> EventBatch:
-        """Read positions ``(after, upto]`` of ``store`` (only reconciliation events)."""
+        """Read positions ``(after, upto]`` of ``store`` (only reconciliation events): the envelope
+        columns and the typed payload columns, not the JSON (unless some rows are stored untyped)."""
         frame = (
-            store.read(from_position=after, to_position=upto, tenant_id=tenant_id)
+            store.read(from_position=after, to_position=upto, tenant_id=tenant_id, payload_fields=FIELDS)
             .filter(pl.col("aggregate_type") == e.AGGREGATE_TYPE)
-            .select(READ_COLUMNS)
+            .select("global_position", "aggregate_id", *ENVELOPE[2:], "event_version", TYPED, *FIELDS)
             .collect()
         )
-        frame = upcast_payloads(frame, store.registry)
+
+        def stored_data(positions: pl.Series) -> pl.DataFrame:
+            low, high = int(positions.min()) - 1, int(positions.max())  # type: ignore[arg-type]
+            return (
+                store.read(from_position=low, to_position=high, tenant_id=tenant_id)
+                .filter(pl.col("global_position").is_in(positions.implode()))
+                .select("global_position", "data")
+                .collect()
+            )
+
+        frame = typed_payloads(frame, store.registry, FIELDS, stored_data)
         return cls(
             frame.drop("event_version").rename({"aggregate_id": "reconciliation_id"}), after=after, upto=upto
         )
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, *, after: int = 0, upto: int | None = None) -> EventBatch:
-        """A batch from stored-event rows (columns as :meth:`EventStore.read`), e.g. in tests."""
+        """A batch from stored-event rows (columns as :meth:`EventStore.read`, payloads in ``data``,
+        at their current versions), e.g. in tests."""
         rows = frame.filter(pl.col("aggregate_type") == e.AGGREGATE_TYPE).sort("global_position")
         last = upto if upto is not None else int(rows["global_position"].max() or after)  # type: ignore[arg-type]
-        return cls(
-            rows.select(READ_COLUMNS).drop("event_version").rename({"aggregate_id": "reconciliation_id"}),
-            after=after,
-            upto=last,
+        decoded = decode_payloads(
+            rows.select("global_position", "aggregate_id", *ENVELOPE[2:], "data"),
+            {name: PAYLOAD_SCHEMA[name] for name in FIELDS},
         )
+        return cls(decoded.rename({"aggregate_id": "reconciliation_id"}), after=after, upto=last)
 
     def since(self, position: int) -> EventBatch:
-        """The part of this batch after ``position`` (decoded frames are filtered, not decoded again)."""
+        """The part of this batch after ``position`` (selected frames are filtered, not selected again)."""
         if position <= self.after:
             return self
         later = pl.col("global_position") > position
@@ -261,7 +156,7 @@ class EventBatch:
         return part
 
     def decode(self) -> EventBatch:
-        """Decode every payload field now (rather than on first use); returns the batch."""
+        """Select every kind of event now (rather than on first use); returns the batch."""
         _ = self.lifecycle, self.matched, self.proposed, self.records, self.last_positions
         return self
 
@@ -274,11 +169,14 @@ class EventBatch:
         """The newest event time in the batch (None when empty)."""
         return self.events["timestamp"].max()
 
+    def _kind(self, rows: pl.Expr, fields: Sequence[str]) -> pl.DataFrame:
+        return self.events.filter(rows).select(*ENVELOPE, *fields)
+
     @cached_property
     def lifecycle(self) -> pl.DataFrame:
         """Lifecycle and review events with their payload fields (:data:`LIFECYCLE_FIELDS`)."""
         rows = ~pl.col("event_type").is_in(list(e.BULK_EVENT_TYPES))
-        return decode_payloads(self.events, LIFECYCLE_FIELDS, rows).with_columns(
+        return self._kind(rows, LIFECYCLE_FIELDS).with_columns(
             # ReconciliationStarted of older writers may lack ``attempt``: a start is attempt 1.
             pl.when(pl.col("event_type") == e.RECONCILIATION_STARTED)
             .then(pl.col("attempt").fill_null(1))
@@ -289,17 +187,17 @@ class EventBatch:
     @cached_property
     def matched(self) -> pl.DataFrame:
         """``RecordMatched`` events (most of the log) with their payload fields (:data:`MATCH_FIELDS`)."""
-        return decode_payloads(self.events, MATCH_FIELDS, pl.col("event_type") == e.RECORD_MATCHED)
+        return self._kind(pl.col("event_type") == e.RECORD_MATCHED, MATCH_FIELDS)
 
     @cached_property
     def proposed(self) -> pl.DataFrame:
         """``MatchProposed`` events with their payload fields (:data:`MATCH_FIELDS`)."""
-        return decode_payloads(self.events, MATCH_FIELDS, pl.col("event_type") == e.MATCH_PROPOSED)
+        return self._kind(pl.col("event_type") == e.MATCH_PROPOSED, MATCH_FIELDS)
 
     @cached_property
     def records(self) -> pl.DataFrame:
         """Unmatched, duplicate and quarantined records with their payload fields (:data:`RECORD_FIELDS`)."""
-        return decode_payloads(self.events, RECORD_FIELDS, pl.col("event_type").is_in(list(RECORD_TYPES)))
+        return self._kind(pl.col("event_type").is_in(list(RECORD_TYPES)), RECORD_FIELDS)
 
     def of_types(self, *event_types: str) -> pl.DataFrame:
         """Decoded lifecycle/review events of the given types."""

@@ -25,7 +25,7 @@ import polars as pl
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
 from settler_pipeline.errors import ValidationError
-from settler_pipeline.projections.batch import decode_payloads, upcast_payloads
+from settler_pipeline.projections.payloads import decode_payloads, upcast_payloads
 from settler_pipeline.store.event_store import EventStore
 
 CHUNK_EVENTS: Final = 1_000_000

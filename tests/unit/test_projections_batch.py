@@ -7,7 +7,8 @@ import json
 import polars as pl
 
 from settler_pipeline.domain.registry import EventRegistry
-from settler_pipeline.projections.batch import IDS, decode_payloads, upcast_payloads
+from settler_pipeline.projections.batch import IDS
+from settler_pipeline.projections.payloads import decode_payloads, upcast_payloads
 
 
 def test_payload_fields_are_decoded_typed_in_row_order_with_nulls_for_what_is_missing() -> None:

@@ -1,0 +1,150 @@
+"""Payloads as the read models get them: typed payload columns as stored, and the rows stored
+without them (the write-ahead tail, files written before typed columns, older event versions) decoded
+from their JSON after upcasting.
+
+JSON decoding happens in DuckDB (``json_transform`` parses each document once into a typed struct; two
+to three times faster than Polars' ``str.json_decode`` on this machine), only for the fields asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from settler_pipeline.domain.envelope import EventEnvelope, canonical_json
+from settler_pipeline.domain.registry import EventRegistry
+from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, TYPED
+
+_connection: tuple[int, duckdb.DuckDBPyConnection] | None = None
+_connection_lock = threading.Lock()
+
+
+def _cursor() -> duckdb.DuckDBPyConnection:
+    """A cursor on this process's private in-memory DuckDB (connecting costs ~10 ms, a cursor nothing)."""
+    global _connection
+    with _connection_lock:
+        if _connection is None or _connection[0] != os.getpid():  # a forked child needs its own
+            _connection = (os.getpid(), duckdb.connect(":memory:"))
+        return _connection[1].cursor()
+
+
+def _duckdb_type(dtype: Any) -> Any:
+    """The ``json_transform`` structure for a Polars type."""
+    if isinstance(dtype, pl.List):
+        return [_duckdb_type(dtype.inner)]
+    if isinstance(dtype, pl.Struct):
+        return {f.name: _duckdb_type(f.dtype) for f in dtype.fields}
+    names = {
+        pl.String: "VARCHAR",
+        pl.Int64: "BIGINT",
+        pl.Int32: "INTEGER",
+        pl.Float64: "DOUBLE",
+        pl.Boolean: "BOOLEAN",
+    }
+    for polars_type, name in names.items():
+        if dtype == polars_type:
+            return name
+    raise TypeError(f"no JSON decoding for {dtype}")
+
+
+def decode_payloads(
+    frame: pl.DataFrame, fields: dict[str, pl.DataType], rows: pl.Expr | None = None
+) -> pl.DataFrame:
+    """The rows of ``frame`` selected by ``rows`` (all by default), without ``data``, plus one typed
+    column per field of their JSON payload (null when a payload lacks the field or has another type).
+    Row order is kept."""
+    picked = frame.select(rows.alias("_pick")).to_series() if rows is not None else None
+    envelope = frame.drop("data")
+    if picked is not None:
+        envelope = envelope.filter(picked)
+    if envelope.height == 0:
+        return envelope.with_columns(pl.lit(None, dtype).alias(n) for n, dtype in fields.items())
+    structure = json.dumps({name: _duckdb_type(dtype) for name, dtype in fields.items()})
+    # Hand DuckDB the payloads without copying them (Arrow string views). A small selection is cheaper
+    # to copy out first; a large one is cheaper to filter inside DuckDB's scan.
+    if picked is not None and envelope.height < frame.height // 2:
+        payloads = frame.select("data").filter(picked).with_columns(pl.lit(True).alias("_pick"))
+    else:
+        payloads = frame.select("data", (picked if picked is not None else pl.lit(True)).alias("_pick"))
+    con = _cursor()
+    try:
+        con.register("payloads", payloads.to_arrow(compat_level=pl.CompatLevel.newest()))
+        table = con.sql(
+            "SELECT unnest(json_transform(data, $1)) FROM payloads WHERE _pick", params=[structure]
+        ).to_arrow_table()
+    finally:
+        con.close()
+    decoded = pl.from_arrow(table)
+    assert isinstance(decoded, pl.DataFrame)
+    # A filter-and-project query keeps insertion order in DuckDB (preserve_insertion_order is on by default).
+    return pl.concat([envelope, decoded.cast(fields)], how="horizontal")  # type: ignore[arg-type]
+
+
+def upcast_payloads(frame: pl.DataFrame, registry: EventRegistry) -> pl.DataFrame:
+    """Rewrite the ``data`` of rows stored at an older ``event_version`` to the current version of their
+    type (a no-op, and cheap, when every row is current: the usual case)."""
+    stale = [
+        (event_type, version)
+        for event_type, version in frame.select("event_type", "event_version").unique().iter_rows()
+        if (current := registry.current_version(event_type)) is not None and version < current
+    ]
+    if not stale:
+        return frame
+    needs = pl.struct("event_type", "event_version").is_in(
+        pl.DataFrame(stale, schema={"event_type": pl.String, "event_version": pl.Int32}, orient="row")
+        .to_struct()
+        .implode()
+    )
+    fixed = [
+        canonical_json(
+            registry.upcast(
+                EventEnvelope.model_construct(
+                    event_type=event_type, event_version=version, data=json.loads(data)
+                )
+            ).data
+        )
+        for event_type, version, data in frame.filter(needs)
+        .select("event_type", "event_version", "data")
+        .iter_rows()
+    ]
+    index = frame.with_row_index("_row").filter(needs)["_row"]
+    data = frame["data"].scatter(index, fixed)
+    return frame.with_columns(data)
+
+
+def typed_payloads(
+    frame: pl.DataFrame,
+    registry: EventRegistry,
+    fields: Sequence[str],
+    stored_data: Callable[[pl.Series], pl.DataFrame],
+) -> pl.DataFrame:
+    """``frame`` (stored events with ``event_type``, ``event_version``, the flag ``payload_typed`` and
+    the typed payload columns ``fields``) with those columns holding every row's payload at the current
+    version of its type. Rows whose typed columns cannot be used (the write-ahead tail, files written
+    before typed columns, older versions) are decoded from their JSON, upcast first:
+    ``stored_data(positions)`` returns ``global_position, data`` of those rows. The flag is dropped;
+    row order is kept."""
+    current = {name: registry.current_version(name) for name in frame["event_type"].unique().to_list()}
+    usable = pl.col(TYPED).fill_null(False) & (
+        pl.col("event_version")
+        == pl.col("event_type").replace_strict(
+            list(current), list(current.values()), default=None, return_dtype=pl.Int32
+        )
+    )
+    flags = frame.select(usable.alias("_usable")).to_series()
+    if flags.all():
+        return frame.drop(TYPED)
+    stale = frame.filter(~flags).drop(TYPED, *fields)
+    texts = stored_data(stale["global_position"])
+    stale = upcast_payloads(
+        stale.join(texts, on="global_position", how="left", maintain_order="left"), registry
+    )
+    decoded = decode_payloads(stale, {name: PAYLOAD_SCHEMA[name] for name in fields})
+    columns = [c for c in frame.columns if c != TYPED]
+    return pl.concat([frame.filter(flags).select(columns), decoded.select(columns)]).sort("global_position")
