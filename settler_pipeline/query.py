@@ -12,7 +12,7 @@ the same amount in major units as an exact DECIMAL (``amount_major``, ...: 1234 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import duckdb
@@ -20,32 +20,35 @@ import polars as pl
 
 from settler_pipeline import projections
 from settler_pipeline.adapters.amounts import CURRENCY_EXPONENTS, DEFAULT_EXPONENT
-from settler_pipeline.errors import NotFoundError, ValidationError
+from settler_pipeline.errors import CorruptionError, NotFoundError, ValidationError
 
 AMOUNT_COLUMNS = ("amount", "target_amount", "amount_difference", "closest_amount")
 
 
-def with_analyst_columns(frame: pl.DataFrame, tenant_names: Mapping[str, str]) -> pl.DataFrame:
+def with_analyst_columns(
+    frame: pl.LazyFrame, tenant_names: Mapping[str, str], currencies: Sequence[str] = ()
+) -> pl.LazyFrame:
     """``frame`` with ``tenant`` after ``tenant_id`` and ``<amount>_major`` after each minor-unit amount
     column of a frame that has a ``currency``: exact decimals, with as many places as the frame's
-    currency with the most minor-unit digits needs (2 for EUR and USD, 3 with KWD)."""
-    order = list(frame.columns)
+    currency with the most minor-unit digits needs (2 for EUR and USD, 3 with KWD); ``currencies``
+    are the codes the frame holds."""
+    schema = frame.collect_schema()
+    order = list(schema.names())
     added: list[pl.Expr] = []
-    if "tenant_id" in frame.columns:
-        names = pl.DataFrame(
+    if "tenant_id" in schema:
+        names = pl.LazyFrame(
             {"tenant_id": list(tenant_names), "tenant": list(tenant_names.values())},
             schema={"tenant_id": pl.String, "tenant": pl.String},
         )
         frame = frame.join(names, on="tenant_id", how="left", maintain_order="left")
         order.insert(order.index("tenant_id") + 1, "tenant")
-    amounts = [c for c in AMOUNT_COLUMNS if c in frame.columns and frame.schema[c].is_integer()]
-    if amounts and "currency" in frame.columns:
+    amounts = [c for c in AMOUNT_COLUMNS if c in schema and schema[c].is_integer()]
+    if amounts and "currency" in schema:
         exponent = pl.col("currency").replace_strict(
             CURRENCY_EXPONENTS, default=DEFAULT_EXPONENT, return_dtype=pl.Int64
         )
-        codes = frame["currency"].drop_nulls().unique().to_list()
         scale = max(
-            (CURRENCY_EXPONENTS.get(code, DEFAULT_EXPONENT) for code in codes), default=DEFAULT_EXPONENT
+            (CURRENCY_EXPONENTS.get(code, DEFAULT_EXPONENT) for code in currencies), default=DEFAULT_EXPONENT
         )
         divisor = pl.lit(10, pl.Int64).pow(exponent).cast(pl.Decimal(38, 0))
         for column in amounts:
@@ -58,34 +61,28 @@ def scoped_sql(
     data_dir: str | Path, query: str, tenant_ids: list[str], tenant_names: Mapping[str, str] | None = None
 ) -> pl.DataFrame:
     """Run ``query`` against the read models (one table per read model, same names and columns as in
-    ``analytics.duckdb``), seeing only rows of ``tenant_ids``. An empty query, or a statement that
-    returns no rows, is a :class:`ValidationError`."""
+    ``analytics.duckdb``), seeing only rows of ``tenant_ids``. Only the read models the query names are
+    opened, and of those only what the query reads (each is a lazy scan of its files). An empty query,
+    or a statement that returns no rows, is a :class:`ValidationError`."""
     if not query.strip():
         raise ValidationError(
             "the query is empty", hint='give a SELECT, e.g. "SELECT * FROM reconciliation_summary LIMIT 5"'
         )
+    built = [name for name in projections.NAMES if projections.is_built(data_dir, name)]
+    if not built:
+        raise NotFoundError(
+            "no read models have been built in this data directory",
+            hint="run `settler project` (or `make demo`) first",
+        )
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
-        found = 0
-        for name in projections.NAMES:
-            try:
-                frame = projections.read_model(data_dir, name)
-            except NotFoundError:
-                continue
-            if "tenant_id" in frame.columns:
-                frame = frame.filter(pl.col("tenant_id").is_in(tenant_ids))
-            frame = with_analyst_columns(frame, tenant_names or {})
+        for name in _named_tables(query, built):
+            frame = scoped_rows(data_dir, name, tenant_ids, tenant_names or {})
+            # a registered lazy frame: DuckDB asks Polars for the columns (and rows) the query reads
             con.register(f"_{name}", frame)
             # name is one of the library's read-model names, never user input
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM _{name}")  # noqa: S608
-            con.unregister(f"_{name}")
-            found += 1
-        if not found:
-            raise NotFoundError(
-                "no read models have been built in this data directory",
-                hint="run `settler project` (or `make demo`) first",
-            )
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM _{name}")  # noqa: S608
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         try:
@@ -104,6 +101,42 @@ def scoped_sql(
         return result
     finally:
         con.close()
+
+
+def scoped_rows(
+    data_dir: str | Path, name: str, tenant_ids: Sequence[str], tenant_names: Mapping[str, str]
+) -> pl.LazyFrame:
+    """Read model ``name``'s published rows of ``tenant_ids`` with the analyst columns, lazily (see
+    :func:`settler_pipeline.projections.scan_read_model`)."""
+    frame = projections.scan_read_model(data_dir, name)
+    try:
+        if "tenant_id" in frame.collect_schema():
+            frame = frame.filter(pl.col("tenant_id").is_in(list(tenant_ids)))
+        return with_analyst_columns(frame, tenant_names, _currencies(frame))
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise CorruptionError(
+            f"read model {name} cannot be read: {str(exc).splitlines()[0]}",
+            hint="rebuild the read models: `settler project --rebuild`",
+        ) from exc
+
+
+def _named_tables(query: str, names: Sequence[str]) -> list[str]:
+    """The read models among ``names`` that ``query`` names (all of them when it does not parse: the
+    query then fails with DuckDB's own message)."""
+    try:
+        named = {table.lower() for table in duckdb.get_table_names(query, qualified=False)}
+    except duckdb.Error:
+        return list(names)
+    return [name for name in names if name in named]
+
+
+def _currencies(frame: pl.LazyFrame) -> list[str]:
+    """The currency codes in ``frame`` (none when it has no amounts in minor units)."""
+    schema = frame.collect_schema()
+    if "currency" not in schema or not any(c in schema for c in AMOUNT_COLUMNS):
+        return []
+    codes = frame.select(pl.col("currency").drop_nulls().unique()).collect()
+    return [str(code) for code in codes["currency"]]
 
 
 def _as_polars(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:

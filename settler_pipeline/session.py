@@ -429,12 +429,10 @@ class Settler:
         """A read model's published rows, only the user's tenants, with the analyst columns (tenant
         names, amounts in major units: see :func:`settler_pipeline.query.with_analyst_columns`)."""
         from settler_pipeline import projections
-        from settler_pipeline.query import with_analyst_columns
+        from settler_pipeline.query import scoped_rows
 
-        frame = projections.read_model(self.data_dir, name)
-        if "tenant_id" in frame.columns:
-            frame = frame.filter(pl.col("tenant_id").is_in(self.visible_tenants()))
-        return with_analyst_columns(frame, self.tenant_names())
+        rows = scoped_rows(self.data_dir, name, self.visible_tenants(), self.tenant_names())
+        return rows.sort(list(projections.model(name).key)).collect()
 
     def tenant_names(self) -> dict[str, str]:
         """Tenant id -> name, for the tenants this user may see."""

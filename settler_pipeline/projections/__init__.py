@@ -7,7 +7,7 @@ data directory, by default the store's):
 * :func:`rebuild` — recompute from position 0 (same rows);
 * :func:`as_of` — a read model at a past position or time, computed in memory (time travel);
 * :func:`status` — per read model: checkpoint, head and lag;
-* :func:`read_model` — the published rows of one read model;
+* :func:`read_model` — the published rows of one read model (:func:`scan_read_model`: lazily);
 * :func:`fold_batches` — a read model over given batches of events, in memory (tests, notebooks);
 * :func:`sql` — query the analyst database (``<data_dir>/analytics.duckdb``) read-only;
 * :func:`build_snapshots` — aggregate snapshots for every run that crossed a multiple of ``every``.
@@ -23,9 +23,12 @@ from settler_pipeline.projections.runner import (
     READ_MODELS,
     as_of,
     fold_batches,
+    is_built,
+    model,
     read_model,
     read_models_dir,
     rebuild,
+    scan_read_model,
     status,
     update,
 )
@@ -38,9 +41,12 @@ __all__ = [
     "as_of",
     "build_snapshots",
     "fold_batches",
+    "is_built",
+    "model",
     "read_model",
     "read_models_dir",
     "rebuild",
+    "scan_read_model",
     "sql",
     "status",
     "streams_needing_snapshots",

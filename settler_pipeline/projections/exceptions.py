@@ -95,10 +95,10 @@ class ReconciliationExceptions(PartedReadModel):
     )
     hidden: ClassVar[dict[str, pl.DataType]] = {"_position": pl.Int64(), "_sources": pl.Int64()}
 
-    def derive(self, rows: pl.DataFrame, as_of_time: datetime | None) -> pl.DataFrame:
+    def published_columns(self, rows: pl.LazyFrame, as_of_time: datetime | None) -> pl.LazyFrame:
         as_of = pl.lit(as_of_time, dtype=TS) if as_of_time is not None else pl.lit(None, dtype=TS)
         age = (as_of - pl.col("opened_at")).dt.total_days().cast(pl.Int64)
-        return super().derive(rows.with_columns(age.alias("age_days")), as_of_time)
+        return super().published_columns(rows.with_columns(age.alias("age_days")), as_of_time)
 
     def apply(self, table: PartedTable, batch: EventBatch) -> None:
         if batch.height == 0:

@@ -9,7 +9,6 @@ A read model's rows and checkpoint are then published together in one atomic ste
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -27,15 +26,11 @@ from settler_pipeline.projections.exceptions import ReconciliationExceptions
 from settler_pipeline.projections.hotspots import ErrorHotspots
 from settler_pipeline.projections.matches import ReconciliationMatches
 from settler_pipeline.projections.parts import (
-    DirectoryStorage,
     Generations,
-    MemoryStorage,
-    Part,
-    PartedTable,
-    PartStorage,
 )
-from settler_pipeline.projections.projection import Column, PartedReadModel, ReadModel, TableReadModel
+from settler_pipeline.projections.projection import Column, ReadModel, TableReadModel
 from settler_pipeline.projections.summary import ReconciliationSummary
+from settler_pipeline.projections.targets import Target, target
 from settler_pipeline.projections.usage import TenantUsage
 from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.locks import file_lock
@@ -90,123 +85,6 @@ def _models(names: Sequence[str] | None) -> list[ReadModel]:
     return list(READ_MODELS) if names is None else [model(n) for n in names]
 
 
-# -- one read model being brought forward ---------------------------------------------------------
-
-
-class _Target(ABC):
-    def __init__(self, read_model: ReadModel, checkpoint: Checkpoint) -> None:
-        self.model = read_model
-        self.checkpoint = checkpoint
-        self.changed = False
-
-    def advance(self, batch: EventBatch) -> None:
-        part = batch.since(self.checkpoint.position)
-        if part.height:
-            self.apply(part)
-        # Also when the batch held no reconciliation events: the checkpoint moves on all the same.
-        self.changed = self.changed or batch.upto > self.checkpoint.position
-        self.checkpoint = self.checkpoint.advanced(batch.upto, part.max_timestamp)
-
-    @abstractmethod
-    def apply(self, batch: EventBatch) -> None: ...
-
-    @abstractmethod
-    def commit(self) -> None: ...
-
-    @abstractmethod
-    def stored_rows(self) -> pl.DataFrame: ...
-
-    @abstractmethod
-    def row_count(self) -> int: ...
-
-    def published(self) -> pl.DataFrame:
-        return self.model.derive(self.stored_rows(), self.checkpoint.max_event_time)
-
-
-class _TableTarget(_Target):
-    model: TableReadModel
-
-    def __init__(self, read_model: TableReadModel, root: Path | None, *, fresh: bool = False) -> None:
-        stored = None if root is None or fresh else read_table(root / f"{read_model.name}.parquet")
-        if stored is not None and stored[1].version == read_model.version:
-            state, checkpoint = stored
-            state = state.select(list(read_model.stored_schema())).cast(read_model.stored_schema())  # type: ignore[arg-type]
-        else:
-            state, checkpoint = read_model.empty(), Checkpoint(read_model.name, read_model.version)
-        super().__init__(read_model, checkpoint)
-        self.root = root
-        self.state = state
-        self.changed = stored is None or stored[1].version != read_model.version
-
-    def apply(self, batch: EventBatch) -> None:
-        self.state = self.model.apply(self.state, batch)
-
-    def commit(self) -> None:
-        assert self.root is not None
-        rows = self.state.sort(list(self.model.key))
-        write_table(self.root / f"{self.model.name}.parquet", rows, self.checkpoint)
-
-    def stored_rows(self) -> pl.DataFrame:
-        return self.state
-
-    def row_count(self) -> int:
-        return self.state.height
-
-
-class _PartedTarget(_Target):
-    model: PartedReadModel
-
-    def __init__(self, read_model: PartedReadModel, root: Path | None, *, fresh: bool = False) -> None:
-        self.generations = Generations(root, read_model.name) if root is not None else None
-        if self.generations is not None:
-            self.generations.clean()
-        loaded = self.generations.load() if self.generations is not None and not fresh else None
-        if loaded is not None and loaded[1]["checkpoint"]["version"] != read_model.version:
-            loaded = None
-        storage: PartStorage
-        if self.generations is None:
-            generation, storage = 1, MemoryStorage()
-        else:
-            generation, storage = self.generations.begin(fresh=loaded is None)
-        self.storage = storage
-        if loaded is None:
-            checkpoint = Checkpoint(read_model.name, read_model.version)
-            parts: list[Part] = []
-            runs = None
-        else:
-            _, manifest, runs = loaded
-            checkpoint = Checkpoint.from_dict(manifest["checkpoint"])
-            parts = [Part(**p) for p in manifest["parts"]]
-        super().__init__(read_model, checkpoint)
-        self.table = PartedTable(
-            read_model.stored_schema(),
-            read_model.classes,
-            read_model.classify,
-            storage,
-            parts=parts,
-            runs=runs,
-            generation=generation,
-        )
-        self.changed = loaded is None
-
-    def apply(self, batch: EventBatch) -> None:
-        self.model.apply(self.table, batch)
-        self.table.flush()
-
-    def commit(self) -> None:
-        assert self.generations is not None and isinstance(self.storage, DirectoryStorage)
-        self.table.compact()
-        self.table.ensure_part()
-        self.generations.commit(self.table, self.storage, self.checkpoint)
-
-    def stored_rows(self) -> pl.DataFrame:
-        self.table.flush()
-        return self.table.all_rows()
-
-    def row_count(self) -> int:
-        return self.table.row_count
-
-
 def _each(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
     """``function`` over ``items`` on a few threads: the read models are independent of each other and
     their work (Polars, DuckDB, Parquet I/O) releases the GIL."""
@@ -218,15 +96,8 @@ def _each(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
         return list(pool.map(function, items))
 
 
-def _target(read_model: ReadModel, root: Path | None, *, fresh: bool = False) -> _Target:
-    if isinstance(read_model, TableReadModel):
-        return _TableTarget(read_model, root, fresh=fresh)
-    assert isinstance(read_model, PartedReadModel)
-    return _PartedTarget(read_model, root, fresh=fresh)
-
-
 def _run(
-    store: EventStore, targets: Sequence[_Target], upto: int, chunk_events: int, tenant_id: str | None
+    store: EventStore, targets: Sequence[Target], upto: int, chunk_events: int, tenant_id: str | None
 ) -> None:
     """Apply positions ``(min checkpoint, upto]`` to every target, a chunk at a time.
 
@@ -306,12 +177,12 @@ def _bring_forward(
         if not store.read_only:
             store.publish()  # the analysts' `events` view then holds every event the read models do
         head = store.head_position
-        targets = _each(lambda m: _target(m, root, fresh=fresh), _models(names))
+        targets = _each(lambda m: target(m, root, fresh=fresh), _models(names))
         _run(store, targets, head, chunk_events, None)
 
-        def commit(target: _Target) -> None:
-            if target.changed or not _published_exists(root, target.model):
-                target.commit()
+        def commit(one: Target) -> None:
+            if one.changed or not _published_exists(root, one.model):
+                one.commit()
 
         _each(commit, targets)
         rows = _status_rows(root, head, {t.model.name: (t.checkpoint, t.row_count()) for t in targets})
@@ -337,39 +208,51 @@ def as_of(
     memory: for ``reconciliation_matches`` of a big log, prefer a ``tenant_id``."""
     limits = [p for p in (position, store.position_at(at) if at is not None else None) if p is not None]
     upto = min([store.head_position, *limits])
-    target = _target(model(name), None)
-    _run(store, [target], upto, chunk_events, tenant_id)
-    return target.published()
+    one = target(model(name), None)
+    _run(store, [one], upto, chunk_events, tenant_id)
+    return one.published()
 
 
 def fold_batches(name: str, batches: Iterable[EventBatch]) -> pl.DataFrame:
     """Read model ``name`` over consecutive batches of the log, computed in memory (no store, no files):
     the published rows, as :func:`read_model` would return them."""
-    target = _target(model(name), None)
+    one = target(model(name), None)
     for batch in batches:
-        target.advance(batch)
-    return target.published()
+        one.advance(batch)
+    return one.published()
 
 
 def read_model(data_dir: str | Path, name: str) -> pl.DataFrame:
     """The published rows of read model ``name`` (published columns, sorted by its key); raises
     :class:`NotFoundError` if it has not been built yet."""
+    definition = model(name)
+    rows = scan_read_model(data_dir, name)
+    return (
+        rows.collect()
+        if isinstance(definition, TableReadModel)
+        else rows.sort(list(definition.key)).collect()
+    )
+
+
+def scan_read_model(data_dir: str | Path, name: str) -> pl.LazyFrame:
+    """The published rows of read model ``name`` as a lazy frame over its files: only what a query
+    uses is read. Small read models come sorted by their key, large (parted) ones in storage order.
+    Raises :class:`NotFoundError` if it has not been built yet."""
     root = read_models_dir(data_dir)
     definition = model(name)
     if isinstance(definition, TableReadModel):
         stored = read_table(root / f"{name}.parquet")
         if stored is None:
             raise NotFoundError(f"read model {name} has not been built", hint="run projections.update first")
-        return definition.derive(stored[0], stored[1].max_event_time)
-    loaded = Generations(root, name).load()
-    if loaded is None:
+        return definition.derive(stored[0], stored[1].max_event_time).lazy()
+    manifest = Generations(root, name).manifest()
+    if manifest is None:
         raise NotFoundError(f"read model {name} has not been built", hint="run projections.update first")
-    generation, manifest, _ = loaded
     checkpoint = Checkpoint.from_dict(manifest["checkpoint"])
-    directory = root / ".gens" / name / f"g{generation:06d}"
-    frames = [pl.read_parquet(directory / p["name"]) for p in manifest["parts"]]
-    rows = pl.concat(frames) if frames else definition.empty()
-    return definition.derive(rows, checkpoint.max_event_time)
+    directory = root / ".gens" / name / f"g{int(manifest['generation']):06d}"
+    files = [directory / p["name"] for p in manifest["parts"]]
+    rows = pl.scan_parquet(files) if files else definition.empty().lazy()
+    return definition.published_columns(rows, checkpoint.max_event_time)
 
 
 def status(store: EventStore, data_dir: str | Path | None = None) -> list[dict[str, Any]]:
@@ -414,6 +297,11 @@ def _stored_checkpoint(root: Path, read_model: ReadModel) -> tuple[Checkpoint, i
             rows = sum(int(p["rows"]) for p in manifest["parts"])
             return Checkpoint.from_dict(manifest["checkpoint"]), rows
     return Checkpoint(read_model.name, read_model.version), 0
+
+
+def is_built(data_dir: str | Path, name: str) -> bool:
+    """Whether read model ``name`` has been published in ``data_dir``."""
+    return _published_exists(read_models_dir(data_dir), model(name))
 
 
 def _published_exists(root: Path, read_model: ReadModel) -> bool:

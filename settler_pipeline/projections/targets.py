@@ -1,0 +1,148 @@
+"""A read model being brought forward: its rows and checkpoint as loaded, each batch of events applied
+to them, and the result committed, rows and checkpoint together (a small read model rewritten whole,
+a large one as parts of a new generation; see ``parts.py``)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import polars as pl
+
+from settler_pipeline.projections.batch import EventBatch
+from settler_pipeline.projections.checkpoint import Checkpoint, read_table, write_table
+from settler_pipeline.projections.parts import (
+    DirectoryStorage,
+    Generations,
+    MemoryStorage,
+    Part,
+    PartedTable,
+    PartStorage,
+)
+from settler_pipeline.projections.projection import PartedReadModel, ReadModel, TableReadModel
+
+
+class Target(ABC):
+    """One read model being brought forward: its rows and checkpoint, advanced batch by batch and
+    committed (rows and checkpoint together) at the end."""
+
+    def __init__(self, read_model: ReadModel, checkpoint: Checkpoint) -> None:
+        self.model = read_model
+        self.checkpoint = checkpoint
+        self.changed = False
+
+    def advance(self, batch: EventBatch) -> None:
+        part = batch.since(self.checkpoint.position)
+        if part.height:
+            self.apply(part)
+        # Also when the batch held no reconciliation events: the checkpoint moves on all the same.
+        self.changed = self.changed or batch.upto > self.checkpoint.position
+        self.checkpoint = self.checkpoint.advanced(batch.upto, part.max_timestamp)
+
+    @abstractmethod
+    def apply(self, batch: EventBatch) -> None: ...
+
+    @abstractmethod
+    def commit(self) -> None: ...
+
+    @abstractmethod
+    def stored_rows(self) -> pl.DataFrame: ...
+
+    @abstractmethod
+    def row_count(self) -> int: ...
+
+    def published(self) -> pl.DataFrame:
+        return self.model.derive(self.stored_rows(), self.checkpoint.max_event_time)
+
+
+class TableTarget(Target):
+    model: TableReadModel
+
+    def __init__(self, read_model: TableReadModel, root: Path | None, *, fresh: bool = False) -> None:
+        stored = None if root is None or fresh else read_table(root / f"{read_model.name}.parquet")
+        if stored is not None and stored[1].version == read_model.version:
+            state, checkpoint = stored
+            state = state.select(list(read_model.stored_schema())).cast(read_model.stored_schema())  # type: ignore[arg-type]
+        else:
+            state, checkpoint = read_model.empty(), Checkpoint(read_model.name, read_model.version)
+        super().__init__(read_model, checkpoint)
+        self.root = root
+        self.state = state
+        self.changed = stored is None or stored[1].version != read_model.version
+
+    def apply(self, batch: EventBatch) -> None:
+        self.state = self.model.apply(self.state, batch)
+
+    def commit(self) -> None:
+        assert self.root is not None
+        rows = self.state.sort(list(self.model.key))
+        write_table(self.root / f"{self.model.name}.parquet", rows, self.checkpoint)
+
+    def stored_rows(self) -> pl.DataFrame:
+        return self.state
+
+    def row_count(self) -> int:
+        return self.state.height
+
+
+class PartedTarget(Target):
+    model: PartedReadModel
+
+    def __init__(self, read_model: PartedReadModel, root: Path | None, *, fresh: bool = False) -> None:
+        self.generations = Generations(root, read_model.name) if root is not None else None
+        if self.generations is not None:
+            self.generations.clean()
+        loaded = self.generations.load() if self.generations is not None and not fresh else None
+        if loaded is not None and loaded[1]["checkpoint"]["version"] != read_model.version:
+            loaded = None
+        storage: PartStorage
+        if self.generations is None:
+            generation, storage = 1, MemoryStorage()
+        else:
+            generation, storage = self.generations.begin(fresh=loaded is None)
+        self.storage = storage
+        if loaded is None:
+            checkpoint = Checkpoint(read_model.name, read_model.version)
+            parts: list[Part] = []
+            runs = None
+        else:
+            _, manifest, runs = loaded
+            checkpoint = Checkpoint.from_dict(manifest["checkpoint"])
+            parts = [Part(**p) for p in manifest["parts"]]
+        super().__init__(read_model, checkpoint)
+        self.table = PartedTable(
+            read_model.stored_schema(),
+            read_model.classes,
+            read_model.classify,
+            storage,
+            parts=parts,
+            runs=runs,
+            generation=generation,
+        )
+        self.changed = loaded is None
+
+    def apply(self, batch: EventBatch) -> None:
+        self.model.apply(self.table, batch)
+        self.table.flush()
+
+    def commit(self) -> None:
+        assert self.generations is not None and isinstance(self.storage, DirectoryStorage)
+        self.table.compact()
+        self.table.ensure_part()
+        self.generations.commit(self.table, self.storage, self.checkpoint)
+
+    def stored_rows(self) -> pl.DataFrame:
+        self.table.flush()
+        return self.table.all_rows()
+
+    def row_count(self) -> int:
+        return self.table.row_count
+
+
+def target(read_model: ReadModel, root: Path | None, *, fresh: bool = False) -> Target:
+    """The target of ``read_model`` published under ``root`` (in memory when ``root`` is None), from
+    its stored rows and checkpoint, or from nothing when ``fresh`` or stored with another version."""
+    if isinstance(read_model, TableReadModel):
+        return TableTarget(read_model, root, fresh=fresh)
+    assert isinstance(read_model, PartedReadModel)
+    return PartedTarget(read_model, root, fresh=fresh)

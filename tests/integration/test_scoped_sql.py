@@ -1,0 +1,38 @@
+"""`Settler.sql` opens only the read models a query names, and only the tenant's rows of them."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from settler_pipeline import projections
+from settler_pipeline.errors import CorruptionError
+from settler_pipeline.sample_job import write_sample_job
+from settler_pipeline.session import Settler
+
+
+def test_a_query_reads_only_the_read_models_it_names(tmp_path: Path) -> None:
+    spec, _ = write_sample_job(tmp_path / "inputs", records=400, start=date(2026, 11, 1), days=3, seed=3)
+    data = tmp_path / "data"
+    with Settler(data, user="alice") as app:
+        app.access.create_tenant("acme", admin="alice")
+        app.reconcile(spec, start=date(2026, 11, 1), end=date(2026, 11, 3))
+        projections.update(app.store)
+        matches = app.read_model("reconciliation_matches")
+        counted = app.sql("SELECT count(*) AS n, sum(amount_major) AS total FROM reconciliation_matches")
+        assert counted["n"][0] == matches.height > 0
+        assert counted["total"][0] == matches["amount_major"].sum()
+        assert matches.columns[matches.columns.index("tenant_id") + 1] == "tenant"
+        assert matches.equals(matches.sort(list(projections.model("reconciliation_matches").key)))
+
+        # Remove the exceptions read model's files: queries that do not name it still run.
+        parts = data / "read_models" / ".gens" / "reconciliation_exceptions"
+        for path in parts.rglob("*.parquet"):
+            path.unlink()
+        summary = app.sql("SELECT status FROM reconciliation_summary")
+        assert summary["status"].to_list() == ["completed"]
+        assert app.sql("SELECT count(*) AS n FROM reconciliation_matches")["n"][0] == matches.height
+        with pytest.raises(CorruptionError, match="read model reconciliation_exceptions cannot be read"):
+            app.sql("SELECT count(*) FROM reconciliation_exceptions")
