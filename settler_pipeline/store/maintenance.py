@@ -21,6 +21,7 @@ import polars as pl
 
 from settler_pipeline.store import stream_copies
 from settler_pipeline.store.event_store import EventStore
+from settler_pipeline.store.payloads import with_payload_columns
 from settler_pipeline.store.reindex import ReindexReport, read_verified, reindex
 from settler_pipeline.store.repair import RepairReport, repair
 from settler_pipeline.store.schema import POLARS_SCHEMA
@@ -89,11 +90,13 @@ def compact(store: EventStore, *, target_rows: int = COMPACT_TARGET_ROWS) -> Com
         removed: list[str] = []
         for group in merge:
             frame = (
-                # files written before the typed payload columns lack them: the new segment adds them
                 pl.concat([read_verified(store.segments_dir / s.path) for s in group], how="diagonal_relaxed")
                 .cast(POLARS_SCHEMA)  # type: ignore[arg-type]
                 .sort("global_position")
             )
+            # events stored untyped (files written before the typed payload columns, bulk batches
+            # without them) get them from their JSON now: compaction rewrites the rows anyway
+            frame = with_payload_columns(frame)
             written_all.extend(write_segments(frame, store.segments_dir, store.staging_dir))
             removed.extend(s.path for s in group)
         copies = write_copies(written_all, store.copies_dir, store.staging_dir)

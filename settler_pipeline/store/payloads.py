@@ -27,7 +27,7 @@ import pyarrow as pa
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.payload_schema import is_json_text, model_schema, union_schema
 from settler_pipeline.errors import ValidationError
-from settler_pipeline.store.schema import COLUMNS, EVENT_SCHEMA, POLARS_SCHEMA, prepare_frame
+from settler_pipeline.store.schema import EVENT_SCHEMA, POLARS_SCHEMA, prepare_frame
 
 TYPED: Final = "payload_typed"
 """Flag column: the row's payload fields are in the typed columns."""
@@ -112,16 +112,28 @@ def prepare_typed_frame(batch: pl.DataFrame | pa.Table, *, now: datetime) -> pl.
     return out
 
 
-def with_payload_columns(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` (stored events) as a segment stores it: rows of known types at their current
-    version that arrive without typed columns get them from their JSON ``data``. A payload that does
-    not decode into its model's types stays untyped (its ``data`` is kept as written)."""
-    missing = [pl.lit(None, dtype).alias(n) for n, dtype in SEGMENT_SCHEMA.items() if n not in frame.columns]
-    if missing:
-        frame = frame.with_columns(missing)
+def with_payload_columns(frame: pl.DataFrame, *, from_json: bool = True) -> pl.DataFrame:
+    """``frame`` (stored events) as a segment stores it. With ``from_json``, rows of known types at
+    their current version that arrive without typed columns get them from their JSON ``data`` (see
+    :func:`typed_from_json`); without, such rows stay untyped (readers decode their JSON; a compaction
+    types them later)."""
+    if from_json:
+        frame = typed_from_json(frame)
+    else:
+        frame = _with_all_columns(frame).with_columns(pl.col(TYPED).fill_null(False))
+    return _without_empty(frame.select(SEGMENT_COLUMNS))
+
+
+def typed_from_json(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (events with ``event_type``, ``event_version`` and ``data``, and any other columns)
+    with :data:`TYPED` and every payload column: rows of known types at their current version that
+    are not typed yet are typed from their JSON; a payload that does not decode into its model's types
+    stays untyped (its ``data`` is kept as written). Row order is kept."""
+    frame = _with_all_columns(frame)
+    base = [c for c in frame.columns if c not in EXTRA_COLUMNS]
     todo = frame.select((~pl.col(TYPED).fill_null(False) & typed_rows()).alias("_todo")).to_series()
     if not todo.any():
-        return _without_empty(frame.select(SEGMENT_COLUMNS).with_columns(pl.col(TYPED).fill_null(False)))
+        return frame.select(*base, *EXTRA_COLUMNS).with_columns(pl.col(TYPED).fill_null(False))
     numbered = frame.with_row_index("_row")
     pending = numbered.filter(todo)
     decoded = [
@@ -130,19 +142,24 @@ def with_payload_columns(frame: pl.DataFrame) -> pl.DataFrame:
         if (part := _decode(pending.filter(pl.col("event_type") == event_type), e.PAYLOADS[event_type]))
         is not None
     ]
-    rebuilt = pending.select("_row", *COLUMNS)
+    rebuilt = pending.select("_row", *base)
     if decoded:
         rebuilt = rebuilt.join(pl.concat(decoded, how="diagonal"), on="_row", how="left")
-    rebuilt = rebuilt.with_columns(
-        pl.lit(None, dtype).alias(n) for n, dtype in SEGMENT_SCHEMA.items() if n not in rebuilt.columns
-    ).with_columns(pl.col(TYPED).fill_null(False))
+    rebuilt = _with_all_columns(rebuilt).with_columns(pl.col(TYPED).fill_null(False))
     kept = numbered.filter(~todo).with_columns(pl.col(TYPED).fill_null(False))
-    columns = ("_row", *SEGMENT_COLUMNS)
-    return _without_empty(
-        pl.concat([kept.select(columns), rebuilt.select(columns).cast(SEGMENT_SCHEMA)])  # type: ignore[arg-type]
+    columns = ("_row", *base, *EXTRA_COLUMNS)
+    extra_types = {name: SEGMENT_SCHEMA[name] for name in EXTRA_COLUMNS}
+    return (
+        pl.concat([kept.select(columns), rebuilt.select(columns).cast(extra_types)])  # type: ignore[arg-type]
         .sort("_row")
         .drop("_row")
     )
+
+
+def _with_all_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with the flag and every payload column (null where it has none)."""
+    missing = [pl.lit(None, SEGMENT_SCHEMA[n]).alias(n) for n in EXTRA_COLUMNS if n not in frame.columns]
+    return frame.with_columns(missing) if missing else frame
 
 
 def _without_empty(frame: pl.DataFrame) -> pl.DataFrame:

@@ -115,9 +115,9 @@ def write_segments(frame: pl.DataFrame, segments_dir: Path, staging_dir: Path) -
     """Write ``frame`` (rows in position order, the event schema) as one segment per event date.
 
     Files are durable and renamed into the tree when this returns, but they are part of the log only
-    once a manifest naming them is stored. Rows of known event types get their typed payload columns
-    (from their JSON when the batch did not bring them)."""
-    frame = with_payload_columns(frame)
+    once a manifest naming them is stored. The typed payload columns are written as the frame brings
+    them (see :func:`~settler_pipeline.store.payloads.with_payload_columns`)."""
+    frame = with_payload_columns(frame, from_json=False)
     dates = frame["timestamp"].dt.date()
     if dates.n_unique() == 1:
         parts = [(str(dates[0]), frame)]

@@ -28,7 +28,7 @@ from settler_pipeline.store.batch import number_batch
 from settler_pipeline.store.head import write_head
 from settler_pipeline.store.lookups import LogLookups
 from settler_pipeline.store.manifest import Manifest, SegmentInfo
-from settler_pipeline.store.payloads import prepare_typed_frame
+from settler_pipeline.store.payloads import prepare_typed_frame, with_payload_columns
 from settler_pipeline.store.schema import (
     COLUMNS,
     EVENT_SCHEMA,
@@ -240,7 +240,10 @@ class LogWriter(LogLookups):
         Order matters for crash safety: segment files, then their index rows, then the manifest (the
         commit point), then the recorded head, then the old write-ahead file. A crash before the manifest
         leaves orphans that recovery moves to quarantine; after it, a stale write-ahead file likewise."""
-        frame = pl.concat([view.tail.chunked_frame(), batch], how="diagonal") if view.tail.rows else batch
+        # The tail's events (many commits of a few events) are typed from their JSON here, once; a bulk
+        # batch is stored as it comes (typed when it brings its payload columns, as a run's do).
+        tail = with_payload_columns(view.tail.chunked_frame()) if view.tail.rows else None
+        frame = pl.concat([tail, batch], how="diagonal_relaxed") if tail is not None else batch
         written = write_segments(frame, self.segments_dir, self.staging_dir)
         infos = [w.info for w in written]
         rows = [w.granules for w in written]

@@ -72,11 +72,22 @@ def typed(store: EventStore) -> pl.DataFrame:
     return store.read(payload_fields=FIELDS).collect()
 
 
+def with_typed(payloads: list[dict[str, Any]]) -> pl.DataFrame:
+    """A RecordMatched batch that brings its typed payload columns, as a run's batches do."""
+    columns = pl.DataFrame(payloads).with_columns(
+        pl.lit(None, pl.String).alias("source_records"), pl.lit(None, pl.String).alias("target_records")
+    )
+    return pl.concat([frame_of(e.RECORD_MATCHED, payloads), columns], how="horizontal").with_columns(
+        pl.lit(True).alias(TYPED)
+    )
+
+
 def test_segments_hold_the_payload_fields_typed_as_the_payload_models_say(store: EventStore) -> None:
-    store.append_frame(frame_of(e.RECORD_MATCHED, matched(BULK_ROWS)))
+    store.append_frame(with_typed(matched(BULK_ROWS)))
+    store.append_frame(frame_of(e.RECORD_MATCHED, matched(BULK_ROWS, offset=BULK_ROWS)))  # JSON only
     store.append_frame(frame_of(e.RECONCILIATION_COMPLETED, [completed()]))  # waits in the tail
     rows = typed(store)
-    assert rows[TYPED].to_list() == [True] * BULK_ROWS + [None]  # the tail is not typed yet
+    assert rows[TYPED].to_list() == [True] * BULK_ROWS + [False] * BULK_ROWS + [None]
     assert rows.schema["source_ids"] == pl.List(pl.String)
     assert rows.schema["summary"] == PAYLOAD_SCHEMA["summary"]
     first = rows.row(0, named=True)
@@ -88,7 +99,7 @@ def test_segments_hold_the_payload_fields_typed_as_the_payload_models_say(store:
     )
     store.publish()  # moves the tail into a segment: the store types it from its JSON
     rows = typed(store)
-    assert rows[TYPED].all()
+    assert rows[TYPED].to_list() == [True] * BULK_ROWS + [False] * BULK_ROWS + [True]
     assert rows["summary"][-1]["match_rate"] == 0.5 and rows["attempt"][-1] == 1
     # a segment holds the payload columns its events use, with the types the models give them
     path = store.segments_dir / store.current_view().manifest.segments[0].path
@@ -96,43 +107,35 @@ def test_segments_hold_the_payload_fields_typed_as_the_payload_models_say(store:
     matched_fields = set(e.RecordMatched.model_fields) - {"source_records", "target_records"}  # all null
     assert {name for name in file_schema if name in PAYLOAD_SCHEMA} == matched_fields
     assert all(file_schema[name] == PAYLOAD_SCHEMA[name] for name in matched_fields)
+    assert maintenance.compact(store).retired, "the three segments merge"
+    rows = typed(store)  # compaction typed the JSON-only batch from its JSON
+    assert rows[TYPED].all() and rows["match_id"][BULK_ROWS] == f"m{BULK_ROWS}"
 
 
 def test_unknown_types_older_versions_and_payloads_that_do_not_fit_keep_their_json(store: EventStore) -> None:
     odd = [{"attempt": "one", "match_id": 5}]  # a RecordMatched whose fields have other types
     batch = pl.concat(
         [
-            frame_of("SomethingNew", [{"amount": "x", "whatever": [1]}] * (BULK_ROWS // 2)),
+            frame_of("SomethingNew", [{"amount": "x", "whatever": [1]}] * 3),
             frame_of(e.RECORD_MATCHED, matched(1)),
-            frame_of(e.RECORD_MATCHED, matched(1), version=0 + 1).with_columns(
-                pl.lit(2, pl.Int32).alias("event_version")
-            ),
+            frame_of(e.RECORD_MATCHED, matched(1), version=2),
             frame_of(e.RECORD_MATCHED, odd),
-            frame_of(e.RECORD_MATCHED, matched(BULK_ROWS // 2, offset=10)),
+            frame_of(e.RECORD_MATCHED, matched(3, offset=10)),
         ]
     )
-    store.append_frame(batch)
+    store.append_frame(batch)  # small: the write-ahead tail, typed when it moves into a segment
+    store.publish()
     rows = typed(store)
     assert rows["data"].to_list() == batch["data"].to_list(), "every payload's text is kept as written"
     flags = rows[TYPED].to_list()
-    half = BULK_ROWS // 2
-    assert flags[:half] == [False] * half, "unknown type"
-    assert flags[half : half + 4] == [True, False, False, True], "known; newer version; does not fit; known"
-    assert rows["match_id"][half] == "m0" and rows["match_id"][half + 2] is None
+    assert flags[:3] == [False] * 3, "unknown type"
+    assert flags[3:] == [True, False, False, True, True, True], "known; newer version; does not fit; known"
+    assert rows["match_id"][3] == "m0" and rows["match_id"][5] is None
 
 
 def test_a_batch_may_bring_its_typed_columns_and_they_are_checked(store: EventStore) -> None:
     payloads = matched(BULK_ROWS)
-    given = pl.concat(
-        [
-            frame_of(e.RECORD_MATCHED, payloads),
-            pl.DataFrame(payloads).with_columns(
-                pl.lit(None, pl.String).alias("source_records"),
-                pl.lit(None, pl.String).alias("target_records"),
-            ),
-        ],
-        how="horizontal",
-    ).with_columns(pl.lit(True).alias(TYPED))
+    given = with_typed(payloads)
     store.append_frame(given)
     rows = typed(store)
     assert rows[TYPED].all() and rows["amount"].to_list() == [p["amount"] for p in payloads]
@@ -151,12 +154,12 @@ def test_a_log_and_table_written_before_typed_columns_stay_readable_and_gain_the
     store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as old:  # the writer as it was: envelope columns only
-        old.setattr(segments, "with_payload_columns", lambda frame: frame.select(COLUMNS))
+        old.setattr(segments, "with_payload_columns", lambda frame, **_: frame.select(COLUMNS))
         old.setattr(table, "TABLE_SCHEMA", EVENT_SCHEMA.append(table.TABLE_SCHEMA.field(table.PARTITION)))
-        store.append_frame(frame_of(e.RECORD_MATCHED, matched(BULK_ROWS)))
+        store.append_frame(with_typed(matched(BULK_ROWS)))
         store.publish()
     assert "amount" not in DeltaTable(store.table_uri).schema().to_arrow().names
-    store.append_frame(frame_of(e.RECORD_MATCHED, matched(BULK_ROWS, offset=BULK_ROWS)))
+    store.append_frame(with_typed(matched(BULK_ROWS, offset=BULK_ROWS)))
     rows = typed(store)
     assert rows[TYPED].to_list() == [None] * BULK_ROWS + [True] * BULK_ROWS
     assert rows["match_id"][BULK_ROWS] == f"m{BULK_ROWS}"
@@ -185,18 +188,6 @@ def test_a_log_and_table_written_before_typed_columns_stay_readable_and_gain_the
 
 def test_the_in_memory_log_takes_typed_batches_and_keeps_the_envelope_columns() -> None:
     log = InMemoryEventLog()
-    payloads = matched(3)
-    log.append_frame(
-        pl.concat(
-            [
-                frame_of(e.RECORD_MATCHED, payloads),
-                pl.DataFrame(payloads).with_columns(
-                    pl.lit(None, pl.String).alias("source_records"),
-                    pl.lit(None, pl.String).alias("target_records"),
-                ),
-            ],
-            how="horizontal",
-        ).with_columns(pl.lit(True).alias(TYPED))
-    )
+    log.append_frame(with_typed(matched(3)))
     rows = log.read().collect()
     assert rows.columns == list(COLUMNS) and rows["data"].str.json_decode()[0]["match_id"] == "m0"
