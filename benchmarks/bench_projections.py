@@ -35,6 +35,7 @@ import polars as pl
 
 from settler_pipeline.domain import events as e
 from settler_pipeline.store.event_store import EventStore
+from settler_pipeline.store.payloads import typed_from_json
 
 BATCH_EVENTS = 1_000_000
 EVENTS_PER_RUN = 870  # on average: a completed run has ~900 matches + ~80 other events
@@ -395,14 +396,18 @@ def run_events_frame(runs: pl.DataFrame) -> pl.DataFrame:
 
 
 def _to_append(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.select(
-        "aggregate_id",
-        pl.lit(e.AGGREGATE_TYPE).alias("aggregate_type"),
-        "event_type",
-        "data",
-        "tenant_id",
-        "correlation_id",
-        pl.col("timestamp").cast(_TS),
+    """The columns of a columnar append, with the payload also as typed columns (as a run writes it)."""
+    return typed_from_json(
+        frame.select(
+            "aggregate_id",
+            pl.lit(e.AGGREGATE_TYPE).alias("aggregate_type"),
+            "event_type",
+            pl.lit(1, pl.Int32).alias("event_version"),
+            "data",
+            "tenant_id",
+            "correlation_id",
+            pl.col("timestamp").cast(_TS),
+        )
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 import polars as pl
 
 from settler_pipeline.domain import events as e
-from settler_pipeline.projections.payloads import decode_payloads, typed_payloads
+from settler_pipeline.projections.payloads import decode_payloads, typed_payloads, upcast_payloads
 from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, TYPED
 
@@ -91,8 +91,11 @@ RECORD_FIELDS: Final = (
     "closest_rejection",
 )
 
-FIELDS: Final = tuple(dict.fromkeys(LIFECYCLE_FIELDS + MATCH_FIELDS + RECORD_FIELDS))
+BULK_FIELDS: Final = tuple(dict.fromkeys(MATCH_FIELDS + RECORD_FIELDS))
+FIELDS: Final = tuple(dict.fromkeys(LIFECYCLE_FIELDS + BULK_FIELDS))
 """Every payload field a read model reads."""
+
+_TEXTS: Final = {"global_position": pl.Int64(), "data": pl.String()}
 
 ENVELOPE: Final = ("global_position", "reconciliation_id", "event_type", "tenant_id", "timestamp")
 """Envelope columns of every decoded frame (``aggregate_id`` is exposed as ``reconciliation_id``)."""
@@ -109,28 +112,65 @@ class EventBatch:
 
     @classmethod
     def read(cls, store: EventStore, after: int, upto: int, *, tenant_id: str | None = None) -> EventBatch:
-        """Read positions ``(after, upto]`` of ``store`` (only reconciliation events): the envelope
-        columns and the typed payload columns, not the JSON (unless some rows are stored untyped)."""
+        """Read positions ``(after, upto]`` of ``store`` (only reconciliation events).
+
+        Per-record events (99% of a log) come from their typed payload columns, only those the read
+        models use (:data:`BULK_FIELDS`); rows stored untyped are decoded from their JSON. Lifecycle
+        and review events (a few per run) are decoded from their JSON: a typed column costs its read
+        on every row of the chunk, null or not, and their fields (``summary`` alone is 13 columns)
+        cost more to read over all rows than their few documents cost to parse."""
+        reconciliation = pl.col("aggregate_type") == e.AGGREGATE_TYPE
+        per_record = pl.col("event_type").is_in(list(e.BULK_EVENT_TYPES))
         frame = (
-            store.read(from_position=after, to_position=upto, tenant_id=tenant_id, payload_fields=FIELDS)
-            .filter(pl.col("aggregate_type") == e.AGGREGATE_TYPE)
-            .select("global_position", "aggregate_id", *ENVELOPE[2:], "event_version", TYPED, *FIELDS)
+            store.read(from_position=after, to_position=upto, tenant_id=tenant_id, payload_fields=BULK_FIELDS)
+            .filter(reconciliation)
+            .select("global_position", "aggregate_id", *ENVELOPE[2:], "event_version", TYPED, *BULK_FIELDS)
             .collect()
         )
 
-        def stored_data(positions: pl.Series) -> pl.DataFrame:
-            low, high = int(positions.min()) - 1, int(positions.max())  # type: ignore[arg-type]
+        def stored_data(rows: pl.Expr) -> pl.DataFrame:
             return (
-                store.read(from_position=low, to_position=high, tenant_id=tenant_id)
-                .filter(pl.col("global_position").is_in(positions.implode()))
+                store.read(from_position=after, to_position=upto, tenant_id=tenant_id)
+                .filter(reconciliation & rows)
                 .select("global_position", "data")
                 .collect()
             )
 
-        frame = typed_payloads(frame, store.registry, FIELDS, stored_data)
-        return cls(
-            frame.drop("event_version").rename({"aggregate_id": "reconciliation_id"}), after=after, upto=upto
+        bulk = typed_payloads(
+            frame.filter(per_record),
+            store.registry,
+            BULK_FIELDS,
+            lambda positions: stored_data(pl.col("global_position").is_in(positions.implode())),
+        ).rename({"aggregate_id": "reconciliation_id"})
+        lifecycle = frame.filter(~per_record).select(
+            "global_position", "aggregate_id", *ENVELOPE[2:], "event_version"
         )
+        texts = stored_data(~per_record) if lifecycle.height else pl.DataFrame(schema=_TEXTS)
+        lifecycle = upcast_payloads(
+            lifecycle.join(texts, on="global_position", how="left", maintain_order="left"), store.registry
+        )
+        decoded = decode_payloads(
+            lifecycle.drop("event_version").rename({"aggregate_id": "reconciliation_id"}),
+            {name: PAYLOAD_SCHEMA[name] for name in LIFECYCLE_FIELDS},
+        )
+        batch = cls(
+            frame.select(
+                pl.col("global_position"), pl.col("aggregate_id").alias("reconciliation_id"), *ENVELOPE[2:]
+            ),
+            after=after,
+            upto=upto,
+        )
+        batch.__dict__["lifecycle"] = _with_start_attempt(decoded)
+        batch.__dict__["matched"] = bulk.filter(pl.col("event_type") == e.RECORD_MATCHED).select(
+            *ENVELOPE, *MATCH_FIELDS
+        )
+        batch.__dict__["proposed"] = bulk.filter(pl.col("event_type") == e.MATCH_PROPOSED).select(
+            *ENVELOPE, *MATCH_FIELDS
+        )
+        batch.__dict__["records"] = bulk.filter(pl.col("event_type").is_in(list(RECORD_TYPES))).select(
+            *ENVELOPE, *RECORD_FIELDS
+        )
+        return batch
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, *, after: int = 0, upto: int | None = None) -> EventBatch:
@@ -176,13 +216,7 @@ class EventBatch:
     def lifecycle(self) -> pl.DataFrame:
         """Lifecycle and review events with their payload fields (:data:`LIFECYCLE_FIELDS`)."""
         rows = ~pl.col("event_type").is_in(list(e.BULK_EVENT_TYPES))
-        return self._kind(rows, LIFECYCLE_FIELDS).with_columns(
-            # ReconciliationStarted of older writers may lack ``attempt``: a start is attempt 1.
-            pl.when(pl.col("event_type") == e.RECONCILIATION_STARTED)
-            .then(pl.col("attempt").fill_null(1))
-            .otherwise(pl.col("attempt"))
-            .alias("attempt")
-        )
+        return _with_start_attempt(self._kind(rows, LIFECYCLE_FIELDS))
 
     @cached_property
     def matched(self) -> pl.DataFrame:
@@ -271,3 +305,13 @@ class EventBatch:
             .agg(pl.col("tenant_id").first(), pl.col("global_position").max().alias("last_position"))
             .collect()
         )
+
+
+def _with_start_attempt(lifecycle: pl.DataFrame) -> pl.DataFrame:
+    """ReconciliationStarted of older writers may lack ``attempt``: a start is attempt 1."""
+    return lifecycle.with_columns(
+        pl.when(pl.col("event_type") == e.RECONCILIATION_STARTED)
+        .then(pl.col("attempt").fill_null(1))
+        .otherwise(pl.col("attempt"))
+        .alias("attempt")
+    )
