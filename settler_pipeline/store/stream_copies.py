@@ -26,6 +26,7 @@ import polars as pl
 
 from settler_pipeline.files import replace_durably
 from settler_pipeline.store.index import stream_copy_rows
+from settler_pipeline.store.schema import COLUMNS
 from settler_pipeline.store.segments import WrittenSegment, file_sha256, mark_verified, row_group_starts
 
 FOLDER = "streams"  # under the log's root, beside ``segments/``
@@ -49,7 +50,8 @@ def write_copies(
 
 def _write_one(segment: WrittenSegment, copies_dir: Path, staging_dir: Path) -> pl.DataFrame:
     info = segment.info
-    clustered = segment.frame.sort("aggregate_id", "aggregate_version")
+    # a stream load reads envelope columns only: the typed payload columns stay in the segment
+    clustered = segment.frame.select(COLUMNS).sort("aggregate_id", "aggregate_version")
     staging = staging_dir / f"copy-{info.first_position:012d}-{info.last_position:012d}.{os.getpid()}.parquet"
     clustered.write_parquet(
         staging, compression="zstd", compression_level=1, statistics=True, row_group_size=ROW_GROUP_SIZE
