@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.payload_schema import is_json_text
 from settler_pipeline.sample_job import write_sample_job
 from settler_pipeline.session import Settler
+from settler_pipeline.store import limits
 from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, TYPED
 
 START, END = date(2026, 11, 2), date(2026, 11, 6)
@@ -25,7 +27,10 @@ def typed_value(model: type[e.EventData], name: str, value: Any) -> Any:
     return json.loads(value) if value is not None and is_json_text(model, name) else value
 
 
-def test_every_event_of_real_runs_fits_its_model_and_its_typed_columns(tmp_path: Path) -> None:
+def test_every_event_of_real_runs_fits_its_model_and_its_typed_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "SEGMENT_ROWS", 500)  # a run's per-record batch goes straight to a segment
     spec, _ = write_sample_job(tmp_path / "inputs", records=1_200, start=date(2026, 11, 1), days=7, seed=5)
     with Settler(tmp_path / "data", user="alice") as app:
         app.access.create_tenant("acme", admin="alice")

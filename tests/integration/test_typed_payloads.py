@@ -14,7 +14,7 @@ from deltalake import DeltaTable
 
 from settler_pipeline.domain import events as e
 from settler_pipeline.errors import ValidationError
-from settler_pipeline.store import maintenance, segments, table
+from settler_pipeline.store import limits, maintenance, segments, table
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
 from settler_pipeline.store.memory import InMemoryEventLog
 from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, TYPED
@@ -66,6 +66,11 @@ def frame_of(event_type: str, payloads: list[dict[str, Any]], *, version: int = 
 def completed() -> dict[str, Any]:
     summary = dict.fromkeys(e.Summary.model_fields, 1) | {"match_rate": 0.5}
     return {"attempt": 1, "summary": summary}
+
+
+@pytest.fixture(autouse=True)
+def bulk_batches_go_to_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "SEGMENT_ROWS", BULK_ROWS)
 
 
 def typed(store: EventStore) -> pl.DataFrame:
