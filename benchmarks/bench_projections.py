@@ -5,7 +5,10 @@ two fetches, ~900 auto matches, proposals, unmatched records, duplicates, quaran
 event and a few review decisions; some runs fail and are retried, some are cancelled), appended with
 ``EventStore.append_frame`` in batches of 1M, then measures:
 
+* a full read of every event with four payload fields, from the typed columns and (the anchor) from
+  the JSON decoded by DuckDB,
 * full rebuild of every read model (events/s, peak RSS of the process doing it),
+* ``SELECT count(*) FROM reconciliation_matches`` as ``settler sql`` runs it,
 * an incremental update after 10k more events (time, and ratio to the full rebuild),
 * the bulk snapshot build over the whole log,
 * loading one aggregate through its snapshot (p50 of 20 loads).
@@ -34,7 +37,7 @@ import numpy as np
 import polars as pl
 
 from settler_pipeline.domain import events as e
-from settler_pipeline.store.event_store import EventStore
+from settler_pipeline.store.event_store import PROJECTION_COLUMNS, EventStore
 from settler_pipeline.store.payloads import typed_from_json
 
 BATCH_EVENTS = 1_000_000
@@ -478,6 +481,26 @@ def _child(task: str, data_dir: str) -> dict[str, Any]:
             projections.update(store, data_dir)
         elif task == "snapshots":
             projections.build_snapshots(store, every=100)
+        elif task in ("full_read_typed", "full_read_json"):
+            # every event with four payload fields: typed columns, or the JSON decoded by DuckDB
+            fields = {
+                "attempt": pl.Int64(),
+                "amount": pl.Int64(),
+                "currency": pl.String(),
+                "reason": pl.String(),
+            }
+            if task == "full_read_typed":
+                read = store.read(payload_fields=list(fields)).select(*PROJECTION_COLUMNS, *fields).collect()
+            else:
+                read = store.read_fields(fields)
+            assert read.height == head
+        elif task == "sql_count_matches":
+            from settler_pipeline.query import scoped_sql
+
+            # what `settler sql` runs for a user who sees every tenant
+            tenants = pl.select(_uuid(3, pl.int_range(TENANTS))).to_series().to_list()
+            counted = scoped_sql(data_dir, "SELECT count(*) AS n FROM reconciliation_matches", tenants)
+            head = int(counted["n"][0])  # reported as ``head``: the rows counted
         else:
             raise ValueError(task)
         seconds = time.perf_counter() - started
@@ -488,6 +511,7 @@ def _child(task: str, data_dir: str) -> dict[str, Any]:
 
 
 def _in_subprocess(task: str, data_dir: Path) -> dict[str, Any]:
+    started = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_projections", "--child", task, "--data-dir", str(data_dir)],
         check=True,
@@ -496,6 +520,7 @@ def _in_subprocess(task: str, data_dir: Path) -> dict[str, Any]:
         cwd=Path(__file__).resolve().parent.parent,
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["process_seconds"] = time.perf_counter() - started  # with interpreter start and imports
     return result
 
 
@@ -530,6 +555,33 @@ def run(events: int = 10_000_000, *, data_dir: str | None = None, repeat: int = 
                 "cpu_seconds_all": [round(r["cpu_seconds"], 3) for r in rebuilds],
                 "events_per_s": round(head / rebuild_s),
                 "peak_rss_mb": round(max(r["peak_rss_mb"] for r in rebuilds)),
+            }
+        )
+
+        reads = {
+            task: [_in_subprocess(task, root) for _ in range(repeat)]
+            for task in ("full_read_typed", "full_read_json")
+        }
+        for task, measured in reads.items():
+            seconds = statistics.median(r["seconds"] for r in measured)
+            results.append(
+                {
+                    "name": task,
+                    "events": head,
+                    "seconds_median": round(seconds, 3),
+                    "events_per_s": round(head / seconds),
+                    "peak_rss_mb": round(max(r["peak_rss_mb"] for r in measured)),
+                }
+            )
+
+        counts = [_in_subprocess("sql_count_matches", root) for _ in range(repeat)]
+        results.append(
+            {
+                "name": "sql_count_of_matches",
+                "rows": counts[0]["head"],
+                "seconds_median": round(statistics.median(r["seconds"] for r in counts), 3),
+                "process_seconds_median": round(statistics.median(r["process_seconds"] for r in counts), 3),
+                "peak_rss_mb": round(max(r["peak_rss_mb"] for r in counts)),
             }
         )
 
