@@ -263,7 +263,8 @@ def write_doc() -> None:
                 [
                     f"`settler sql` count over {fmt(count['rows'])} matches",
                     "≤ 1 s, ≤ 500 MB",
-                    f"{count['seconds_median']:.2f} s (whole process {count['process_seconds_median']:.2f} s)",
+                    f"{count['seconds_median']:.2f} s "
+                    f"(whole process {count['process_seconds_median']:.2f} s)",
                     f"{fmt(count['peak_rss_mb'])} MB",
                     verdict(count["seconds_median"] <= 1 and count["peak_rss_mb"] <= 500),
                 ]
