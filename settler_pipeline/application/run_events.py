@@ -21,18 +21,25 @@ from settler_pipeline.store.event_ids import new_ids
 from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, TYPED
 
 
-def _payload(model: type[e.EventData], fields: dict[str, pl.Expr]) -> list[pl.Expr]:
-    """``data`` (the JSON text of ``fields``) and the typed payload columns (every field of every
-    payload model, so that a run's frames concatenate; types from the models; a field ``model`` has
-    but ``fields`` lacks, and every other model's field, is null), flagged typed for the store."""
+def _payload(model: type[e.EventData], source: pl.DataFrame, computed: dict[str, pl.Expr]) -> list[pl.Expr]:
+    """``data`` (the payload's JSON text) and the typed payload columns (every payload column of every
+    model, so that a run's frames concatenate; types from the models), flagged typed for the store.
+
+    The payload's fields are ``model``'s, in its order: from ``computed`` when named there, else the
+    column of ``source`` of the same name; a field with neither is left out of the JSON (null typed)."""
+    unknown = set(computed) - set(model.model_fields)
+    if unknown:
+        raise TypeError(f"{model.__name__} has no field(s) {sorted(unknown)}")
+    fields = {
+        name: computed[name] if name in computed else pl.col(name)
+        for name in model.model_fields
+        if name in computed or name in source.columns
+    }
     text = pl.struct(*(expr.alias(name) for name, expr in fields.items())).struct.json_encode()
     typed = [
         (fields[name].cast(dtype) if name in fields else pl.lit(None, dtype)).alias(name)
         for name, dtype in PAYLOAD_SCHEMA.items()
     ]
-    unknown = set(fields) - set(model.model_fields)
-    if unknown:
-        raise TypeError(f"{model.__name__} has no field(s) {sorted(unknown)}")
     return [text.alias("data"), pl.lit(True).alias(TYPED), *typed]
 
 
@@ -60,16 +67,7 @@ def _frame(
 def quarantine_events(side: str, loaded: LoadedSide, attempt: int, ctx: EventContext) -> pl.DataFrame:
     """One ``RecordQuarantined`` per quarantined row, with the raw row, reason and line number."""
     q = loaded.quarantine
-    payload = _payload(
-        e.RecordQuarantined,
-        {
-            "attempt": pl.lit(attempt),
-            "side": pl.lit(side),
-            "line_number": pl.col("line_number"),
-            "reason": pl.col("reason"),
-            "raw": pl.col("raw"),
-        },
-    )
+    payload = _payload(e.RecordQuarantined, q, {"attempt": pl.lit(attempt), "side": pl.lit(side)})
     return _frame(payload, e.RECORD_QUARANTINED, q.height, ctx, q)
 
 
@@ -118,28 +116,20 @@ def match_events(
     """``RecordMatched`` (auto-confirmed) and ``MatchProposed`` (needs review) events; with the loaded
     ``sides``, proposals carry both sides' records."""
     m = result.matches
-    fields = {
-        "attempt": pl.lit(attempt),
-        "match_id": pl.col("match_id"),
-        "rule": pl.col("rule"),
-        "match_type": pl.col("match_type"),
-        "source_ids": pl.col("source_ids"),
-        "target_ids": pl.col("target_ids"),
-        "amount": pl.col("source_amount_minor"),
-        "target_amount": pl.col("target_amount_minor"),
-        "amount_difference": pl.col("amount_difference_minor"),
-        "currency": pl.col("currency"),
-        "confidence": pl.col("confidence").round(4),
-        "matched_fields": pl.col("matched_fields"),
-        "date_difference_days": pl.col("date_difference_days"),
-    }
-    with_records = sides is not None and m.height > 0
-    if with_records:
-        assert sides is not None
+    if sides is not None and m.height:
         m = _with_proposal_records(m, sides)
-        fields |= {"source_records": pl.col("source_records"), "target_records": pl.col("target_records")}
-    data, *typed = _payload(e.RecordMatched, fields)
-    if with_records:
+    data, *typed = _payload(
+        e.RecordMatched,
+        m,
+        {
+            "attempt": pl.lit(attempt),
+            "amount": pl.col("source_amount_minor"),
+            "target_amount": pl.col("target_amount_minor"),
+            "amount_difference": pl.col("amount_difference_minor"),
+            "confidence": pl.col("confidence").round(4),
+        },
+    )
+    if "source_records" in m.columns:
         # automatic matches leave the record lists out entirely rather than writing nulls
         data = (
             pl.when(pl.col("status") == "matched")
@@ -161,22 +151,6 @@ def unmatched_events(
     """One ``RecordUnmatched`` per record left unmatched, with its reason (and, with the loaded
     ``sides``, its reference and description, for review)."""
     u = result.unmatched
-    fields = {
-        "attempt": pl.lit(attempt),
-        "side": pl.col("side"),
-        "record_id": pl.col("record_id"),
-        "line_number": pl.col("line_number"),
-        "amount": pl.col("amount_minor"),
-        "currency": pl.col("currency"),
-        "occurred_at": pl.col("occurred_at").dt.strftime(_TIME),
-        "reason": pl.col("reason"),
-        "candidate_ids": pl.col("candidate_ids"),
-        "closest_id": pl.col("closest_id"),
-        "closest_amount": pl.col("closest_amount_minor"),
-        "closest_occurred_at": pl.col("closest_occurred_at").dt.strftime(_TIME),
-        "closest_reference": pl.col("closest_reference"),
-        "closest_rejection": pl.col("closest_rejection"),
-    }
     if sides is not None and u.height:
         texts = pl.concat(
             [
@@ -187,21 +161,25 @@ def unmatched_events(
             ]
         )
         u = u.with_row_index("__order").join(texts, on=["side", "line_number"], how="left").sort("__order")
-        fields |= {"reference": pl.col("reference"), "description": pl.col("description")}
-    return _frame(_payload(e.RecordUnmatched, fields), e.RECORD_UNMATCHED, u.height, ctx, u)
+    payload = _payload(
+        e.RecordUnmatched,
+        u,
+        {
+            "attempt": pl.lit(attempt),
+            "amount": pl.col("amount_minor"),
+            "occurred_at": pl.col("occurred_at").dt.strftime(_TIME),
+            "closest_amount": pl.col("closest_amount_minor"),
+            "closest_occurred_at": pl.col("closest_occurred_at").dt.strftime(_TIME),
+        },
+    )
+    return _frame(payload, e.RECORD_UNMATCHED, u.height, ctx, u)
 
 
 def duplicate_events(result: MatchResult, attempt: int, ctx: EventContext) -> pl.DataFrame:
     """One ``DuplicateRecordDetected`` per extra occurrence of a record id."""
     d = result.duplicates
-    fields = {
-        "attempt": pl.lit(attempt),
-        "side": pl.col("side"),
-        "record_id": pl.col("record_id"),
-        "line_number": pl.col("line_number"),
-        "first_line_number": pl.col("first_line_number"),
-    }
-    return _frame(_payload(e.DuplicateRecordDetected, fields), e.DUPLICATE_DETECTED, d.height, ctx, d)
+    payload = _payload(e.DuplicateRecordDetected, d, {"attempt": pl.lit(attempt)})
+    return _frame(payload, e.DUPLICATE_DETECTED, d.height, ctx, d)
 
 
 def single_event(new: NewEvent, ctx: EventContext) -> pl.DataFrame:

@@ -61,19 +61,12 @@ LIFECYCLE_FIELDS: Final = (
 
 RECORD_TYPES: Final = (e.RECORD_UNMATCHED, e.DUPLICATE_DETECTED, e.RECORD_QUARANTINED)
 
-# RecordMatched / MatchProposed: most of the log, so only what the read models use.
-MATCH_FIELDS: Final = (
-    "attempt",
-    "match_id",
-    "rule",
-    "match_type",
-    "source_ids",
-    "target_ids",
-    "amount",
-    "target_amount",
-    "amount_difference",
-    "currency",
-    "confidence",
+# RecordMatched / MatchProposed: most of the log, so only what the read models use (all but the
+# matcher's evidence and the records a proposal carries for review).
+MATCH_FIELDS: Final = tuple(
+    name
+    for name in e.RecordMatched.model_fields
+    if name not in ("matched_fields", "date_difference_days", "source_records", "target_records")
 )
 
 # RecordUnmatched / DuplicateRecordDetected / RecordQuarantined.
