@@ -28,7 +28,7 @@ from settler_pipeline.store.schema import POLARS_SCHEMA
 from settler_pipeline.store.segments import (
     write_segments,
 )
-from settler_pipeline.store.stream_copies import write_copies
+from settler_pipeline.store.stream_copies import index_rows, write_copies
 from settler_pipeline.store.verify import VerifyReport, verify
 
 __all__ = [
@@ -99,7 +99,12 @@ def compact(store: EventStore, *, target_rows: int = COMPACT_TARGET_ROWS) -> Com
             frame = with_payload_columns(frame)
             written_all.extend(write_segments(frame, store.segments_dir, store.staging_dir))
             removed.extend(s.path for s in group)
-        copies = write_copies(written_all, store.copies_dir, store.staging_dir)
+        copies = index_rows(
+            write_copies(
+                [(w.info.event_date, w.frame) for w in written_all], store.copies_dir, store.staging_dir
+            ),
+            written_all,
+        )
         with store.index.writing() as con:
             store.index.add_segments(
                 con,

@@ -111,12 +111,35 @@ class WrittenSegment:
     granules: dict[str, pl.DataFrame]
 
 
-def write_segments(frame: pl.DataFrame, segments_dir: Path, staging_dir: Path) -> list[WrittenSegment]:
-    """Write ``frame`` (rows in position order, the event schema) as one segment per event date.
+Chunk = tuple[str, pl.DataFrame]  # (event date, rows in position order) of one segment to write
+
+
+def write_segments(
+    frame: pl.DataFrame, segments_dir: Path, staging_dir: Path, chunks: list[Chunk] | None = None
+) -> list[WrittenSegment]:
+    """Write ``frame`` (rows in position order, the event schema) as one segment per event date (per
+    :func:`split` chunk: pass ``chunks`` when already split).
 
     Files are durable and renamed into the tree when this returns, but they are part of the log only
     once a manifest naming them is stored. The typed payload columns are written as the frame brings
     them (see :func:`~settler_pipeline.store.payloads.with_payload_columns`)."""
+    chunks = chunks if chunks is not None else split(frame)
+
+    def write(item: Chunk) -> WrittenSegment:
+        event_date, chunk = item
+        info = _write_one(chunk, event_date, segments_dir, staging_dir)
+        starts = row_group_starts(segments_dir / info.path)
+        return WrittenSegment(info, chunk, starts, granules(chunk, info.path, starts))
+
+    if len(chunks) == 1:
+        return [write(chunks[0])]
+    with ThreadPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1)) as pool:
+        return list(pool.map(write, chunks))
+
+
+def split(frame: pl.DataFrame) -> list[Chunk]:
+    """The segments ``frame`` is written as: one per event date, big ones cut in parts (with the typed
+    payload columns the frame brings)."""
     frame = with_payload_columns(frame, from_json=False)
     dates = frame["timestamp"].dt.date()
     if dates.n_unique() == 1:
@@ -129,22 +152,11 @@ def write_segments(frame: pl.DataFrame, segments_dir: Path, staging_dir: Path) -
         ]
     # Big parts are split so their files (and index rows) are produced in parallel: the Parquet writer
     # encodes on one core, and bulk appends are bound by it.
-    chunks = [
+    return [
         (event_date, part.slice(offset, SEGMENT_MAX_ROWS))
         for event_date, part in sorted(parts, key=lambda p: p[0])
         for offset in range(0, part.height, SEGMENT_MAX_ROWS)
     ]
-
-    def write(item: tuple[str, pl.DataFrame]) -> WrittenSegment:
-        event_date, chunk = item
-        info = _write_one(chunk, event_date, segments_dir, staging_dir)
-        starts = row_group_starts(segments_dir / info.path)
-        return WrittenSegment(info, chunk, starts, granules(chunk, info.path, starts))
-
-    if len(chunks) == 1:
-        return [write(chunks[0])]
-    with ThreadPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1)) as pool:
-        return list(pool.map(write, chunks))
 
 
 def row_group_starts(path: Path) -> list[int]:
@@ -254,7 +266,10 @@ class SegmentReader:
         """Row groups ``groups`` of one segment, in file order, with the event schema's types (the
         envelope columns unless ``columns`` says otherwise)."""
         handle, _ = self._open(relative)
-        table = handle.read_row_groups(groups, columns=columns if columns is not None else list(COLUMNS))
+        # a stream load reads one or two small row groups: a thread pool costs more than it saves
+        table = handle.read_row_groups(
+            groups, columns=columns if columns is not None else list(COLUMNS), use_threads=len(groups) > 2
+        )
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
         schema = {name: POLARS_SCHEMA[name] for name in frame.columns}

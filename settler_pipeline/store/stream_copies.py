@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -27,43 +28,66 @@ import polars as pl
 from settler_pipeline.files import replace_durably
 from settler_pipeline.store.index import stream_copy_rows
 from settler_pipeline.store.schema import COLUMNS
-from settler_pipeline.store.segments import WrittenSegment, file_sha256, mark_verified, row_group_starts
+from settler_pipeline.store.segments import (
+    Chunk,
+    WrittenSegment,
+    file_sha256,
+    mark_verified,
+    row_group_starts,
+)
 
 FOLDER = "streams"  # under the log's root, beside ``segments/``
 ROW_GROUP_SIZE = 1_024  # a stream's events of one segment are then in one or two small row groups
 
 
-def write_copies(
-    written: Sequence[WrittenSegment], copies_dir: Path, staging_dir: Path
-) -> list[pl.DataFrame]:
-    """Write the stream copy of each segment in ``written``; returns their ``idx.stream_copies`` rows.
-    Files are durable when this returns."""
+@dataclass(frozen=True)
+class WrittenCopy:
+    """A copy just written: the positions of its segment and its index rows (segment path unset)."""
 
-    def write(segment: WrittenSegment) -> pl.DataFrame:
-        return _write_one(segment, copies_dir, staging_dir)
-
-    if len(written) <= 1:
-        return [write(w) for w in written]
-    with ThreadPoolExecutor(max_workers=min(len(written), os.cpu_count() or 1)) as pool:
-        return list(pool.map(write, written))
+    first_position: int
+    last_position: int
+    rows: pl.DataFrame
 
 
-def _write_one(segment: WrittenSegment, copies_dir: Path, staging_dir: Path) -> pl.DataFrame:
-    info = segment.info
+def write_copies(chunks: Sequence[Chunk], copies_dir: Path, staging_dir: Path) -> list[WrittenCopy]:
+    """Write the stream copy of each segment to be written from ``chunks`` (see
+    :func:`~settler_pipeline.store.segments.split`); files are durable when this returns."""
+
+    def write(chunk: Chunk) -> WrittenCopy:
+        return _write_one(chunk, copies_dir, staging_dir)
+
+    if len(chunks) <= 1:
+        return [write(c) for c in chunks]
+    with ThreadPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1)) as pool:
+        return list(pool.map(write, chunks))
+
+
+def index_rows(copies: Sequence[WrittenCopy], segments: Sequence[WrittenSegment]) -> list[pl.DataFrame]:
+    """The ``idx.stream_copies`` rows of ``copies``, each naming its segment among ``segments``."""
+    paths = {(s.info.first_position, s.info.last_position): s.info.path for s in segments}
+    return [
+        c.rows.with_columns(pl.lit(paths[(c.first_position, c.last_position)]).alias("segment_path"))
+        for c in copies
+    ]
+
+
+def _write_one(chunk: Chunk, copies_dir: Path, staging_dir: Path) -> WrittenCopy:
+    event_date, frame = chunk
+    first, last = int(frame["global_position"][0]), int(frame["global_position"][-1])
     # a stream load reads envelope columns only: the typed payload columns stay in the segment
-    clustered = segment.frame.select(COLUMNS).sort("aggregate_id", "aggregate_version")
-    staging = staging_dir / f"copy-{info.first_position:012d}-{info.last_position:012d}.{os.getpid()}.parquet"
+    clustered = frame.select(COLUMNS).sort("aggregate_id", "aggregate_version")
+    staging = staging_dir / f"copy-{first:012d}-{last:012d}.{os.getpid()}.parquet"
+    # no statistics: the index, not the footer, says where a stream is
     clustered.write_parquet(
-        staging, compression="zstd", compression_level=1, statistics=True, row_group_size=ROW_GROUP_SIZE
+        staging, compression="zstd", compression_level=1, statistics=False, row_group_size=ROW_GROUP_SIZE
     )
     sha = file_sha256(staging)
-    name = f"seg-{info.first_position:012d}-{info.last_position:012d}-{sha[:32]}.parquet"
-    relative = f"event_date={info.event_date}/{name}"
+    relative = f"event_date={event_date}/seg-{first:012d}-{last:012d}-{sha[:32]}.parquet"
     target = copies_dir / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     replace_durably(staging, target)
     mark_verified(target)  # hashed just above, before the rename
-    return stream_copy_rows(clustered, info.path, relative, row_group_starts(target))
+    return WrittenCopy(first, last, stream_copy_rows(clustered, "", relative, row_group_starts(target)))
 
 
 def retire(copies_dir: Path, retired_dir: Path, relatives: Sequence[str]) -> None:

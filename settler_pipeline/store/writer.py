@@ -37,10 +37,8 @@ from settler_pipeline.store.schema import (
     envelopes_to_frame,
     prepare_frame,
 )
-from settler_pipeline.store.segments import (
-    write_segments,
-)
-from settler_pipeline.store.stream_copies import write_copies
+from settler_pipeline.store.segments import split, write_segments
+from settler_pipeline.store.stream_copies import index_rows, write_copies
 from settler_pipeline.store.view import LogView
 from settler_pipeline.store.writer_types import AppendResult
 
@@ -244,21 +242,21 @@ class LogWriter(LogLookups):
         # batch is stored as it comes (typed when it brings its payload columns, as a run's do).
         tail = with_payload_columns(view.tail.chunked_frame()) if view.tail.rows else None
         frame = pl.concat([tail, batch], how="diagonal_relaxed") if tail is not None else batch
-        written = write_segments(frame, self.segments_dir, self.staging_dir)
-        infos = [w.info for w in written]
-        rows = [w.granules for w in written]
+        chunks = split(frame)
         with ThreadPoolExecutor(max_workers=1) as pool:
             # Events of many commits: each segment gets a copy clustered by stream (stream_copies.py),
-            # written while the index takes the segments' rows; both commit in one index transaction.
+            # written while the segments are; both enter the index in one transaction.
             copies = (
-                pool.submit(write_copies, written, self.copies_dir, self.staging_dir)
+                pool.submit(write_copies, chunks, self.copies_dir, self.staging_dir)
                 if view.tail.rows
                 else None
             )
+            written = write_segments(frame, self.segments_dir, self.staging_dir, chunks)
+            infos = [w.info for w in written]
             with self.index.writing() as con:
-                self.index.add_segments(con, infos, rows)
+                self.index.add_segments(con, infos, [w.granules for w in written])
                 if copies is not None:
-                    self.index.add_stream_copies(con, copies.result())
+                    self.index.add_stream_copies(con, index_rows(copies.result(), written))
         new = self._store_manifest(view.manifest, added=infos, removed=(), tail=frame)
         write_head(self.head_path, max(new.segments_head, new.lost_head))
         if view.wal_path.exists():
