@@ -122,17 +122,10 @@ class Settler:
         characters), which every command taking a run id accepts."""
         return short_ids(self.run_ids()).get(reconciliation_id, reconciliation_id)
 
-    def runs(
-        self,
-        *,
-        tenant: str | None = None,
-        job: str | None = None,
-        status: str | None = None,
-        day: date | None = None,
-        limit: int | None = 50,
-    ) -> list[dict[str, Any]]:
-        """The runs this user may see, newest first: see :meth:`RunCatalog.runs`."""
-        return self.catalog.runs(tenant=tenant, job=job, status=status, day=day, limit=limit)
+    def runs(self, **filters: Any) -> list[dict[str, Any]]:
+        """The runs this user may see, newest first; ``filters`` (``tenant``, ``job``, ``status``,
+        ``day``, ``limit``) and the columns as :meth:`RunCatalog.runs` says."""
+        return self.catalog.runs(**filters)
 
     # -- commands -----------------------------------------------------------------------------
 

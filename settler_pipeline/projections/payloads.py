@@ -19,6 +19,7 @@ import polars as pl
 
 from settler_pipeline.domain.envelope import EventEnvelope, canonical_json
 from settler_pipeline.domain.registry import EventRegistry
+from settler_pipeline.store.batch import stale_rows
 from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, TYPED
 
 _connection: tuple[int, duckdb.DuckDBPyConnection] | None = None
@@ -89,18 +90,9 @@ def decode_payloads(
 def upcast_payloads(frame: pl.DataFrame, registry: EventRegistry) -> pl.DataFrame:
     """Rewrite the ``data`` of rows stored at an older ``event_version`` to the current version of their
     type (a no-op, and cheap, when every row is current: the usual case)."""
-    stale = [
-        (event_type, version)
-        for event_type, version in frame.select("event_type", "event_version").unique().iter_rows()
-        if (current := registry.current_version(event_type)) is not None and version < current
-    ]
-    if not stale:
+    needs = stale_rows(frame, registry)
+    if needs is None:
         return frame
-    needs = pl.struct("event_type", "event_version").is_in(
-        pl.DataFrame(stale, schema={"event_type": pl.String, "event_version": pl.Int32}, orient="row")
-        .to_struct()
-        .implode()
-    )
     fixed = [
         canonical_json(
             registry.upcast(

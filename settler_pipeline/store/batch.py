@@ -81,21 +81,29 @@ def retried_positions(frame: pl.DataFrame, stored: pl.DataFrame) -> list[int]:
     return [int(p) for p in joined["global_position"]]
 
 
-def upcast_rows(rows: pl.DataFrame, registry: EventRegistry) -> pl.DataFrame:
-    """``rows`` with every event whose type has a newer registered version upcast (``data`` rewritten
-    as canonical JSON, ``event_version`` raised); rows already current are untouched. Position order."""
+def stale_rows(rows: pl.DataFrame, registry: EventRegistry) -> pl.Expr | None:
+    """The rows of ``rows`` (with ``event_type`` and ``event_version``) stored at an older version than
+    their type's current one, as a filter; None when every row is current (the usual case, cheap)."""
     stale = [
         (event_type, version)
         for event_type, version in rows.select("event_type", "event_version").unique().iter_rows()
         if (current := registry.current_version(event_type)) is not None and version < current
     ]
     if not stale:
-        return rows
-    needs = pl.struct("event_type", "event_version").is_in(
+        return None
+    return pl.struct("event_type", "event_version").is_in(
         pl.DataFrame(stale, schema={"event_type": pl.String, "event_version": pl.Int32}, orient="row")
         .to_struct()
         .implode()
     )
+
+
+def upcast_rows(rows: pl.DataFrame, registry: EventRegistry) -> pl.DataFrame:
+    """``rows`` with every event whose type has a newer registered version upcast (``data`` rewritten
+    as canonical JSON, ``event_version`` raised); rows already current are untouched. Position order."""
+    needs = stale_rows(rows, registry)
+    if needs is None:
+        return rows
     fixed = [
         {**row, "data": canonical_json(up.data), "event_version": up.event_version}
         for row in rows.filter(needs).iter_rows(named=True)
