@@ -13,7 +13,9 @@ import pytest
 from deltalake import DeltaTable
 
 from settler_pipeline.domain import events as e
+from settler_pipeline.domain.registry import EventRegistry
 from settler_pipeline.errors import ValidationError
+from settler_pipeline.projections.batch import EventBatch
 from settler_pipeline.store import limits, maintenance, segments, table
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
 from settler_pipeline.store.memory import InMemoryEventLog
@@ -196,3 +198,24 @@ def test_the_in_memory_log_takes_typed_batches_and_keeps_the_envelope_columns() 
     log.append_frame(with_typed(matched(3)))
     rows = log.read().collect()
     assert rows.columns == list(COLUMNS) and rows["data"].str.json_decode()[0]["match_id"] == "m0"
+
+
+def test_read_models_upcast_events_whose_typed_columns_hold_an_older_version(
+    store: EventStore, registry: EventRegistry
+) -> None:
+    store.append_frame(with_typed(matched(BULK_ROWS)))  # typed as RecordMatched v1
+    registry.register(e.RECORD_MATCHED, 1)
+    before = EventBatch.read(store, 0, store.head_position).matched
+    assert before["amount"].to_list() == [100 + i for i in range(BULK_ROWS)], (
+        "current: typed columns as stored"
+    )
+
+    def cents_to_tenths(data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "amount": data["amount"] * 10}
+
+    registry.add_upcaster(e.RECORD_MATCHED, 1, cents_to_tenths)  # RecordMatched is now at version 2
+    after = EventBatch.read(store, 0, store.head_position).matched
+    assert after["amount"].to_list() == [10 * (100 + i) for i in range(BULK_ROWS)], (
+        "read through the upcaster"
+    )
+    assert after["match_id"].to_list() == before["match_id"].to_list()
