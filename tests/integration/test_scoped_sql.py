@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from settler_pipeline import projections
@@ -21,6 +22,15 @@ def test_a_query_reads_only_the_read_models_it_names(tmp_path: Path) -> None:
         app.reconcile(spec, start=date(2026, 11, 1), end=date(2026, 11, 3))
         projections.update(app.store)
         matches = app.read_model("reconciliation_matches")
+        # the analysts' events view has the payload fields as typed columns (the documented query)
+        typed = projections.sql(
+            data,
+            "SELECT currency, count(*) AS matches, sum(amount) AS amount_minor FROM events "
+            "WHERE event_type = 'RecordMatched' AND payload_typed GROUP BY currency",
+        )
+        automatic = matches.filter(pl.col("status") == "matched")
+        assert typed["matches"].sum() == automatic.height > 0
+        assert typed["amount_minor"].sum() == automatic["amount"].sum()
         counted = app.sql("SELECT count(*) AS n, sum(amount_major) AS total FROM reconciliation_matches")
         assert counted["n"][0] == matches.height > 0
         assert counted["total"][0] == matches["amount_major"].sum()
