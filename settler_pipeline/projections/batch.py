@@ -114,11 +114,26 @@ class EventBatch:
         cost more to read over all rows than their few documents cost to parse."""
         reconciliation = pl.col("aggregate_type") == e.AGGREGATE_TYPE
         per_record = pl.col("event_type").is_in(list(e.BULK_EVENT_TYPES))
-        frame = (
-            store.read(from_position=after, to_position=upto, tenant_id=tenant_id, payload_fields=BULK_FIELDS)
-            .filter(reconciliation)
-            .select("global_position", "aggregate_id", *ENVELOPE[2:], "event_version", TYPED, *BULK_FIELDS)
-            .collect()
+        scan = store.read(
+            from_position=after, to_position=upto, tenant_id=tenant_id, payload_fields=BULK_FIELDS
+        ).filter(reconciliation)
+        keys = ("global_position", pl.col("aggregate_id").alias("reconciliation_id"), *ENVELOPE[2:])
+
+        def kind(rows: pl.Expr, fields: Sequence[str]) -> pl.LazyFrame:
+            return scan.filter(rows).select(*keys, "event_version", TYPED, *fields)
+
+        kinds = (
+            (pl.col("event_type") == e.RECORD_MATCHED, MATCH_FIELDS),
+            (pl.col("event_type") == e.MATCH_PROPOSED, MATCH_FIELDS),
+            (pl.col("event_type").is_in(list(RECORD_TYPES)), RECORD_FIELDS),
+        )
+        # one pass over the files (Polars shares the scan between the queries)
+        events, lifecycle, *bulk = pl.collect_all(
+            [
+                scan.select(*keys),
+                scan.filter(~per_record).select(*keys, "event_version"),
+                *(kind(rows, fields) for rows, fields in kinds),
+            ]
         )
 
         def stored_data(rows: pl.Expr) -> pl.DataFrame:
@@ -129,40 +144,23 @@ class EventBatch:
                 .collect()
             )
 
-        bulk = typed_payloads(
-            frame.filter(per_record),
-            store.registry,
-            BULK_FIELDS,
-            lambda positions: stored_data(pl.col("global_position").is_in(positions.implode())),
-        ).rename({"aggregate_id": "reconciliation_id"})
-        lifecycle = frame.filter(~per_record).select(
-            "global_position", "aggregate_id", *ENVELOPE[2:], "event_version"
-        )
         texts = stored_data(~per_record) if lifecycle.height else pl.DataFrame(schema=_TEXTS)
         lifecycle = upcast_payloads(
             lifecycle.join(texts, on="global_position", how="left", maintain_order="left"), store.registry
         )
-        decoded = decode_payloads(
-            lifecycle.drop("event_version").rename({"aggregate_id": "reconciliation_id"}),
-            {name: PAYLOAD_SCHEMA[name] for name in LIFECYCLE_FIELDS},
+        batch = cls(events, after=after, upto=upto)
+        batch.__dict__["lifecycle"] = _with_start_attempt(
+            decode_payloads(
+                lifecycle.drop("event_version"), {name: PAYLOAD_SCHEMA[name] for name in LIFECYCLE_FIELDS}
+            )
         )
-        batch = cls(
-            frame.select(
-                pl.col("global_position"), pl.col("aggregate_id").alias("reconciliation_id"), *ENVELOPE[2:]
-            ),
-            after=after,
-            upto=upto,
-        )
-        batch.__dict__["lifecycle"] = _with_start_attempt(decoded)
-        batch.__dict__["matched"] = bulk.filter(pl.col("event_type") == e.RECORD_MATCHED).select(
-            *ENVELOPE, *MATCH_FIELDS
-        )
-        batch.__dict__["proposed"] = bulk.filter(pl.col("event_type") == e.MATCH_PROPOSED).select(
-            *ENVELOPE, *MATCH_FIELDS
-        )
-        batch.__dict__["records"] = bulk.filter(pl.col("event_type").is_in(list(RECORD_TYPES))).select(
-            *ENVELOPE, *RECORD_FIELDS
-        )
+        for name, frame, (_, fields) in zip(("matched", "proposed", "records"), bulk, kinds, strict=True):
+            batch.__dict__[name] = typed_payloads(
+                frame,
+                store.registry,
+                fields,
+                lambda positions: stored_data(pl.col("global_position").is_in(positions.implode())),
+            ).drop("event_version")
         return batch
 
     @classmethod
