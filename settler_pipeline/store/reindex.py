@@ -1,4 +1,6 @@
-"""`reindex`: rebuild the derived index (and a lost manifest) from the segment files alone."""
+"""`reindex`: rebuild the derived index (and a lost manifest) from the segment files alone. Stream
+copies are not rebuilt: they move to ``retired/`` and loads read the segments until the next flush or
+compaction writes new ones."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import polars as pl
 
 from settler_pipeline.errors import StoreError
 from settler_pipeline.store import manifest as manifest_io
+from settler_pipeline.store import stream_copies
 from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.index import EventIndex, granules
 from settler_pipeline.store.manifest import Manifest
@@ -62,6 +65,10 @@ def reindex(store: EventStore) -> ReindexReport:
         with file_lock(store.index.lock_path):
             os.replace(fresh, store.index.path)
             Path(f"{store.index.path}.wal").unlink(missing_ok=True)
+        # The new index names no stream copy: move them out (deleted with retired segments later).
+        if store.copies_dir.exists():
+            copies = [p.relative_to(store.copies_dir).as_posix() for p in store.copies_dir.rglob("*.parquet")]
+            stream_copies.retire(store.copies_dir, store.retired_dir, copies)
         store.forget_view()
         return ReindexReport(len(manifest.segments), sum(s.rows for s in manifest.segments), rebuilt)
 

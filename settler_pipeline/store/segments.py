@@ -47,9 +47,12 @@ def _stamp(path: Path) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def verify_file(path: Path) -> None:
-    """Raise :class:`CorruptionError` naming ``path`` unless its bytes match the checksum in its name
-    (checked once per process per file; raises ``FileNotFoundError`` for a missing file)."""
+_RESTORE = "run `settler log verify`; restore this file from a backup of the data directory"
+
+
+def verify_file(path: Path, fix: str = _RESTORE) -> None:
+    """Raise :class:`CorruptionError` naming ``path`` (with ``fix`` as its hint) unless its bytes match
+    the checksum in its name (checked once per process per file; ``FileNotFoundError`` if missing)."""
     stamp = _stamp(path)
     key = str(path)
     if _VERIFIED.get(key) == stamp:
@@ -58,7 +61,7 @@ def verify_file(path: Path) -> None:
     if match is None or not file_sha256(path).startswith(match.group(3)):
         raise CorruptionError(
             f"segment {path} is damaged: its bytes no longer match the checksum recorded when it was written",
-            hint="run `settler log verify`; restore this file from a backup of the data directory",
+            hint=fix,
         )
     _VERIFIED[key] = stamp
 
@@ -242,15 +245,16 @@ class SegmentReader:
     Footers of recently used files are cached; an open file keeps reading correctly even after
     compaction has moved it to ``retired/``."""
 
-    def __init__(self, segments_dir: Path, capacity: int = 64) -> None:
+    def __init__(self, segments_dir: Path, capacity: int = 64, *, fix: str = _RESTORE) -> None:
         self._dir = segments_dir
         self._capacity = capacity
+        self._fix = fix  # the hint of the error a damaged file raises
         self._files: dict[str, tuple[pq.ParquetFile, list[int]]] = {}
 
     def _open(self, relative: str) -> tuple[pq.ParquetFile, list[int]]:
         cached = self._files.pop(relative, None)
         if cached is None:
-            verify_file(self._dir / relative)
+            verify_file(self._dir / relative, self._fix)
             handle = pq.ParquetFile(self._dir / relative)
             starts = [0]
             for i in range(handle.metadata.num_row_groups):

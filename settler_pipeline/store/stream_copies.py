@@ -37,6 +37,7 @@ from settler_pipeline.store.segments import (
 )
 
 FOLDER = "streams"  # under the log's root, beside ``segments/``
+DAMAGED_FIX = "run `settler log reindex` (stream copies are derived: loads then read the segments)"
 ROW_GROUP_SIZE = 1_024  # a stream's events of one segment are then in one or two small row groups
 
 

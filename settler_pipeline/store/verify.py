@@ -8,11 +8,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from settler_pipeline.errors import StoreError
 from settler_pipeline.store import manifest as manifest_io
+from settler_pipeline.store import stream_copies
 from settler_pipeline.store.event_store import EventStore
-from settler_pipeline.store.index import TABLES, granules
+from settler_pipeline.store.index import COPY_TABLE, TABLES, granules
 from settler_pipeline.store.manifest import Manifest, SegmentInfo
 from settler_pipeline.store.schema import POLARS_SCHEMA
 from settler_pipeline.store.segments import (
@@ -87,7 +89,35 @@ def verify(store: EventStore) -> VerifyReport:
     _check_positions(events, view.head, manifest, report)
     # A damaged segment is already reported; its index rows are compared once it is repaired.
     report.problems.extend(index_disagreements(store, manifest, trusted))
+    report.problems.extend(copy_problems(store, trusted))
     return report
+
+
+def copy_problems(store: EventStore, segments: Sequence[SegmentInfo]) -> list[str]:
+    """What is wrong with the stream copies the index names for ``segments`` (see ``stream_copies.py``):
+    each must exist, match the checksum in its name and hold its segment's number of rows."""
+    if not segments or not store.index.path.exists() or not store.index.has_table(COPY_TABLE):
+        return []
+    rows = {seg.path: seg.rows for seg in segments}
+    named = store.index.query(
+        "SELECT DISTINCT segment_path, copy_path FROM idx.stream_copies "
+        "WHERE segment_path IN (SELECT unnest($1::VARCHAR[]))",
+        [sorted(rows)],
+    )
+    problems = []
+    fix = f"loads of its streams fail until repaired: {stream_copies.DAMAGED_FIX}"
+    for segment, copy in sorted(named):
+        path = store.copies_dir / copy
+        match = SEGMENT_NAME.match(path.name)
+        if not path.exists():
+            problems.append(f"{stream_copies.FOLDER}/{copy}: stream copy of {segment} is missing; {fix}")
+        elif match is None or not file_sha256(path).startswith(match.group(3)):
+            problems.append(f"{stream_copies.FOLDER}/{copy}: stream copy of {segment} is damaged; {fix}")
+        elif pq.read_metadata(path).num_rows != rows[segment]:
+            problems.append(
+                f"{stream_copies.FOLDER}/{copy}: stream copy of {segment} does not hold its rows; {fix}"
+            )
+    return problems
 
 
 def _check_segment(store: EventStore, seg: SegmentInfo, report: VerifyReport) -> pl.DataFrame | None:

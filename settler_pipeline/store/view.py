@@ -136,7 +136,7 @@ class LogBase:
         self.index = EventIndex(self.root / "index.duckdb", read_only=read_only)
         self.snapshots = SnapshotStore(self.root / "snapshots.duckdb", read_only=read_only)
         self._reader = SegmentReader(self.segments_dir)
-        self._copy_reader = SegmentReader(self.copies_dir)
+        self._copy_reader = SegmentReader(self.copies_dir, fix=stream_copies.DAMAGED_FIX)
         self._view: LogView | None = None
         # the last manifest read and the (inode, mtime, size) of the file it was read from
         self._manifest_cache: tuple[tuple[int, int, int], Manifest] | None = None

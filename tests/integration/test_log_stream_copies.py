@@ -3,7 +3,6 @@ tail is flushed into segments with stream copies, and loading a stream reads its
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,8 +106,16 @@ def test_a_damaged_stream_copy_fails_the_load_naming_the_file(
     blob = bytearray(copy.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     copy.write_bytes(bytes(blob))
-    with pytest.raises(CorruptionError, match=copy.name):
-        open_store(read_only=True).get_events(STREAMS[0], "Thing")
+    reader = open_store(read_only=True)
+    with pytest.raises(CorruptionError, match=copy.name) as caught:
+        reader.get_events(STREAMS[0], "Thing")
+    assert "reindex" in (caught.value.hint or "")
+    report = maintenance.verify(reader)
+    assert not report.ok and any(copy.name in p and "reindex" in p for p in report.problems)
+    writer = open_store()
+    maintenance.reindex(writer)
+    assert [e.aggregate_version for e in writer.get_events(STREAMS[0], "Thing")] == list(range(1, 26))
+    assert maintenance.verify(writer).ok
 
 
 @pytest.mark.usefixtures("small_limits")
@@ -126,7 +133,7 @@ def test_compaction_rewrites_copies_and_reindex_falls_back_to_segments(
     assert all((store.retired_dir / "streams" / c.relative_to(store.copies_dir)).exists() for c in old_copies)
     assert {s: loaded(store, s) for s in STREAMS[:3]} == before
     maintenance.reindex(store)
-    shutil.rmtree(store.copies_dir)  # unused after reindex: loads read the segments themselves
+    assert not list(store.copies_dir.rglob("*.parquet"))  # retired: loads read the segments themselves
     assert {s: loaded(store, s) for s in STREAMS[:3]} == before
     assert maintenance.verify(store).ok
 
