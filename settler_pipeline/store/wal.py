@@ -95,12 +95,17 @@ class WalContents:
 
 def encode(batch: pa.Table) -> bytes:
     """One framed record for ``batch`` (rows in position order)."""
+    return b"".join(bytes(part) for part in _framed(batch))
+
+
+def _framed(batch: pa.Table) -> tuple[bytes, pa.Buffer]:
+    """A record as its header (with its checksum) and its payload, not yet joined (no copy)."""
     if batch.schema != EVENT_SCHEMA:
         batch = batch.cast(EVENT_SCHEMA)
-    payload = batch.combine_chunks().to_batches()[0].serialize().to_pybytes()
+    payload = batch.combine_chunks().to_batches()[0].serialize()
     first = int(batch.column("global_position")[0].as_py()) if batch.num_rows else 0
-    header = _HEADER.pack(MAGIC, first, batch.num_rows, len(payload), zlib.crc32(payload))
-    return header + _HEADER_CRC.pack(zlib.crc32(header)) + payload
+    header = _HEADER.pack(MAGIC, first, batch.num_rows, payload.size, zlib.crc32(payload))
+    return header + _HEADER_CRC.pack(zlib.crc32(header)), payload
 
 
 def size(path: Path) -> int:
@@ -203,16 +208,21 @@ def _resync(blob: bytes, offset: int) -> tuple[int, tuple[int, int, int, int] | 
 def append(path: Path, batch: pa.Table, *, valid_bytes: int) -> int:
     """Durably append ``batch`` as one record at byte ``valid_bytes`` of ``path``. Returns the new
     committed length. The caller has moved aside anything beyond ``valid_bytes`` (a torn record)."""
-    record = encode(batch)
+    header, payload = _framed(batch)
+    size = len(header) + payload.size
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         if os.fstat(fd).st_size != valid_bytes:
             os.ftruncate(fd, valid_bytes)
-        os.pwrite(fd, record, valid_bytes)
+        written = os.pwritev(fd, [header, memoryview(payload)], valid_bytes)  # no copy of a big payload
+        if written != size:  # a short write: finish it (the record is checksummed as one unit)
+            rest = memoryview(header + payload.to_pybytes())
+            while written < size:
+                written += os.pwrite(fd, rest[written:], valid_bytes + written)
         os.fdatasync(fd)
     finally:
         os.close(fd)
-    return valid_bytes + len(record)
+    return valid_bytes + size
 
 
 def write_new(path: Path, batches: list[pa.Table]) -> None:
