@@ -63,15 +63,18 @@ def settler(path: Path, events: int) -> dict[str, Any]:
     store = EventStore.open(path)
     groups = max(1, events // (STREAMS * PER_BATCH * BATCHES))
     append_s = existing_events = 0.0
+    to_tail, flushing = [], []  # batches that only commit to the tail, and those that flush it
     for group in range(groups):
         streams = group_streams(group)
         for b in range(BATCHES):
             frame = batch_frame(streams, b)
             started = time.perf_counter()
             store.append_frame(frame)
+            took = time.perf_counter() - started
             if b:  # the streams exist from the second batch on
-                append_s += time.perf_counter() - started
+                append_s += took
                 existing_events += frame.height
+                (flushing if store.current_view().tail.rows == 0 else to_tail).append(took)
     head = store.head_position
     streams = group_streams(groups - 1)
     rng = random.Random(1)
@@ -136,6 +139,9 @@ def settler(path: Path, events: int) -> dict[str, Any]:
     return {
         "events": head,
         "columnar_append_existing_events_per_s": existing_events / append_s,
+        "tail_batch_p50_ms": statistics.median(to_tail) * 1000,
+        "flushing_batch_p50_ms": statistics.median(flushing) * 1000 if flushing else None,
+        "flushes": len(flushing),
         "envelope_append_events_per_s": env_events / env_s,
         "named_commit_p50_ms": statistics.median(commits) * 1000,
         "named_commit_p99_ms": sorted(commits)[int(len(commits) * 0.99)] * 1000,
