@@ -472,6 +472,20 @@ def _child(task: str, data_dir: str) -> dict[str, Any]:
     """Run one measurement in this (fresh) process."""
     from settler_pipeline import projections
 
+    if task == "sql_count_matches":
+        from settler_pipeline.query import scoped_sql
+
+        # what `settler sql` runs for a user who sees every tenant (it opens no event store)
+        tenants = pl.select(_uuid(3, pl.int_range(TENANTS))).to_series().to_list()
+        started, cpu = time.perf_counter(), os.times()
+        counted = scoped_sql(data_dir, "SELECT count(*) AS n FROM reconciliation_matches", tenants)
+        seconds, after = time.perf_counter() - started, os.times()
+        return {
+            "seconds": seconds,
+            "cpu_seconds": (after.user - cpu.user) + (after.system - cpu.system),
+            "peak_rss_mb": _peak_rss_mb(),
+            "head": int(counted["n"][0]),  # the rows counted
+        }
     with EventStore.open(data_dir) as store:
         head = store.head_position
         started, cpu = time.perf_counter(), os.times()
@@ -494,13 +508,6 @@ def _child(task: str, data_dir: str) -> dict[str, Any]:
             else:
                 read = store.read_fields(fields)
             assert read.height == head
-        elif task == "sql_count_matches":
-            from settler_pipeline.query import scoped_sql
-
-            # what `settler sql` runs for a user who sees every tenant
-            tenants = pl.select(_uuid(3, pl.int_range(TENANTS))).to_series().to_list()
-            counted = scoped_sql(data_dir, "SELECT count(*) AS n FROM reconciliation_matches", tenants)
-            head = int(counted["n"][0])  # reported as ``head``: the rows counted
         else:
             raise ValueError(task)
         seconds = time.perf_counter() - started
