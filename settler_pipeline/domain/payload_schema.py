@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import types
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Final, Literal, Union, get_args, get_origin
 
 import polars as pl
 from pydantic import BaseModel
+
+TYPED_FLAG: Final = "payload_typed"
+"""Name of the column saying a stored row's payload fields are in its typed payload columns."""
 
 _SCALARS: dict[Any, pl.DataType] = {
     str: pl.String(),

@@ -25,11 +25,11 @@ import polars as pl
 import pyarrow as pa
 
 from settler_pipeline.domain import events as e
-from settler_pipeline.domain.payload_schema import is_json_text, model_schema, union_schema
+from settler_pipeline.domain.payload_schema import TYPED_FLAG, is_json_text, model_schema, union_schema
 from settler_pipeline.errors import ValidationError
 from settler_pipeline.store.schema import EVENT_SCHEMA, POLARS_SCHEMA, prepare_frame
 
-TYPED: Final = "payload_typed"
+TYPED: Final = TYPED_FLAG
 """Flag column: the row's payload fields are in the typed columns."""
 
 PAYLOAD_SCHEMA: Final[dict[str, pl.DataType]] = union_schema(tuple(dict.fromkeys(e.PAYLOADS.values())))

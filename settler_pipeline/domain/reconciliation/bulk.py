@@ -20,14 +20,15 @@ import polars as pl
 
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import exception_ids as xid
-from settler_pipeline.domain.payload_schema import union_schema
+from settler_pipeline.domain.payload_schema import TYPED_FLAG, union_schema
 from settler_pipeline.domain.reconciliation.builder import StateBuilder
 from settler_pipeline.domain.reconciliation.state import ReconciliationState
 from settler_pipeline.errors import ValidationError
 
 Decode = Callable[[pl.DataFrame, dict[str, pl.DataType]], pl.DataFrame]
-"""``decode(frame, fields)``: ``frame`` without ``data`` plus one typed column per field of its JSON
-payload (null when absent), rows in order."""
+"""``decode(frame, fields)``: ``frame`` without ``data`` plus one typed column per field of its
+payload (null when absent), rows in order. ``frame`` may carry some of the fields already as typed
+columns with the flag ``payload_typed`` (rows where it is true hold them); a decoder may use them."""
 
 BULK_FIELDS: Final = union_schema(
     tuple(dict.fromkeys(e.PAYLOADS[kind] for kind in e.BULK_EVENT_TYPES)),
@@ -46,7 +47,12 @@ _COUNTS = ("matched", "proposed", "duplicates", "quarantined", "unmatched_source
 
 
 def decode_json(frame: pl.DataFrame, fields: dict[str, pl.DataType]) -> pl.DataFrame:
-    """The default :data:`Decode`, with Polars."""
+    """The default :data:`Decode`, with Polars: the typed columns when every row carries them (a
+    run's own batches do), else from the JSON of every row."""
+    carried = TYPED_FLAG in frame.columns and all(name in frame.columns for name in fields)
+    if carried and frame[TYPED_FLAG].fill_null(False).all():
+        return frame.drop("data", TYPED_FLAG).cast(fields)  # type: ignore[arg-type]
+    frame = frame.drop(*fields, TYPED_FLAG, strict=False)
     decoded = frame.select(pl.col("data").str.json_decode(pl.Struct(fields)).alias("_payload"))
     return pl.concat([frame.drop("data"), decoded.unnest("_payload")], how="horizontal")
 
@@ -76,7 +82,10 @@ def fold_streams(builders: dict[str, StateBuilder], rows: pl.DataFrame, decode: 
     lifecycle = rows.filter(~is_bulk).select(*keys, "event_type", "data", "tenant_id", "correlation_id")
     bulk = rows.filter(is_bulk)
     # Automatic matches are only counted: their payloads are never decoded.
-    detailed = decode(bulk.filter(_T != e.RECORD_MATCHED).select(*keys, "event_type", "data"), BULK_FIELDS)
+    typed = [c for c in rows.columns if c in BULK_FIELDS or c == TYPED_FLAG]
+    detailed = decode(
+        bulk.filter(_T != e.RECORD_MATCHED).select(*keys, "event_type", "data", *typed), BULK_FIELDS
+    )
     segments = _segments(lifecycle, bulk, detailed, keys)
     for row in segments.iter_rows(named=True):
         run = row["aggregate_id"]
