@@ -67,5 +67,6 @@ def bootstrap(
         bus,
         roots=InputRoots(settings.allowed_input_roots, data_dir=root),
         leases=RunLeases(root / "leases", settings.run_lease_seconds),
+        max_memory=settings.max_memory,
     )
     return Application(settings, root, login, acting, access, store, bus, service)

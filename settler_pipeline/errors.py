@@ -85,3 +85,7 @@ class LockTimeoutError(StoreError):
 
 class CorruptionError(StoreError):
     """The log's files disagree with what was recorded when they were written."""
+
+
+class InsufficientMemoryError(UserError):
+    """A run would need more memory than it may use; raising the limit or reading less per run fixes it."""

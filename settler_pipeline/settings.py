@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import ByteSize, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         default=120.0,
         gt=0,
         description="A started run whose process has not renewed its lease for this long is abandoned.",
+    )
+    max_memory: ByteSize | None = Field(
+        default=None,
+        description=(
+            "Most resident memory a run may use (bytes, or with a unit: 6GiB, 512MB). A run expected to "
+            "need more fails at its start with a recorded error instead of being killed."
+        ),
     )
     debug: bool = Field(default=False, description="Show tracebacks of internal errors.")
 

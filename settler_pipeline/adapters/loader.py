@@ -21,7 +21,7 @@ from settler_pipeline.adapters.readers import (
 )
 from settler_pipeline.adapters.sql_reader import check_query_access, read_duckdb_sql
 from settler_pipeline.domain.transactions import QUARANTINE_SCHEMA
-from settler_pipeline.errors import JobSpecError
+from settler_pipeline.errors import JobSpecError, NotFoundError
 from settler_pipeline.jobspec import DateRange, JobSpec, SideSpec
 
 
@@ -99,6 +99,20 @@ def earliest_day(spec: JobSpec, roots: InputRoots | None = None) -> date | None:
     )
     first = loaded.records["occurred_at"].min()
     return first.date() if first is not None else None  # type: ignore[union-attr]
+
+
+def input_bytes(spec: SideSpec, *, base_dir: Path, roots: InputRoots) -> int | None:
+    """The bytes on disk the side will read (every file a glob names), 0 for files not there yet, or
+    None when that is unknown before running (a ``duckdb_sql`` query). Raises :class:`JobSpecError`
+    for an input outside ``roots``, like reading it would."""
+    if spec.adapter == "duckdb_sql":
+        return None
+    assert spec.path is not None  # guaranteed by SideSpec validation
+    try:
+        files = roots.expand(spec.path, base_dir, what="input")
+    except NotFoundError:
+        return 0
+    return sum(path.stat().st_size for path in files if path.is_file())
 
 
 def _read(spec: SideSpec, base_dir: Path, roots: InputRoots) -> RawTable:

@@ -21,9 +21,10 @@ from typing import Any
 import polars as pl
 
 from settler_pipeline.adapters.confinement import InputRoots
-from settler_pipeline.adapters.loader import LoadedSide, load_side
+from settler_pipeline.adapters.loader import LoadedSide, input_bytes, load_side
 from settler_pipeline.application import run_events
 from settler_pipeline.application.bus import EventBus, PublishReport
+from settler_pipeline.application.memory import check_memory
 from settler_pipeline.application.outcome import RunOutcome, outcome
 from settler_pipeline.application.ports import EventLog
 from settler_pipeline.domain import events as e
@@ -50,11 +51,14 @@ class AttemptRunner:
         *,
         load: Callable[[str], ReconciliationState],
         step: Callable[[str, int], None],
+        max_memory: int | None = None,
     ) -> None:
-        """``load`` reloads a run after another writer moved it; ``step`` reports progress."""
+        """``load`` reloads a run after another writer moved it; ``step`` reports progress;
+        ``max_memory`` (bytes) caps the resident memory a run may use (see :mod:`.memory`)."""
         self.store = store
         self.bus = bus
         self.roots = roots
+        self.max_memory = max_memory
         self.load = load
         self._step = step
 
@@ -99,6 +103,14 @@ class AttemptRunner:
             start=date.fromisoformat(state.date_range[0]), end=date.fromisoformat(state.date_range[1])
         )
         appended = 0
+        progress.step = "check_memory"
+        check_memory(
+            [
+                (side.adapter, input_bytes(side, base_dir=spec.base_dir, roots=self.roots))
+                for side in (spec.source, spec.target)
+            ],
+            self.max_memory,
+        )
         sides: dict[str, LoadedSide] = {}
         for side, side_spec in (("source", spec.source), ("target", spec.target)):
             progress.step = f"fetch_{side}"

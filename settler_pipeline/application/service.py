@@ -53,10 +53,12 @@ class ReconciliationService:
         *,
         roots: InputRoots | None = None,
         leases: RunLeases | None = None,
+        max_memory: int | None = None,
     ) -> None:
         """``roots`` confines what job specs read (default: each spec's own directory only);
         ``leases`` tells a run whose process died from a running one (default: none, so a run's
-        death is only noticed by the process itself)."""
+        death is only noticed by the process itself); ``max_memory`` (bytes) is the most resident
+        memory a run may use (default: only the process's own limits)."""
         self.store = store
         self.access = access
         self.bus = bus or EventBus()
@@ -65,7 +67,9 @@ class ReconciliationService:
         # Called with the step a run enters (the CLI shows it as a progress bar); None: silent.
         self.progress: Callable[[str, int, int], None] | None = None
         self.idempotency = Idempotency(store, self.load)
-        self.attempts = AttemptRunner(store, self.bus, self.roots, load=self.load, step=self._step)
+        self.attempts = AttemptRunner(
+            store, self.bus, self.roots, load=self.load, step=self._step, max_memory=max_memory
+        )
 
     def _step(self, what: str, number: int) -> None:
         if self.progress is not None:

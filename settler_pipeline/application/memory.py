@@ -1,0 +1,138 @@
+"""The memory a run is expected to need and the memory it may use, compared before it reads anything.
+
+A run holds its inputs as text, their normalised records, the matcher's working frames and the event
+batch at the same time, so its peak grows with the bytes it reads. A process killed for memory (the
+kernel's OOM killer, or an allocation refused under an address-space limit, which aborts the native
+code) cannot record why it stopped, and the run would stay ``running`` until its lease expires. So the
+attempt estimates its peak first and, when that exceeds the smallest limit in force, fails at once
+with an :class:`~settler_pipeline.errors.InsufficientMemoryError` saying how much it needs: recorded
+in the run's ``ReconciliationFailed`` event, readable in ``settler status`` and the journal.
+
+Limits considered: the ``max_memory`` setting (resident memory of the process), the address-space
+limit of the process (``ulimit -v``, ``RLIMIT_AS``) and the memory limit of its cgroup
+(``memory.max``, what a container's memory limit sets).
+"""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+
+from settler_pipeline.errors import InsufficientMemoryError
+
+# Peak resident memory of a whole run per byte of input read, measured on the sample job (CSV with
+# every hard case, docs/benchmarks.md). Parquet is compressed on disk, so each of its bytes becomes
+# several bytes of text; a query's result size is unknown before it runs (no estimate).
+PEAK_PER_INPUT_BYTE: dict[str, float] = {"csv": 12.0, "jsonl": 12.0, "parquet": 40.0}
+# Address space a run maps beyond its resident peak (allocator arenas, thread stacks of the native
+# thread pools), per byte of resident peak.
+ADDRESS_SPACE_PER_RESIDENT_BYTE = 1.3
+_GIB = 1024**3
+_CGROUP = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    """The most memory a run may add to what the process already uses, and what sets it."""
+
+    headroom_bytes: int
+    source: str
+    fix: str
+
+
+Inputs = list[tuple[str, int | None]]
+"""What a run reads: (adapter kind, bytes on disk or None when unknown) per side."""
+
+
+def estimated_peak_bytes(inputs: Inputs) -> int | None:
+    """The resident memory a run reading ``inputs`` is expected to add at its peak; None when any
+    input's size is unknown."""
+    total = 0.0
+    for adapter, size in inputs:
+        if size is None or adapter not in PEAK_PER_INPUT_BYTE:
+            return None
+        total += size * PEAK_PER_INPUT_BYTE[adapter]
+    return int(total)
+
+
+def current_limit(max_memory: int | None) -> MemoryLimit | None:
+    """The tightest memory limit in force for this process (None when there is none): the
+    ``max_memory`` setting, the address-space limit and the cgroup's ``memory.max``, each as the
+    headroom left above what the process uses now."""
+    limits: list[MemoryLimit] = []
+    status = _proc_status()
+    if max_memory is not None:
+        limits.append(
+            MemoryLimit(
+                max_memory - status.get("VmRSS", 0),
+                f"the max_memory setting ({_gib(max_memory)})",
+                "raise the max_memory setting (SETTLER_MAX_MEMORY)",
+            )
+        )
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        mapped = status.get("VmSize", 0)
+        limits.append(
+            MemoryLimit(
+                int((soft - mapped) / ADDRESS_SPACE_PER_RESIDENT_BYTE),
+                f"the process's address-space limit (ulimit -v, {_gib(soft)})",
+                "raise the address-space limit (ulimit -v)",
+            )
+        )
+    cgroup = _cgroup_headroom()
+    if cgroup is not None:
+        limits.append(
+            MemoryLimit(cgroup, "the memory limit of the process's cgroup", "give the container more memory")
+        )
+    return min(limits, key=lambda limit: limit.headroom_bytes) if limits else None
+
+
+def check_memory(inputs: Inputs, max_memory: int | None) -> None:
+    """Raise :class:`InsufficientMemoryError` when the run reading ``inputs`` is expected to need more
+    memory than :func:`current_limit` leaves; the message says how much it needs and what limits it,
+    the hint how to fix it. Does nothing when the need or the limit is unknown."""
+    need = estimated_peak_bytes(inputs)
+    limit = current_limit(max_memory)
+    if need is None or limit is None or need <= limit.headroom_bytes:
+        return
+    read = sum(size or 0 for _adapter, size in inputs)
+    raise InsufficientMemoryError(
+        f"the run needs about {_gib(need)} of memory to reconcile {_gib(read)} of input, but "
+        f"{limit.source} leaves {_gib(max(limit.headroom_bytes, 0))}",
+        hint=f"{limit.fix}, or reconcile fewer days per run so each run reads smaller inputs",
+    )
+
+
+def _gib(size: float) -> str:
+    if size < _GIB:
+        return f"{size / 1024**2:.0f} MiB"
+    return f"{size / _GIB:.2f} GiB"
+
+
+def _proc_status() -> dict[str, int]:
+    """``VmRSS`` and ``VmSize`` of this process in bytes (empty where /proc is not there)."""
+    out: dict[str, int] = {}
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmSize") and value.strip().endswith("kB"):
+            out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def _cgroup_headroom() -> int | None:
+    """``memory.max - memory.current`` of this process's cgroup (v2), or None without a limit."""
+    try:
+        relative = Path("/proc/self/cgroup").read_text().strip().split("::", 1)[1]
+        folder = _CGROUP / relative.lstrip("/")
+        limit = (folder / "memory.max").read_text().strip()
+        used = int((folder / "memory.current").read_text().strip())
+    except (OSError, IndexError, ValueError):
+        return None
+    if limit == "max":
+        return None
+    return int(limit) - used

@@ -1,0 +1,137 @@
+"""A run that would need more memory than it may use fails at its start, on the record, with a message
+saying how much it needs and how to fix it; it never dies half-way with the run left ``running``.
+
+Both limits are real: the ``max_memory`` setting of a real ``settler`` process, and an address-space
+limit (``RLIMIT_AS``, what ``ulimit -v`` sets) on a real child process."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from settler_pipeline.application.memory import (
+    ADDRESS_SPACE_PER_RESIDENT_BYTE,
+    PEAK_PER_INPUT_BYTE,
+    check_memory,
+    current_limit,
+    estimated_peak_bytes,
+)
+from settler_pipeline.errors import InsufficientMemoryError
+from settler_pipeline.sample_job import write_sample_job
+from settler_pipeline.session import Settler
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY = date(2026, 11, 3)
+
+
+def _setup(tmp_path: Path, records: int) -> tuple[Path, Path]:
+    spec, _ = write_sample_job(tmp_path / "inputs", records=records, start=DAY, days=2, seed=11)
+    data = tmp_path / "data"
+    with Settler(data) as app:
+        app.access.create_tenant("acme", admin=app.user)
+    return spec, data
+
+
+def _env(data: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SETTLER_")}
+    return {**env, "SETTLER_DATA_DIR": str(data), "PYTHONPATH": str(ROOT), **extra}
+
+
+def _failed_run(data: Path) -> dict[str, object]:
+    with Settler(data) as app:
+        started = app.events(event_types=["ReconciliationStarted"])
+        (run_id,) = started["aggregate_id"].unique().to_list()
+        state = app.state(run_id)
+        failed = app.events(event_types=["ReconciliationFailed"])
+    assert state.status == "failed", state.status
+    assert failed.height == 1
+    assert state.last_error is not None
+    return dict(state.last_error)
+
+
+def test_the_estimate_grows_with_the_input_and_is_unknown_for_a_query() -> None:
+    assert estimated_peak_bytes([("csv", 100), ("csv", 100)]) == int(200 * PEAK_PER_INPUT_BYTE["csv"])
+    assert estimated_peak_bytes([("parquet", 100), ("csv", 0)]) == int(100 * PEAK_PER_INPUT_BYTE["parquet"])
+    assert estimated_peak_bytes([("csv", 100), ("duckdb_sql", None)]) is None
+    # an unknown need or no limit at all never refuses a run
+    check_memory([("duckdb_sql", None)], max_memory=1)
+
+
+def test_the_max_memory_setting_is_the_limit_when_it_is_tightest() -> None:
+    limit = current_limit(max_memory=1)
+    assert limit is not None and limit.headroom_bytes < 0 and "max_memory" in limit.source
+    with pytest.raises(InsufficientMemoryError, match=r"needs about .* of memory") as caught:
+        check_memory([("csv", 10 * 1024**2)], max_memory=1)
+    assert "max_memory" in str(caught.value) and caught.value.hint and "fewer days" in caught.value.hint
+
+
+def test_a_run_over_the_max_memory_setting_fails_on_the_record(tmp_path: Path) -> None:
+    spec, data = _setup(tmp_path, records=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "settler_pipeline.cli", "reconcile", str(spec), "--from", DAY.isoformat()],
+        capture_output=True,
+        text=True,
+        env=_env(data, SETTLER_MAX_MEMORY="1MiB"),
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1, result.stderr
+    output = result.stdout + result.stderr
+    assert "InsufficientMemoryError" in output and "Traceback" not in output
+    error = _failed_run(data)
+    assert error["step"] == "check_memory"
+    assert "needs about" in str(error["message"]) and "max_memory setting" in str(error["message"])
+    assert "SETTLER_MAX_MEMORY" in str(error["message"])
+
+
+def test_a_run_under_an_address_space_limit_below_its_estimate_fails_on_the_record(tmp_path: Path) -> None:
+    """The child runs under ``RLIMIT_AS`` from its start (as under ``ulimit -v``): room to start and
+    open the log, but less than the run is estimated to need on top."""
+    spec, data = _setup(tmp_path, records=200_000)
+    inputs = sum(p.stat().st_size for p in spec.parent.glob("*.csv"))
+    need = estimated_peak_bytes([("csv", inputs)])
+    assert need is not None and need > 300 * 1024**2
+    # What the process maps once started (interpreter, libraries, thread pools, the open log),
+    # measured on a child like the one limited below, plus four fifths of what the run needs (the
+    # process must still have room to record the failure and report it).
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from settler_pipeline.session import Settler\n"
+            "with Settler(sys.argv[1]) as app: app.runs()\n"
+            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmPeak')][0])",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(data),
+        timeout=300,
+        cwd=ROOT,
+        check=True,
+    )
+    limit = int(probe.stdout.split()[-1]) * 1024 + int(need * ADDRESS_SPACE_PER_RESIDENT_BYTE * 0.8)
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "settler_pipeline.cli", "reconcile", str(spec), "--from", DAY.isoformat()],
+        capture_output=True,
+        text=True,
+        env=_env(data),
+        timeout=300,
+        cwd=ROOT,
+        preexec_fn=limited,  # only setrlimit between fork and exec: nothing that could deadlock
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    error = _failed_run(data)
+    assert error["step"] == "check_memory"
+    assert "address-space limit" in str(error["message"]) and "ulimit -v" in str(error["message"])
