@@ -51,6 +51,7 @@ def load_side(
     base_dir: Path,
     side: str | None = None,
     roots: InputRoots | None = None,
+    keep_raw: bool = True,
 ) -> LoadedSide:
     """Read, map, parse and validate one side for ``date_range`` widened by ``margin_days``.
 
@@ -60,7 +61,8 @@ def load_side(
     :class:`~settler_pipeline.errors.NotFoundError` for a missing file and
     :class:`~settler_pipeline.errors.JobSpecError` for an unreadable input, a mapping that names a
     column the input does not have, or a failing query. Row-level problems never raise: those rows
-    are quarantined with a reason.
+    are quarantined with a reason, always with their ``raw`` row; valid records carry theirs only
+    with ``keep_raw`` (a run does not need them: it leaves ``raw`` null and saves building it).
     """
     started = time.perf_counter()
     if margin_days < 0:
@@ -75,6 +77,7 @@ def load_side(
         date_range_end=date_range.end,
         margin_days=margin_days,
         typed_temporal=table.typed_temporal,
+        keep_raw=keep_raw,
     )
     quarantine = normalised.quarantine
     if table.rejected.height:

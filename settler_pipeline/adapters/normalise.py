@@ -19,7 +19,7 @@ from datetime import date, timedelta
 import polars as pl
 
 from settler_pipeline.adapters.amounts import with_amount, with_amount_expression, with_currency
-from settler_pipeline.adapters.reasons import LINE_COL, PREFIX, RAW_COL
+from settler_pipeline.adapters.reasons import LINE_COL, PREFIX, raw_json
 from settler_pipeline.adapters.timestamps import with_datetime, with_row_zones
 from settler_pipeline.domain.matching.normalise import pattern_references, without_placeholders
 from settler_pipeline.domain.matching.tolerance import MAX_ABS_AMOUNT_MINOR
@@ -59,20 +59,21 @@ def normalise(
     date_range_end: date,
     margin_days: int,
     typed_temporal: frozenset[str] = frozenset(),
+    keep_raw: bool = True,
 ) -> Normalised:
-    """Map, parse and validate ``table`` (string columns plus :data:`LINE_COL` and :data:`RAW_COL`).
+    """Map, parse and validate ``table`` (string columns plus :data:`LINE_COL`, and :data:`RAW_COL`
+    where the reader kept the original text).
 
     ``columns`` maps each canonical field to the input columns present in ``table`` (already checked
     by the caller); an absent field is empty (or ``line-<n>`` for ``record_id``). Columns in
     ``typed_temporal`` came from typed date/time values and are parsed as ISO whatever the format.
+    Quarantined rows always carry their ``raw`` row; valid records only with ``keep_raw`` (else null).
     """
     text = {field: f"{PREFIX}text_{field}" for field in columns}
     used = sorted({c for cols in columns.values() for c in cols})
     stripped = {c: f"{PREFIX}strip_{i}" for i, c in enumerate(used)}
     # Trim each input column once, then blank -> null, then pick the first candidate with a value.
-    frame = table.select(
-        pl.col(LINE_COL), pl.col(RAW_COL), *(pl.col(c).str.strip_chars().alias(stripped[c]) for c in used)
-    )
+    frame = table.select(pl.col(LINE_COL), *(pl.col(c).str.strip_chars().alias(stripped[c]) for c in used))
     frame = frame.with_columns(
         pl.when(pl.col(name).str.len_bytes() > 0).then(pl.col(name)).alias(name) for name in stripped.values()
     )
@@ -174,18 +175,20 @@ def normalise(
         group_key=optional("group_key"),
         references=pl.col(f"{PREFIX}references"),
         line_number=pl.col(LINE_COL).cast(pl.Int64),
-        raw=pl.col(RAW_COL),
         **{reason_col: pl.concat_str([pl.col(r) for r in reasons], separator="; ", ignore_nulls=True)},
     )
 
     bad = pl.col(reason_col) != ""
-    quarantine = parsed.filter(bad).select(
-        pl.col("line_number").cast(pl.Int64), pl.col("raw"), pl.col(reason_col).alias("reason")
+    quarantine = _with_raw(
+        table, parsed.filter(bad).select(pl.col("line_number"), pl.col(reason_col).alias("reason"))
     )
     valid = parsed.filter(~bad)
     day = pl.col("occurred_at").dt.date()
     lo, hi = date_range_start - timedelta(days=margin_days), date_range_end + timedelta(days=margin_days)
-    in_window = valid.filter(day.is_between(pl.lit(lo), pl.lit(hi)))
+    in_window = valid.filter(day.is_between(pl.lit(lo), pl.lit(hi))).drop(reason_col)
+    in_window = (
+        _with_raw(table, in_window) if keep_raw else in_window.with_columns(raw=pl.lit(None, pl.String))
+    )
     records = in_window.with_columns(
         in_range=day.is_between(pl.lit(date_range_start), pl.lit(date_range_end))
     ).select([pl.col(name).cast(dtype) for name, dtype in TRANSACTION_SCHEMA.items()])
@@ -194,6 +197,14 @@ def normalise(
         quarantine=quarantine.select([pl.col(n).cast(t) for n, t in QUARANTINE_SCHEMA.items()]),
         out_of_window=valid.height - in_window.height,
     )
+
+
+def _with_raw(table: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` (with ``line_number``) with the ``raw`` JSON of their rows of ``table``, computed for
+    those rows only, in their order."""
+    wanted = table.join(rows.select(pl.col("line_number").alias(LINE_COL)), on=LINE_COL, how="semi")
+    raw = wanted.select(pl.col(LINE_COL).alias("line_number"), raw_json(table).alias("raw"))
+    return rows.join(raw, on="line_number", how="left", maintain_order="left")
 
 
 def _with_references(

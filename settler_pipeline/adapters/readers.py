@@ -25,9 +25,10 @@ from settler_pipeline.jobspec import CsvOptions
 
 @dataclass(frozen=True)
 class RawTable:
-    """Rows as read: ``data`` holds the input's columns as strings plus :data:`LINE_COL` (Int64) and
-    :data:`RAW_COL` (the row as JSON); ``rejected`` holds rows that could not be read at all
-    (quarantine schema); ``typed_temporal`` names columns that were typed dates/times."""
+    """Rows as read: ``data`` holds the input's columns as strings plus :data:`LINE_COL` (Int64) and,
+    where the reader kept each row's original text (JSON Lines), :data:`RAW_COL` (see
+    :func:`~settler_pipeline.adapters.reasons.raw_json`); ``rejected`` holds rows that could not be
+    read at all (quarantine schema); ``typed_temporal`` names columns that were typed dates/times."""
 
     data: pl.DataFrame
     rejected: pl.DataFrame
@@ -62,20 +63,13 @@ def _require_file(path: Path) -> None:
         )
 
 
-def with_line_and_raw(frame: pl.DataFrame, raw: pl.Expr | pl.Series | None = None) -> pl.DataFrame:
-    """Add the 1-based row ordinal and, unless given, the row's JSON built from its string columns."""
-    columns = frame.columns
-    raw_expr: pl.Expr | pl.Series
-    if raw is not None:
-        raw_expr = raw
-    elif columns:
-        raw_expr = pl.struct(columns).struct.json_encode()
-    else:
-        raw_expr = pl.lit("{}")
-    return frame.with_columns(
-        pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(LINE_COL),
-        raw_expr.alias(RAW_COL),
-    )
+def with_line_numbers(frame: pl.DataFrame, raw: pl.Expr | pl.Series | None = None) -> pl.DataFrame:
+    """Add the 1-based row ordinal and, when given, the row's original text as :data:`RAW_COL`
+    (otherwise :func:`~settler_pipeline.adapters.reasons.raw_json` derives it where needed)."""
+    line = pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(LINE_COL)
+    if raw is None:
+        return frame.with_columns(line)
+    return frame.with_columns(line, raw.alias(RAW_COL))
 
 
 def read_csv(path: Path, options: CsvOptions) -> RawTable:
@@ -120,7 +114,7 @@ def read_csv(path: Path, options: CsvOptions) -> RawTable:
         raise JobSpecError(f"cannot read {path} as CSV: {message}", hint=hint) from e
     if not options.header:
         frame.columns = [f"column_{i}" for i in range(1, frame.width + 1)]
-    frame = with_line_and_raw(frame)
+    frame = with_line_numbers(frame)
     return RawTable(data=_drop_blank_rows(frame), rejected=no_rejects())
 
 
@@ -185,7 +179,7 @@ def read_parquet(path: Path, files: list[Path] | None = None) -> RawTable:
             hint="check the file is Parquet and, for a glob, that all files share one schema",
         ) from e
     strings, temporal = stringify(frame)
-    return RawTable(data=with_line_and_raw(strings), rejected=no_rejects(), typed_temporal=temporal)
+    return RawTable(data=with_line_numbers(strings), rejected=no_rejects(), typed_temporal=temporal)
 
 
 def read_jsonl(path: Path) -> RawTable:

@@ -1,5 +1,5 @@
-"""Shared pieces of normalisation: the names of the intermediate and bookkeeping columns, and the
-per-row reason expressions that say why a row is quarantined."""
+"""Shared pieces of reading and normalisation: the names of the intermediate and bookkeeping columns,
+the row as JSON for audit, and the per-row reason expressions that say why a row is quarantined."""
 
 from __future__ import annotations
 
@@ -22,3 +22,14 @@ def first_reason(cases: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
     for condition, message in reversed(cases):
         reason = pl.when(condition).then(message).otherwise(reason)
     return reason
+
+
+def raw_json(table: pl.DataFrame) -> pl.Expr:
+    """Each row of a read table as the JSON kept for audit: :data:`RAW_COL` where the reader kept the
+    original text (a JSON line), else a JSON object of the row's string columns. Derived only for the
+    rows that need it (quarantined ones): for a million valid rows it would cost more time and memory
+    than the data itself."""
+    if RAW_COL in table.columns:
+        return pl.col(RAW_COL)
+    columns = [c for c in table.columns if c != LINE_COL]
+    return pl.struct(columns).struct.json_encode() if columns else pl.lit("{}")

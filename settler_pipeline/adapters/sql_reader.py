@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 
 from settler_pipeline.adapters.confinement import GLOB_CHARS, ROOTS_HINT
-from settler_pipeline.adapters.readers import RawTable, no_rejects, stringify, with_line_and_raw
+from settler_pipeline.adapters.readers import RawTable, no_rejects, stringify, with_line_numbers
 from settler_pipeline.errors import JobSpecError
 
 
@@ -35,7 +35,7 @@ def read_duckdb_sql(query: str, base_dir: Path, allowed_directories: list[str] |
             )
         frame = relation.pl()
     strings, temporal = stringify(frame)
-    return RawTable(data=with_line_and_raw(strings), rejected=no_rejects(), typed_temporal=temporal)
+    return RawTable(data=with_line_numbers(strings), rejected=no_rejects(), typed_temporal=temporal)
 
 
 def check_query_access(query: str, base_dir: Path, allowed_directories: list[str]) -> None:

@@ -122,6 +122,7 @@ class AttemptRunner:
                 base_dir=spec.base_dir,
                 side=side,
                 roots=self.roots,
+                keep_raw=False,
             )
         progress.step = "record_fetch"
         self._step("recording what was read", 2)
