@@ -219,14 +219,28 @@ def _with_references(
         if "reference" in text
         else pl.lit(None, dtype=pl.String)
     )
-    parts = [pl.concat_list([pl.col(c) for c in any_columns])] if any_columns else []
+    # Placeholders leave the plain columns before they become lists: a list.eval per row costs
+    # far more than one pass over a column; only the pattern matches (lists already) need it.
+    parts = (
+        [pl.concat_list([without_placeholders(pl.col(c), extra) for c in any_columns])] if any_columns else []
+    )
     if spec.reference_patterns:
         searched = [pl.col(text[f]) for f in ("description", "reference") if f in text]
-        parts += [pattern_references(column, spec.reference_patterns) for column in searched]
+        parts += [
+            pattern_references(column, spec.reference_patterns).list.eval(
+                without_placeholders(pl.element(), extra)
+            )
+            for column in searched
+        ]
     if not parts:
         references = pl.lit(None, dtype=pl.List(pl.String))
+    elif len(any_columns) == 1 and len(parts) == 1:
+        # The common case (one column of other references): a one-element list, or null.
+        value = without_placeholders(pl.col(any_columns[0]), extra)
+        references = pl.when(value.is_not_null()).then(pl.concat_list([value]))
     else:
-        listed = pl.concat_list(parts).list.eval(without_placeholders(pl.element(), extra)).list.drop_nulls()
-        listed = listed.list.unique(maintain_order=True)
+        listed = pl.concat_list(parts).list.drop_nulls()
+        if len(any_columns) > 1 or len(parts) > 1:
+            listed = listed.list.unique(maintain_order=True)
         references = pl.when(listed.list.len() > 0).then(listed)
     return frame.with_columns(reference.alias(f"{PREFIX}reference"), references.alias(f"{PREFIX}references"))
