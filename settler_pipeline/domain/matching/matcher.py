@@ -51,6 +51,7 @@ from settler_pipeline.errors import SettlerError, ValidationError
 _REQUIRED = ("record_id", "amount_minor", "currency", "occurred_at", "line_number", "in_range")
 _OPTIONAL = ("reference", "description", "counterparty", "group_key", "references")
 _NOT_NULL = ("amount_minor", "occurred_at", "line_number", "in_range")
+_ID_HASH_SEED = 20261201
 
 _RUNNERS: dict[str, Callable[[pl.DataFrame, pl.DataFrame, Any], PassOutcome]] = {
     "reference": run_reference_pass,
@@ -228,8 +229,11 @@ def _checked(frame: pl.DataFrame, side: str) -> pl.DataFrame:
 
 def _duplicates(frame: pl.DataFrame, side: str) -> pl.DataFrame:
     """Every occurrence of a record id after its first (by line number) on this side."""
+    # Only ids whose hash repeats can repeat (grouping integers is far cheaper than grouping
+    # strings); the exact check below runs on those few rows, so a collision changes nothing.
+    ids = frame.filter(pl.col("record_id").is_not_null())
     return (
-        frame.filter(pl.col("record_id").is_not_null())
+        ids.filter(pl.col("record_id").hash(_ID_HASH_SEED).is_duplicated())
         .select(
             "record_id",
             "line_number",

@@ -32,13 +32,7 @@ def keyed_pairs(
     target_keys = target_keys.with_columns(_h=pl.col("key").hash(_HASH_SEED))
     target_keys = target_keys.join(source_keys.select("_h"), on="_h", how="semi")
     source_keys = source_keys.join(target_keys.select("_h"), on="_h", how="semi")
-    crowded = (
-        source_keys.group_by("key")
-        .len("n_source")
-        .join(target_keys.group_by("key").len("n_target"), on="key")
-        .filter((pl.col("n_source") > max_candidates) | (pl.col("n_target") > max_candidates))
-        .select("key")
-    )
+    crowded = _crowded_keys(source_keys, target_keys, max_candidates)
     pairs = (
         source_keys.join(crowded, on="key", how="anti")
         .join(target_keys, on="_h")
@@ -47,6 +41,21 @@ def keyed_pairs(
         .agg(pl.col("via").min())
     )
     return pairs
+
+
+def _crowded_keys(source_keys: pl.DataFrame, target_keys: pl.DataFrame, max_candidates: int) -> pl.DataFrame:
+    """The keys found more than ``max_candidates`` times on either side. Counted on the hashes first
+    (integers group far faster than strings); only keys whose hash is that frequent are counted
+    again by the key itself, so a hash collision cannot make a key crowded."""
+
+    def frequent(frame: pl.DataFrame, by: str) -> pl.DataFrame:
+        return frame.group_by(by).len().filter(pl.col("len") > max_candidates).select(by)
+
+    hashes = pl.concat([frequent(source_keys, "_h"), frequent(target_keys, "_h")]).unique()
+    if hashes.height == 0:
+        return pl.DataFrame(schema={"key": pl.String})
+    suspects = [frame.join(hashes, on="_h", how="semi") for frame in (source_keys, target_keys)]
+    return pl.concat([frequent(frame, "key") for frame in suspects]).unique()
 
 
 def attach_checks(pairs: pl.DataFrame, source: pl.DataFrame, target: pl.DataFrame) -> pl.DataFrame:
