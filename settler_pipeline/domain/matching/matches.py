@@ -113,7 +113,8 @@ def _uuid5_series(names: pl.Series) -> pl.Series:
     cost is one SHA-1; ``uuid.uuid5`` itself is several times slower at a million matches)."""
     prefix = MATCH_ID_NAMESPACE.bytes
     sha1 = hashlib.sha1
-    blob = b"".join([sha1(prefix + name.encode()).digest()[:16] for name in names.to_list()])
+    # The names as UTF-8 bytes straight from the column: no str objects, no encode per name.
+    blob = b"".join([sha1(prefix + name).digest()[:16] for name in names.cast(pl.Binary).to_list()])
     raw = np.frombuffer(blob, dtype=np.uint8).reshape(-1, 16).copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x50  # version 5
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant

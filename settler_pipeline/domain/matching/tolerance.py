@@ -36,9 +36,13 @@ def _floor_mul_div(value: Int64Array, numerator: int, denominator: int) -> Int64
 
 def allowed_difference(base: Int64Array, tolerance: Tolerance) -> Int64Array:
     """The allowed absolute difference for each ``base`` amount (exactly the documented formula)."""
+    absolute = np.int64(tolerance.absolute_minor)
+    if tolerance.percent_millionths == 0:
+        # No percentage (most passes): pct_allowed is 0, so no division per amount.
+        fixed = absolute if tolerance.combine == "either" else np.int64(0)
+        return np.full(np.shape(base), fixed, dtype=np.int64)
     base_abs = np.abs(np.asarray(base, dtype=np.int64))
     pct = _floor_mul_div(base_abs, tolerance.percent_millionths, _MILLION)
-    absolute = np.int64(tolerance.absolute_minor)
     if tolerance.combine == "either":
         return np.maximum(pct, absolute)
     return np.minimum(pct, absolute)
@@ -48,6 +52,9 @@ def within_tolerance(source: Int64Array, target: Int64Array, tolerance: Toleranc
     """For aligned pairs of amounts: is ``abs(target - source) <= allowed`` (base per ``percent_of``)?"""
     source = np.asarray(source, dtype=np.int64)
     target = np.asarray(target, dtype=np.int64)
+    if tolerance.percent_millionths == 0:
+        fixed = tolerance.absolute_minor if tolerance.combine == "either" else 0
+        return np.asarray(np.abs(target - source) <= fixed, dtype=np.bool_)
     base = source if tolerance.percent_of == "source" else target
     return np.asarray(np.abs(target - source) <= allowed_difference(base, tolerance), dtype=np.bool_)
 
