@@ -67,12 +67,9 @@ def _nearest(records: pl.DataFrame, others: pl.DataFrame) -> pl.DataFrame:
         max_candidates=1,
         crowded="nearest",
     ).pairs
-    ranked = found.with_columns(
-        _rank=pl.struct(pl.col("amount_difference").abs(), pl.col("day_difference").abs(), "target_line")
-        .rank("ordinal")
-        .over("source_line")
-    ).filter(pl.col("_rank") == 1)
-    return ranked.select(line_number="source_line", closest_line="target_line")
+    # With max_candidates=1 each record keeps at most one pair: its only candidate, or the nearest
+    # (amount, days, line) of many, as window_candidates ranks crowded records.
+    return found.select(line_number="source_line", closest_line="target_line")
 
 
 def _from_hints(wanted: pl.DataFrame, records: pl.DataFrame, others: pl.DataFrame) -> pl.DataFrame:
