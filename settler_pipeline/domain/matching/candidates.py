@@ -182,15 +182,21 @@ def window_candidates(
     )
     crowded_lines = pl.Series("source_line", s_line[is_crowded], dtype=pl.Int64)
     if crowded == "nearest" and len(crowded_lines):
-        pairs = (
-            pairs.with_columns(
-                _rank=pl.struct(
-                    pl.col("amount_difference").abs(), pl.col("day_difference").abs(), "target_line"
-                )
-                .rank("ordinal")
-                .over("source_line")
-            )
-            .filter(pl.col("_rank") <= max_candidates)
-            .drop("_rank")
-        )
+        pairs = _nearest(pairs, max_candidates)
     return Candidates(pairs, crowded_lines)
+
+
+def _nearest(pairs: pl.DataFrame, max_candidates: int) -> pl.DataFrame:
+    """Of each source's pairs, the ``max_candidates`` nearest in amount, then in days, then by target
+    line. The three fit one 63-bit integer whenever the amounts differ by less than the bits the days
+    and lines leave (always in practice), and ranking one integer is several times faster than
+    ranking a struct; otherwise the struct is ranked."""
+    amount, days = pl.col("amount_difference").abs(), pl.col("day_difference").abs()
+    most = pairs.select(amount.max(), days.max(), pl.col("target_line").max()).row(0)
+    line_bits, day_bits = int(most[2]).bit_length(), int(most[1]).bit_length()
+    amount_bits = 63 - line_bits - day_bits
+    if min(most) >= 0 and amount_bits > 0 and int(most[0]) < 2**amount_bits:
+        key = amount * 2 ** (day_bits + line_bits) + days * 2**line_bits + pl.col("target_line")
+    else:
+        key = pl.struct(amount, days, "target_line")
+    return pairs.filter(key.rank("ordinal").over("source_line") <= max_candidates)
