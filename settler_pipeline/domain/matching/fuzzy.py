@@ -66,11 +66,23 @@ def _with_similarity(
     )
     best = np.zeros(texts.height, dtype=np.float64)
     for source_field in fields:
-        left = texts[f"s_{source_field}"].to_list()
+        left = texts[f"s_{source_field}"]
         for target_field in fields:
-            right = texts[f"t_{target_field}"].to_list()
-            scores = process.cpdist(left, right, scorer=fuzz.token_set_ratio, dtype=np.float64, workers=-1)
-            best = np.maximum(best, np.asarray(scores, dtype=np.float64))
+            right = texts[f"t_{target_field}"]
+            # An empty text scores 0 against anything: only pairs with two texts are scored (a
+            # bank statement often has no counterparty column at all).
+            both = (left.str.len_bytes() > 0) & (right.str.len_bytes() > 0)
+            if not both.any():
+                continue
+            rows = both.arg_true().to_numpy()
+            scores = process.cpdist(
+                left.filter(both).to_list(),
+                right.filter(both).to_list(),
+                scorer=fuzz.token_set_ratio,
+                dtype=np.float64,
+                workers=-1,
+            )
+            best[rows] = np.maximum(best[rows], np.asarray(scores, dtype=np.float64))
     # Round to hundredths of a percent so equal texts give exactly equal scores (ties stay ties).
     return texts.select(*pairs.columns, similarity=pl.Series(np.round(best, 2) / 100.0, dtype=pl.Float64))
 
