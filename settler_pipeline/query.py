@@ -36,11 +36,11 @@ def with_analyst_columns(
     order = list(schema.names())
     added: list[pl.Expr] = []
     if "tenant_id" in schema:
-        names = pl.LazyFrame(
-            {"tenant_id": list(tenant_names), "tenant": list(tenant_names.values())},
-            schema={"tenant_id": pl.String, "tenant": pl.String},
+        # an expression, not a join: a query that does not read ``tenant`` then costs nothing for it
+        tenant = pl.col("tenant_id").replace_strict(
+            list(tenant_names), list(tenant_names.values()), default=None, return_dtype=pl.String
         )
-        frame = frame.join(names, on="tenant_id", how="left", maintain_order="left")
+        added.append(tenant.alias("tenant"))
         order.insert(order.index("tenant_id") + 1, "tenant")
     amounts = [c for c in AMOUNT_COLUMNS if c in schema and schema[c].is_integer()]
     if amounts and "currency" in schema:
@@ -79,20 +79,25 @@ def scoped_sql(
         con.execute("SET TimeZone = 'UTC'")
         for name in _named_tables(query, built):
             frame = scoped_rows(data_dir, name, tenant_ids, tenant_names or {})
-            # a registered lazy frame: DuckDB asks Polars for the columns (and rows) the query reads
-            con.register(f"_{name}", frame)
-            # name is one of the library's read-model names, never user input
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM _{name}")  # noqa: S608
+            columns = ", ".join(f'"{column}"' for column in frame.collect_schema().names())
+            # A registered lazy frame: DuckDB asks Polars for the columns the query reads. A query
+            # reading none (``count(*)``) gets the first one, so that is a constant that costs nothing.
+            con.register(f"_{name}", frame.select(pl.lit(True).alias("_row"), pl.all()))
+            # name and columns are the library's own read-model names, never user input
+            con.execute(f"CREATE VIEW {name} AS SELECT {columns} FROM _{name}")  # noqa: S608
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         try:
-            relation = con.sql(query)
-            if relation is None:
-                raise ValidationError(
-                    "the statement returned no result",
-                    hint="give a query that returns rows (SELECT ...); the read models cannot be changed",
-                )
-            result: pl.DataFrame = _as_polars(relation)
+            # Polars' streaming engine scans the files in pieces: the tenant filter never holds a
+            # whole column of tenant ids in memory.
+            with pl.Config(engine_affinity="streaming"):
+                relation = con.sql(query)
+                if relation is None:
+                    raise ValidationError(
+                        "the statement returned no result",
+                        hint="give a query that returns rows (SELECT ...); the read models cannot be changed",
+                    )
+                result: pl.DataFrame = _as_polars(relation)
         except duckdb.Error as exc:
             raise ValidationError(
                 f"the query failed: {str(exc).splitlines()[0]}",
@@ -135,7 +140,7 @@ def _currencies(frame: pl.LazyFrame) -> list[str]:
     schema = frame.collect_schema()
     if "currency" not in schema or not any(c in schema for c in AMOUNT_COLUMNS):
         return []
-    codes = frame.select(pl.col("currency").drop_nulls().unique()).collect()
+    codes = frame.select(pl.col("currency").drop_nulls().unique()).collect(engine="streaming")
     return [str(code) for code in codes["currency"]]
 
 
