@@ -111,38 +111,45 @@ def list_open(
         )
 
 
+MatchIds = Annotated[list[str], typer.Argument(help="Proposed matches, as `review list` prints them.")]
+
+
+def _decide(
+    action: str, label: str, run_id: str, user: str | None, data_dir: Path, json: bool, **fields: Any
+) -> None:
+    """Take the review decision ``action`` on ``run_id`` as ``user`` and print its outcome."""
+    from settler_pipeline.session import Settler
+
+    with Settler(data_dir, user=user) as app_:
+        outcome = app_.review(action, run_id, **fields)
+    print_outcome(outcome, json, label)
+
+
 @app.command("confirm")
 @command
 def confirm(
     run_id: RunArg,
-    match_ids: Annotated[list[str], typer.Argument(help="Proposed matches, as `review list` prints them.")],
+    match_ids: MatchIds,
     user: UserOption = None,
     data_dir: DataDirOption = Path("data"),
     json: JsonOption = False,
 ) -> None:
     """Confirm proposed matches."""
-    from settler_pipeline.session import Settler
-
-    with Settler(data_dir, user=user) as app_:
-        print_outcome(app_.review("confirm", run_id, match_ids=match_ids), json, "confirm")
+    _decide("confirm", "confirm", run_id, user, data_dir, json, match_ids=match_ids)
 
 
 @app.command("reject")
 @command
 def reject(
     run_id: RunArg,
-    match_ids: Annotated[list[str], typer.Argument(help="Proposed matches, as `review list` prints them.")],
+    match_ids: MatchIds,
     reason: ReasonOption,
     user: UserOption = None,
     data_dir: DataDirOption = Path("data"),
     json: JsonOption = False,
 ) -> None:
     """Reject proposed matches; their records become open exceptions again."""
-    from settler_pipeline.session import Settler
-
-    with Settler(data_dir, user=user) as app_:
-        outcome = app_.review("reject", run_id, match_ids=match_ids, reason=reason)
-    print_outcome(outcome, json, "reject")
+    _decide("reject", "reject", run_id, user, data_dir, json, match_ids=match_ids, reason=reason)
 
 
 @app.command("match")
@@ -165,18 +172,18 @@ def match(
 ) -> None:
     """Match unmatched records by hand: one currency, amounts within the job's tolerance (or
     --accept-difference with a --note); the match records the difference."""
-    from settler_pipeline.session import Settler
-
-    with Settler(data_dir, user=user) as app_:
-        outcome = app_.review(
-            "match",
-            run_id,
-            source_ids=source,
-            target_ids=target,
-            note=note,
-            accept_difference=accept_difference,
-        )
-    print_outcome(outcome, json, "manual match")
+    _decide(
+        "match",
+        "manual match",
+        run_id,
+        user,
+        data_dir,
+        json,
+        source_ids=source,
+        target_ids=target,
+        note=note,
+        accept_difference=accept_difference,
+    )
 
 
 @app.command("dismiss")
@@ -192,8 +199,4 @@ def dismiss(
     json: JsonOption = False,
 ) -> None:
     """Close open items without a match."""
-    from settler_pipeline.session import Settler
-
-    with Settler(data_dir, user=user) as app_:
-        outcome = app_.review("dismiss", run_id, exception_ids=exception_ids, reason=reason)
-    print_outcome(outcome, json, "dismiss")
+    _decide("dismiss", "dismiss", run_id, user, data_dir, json, exception_ids=exception_ids, reason=reason)

@@ -124,36 +124,27 @@ def test_every_cli_command_works_on_the_demo_data(demo: Path) -> None:
     assert Path(sample["job_spec"]).exists()
 
 
+# Every user mistake is checked in process (tests/integration/test_cli_contract.py); these prove the same
+# contract of a real process: exit code 1, one error line and a hint on stderr, no traceback.
 @pytest.mark.parametrize(
     ("args", "user", "message"),
     [
         (["state", "not-a-uuid"], "demo", "must be a UUID"),
         (["reconcile", "missing.yaml", "--from", "2026-11-02"], "demo", "job spec not found"),
         (["reconcile", "{spec}", "--from", "2026-11-02", "--tenant", "acme"], "analyst", "needs operator"),
-        (["reconcile", "{bad_spec}", "--from", "2026-11-02", "--tenant", "acme"], "demo", "bad.yaml"),
-        (["reconcile", "{spec}", "--from", "2026-13-45"], "demo", "--from must be a date"),
-        (["state", "0192f0c4-5d3e-7a10-8b2c-1d2e3f405162"], "demo", "does not exist"),
-        (
-            ["review", "dismiss", "0192f0c4-5d3e-7a10-8b2c-1d2e3f405162", "x", "--reason", "r"],
-            "demo",
-            "not visible",
-        ),
+        (["log", "verify", "--data-dir", "{file}"], "demo", "is a file"),
+        # `access` commands have no --json, so the in-process table (text and JSON) leaves them here
         (["access", "grant", "eve", "acme", "admin"], "analyst", "needs admin"),
         (["access", "grant", "eve", "nowhere", "viewer"], "demo", "unknown tenant"),
-        (["sql", "SELECT * FROM no_such_table"], "demo", "the query failed"),
-        (["events", "--stream", "../../etc/passwd"], "demo", "must be a UUID"),
-        (["log", "verify", "--data-dir", "{file}"], "demo", "is a file"),
     ],
 )
 def test_a_user_error_gets_one_line_with_a_hint_and_exit_code_1(
     demo: Path, tmp_path: Path, args: list[str], user: str, message: str
 ) -> None:
-    bad_spec = tmp_path / "bad.yaml"
-    bad_spec.write_text("name: bad\nsource: {adapter: csv}\nunknown_key: 1\n")
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     spec = demo / "inputs" / "acme" / "acme-stripe-bank.yaml"
-    filled = [a.format(spec=spec, bad_spec=bad_spec, file=a_file) for a in args]
+    filled = [a.format(spec=spec, file=a_file) for a in args]
     result = settler(*filled, data=demo, user=user, check=False)
     assert result.returncode == 1, result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -26,7 +26,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     data_dir = root / "data"
     spec, _ = write_sample_job(root / "inputs", records=120, start=DAY, days=2, seed=3, name="contract")
     with Settler(data_dir, user="olivia") as settler:
-        settler.access.create_tenant("acme", admin="olivia")
+        acme = settler.access.create_tenant("acme", admin="olivia")
+        settler.access.grant("victor", acme.tenant_id, "viewer", by="olivia")
         settler.reconcile(spec, start=DAY, end=DAY, tenant="acme")
         projections.update(settler.store, data_dir)
     yield data_dir
@@ -92,6 +93,22 @@ MISTAKES: list[tuple[str, list[str], str, str]] = [
     ("bad --day", ["runs", "--day", "2026-02-30"], "olivia", "--day must be a date"),
     ("bad --from", ["reconcile", SPEC, "--from", "2026-13-45"], "olivia", "--from must be a date"),
     ("operator only", ["reconcile", SPEC, "--from", "2026-11-02", "--supersede"], "vera", "no role"),
+    (
+        "viewer reconciles",
+        ["reconcile", SPEC, "--from", "2026-11-02", "--tenant", "acme"],
+        "victor",
+        "needs operator",
+    ),
+    ("spec with an unknown key", ["reconcile", "{bad_spec}", "--from", "2026-11-02"], "olivia", "bad.yaml"),
+    ("unknown run", ["state", UNKNOWN_RUN], "olivia", "does not exist"),
+    (
+        "review of an unknown run",
+        ["review", "dismiss", UNKNOWN_RUN, "x", "--reason", "r"],
+        "olivia",
+        "not visible",
+    ),
+    ("unknown table", ["sql", "SELECT * FROM no_such_table"], "olivia", "the query failed"),
+    ("stream id as a path", ["events", "--stream", "../../etc/passwd"], "olivia", "must be a UUID"),
 ]
 
 
@@ -103,7 +120,9 @@ def test_every_user_mistake_exits_1_with_one_line_and_a_hint(
     spec = next((data.parent / "inputs").glob("contract.yaml"))
     bad_name = data.parent / "bad-name.yaml"
     bad_name.write_text(spec.read_text().replace("name: contract", "name: Bad Name"))
-    filled = [a.format(spec=spec, run=run_id(data), bad_name=bad_name) for a in args]
+    bad_spec = data.parent / "bad.yaml"
+    bad_spec.write_text("name: bad\nsource: {adapter: csv}\nunknown_key: 1\n")
+    filled = [a.format(spec=spec, run=run_id(data), bad_name=bad_name, bad_spec=bad_spec) for a in args]
     if as_json:
         filled.append("--json")
     code, out, err = invoke(data, *filled, user=user)
