@@ -58,7 +58,9 @@ class LogReader(LogBase):
         rows = self._stream_rows(aggregate_id, aggregate_type, low, high)
         if limit is not None:
             rows = rows.filter(pl.col("global_position") <= limit)
-        return self._envelopes(rows.sort("aggregate_version"))
+        # a stream's versions rise with its positions (both assigned under the write lock), so the
+        # rows, in position order, are in version order already
+        return self._envelopes(rows)
 
     def _stream_rows(self, aggregate_id: str, aggregate_type: str, low: int, high: int) -> pl.DataFrame:
         """A stream's stored rows with versions ``low..high`` (segments and tail), in position order."""
@@ -97,7 +99,7 @@ class LogReader(LogBase):
         rows = self._stream_rows(aggregate_id, aggregate_type, low, 2**62)
         if as_of_position is not None:
             rows = rows.filter(pl.col("global_position") <= as_of_position)
-        return self._upcast_frame(rows.sort("aggregate_version"))
+        return self._upcast_frame(rows)  # in version order, as in get_events
 
     def _upcast_frame(self, rows: pl.DataFrame) -> pl.DataFrame:
         """Upcast the rows whose event type has a newer registered version (others untouched)."""

@@ -275,7 +275,7 @@ class LogBase:
                 parts.append(current.tail.frame.filter(row_filter))
             if not parts:
                 return pl.DataFrame(schema=POLARS_SCHEMA)
-            return pl.concat(parts).sort("global_position")
+            return (parts[0] if len(parts) == 1 else pl.concat(parts)).sort("global_position")
         raise StoreError("the log kept being compacted while being read", hint="retry the read")
 
     def _locate(self, sql: str, params: list[Any], row_filter: pl.Expr) -> pl.DataFrame:
