@@ -108,7 +108,7 @@ def section(log: dict[str, Any], table: Any) -> list[str]:
     ]
     split = [
         f"{label}: a batch committing to the tail p50 {f['tail_batch_p50_ms']:.1f} ms, a batch flushing the "
-        f"tail into segments p50 {f['flushing_batch_p50_ms']:.0f} ms ({f['flushes']} flush{'' if f['flushes'] == 1 else 'es'})"
+        f"tail into segments p50 {f['flushing_batch_p50_ms']:.0f} ms ({f['flushes']} of them)"
         for label, f in (("200k", small), (big_label, big))
         if f and f.get("flushing_batch_p50_ms") is not None
     ]
