@@ -156,6 +156,9 @@ NOTES = [
     "  in 20 commits is then one row-group read instead of 20; what remains is the Parquet read (~0.5 ms)",
     "  and building 100 envelopes (~1 ms, the `stream_frame` row shows the load without them).",
     "  eventsourcing answers from a SQLite B-tree with the stream's rows adjacent.",
-    "* **One-event commits** are the write-ahead append and `fdatasync` plus exact lookups; the sync",
-    "  dominates and depends on the disk's contention at the time.",
+    "* **One-event commits** are the write-ahead append and `fdatasync` plus exact lookups (a",
+    "  name-based id is looked up in an in-memory map, never by scanning); the sync dominates and",
+    "  depends on the disk's contention at the time. Before the durability work (framed records, the",
+    "  recorded head) a small commit measured p50 0.45 ms at 10M on a quiet machine; it now adds a",
+    "  16-byte `pwrite` of the head (no second sync), compare the row above.",
 ]
