@@ -90,12 +90,17 @@ def envelope_columns(events: Sequence[EventEnvelope]) -> dict[str, list[Any]]:
     }
 
 
+# nullable here: missing values are refused by prepare_frame with a clear error, not by Arrow
+_INPUT_SCHEMA = pa.schema([pa.field(n, EVENT_SCHEMA.field(n).type) for n in REQUIRED_INPUT + OPTIONAL_INPUT])
+
+
 def envelopes_to_frame(events: Sequence[EventEnvelope]) -> pl.DataFrame:
     """A batch of (already validated) envelopes as an input frame for :func:`prepare_frame`."""
-    return pl.DataFrame(
-        envelope_columns(events),
-        schema={name: POLARS_SCHEMA[name] for name in REQUIRED_INPUT + OPTIONAL_INPUT},
-    )
+    columns = envelope_columns(events)
+    # through Arrow: building the columns from Python lists is 2-3x faster there than in Polars
+    frame = pl.from_arrow(pa.table({n: columns[n] for n in _INPUT_SCHEMA.names}, schema=_INPUT_SCHEMA))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def prepare_frame(batch: pl.DataFrame | pa.Table, *, now: datetime) -> pl.DataFrame:
