@@ -21,11 +21,11 @@ from pathlib import Path
 
 from settler_pipeline.errors import InsufficientMemoryError
 
-# Peak resident memory a whole run adds per byte of input read: about 10 measured on the sample job
-# (CSV with every hard case, 1M x 1M records, docs/benchmarks.md), with a margin. Parquet is
+# Peak resident memory a whole run adds per byte of input read, measured on the sample job (CSV with
+# every hard case, docs/benchmarks.md): 14 at 1M x 1M records, 11.4 at 5M x 4.6M. Parquet is
 # compressed on disk, each of its bytes becoming several bytes of text (assumed 4); a query's result
 # size is unknown before it runs (no estimate).
-PEAK_PER_INPUT_BYTE: dict[str, float] = {"csv": 11.0, "jsonl": 11.0, "parquet": 44.0}
+PEAK_PER_INPUT_BYTE: dict[str, float] = {"csv": 14.0, "jsonl": 14.0, "parquet": 56.0}
 # Address space a run maps per byte of resident memory it adds (allocator arenas and the native
 # thread pools reserve more than they touch): 2.3 measured on the same run, with a margin.
 ADDRESS_SPACE_PER_RESIDENT_BYTE = 2.5

@@ -93,30 +93,36 @@ def test_a_run_over_the_max_memory_setting_fails_on_the_record(tmp_path: Path) -
 def test_a_run_under_an_address_space_limit_below_its_estimate_fails_on_the_record(tmp_path: Path) -> None:
     """The child runs under ``RLIMIT_AS`` from its start (as under ``ulimit -v``): room to start and
     open the log, but less than the run is estimated to need on top."""
-    spec, data = _setup(tmp_path, records=200_000)
+    spec, data = _setup(tmp_path, records=400_000)
     inputs = sum(p.stat().st_size for p in spec.parent.glob("*.csv"))
     need = estimated_peak_bytes([("csv", inputs)])
-    assert need is not None and need > 300 * 1024**2
-    # What the process maps once started (interpreter, libraries, thread pools, the open log),
-    # measured on a child like the one limited below, plus four fifths of what the run needs (the
-    # process must still have room to record the failure and report it).
+    assert need is not None and need > 900 * 1024**2
+    # What the process maps when it runs (interpreter, libraries, native thread pools, the open log),
+    # measured as the peak of the same command reconciling a tiny job, plus half of what the run is
+    # estimated to need: less than it needs, and room enough to record the failure and report it.
+    tiny_spec, tiny_data = _setup(tmp_path / "tiny", records=300)
     probe = subprocess.run(
         [
             sys.executable,
             "-c",
-            "import sys; from settler_pipeline.session import Settler\n"
-            "with Settler(sys.argv[1]) as app: app.runs()\n"
+            "import runpy, sys\n"
+            "sys.argv = ['settler', 'reconcile', sys.argv[1], '--from', sys.argv[2]]\n"
+            "try:\n"
+            "    runpy.run_module('settler_pipeline.cli', run_name='__main__')\n"
+            "except SystemExit:\n"
+            "    pass\n"
             "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmPeak')][0])",
-            str(data),
+            str(tiny_spec),
+            DAY.isoformat(),
         ],
         capture_output=True,
         text=True,
-        env=_env(data),
+        env=_env(tiny_data),
         timeout=300,
         cwd=ROOT,
         check=True,
     )
-    limit = int(probe.stdout.split()[-1]) * 1024 + int(need * ADDRESS_SPACE_PER_RESIDENT_BYTE * 0.8)
+    limit = int(probe.stdout.split()[-1]) * 1024 + int(need * ADDRESS_SPACE_PER_RESIDENT_BYTE * 0.5)
 
     def limited() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
