@@ -183,6 +183,23 @@ def test_crowded_sources_keep_only_their_nearest_candidates_when_asked() -> None
     assert result.crowded_lines.to_list() == [1]
 
 
+def test_a_crowded_source_whose_candidates_all_miss_the_tolerance_keeps_none() -> None:
+    # 10% of the target: 889 lies in the search radius of 1000 (111) but only 88 is allowed.
+    src = _frame([1000], [0])
+    tgt = _frame([889, 889, 889], [0, 0, 0])
+    result = window_candidates(
+        src,
+        tgt,
+        tolerance=Tolerance(percent=Decimal(10), percent_of="target"),
+        days_before=0,
+        days_after=0,
+        max_candidates=2,
+        crowded="nearest",
+    )
+    assert result.pairs.height == 0
+    assert result.crowded_lines.to_list() == [1]
+
+
 def test_mutual_best_ignores_row_order_and_leaves_ties_ambiguous() -> None:
     pairs = pl.DataFrame(
         {"source_line": [1, 1, 2, 3, 3], "target_line": [10, 11, 10, 12, 13], "score": [0, 1, 0, 0, 0]}

@@ -191,6 +191,8 @@ def _nearest(pairs: pl.DataFrame, max_candidates: int) -> pl.DataFrame:
     line. The three fit one 63-bit integer whenever the amounts differ by less than the bits the days
     and lines leave (always in practice), and ranking one integer is several times faster than
     ranking a struct; otherwise the struct is ranked."""
+    if pairs.height == 0:
+        return pairs
     amount, days = pl.col("amount_difference").abs(), pl.col("day_difference").abs()
     most = pairs.select(amount.max(), days.max(), pl.col("target_line").max()).row(0)
     line_bits, day_bits = int(most[2]).bit_length(), int(most[1]).bit_length()
