@@ -177,6 +177,9 @@ class AttemptRunner:
                 run_events.single_event(completed, ctx),
             ]
         )
+        # Everything the append needs is in the event frame now: the loaded records and the match
+        # result go before it runs, so the store's own peak does not come on top of them.
+        del sides, loaded, result
         self._step(f"appending {results.height:,} events", 4)
         state, count = self.append(state, results)
         appended += count
