@@ -18,7 +18,8 @@ demo: $(STAMP)
 
 test: lint types pytest
 
-# The fast tier: unit tests (no subprocess, no real store beyond a temp dir), for the edit-test loop;
+# The fast tier: unit tests (no real store beyond a temp dir; the only child processes are fresh
+# interpreters checking what an import loads), for the edit-test loop;
 # its property tests run a quarter of their examples (the `dev` profile in tests/profiles.py).
 test-fast: $(STAMP)
 	HYPOTHESIS_PROFILE=dev $(BIN)/pytest -q -p no:cacheprovider tests/unit
