@@ -38,6 +38,7 @@ from settler_pipeline.errors import ConcurrencyError, NotFoundError, StateError,
 from settler_pipeline.ids import new_id
 from settler_pipeline.jobspec import JobSpec, job_spec_from_mapping
 from settler_pipeline.logs import get_logger
+from settler_pipeline.store.batch import as_of_limit
 
 _log = get_logger(__name__)
 
@@ -100,10 +101,7 @@ class ReconciliationService:
         as_of: datetime | None = None,
     ) -> ReconciliationState:
         """The run as it stood at a position or time (time travel), for a user with any role in its tenant."""
-        position = as_of_position
-        if as_of is not None:
-            at_time = self.store.position_at(as_of)
-            position = at_time if position is None else min(position, at_time)
+        position = as_of_limit(as_of_position, as_of, self.store.position_at)
         state = self.load(reconciliation_id, as_of_position=position)
         # A run in a tenant the user has no role in is reported as missing (never reveal other tenants).
         if (

@@ -32,6 +32,7 @@ from settler_pipeline.projections.projection import Column, ReadModel, TableRead
 from settler_pipeline.projections.summary import ReconciliationSummary
 from settler_pipeline.projections.targets import Target, target
 from settler_pipeline.projections.usage import TenantUsage
+from settler_pipeline.store.batch import as_of_limit
 from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.locks import file_lock
 
@@ -206,8 +207,8 @@ def as_of(
     from the log and never stored. With ``tenant_id``, only that tenant's rows (and only its events are
     read). Same rows as :func:`read_model` after an update to that position. The result is held in
     memory: for ``reconciliation_matches`` of a big log, prefer a ``tenant_id``."""
-    limits = [p for p in (position, store.position_at(at) if at is not None else None) if p is not None]
-    upto = min([store.head_position, *limits])
+    limit = as_of_limit(position, at, store.position_at)
+    upto = store.head_position if limit is None else min(store.head_position, limit)
     one = target(model(name), None)
     _run(store, [one], upto, chunk_events, tenant_id)
     return one.published()
