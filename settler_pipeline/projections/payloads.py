@@ -17,7 +17,6 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from settler_pipeline.domain import events as e
 from settler_pipeline.domain.envelope import EventEnvelope, canonical_json
 from settler_pipeline.domain.registry import EventRegistry
 from settler_pipeline.store.batch import stale_rows
@@ -111,10 +110,10 @@ def upcast_payloads(frame: pl.DataFrame, registry: EventRegistry) -> pl.DataFram
     return frame.with_columns(data)
 
 
-def usable_typed(registry: EventRegistry, event_types: Sequence[str] | None = None) -> pl.Expr:
-    """Rows whose typed payload columns hold their payload at the current version of their type (of
-    ``event_types``, by default every registered reconciliation type)."""
-    names = list(event_types) if event_types is not None else list(e.PAYLOADS)
+def usable_typed(registry: EventRegistry, event_types: Sequence[str]) -> pl.Expr:
+    """Rows whose typed payload columns hold their payload at the current version of their type
+    (one of ``event_types``)."""
+    names = list(event_types)
     current = {name: registry.current_version(name) for name in names}
     return pl.col(TYPED).fill_null(False) & (
         pl.col("event_version")
@@ -149,16 +148,3 @@ def typed_payloads(
     decoded = decode_payloads(stale, {name: PAYLOAD_SCHEMA[name] for name in fields})
     columns = [c for c in frame.columns if c != TYPED]
     return pl.concat([frame.filter(flags).select(columns), decoded.select(columns)]).sort("global_position")
-
-
-def decode_carried(frame: pl.DataFrame, fields: dict[str, pl.DataType]) -> pl.DataFrame:
-    """A :data:`~settler_pipeline.domain.reconciliation.bulk.Decode` for stored rows that carry typed
-    payload columns: rows flagged typed keep theirs, the others are decoded from their JSON (DuckDB).
-    Row order is kept."""
-    if TYPED not in frame.columns:
-        return decode_payloads(frame, fields)
-    numbered = frame.with_row_index("_row")
-    flags = numbered[TYPED].fill_null(False)
-    typed = numbered.filter(flags).drop("data", TYPED).cast(fields)  # type: ignore[arg-type]
-    rest = decode_payloads(numbered.filter(~flags).drop(TYPED, *fields, strict=False), fields)
-    return pl.concat([typed, rest.select(typed.columns)]).sort("_row").drop("_row")
