@@ -16,6 +16,14 @@ def _verdict(ok: bool | None) -> str:
     return "—" if ok is None else ("met" if ok else "**missed**")
 
 
+def _per_size(small_ok: bool | None, big_ok: bool | None) -> str:
+    """One verdict for a target judged at both sizes, saying which size missed when only one did."""
+    judged = [ok for ok in (small_ok, big_ok) if ok is not None]
+    if all(judged) or not any(judged):
+        return _verdict(all(judged) if judged else None)
+    return f"200k {_verdict(small_ok)}, 10M {_verdict(big_ok)}"
+
+
 def _load(figures: dict[str, Any]) -> str:
     load = figures.get("load_average")
     return "/".join(f"{x:.1f}" for x in load) if load else "?"
@@ -77,9 +85,9 @@ def section(log: dict[str, Any], table: Any) -> list[str]:
             f"p50 {small['stream_load_p50_ms']:.2f} ms" if small else "not run",
             f"p50 {big['stream_load_p50_ms']:.2f} ms" if big else "not run",
             f"p50 {anchor['stream_load_p50_ms']:.2f} ms",
-            _verdict(
-                bool(small and small["stream_load_p50_ms"] <= anchor["stream_load_p50_ms"])
-                and bool(big and big["stream_load_p50_ms"] <= 5.0)
+            _per_size(
+                small["stream_load_p50_ms"] <= anchor["stream_load_p50_ms"] if small else None,
+                big["stream_load_p50_ms"] <= 5.0 if big else None,
             ),
         ],
         [
@@ -97,11 +105,10 @@ def section(log: dict[str, Any], table: Any) -> list[str]:
             + f" ({ratio(small, 'full_read_events_per_s', 'replay_events_per_s'):.0f}×)",
             cell(big, "full_read_events_per_s", " events/s"),
             f"{_fmt(anchor['replay_events_per_s'])} events/s",
-            _verdict(
-                all(
-                    f["full_read_events_per_s"] >= 30 * anchor["replay_events_per_s"]
+            _per_size(
+                *(
+                    f["full_read_events_per_s"] >= 30 * anchor["replay_events_per_s"] if f else None
                     for f in (small, big)
-                    if f
                 )
             ),
         ],
@@ -156,6 +163,8 @@ NOTES = [
     "  in 20 commits is then one row-group read instead of 20; what remains is the Parquet read (~0.5 ms)",
     "  and building 100 envelopes (~1 ms, the `stream_frame` row shows the load without them).",
     "  eventsourcing answers from a SQLite B-tree with the stream's rows adjacent.",
+    "* **Full reads** scan the position-ordered segments only (stream copies are never read for them);",
+    "  on two shared cores they are the figure that moves most with the load average above.",
     "* **One-event commits** are the write-ahead append and `fdatasync` plus exact lookups (a",
     "  name-based id is looked up in an in-memory map, never by scanning); the sync dominates and",
     "  depends on the disk's contention at the time. Before the durability work (framed records, the",
