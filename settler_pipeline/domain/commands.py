@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -53,7 +53,7 @@ class DateRange(BaseModel):
         if self.start > self.end:
             raise ValidationError(
                 f"date range start {self.start} is after its end {self.end}",
-                hint="give --from on or before --to (both days are included)",
+                hint="give a start on or before the end (--from on or before --to; both days are included)",
             )
         if self.start < FIRST_DAY or self.end > LAST_DAY:
             # a run's inputs are read with a margin of days around the range, which must stay dates
@@ -62,6 +62,26 @@ class DateRange(BaseModel):
                 hint="reconcile the days your data covers",
             )
         return self
+
+    @property
+    def days(self) -> int:
+        """Number of calendar days in the range, both ends included."""
+        return (self.end - self.start).days + 1
+
+    def widened(self, margin_days: int) -> DateRange:
+        """The range extended by ``margin_days`` on both sides (the settlement-lag margin used to read
+        inputs). The widened range may reach past the bounds a run's own range keeps to."""
+        if margin_days < 0:
+            raise ValidationError(f"margin_days must be >= 0, got {margin_days}", hint="use 0 for no margin")
+        # Built without validation: widening an ordered range keeps it ordered, and the bounds above
+        # exist precisely so that this margin stays inside what a date can hold.
+        return DateRange.model_construct(
+            start=self.start - timedelta(days=margin_days), end=self.end + timedelta(days=margin_days)
+        )
+
+    def contains(self, day: date) -> bool:
+        """Whether ``day`` lies in the range (ends included)."""
+        return self.start <= day <= self.end
 
 
 class Command(BaseModel):

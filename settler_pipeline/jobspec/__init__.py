@@ -14,6 +14,7 @@ A job spec is a YAML file (see ``docs/job-spec.md``) validated by the pydantic m
 
 from __future__ import annotations
 
+from settler_pipeline.domain.commands import DateRange
 from settler_pipeline.jobspec.columns import (
     AMOUNT_TERM_SEPARATOR,
     AmountExpression,
@@ -27,7 +28,6 @@ from settler_pipeline.jobspec.model import (
     FILE_ADAPTERS,
     JOB_NAME_PATTERN,
     AdapterKind,
-    DateRange,
     JobSpec,
     PresetName,
     SideSpec,

@@ -1,17 +1,16 @@
-"""The job-spec models: a job, its two sides and the date range a run covers."""
+"""The job-spec models: a job and its two sides (the date range a run covers is the domain's
+:class:`~settler_pipeline.domain.commands.DateRange`)."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from settler_pipeline.domain.matching.config import MatchConfig
-from settler_pipeline.errors import ValidationError
 from settler_pipeline.ids import UUID_PATTERN
 from settler_pipeline.jobspec.columns import ColumnMap
 from settler_pipeline.jobspec.options import AmountOptions, CsvOptions, CurrencyOptions, DateOptions
@@ -22,42 +21,6 @@ PresetName = Literal["stripe_balance_transactions", "bank_statement_csv"]
 FILE_ADAPTERS: frozenset[str] = frozenset({"csv", "parquet", "jsonl"})
 MAX_REFERENCE_PATTERNS = 20
 MAX_PATTERN_LENGTH = 200
-
-
-class DateRange(BaseModel):
-    """An inclusive range of calendar dates (UTC) a run reconciles; ``start <= end``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    start: date
-    end: date
-
-    @model_validator(mode="after")
-    def _ordered(self) -> DateRange:
-        if self.start > self.end:
-            # Our own error (not ValueError) so it surfaces as is instead of wrapped by pydantic.
-            raise ValidationError(
-                f"date range start {self.start} is after its end {self.end}",
-                hint="give start <= end (both dates are included)",
-            )
-        return self
-
-    @property
-    def days(self) -> int:
-        """Number of calendar days in the range, both ends included."""
-        return (self.end - self.start).days + 1
-
-    def widened(self, margin_days: int) -> DateRange:
-        """The range extended by ``margin_days`` on both sides (the settlement-lag margin)."""
-        if margin_days < 0:
-            raise ValidationError(f"margin_days must be >= 0, got {margin_days}", hint="use 0 for no margin")
-        return DateRange(
-            start=self.start - timedelta(days=margin_days), end=self.end + timedelta(days=margin_days)
-        )
-
-    def contains(self, day: date) -> bool:
-        """Whether ``day`` lies in the range (ends included)."""
-        return self.start <= day <= self.end
 
 
 class SideSpec(BaseModel):

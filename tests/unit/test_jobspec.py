@@ -378,6 +378,13 @@ def test_a_date_range_runs_from_start_to_end_inclusive() -> None:
     assert march.widened(3) == DateRange(start=date(2024, 2, 27), end=date(2024, 4, 3))
 
 
+def test_the_first_allowed_day_widens_past_the_bounds_a_run_range_keeps_to() -> None:
+    first = DateRange(start=date(1900, 1, 1), end=date(1900, 1, 2))
+    assert first.widened(2).start == date(1899, 12, 30)
+    with pytest.raises(ValidationError, match="reaches outside"):
+        DateRange(start=date(1899, 12, 31), end=date(1900, 1, 2))
+
+
 def test_a_date_range_ending_before_it_starts_is_refused() -> None:
     with pytest.raises(ValidationError, match="start 2024-03-02 is after its end 2024-03-01"):
         DateRange(start=date(2024, 3, 2), end=date(2024, 3, 1))
