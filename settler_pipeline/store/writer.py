@@ -37,6 +37,7 @@ from settler_pipeline.store.schema import (
     envelopes_to_frame,
     prepare_frame,
 )
+from settler_pipeline.store.segments import ROW_GROUP_SIZE as SEGMENT_ROW_GROUP_SIZE
 from settler_pipeline.store.segments import split, write_segments
 from settler_pipeline.store.stream_copies import index_rows, write_copies
 from settler_pipeline.store.view import LogView
@@ -248,7 +249,7 @@ class LogWriter(LogLookups):
             # written while the segments are; both enter the index in one transaction.
             copies = (
                 pool.submit(write_copies, chunks, self.copies_dir, self.staging_dir)
-                if view.tail.rows
+                if _gathers_commits(view.tail.rows, batch.height)
                 else None
             )
             written = write_segments(frame, self.segments_dir, self.staging_dir, chunks)
@@ -289,6 +290,18 @@ class LogWriter(LogLookups):
         manifest_io.store(self.manifest_path, new)
         self._view = None
         return new
+
+
+def _gathers_commits(tail_rows: int, batch_rows: int) -> bool:
+    """Whether segments written from a tail of ``tail_rows`` plus a batch of ``batch_rows`` need stream
+    copies. A flushed tail (many small commits spread over the file) does. A bulk batch that goes
+    straight to segments with a tail shorter than one row group does not: the tail's streams sit in
+    the file's first row group(s) of each date, the batch's where the batch put them, and a copy of
+    the whole batch (sorting and writing every envelope column again, beside the segments, on the
+    same two cores) doubled the cost of a run's append for nothing a stream load would notice."""
+    if tail_rows == 0:
+        return False
+    return batch_rows < limits.SEGMENT_ROWS or tail_rows > SEGMENT_ROW_GROUP_SIZE
 
 
 def _check_envelope(event: EventEnvelope) -> None:
