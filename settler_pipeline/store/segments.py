@@ -174,6 +174,11 @@ def row_group_starts(path: Path) -> list[int]:
 def _write_one(part: pl.DataFrame, event_date: str, segments_dir: Path, staging_dir: Path) -> SegmentInfo:
     first, last = int(part["global_position"][0]), int(part["global_position"][-1])
     staging = staging_dir / f"seg-{first:012d}-{last:012d}.{os.getpid()}.parquet"
+    if max(part.n_chunks("all")) > 1:
+        # A part cut from several chunks (a bulk batch concatenated behind the write-ahead tail, a
+        # run's frames) wrote its list and string columns 1.5-3x slower than one contiguous copy;
+        # the copy costs ~0.1 s per 500,000 rows.
+        part = part.rechunk()
     part.write_parquet(
         staging, compression="zstd", compression_level=1, statistics=True, row_group_size=ROW_GROUP_SIZE
     )
