@@ -152,3 +152,18 @@ def test_any_mix_of_batch_sizes_loads_every_stream_as_the_full_read_has_it(
             )
         for stream in STREAMS[:4]:
             assert loaded(store, stream) == as_stored(store, stream)
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_a_bulk_batch_behind_a_short_tail_writes_segments_without_stream_copies(
+    store: EventStore, make_frame: MakeFrame, reads: list[tuple[str, int]]
+) -> None:
+    interleaved(store, make_frame, 1)  # 200 events in the write-ahead tail, far under one row group
+    store.append_frame(make_frame(5_000, streams=STREAMS, aggregate_type="Thing", first=200))
+    assert store.current_view().tail.rows == 0
+    assert list(store.segments_dir.rglob("*.parquet"))
+    assert not list(store.copies_dir.rglob("*.parquet"))  # the batch is not copied a second time
+    reads.clear()
+    stream = STREAMS[3]
+    assert loaded(store, stream) == as_stored(store, stream)
+    assert reads and all(folder == "segments" for folder, _ in reads)
