@@ -171,23 +171,47 @@ def row_group_starts(path: Path) -> list[int]:
     return starts
 
 
+def place_parquet(
+    frame: pl.DataFrame,
+    positions: tuple[int, int],
+    event_date: str,
+    dest_dir: Path,
+    staging_dir: Path,
+    *,
+    kind: str,
+    statistics: bool,
+    row_group_size: int = ROW_GROUP_SIZE,
+) -> tuple[str, str]:
+    """Write ``frame`` (the events of ``positions``, first and last) durably under ``dest_dir`` as
+    ``event_date=<day>/seg-<first>-<last>-<sha>.parquet`` and return that relative path and the file's
+    SHA-256: staged under a ``kind``-prefixed name (a segment and its stream copy are written at the
+    same time), hashed, then renamed into place, so a reader never sees a partial file and the name
+    says what the content is. The file is marked verified (hashed before the rename)."""
+    first, last = positions
+    staging = staging_dir / f"{kind}-{first:012d}-{last:012d}.{os.getpid()}.parquet"
+    frame.write_parquet(
+        staging, compression="zstd", compression_level=1, statistics=statistics, row_group_size=row_group_size
+    )
+    sha = file_sha256(staging)
+    relative = f"event_date={event_date}/seg-{first:012d}-{last:012d}-{sha[:32]}.parquet"
+    target = dest_dir / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    replace_durably(staging, target)
+    mark_verified(target)
+    return relative, sha
+
+
 def _write_one(part: pl.DataFrame, event_date: str, segments_dir: Path, staging_dir: Path) -> SegmentInfo:
     first, last = int(part["global_position"][0]), int(part["global_position"][-1])
-    staging = staging_dir / f"seg-{first:012d}-{last:012d}.{os.getpid()}.parquet"
     if max(part.n_chunks("all")) > 1:
         # A part cut from several chunks (a bulk batch concatenated behind the write-ahead tail, a
         # run's frames) wrote its list and string columns 1.5-3x slower than one contiguous copy;
         # the copy costs ~0.1 s per 500,000 rows.
         part = part.rechunk()
-    part.write_parquet(
-        staging, compression="zstd", compression_level=1, statistics=True, row_group_size=ROW_GROUP_SIZE
+    relative, sha = place_parquet(
+        part, (first, last), event_date, segments_dir, staging_dir, kind="seg", statistics=True
     )
-    sha = file_sha256(staging)
-    relative = f"event_date={event_date}/seg-{first:012d}-{last:012d}-{sha[:32]}.parquet"
     target = segments_dir / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    replace_durably(staging, target)
-    mark_verified(target)  # hashed just above, before the rename
     created = part["created_at"]
     return SegmentInfo(
         path=relative,

@@ -25,14 +25,12 @@ from pathlib import Path
 
 import polars as pl
 
-from settler_pipeline.files import replace_durably
 from settler_pipeline.store.index import stream_copy_rows
 from settler_pipeline.store.schema import COLUMNS
 from settler_pipeline.store.segments import (
     Chunk,
     WrittenSegment,
-    file_sha256,
-    mark_verified,
+    place_parquet,
     row_group_starts,
 )
 
@@ -77,17 +75,18 @@ def _write_one(chunk: Chunk, copies_dir: Path, staging_dir: Path) -> WrittenCopy
     first, last = int(frame["global_position"][0]), int(frame["global_position"][-1])
     # a stream load reads envelope columns only: the typed payload columns stay in the segment
     clustered = frame.select(COLUMNS).sort("aggregate_id", "aggregate_version")
-    staging = staging_dir / f"copy-{first:012d}-{last:012d}.{os.getpid()}.parquet"
     # no statistics: the index, not the footer, says where a stream is
-    clustered.write_parquet(
-        staging, compression="zstd", compression_level=1, statistics=False, row_group_size=ROW_GROUP_SIZE
+    relative, _ = place_parquet(
+        clustered,
+        (first, last),
+        event_date,
+        copies_dir,
+        staging_dir,
+        kind="copy",
+        statistics=False,
+        row_group_size=ROW_GROUP_SIZE,
     )
-    sha = file_sha256(staging)
-    relative = f"event_date={event_date}/seg-{first:012d}-{last:012d}-{sha[:32]}.parquet"
     target = copies_dir / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    replace_durably(staging, target)
-    mark_verified(target)  # hashed just above, before the rename
     return WrittenCopy(first, last, stream_copy_rows(clustered, "", relative, row_group_starts(target)))
 
 
