@@ -18,6 +18,7 @@ from settler_pipeline.application import journal
 from settler_pipeline.application.access import AccessControl, os_login
 from settler_pipeline.application.bus import EventBus
 from settler_pipeline.application.lease import RunLeases
+from settler_pipeline.application.start_lock import StartLocks
 from settler_pipeline.application.service import ReconciliationService
 from settler_pipeline.settings import Settings, load_settings
 from settler_pipeline.store.event_store import EventStore
@@ -67,6 +68,7 @@ def bootstrap(
         bus,
         roots=InputRoots(settings.allowed_input_roots, data_dir=root),
         leases=RunLeases(root / "leases", settings.run_lease_seconds),
+        start_locks=StartLocks(root / "locks"),
         max_memory=settings.max_memory,
     )
     return Application(settings, root, login, acting, access, store, bus, service)

@@ -8,9 +8,11 @@ from datetime import date
 import polars as pl
 
 from settler_pipeline.application.ports import EventLog
+from settler_pipeline.domain import commands as c
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
 from settler_pipeline.domain.reconciliation import ReconciliationState
+from settler_pipeline.errors import StateError
 
 
 def live_runs(
@@ -42,3 +44,21 @@ def live_runs(
     )
     runs = [load(run_id) for run_id in sorted(set(starts["aggregate_id"].to_list()))]
     return [run for run in runs if run.status in agg.LIVE]
+
+
+def blocking_runs(cmd: c.StartReconciliation, runs: list[ReconciliationState]) -> list[ReconciliationState]:
+    """The runs among ``runs`` (those overlapping ``cmd``'s days, dead ones already abandoned) that a
+    start of ``cmd`` would count twice with. Raises :class:`StateError` naming them when there are any
+    and ``cmd`` does not supersede them."""
+    live = [run for run in runs if run.reconciliation_id != cmd.reconciliation_id and run.status in agg.LIVE]
+    if live and not cmd.supersede:
+        listed = ", ".join(
+            f"{run.reconciliation_id} ({run.status}, {run.date_range[0]}..{run.date_range[1]})"  # type: ignore[index]
+            for run in live
+        )
+        raise StateError(
+            f"job {cmd.job_id!r} is already reconciled for these days in this tenant by {listed}; "
+            "each job, tenant and day counts once",
+            hint="pass --supersede (Python: supersede=True) to replace that run with a new one",
+        )
+    return live

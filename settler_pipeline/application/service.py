@@ -24,11 +24,12 @@ from settler_pipeline.application import review, run_events
 from settler_pipeline.application.access import AccessControl, Role
 from settler_pipeline.application.attempt import RUN_STEPS, AttemptRunner, termination_raises
 from settler_pipeline.application.bus import EventBus, PublishReport
-from settler_pipeline.application.coverage import live_runs
+from settler_pipeline.application.coverage import blocking_runs, live_runs
 from settler_pipeline.application.idempotency import IDEMPOTENCY_NAMESPACE, Idempotency
 from settler_pipeline.application.lease import LeaseState, RunLeases
 from settler_pipeline.application.outcome import RunOutcome, outcome
 from settler_pipeline.application.ports import EventLog
+from settler_pipeline.application.start_lock import StartLocks
 from settler_pipeline.domain import commands as c
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
@@ -54,17 +55,21 @@ class ReconciliationService:
         *,
         roots: InputRoots | None = None,
         leases: RunLeases | None = None,
+        start_locks: StartLocks | None = None,
         max_memory: int | None = None,
     ) -> None:
         """``roots`` confines what job specs read (default: each spec's own directory only);
         ``leases`` tells a run whose process died from a running one (default: none, so a run's
-        death is only noticed by the process itself); ``max_memory`` (bytes) is the most resident
+        death is only noticed by the process itself); ``start_locks`` make the check that a job's days
+        count once and the start's append one step across processes (default: none, for a log used by
+        one process); ``max_memory`` (bytes) is the most resident
         memory a run may use (default: only the process's own limits)."""
         self.store = store
         self.access = access
         self.bus = bus or EventBus()
         self.roots = roots if roots is not None else InputRoots()
         self.leases = leases
+        self.start_locks = start_locks
         # Called with the step a run enters (the CLI shows it as a progress bar); None: silent.
         self.progress: Callable[[str, int, int], None] | None = None
         self.idempotency = Idempotency(store, self.load)
@@ -191,37 +196,25 @@ class ReconciliationService:
                 return self.retry(retry)
             return outcome(previous, repeated_command=True, summary=self.idempotency.summary(previous))
         self._check_inputs(spec)
-        # A run of these days whose process died is abandoned here, so it neither blocks nor needs
-        # superseding.
-        live = [
-            run
-            for run in (
-                self.reclaim(found, user_id=cmd.user_id)
-                for found in self.live_runs(
-                    cmd.tenant_id, cmd.job_id, cmd.date_range.start, cmd.date_range.end
-                )
-            )
-            if run.reconciliation_id != cmd.reconciliation_id and run.status in agg.LIVE
-        ]
-        if live and not cmd.supersede:
-            listed = ", ".join(
-                f"{run.reconciliation_id} ({run.status}, {run.date_range[0]}..{run.date_range[1]})"  # type: ignore[index]
-                for run in live
-            )
-            raise StateError(
-                f"job {cmd.job_id!r} is already reconciled for these days in this tenant by {listed}; "
-                "each job, tenant and day counts once",
-                hint="pass --supersede (Python: supersede=True) to replace that run with a new one",
-            )
-        drafts = agg.decide_start(state, cmd, fingerprint=spec.fingerprint())
+        # The lease first (it is the run's own), then the job's start lock: from the check of live
+        # runs to the start's append no other start of this job can slip in (start_lock.py).
         with self._lease(cmd.reconciliation_id) if execute else contextlib.nullcontext():
-            envelopes, failures = self._append(cmd, state, drafts)
-            state = agg.fold(state, envelopes)
-            for run in live:
-                self._supersede(run, cmd)
+            with self._start_lock(cmd.tenant_id, cmd.job_id):
+                live = self._blocking_runs(cmd)
+                drafts = agg.decide_start(state, cmd, fingerprint=spec.fingerprint())
+                envelopes, failures = self._append(cmd, state, drafts)
+                state = agg.fold(state, envelopes)
+                for run in live:
+                    self._supersede(run, cmd)
             if not execute:
                 return outcome(state, events_appended=len(envelopes), publish_failures=failures)
             return self.attempts.run(state, spec, cmd.user_id, envelopes[-1].id, failures)
+
+    def _blocking_runs(self, cmd: c.StartReconciliation) -> list[ReconciliationState]:
+        # A run of these days whose process died is abandoned here, so it neither blocks nor needs
+        # superseding.
+        found = self.live_runs(cmd.tenant_id, cmd.job_id, cmd.date_range.start, cmd.date_range.end)
+        return blocking_runs(cmd, [self.reclaim(run, user_id=cmd.user_id) for run in found])
 
     def live_runs(self, tenant_id: str, job_id: str, start: date, end: date) -> list[ReconciliationState]:
         """The live runs of ``job_id`` in ``tenant_id`` whose days overlap ``start..end``."""
@@ -296,15 +289,16 @@ class ReconciliationService:
                 origin=f"the job spec of run {cmd.reconciliation_id}",
             )
         drafts = agg.decide_retry(state, cmd, fingerprint=spec.fingerprint())
-        if state.job_id and state.date_range and (live := self._others_live(state, cmd.user_id)):
-            raise StateError(
-                f"run {live[0].reconciliation_id} already reconciles these days of job {state.job_id!r}; "
-                "retrying this one would count them twice",
-                hint="start a new run with --supersede instead, or leave this one as it is",
-            )
         self._check_inputs(spec)
         with self._lease(cmd.reconciliation_id):
-            envelopes, failures = self._append(cmd, state, drafts)
+            with self._start_lock(cmd.tenant_id, state.job_id):
+                if state.job_id and state.date_range and (live := self._others_live(state, cmd.user_id)):
+                    raise StateError(
+                        f"run {live[0].reconciliation_id} already reconciles these days of job "
+                        f"{state.job_id!r}; retrying this one would count them twice",
+                        hint="start a new run with --supersede instead, or leave this one as it is",
+                    )
+                envelopes, failures = self._append(cmd, state, drafts)
             state = agg.fold(state, envelopes)
             return self.attempts.run(state, spec, cmd.user_id, envelopes[-1].id, failures)
 
@@ -327,6 +321,11 @@ class ReconciliationService:
         if state.status == agg.ABANDONED:
             self.leases.clear(run_id)
         return state
+
+    def _start_lock(self, tenant_id: str, job_id: str | None) -> contextlib.AbstractContextManager[None]:
+        if self.start_locks is None or job_id is None:
+            return contextlib.nullcontext()
+        return self.start_locks.hold(tenant_id, job_id)
 
     @contextlib.contextmanager
     def _lease(self, run_id: str) -> Iterator[None]:
