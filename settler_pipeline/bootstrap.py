@@ -18,8 +18,8 @@ from settler_pipeline.application import journal
 from settler_pipeline.application.access import AccessControl, os_login
 from settler_pipeline.application.bus import EventBus
 from settler_pipeline.application.lease import RunLeases
-from settler_pipeline.application.start_lock import StartLocks
 from settler_pipeline.application.service import ReconciliationService
+from settler_pipeline.application.start_lock import StartLocks
 from settler_pipeline.settings import Settings, load_settings
 from settler_pipeline.store.event_store import EventStore
 
