@@ -31,6 +31,7 @@ PEAK_PER_INPUT_BYTE: dict[str, float] = {"csv": 14.0, "jsonl": 14.0, "parquet": 
 ADDRESS_SPACE_PER_RESIDENT_BYTE = 2.5
 _GIB = 1024**3
 _CGROUP = Path("/sys/fs/cgroup")
+_V1_UNLIMITED = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def current_limit(max_memory: int | None) -> MemoryLimit | None:
                 "raise the address-space limit (ulimit -v)",
             )
         )
-    cgroup = _cgroup_headroom()
+    cgroup = cgroup_headroom()
     if cgroup is not None:
         limits.append(
             MemoryLimit(cgroup, "the memory limit of the process's cgroup", "give the container more memory")
@@ -125,15 +126,42 @@ def _proc_status() -> dict[str, int]:
     return out
 
 
-def _cgroup_headroom() -> int | None:
-    """``memory.max - memory.current`` of this process's cgroup (v2), or None without a limit."""
+def cgroup_headroom(root: Path = _CGROUP, membership: Path = Path("/proc/self/cgroup")) -> int | None:
+    """What this process's cgroup still lets it use (limit minus usage), or None without a limit.
+    Reads cgroup v2 (``memory.max``, ``memory.current``) or, on hosts that still mount v1, the memory
+    controller's ``memory.limit_in_bytes`` and ``memory.usage_in_bytes``."""
     try:
-        relative = Path("/proc/self/cgroup").read_text().strip().split("::", 1)[1]
-        folder = _CGROUP / relative.lstrip("/")
-        limit = (folder / "memory.max").read_text().strip()
-        used = int((folder / "memory.current").read_text().strip())
-    except (OSError, IndexError, ValueError):
+        lines = membership.read_text().splitlines()
+    except OSError:
         return None
-    if limit == "max":
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, relative = parts
+        if controllers == "":
+            found = _headroom(root / relative.lstrip("/"), "memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            found = _headroom(
+                root / "memory" / relative.lstrip("/"), "memory.limit_in_bytes", "memory.usage_in_bytes"
+            )
+            if found is None:
+                # Inside a container the v1 hierarchy is often mounted at the group itself.
+                found = _headroom(root / "memory", "memory.limit_in_bytes", "memory.usage_in_bytes")
+        else:
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+def _headroom(folder: Path, limit_file: str, usage_file: str) -> int | None:
+    try:
+        limit = (folder / limit_file).read_text().strip()
+        used = int((folder / usage_file).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    # v2 says "max"; v1 says a number near 2**63 rounded down to the page size
+    if limit == "max" or not limit.isdigit() or int(limit) >= _V1_UNLIMITED:
         return None
     return int(limit) - used

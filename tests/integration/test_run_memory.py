@@ -18,6 +18,7 @@ import pytest
 from settler_pipeline.application.memory import (
     ADDRESS_SPACE_PER_RESIDENT_BYTE,
     PEAK_PER_INPUT_BYTE,
+    cgroup_headroom,
     check_memory,
     current_limit,
     estimated_peak_bytes,
@@ -141,3 +142,34 @@ def test_a_run_under_an_address_space_limit_below_its_estimate_fails_on_the_reco
     error = _failed_run(data)
     assert error["step"] == "check_memory"
     assert "address-space limit" in str(error["message"]) and "ulimit -v" in str(error["message"])
+
+
+def _cgroup(tmp_path: Path, membership: str, files: dict[str, str]) -> int | None:
+    root = tmp_path / "cgroup"
+    root.mkdir(parents=True)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text + "\n")
+    proc = tmp_path / "proc-self-cgroup"
+    proc.write_text(membership)
+    return cgroup_headroom(root, proc)
+
+
+def test_the_cgroup_limit_is_read_from_cgroup_v2_and_v1(tmp_path: Path) -> None:
+    gib = 1 << 30
+    v2 = {"app/memory.max": str(6 * gib), "app/memory.current": str(gib)}
+    assert _cgroup(tmp_path / "a", "0::/app\n", v2) == 5 * gib
+    unlimited_v2 = {"app/memory.max": "max", "app/memory.current": str(gib)}
+    assert _cgroup(tmp_path / "b", "0::/app\n", unlimited_v2) is None
+    v1 = {"memory/box/memory.limit_in_bytes": str(4 * gib), "memory/box/memory.usage_in_bytes": str(gib)}
+    membership = "9:name=systemd:/\n4:memory:/box\n1:cpu,cpuacct:/\n0::/\n"
+    assert _cgroup(tmp_path / "c", membership, v1) == 3 * gib
+    # A container sees its own group at the hierarchy's root, not under the host's path.
+    at_root = {"memory/memory.limit_in_bytes": str(2 * gib), "memory/memory.usage_in_bytes": str(gib)}
+    assert _cgroup(tmp_path / "d", membership, at_root) == gib
+    unlimited_v1 = {
+        "memory/memory.limit_in_bytes": "9223372036854771712",
+        "memory/memory.usage_in_bytes": str(gib),
+    }
+    assert _cgroup(tmp_path / "e", membership, unlimited_v1) is None
+    assert _cgroup(tmp_path / "f", "garbage\n", {}) is None
