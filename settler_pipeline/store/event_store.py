@@ -2,17 +2,19 @@
 
 Where truth lives (see ``docs/architecture.md``):
 
-* the committed log is the segment files named in ``manifest.json`` followed by the committed records
-  of the write-ahead log file it names; together they hold positions ``1..head`` with no gap;
-* ``manifest.json`` is replaced atomically and is the commit point of every segment write;
-  a complete, checksummed write-ahead record is the commit point of a small commit;
+* the committed log is the segment files of the Delta table's newest version followed by the committed
+  records of the write-ahead log file its state names; together they hold positions ``1..head`` with
+  no gap;
+* one Delta commit (``log/segments/_delta_log``, carrying the log's state) is the commit point of every
+  segment write, flush and compaction; a complete, checksummed write-ahead record is the commit point
+  of a small commit (the tail is private until it is moved into segments);
 * the DuckDB index is derived: it always covers at least the committed segments (rows are added before
-  the manifest that names their segment), is filtered by the manifest on read, and is rebuilt from the
-  segments by ``reindex``.
+  the commit that adds their segment), is filtered by the committed state on read, and is rebuilt from
+  the segments by ``reindex``.
 
 Writers serialise on an exclusive ``flock`` (``write.lock``) only while they commit; positions and stream
 versions are assigned under it, so global order is gap-free and equals commit order. Readers take no
-write lock: they read one manifest and the write-ahead records present at that moment.
+write lock: they read one table version's state and the write-ahead records present at that moment.
 """
 
 from __future__ import annotations
@@ -28,12 +30,11 @@ from settler_pipeline.domain.registry import EventRegistry, default_registry
 from settler_pipeline.errors import NotFoundError, StoreError, ValidationError
 from settler_pipeline.ids import validate_uuid
 from settler_pipeline.logs import get_logger
-from settler_pipeline.store import quarantine
+from settler_pipeline.store import table as delta_table
 from settler_pipeline.store.limits import (
     BULK_ROWS,
     GRANULE_CACHE_LIMIT,
     PROJECTION_COLUMNS,
-    PUBLISH_EVERY_EVENTS,
     WAL_FLUSH_ROWS,
 )
 from settler_pipeline.store.locks import DEFAULT_TIMEOUT_S
@@ -51,7 +52,6 @@ __all__ = [
     "BULK_ROWS",
     "GRANULE_CACHE_LIMIT",
     "PROJECTION_COLUMNS",
-    "PUBLISH_EVERY_EVENTS",
     "WAL_FLUSH_ROWS",
     "AppendResult",
     "EventStore",
@@ -65,19 +65,6 @@ class EventStore(LogReader, LogWriter, LogRecovery):
     Safe for several processes at once; one instance is not meant to be shared between threads. The
     parts live in their own modules: ``view`` (the committed log as read), ``reader``, ``writer`` and
     ``lookups``, ``recovery``; this class only puts them together."""
-
-    def publish(self) -> int:
-        """Publish every committed event into the Delta table (see :meth:`LogWriter.publish`), then move
-        to quarantine the segment files that neither the manifest nor the table names any more:
-        leftovers of a flush or compaction interrupted before it published, which recovery keeps for
-        as long as the table still names them."""
-        published = super().publish()
-        with self._write_lock():
-            strays = self.unknown_files(self.current_view())
-            folder = quarantine.move_aside(self.root, strays)
-            if folder is not None:
-                _log.warning("moved %d file(s) the log no longer names to %s", len(strays), folder)
-        return published
 
     @classmethod
     def open(
@@ -94,12 +81,14 @@ class EventStore(LogReader, LogWriter, LogRecovery):
         A writer (the default) creates the log if needed and recovers from any interrupted write:
         leftovers of interrupted writes and files the commit point does not name are moved to a
         quarantine folder (never deleted), a torn write-ahead record that no commit acknowledged is
-        moved aside and cut off, and the index is brought in line with the manifest. A damaged log is
-        left exactly as found: reads and appends then raise :class:`CorruptionError`.
+        moved aside and cut off, and the index is brought in line with the committed state. A directory
+        written when ``manifest.json`` was the commit point is migrated (one Delta commit carrying its
+        state; the file then moves to quarantine). A damaged log is left exactly as found: reads and
+        appends then raise :class:`CorruptionError`.
 
         ``read_only=True`` takes no lock, recovers nothing and writes nothing (it works on a read-only
         copy and beside writers); a directory without a Settler log raises :class:`NotFoundError`.
-        ``recover_index=False`` skips the index step and leaves a missing or unreadable manifest alone
+        ``recover_index=False`` skips the index step and leaves a missing or unreadable commit point alone
         (for ``reindex``, which rebuilds both from the segments)."""
         path = Path(data_dir)
         if path.exists() and not path.is_dir():
@@ -112,9 +101,10 @@ class EventStore(LogReader, LogWriter, LogRecovery):
                 raise NotFoundError(
                     f"no Settler data at {path}", hint="pass --data-dir or set SETTLER_DATA_DIR"
                 )
-            if not store.manifest_path.exists() and list_segment_files(store.segments_dir):
+            if not store.has_commit_point() and list_segment_files(store.segments_dir):
                 raise StoreError(
-                    f"{store.manifest_path} is missing but segments exist",
+                    f"the event log at {store.root} has segment files but no commit point "
+                    f"({store.segments_dir / delta_table.LOG_FOLDER} is missing)",
                     hint="run `settler log reindex` to rebuild it from the segments",
                 )
             return store

@@ -11,8 +11,7 @@ PROJECTION_COLUMNS = (
     "created_at",
 )
 """The envelope columns :meth:`EventStore.read_fields` returns unless told otherwise."""
-PUBLISH_EVERY_EVENTS = 50_000  # publish on its own once this many committed events are unpublished
 GRANULE_CACHE_LIMIT = 1_000_000  # stream granules held in memory per store instance (~100 bytes each)
-WAL_FLUSH_ROWS = 200_000  # move the write-ahead tail into segments once it holds this many events
+WAL_FLUSH_ROWS = 200_000  # move the write-ahead tail into segments (and so publish it) at this many events
 SEGMENT_ROWS = 50_000  # batches at least this big go straight to segments; smaller ones to the tail
 BULK_ROWS = 2_000  # envelope batches at least this big take the columnar path

@@ -1,14 +1,14 @@
 """Maintenance of the log: verify, compact, reindex, stats.
 
 * ``verify`` reads everything and changes nothing: every committed segment exists and its bytes match
-  the checksum recorded in its name and in the manifest, positions are exactly ``1..head`` with no gap
+  the checksum recorded in its name and in the committed state, positions are exactly ``1..head`` with no gap
   or duplicate, stream versions are ``1..n`` per stream, event ids are unique, and the index agrees
   with the segments. Each problem is reported; none is fixed.
 * ``compact`` merges small segments of an event date into larger ones, each with a stream copy (see
   ``stream_copies.py``). Events, positions and versions are unchanged; replaced files move to
-  ``retired/`` and are deleted after a grace period, so readers holding the previous manifest can finish.
+  ``retired/`` and are deleted after a grace period, so readers of the previous table version can finish.
 * ``repair`` (``repair.py``) does what can be done for a damaged log; ``verify`` lives in ``verify.py``.
-* ``reindex`` rebuilds the DuckDB index (and, if it is missing, the manifest) from the segment files.
+* ``reindex`` rebuilds the DuckDB index (and, if it is missing, the commit point) from the segment files.
 """
 
 from __future__ import annotations
@@ -112,13 +112,12 @@ def compact(store: EventStore, *, target_rows: int = COMPACT_TARGET_ROWS) -> Com
                 [w.granules for w in written_all],
             )
             store.index.add_stream_copies(con, copies)
+        # One Delta commit adds the new files and drops the replaced ones, and only then are those moved
+        # out: a reader of any table version sees every event exactly once.
         new = store.commit_segments(manifest, added=[w.info for w in written_all], removed=removed)
         with store.index.writing() as con:
             old_copies = store.index.copies_of(con, removed)
             store.index.remove_segments(con, removed)
-        # The table drops the replaced files in the same Delta commit that adds their replacement, and
-        # only then are they moved out: a reader of any table version sees every event exactly once.
-        store.publish_segments(new)
         store.retire(removed)
         stream_copies.retire(store.copies_dir, store.retired_dir, old_copies)
         return CompactReport(
@@ -169,8 +168,9 @@ def stats(store: EventStore) -> dict[str, Any]:
         "streams_in_segments": int(streams or 0),
         "tenants_in_segments": int(tenants or 0),
         "events_by_type": counts,
-        "manifest_generation": manifest.generation,
-        "published_position": manifest.published_head,
+        "generation": manifest.generation,
+        "table_version": store.state_version,
+        "published_position": manifest.segments_head,
         "table_uri": store.table_uri,
         "last_commit_at": (
             view.tail.last_created_at.isoformat() if view.tail.last_created_at else manifest.last_created_at

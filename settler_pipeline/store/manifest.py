@@ -1,9 +1,15 @@
-"""The manifest: the atomically replaced list of committed segments and the current write-ahead log.
+"""The log's state: the committed segments, the current write-ahead file and the figures kept beside them.
 
-Replacing ``manifest.json`` (write to a temporary file, fsync, ``os.replace``, fsync the directory) is
-the commit point of every segment write, flush and compaction: a segment file not named here is not
-part of the log (it is an orphan of an interrupted write and is removed by recovery). Readers take one
-manifest and so see one consistent set of segments, never a partial batch.
+The state is committed with every segment write, flush and compaction *in the Delta commit* that adds
+and removes the segment files (``settler.state`` in its ``commitInfo``, see ``table.py``): that commit
+is the commit point, and a segment file no state names is not part of the log (an orphan of an
+interrupted write, moved to quarantine by recovery). Readers take the state of one table version and
+so see one consistent set of segments, never a partial batch.
+
+Logs written before the Delta log was the commit point kept the state in ``log/manifest.json`` (format
+1, the same fields plus ``published_head``). :func:`load` reads it for the one-time migration a writer
+makes on open (and for read-only opens of a directory no writer has migrated yet); after the migration
+the file is moved to the quarantine folder and never read again.
 """
 
 from __future__ import annotations
@@ -14,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from settler_pipeline.errors import CorruptionError
-from settler_pipeline.files import write_atomic
 
 FORMAT_VERSION = 1
 
@@ -39,7 +44,7 @@ class SegmentInfo:
 
 @dataclass(frozen=True)
 class Manifest:
-    """The committed state of the log's segments; see the module docstring."""
+    """The committed state of the log; see the module docstring."""
 
     generation: int = 0
     segments_head: int = 0  # highest position held in segments; positions 1..segments_head are there
@@ -51,7 +56,6 @@ class Manifest:
     # position ranges acknowledged once but lost to damage, recorded by `settler log repair`; they are
     # never handed out again and `verify` reports them instead of a gap
     lost: tuple[tuple[int, int], ...] = ()
-    published_head: int = 0  # positions 1..published_head are in the Delta table (see table.py)
 
     @property
     def lost_head(self) -> int:
@@ -71,14 +75,15 @@ class Manifest:
     def from_json(cls, text: str) -> Manifest:
         body: dict[str, Any] = json.loads(text)
         if body.pop("format_version", None) != FORMAT_VERSION:
-            raise CorruptionError("manifest.json has an unknown format version")
+            raise CorruptionError("the log's state has an unknown format version")
         body["segments"] = tuple(SegmentInfo(**seg) for seg in body["segments"])
         body["lost"] = tuple((int(a), int(b)) for a, b in body.get("lost", ()))
+        body.pop("published_head", None)  # format 1 as written to manifest.json; the table says it now
         return cls(**body)
 
 
 def load(path: Path) -> Manifest | None:
-    """The manifest at ``path``, or ``None`` when the log has none yet."""
+    """The state in a former ``manifest.json`` at ``path``, or ``None`` when there is none."""
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -89,8 +94,3 @@ def load(path: Path) -> Manifest | None:
         raise CorruptionError(
             f"{path} is unreadable: {exc}", hint="run `settler log reindex` to rebuild it from the segments"
         ) from exc
-
-
-def store(path: Path, manifest: Manifest) -> None:
-    """Atomically and durably replace the manifest at ``path``."""
-    write_atomic(path, manifest.to_json().encode())

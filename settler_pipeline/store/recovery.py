@@ -45,24 +45,28 @@ class LogRecovery(LogBase):
     def _recover(self, *, recover_index: bool = True) -> None:
         """Bring the directory to a consistent state (called under the write lock). Nothing is deleted:
         what the commit point does not name moves to the quarantine folder. A damaged log is left as
-        found (its reads and appends raise :class:`CorruptionError`; ``log repair`` fixes what it can)."""
+        found (its reads and appends raise :class:`CorruptionError`; ``log repair`` fixes what it can).
+        A directory of the former layout is migrated first (see :meth:`_migrate`)."""
         try:
-            manifest = manifest_io.load(self.manifest_path)
+            if not self._migrate():
+                return  # a damaged log of the former layout: left as found
+            manifest = self.stored_state()
         except CorruptionError:
             if recover_index:
                 raise
-            return  # opened for `reindex`, which rebuilds the manifest from the segments
+            return  # opened for `reindex`, which rebuilds the commit point from the segments
         files = list_segment_files(self.segments_dir)
         if manifest is None:
             if files and not recover_index:
                 return  # likewise: moving the "orphans" aside here would take the whole log away
             if files:
                 raise StoreError(
-                    f"{self.manifest_path} is missing but segments exist",
+                    f"the event log at {self.root} has segment files but no commit point "
+                    f"({self.segments_dir / delta_table.LOG_FOLDER} is missing)",
                     hint="run `settler log reindex` to rebuild it from the segments",
                 )
             manifest = Manifest()
-            manifest_io.store(self.manifest_path, manifest)
+            self._commit_state(manifest)  # version 0 of the table: an empty log any engine can read
         self._view = None
         view = self.current_view()
         if view.damage:
@@ -83,9 +87,58 @@ class LogRecovery(LogBase):
             self._sync_index(manifest)
         self._view = None
 
+    def _migrate(self) -> bool:
+        """Move the commit point of a directory written when ``manifest.json`` was it into the Delta
+        log: one commit carrying the manifest's state (and making the table's files exactly its
+        segments), then the file moves to the quarantine folder, never to be read again. Returns
+        ``False`` when the former layout's log is damaged (it is then left exactly as found)."""
+        if not self.manifest_path.exists():
+            return True
+        version = delta_table.newest_version(self.segments_dir)
+        if version is None or delta_table.read_state(self.segments_dir, version) is None:
+            legacy = manifest_io.load(self.manifest_path) or Manifest()
+            self._view = None
+            view = self.current_view()
+            if view.damage:
+                _log.warning("the event log at %s is damaged: %s", self.data_dir, "; ".join(view.damage))
+                return False
+            self._commit_state(replace(legacy, generation=legacy.generation + 1))
+        # committed (now or by a migration stopped right after its commit): the file is stale
+        folder = quarantine.move_aside(self.root, [self.manifest_path])
+        self._manifest_cache = None
+        self._view = None
+        _log.warning("the Delta log is now the commit point; the former manifest.json is kept in %s", folder)
+        return True
+
+    def has_commit_point(self) -> bool:
+        """Whether the log has a commit point (a Delta table, or a former ``manifest.json``)."""
+        return delta_table.newest_version(self.segments_dir) is not None or self.manifest_path.exists()
+
+    def stored_state(self) -> Manifest | None:
+        """The committed state, or ``None`` when the log has no commit point; raises
+        :class:`CorruptionError` when it cannot be read."""
+        if not self.has_commit_point():
+            return None
+        self._state_cache = None
+        return self._load_manifest()
+
+    def store_state(self, state: Manifest) -> None:
+        """Commit ``state`` (maintenance: ``repair`` and ``reindex``; under :meth:`write_lock`). A
+        transaction log that cannot be read is first moved to the quarantine folder whole, and the
+        table is created anew from ``state``."""
+        try:
+            self.stored_state()
+        except CorruptionError:
+            folder = quarantine.move_aside(self.root, [self.segments_dir / delta_table.LOG_FOLDER])
+            _log.warning("moved the unreadable Delta transaction log to %s", folder)
+        self._commit_state(state)
+        if self.manifest_path.exists():
+            quarantine.move_aside(self.root, [self.manifest_path])
+            self._manifest_cache = None
+
     def unknown_files(self, view: LogView) -> list[Path]:
         """Files in the log's data folders that the commit point does not name: leftovers of
-        interrupted writes (staging files, segments no manifest names, superseded write-ahead files)
+        interrupted writes (staging files, segments no commit names, superseded write-ahead files)
         and anything else put there. Recovery moves them to quarantine; ``verify`` reports them."""
         live = view.live_paths
         strays = sorted(p for p in self.staging_dir.rglob("*") if p.is_file())
@@ -99,14 +152,10 @@ class LogRecovery(LogBase):
             )
         if self.wal_dir.exists():
             strays += sorted(p for p in self.wal_dir.iterdir() if p != view.wal_path)
-        if strays and delta_table.exists(self.segments_dir):
-            # files the published table still names (a compaction stopped before publishing) stay
-            published = {self.segments_dir / p for p in delta_table.current_files(self.segments_dir)}
-            strays = [p for p in strays if p not in published]
         return strays
 
     def _sync_index(self, manifest: Manifest) -> None:
-        """Make the index hold exactly the manifest's segments (removing extras, adding missing ones)."""
+        """Make the index hold exactly the state's segments (removing extras, adding missing ones)."""
         live = {s.path: s for s in manifest.segments}
         backfill = self.index.path.exists() and not self.index.has_table("named_ids")
         with self.index.writing() as con:
@@ -137,7 +186,7 @@ class LogRecovery(LogBase):
 
     def retire(self, paths: Sequence[str]) -> None:
         """Move replaced segment files out of the scanned tree; they are deleted after a grace period
-        so that a reader holding an old manifest can still finish."""
+        so that a reader holding an older table version can still finish."""
         for relative in paths:
             source = self.segments_dir / relative
             target = self.retired_dir / relative
@@ -147,10 +196,10 @@ class LogRecovery(LogBase):
                 os.utime(target)
 
     def rebuild_manifest_from_files(self) -> Manifest:
-        """Describe every segment file on disk into a fresh manifest (the write-ahead tail is kept)."""
+        """Describe every segment file on disk into a fresh state (the write-ahead tail is kept)."""
         infos = [describe_file(p, self.segments_dir) for p in list_segment_files(self.segments_dir)]
         try:
-            old = manifest_io.load(self.manifest_path)
+            old = self.stored_state()
         except CorruptionError:
             old = None
         head = max((i.last_position for i in infos), default=0)

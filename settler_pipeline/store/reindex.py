@@ -1,6 +1,6 @@
-"""`reindex`: rebuild the derived index (and a lost manifest) from the segment files alone. Stream
-copies are not rebuilt: they move to ``retired/`` and loads read the segments until the next flush or
-compaction writes new ones."""
+"""`reindex`: rebuild the derived index (and a lost or unreadable commit point) from the segment files
+alone. Stream copies are not rebuilt: they move to ``retired/`` and loads read the segments until the
+next flush or compaction writes new ones."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import Any
 import polars as pl
 
 from settler_pipeline.errors import StoreError
-from settler_pipeline.store import manifest as manifest_io
 from settler_pipeline.store import stream_copies
 from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.index import EventIndex, granules
@@ -35,18 +34,18 @@ class ReindexReport:
 
 
 def reindex(store: EventStore) -> ReindexReport:
-    """Rebuild the index from the segment files alone (and the manifest too when it is missing or
-    unreadable); the new index replaces the old one atomically."""
+    """Rebuild the index from the segment files alone (and the commit point too, as a new Delta commit,
+    when it is missing or unreadable); the new index replaces the old one atomically."""
     with store.write_lock():
         rebuilt = False
         try:
-            manifest = manifest_io.load(store.manifest_path)
+            manifest = store.stored_state()
         except StoreError:
             manifest = None
         if manifest is None:
             manifest = store.rebuild_manifest_from_files()
             check_contiguous(manifest)
-            manifest_io.store(store.manifest_path, manifest)
+            store.store_state(manifest)
             rebuilt = True
         fresh = store.index.path.with_name(f".{store.index.path.name}.rebuild.{os.getpid()}")
         for leftover in (fresh, Path(f"{fresh}.wal")):

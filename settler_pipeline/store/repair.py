@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from settler_pipeline.errors import StoreError
-from settler_pipeline.store import manifest as manifest_io
 from settler_pipeline.store import quarantine, wal
 from settler_pipeline.store.event_store import EventStore, LogView
 from settler_pipeline.store.head import write_head
@@ -40,8 +39,9 @@ class RepairReport:
 def repair(store: EventStore) -> RepairReport:
     """Do what can be done for a damaged log, keeping every intact event and never reusing a position:
 
-    * a commit point older than the segment files (an old ``manifest.json`` put back) is rebuilt from
-      the files when they hold contiguous positions;
+    * a commit point older than the segment files (newer Delta commit files lost, or an older copy of
+      the transaction log put back) is rebuilt from the files, as a new Delta commit, when they hold
+      contiguous positions;
     * a write-ahead file with damaged records is moved to the quarantine folder and replaced by one
       holding its intact records; the positions the damage held are recorded as lost;
     * acknowledged positions that nothing holds (a truncated or deleted write-ahead file) are recorded
@@ -61,9 +61,10 @@ def repair(store: EventStore) -> RepairReport:
             except StoreError as exc:
                 report.unresolved.append(f"the commit point is older than the segment files: {exc}")
             else:
-                manifest_io.store(store.manifest_path, rebuilt)
+                store.store_state(rebuilt)
                 report.actions.append(
-                    f"rebuilt manifest.json from {len(rebuilt.segments)} segment files "
+                    "rebuilt the commit point (a new Delta commit) from "
+                    f"{len(rebuilt.segments)} segment files "
                     f"(positions up to {rebuilt.segments_head})"
                 )
                 store.forget_view()
@@ -73,7 +74,7 @@ def repair(store: EventStore) -> RepairReport:
             manifest = replace(
                 view.manifest, generation=view.manifest.generation + 1, lost=(*view.manifest.lost, *lost)
             )
-            manifest_io.store(store.manifest_path, manifest)
+            store.store_state(manifest)
             report.lost = lost
             report.actions.append(
                 "recorded lost positions " + ", ".join(f"{a}..{b}" for a, b in lost) + " (never reused)"

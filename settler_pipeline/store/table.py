@@ -1,25 +1,32 @@
-"""The published log: a Delta Lake table over the committed segment files, for every other engine.
+"""The log's commit point: a Delta Lake table over the segment files, read by every other engine too.
 
 The table's root is ``log/segments`` (Hive-partitioned by ``event_date``, the UTC date of the event's
 own time) and its transaction log is ``log/segments/_delta_log``. The table's files are the segment
-files themselves (no copy): publishing commits ``add`` actions for segments the manifest gained and
-``remove`` actions for segments compaction replaced, in one Delta commit, so a reader of any table
-version sees each event exactly once, never a file twice, never a file being written. Every commit
-records the position it publishes up to (``settler.head_position`` in the commit's metadata), and
-positions ``1..published`` are exactly the table's rows.
+files themselves (no copy). **One Delta commit is the commit of every segment write, flush and
+compaction**: it adds the new segments (with position statistics) and removes the ones compaction
+replaced, so a reader of any table version sees each event exactly once, never a file twice, never a
+file being written; positions ``1..segments_head`` are exactly the table's rows.
+
+What the table itself cannot say is carried by the same commit, in its ``commitInfo``:
+``settler.state`` holds the log's state (:class:`~settler_pipeline.store.manifest.Manifest`: the
+generation, the segments' head, the write-ahead file's first position, the newest commit time, the
+greatest event and stream ids, recorded losses, and per segment its positions, rows, size, SHA-256 and
+commit-time range) and ``settler.head_position`` the position published. The state of the log is read
+from the newest commit file alone (one small read, no replay of the log); ``verify`` checks that the
+table's replayed file list agrees with it.
 
 Spark, Trino, DuckDB's delta extension, ``deltalake.DeltaTable`` and ``pl.scan_delta`` read it; an engine
 without Delta support reads ``DeltaTable(uri).file_uris()`` as plain Parquet (with union-by-name: files
-written before the typed payload columns lack them). The typed payload columns of
-:mod:`~settler_pipeline.store.payloads` are part of the table's schema; a table published before them
-gains them by schema evolution and its older files read them as null.
+written before the typed payload columns lack them). Only Settler writes the table: a commit made by
+anything else carries no state and the store refuses to guess it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -32,12 +39,17 @@ from deltalake.transaction import (
     create_table_with_add_actions,
 )
 
-from settler_pipeline.store.manifest import SegmentInfo
+from settler_pipeline.errors import CorruptionError
+from settler_pipeline.files import fsync_dir
+from settler_pipeline.store.manifest import Manifest, SegmentInfo
 from settler_pipeline.store.payloads import arrow_schema
 
 PARTITION = "event_date"
 LOG_FOLDER = "_delta_log"
 HEAD_KEY = "settler.head_position"
+STATE_KEY = "settler.state"
+_COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
+_REINDEX = "run `settler log reindex` to rebuild the commit point from the segment files"
 # Every column nullable: the Parquet files declare them optional, and the typed payload columns
 # (added to tables first published without them) read as null in files written before them.
 TABLE_SCHEMA = pa.schema(
@@ -50,52 +62,117 @@ def table_uri(segments_dir: Path) -> str:
     return str(segments_dir.resolve())
 
 
+def commit_file(segments_dir: Path, version: int) -> Path:
+    """The transaction log's file of ``version``."""
+    return segments_dir / LOG_FOLDER / f"{version:020d}.json"
+
+
 def exists(segments_dir: Path) -> bool:
-    """Whether the log has been published at least once (a first commit interrupted before its
-    commit file was written leaves an empty ``_delta_log`` folder: not a table yet)."""
-    return (segments_dir / LOG_FOLDER / f"{0:020d}.json").is_file()
+    """Whether the table exists (a first commit interrupted before its commit file was written leaves
+    an empty ``_delta_log`` folder: not a table yet)."""
+    return commit_file(segments_dir, 0).is_file()
+
+
+def newest_version(segments_dir: Path, known: int | None = None) -> int | None:
+    """The newest version of the table (``None`` if there is none). From a ``known`` version it probes
+    the following commit files (a stat each); without one it lists the transaction log."""
+    if known is not None and commit_file(segments_dir, known).is_file():
+        version = known
+        while commit_file(segments_dir, version + 1).is_file():
+            version += 1
+        return version
+    try:
+        names = os.listdir(segments_dir / LOG_FOLDER)
+    except FileNotFoundError:
+        return None
+    return max((int(m.group(1)) for n in names if (m := _COMMIT_FILE.match(n))), default=None)
+
+
+def has_newer(segments_dir: Path, version: int) -> bool:
+    """Whether a version after ``version`` was committed (one stat)."""
+    return commit_file(segments_dir, version + 1).is_file()
+
+
+def commit_info(segments_dir: Path, version: int) -> dict[str, object]:
+    """The ``commitInfo`` of ``version`` (empty if it has none)."""
+    path = commit_file(segments_dir, version)
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise CorruptionError(f"{path} is missing", hint=_REINDEX) from exc
+    for line in text.splitlines():
+        if line.startswith('{"commitInfo"'):
+            try:
+                info = json.loads(line)["commitInfo"]
+            except (ValueError, KeyError) as exc:
+                raise CorruptionError(f"{path} is unreadable: {exc}", hint=_REINDEX) from exc
+            return info if isinstance(info, dict) else {}
+    if not text.strip() or any(not _is_json(line) for line in text.splitlines() if line.strip()):
+        raise CorruptionError(f"{path} is unreadable", hint=_REINDEX)
+    return {}
+
+
+def read_state(segments_dir: Path, version: int) -> Manifest | None:
+    """The log's state committed by ``version``, or ``None`` when that commit carries none (a table
+    published by a Settler that still kept its state in ``manifest.json``)."""
+    state = commit_info(segments_dir, version).get(STATE_KEY)
+    if state is None:
+        return None
+    try:
+        return Manifest.from_json(str(state))
+    except (ValueError, TypeError, KeyError, CorruptionError) as exc:
+        raise CorruptionError(
+            f"{commit_file(segments_dir, version)}: the log's state is unreadable: {exc}", hint=_REINDEX
+        ) from exc
+
+
+def published_head(segments_dir: Path) -> int:
+    """The position the table's newest version publishes up to (0 if there is no table)."""
+    version = newest_version(segments_dir)
+    if version is None:
+        return 0
+    return int(str(commit_info(segments_dir, version).get(HEAD_KEY, 0)))
 
 
 def current_files(segments_dir: Path) -> set[str]:
-    """Paths (relative to the segments folder) of the table's current files; empty if unpublished."""
+    """Paths (relative to the segments folder) of the table's current files, by replaying its
+    transaction log with ``deltalake``; empty if there is no table."""
     if not exists(segments_dir):
         return set()
     root = Path(table_uri(segments_dir))
     return {Path(uri).relative_to(root).as_posix() for uri in DeltaTable(table_uri(segments_dir)).file_uris()}
 
 
-def published_head(segments_dir: Path) -> int:
-    """The position the table's current version publishes up to (0 if unpublished)."""
-    if not exists(segments_dir):
-        return 0
-    history = DeltaTable(table_uri(segments_dir)).history(1)
-    return int(history[0].get(HEAD_KEY, 0)) if history else 0
-
-
-def sync(segments_dir: Path, segments: Sequence[SegmentInfo], head: int, previous_head: int) -> bool:
-    """Make the table's current files exactly ``segments`` (the manifest's), recording ``head``, in
-    one Delta commit. Segments beyond ``previous_head`` are new data; the others (compaction's output)
-    and every removal rearrange data without changing it. Returns whether a commit was made."""
+def commit(segments_dir: Path, state: Manifest) -> int:
+    """Commit ``state`` in one Delta commit: the table's files become exactly ``state.segments``
+    (added ones with position statistics; segments at or below the previous head rearrange data
+    without changing it, as compaction does) and the commit carries the state. The commit file is made
+    durable before this returns. Returns the new version."""
     uri = table_uri(segments_dir)
-    live = {seg.path: seg for seg in segments}
-    properties = CommitProperties(custom_metadata={HEAD_KEY: head})
+    properties = _properties(state)
     if not exists(segments_dir):
-        adds = [_add(segments_dir, seg, data_change=True) for seg in segments]
         create_table_with_add_actions(
             uri,
             DeltaSchema.from_arrow(TABLE_SCHEMA),
-            adds,
+            [_add(segments_dir, seg, data_change=True) for seg in state.segments],
             mode="error",
             partition_by=[PARTITION],
             name="settler_events",
             description="The Settler event log: one row per committed event, positions 1..head.",
             commit_properties=properties,
         )
-        return True
+        _sync_commit(segments_dir, 0)
+        return 0
     table = DeltaTable(uri)
-    _add_new_columns(table)
+    previous = table.version()
+    info = commit_info(segments_dir, previous)
+    previous_head = int(str(info.get(HEAD_KEY, 0)))
+    kept = {key: info[key] for key in (HEAD_KEY, STATE_KEY) if key in info}
+    if _add_new_columns(table, CommitProperties(custom_metadata=kept)):
+        previous += 1
     root = Path(uri)
     current = {Path(u).relative_to(root).as_posix() for u in table.file_uris()}
+    live = {seg.path: seg for seg in state.segments}
     added = [
         _add(segments_dir, live[path], data_change=live[path].last_position > previous_head)
         for path in sorted(live.keys() - current)
@@ -105,8 +182,6 @@ def sync(segments_dir: Path, segments: Sequence[SegmentInfo], head: int, previou
         RemoveAction(path, False, now, None, {PARTITION: _partition_of(path)})
         for path in sorted(current - live.keys())
     ]
-    if not added and not removed and previous_head == head:
-        return False
     table.create_write_transaction(
         [*added, *removed],
         mode="append",
@@ -114,20 +189,47 @@ def sync(segments_dir: Path, segments: Sequence[SegmentInfo], head: int, previou
         partition_by=[PARTITION],
         commit_properties=properties,
     )
-    return True
+    version = newest_version(segments_dir, previous)
+    if version is None or version <= previous:
+        raise CorruptionError(f"the Delta commit after version {previous} of {uri} cannot be found")
+    _sync_commit(segments_dir, version)
+    return version
 
 
-def _add_new_columns(table: DeltaTable) -> None:
+def _properties(state: Manifest) -> CommitProperties:
+    return CommitProperties(custom_metadata={HEAD_KEY: state.segments_head, STATE_KEY: state.to_json()})
+
+
+def _sync_commit(segments_dir: Path, version: int) -> None:
+    """Make a commit file durable before the commit is acknowledged (the recorded head, synced after
+    it, must never be ahead of a commit a power loss could take back)."""
+    fd = os.open(commit_file(segments_dir, version), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(segments_dir / LOG_FOLDER)
+
+
+def _add_new_columns(table: DeltaTable, properties: CommitProperties) -> bool:
     """Evolve a table published before the typed payload columns existed: add them (nullable; older
-    files read them as null). The schema commit repeats the published head, so the head stays readable
-    from the newest commit even if the process stops right after it."""
+    files read them as null). The schema commit repeats the previous commit's state (``properties``), so
+    the newest commit describes the table's files even if the process stops right after it. Returns
+    whether it did."""
     have = {field.name for field in table.schema().fields}
     missing = [f for f in DeltaSchema.from_arrow(TABLE_SCHEMA).fields if f.name not in have]
     if not missing:
-        return
-    history = table.history(1)
-    head = int(history[0].get(HEAD_KEY, 0)) if history else 0
-    table.alter.add_columns(missing, commit_properties=CommitProperties(custom_metadata={HEAD_KEY: head}))
+        return False
+    table.alter.add_columns(missing, commit_properties=properties)
+    return True
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
 
 
 def _partition_of(path: str) -> str:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
+from deltalake import DeltaTable
 
 from settler_pipeline.errors import StoreError
-from settler_pipeline.store import manifest as manifest_io
 from settler_pipeline.store import stream_copies
-from settler_pipeline.store.event_store import EventStore
+from settler_pipeline.store import table as delta_table
+from settler_pipeline.store.event_store import EventStore, LogView
 from settler_pipeline.store.index import COPY_TABLE, TABLES, granules
 from settler_pipeline.store.manifest import Manifest, SegmentInfo
 from settler_pipeline.store.schema import POLARS_SCHEMA
@@ -54,15 +56,16 @@ def verify(store: EventStore) -> VerifyReport:
     nothing, so it runs on a store opened with ``read_only=True``."""
     report = VerifyReport()
     try:
-        manifest = manifest_io.load(store.manifest_path)
+        state = store.stored_state()
+        view = store.current_view()
     except StoreError as exc:
         report.problems.append(str(exc))
         return report
-    if manifest is None:
-        report.problems.append("manifest.json is missing")
+    if state is None:
+        report.problems.append("the commit point (the Delta table's transaction log) is missing")
         return report
-    view = store.current_view()
     manifest = view.manifest
+    report.problems.extend(table_disagreements(store, view))
     report.problems.extend(view.damage)
     report.recorded_head = view.recorded_head
     report.lost = list(manifest.lost)
@@ -91,6 +94,32 @@ def verify(store: EventStore) -> VerifyReport:
     report.problems.extend(index_disagreements(store, manifest, trusted))
     report.problems.extend(copy_problems(store, trusted))
     return report
+
+
+def table_disagreements(store: EventStore, view: LogView) -> list[str]:
+    """Where the Delta table, as ``deltalake`` replays its transaction log, disagrees with the state its
+    newest commit carries (a commit file missing from the middle of the log, one written by another
+    tool). A directory not yet migrated from ``manifest.json`` has nothing to compare."""
+    version = store.state_version
+    if version is None:
+        return []
+    name = f"segments/{delta_table.LOG_FOLDER}"
+    try:
+        replayed = DeltaTable(store.table_uri)
+        files = {Path(u).relative_to(Path(store.table_uri)).as_posix() for u in replayed.file_uris()}
+    except Exception as exc:  # any unreadable transaction log is a finding, not a crash
+        return [f"{name}: the Delta transaction log cannot be replayed ({exc})"]
+    problems = []
+    if replayed.version() != version:
+        problems.append(
+            f"{name}: the table's version is {replayed.version()}, its newest commit file {version}"
+        )
+    if files != view.live_paths:
+        problems.append(
+            f"{name}: the table's files differ from the committed state "
+            f"({len(files - view.live_paths)} extra, {len(view.live_paths - files)} missing)"
+        )
+    return problems
 
 
 def copy_problems(store: EventStore, segments: Sequence[SegmentInfo]) -> list[str]:
@@ -143,10 +172,10 @@ def _check_segment(store: EventStore, seg: SegmentInfo, report: VerifyReport) ->
         report.problems.append(f"{seg.path}: unreadable ({exc})")
         return None
     if frame.height != seg.rows:
-        report.problems.append(f"{seg.path}: {frame.height} rows, manifest says {seg.rows}")
+        report.problems.append(f"{seg.path}: {frame.height} rows, the commit says {seg.rows}")
     positions = frame["global_position"]
     if positions.len() and (positions.min() != seg.first_position or positions.max() != seg.last_position):
-        report.problems.append(f"{seg.path}: positions do not match the manifest's range")
+        report.problems.append(f"{seg.path}: positions do not match the committed range")
     return frame
 
 

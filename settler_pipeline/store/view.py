@@ -1,8 +1,9 @@
 """One consistent view of the committed log, and the state a store instance keeps to read it cheaply.
 
-A view is a manifest, the write-ahead records after it, the recorded head and any damage found on the
-way (see ``docs/architecture.md``): readers read the recorded head, then the manifest, then the
-write-ahead records, so every head they see is covered by what they read.
+A view is the log's state at one table version (see ``table.py``), the write-ahead records after it,
+the recorded head and any damage found on the way (see ``docs/architecture.md``): readers read the
+recorded head, then the state, then the write-ahead records, so every head they see is covered by
+what they read.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def _with_damage(view: LogView, contents: wal.WalContents, recorded: int | Corru
             cause = "is missing" if not view.wal_path.exists() else "was truncated"
             problems.append(
                 f"{missing} are missing: the write-ahead file {name} {cause}, or the commit point "
-                f"(manifest.json, generation {view.manifest.generation}) is older than the log"
+                f"(the Delta log's newest commit, generation {view.manifest.generation}) is older than "
+                "the log"
             )
     elif trailing is not None:
         torn = trailing.end - trailing.start  # never acknowledged: a write cut short by a crash
@@ -138,7 +140,9 @@ class LogBase:
         self._reader = SegmentReader(self.segments_dir)
         self._copy_reader = SegmentReader(self.copies_dir, fix=stream_copies.DAMAGED_FIX)
         self._view: LogView | None = None
-        # the last manifest read and the (inode, mtime, size) of the file it was read from
+        # the newest state read from the table, with its version
+        self._state_cache: tuple[int, Manifest] | None = None
+        # a former manifest.json read and the (inode, mtime, size) of the file it was read from
         self._manifest_cache: tuple[tuple[int, int, int], Manifest] | None = None
         self._versions: dict[str, int] = {}
         self._stream_granules = StreamGranules(self.index)
@@ -158,16 +162,53 @@ class LogBase:
         return file_lock(self.write_lock_path, timeout_s=self.lock_timeout_s)
 
     def _load_manifest(self) -> Manifest:
+        """The log's state at the table's newest version (cached: one stat when nothing was committed
+        since); before a writer migrated a directory of the former layout, its ``manifest.json``."""
+        cached = self._state_cache
+        if cached is not None and not delta_table.has_newer(self.segments_dir, cached[0]):
+            return cached[1]
+        version = delta_table.newest_version(self.segments_dir, cached[0] if cached else None)
+        state = delta_table.read_state(self.segments_dir, version) if version is not None else None
+        if state is None:
+            legacy = self._legacy_manifest()
+            if legacy is not None:
+                return legacy
+            if version is not None:
+                newest = delta_table.commit_file(self.segments_dir, version)
+                raise CorruptionError(
+                    f"the newest commit of the event log's table ({newest}) carries no Settler state: "
+                    "it was not made by Settler",
+                    hint="run `settler log reindex` to rebuild the commit point from the segment files",
+                )
+            return Manifest()
+        assert version is not None
+        self._state_cache = (version, state)
+        return state
+
+    def _legacy_manifest(self) -> Manifest | None:
+        """The state in ``manifest.json`` of a directory written before the Delta log was the commit
+        point and not yet migrated by a writer (see ``manifest.py``), cached by inode/mtime/size."""
         try:
             st = os.stat(self.manifest_path)
         except FileNotFoundError:
-            return Manifest()
+            return None
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         if self._manifest_cache is not None and self._manifest_cache[0] == stamp:
             return self._manifest_cache[1]
         loaded = manifest_io.load(self.manifest_path) or Manifest()
         self._manifest_cache = (stamp, loaded)
         return loaded
+
+    def _commit_state(self, state: Manifest) -> None:
+        """Commit ``state`` as the table's next version (the commit point; under the write lock)."""
+        version = delta_table.commit(self.segments_dir, state)
+        self._state_cache = (version, state)
+        self._view = None
+
+    @property
+    def state_version(self) -> int | None:
+        """The table version the cached state was read from (``None`` before one was read)."""
+        return self._state_cache[0] if self._state_cache else None
 
     def _refresh(self) -> LogView:
         """The current committed log (cheap when nothing changed: a stat and an incremental read);

@@ -1,5 +1,6 @@
-"""The write side of the log: small commits to the write-ahead tail, big batches straight to segments,
-publishing into the Delta table. Every commit records the new head before it returns."""
+"""The write side of the log: small commits to the write-ahead tail, big batches straight to segments
+committed by one Delta commit each (which publishes them). Every commit records the new head before it
+returns."""
 
 from __future__ import annotations
 
@@ -22,8 +23,6 @@ from settler_pipeline.errors import (
 from settler_pipeline.files import fsync_dir
 from settler_pipeline.ids import validate_uuid
 from settler_pipeline.store import limits, wal
-from settler_pipeline.store import manifest as manifest_io
-from settler_pipeline.store import table as delta_table
 from settler_pipeline.store.batch import number_batch
 from settler_pipeline.store.head import write_head
 from settler_pipeline.store.lookups import LogLookups
@@ -52,15 +51,15 @@ class LogWriter(LogLookups):
 
     def publish(self) -> int:
         """Publish every committed event into the Delta table: the write-ahead tail is moved into
-        segments and the table's files are made exactly the manifest's, in one Delta commit. Returns
+        segments, whose Delta commit publishes them (every segment commit is a Delta commit). Returns
         the published position (positions ``1..published`` are then exactly the table's rows).
-        Idempotent; safe to interrupt (the next call completes it)."""
+        Idempotent; safe to interrupt (an interrupted flush is recovered like any other)."""
         with self._write_lock():
             view = self._refresh()
             if view.tail.rows:
                 self._write_segments(view, view.tail.frame.clear())
                 view = self._refresh()
-            return self.publish_segments(view.manifest)
+            return view.manifest.segments_head
 
     def flush_tail(self, view: LogView) -> None:
         """Move the write-ahead tail of ``view`` into segments (call under :meth:`write_lock`)."""
@@ -70,19 +69,10 @@ class LogWriter(LogLookups):
     def commit_segments(
         self, old: Manifest, *, added: Sequence[SegmentInfo], removed: Sequence[str]
     ) -> Manifest:
-        """Commit a new manifest: ``old`` with ``added`` segments and without ``removed`` ones, events
-        unchanged (compaction; call under :meth:`write_lock`). Returns the stored manifest."""
+        """Commit ``old`` with ``added`` segments and without ``removed`` ones, events unchanged
+        (compaction; call under :meth:`write_lock`): one Delta commit that adds the new files and
+        removes the replaced ones. Returns the committed state."""
         return self._store_manifest(old, added=added, removed=removed, tail=None)
-
-    def publish_segments(self, manifest: Manifest) -> int:
-        """Make the table hold exactly ``manifest``'s segments and record what is published (call it
-        under :meth:`write_lock` with the manifest just stored; :meth:`publish` is the usual entry)."""
-        head = manifest.segments_head
-        delta_table.sync(self.segments_dir, manifest.segments, head, manifest.published_head)
-        if manifest.published_head != head:
-            manifest_io.store(self.manifest_path, replace(manifest, published_head=head))
-            self._view = None
-        return head
 
     def append(
         self,
@@ -234,11 +224,12 @@ class LogWriter(LogLookups):
         return AppendResult(stored["global_position"].to_list(), duplicate=False)
 
     def _write_segments(self, view: LogView, batch: pl.DataFrame) -> None:
-        """Move the write-ahead tail plus ``batch`` into segments and commit them with a new manifest.
+        """Move the write-ahead tail plus ``batch`` into segments and commit them in one Delta commit.
 
-        Order matters for crash safety: segment files, then their index rows, then the manifest (the
-        commit point), then the recorded head, then the old write-ahead file. A crash before the manifest
-        leaves orphans that recovery moves to quarantine; after it, a stale write-ahead file likewise."""
+        Order matters for crash safety: segment files, then their index rows, then the Delta commit (the
+        commit point, carrying the log's state), then the recorded head, then the old write-ahead file.
+        A crash before the commit leaves orphans that recovery moves to quarantine; after it, a stale
+        write-ahead file likewise."""
         # The tail's events (many commits of a few events) are typed from their JSON here, once; a bulk
         # batch is stored as it comes (typed when it brings its payload columns, as a run's do).
         tail = with_payload_columns(view.tail.chunked_frame()) if view.tail.rows else None
@@ -262,8 +253,6 @@ class LogWriter(LogLookups):
         write_head(self.head_path, max(new.segments_head, new.lost_head))
         if view.wal_path.exists():
             view.wal_path.unlink()  # its events are in the committed segments now
-        if new.segments_head - new.published_head >= limits.PUBLISH_EVERY_EVENTS:
-            self.publish_segments(new)
 
     def _store_manifest(
         self,
@@ -287,8 +276,7 @@ class LogWriter(LogLookups):
                 max_event_id=max(old.max_event_id, str(frame["event_id"].max())),
                 max_aggregate_id=max(old.max_aggregate_id, str(frame["aggregate_id"].max())),
             )
-        manifest_io.store(self.manifest_path, new)
-        self._view = None
+        self._commit_state(new)
         return new
 
 

@@ -46,8 +46,8 @@ def all_events(store: EventStore) -> pl.DataFrame:
 
 
 def log_files(store: EventStore) -> dict[str, tuple[int, int]]:
-    """Every file of the committed log (segments, write-ahead log, manifest) with size and mtime."""
-    files = [store.manifest_path, *store.segments_dir.rglob("*"), *store.wal_dir.rglob("*")]
+    """Every file of the committed log (segments, the Delta log, write-ahead log) with size and mtime."""
+    files = [*store.segments_dir.rglob("*"), *store.wal_dir.rglob("*")]
     return {
         str(p.relative_to(store.root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.is_file()
     }

@@ -19,7 +19,7 @@ import pytest
 from deltalake import DeltaTable
 
 from settler_pipeline.store import maintenance, wal
-from settler_pipeline.store import manifest as manifest_io
+from settler_pipeline.store import table as delta_table
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
 from tests.factories import MakeEvent, MakeFrame, bulk_batches_to_segments, uid
 from tests.integration.workers.crash_batches import AGGREGATE_TYPE, STREAMS, batch
@@ -190,7 +190,7 @@ def _index_paths(store: EventStore) -> set[str]:
     [
         ("segment files written", False),
         ("index rows added", False),
-        ("manifest stored", True),
+        ("delta commit made", True),
     ],
 )
 def test_a_commit_interrupted_at_any_step_is_all_or_nothing_after_reopening(
@@ -209,7 +209,7 @@ def test_a_commit_interrupted_at_any_step_is_all_or_nothing_after_reopening(
     if point == "segment files written":
         monkeypatch.setattr(writer.index, "add_segments", _raise_killed)
     elif point == "index rows added":
-        monkeypatch.setattr(manifest_io, "store", _raise_killed)
+        monkeypatch.setattr(delta_table, "commit", _raise_killed)
     else:
         original = writer._store_manifest
 
@@ -233,7 +233,8 @@ def test_a_commit_interrupted_at_any_step_is_all_or_nothing_after_reopening(
     on_disk = {
         p.relative_to(reopened.segments_dir).as_posix() for p in reopened.segments_dir.rglob("*.parquet")
     }
-    assert on_disk == manifest_paths, "recovery removes segment files no manifest names"
+    assert on_disk == manifest_paths, "recovery removes segment files no commit names"
+    assert delta_table.current_files(reopened.segments_dir) == manifest_paths, "the table is the commit"
     assert _index_paths(reopened) == manifest_paths, "recovery removes index rows of uncommitted segments"
     assert [w.name for w in reopened.wal_dir.iterdir()] in (
         [],

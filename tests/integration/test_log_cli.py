@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -113,11 +114,11 @@ def test_compact_then_reindex_keep_the_log_verifiable(log_dir: Path, tmp_path: P
         assert store.read().collect().equals(before)
 
 
-def test_reindex_rebuilds_a_deleted_manifest_as_its_hint_promises(log_dir: Path, tmp_path: Path) -> None:
+def test_reindex_rebuilds_a_deleted_commit_point_as_its_hint_promises(log_dir: Path, tmp_path: Path) -> None:
     with EventStore.open(log_dir) as store:
         store.copy_to(tmp_path / "copy")
     copy = tmp_path / "copy"
-    (copy / "log" / "manifest.json").unlink()
+    shutil.rmtree(copy / "log" / "segments" / "_delta_log")
     refused = settler("log", "stats", "--data-dir", copy, "--json")
     assert refused.returncode != 0 and "settler log reindex" in refused.stderr
     assert "Traceback" not in refused.stderr

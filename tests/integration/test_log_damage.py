@@ -39,8 +39,8 @@ def contents(root: Path) -> dict[str, str]:
 
 def assert_nothing_deleted(before: dict[str, str], root: Path) -> None:
     """The bytes of every data file (segments, write-ahead files, staged writes) that was there are
-    still under ``root``, in place or in the quarantine folder. (Metadata such as the manifest, the
-    recorded head and the index is rewritten by design.)"""
+    still under ``root``, in place or in the quarantine folder. (Metadata such as the recorded head and
+    the index is rewritten by design; the Delta log only grows.)"""
     kept = set(contents(root).values())
     data = ("log/segments/", "log/wal/", "log/.staging/")
     lost = [path for path, digest in before.items() if path.startswith(data) and digest not in kept]
@@ -152,15 +152,19 @@ def test_an_older_commit_point_put_back_deletes_nothing_and_repair_restores_the_
 ) -> None:
     writer = open_store()
     writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
-    backup = tmp_path / "manifest.json"
-    shutil.copy2(writer.manifest_path, backup)
+    transaction_log = writer.segments_dir / "_delta_log"
+    backup = sorted(p.name for p in transaction_log.iterdir())
     writer.append([make_event(STREAM)])
     writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
     writer.append([make_event(STREAM)])
     head = 2 * BULK_ROWS + 2
     expected = writer.read().collect()
     assert expected.height == head
-    shutil.copy2(backup, writer.manifest_path)  # an operator restores an old backup of the commit point
+    # an operator restores an old backup of the commit point: the newer Delta commit files are gone
+    newer = [p for p in transaction_log.iterdir() if p.name not in backup]
+    assert newer, "the second bulk batch made a Delta commit"
+    for path in newer:
+        shutil.move(path, tmp_path / path.name)
     before = contents(data_dir)
 
     report = maintenance.verify(open_store(read_only=True))
@@ -175,7 +179,7 @@ def test_an_older_commit_point_put_back_deletes_nothing_and_repair_restores_the_
 
     repaired = maintenance.repair(reopened)
     assert repaired.ok, repaired.unresolved
-    assert any("rebuilt manifest.json" in a for a in repaired.actions)
+    assert any("rebuilt the commit point" in a for a in repaired.actions)
     assert_nothing_deleted(before, data_dir)
     assert reopened.read().collect().equals(expected)
     assert reopened.append([make_event(STREAM)]) == [head + 1]

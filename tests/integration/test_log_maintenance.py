@@ -270,16 +270,17 @@ def test_opening_a_log_whose_index_was_deleted_rebuilds_it(
 
 
 @pytest.mark.parametrize("damage", ["deleted", "garbled"])
-def test_reindex_rebuilds_a_lost_manifest_from_the_segments(
+def test_reindex_rebuilds_a_lost_commit_point_from_the_segments(
     populated: EventStore, open_store: OpenStore, damage: str
 ) -> None:
     before = answers(populated)
     populated.close()
-    manifest = populated.manifest_path
+    transaction_log = populated.segments_dir / "_delta_log"
     if damage == "deleted":
-        manifest.unlink()
+        shutil.rmtree(transaction_log)
     else:
-        manifest.write_text('{"generation": 3, "segm')
+        newest = max(transaction_log.glob("*.json"))
+        newest.write_text('{"commitInfo": {"settler.state": "{\\"generation\\": 3, \\"segm"}}')
     with pytest.raises(StoreError, match="reindex"):
         open_store()
     store = open_store(recover_index=False)

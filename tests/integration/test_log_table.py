@@ -12,7 +12,7 @@ import pytest
 from deltalake import DeltaTable
 
 from settler_pipeline import projections
-from settler_pipeline.store import limits, maintenance
+from settler_pipeline.store import maintenance, table
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
 from tests.factories import MakeEvent, MakeFrame, bulk_batches_to_segments, uid, utc
 from tests.integration.test_log_cli import json_of, settler
@@ -97,16 +97,22 @@ def test_compaction_replaces_files_in_one_commit_and_no_version_shows_an_event_t
     assert len(old.file_uris()) > len(live)
 
 
-def test_the_log_publishes_itself_once_enough_events_are_unpublished(
-    store: EventStore, make_frame: MakeFrame, monkeypatch: pytest.MonkeyPatch
+def test_every_segment_commit_is_a_delta_commit_and_the_tail_stays_private(
+    store: EventStore, make_event: MakeEvent, make_frame: MakeFrame
 ) -> None:
-    monkeypatch.setattr(limits, "PUBLISH_EVERY_EVENTS", 3 * BULK_ROWS)
-    for _ in range(2):
+    assert DeltaTable(store.table_uri).file_uris() == []  # a new log is an empty table
+    assert pl.scan_delta(store.table_uri).collect().height == 0
+    for k in range(2):
         store.append_frame(make_frame(BULK_ROWS, streams=STREAMS, aggregate_type="Thing"))
-    assert not (Path(store.table_uri) / "_delta_log").exists()
-    store.append_frame(make_frame(BULK_ROWS, streams=STREAMS, aggregate_type="Thing"))
-    assert_exactly(store.table_uri, 3 * BULK_ROWS)
-    assert store.current_view().manifest.published_head == 3 * BULK_ROWS
+        assert_exactly(store.table_uri, (k + 1) * BULK_ROWS)
+        assert table.published_head(store.segments_dir) == (k + 1) * BULK_ROWS
+    store.append([make_event(STREAMS[0])])
+    assert store.head_position == 2 * BULK_ROWS + 1
+    assert_exactly(store.table_uri, 2 * BULK_ROWS)  # the one-event commit waits in the private tail
+    version = DeltaTable(store.table_uri).version()
+    state = table.read_state(store.segments_dir, version)
+    assert state is not None and state == store.current_view().manifest
+    assert state.wal_first_position == 2 * BULK_ROWS + 1
 
 
 def test_after_project_the_events_view_and_the_table_hold_every_event(

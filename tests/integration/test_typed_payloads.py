@@ -5,6 +5,7 @@ before they existed, and never in the way of unknown or older events."""
 from __future__ import annotations
 
 import json
+import shutil
 from typing import Any
 
 import duckdb
@@ -163,6 +164,9 @@ def test_a_log_and_table_written_before_typed_columns_stay_readable_and_gain_the
     with monkeypatch.context() as old:  # the writer as it was: envelope columns only
         old.setattr(segments, "with_payload_columns", lambda frame, **_: frame.select(COLUMNS))
         old.setattr(table, "TABLE_SCHEMA", EVENT_SCHEMA.append(table.TABLE_SCHEMA.field(table.PARTITION)))
+        # the empty table as that writer created it, before the typed columns
+        shutil.rmtree(store.segments_dir / table.LOG_FOLDER)
+        table.commit(store.segments_dir, store.current_view().manifest)
         store.append_frame(with_typed(matched(BULK_ROWS)))
         store.publish()
     assert "amount" not in DeltaTable(store.table_uri).schema().to_arrow().names
