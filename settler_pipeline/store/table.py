@@ -48,6 +48,7 @@ PARTITION = "event_date"
 LOG_FOLDER = "_delta_log"
 HEAD_KEY = "settler.head_position"
 STATE_KEY = "settler.state"
+CHECKPOINT_EVERY = 10  # commits between Delta checkpoints (deltalake's default is 100)
 _COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
 _REINDEX = "run `settler log reindex` to rebuild the commit point from the segment files"
 # Every column nullable: the Parquet files declare them optional, and the typed payload columns
@@ -159,6 +160,9 @@ def commit(segments_dir: Path, state: Manifest) -> int:
             partition_by=[PARTITION],
             name="settler_events",
             description="The Settler event log: one row per committed event, positions 1..head.",
+            # a writer replays the log since the last checkpoint for every commit: 60 commits without
+            # one cost 42 ms to load, 6.5 ms after a checkpoint (which takes ~45 ms to write)
+            configuration={"delta.checkpointInterval": str(CHECKPOINT_EVERY)},
             commit_properties=properties,
         )
         _sync_commit(segments_dir, 0)
