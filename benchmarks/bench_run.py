@@ -4,7 +4,9 @@ append, as a user's `settler reconcile` does.
 The inputs are generated once per size in a subprocess of their own (`settler sample`'s generator),
 then each repeat runs in a fresh subprocess into a fresh data directory, so the peak RSS reported
 (``ru_maxrss``) is the run's own: interpreter, libraries, the open log and the run, nothing of the
-generator. Each child runs with the ``max_memory`` setting at 80% of the memory available when it
+generator. With ``BENCH_RUN_INPUTS`` set to a folder, each size's inputs are generated once into
+``<folder>/<size>`` and reused by later benchmark runs (a 10M input takes minutes to generate); the
+folder is never in the repository. Each child runs with the ``max_memory`` setting at 80% of the memory available when it
 starts, so a size that does not fit is refused by the run's memory check (a recorded failure)
 instead of pushing the shared machine into swap or the OOM killer.
 """
@@ -94,7 +96,7 @@ def measure(size: int, repeats: int = 3) -> dict[str, Any]:
     runs, each in a fresh process and data directory; medians of wall and CPU time, the highest peak."""
     work = Path(tempfile.mkdtemp(prefix="settler-run-"))
     try:
-        inputs = _child("--generate", str(size), str(work / "inputs"))
+        inputs = _inputs(size, work)
         if "error" in inputs:
             return {"size": size, "skipped": f"generating failed: {inputs['error']}"}
         runs = []
@@ -127,6 +129,20 @@ def measure(size: int, repeats: int = 3) -> dict[str, Any]:
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _inputs(size: int, work: Path) -> dict[str, Any]:
+    """Generate ``size``'s inputs in a child process, or reuse those under ``BENCH_RUN_INPUTS``."""
+    shared = os.environ.get("BENCH_RUN_INPUTS")
+    folder = Path(shared) / str(size) if shared else work / "inputs"
+    made = folder / "inputs.json"
+    if shared and made.is_file():
+        reused: dict[str, Any] = json.loads(made.read_text())
+        return reused
+    inputs = _child("--generate", str(size), str(folder))
+    if shared and "error" not in inputs:
+        made.write_text(json.dumps(inputs))
+    return inputs
 
 
 def run(sizes: tuple[int, ...] = (1_000_000,)) -> list[dict[str, Any]]:

@@ -67,7 +67,7 @@ def load_side(
     started = time.perf_counter()
     if margin_days < 0:
         raise JobSpecError(f"margin_days must be >= 0, got {margin_days}", hint="use date_window_days >= 0")
-    table = _read(spec, base_dir, roots if roots is not None else InputRoots())
+    table = read_input(spec, base_dir, roots if roots is not None else InputRoots())
     columns = resolve_columns(spec, table.columns, side=side)
     normalised = normalise(
         table.data,
@@ -118,7 +118,8 @@ def input_bytes(spec: SideSpec, *, base_dir: Path, roots: InputRoots) -> int | N
     return sum(path.stat().st_size for path in files if path.is_file())
 
 
-def _read(spec: SideSpec, base_dir: Path, roots: InputRoots) -> RawTable:
+def read_input(spec: SideSpec, base_dir: Path, roots: InputRoots) -> RawTable:
+    """The side's input as read (string columns), confined to ``roots``; see :func:`load_side`."""
     if spec.adapter == "duckdb_sql":
         assert spec.query is not None  # guaranteed by SideSpec validation
         return read_duckdb_sql(spec.query, base_dir, roots.sandbox_directories(base_dir))

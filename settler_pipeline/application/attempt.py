@@ -1,9 +1,15 @@
 """One attempt of a run, executed: read both sides, record what was read, match, record the results.
 
-An attempt appends in two atomic batches (fetch results, then the match results with the completion),
-each expecting the version it last saw: a cancel that lands in between wins, and the attempt stops
+Memory stays bounded by the largest block, not the input: each side is normalised in slices and
+spilled to Parquet in a temporary folder, then matched block by block (currency x days, see
+:mod:`settler_pipeline.domain.matching.blocks`), each block's events appended before the next block
+is read. Every append is atomic and expects the version the attempt last saw: the fetch results
+first, then each block's results in chunks of at most :data:`EVENT_CHUNK` events, then the
+completion with the run's summary. A cancel that lands in between wins, and the attempt stops
 without writing more. Every way it can end after the start is on the record: completed, failed (any
-exception, and catchable signals), or, if the process dies, abandoned later through its lease.
+exception, and catchable signals), or, if the process dies, abandoned later through its lease; a
+retry starts from nothing (the retry event resets the run's results), so results appended by an
+attempt that did not complete are never counted.
 """
 
 from __future__ import annotations
@@ -11,33 +17,39 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from settler_pipeline.adapters.confinement import InputRoots
-from settler_pipeline.adapters.loader import LoadedSide, input_bytes, load_side
+from settler_pipeline.adapters.loader import input_bytes
+from settler_pipeline.adapters.spill import SpilledSide, spill_side
 from settler_pipeline.application import run_events
+from settler_pipeline.application.block_run import Tally, plan_run, settled_blocks, side_duplicates
 from settler_pipeline.application.bus import EventBus, PublishReport
-from settler_pipeline.application.memory import check_memory
+from settler_pipeline.application.memory import check_block_memory, check_memory
 from settler_pipeline.application.outcome import RunOutcome, outcome
 from settler_pipeline.application.ports import EventLog
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
 from settler_pipeline.domain.envelope import EventContext, EventEnvelope, EventMetadata
-from settler_pipeline.domain.matching import match_records
+from settler_pipeline.domain.matching import MatchResult
 from settler_pipeline.domain.reconciliation import ReconciliationState
 from settler_pipeline.errors import ConcurrencyError, SettlerError
 from settler_pipeline.jobspec import DateRange, JobSpec
 from settler_pipeline.logs import get_logger
 
 _log = get_logger(__name__)
-RUN_STEPS = 5  # read source, read target, record the reads, match, append the results
+RUN_STEPS = 5  # read source, read target, record the reads, match and append block by block, complete
+EVENT_CHUNK = 500_000
+"""Most events appended at once: a block's events go to the log in chunks of this many."""
 
 
 class AttemptRunner:
@@ -65,9 +77,8 @@ class AttemptRunner:
     def run(
         self, state: ReconciliationState, spec: JobSpec, user_id: str, cause: str, failures: list[str]
     ) -> RunOutcome:
-        """Fetch, match and record one attempt. Appends in two atomic batches (fetch results, then the
-        match results with the completion), each expecting the version it last saw: a cancel that lands
-        in between wins, and this attempt stops without writing more."""
+        """Fetch, match and record one attempt (see the module docstring): a cancel that lands between
+        two of its appends wins, and this attempt stops without writing more."""
         progress = _Progress(state)
         ctx = self.context(state, user_id, cause)
         try:
@@ -110,78 +121,86 @@ class AttemptRunner:
                 for side in (spec.source, spec.target)
             ],
             self.max_memory,
+            block_records=spec.block_records,
         )
-        sides: dict[str, LoadedSide] = {}
-        for side, side_spec in (("source", spec.source), ("target", spec.target)):
-            progress.step = f"fetch_{side}"
-            self._step(f"reading the {side} ({side_spec.adapter})", 0 if side == "source" else 1)
-            sides[side] = load_side(
-                side_spec,
-                date_range=date_range,
-                margin_days=spec.date_window_days,
-                base_dir=spec.base_dir,
-                side=side,
-                roots=self.roots,
-                keep_raw=False,
-            )
-        progress.step = "record_fetch"
-        self._step("recording what was read", 2)
-        batch = []
-        for side, event_type in (("source", e.SOURCE_RECORDS_FETCHED), ("target", e.TARGET_RECORDS_FETCHED)):
-            loaded = sides[side]
-            payload = e.RecordsFetched(
-                attempt=state.attempt,
-                adapter=(spec.source if side == "source" else spec.target).adapter,
-                count=loaded.records.height,
-                quarantined_count=loaded.quarantine.height,
-                out_of_window_count=loaded.out_of_window,
-                total_rows=loaded.total_rows,
-                fetch_duration_ms=loaded.duration_ms,
-            )
-            batch.append(run_events.single_event(e.NewEvent(event_type, payload), ctx))
-            batch.append(run_events.quarantine_events(side, loaded, state.attempt, ctx))
-        state, count = self.append(state, pl.concat(batch))
-        progress.state = state
-        appended += count
-        if state.status == agg.CANCELLED:
-            return outcome(state, events_appended=appended)
-        progress.step = "match"
-        self._step(
-            f"matching {sides['source'].records.height:,} against {sides['target'].records.height:,}", 3
-        )
-        try:
-            result = match_records(
-                sides["source"].records,
-                sides["target"].records,
+        with tempfile.TemporaryDirectory(prefix="settler-run-") as work:
+            spilled: dict[str, SpilledSide] = {}
+            for index, (side, side_spec) in enumerate((("source", spec.source), ("target", spec.target))):
+                progress.step = f"fetch_{side}"
+                self._step(f"reading the {side} ({side_spec.adapter})", index)
+                spilled[side] = spill_side(
+                    side_spec,
+                    Path(work) / side,
+                    date_range=date_range,
+                    margin_days=spec.date_window_days,
+                    base_dir=spec.base_dir,
+                    side=side,
+                    roots=self.roots,
+                    keep_records=spec.block_records // 2,
+                )
+            progress.step = "record_fetch"
+            self._step("recording what was read", 2)
+            duplicates = side_duplicates(spilled)
+            batch = []
+            for side, event_type in (
+                ("source", e.SOURCE_RECORDS_FETCHED),
+                ("target", e.TARGET_RECORDS_FETCHED),
+            ):
+                loaded = spilled[side]
+                payload = e.RecordsFetched(
+                    attempt=state.attempt,
+                    adapter=(spec.source if side == "source" else spec.target).adapter,
+                    count=loaded.records,
+                    quarantined_count=loaded.quarantine.height,
+                    out_of_window_count=loaded.out_of_window,
+                    total_rows=loaded.total_rows,
+                    fetch_duration_ms=loaded.duration_ms,
+                )
+                batch.append(run_events.single_event(e.NewEvent(event_type, payload), ctx))
+                batch.append(run_events.quarantine_events(side, loaded.quarantine, state.attempt, ctx))
+            batch.append(run_events.duplicate_events(duplicates, state.attempt, ctx))
+            state, count = self.append(state, pl.concat(batch))
+            progress.state = state
+            appended += count
+            if state.status != agg.RUNNING:
+                return outcome(state, events_appended=appended)
+            progress.step = "check_memory"
+            plans = plan_run(spilled, spec.matching, spec.block_records)
+            check_block_memory(max((b.records for bs in plans for b in bs), default=0), self.max_memory)
+            progress.step = "match"
+            tally = Tally()
+            blocks = settled_blocks(
+                spilled,
+                duplicates,
                 spec.matching,
+                plans,
                 run_id=run_id,
-                on_pass=lambda name, i, n: self._step(f"matching: pass {i + 1} of {n} ({name})", 3),
+                on_block=lambda i, n: self._step(
+                    f"matching {spilled['source'].records:,} against {spilled['target'].records:,}"
+                    + (f": block {i + 1} of {n}" if n > 1 else ""),
+                    3,
+                ),
             )
-        except SettlerError as exc:
-            return self._fail(state, ctx, "match", exc)
-        progress.step = "record_results"
-        summary = agg.summarise(
-            result,
-            source_records=sides["source"].records.height,
-            source_quarantined=sides["source"].quarantine.height,
-            target_records=sides["target"].records.height,
-            target_quarantined=sides["target"].quarantine.height,
-            duration_ms=int((time.perf_counter() - started) * 1000),
-        )
-        completed = agg.decide_completion(state, summary)
-        results = pl.concat(
-            [
-                run_events.match_events(result, state.attempt, ctx, sides),
-                run_events.unmatched_events(result, state.attempt, ctx, sides),
-                run_events.duplicate_events(result, state.attempt, ctx),
-                run_events.single_event(completed, ctx),
-            ]
-        )
-        # Everything the append needs is in the event frame now: the loaded records and the match
-        # result go before it runs, so the store's own peak does not come on top of them.
-        del sides, loaded, result
-        self._step(f"appending {results.height:,} events", 4)
-        state, count = self.append(state, results)
+            try:
+                for result, seen in blocks:
+                    progress.step = "record_results"
+                    tally.add(result)
+                    for frame in _event_chunks(result, state.attempt, ctx, seen):
+                        state, count = self.append(state, frame)
+                        progress.state = state
+                        appended += count
+                        if state.status != agg.RUNNING:
+                            return outcome(state, events_appended=appended)
+                    del result, seen
+                    progress.step = "match"
+            except SettlerError as exc:
+                if progress.step != "match":
+                    raise
+                return self._fail(state, ctx, "match", exc)
+            progress.step = "record_results"
+            summary = tally.summary(spilled, duplicates.height, int((time.perf_counter() - started) * 1000))
+        self._step("appending the completion", 4)
+        state, count = self.append(state, run_events.single_event(agg.decide_completion(state, summary), ctx))
         appended += count
         self._step("done", RUN_STEPS)
         return outcome(
@@ -277,6 +296,19 @@ def termination_raises() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def _event_chunks(
+    result: MatchResult, attempt: int, ctx: EventContext, seen: dict[str, pl.DataFrame]
+) -> Iterator[pl.DataFrame]:
+    """A settled block's match and unmatched events, built and handed out :data:`EVENT_CHUNK` at a
+    time: a block's events as one frame would be several times the size of its records."""
+    for offset in range(0, result.matches.height, EVENT_CHUNK):
+        part = replace(result, matches=result.matches.slice(offset, EVENT_CHUNK))
+        yield run_events.match_events(part, attempt, ctx, seen)
+    for offset in range(0, result.unmatched.height, EVENT_CHUNK):
+        part = replace(result, unmatched=result.unmatched.slice(offset, EVENT_CHUNK))
+        yield run_events.unmatched_events(part, attempt, ctx, seen)
 
 
 def _fields(state: ReconciliationState) -> dict[str, Any]:

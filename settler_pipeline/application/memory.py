@@ -1,10 +1,14 @@
-"""The memory a run is expected to need and the memory it may use, compared before it reads anything.
+"""The memory a run is expected to need and the memory it may use, compared before it reads anything
+and again once it knows its largest block.
 
-A run holds its inputs as text, their normalised records, the matcher's working frames and the event
-batch at the same time, so its peak grows with the bytes it reads. A process killed for memory (the
+A run holds one side's input as text while it normalises it (in slices, spilled to disk), then one
+block of records at a time with the matcher's working frames and that block's events (see
+:mod:`settler_pipeline.domain.matching.blocks`), so its peak grows with the larger side's bytes and
+with its largest block, not with its whole input. A process killed for memory (the
 kernel's OOM killer, or an allocation refused under an address-space limit, which aborts the native
 code) cannot record why it stopped, and the run would stay ``running`` until its lease expires. So the
-attempt estimates its peak first and, when that exceeds the smallest limit in force, fails at once
+attempt estimates its peak first (and again when its blocks are planned) and, when that exceeds
+the smallest limit in force, fails at once
 with an :class:`~settler_pipeline.errors.InsufficientMemoryError` saying how much it needs: recorded
 in the run's ``ReconciliationFailed`` event, readable in ``settler status`` and the journal.
 
@@ -26,6 +30,10 @@ from settler_pipeline.errors import InsufficientMemoryError
 # compressed on disk, each of its bytes becoming several bytes of text (assumed 4); a query's result
 # size is unknown before it runs (no estimate).
 PEAK_PER_INPUT_BYTE: dict[str, float] = {"csv": 14.0, "jsonl": 14.0, "parquet": 56.0}
+# Peak while one side is read and normalised slice by slice: its text as read plus one slice's work.
+LOAD_PER_INPUT_BYTE: dict[str, float] = {"csv": 4.0, "jsonl": 6.0, "parquet": 16.0}
+# Peak per record of a block (both sides): records, the matcher's frames and the block's events.
+BLOCK_BYTES_PER_RECORD = 1400
 # Address space a run maps per byte of resident memory it adds (allocator arenas and the native
 # thread pools reserve more than they touch): 2.3 measured on the same run, with a margin.
 ADDRESS_SPACE_PER_RESIDENT_BYTE = 2.5
@@ -47,15 +55,21 @@ Inputs = list[tuple[str, int | None]]
 """What a run reads: (adapter kind, bytes on disk or None when unknown) per side."""
 
 
-def estimated_peak_bytes(inputs: Inputs) -> int | None:
+def estimated_peak_bytes(inputs: Inputs, block_records: int | None = None) -> int | None:
     """The resident memory a run reading ``inputs`` is expected to add at its peak; None when any
-    input's size is unknown."""
+    input's size is unknown. Matching needs what the whole input needs at most and, with
+    ``block_records``, about what a block of that many records needs; reading needs what its larger
+    side needs."""
     total = 0.0
+    load = 0.0
     for adapter, size in inputs:
         if size is None or adapter not in PEAK_PER_INPUT_BYTE:
             return None
         total += size * PEAK_PER_INPUT_BYTE[adapter]
-    return int(total)
+        load = max(load, size * LOAD_PER_INPUT_BYTE[adapter])
+    if block_records is not None:
+        total = min(total, block_records * BLOCK_BYTES_PER_RECORD)
+    return int(max(total, load))
 
 
 def current_limit(max_memory: int | None) -> MemoryLimit | None:
@@ -90,11 +104,12 @@ def current_limit(max_memory: int | None) -> MemoryLimit | None:
     return min(limits, key=lambda limit: limit.headroom_bytes) if limits else None
 
 
-def check_memory(inputs: Inputs, max_memory: int | None) -> None:
-    """Raise :class:`InsufficientMemoryError` when the run reading ``inputs`` is expected to need more
-    memory than :func:`current_limit` leaves; the message says how much it needs and what limits it,
-    the hint how to fix it. Does nothing when the need or the limit is unknown."""
-    need = estimated_peak_bytes(inputs)
+def check_memory(inputs: Inputs, max_memory: int | None, *, block_records: int | None = None) -> None:
+    """Raise :class:`InsufficientMemoryError` when the run reading ``inputs`` (matched in blocks of
+    ``block_records``) is expected to need more memory than :func:`current_limit` leaves; the message
+    says how much it needs and what limits it, the hint how to fix it. Does nothing when the need or
+    the limit is unknown."""
+    need = estimated_peak_bytes(inputs, block_records)
     limit = current_limit(max_memory)
     if need is None or limit is None or need <= limit.headroom_bytes:
         return
@@ -103,6 +118,21 @@ def check_memory(inputs: Inputs, max_memory: int | None) -> None:
         f"the run needs about {_gib(need)} of memory to reconcile {_gib(read)} of input, but "
         f"{limit.source} leaves {_gib(max(limit.headroom_bytes, 0))}",
         hint=f"{limit.fix}, or reconcile fewer days per run so each run reads smaller inputs",
+    )
+
+
+def check_block_memory(records: int, max_memory: int | None) -> None:
+    """Raise :class:`InsufficientMemoryError` when a run's largest block, ``records`` records of one
+    currency over a run of days, is expected to need more memory than :func:`current_limit` leaves."""
+    need = records * BLOCK_BYTES_PER_RECORD
+    limit = current_limit(max_memory)
+    if limit is None or need <= limit.headroom_bytes:
+        return
+    raise InsufficientMemoryError(
+        f"the run needs about {_gib(need)} of memory to match its largest block ({records:,} records "
+        f"of one currency over the days its passes' windows span), but {limit.source} leaves "
+        f"{_gib(max(limit.headroom_bytes, 0))}",
+        hint=f"{limit.fix}, or reconcile fewer days per run",
     )
 
 

@@ -11,7 +11,6 @@ import json
 
 import polars as pl
 
-from settler_pipeline.adapters.loader import LoadedSide
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.envelope import EventContext
 from settler_pipeline.domain.events import NewEvent
@@ -64,9 +63,9 @@ def _frame(
     )
 
 
-def quarantine_events(side: str, loaded: LoadedSide, attempt: int, ctx: EventContext) -> pl.DataFrame:
-    """One ``RecordQuarantined`` per quarantined row, with the raw row, reason and line number."""
-    q = loaded.quarantine
+def quarantine_events(side: str, q: pl.DataFrame, attempt: int, ctx: EventContext) -> pl.DataFrame:
+    """One ``RecordQuarantined`` per quarantined row of ``q`` (QUARANTINE_SCHEMA), with the raw row,
+    reason and line number."""
     payload = _payload(e.RecordQuarantined, q, {"attempt": pl.lit(attempt), "side": pl.lit(side)})
     return _frame(payload, e.RECORD_QUARANTINED, q.height, ctx, q)
 
@@ -89,7 +88,7 @@ def _details(records: pl.DataFrame) -> pl.DataFrame:
     ).unique("line_number", keep="first")
 
 
-def _with_proposal_records(matches: pl.DataFrame, sides: dict[str, LoadedSide]) -> pl.DataFrame:
+def _with_proposal_records(matches: pl.DataFrame, sides: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """``matches`` with ``source_records`` / ``target_records`` lists on proposals (null on automatic
     matches, which nobody reviews: a million matches must not carry their records twice)."""
     proposed = matches.filter(pl.col("status") == "proposed").select(
@@ -97,11 +96,14 @@ def _with_proposal_records(matches: pl.DataFrame, sides: dict[str, LoadedSide]) 
     )
     out = matches.with_row_index("__order")
     for side in ("source", "target"):
+        lines = proposed.select("match_id", pl.col(f"{side}_lines").alias("line_number")).explode(
+            "line_number"
+        )
+        # Only the proposals' records are described: the side may hold a whole block of records.
+        records = sides[side].filter(pl.col("line_number").is_in(lines["line_number"].implode()))
         per_match = (
-            proposed.select("match_id", pl.col(f"{side}_lines").alias("line_number"))
-            .explode("line_number")
-            .with_row_index("__line_order")
-            .join(_details(sides[side].records), on="line_number", how="left")
+            lines.with_row_index("__line_order")
+            .join(_details(records), on="line_number", how="left")
             .sort("__line_order")
             .group_by("match_id", maintain_order=True)
             .agg(pl.col("record").alias(f"{side}_records"))
@@ -111,10 +113,10 @@ def _with_proposal_records(matches: pl.DataFrame, sides: dict[str, LoadedSide]) 
 
 
 def match_events(
-    result: MatchResult, attempt: int, ctx: EventContext, sides: dict[str, LoadedSide] | None = None
+    result: MatchResult, attempt: int, ctx: EventContext, sides: dict[str, pl.DataFrame] | None = None
 ) -> pl.DataFrame:
     """``RecordMatched`` (auto-confirmed) and ``MatchProposed`` (needs review) events; with the loaded
-    ``sides``, proposals carry both sides' records."""
+    ``sides`` (each side's records, a superset of those matched), proposals carry both sides' records."""
     m = result.matches
     if sides is not None and m.height:
         m = _with_proposal_records(m, sides)
@@ -146,7 +148,7 @@ def match_events(
 
 
 def unmatched_events(
-    result: MatchResult, attempt: int, ctx: EventContext, sides: dict[str, LoadedSide] | None = None
+    result: MatchResult, attempt: int, ctx: EventContext, sides: dict[str, pl.DataFrame] | None = None
 ) -> pl.DataFrame:
     """One ``RecordUnmatched`` per record left unmatched, with its reason (and, with the loaded
     ``sides``, its reference and description, for review)."""
@@ -155,7 +157,10 @@ def unmatched_events(
         texts = pl.concat(
             [
                 sides[side]
-                .records.select(pl.lit(side).alias("side"), "line_number", "reference", "description")
+                .filter(
+                    pl.col("line_number").is_in(u.filter(pl.col("side") == side)["line_number"].implode())
+                )
+                .select(pl.lit(side).alias("side"), "line_number", "reference", "description")
                 .unique("line_number", keep="first")
                 for side in ("source", "target")
             ]
@@ -175,9 +180,9 @@ def unmatched_events(
     return _frame(payload, e.RECORD_UNMATCHED, u.height, ctx, u)
 
 
-def duplicate_events(result: MatchResult, attempt: int, ctx: EventContext) -> pl.DataFrame:
-    """One ``DuplicateRecordDetected`` per extra occurrence of a record id."""
-    d = result.duplicates
+def duplicate_events(d: pl.DataFrame, attempt: int, ctx: EventContext) -> pl.DataFrame:
+    """One ``DuplicateRecordDetected`` per extra occurrence of a record id (rows of ``d``,
+    DUPLICATE_SCHEMA)."""
     payload = _payload(e.DuplicateRecordDetected, d, {"attempt": pl.lit(attempt)})
     return _frame(payload, e.DUPLICATE_DETECTED, d.height, ctx, d)
 

@@ -103,6 +103,9 @@ class JobSpec(BaseModel):
     description: str | None = None
     tenant_id: str | None = Field(default=None, pattern=UUID_PATTERN)
     date_window_days: int = Field(default=3, ge=0, le=366)
+    # Records (both sides) a run matches at once: a larger input is matched in blocks of one currency
+    # and a run of days (see docs/job-spec.md, "Block-wise matching").
+    block_records: int = Field(default=2_000_000, ge=1_000)
     source: SideSpec
     target: SideSpec
     matching: MatchConfig = MatchConfig()
@@ -136,4 +139,5 @@ class JobSpec(BaseModel):
     def fingerprint(self) -> str:
         """A SHA-256 of the effective settings (presets expanded, paths resolved): equal fingerprints
         mean the same rules read the same places, which makes re-runs comparable."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        # How a run is cut into blocks is not a rule: it changes how much memory matching takes.
+        return hashlib.sha256(self.model_dump_json(exclude={"block_records"}).encode()).hexdigest()

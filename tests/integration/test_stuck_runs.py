@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from settler_pipeline.application import attempt as attempt_module
+from settler_pipeline.domain.matching import blocks as blocks_module
 from settler_pipeline.sample_job import write_sample_job
 from settler_pipeline.session import Settler
 
@@ -221,7 +221,7 @@ def test_an_unexpected_error_after_the_start_fails_the_run_with_its_step(
     def broken(*_args: object, **_kwargs: object) -> object:
         raise RuntimeError("regex size limit exceeded")
 
-    monkeypatch.setattr(attempt_module, "match_records", broken)
+    monkeypatch.setattr(blocks_module, "match_records", broken)
     with Settler(setup.data) as app:
         failed = app.reconcile(setup.spec, start=DAY, end=DAY, idempotency_key=KEY)
         assert failed.status == "failed" and failed.error is not None

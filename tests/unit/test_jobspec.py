@@ -135,7 +135,7 @@ def test_an_unknown_top_level_key_is_refused_with_a_suggestion_and_the_allowed_k
         "  - date_windows_days: unknown key 'date_windows_days' (did you mean 'date_window_days'?)"
         in error.message
     )
-    assert "allowed keys here: date_window_days, description, matching, name, source, target, tenant_id" in (
+    assert "allowed keys here: block_records, date_window_days, description, matching, name, source, target, tenant_id" in (
         error.message
     )
 

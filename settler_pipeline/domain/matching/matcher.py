@@ -227,6 +227,12 @@ def _checked(frame: pl.DataFrame, side: str) -> pl.DataFrame:
     return checked
 
 
+def duplicate_records(frame: pl.DataFrame, side: str) -> pl.DataFrame:
+    """Every occurrence of a record id after its first (by line number) in ``frame`` (``record_id``
+    and ``line_number``), as :data:`DUPLICATE_SCHEMA` rows of ``side``: what the matcher sets aside."""
+    return _duplicates(frame.select(pl.col("record_id").cast(pl.String), pl.col("line_number")), side)
+
+
 def _duplicates(frame: pl.DataFrame, side: str) -> pl.DataFrame:
     """Every occurrence of a record id after its first (by line number) on this side."""
     # Only ids whose hash repeats can repeat (grouping integers is far cheaper than grouping

@@ -11,17 +11,17 @@ from typing import Any
 from settler_pipeline.application import attempt
 from settler_pipeline.cli.main import main
 
-real_load_side = attempt.load_side
+real_spill_side = attempt.spill_side
 
 
-def stalling_load_side(*args: Any, **kwargs: Any) -> Any:
+def stalling_spill_side(*args: Any, **kwargs: Any) -> Any:
     if kwargs.get("side") == "target":
         print("FETCHING", flush=True)
         time.sleep(600)
-    return real_load_side(*args, **kwargs)
+    return real_spill_side(*args, **kwargs)
 
 
-attempt.load_side = stalling_load_side  # type: ignore[attr-defined]
+attempt.spill_side = stalling_spill_side  # type: ignore[attr-defined]
 
 if __name__ == "__main__":
     sys.argv = ["settler", *sys.argv[1:]]

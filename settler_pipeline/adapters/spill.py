@@ -1,0 +1,150 @@
+"""One side of a run, normalised in bounded slices and spilled to Parquet for block-wise matching.
+
+A run does not hold a large side's records in memory: the input is read, then normalised
+:data:`SLICE_ROWS` rows at a time, each slice's valid records counted per (currency, day) and, once
+the side holds more than ``keep_records`` records, written to Parquet parts sorted by currency and
+time (so a block's read skips the row groups of other currencies and days); the read text is let go
+before the next side is read. A side that stays within ``keep_records`` stays in memory: writing and
+reading it back would only cost time. What stays in memory otherwise is a side's quarantined rows
+and its counts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from settler_pipeline.adapters.confinement import InputRoots
+from settler_pipeline.adapters.loader import read_input, resolve_columns
+from settler_pipeline.adapters.normalise import normalise
+from settler_pipeline.domain.transactions import QUARANTINE_SCHEMA, TRANSACTION_SCHEMA
+from settler_pipeline.jobspec import DateRange, SideSpec
+
+SLICE_ROWS = 500_000
+"""Rows normalised at once: the normaliser's intermediate columns stay this size."""
+ROW_GROUP_ROWS = 64_000
+SPILLED_SCHEMA = {name: dtype for name, dtype in TRANSACTION_SCHEMA.items() if name != "raw"}
+"""What a spilled record holds: a run never needs the raw row of a valid record."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SpilledSide:
+    """One side, normalised into the Parquet parts under ``folder``.
+
+    ``counts`` has ``currency``, ``day`` (days since the epoch, UTC) and ``records``; the other
+    fields are those of :class:`~settler_pipeline.adapters.loader.LoadedSide`, with ``records`` the
+    number of valid records in the parts (``total_rows == records + len(quarantine) +
+    out_of_window``)."""
+
+    folder: Path
+    kept: pl.DataFrame | None
+    """The side's records when they were few enough to keep in memory (None: in the parts)."""
+    counts: pl.DataFrame
+    records: int
+    quarantine: pl.DataFrame
+    total_rows: int
+    out_of_window: int
+    duration_ms: int
+
+    def scan(self) -> pl.LazyFrame:
+        """Every spilled record (:data:`SPILLED_SCHEMA`), lazily."""
+        if self.kept is not None:
+            return self.kept.lazy()
+        return pl.scan_parquet(self.folder / "*.parquet")
+
+    def read(self, currency: str | None, first_day: int, last_day: int, *, whole: bool) -> pl.DataFrame:
+        """The records of ``currency`` (None: without one) on days ``first_day..last_day``
+        (``whole``: every record)."""
+        frame = self.scan()
+        if not whole:
+            start = _EPOCH + timedelta(days=first_day)
+            end = _EPOCH + timedelta(days=last_day + 1)
+            by_currency = pl.col("currency").is_null() if currency is None else pl.col("currency") == currency
+            frame = frame.filter(
+                by_currency & (pl.col("occurred_at") >= start) & (pl.col("occurred_at") < end)
+            )
+        return frame.collect()
+
+
+def spill_side(
+    spec: SideSpec,
+    folder: Path,
+    *,
+    date_range: DateRange,
+    margin_days: int,
+    base_dir: Path,
+    side: str,
+    roots: InputRoots,
+    keep_records: int,
+) -> SpilledSide:
+    """Read, normalise and spill one side (see the module docstring); errors as
+    :func:`~settler_pipeline.adapters.loader.load_side`."""
+    started = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    table = read_input(spec, base_dir, roots)
+    columns = resolve_columns(spec, table.columns, side=side)
+    total_rows = table.total_rows
+    quarantine = [table.rejected] if table.rejected.height else []
+    counts: list[pl.DataFrame] = []
+    records = out_of_window = 0
+    kept: list[pl.DataFrame] = []
+    spilled = False
+    parts = 0
+    data = table.data
+    del table
+    for offset in range(0, data.height, SLICE_ROWS):
+        normalised = normalise(
+            data.slice(offset, SLICE_ROWS),
+            spec,
+            columns,
+            date_range_start=date_range.start,
+            date_range_end=date_range.end,
+            margin_days=margin_days,
+            keep_raw=False,
+        )
+        quarantine.append(normalised.quarantine)
+        out_of_window += normalised.out_of_window
+        part = normalised.records.select(list(SPILLED_SCHEMA)).sort(
+            "currency", "occurred_at", nulls_last=True
+        )
+        del normalised
+        if part.height:
+            kept.append(part)
+            records += part.height
+            if records > keep_records or spilled:
+                # Too many to keep: what is held so far goes to disk, and so does every later slice.
+                for held in kept:
+                    held.write_parquet(folder / f"part-{parts:05d}.parquet", row_group_size=ROW_GROUP_ROWS)
+                    parts += 1
+                kept, spilled = [], True
+            counts.append(
+                part.group_by(
+                    "currency", day=pl.col("occurred_at").dt.date().cast(pl.Int32).cast(pl.Int64)
+                ).agg(records=pl.len())
+            )
+    del data
+    return SpilledSide(
+        folder=folder,
+        kept=None if spilled else pl.concat(kept) if kept else pl.DataFrame(schema=SPILLED_SCHEMA),
+        counts=(
+            pl.concat(counts).group_by("currency", "day").agg(pl.col("records").sum())
+            if counts
+            else pl.DataFrame(schema={"currency": pl.String(), "day": pl.Int64(), "records": pl.UInt32()})
+        ),
+        records=records,
+        quarantine=(
+            pl.concat(
+                [q.select([pl.col(n).cast(t) for n, t in QUARANTINE_SCHEMA.items()]) for q in quarantine]
+            ).sort("line_number")
+            if quarantine
+            else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+        ),
+        total_rows=total_rows,
+        out_of_window=out_of_window,
+        duration_ms=round((time.perf_counter() - started) * 1000),
+    )

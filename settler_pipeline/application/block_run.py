@@ -1,0 +1,127 @@
+"""The matching part of an attempt, block by block over the spilled sides.
+
+The sides were normalised into Parquet parts (:mod:`settler_pipeline.adapters.spill`); here
+duplicates are found over each whole side, the blocks are planned from the per-day counts
+(:func:`~settler_pipeline.domain.matching.blocks.plan_blocks`) and each block is read, matched and
+handed back settled with the records it saw, so the caller turns it into events and appends them
+before the next block is read. The run's summary is added up block by block (:class:`Tally`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from settler_pipeline.adapters.spill import SpilledSide
+from settler_pipeline.domain import events as e
+from settler_pipeline.domain.matching import MatchConfig, MatchResult
+from settler_pipeline.domain.matching.blocks import Block, BlockMatcher, plan_blocks, reach_days
+from settler_pipeline.domain.matching.matcher import duplicate_records
+
+SIDES = ("source", "target")
+_COUNTS = (
+    "matched_count",
+    "proposed_count",
+    "matched_source_records",
+    "matched_target_records",
+    "proposed_source_records",
+    "unmatched_source_count",
+    "unmatched_target_count",
+)
+
+
+def side_duplicates(spilled: dict[str, SpilledSide]) -> pl.DataFrame:
+    """Every extra occurrence of a record id on each whole side (DUPLICATE_SCHEMA rows)."""
+    return pl.concat(
+        [
+            duplicate_records(spilled[side].scan().select("record_id", "line_number").collect(), side)
+            for side in SIDES
+        ]
+    ).sort("side", "line_number")
+
+
+def plan_run(spilled: dict[str, SpilledSide], config: MatchConfig, block_records: int) -> list[list[Block]]:
+    """The blocks of a run over ``spilled`` (see :func:`plan_blocks`)."""
+    counts = (
+        pl.concat([spilled[side].counts for side in SIDES])
+        .group_by("currency", "day")
+        .agg(pl.col("records").sum())
+    )
+    return plan_blocks(counts, block_records=block_records, reach=reach_days(config))
+
+
+def settled_blocks(
+    spilled: dict[str, SpilledSide],
+    duplicates: pl.DataFrame,
+    config: MatchConfig,
+    plans: list[list[Block]],
+    *,
+    run_id: str,
+    on_block: Callable[[int, int], None] | None = None,
+) -> Iterator[tuple[MatchResult, dict[str, pl.DataFrame]]]:
+    """The run's settled results block by block (``plans`` from :func:`plan_run`), each with the
+    records its block matched (for the events' record details). Duplicates are left out of every
+    block. ``on_block(index, count)`` is told when each block starts."""
+    excluded = {side: duplicates.filter(pl.col("side") == side)["line_number"].implode() for side in SIDES}
+    count = sum(len(blocks) for blocks in plans)
+    index = 0
+    for blocks in plans:
+        matcher = BlockMatcher(config, run_id=run_id)
+        for position, block in enumerate(blocks):
+            if on_block is not None:
+                on_block(index, count)
+            index += 1
+            frames = {
+                side: spilled[side]
+                .read(block.currency, block.first_day, block.last_day, whole=block.whole)
+                .filter(~pl.col("line_number").is_in(excluded[side]))
+                for side in SIDES
+            }
+            result = matcher.feed(
+                frames["source"], frames["target"], last_day=block.last_day, last=position == len(blocks) - 1
+            )
+            del frames
+            yield result, matcher.seen
+
+
+@dataclass
+class Tally:
+    """The counts of a run's summary, added up over its settled blocks."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTS, 0))
+
+    def add(self, result: MatchResult) -> None:
+        """Count one settled block."""
+        accounting = result.accounting()
+        status = result.matches["status"]
+        unmatched = result.unmatched.filter(pl.col("reason") != "outside_range")["side"]
+        for key, value in (
+            ("matched_count", int((status == "matched").sum())),
+            ("proposed_count", int((status == "proposed").sum())),
+            ("matched_source_records", accounting["source"]["matched"]),
+            ("matched_target_records", accounting["target"]["matched"]),
+            ("proposed_source_records", accounting["source"]["proposed"]),
+            ("unmatched_source_count", int((unmatched == "source").sum())),
+            ("unmatched_target_count", int((unmatched == "target").sum())),
+        ):
+            self.counts[key] += value
+
+    def summary(self, spilled: dict[str, SpilledSide], duplicates: int, duration_ms: int) -> e.Summary:
+        """The run's summary (the same figures as
+        :func:`~settler_pipeline.domain.reconciliation.summarise` over one whole result)."""
+        c = self.counts
+        eligible = c["matched_source_records"] + c["proposed_source_records"] + c["unmatched_source_count"]
+        quarantined = sum(spilled[side].quarantine.height for side in SIDES)
+        counted = {key: value for key, value in c.items() if key != "proposed_source_records"}
+        return e.Summary(
+            total_source_records=spilled["source"].records + spilled["source"].quarantine.height,
+            total_target_records=spilled["target"].records + spilled["target"].quarantine.height,
+            **counted,
+            duplicate_count=duplicates,
+            quarantined_count=quarantined,
+            errors_count=quarantined,
+            duration_ms=duration_ms,
+            match_rate=round(c["matched_source_records"] / eligible, 6) if eligible else None,
+        )

@@ -1,0 +1,164 @@
+"""Block-wise matching: planned blocks, and properties against whole matching (hypothesis)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from settler_pipeline.domain.matching import MatchConfig, MatchResult, match_records
+from settler_pipeline.domain.matching.blocks import match_blockwise, plan_blocks, reach_days
+from settler_pipeline.domain.matching.config import (
+    AmountDatePass,
+    DateWindow,
+    FuzzyPass,
+    GroupPass,
+    ReferencePass,
+    SplitPass,
+    Tolerance,
+)
+from tests.profiles import examples
+from tests.unit.test_matcher_support import records
+
+
+def _counts(rows: list[tuple[str | None, int, int]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        rows, schema={"currency": pl.String(), "day": pl.Int64(), "records": pl.Int64()}, orient="row"
+    )
+
+
+def test_an_input_that_fits_one_block_is_matched_whole() -> None:
+    (blocks,) = plan_blocks(_counts([("USD", 1, 10), ("EUR", 5, 10)]), block_records=20, reach=3)
+    assert len(blocks) == 1 and blocks[0].whole and blocks[0].records == 20
+
+
+def test_blocks_are_cut_by_currency_and_span_more_days_than_the_reach() -> None:
+    days = [("USD", day, 10) for day in range(10)] + [("EUR", 3, 5), (None, 4, 1)]
+    plans = plan_blocks(_counts(days), block_records=20, reach=3)
+    by_currency = {blocks[0].currency: blocks for blocks in plans}
+    assert set(by_currency) == {"USD", "EUR", None}
+    usd = by_currency["USD"]
+    # 20 records are reached after 2 days, but a block must span more than the reach (4 days)
+    assert [(b.first_day, b.last_day, b.records) for b in usd] == [(0, 4, 50), (5, 9, 50)]
+    assert [(b.first_day, b.last_day) for b in by_currency["EUR"]] == [(3, 3)]
+
+
+def test_reach_is_the_widest_window_with_the_mismatch_search() -> None:
+    config = MatchConfig(
+        passes=[
+            ReferencePass(date_window=DateWindow(days_before=2, days_after=7)),
+            AmountDatePass(date_window=DateWindow(days_before=0, days_after=3), mismatch_search_days=5),
+        ]
+    )
+    assert reach_days(config) == 8
+
+
+def _lines(results: list[MatchResult], side: str) -> list[int]:
+    used: list[int] = []
+    for result in results:
+        used += result.matches[f"{side}_lines"].explode().drop_nulls().to_list()
+        used += result.unmatched.filter(pl.col("side") == side)["line_number"].to_list()
+        used += result.duplicates.filter(pl.col("side") == side)["line_number"].to_list()
+    return used
+
+
+row = st.fixed_dictionaries(
+    {
+        "record_id": st.sampled_from(["a", "b", "c", "d", "e", "f", None]),
+        "amount_minor": st.sampled_from([100, 101, 200, 300, -50]),
+        "currency": st.sampled_from(["USD", "EUR"]),
+        "day": st.integers(0, 20),
+        "reference": st.sampled_from([None, "INV-1", "INV-2", "po_1"]),
+        "description": st.sampled_from([None, "Payment INV-1", "JANE SMITH", "po_1"]),
+        "group_key": st.sampled_from([None, "po_1"]),
+    }
+)
+window = st.builds(DateWindow, days_before=st.integers(0, 2), days_after=st.integers(0, 3))
+config = st.builds(
+    lambda win, order: MatchConfig(
+        passes=[
+            [
+                ReferencePass(date_window=win),
+                AmountDatePass(tolerance=Tolerance(absolute_minor=1), date_window=win),
+                GroupPass(date_window=win),
+                FuzzyPass(date_window=win, min_score=0.5),
+                SplitPass(date_window=win),
+            ][i]
+            for i in order
+        ]
+    ),
+    window,
+    st.permutations([0, 1, 2, 3, 4]),
+)
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(
+    sides=st.tuples(st.lists(row, max_size=14), st.lists(row, max_size=14)),
+    match_config=config,
+    block_records=st.integers(1, 8),
+)
+def test_block_wise_matching_settles_every_record_once_and_never_uses_one_twice(
+    sides: tuple[list[dict[str, Any]], list[dict[str, Any]]], match_config: MatchConfig, block_records: int
+) -> None:
+    source_rows, target_rows = sides
+    source, target = records(*source_rows), records(*target_rows)
+    results = match_blockwise(source, target, match_config, run_id="blocks", block_records=block_records)
+    for side, frame in (("source", source), ("target", target)):
+        used = _lines(results, side)
+        assert sorted(used) == sorted(frame["line_number"].to_list()), f"a {side} record in no or two buckets"
+    currency = {("source", line): c for line, c in source.select("line_number", "currency").iter_rows()}
+    currency |= {("target", line): c for line, c in target.select("line_number", "currency").iter_rows()}
+    for result in results:
+        for match in result.matches.iter_rows(named=True):
+            keys = [("source", n) for n in match["source_lines"]] + [
+                ("target", n) for n in match["target_lines"]
+            ]
+            assert {currency[key] for key in keys} == {match["currency"]}
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(st.integers(0, 30), st.integers(0, 3), st.sampled_from(["USD", "EUR"]), st.booleans()),
+        min_size=1,
+        max_size=25,
+    ),
+    block_records=st.integers(1, 10),
+)
+def test_block_wise_finds_the_pairs_whole_matching_finds_across_block_boundaries(
+    pairs: list[tuple[int, int, str, bool]], block_records: int
+) -> None:
+    """Unambiguous pairs (distinct amounts) settling 0-3 days later, some by reference: cut into
+    blocks of a few records, the pairs straddling a boundary are found exactly as in whole matching."""
+    source = records(
+        *(
+            {"amount_minor": 1000 + i, "currency": c, "day": day, "reference": f"INV-{i}" if ref else None}
+            for i, (day, _lag, c, ref) in enumerate(pairs)
+        )
+    )
+    target = records(
+        *(
+            {
+                "amount_minor": 1000 + i,
+                "currency": c,
+                "day": day + lag,
+                "reference": f"INV-{i}" if ref else None,
+            }
+            for i, (day, lag, c, ref) in enumerate(pairs)
+        )
+    )
+    match_config = MatchConfig(
+        passes=[
+            ReferencePass(date_window=DateWindow(days_before=0, days_after=3)),
+            AmountDatePass(date_window=DateWindow(days_before=0, days_after=3)),
+        ]
+    )
+    whole = match_records(source, target, match_config, run_id="blocks")
+    results = match_blockwise(source, target, match_config, run_id="blocks", block_records=block_records)
+    blocked = pl.concat([r.matches for r in results])
+    assert whole.matches.height == len(pairs)
+    assert sorted(blocked["match_id"].to_list()) == sorted(whole.matches["match_id"].to_list())
+    assert blocked.sort("match_id").equals(whole.matches.sort("match_id"))
