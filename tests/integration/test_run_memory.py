@@ -17,8 +17,11 @@ import pytest
 
 from settler_pipeline.application.memory import (
     ADDRESS_SPACE_PER_RESIDENT_BYTE,
+    BLOCK_BYTES_PER_RECORD,
+    LOAD_PER_INPUT_BYTE,
     PEAK_PER_INPUT_BYTE,
     cgroup_headroom,
+    check_block_memory,
     check_memory,
     current_limit,
     estimated_peak_bytes,
@@ -62,6 +65,22 @@ def test_the_estimate_grows_with_the_input_and_is_unknown_for_a_query() -> None:
     assert estimated_peak_bytes([("csv", 100), ("duckdb_sql", None)]) is None
     # an unknown need or no limit at all never refuses a run
     check_memory([("duckdb_sql", None)], max_memory=1)
+
+
+def test_blocks_bound_the_estimate_by_the_larger_side_and_the_largest_block() -> None:
+    gib = 1024**3
+    inputs = [("csv", 4 * gib), ("csv", 2 * gib)]
+    whole = estimated_peak_bytes(inputs)
+    cut = estimated_peak_bytes(inputs, block_records=1_000)
+    assert whole == int(6 * gib * PEAK_PER_INPUT_BYTE["csv"])
+    # tiny blocks: reading the larger side is what needs the most
+    assert cut == int(4 * gib * LOAD_PER_INPUT_BYTE["csv"])
+    assert estimated_peak_bytes(inputs, block_records=2 * 10**7) == 2 * 10**7 * BLOCK_BYTES_PER_RECORD
+    assert estimated_peak_bytes([("csv", 100)], block_records=10**9) == int(100 * PEAK_PER_INPUT_BYTE["csv"])
+    check_block_memory(10**6, max_memory=None)
+    with pytest.raises(InsufficientMemoryError, match=r"largest block \(1,000,000 records") as caught:
+        check_block_memory(10**6, max_memory=1)
+    assert caught.value.hint and "fewer days" in caught.value.hint
 
 
 def test_the_max_memory_setting_is_the_limit_when_it_is_tightest() -> None:
