@@ -6,9 +6,9 @@ then each repeat runs in a fresh subprocess into a fresh data directory, so the 
 (``ru_maxrss``) is the run's own: interpreter, libraries, the open log and the run, nothing of the
 generator. With ``BENCH_RUN_INPUTS`` set to a folder, each size's inputs are generated once into
 ``<folder>/<size>`` and reused by later benchmark runs (a 10M input takes minutes to generate); the
-folder is never in the repository. Each child runs with the ``max_memory`` setting at 80% of the memory available when it
-starts, so a size that does not fit is refused by the run's memory check (a recorded failure)
-instead of pushing the shared machine into swap or the OOM killer.
+folder is never in the repository. Each child runs with the ``max_memory`` setting at 80% of the
+memory available when it starts, so a size that does not fit is refused by the run's memory check
+(a recorded failure) instead of pushing the shared machine into swap or the OOM killer.
 """
 
 from __future__ import annotations

@@ -135,9 +135,8 @@ def test_an_unknown_top_level_key_is_refused_with_a_suggestion_and_the_allowed_k
         "  - date_windows_days: unknown key 'date_windows_days' (did you mean 'date_window_days'?)"
         in error.message
     )
-    assert "allowed keys here: block_records, date_window_days, description, matching, name, source, target, tenant_id" in (
-        error.message
-    )
+    allowed = "block_records, date_window_days, description, matching, name, source, target, tenant_id"
+    assert f"allowed keys here: {allowed}" in error.message
 
 
 def test_an_unknown_nested_key_is_reported_with_its_field_path(tmp_path: Path) -> None:
