@@ -175,16 +175,13 @@ class AttemptRunner:
                 spec.matching,
                 plans,
                 run_id=run_id,
-                on_block=lambda i, n: self._step(
-                    f"matching {spilled['source'].records:,} against {spilled['target'].records:,}"
-                    + (f": block {i + 1} of {n}" if n > 1 else ""),
-                    3,
-                ),
+                step=self._step,
             )
             try:
                 for result, seen in blocks:
                     progress.step = "record_results"
                     tally.add(result)
+                    self._step(f"appending {result.matches.height + result.unmatched.height:,} events", 4)
                     for frame in _event_chunks(result, state.attempt, ctx, seen):
                         state, count = self.append(state, frame)
                         progress.state = state
@@ -199,7 +196,6 @@ class AttemptRunner:
                 return self._fail(state, ctx, "match", exc)
             progress.step = "record_results"
             summary = tally.summary(spilled, duplicates.height, int((time.perf_counter() - started) * 1000))
-        self._step("appending the completion", 4)
         state, count = self.append(state, run_events.single_event(agg.decide_completion(state, summary), ctx))
         appended += count
         self._step("done", RUN_STEPS)

@@ -59,20 +59,24 @@ def settled_blocks(
     plans: list[list[Block]],
     *,
     run_id: str,
-    on_block: Callable[[int, int], None] | None = None,
+    step: Callable[[str, int], None] | None = None,
 ) -> Iterator[tuple[MatchResult, dict[str, pl.DataFrame]]]:
     """The run's settled results block by block (``plans`` from :func:`plan_run`), each with the
     records its block matched (for the events' record details). Duplicates are left out of every
-    block. ``on_block(index, count)`` is told when each block starts."""
+    block. ``step(what, 3)`` is told when each block and each of its passes starts."""
     excluded = {side: duplicates.filter(pl.col("side") == side)["line_number"].implode() for side in SIDES}
     count = sum(len(blocks) for blocks in plans)
+    sizes = f"{spilled['source'].records:,} against {spilled['target'].records:,}"
     index = 0
     for blocks in plans:
-        matcher = BlockMatcher(config, run_id=run_id)
         for position, block in enumerate(blocks):
-            if on_block is not None:
-                on_block(index, count)
             index += 1
+            of = f" (block {index} of {count})" if count > 1 else ""
+            if step is not None:
+                step(f"matching {sizes}{of}", 3)
+            if position == 0:
+                matcher = BlockMatcher(config, run_id=run_id)
+            matcher.on_pass = None if step is None else _pass_step(step, of)
             frames = {
                 side: spilled[side]
                 .read(block.currency, block.first_day, block.last_day, whole=block.whole)
@@ -84,6 +88,13 @@ def settled_blocks(
             )
             del frames
             yield result, matcher.seen
+
+
+def _pass_step(step: Callable[[str, int], None], of: str) -> Callable[[str, int, int], None]:
+    def on_pass(name: str, index: int, count: int) -> None:
+        step(f"matching: pass {index + 1} of {count} ({name}){of}", 3)
+
+    return on_pass
 
 
 @dataclass

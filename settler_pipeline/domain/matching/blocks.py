@@ -17,6 +17,7 @@ record is ever used twice, and a pair straddling a boundary is found in the bloc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -103,9 +104,13 @@ class BlockMatcher:
     """Matches the date blocks of one currency in day order, carrying each block's tail into the
     next (see the module docstring). Feed every block, the last with ``last=True``."""
 
-    def __init__(self, config: MatchConfig, *, run_id: str) -> None:
+    def __init__(
+        self, config: MatchConfig, *, run_id: str, on_pass: Callable[[str, int, int], None] | None = None
+    ) -> None:
+        """``on_pass`` is told when each pass of each block starts (see :func:`match_records`)."""
         self.config = config
         self.run_id = run_id
+        self.on_pass = on_pass
         self.reach = reach_days(config)
         self._carried: dict[str, pl.DataFrame] = {}
         self.seen: dict[str, pl.DataFrame] = {}
@@ -120,7 +125,9 @@ class BlockMatcher:
         for side, carried in self._carried.items():
             frames[side] = pl.concat([carried, frames[side].select(carried.columns)], how="vertical_relaxed")
         self.seen = frames
-        result = match_records(frames["source"], frames["target"], self.config, run_id=self.run_id)
+        result = match_records(
+            frames["source"], frames["target"], self.config, run_id=self.run_id, on_pass=self.on_pass
+        )
         if last:
             self._carried = {}
             return result
