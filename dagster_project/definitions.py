@@ -13,7 +13,12 @@ from dagster_project.assets import GROUP, event_log, read_models_asset, snapshot
 from dagster_project.jobs import reconciliation_job
 from dagster_project.reconciliations import MatchRatePolicy, job_spec_assets
 from dagster_project.resources import AlertsResource, EventStoreResource, ReadModelsResource
-from dagster_project.sensors import event_log_sensor, failure_alert_sensor, job_specs_sensor
+from dagster_project.sensors import (
+    event_log_sensor,
+    failure_alert_sensor,
+    job_specs_sensor,
+    outside_runs_sensor,
+)
 
 read_models_job = dg.define_asset_job(
     "read_models_job",
@@ -31,7 +36,12 @@ def build_definitions(job_specs_dir: Path | None = None) -> dg.Definitions:
         assets=[event_log, snapshots_asset(upstream), read_models_asset(upstream), *job_specs.assets],
         jobs=[reconciliation_job, read_models_job, *job_specs.jobs],
         schedules=job_specs.schedules,
-        sensors=[event_log_sensor(read_models_job), job_specs_sensor(job_specs), failure_alert_sensor],
+        sensors=[
+            event_log_sensor(read_models_job),
+            job_specs_sensor(job_specs),
+            outside_runs_sensor(job_specs),
+            failure_alert_sensor,
+        ],
         # One process per run, not per step: the steps share the read models' lock anyway, and a
         # process per step costs more (imports, code load) than the read models' whole update.
         executor=dg.in_process_executor,

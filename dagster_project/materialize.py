@@ -3,7 +3,8 @@
 
 `settler demo` runs this in a child process (the library never imports the code location), with
 ``DAGSTER_HOME`` pointing at the instance it records into. The tenants become partitions of the
-reconciliation assets, the event log gets an observation, and the checks passed / run are written to
+reconciliation assets, the event log gets an observation, the runs made through the CLI become
+materialized partitions, and the checks passed / run are written to
 ``RESULT_FILE`` as JSON. Exit code 0 when the materialization succeeded, 1 when it did not (Dagster's
 log says why).
 """
@@ -16,7 +17,8 @@ import dagster as dg
 
 from dagster_project.assets import EVENT_LOG, observe_event_log
 from dagster_project.definitions import build_definitions
-from dagster_project.reconciliations import TENANTS
+from dagster_project.outside_runs import outside_materializations
+from dagster_project.reconciliations import TENANTS, job_spec_assets
 from dagster_project.resources import EventStoreResource, ReadModelsResource
 from settler_pipeline.application.access import AccessControl
 from settler_pipeline.store.event_store import EventStore
@@ -25,6 +27,7 @@ from settler_pipeline.store.event_store import EventStore
 def materialize(data_dir: Path) -> dg.ExecuteInProcessResult:
     """Materialize the unpartitioned assets of the code location on ``data_dir`` into the instance of
     ``DAGSTER_HOME``, after adding its tenants as partitions and observing its event log."""
+    found = job_spec_assets(data_dir / "jobs")
     definitions = build_definitions(data_dir / "jobs")
     assets = [
         a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition) and a.partitions_def is None
@@ -38,7 +41,7 @@ def materialize(data_dir: Path) -> dg.ExecuteInProcessResult:
         instance.report_runless_asset_event(
             dg.AssetObservation(asset_key=EVENT_LOG, metadata={**metadata, "head_position": head})
         )
-        return dg.materialize(
+        result = dg.materialize(
             assets,
             resources={
                 "event_store": EventStoreResource(data_dir=str(data_dir)),
@@ -47,6 +50,10 @@ def materialize(data_dir: Path) -> dg.ExecuteInProcessResult:
             instance=instance,
             raise_on_error=False,
         )
+        # the runs the demo made through the CLI, as materialized partitions (outside_runs.py)
+        for event in outside_materializations(instance, data_dir, found):
+            instance.report_runless_asset_event(event)
+        return result
 
 
 def main(argv: list[str]) -> int:

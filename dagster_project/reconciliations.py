@@ -225,6 +225,7 @@ class JobSpecAssets:
     jobs: list[Any] = field(default_factory=list)  # asset jobs (define_asset_job)
     schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
     paths: dict[Path, str] = field(default_factory=dict)  # spec file -> asset name
+    spec_names: dict[Path, str] = field(default_factory=dict)  # spec file -> job id (the spec's name)
     broken: dict[Path, str] = field(default_factory=dict)  # spec file -> what is wrong
 
 
@@ -250,4 +251,5 @@ def job_spec_assets(folder: Path | None = None) -> JobSpecAssets:
             dg.build_schedule_from_partitioned_job(job, hour_of_day=2, name=f"{job.name}_schedule")  # type: ignore[arg-type]
         )
         found.paths[path.resolve()] = asset.key.path[-1]
+        found.spec_names[path.resolve()] = load_job_spec(path).name
     return found

@@ -6,8 +6,9 @@ from typing import Any
 import dagster as dg
 
 from dagster_project.assets import EVENT_LOG, observe_event_log
+from dagster_project.outside_runs import outside_materializations
 from dagster_project.reconciliations import TENANTS, JobSpecAssets
-from dagster_project.resources import AlertsResource, EventStoreResource
+from dagster_project.resources import AlertsResource, EventStoreResource, ReadModelsResource
 from settler_pipeline.alerts import FailureAlert
 from settler_pipeline.application.access import AccessControl
 from settler_pipeline.errors import NotFoundError, SettlerError
@@ -71,6 +72,22 @@ def job_specs_sensor(found: JobSpecAssets) -> dg.SensorDefinition:
         summary = "; ".join(problems) or f"{len(found.paths)} job specs, {len(names)} tenants, all fine"
         requests = [TENANTS.build_add_request(missing)] if missing else []
         return dg.SensorResult(dynamic_partitions_requests=requests, skip_reason=summary)
+
+    return _sensor
+
+
+def outside_runs_sensor(found: JobSpecAssets) -> dg.SensorDefinition:
+    """Reports runs completed outside Dagster (CLI, Python API) as materializations of the partitions
+    they cover (outside_runs.py), so the catalog matches the log."""
+
+    @dg.sensor(
+        name="outside_runs_sensor", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING
+    )
+    def _sensor(context: dg.SensorEvaluationContext, read_models: ReadModelsResource) -> dg.SensorResult:
+        events = outside_materializations(context.instance, read_models.path(), found)
+        if not events:
+            return dg.SensorResult(skip_reason="every completed run's partitions are materialized")
+        return dg.SensorResult(asset_events=list(events))
 
     return _sensor
 

@@ -310,3 +310,28 @@ def test_the_job_specs_sensor_adds_tenants_and_reports_broken_and_new_specs(
         assert "new job spec later.yaml: reload" in result.skip_message
         requests = result.dynamic_partitions_requests or []
         assert [list(r.partition_keys) for r in requests] == [["acme"]]
+
+
+def test_runs_made_outside_dagster_are_reported_once_as_materialized_partitions(
+    workspace: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, spec = workspace  # days 2 and 3 reconciled through the Python API
+    with Settler(data, user="ops") as app:
+        projections.update(app.store, data)
+    definitions = build_definitions(jobs_folder(tmp_path, spec))
+    sensor = next(s for s in definitions.sensors or [] if s.name == "outside_runs_sensor")
+    (asset,) = [
+        a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition) and a.partitions_def
+    ]
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources=resources(data))
+        assert not sensor.evaluate_tick(context).asset_events  # tenant not a partition yet: nothing
+        instance.add_dynamic_partitions(TENANTS.name, ["acme"])
+        events = sensor.evaluate_tick(context).asset_events
+        assert sorted(e.partition for e in events) == ["2026-11-02|acme", "2026-11-03|acme"]
+        assert all(e.asset_key == asset.key for e in events)
+        assert all(e.metadata["recorded_outside_dagster"].value is True for e in events)
+        for event in events:
+            instance.report_runless_asset_event(event)
+        assert instance.get_materialized_partitions(asset.key) == {"2026-11-02|acme", "2026-11-03|acme"}
+        assert not sensor.evaluate_tick(context).asset_events  # each reported once

@@ -1,0 +1,74 @@
+"""Runs made outside Dagster (the ``settler`` CLI, the Python API, the demo), reported to Dagster: a
+completed run of a job spec's tenant and days is what materializing those partitions of the spec's
+reconciliation asset would have recorded, so the catalog shows them as materialized instead of
+"0% filled". Each is reported once, as a runless materialization that names the run.
+"""
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from dagster_project.reconciliations import TENANTS, JobSpecAssets, first_day
+from settler_pipeline import projections
+from settler_pipeline.application.access import AccessControl
+from settler_pipeline.errors import NotFoundError
+
+DESCRIPTION = "Reconciled outside Dagster (settler CLI or Python API); the run is in the event log."
+
+
+def outside_materializations(
+    instance: dg.DagsterInstance, data_dir: Path, found: JobSpecAssets
+) -> list[dg.AssetMaterialization]:
+    """A materialization for every partition (tenant x day) of ``found``'s assets that a completed,
+    live run in the published ``reconciliation_summary`` covers and Dagster has no materialization
+    of yet. Partitions outside an asset's days, and tenants Dagster does not know, are left out."""
+    try:
+        summary = projections.read_model(data_dir, "reconciliation_summary")
+    except NotFoundError:
+        return []
+    completed = summary.filter(pl.col("status") == "completed")
+    tenants = {t.tenant_id: t.name for t in AccessControl(data_dir).tenants()}
+    known_tenants = set(instance.get_dynamic_partitions(TENANTS.name))  # type: ignore[arg-type]
+    today = date.today()
+    events: list[dg.AssetMaterialization] = []
+    for path, asset_name in sorted(found.paths.items()):
+        job_id = found.spec_names.get(path)
+        runs = completed.filter(pl.col("job_id") == job_id)
+        if job_id is None or runs.is_empty():
+            continue
+        key = dg.AssetKey(asset_name)
+        done = instance.get_materialized_partitions(key)
+        first = first_day(path)
+        for row in runs.iter_rows(named=True):
+            tenant = tenants.get(row["tenant_id"])
+            if tenant is None or tenant not in known_tenants:
+                continue
+            day: date = row["period_start"]
+            while day <= row["period_end"]:
+                partition = str(dg.MultiPartitionKey({"day": day.isoformat(), "tenant": tenant}))
+                if first <= day < today and partition not in done:
+                    events.append(_materialization(key, partition, tenant, day, row))
+                day += timedelta(days=1)
+    return events
+
+
+def _materialization(
+    key: dg.AssetKey, partition: str, tenant: str, day: date, row: dict[str, object]
+) -> dg.AssetMaterialization:
+    rate = row["match_rate"]
+    return dg.AssetMaterialization(
+        asset_key=key,
+        partition=partition,
+        description=DESCRIPTION,
+        metadata={
+            "reconciliation_id": str(row["reconciliation_id"]),
+            "tenant": tenant,
+            "day": day.isoformat(),
+            "status": "completed",
+            "match_rate": dg.MetadataValue.null() if rate is None else float(rate),  # type: ignore[arg-type]
+            "matched": int(row["matched"] or 0),  # type: ignore[call-overload]
+            "recorded_outside_dagster": True,
+        },
+    )
