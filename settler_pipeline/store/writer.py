@@ -189,14 +189,15 @@ class LogWriter(LogLookups):
             self._write_segments(view, batch if isinstance(batch, pl.DataFrame) else _frame(batch))
             return
         # the write-ahead log keeps the envelope columns; typed payload columns are derived at the flush
-        table = batch if isinstance(batch, pa.Table) else batch.select(COLUMNS).to_arrow().cast(EVENT_SCHEMA)
+        frame = None if isinstance(batch, pa.Table) else batch.select(COLUMNS)
+        table = batch if frame is None else frame.to_arrow().cast(EVENT_SCHEMA)
         if view.torn_bytes:
             self._move_torn_record_aside(view)
         if view.wal_valid_bytes == 0 and not view.wal_path.exists():
             view.wal_path.touch()
             fsync_dir(self.wal_dir)
         valid = wal.append(view.wal_path, table, valid_bytes=view.wal_valid_bytes)
-        view.tail.extend(table)
+        view.tail.extend(table, frame)
         head = view.head
         write_head(self.head_path, head, sync=False)  # only now is the commit acknowledged
         self._view = replace(
@@ -230,19 +231,20 @@ class LogWriter(LogLookups):
         commit point, carrying the log's state), then the recorded head, then the old write-ahead file.
         A crash before the commit leaves orphans that recovery moves to quarantine; after it, a stale
         write-ahead file likewise."""
-        # The tail's events (many commits of a few events) are typed from their JSON here, once; a bulk
-        # batch is stored as it comes (typed when it brings its payload columns, as a run's do).
-        tail = with_payload_columns(view.tail.chunked_frame()) if view.tail.rows else None
-        frame = pl.concat([tail, batch], how="diagonal_relaxed") if tail is not None else batch
-        chunks = split(frame)
+        untyped = view.tail.chunked_frame() if view.tail.rows else None
         with ThreadPoolExecutor(max_workers=1) as pool:
             # Events of many commits: each segment gets a copy clustered by stream (stream_copies.py),
-            # written while the segments are; both enter the index in one transaction.
+            # written while the segments are typed and written; both enter the index in one
+            # transaction. A copy holds the envelope columns only, so it starts before the typing.
             copies = (
-                pool.submit(write_copies, chunks, self.copies_dir, self.staging_dir)
+                pool.submit(write_copies, split(_joined(untyped, batch)), self.copies_dir, self.staging_dir)
                 if _gathers_commits(view.tail.rows, batch.height)
                 else None
             )
+            # The tail's events (many commits of a few events) are typed from their JSON here, once; a
+            # bulk batch is stored as it comes (typed when it brings its payload columns, as a run's do).
+            frame = _joined(with_payload_columns(untyped) if untyped is not None else None, batch)
+            chunks = split(frame)
             written = write_segments(frame, self.segments_dir, self.staging_dir, chunks)
             infos = [w.info for w in written]
             with self.index.writing() as con:
@@ -278,6 +280,11 @@ class LogWriter(LogLookups):
             )
         self._commit_state(new)
         return new
+
+
+def _joined(tail: pl.DataFrame | None, batch: pl.DataFrame) -> pl.DataFrame:
+    """The tail's events followed by ``batch`` (position order), as one frame to write."""
+    return pl.concat([tail, batch], how="diagonal_relaxed") if tail is not None else batch
 
 
 def _gathers_commits(tail_rows: int, batch_rows: int) -> bool:
