@@ -189,8 +189,11 @@ class LogWriter(LogLookups):
             self._write_segments(view, batch if isinstance(batch, pl.DataFrame) else _frame(batch))
             return
         # the write-ahead log keeps the envelope columns; typed payload columns are derived at the flush
-        frame = None if isinstance(batch, pa.Table) else batch.select(COLUMNS)
-        table = batch if frame is None else frame.to_arrow().cast(EVENT_SCHEMA)
+        if isinstance(batch, pa.Table):
+            table, frame = batch, None
+        else:
+            frame = batch.select(COLUMNS)
+            table = frame.to_arrow().cast(EVENT_SCHEMA)
         if view.torn_bytes:
             self._move_torn_record_aside(view)
         if view.wal_valid_bytes == 0 and not view.wal_path.exists():
