@@ -16,7 +16,12 @@ from typing import Any, Final
 import polars as pl
 
 from settler_pipeline.domain import events as e
-from settler_pipeline.projections.payloads import decode_payloads, typed_payloads, upcast_payloads
+from settler_pipeline.projections.payloads import (
+    decode_payloads,
+    typed_payloads,
+    upcast_payloads,
+    usable_typed,
+)
 from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, TYPED
 
@@ -84,6 +89,10 @@ RECORD_FIELDS: Final = (
     "closest_rejection",
 )
 
+# RecordMatched events whose rows reconciliation_matches reads from the log (logrows.py): only what
+# the counts of the summary need.
+LOGGED_FIELDS: Final = ("attempt", "source_ids")
+
 BULK_FIELDS: Final = tuple(dict.fromkeys(MATCH_FIELDS + RECORD_FIELDS))
 FIELDS: Final = tuple(dict.fromkeys(LIFECYCLE_FIELDS + BULK_FIELDS))
 """Every payload field a read model reads."""
@@ -104,8 +113,14 @@ class EventBatch:
         self.upto = upto
 
     @classmethod
-    def read(cls, store: EventStore, after: int, upto: int, *, tenant_id: str | None = None) -> EventBatch:
+    def read(
+        cls, store: EventStore, after: int, upto: int, *, tenant_id: str | None = None, logged_upto: int = 0
+    ) -> EventBatch:
         """Read positions ``(after, upto]`` of ``store`` (only reconciliation events).
+
+        ``RecordMatched`` events at positions up to ``logged_upto`` whose typed columns hold their
+        payload are *logged* (:attr:`logged`, not in :attr:`matched`): their rows are read from the
+        log's files when the read model is read, so only :data:`LOGGED_FIELDS` of them are read here.
 
         Per-record events (99% of a log) come from their typed payload columns, only those the read
         models use (:data:`BULK_FIELDS`); rows stored untyped are decoded from their JSON. Lifecycle
@@ -114,25 +129,27 @@ class EventBatch:
         cost more to read over all rows than their few documents cost to parse."""
         reconciliation = pl.col("aggregate_type") == e.AGGREGATE_TYPE
         per_record = pl.col("event_type").is_in(list(e.BULK_EVENT_TYPES))
-        scan = store.read(
-            from_position=after, to_position=upto, tenant_id=tenant_id, payload_fields=BULK_FIELDS
-        ).filter(reconciliation)
         keys = ("global_position", pl.col("aggregate_id").alias("reconciliation_id"), *ENVELOPE[2:])
+        logged = (pl.col("event_type") == e.RECORD_MATCHED) & (pl.col("global_position") <= logged_upto)
 
-        def kind(rows: pl.Expr, fields: Sequence[str]) -> pl.LazyFrame:
-            return scan.filter(rows).select(*keys, "event_version", TYPED, *fields)
+        def scan(fields: Sequence[str]) -> pl.LazyFrame:
+            return store.read(
+                from_position=after, to_position=upto, tenant_id=tenant_id, payload_fields=fields
+            ).filter(reconciliation)
 
-        kinds = (
-            (pl.col("event_type") == e.RECORD_MATCHED, MATCH_FIELDS),
-            (pl.col("event_type") == e.MATCH_PROPOSED, MATCH_FIELDS),
-            (pl.col("event_type").is_in(list(RECORD_TYPES)), RECORD_FIELDS),
-        )
-        # one pass over the files (Polars shares the scan between the queries)
-        events, lifecycle, *bulk = pl.collect_all(
+        # Two passes: every row with the few columns every row needs (Polars shares that scan between
+        # the first three queries), and the per-record rows that are not logged with the fields they
+        # need (a typed column costs its read on every row a scan returns, so these rows are selected
+        # before the wide columns are read).
+        lean = scan(LOGGED_FIELDS)
+        events, lifecycle, early, bulk = pl.collect_all(
             [
-                scan.select(*keys),
-                scan.filter(~per_record).select(*keys, "event_version"),
-                *(kind(rows, fields) for rows, fields in kinds),
+                lean.select(*keys),
+                lean.filter(~per_record).select(*keys, "event_version"),
+                lean.filter(logged).select(*keys, "event_version", TYPED, *LOGGED_FIELDS),
+                scan(BULK_FIELDS)
+                .filter(per_record & ~logged)
+                .select(*keys, "event_version", TYPED, *BULK_FIELDS),
             ]
         )
 
@@ -154,13 +171,31 @@ class EventBatch:
                 lifecycle.drop("event_version"), {name: PAYLOAD_SCHEMA[name] for name in LIFECYCLE_FIELDS}
             )
         )
-        for name, frame, (_, fields) in zip(("matched", "proposed", "records"), bulk, kinds, strict=True):
-            batch.__dict__[name] = typed_payloads(
+
+        def typed(frame: pl.DataFrame, fields: Sequence[str]) -> pl.DataFrame:
+            return typed_payloads(
                 frame,
                 store.registry,
                 fields,
                 lambda positions: stored_data(pl.col("global_position").is_in(positions.implode())),
             ).drop("event_version")
+
+        # Logged rows stored without usable typed columns are not logged after all: they are decoded
+        # from their JSON and stored like the matches after ``logged_upto``.
+        usable = early.select(usable_typed(store.registry, [e.RECORD_MATCHED])).to_series()
+        head = [c for c in bulk.columns if c not in BULK_FIELDS]
+        unlogged = early.filter(~usable).select(
+            *head,
+            *(f if f in LOGGED_FIELDS else pl.lit(None, PAYLOAD_SCHEMA[f]).alias(f) for f in BULK_FIELDS),
+        )
+        batch.__dict__["logged"] = early.filter(usable).drop("event_version", TYPED)
+        bulk = pl.concat([unlogged, bulk]).sort("global_position") if unlogged.height else bulk
+        for name, rows, fields in (
+            ("matched", pl.col("event_type") == e.RECORD_MATCHED, MATCH_FIELDS),
+            ("proposed", pl.col("event_type") == e.MATCH_PROPOSED, MATCH_FIELDS),
+            ("records", pl.col("event_type").is_in(list(RECORD_TYPES)), RECORD_FIELDS),
+        ):
+            batch.__dict__[name] = typed(bulk.filter(rows).select(*head, *fields), fields)
         return batch
 
     @classmethod
@@ -181,14 +216,14 @@ class EventBatch:
             return self
         later = pl.col("global_position") > position
         part = EventBatch(self.events.filter(later), after=position, upto=self.upto)
-        for name in ("lifecycle", "matched", "proposed", "records"):
+        for name in ("lifecycle", "matched", "logged", "proposed", "records"):
             if name in self.__dict__:
                 part.__dict__[name] = self.__dict__[name].filter(later)
         return part
 
     def decode(self) -> EventBatch:
         """Select every kind of event now (rather than on first use); returns the batch."""
-        _ = self.lifecycle, self.matched, self.proposed, self.records, self.last_positions
+        _ = self.lifecycle, self.matched, self.logged, self.proposed, self.records, self.last_positions
         return self
 
     @property
@@ -211,8 +246,17 @@ class EventBatch:
 
     @cached_property
     def matched(self) -> pl.DataFrame:
-        """``RecordMatched`` events (most of the log) with their payload fields (:data:`MATCH_FIELDS`)."""
+        """``RecordMatched`` events (most of the log) with their payload fields (:data:`MATCH_FIELDS`),
+        but for the :attr:`logged` ones."""
         return self._kind(pl.col("event_type") == e.RECORD_MATCHED, MATCH_FIELDS)
+
+    @cached_property
+    def logged(self) -> pl.DataFrame:
+        """``RecordMatched`` events read from the log when their read model is read (see :meth:`read`;
+        none unless read so), with :data:`LOGGED_FIELDS` only."""
+        return self.events.clear().with_columns(
+            pl.lit(None, PAYLOAD_SCHEMA[name]).alias(name) for name in LOGGED_FIELDS
+        )
 
     @cached_property
     def proposed(self) -> pl.DataFrame:

@@ -3,8 +3,10 @@
 Automatic matches (``RecordMatched``, status ``matched``), proposals (``MatchProposed``, status
 ``proposed`` until a person decides: ``confirmed``, ``rejected``, or ``dismissed`` when the proposal's
 exception is dismissed) and manual matches (``RecordsManuallyMatched``, status ``manual``). A retry drops
-the previous attempt's matches. Automatic matches never change, so they are kept in their own parts
-(class ``auto``); a decision rewrites only the small part holding the run's proposals (class ``review``).
+the previous attempt's matches. Automatic matches never change: those the published log holds with
+typed payload columns (nearly all) are not stored but read from the log's files (``logrows.py``); the
+others are kept in their own parts (class ``auto``); a decision rewrites only the small part holding
+the run's proposals (class ``review``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class ReconciliationMatches(PartedReadModel):
     key = _KEY
     # Automatic matches never change: big parts. A decision rewrites the run's review part: small ones.
     classes: ClassVar[dict[str, int]] = {"auto": 2_000_000, "review": 50_000}
+    logged = True
     columns: ClassVar[tuple[Column, ...]] = (
         Column("reconciliation_id", pl.String(), "The run."),
         Column("match_id", pl.String(), "The match (stable: derived from the run, rule and records)."),
@@ -84,10 +87,12 @@ class ReconciliationMatches(PartedReadModel):
         made = [_made(batch.proposed, "proposed"), _manual(batch, known)]
         rows = pl.concat([reset, decided, *(m.select(list(schema)).cast(schema) for m in made)])  # type: ignore[arg-type]
         table.append(_latest_attempt(_decide(rows, decisions), final))
-        # Automatic matches, most of the rows, are never decided on: they go straight to their parts.
+        # Automatic matches, most of the rows, are never decided on: those the log holds typed are
+        # read from it (only counted here), the others go straight to their parts.
         auto = _made(batch.matched, "matched").select(list(schema)).cast(schema)  # type: ignore[arg-type]
         table.append(_latest_attempt(auto, final), cls="auto")
-        table.set_attempts(final.drop_nulls("attempt"))
+        counted = batch.logged.group_by(RUN, "attempt").agg(pl.len().alias("rows"))
+        table.set_attempts(final.drop_nulls("attempt"), counted)
 
 
 def _decide(rows: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:

@@ -6,39 +6,30 @@ changes (a confirmed proposal, a closed exception); small parts are merged now a
 *class* chosen by the read model, so rows that never change (automatic matches) are kept apart from rows
 that do (proposals), and a review decision rewrites a small part, not a big one.
 
-Publication is by generation: ``read_models/<name>`` is a symlink to ``.gens/<name>/g<N>/``, a
-directory holding every part of generation N (unchanged parts are hard links to the previous
-generation's files, so a generation costs only what changed). A new generation is built beside the
-current one, its manifest (checkpoint, parts) and run index are written next to it, and the symlink is
-swapped with one ``os.replace``: *that swap is the commit*. Readers resolve the symlink once per query
-and so see one consistent generation; old generations are removed after a grace period so that a query
-still reading one can finish. An uncommitted generation left by a crash is deleted on the next load.
+Publication is by generation (``generations.py``): a directory holding every part of generation N
+(unchanged parts are hard links to the previous generation's files, so a generation costs only what
+changed), swapped in by one symlink replace.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
-import shutil
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import polars as pl
 
-from settler_pipeline.files import fsync_dir, fsync_file, replace_durably, staging_path
-from settler_pipeline.projections.checkpoint import Checkpoint
+from settler_pipeline.files import fsync_file, staging_path
 
 RUN: Final = "reconciliation_id"
-GRACE_S: Final = 600.0  # how long a replaced generation stays readable
 SMALL_FRACTION: Final = 8  # parts under max_rows / 8 are "small"; 8 small ones of similar size are merged
-_GEN = re.compile(r"^g(\d{6})$")
-_RUNS_SCHEMA: Final = {RUN: pl.String(), "attempt": pl.Int64(), "part": pl.String()}
+# per run: its current attempt, how many of that attempt's rows are read from the log (logrows.py), and
+# the parts holding its stored rows (one row per part; part null for a run without stored rows)
+_RUNS_SCHEMA: Final = {RUN: pl.String(), "attempt": pl.Int64(), "logged": pl.Int64(), "part": pl.String()}
 
 
 @dataclass(frozen=True)
@@ -139,7 +130,9 @@ class PartedTable:
         self.storage = storage
         self.parts: dict[str, Part] = {p.name: p for p in parts}
         runs = runs if runs is not None else pl.DataFrame(schema=_RUNS_SCHEMA)
-        self.attempts = runs.select(RUN, "attempt").unique(RUN, keep="first")
+        if "logged" not in runs.columns:  # a run index written before rows were read from the log
+            runs = runs.with_columns(pl.lit(0, pl.Int64).alias("logged"))
+        self.attempts = runs.select(RUN, "attempt", "logged").unique(RUN, keep="first")
         self.locations = runs.filter(pl.col("part").is_not_null()).select(RUN, "part").unique()
         self.generation = generation
         self._sequence = 0
@@ -149,13 +142,43 @@ class PartedTable:
 
     def known_attempts(self) -> pl.DataFrame:
         """``reconciliation_id, attempt`` of every run seen so far."""
-        return self.attempts
+        return self.attempts.select(RUN, "attempt")
 
-    def set_attempts(self, final: pl.DataFrame) -> None:
-        """Record the attempt each run of ``final`` (``reconciliation_id, attempt``) is now at."""
+    def set_attempts(self, final: pl.DataFrame, logged: pl.DataFrame | None = None) -> None:
+        """Record the attempt each run of ``final`` (``reconciliation_id, attempt``) is now at (a run
+        whose attempt changed has no logged rows any more), then add ``logged`` (``reconciliation_id,
+        attempt, rows``: rows read from the log) to the counts of the runs' current attempts."""
         if final.height:
-            kept = self.attempts.join(final, on=RUN, how="anti")
-            self.attempts = pl.concat([kept, final.select(RUN, pl.col("attempt").cast(pl.Int64))])
+            before = self.attempts.join(final.select(RUN), on=RUN, how="semi")
+            now = final.select(RUN, pl.col("attempt").cast(pl.Int64)).join(
+                before, on=RUN, how="left", suffix="_before"
+            )
+            same = pl.col("attempt") == pl.col("attempt_before")
+            kept = pl.when(same).then(pl.col("logged")).otherwise(0).alias("logged")
+            now = now.select(RUN, "attempt", kept)
+            self.attempts = pl.concat([self.attempts.join(final, on=RUN, how="anti"), now])
+        if logged is not None and logged.height:
+            added = (
+                logged.join(self.attempts.select(RUN, pl.col("attempt").alias("_now")), on=RUN, how="left")
+                .filter(pl.col("_now").is_null() | (pl.col("attempt") == pl.col("_now")))
+                .group_by(RUN)
+                .agg(pl.col("rows").sum().cast(pl.Int64).alias("_added"))
+            )
+            self.attempts = (
+                self.attempts.join(added, on=RUN, how="left")
+                .with_columns((pl.col("logged") + pl.col("_added").fill_null(0)).alias("logged"))
+                .drop("_added")
+            )
+
+    def later_attempts(self) -> pl.DataFrame:
+        """``reconciliation_id, attempt`` of the runs past their first attempt (whose earlier rows in
+        the log are no longer theirs)."""
+        return self.attempts.filter(pl.col("attempt") > 1).select(RUN, "attempt").sort(RUN)
+
+    @property
+    def logged_rows(self) -> int:
+        """Rows read from the log (of the runs' current attempts)."""
+        return int(self.attempts["logged"].sum())
 
     def runs_with_rows(self, runs: pl.Series) -> pl.Series:
         """Those of ``runs`` that have stored rows."""
@@ -166,6 +189,7 @@ class PartedTable:
         without rows), sorted for a stable file."""
         return (
             self.attempts.join(self.locations, on=RUN, how="full", coalesce=True)
+            .with_columns(pl.col("logged").fill_null(0))
             .select(list(_RUNS_SCHEMA))
             .cast(_RUNS_SCHEMA)  # type: ignore[arg-type]
             .sort(RUN, "part", nulls_last=True)
@@ -264,116 +288,4 @@ class PartedTable:
 
     @property
     def row_count(self) -> int:
-        return sum(p.rows for p in self.parts.values())
-
-
-class Generations:
-    """The published generations of one multi-part read model under ``root`` (the read_models dir)."""
-
-    def __init__(self, root: Path, name: str) -> None:
-        self.root = root
-        self.name = name
-        self.link = root / name
-        self.dir = root / ".gens" / name
-
-    def _gen_dir(self, generation: int) -> Path:
-        return self.dir / f"g{generation:06d}"
-
-    def current(self) -> int | None:
-        """The committed generation number (None before the first commit)."""
-        try:
-            target = os.readlink(self.link)
-        except (FileNotFoundError, OSError):
-            return None
-        match = _GEN.match(Path(target).name)
-        return int(match.group(1)) if match else None
-
-    def load(self) -> tuple[int, dict[str, Any], pl.DataFrame] | None:
-        """The committed generation, its manifest and run index (None if never committed)."""
-        generation = self.current()
-        if generation is None:
-            return None
-        manifest = json.loads((self.dir / f"g{generation:06d}.json").read_text())
-        runs = pl.read_parquet(self.dir / f"g{generation:06d}.runs.parquet")
-        return generation, manifest, runs
-
-    def manifest(self) -> dict[str, Any] | None:
-        """The committed generation's manifest (checkpoint and parts), without loading its run index."""
-        generation = self.current()
-        if generation is None:
-            return None
-        manifest: dict[str, Any] = json.loads(self._manifest(generation).read_text())
-        return manifest
-
-    def begin(self, *, fresh: bool) -> tuple[int, DirectoryStorage]:
-        """Storage for the next generation; ``fresh`` starts empty (a rebuild), otherwise unchanged parts
-        are carried over from the committed one."""
-        current = self.current()
-        generation = (current or 0) + 1
-        work = self._gen_dir(generation)
-        if work.exists():
-            shutil.rmtree(work)  # left by an interrupted update: never committed
-        base = None if fresh or current is None else self._gen_dir(current)
-        return generation, DirectoryStorage(work, base)
-
-    def commit(self, table: PartedTable, storage: DirectoryStorage, checkpoint: Checkpoint) -> None:
-        """Publish ``table``'s parts as its generation: manifest and run index first, then the symlink."""
-        generation = table.generation
-        storage.link_unchanged(table.parts)
-        storage.work_dir.mkdir(parents=True, exist_ok=True)
-        fsync_dir(storage.work_dir)
-        prefix = self.dir / f"g{generation:06d}"
-        manifest = {
-            "checkpoint": json.loads(checkpoint.to_json()),
-            "generation": generation,
-            "parts": [
-                {"name": p.name, "rows": p.rows, "cls": p.cls}
-                for p in sorted(table.parts.values(), key=lambda p: p.name)
-            ],
-        }
-        runs_path = prefix.with_name(prefix.name + ".runs.parquet")
-        table.runs_frame().write_parquet(runs_path, compression="zstd", compression_level=1)
-        manifest_path = prefix.with_name(prefix.name + ".json")
-        staging = staging_path(manifest_path)
-        staging.write_text(json.dumps(manifest, sort_keys=True))
-        fsync_file(runs_path)
-        replace_durably(staging, manifest_path)
-        link_staging = staging_path(self.link)
-        link_staging.unlink(missing_ok=True)
-        os.symlink(os.path.relpath(storage.work_dir, self.root), link_staging)
-        os.replace(link_staging, self.link)  # the commit
-        fsync_dir(self.root)
-
-    def clean(self) -> None:
-        """Delete uncommitted generations (newer than the current one: left by an interrupted update)
-        and generations replaced more than :data:`GRACE_S` ago. Only the updater calls this, holding
-        the update lock."""
-        current = self.current()
-        if current is None or not self.dir.exists():
-            return
-        now = time.time()
-        numbers = sorted(
-            {int(m.group(1)) for p in self.dir.iterdir() if (m := re.match(r"^g(\d{6})", p.name))}
-        )
-        committed = [n for n in numbers if n <= current and self._manifest(n).exists()]
-        for number in numbers:
-            if number > current:
-                self._remove(number)
-            elif number < current:
-                # Replaced when the next committed generation was written.
-                replaced_by = next(n for n in committed if n > number)
-                if now - self._manifest(replaced_by).stat().st_mtime > GRACE_S:
-                    self._remove(number)
-
-    def _manifest(self, generation: int) -> Path:
-        return self.dir / f"g{generation:06d}.json"
-
-    def _remove(self, generation: int) -> None:
-        shutil.rmtree(self._gen_dir(generation), ignore_errors=True)
-        for suffix in (".json", ".runs.parquet"):
-            (self.dir / f"g{generation:06d}{suffix}").unlink(missing_ok=True)
-
-    def remove_all(self) -> None:
-        """Forget every generation (the read model is dropped)."""
-        self.link.unlink(missing_ok=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        return sum(p.rows for p in self.parts.values()) + self.logged_rows

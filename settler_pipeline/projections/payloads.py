@@ -115,12 +115,13 @@ def usable_typed(registry: EventRegistry, event_types: Sequence[str]) -> pl.Expr
     (one of ``event_types``)."""
     names = list(event_types)
     current = {name: registry.current_version(name) for name in names}
+    # A type the registry does not know has no upcasters: every stored version is current.
     return pl.col(TYPED).fill_null(False) & (
         pl.col("event_version")
         == pl.col("event_type").replace_strict(
             list(current), list(current.values()), default=None, return_dtype=pl.Int32
         )
-    )
+    ).fill_null(True)
 
 
 def typed_payloads(

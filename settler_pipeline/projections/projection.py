@@ -78,6 +78,8 @@ class PartedReadModel(ReadModel):
     """A read model of many rows per run, kept in parts (see ``parts.py``)."""
 
     classes: ClassVar[dict[str, int]]  # part class -> maximum rows per part
+    # Whether its rows of typed RecordMatched events are read from the log's files (``logrows.py``).
+    logged: ClassVar[bool] = False
 
     def classify(self, rows: pl.DataFrame) -> pl.Series:
         """The part class of each row (one class unless a model keeps mutable rows apart)."""

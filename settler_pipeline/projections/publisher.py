@@ -1,12 +1,13 @@
 """The analyst database: ``<data_dir>/analytics.duckdb``, views over the published read models and the
-log's segments, and :func:`sql` to query it.
+log's files, and :func:`sql` to query it.
 
 The pipeline never opens ``analytics.duckdb`` for writing in place (DuckDB allows one read-write
 process *or* many read-only ones, so an analyst's open connection would block it, and vice versa). When
 the set of read models or their columns change, a new database file is built beside it and
 ``os.replace``-d into place; a connection already open keeps the old file, which stays valid because
 its views name files by glob. Updates never touch the database: they replace Parquet files and swap
-generation symlinks, which the views pick up at their next query.
+generation symlinks (the log's files included: ``read_models/events``), which the views pick up at
+their next query.
 
 Views name their files relative to the data directory (``read_models/...``, ``log/segments/...``), so a
 copied or moved data directory reads its own files: DuckDB resolves relative paths against
@@ -29,8 +30,9 @@ import polars as pl
 
 from settler_pipeline.errors import NotFoundError
 from settler_pipeline.files import replace_durably, staging_path, write_atomic
+from settler_pipeline.projections import logrows
+from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.projection import Column, PartedReadModel, ReadModel
-from settler_pipeline.store import table as delta_table
 
 ANALYTICS_DB: Final = "analytics.duckdb"
 _FINGERPRINT: Final = ".views.json"
@@ -74,6 +76,7 @@ def view_statements(
     root = Path("read_models")
     status_file = _literal(str(root / f"{status_name}.parquet"))
     statements: list[str] = []
+    logged_models = _logged_models(data_dir / root, read_models)
     for read_model in read_models:
         if isinstance(read_model, PartedReadModel):
             source = _literal(str(root / read_model.name / "part-*.parquet"))
@@ -90,9 +93,14 @@ def view_statements(
                 f" LEFT JOIN (SELECT as_of_time FROM read_parquet({status_file}) "  # noqa: S608
                 f"WHERE name = {_literal(read_model.name)}) AS s ON TRUE"
             )
+        logged = ""
+        if read_model.name in logged_models:
+            # the rows read from the log's files (logrows.py), with the same columns
+            types = {c.name: _sql_type(c.dtype) for c in read_model.columns}
+            logged = " UNION ALL " + logrows.view_sql(str(root / read_model.name), types)
         statements.append(
             f"CREATE OR REPLACE VIEW {read_model.name} AS SELECT {', '.join(expressions.values())} "  # noqa: S608
-            f"FROM read_parquet({source}) AS x{joins}"
+            f"FROM read_parquet({source}) AS x{joins}{logged}"
         )
         statements += _comment_statements(read_model.name, read_model.doc, read_model.columns)
     statements.append(
@@ -102,18 +110,29 @@ def view_statements(
     statements += _comment_statements(
         status_name, "Freshness of every read model (checkpoint and lag).", status_columns
     )
-    segments = Path("log") / "segments"
-    # The published Delta table's current files (DuckDB's delta extension cannot be installed here):
-    # exactly the committed, published events, each once, never a file being written or compacted away.
-    files = sorted(delta_table.current_files(data_dir / segments))
-    if files:
-        listed = ", ".join(_literal(str(segments / f)) for f in files)
+    # The published Delta table's current files as of the last update (DuckDB's delta extension cannot
+    # be installed here), hard-linked as a generation of their own (logrows.publish_events): exactly
+    # the committed, published events, each once, never a file being written or compacted away; and
+    # a glob, so the definition does not change when the files do.
+    if Generations(data_dir / root, logrows.EVENTS).current() is not None:
+        files = _literal(str(root / logrows.EVENTS / "*" / "*.parquet"))
         statements.append(
             "CREATE OR REPLACE VIEW events AS SELECT * "  # noqa: S608
-            f"FROM read_parquet([{listed}], hive_partitioning = true, union_by_name = true)"
+            f"FROM read_parquet({files}, hive_partitioning = true, union_by_name = true)"
         )
         statements.append(f"COMMENT ON VIEW events IS {_literal(EVENTS_COMMENT)}")
     return statements
+
+
+def _logged_models(root: Path, read_models: Sequence[ReadModel]) -> set[str]:
+    """The read models whose current generation reads rows from the log's files."""
+    logged = set()
+    for read_model in read_models:
+        if isinstance(read_model, PartedReadModel) and read_model.logged:
+            manifest = Generations(root, read_model.name).manifest()
+            if manifest is not None and manifest.get("log", {}).get("rows"):
+                logged.add(read_model.name)
+    return logged
 
 
 def ensure_views(

@@ -23,14 +23,19 @@ from settler_pipeline.projections import publisher
 from settler_pipeline.projections.batch import TS, EventBatch
 from settler_pipeline.projections.checkpoint import Checkpoint, read_checkpoint, read_table, write_table
 from settler_pipeline.projections.exceptions import ReconciliationExceptions
+from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.hotspots import ErrorHotspots
-from settler_pipeline.projections.matches import ReconciliationMatches
-from settler_pipeline.projections.parts import (
-    Generations,
+from settler_pipeline.projections.logrows import (
+    ATTEMPTS_FILE,
+    LOG_DIR,
+    LogFiles,
+    publish_events,
+    scan_matches,
 )
+from settler_pipeline.projections.matches import ReconciliationMatches
 from settler_pipeline.projections.projection import Column, ReadModel, TableReadModel
 from settler_pipeline.projections.summary import ReconciliationSummary
-from settler_pipeline.projections.targets import Target, target
+from settler_pipeline.projections.targets import PartedTarget, Target, target
 from settler_pipeline.projections.usage import TenantUsage
 from settler_pipeline.store.batch import as_of_limit
 from settler_pipeline.store.event_store import EventStore
@@ -98,7 +103,12 @@ def _each(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
 
 
 def _run(
-    store: EventStore, targets: Sequence[Target], upto: int, chunk_events: int, tenant_id: str | None
+    store: EventStore,
+    targets: Sequence[Target],
+    upto: int,
+    chunk_events: int,
+    tenant_id: str | None,
+    logged_upto: int = 0,
 ) -> None:
     """Apply positions ``(min checkpoint, upto]`` to every target, a chunk at a time.
 
@@ -114,7 +124,7 @@ def _run(
         return
 
     def load(after: int, end: int) -> EventBatch:
-        batch = EventBatch.read(store, after, end, tenant_id=tenant_id)
+        batch = EventBatch.read(store, after, end, tenant_id=tenant_id, logged_upto=logged_upto)
         batch.decode()
         return batch
 
@@ -175,11 +185,15 @@ def _bring_forward(
     root = read_models_dir(data_dir if data_dir is not None else store.data_dir)
     root.mkdir(parents=True, exist_ok=True)
     with file_lock(root / ".lock", timeout_s=store.lock_timeout_s):
-        if not store.read_only:
-            store.publish()  # the analysts' `events` view then holds every event the read models do
+        # Publishing first: the analysts' `events` view then holds every event the read models do,
+        # and the matches they hold typed are read from the published files (logrows.py).
+        log = LogFiles.published(store, None if store.read_only else store.publish())
         head = store.head_position
-        targets = _each(lambda m: target(m, root, fresh=fresh), _models(names))
-        _run(store, targets, head, chunk_events, None)
+        targets = _each(lambda m: target(m, root, fresh=fresh, log=log), _models(names))
+        logged_upto = max(
+            (t.log.position for t in targets if isinstance(t, PartedTarget) and t.log), default=0
+        )
+        _run(store, targets, head, chunk_events, None, logged_upto)
 
         def commit(one: Target) -> None:
             if one.changed or not _published_exists(root, one.model):
@@ -188,6 +202,8 @@ def _bring_forward(
         _each(commit, targets)
         rows = _status_rows(root, head, {t.model.name: (t.checkpoint, t.row_count()) for t in targets})
         _write_status(root, rows)
+        if log.position:
+            publish_events(root, log)
         published = [m for m in READ_MODELS if _published_exists(root, m)]
         publisher.ensure_views(root.parent, published, STATUS_NAME, STATUS_COLUMNS)
     return rows
@@ -253,6 +269,17 @@ def scan_read_model(data_dir: str | Path, name: str) -> pl.LazyFrame:
     directory = root / ".gens" / name / f"g{int(manifest['generation']):06d}"
     files = [directory / p["name"] for p in manifest["parts"]]
     rows = pl.scan_parquet(files) if files else definition.empty().lazy()
+    log = manifest.get("log")
+    if log and log["rows"]:
+        auto = [directory / p["name"] for p in manifest["parts"] if p["cls"] == "auto"]
+        logged = scan_matches(
+            [directory / LOG_DIR / f for f in log["files"]],
+            int(log["position"]),
+            pl.read_parquet(directory / ATTEMPTS_FILE),
+            pl.scan_parquet(auto) if auto else None,
+        )
+        schema = definition.stored_schema()
+        rows = pl.concat([rows, logged.cast(schema)], how="vertical")  # type: ignore[arg-type]
     return definition.published_columns(rows, checkpoint.max_event_time)
 
 
@@ -295,7 +322,9 @@ def _stored_checkpoint(root: Path, read_model: ReadModel) -> tuple[Checkpoint, i
     else:
         manifest = Generations(root, read_model.name).manifest()
         if manifest is not None:
-            rows = sum(int(p["rows"]) for p in manifest["parts"])
+            rows = sum(int(p["rows"]) for p in manifest["parts"]) + int(
+                manifest.get("log", {}).get("rows", 0)
+            )
             return Checkpoint.from_dict(manifest["checkpoint"]), rows
     return Checkpoint(read_model.name, read_model.version), 0
 

@@ -11,14 +11,9 @@ import polars as pl
 
 from settler_pipeline.projections.batch import EventBatch
 from settler_pipeline.projections.checkpoint import Checkpoint, read_table, write_table
-from settler_pipeline.projections.parts import (
-    DirectoryStorage,
-    Generations,
-    MemoryStorage,
-    Part,
-    PartedTable,
-    PartStorage,
-)
+from settler_pipeline.projections.generations import Generations
+from settler_pipeline.projections.logrows import LOG_DIR, LogFiles, write_filters
+from settler_pipeline.projections.parts import DirectoryStorage, MemoryStorage, Part, PartedTable, PartStorage
 from settler_pipeline.projections.projection import PartedReadModel, ReadModel, TableReadModel
 
 
@@ -88,7 +83,15 @@ class TableTarget(Target):
 class PartedTarget(Target):
     model: PartedReadModel
 
-    def __init__(self, read_model: PartedReadModel, root: Path | None, *, fresh: bool = False) -> None:
+    def __init__(
+        self,
+        read_model: PartedReadModel,
+        root: Path | None,
+        *,
+        fresh: bool = False,
+        log: LogFiles | None = None,
+    ) -> None:
+        self.log = log if read_model.logged else None
         self.generations = Generations(root, read_model.name) if root is not None else None
         if self.generations is not None:
             self.generations.clean()
@@ -109,6 +112,9 @@ class PartedTarget(Target):
             _, manifest, runs = loaded
             checkpoint = Checkpoint.from_dict(manifest["checkpoint"])
             parts = [Part(**p) for p in manifest["parts"]]
+            before = int(manifest.get("log", {}).get("position", 0))
+            if self.log is not None and self.log.position < before:  # never read fewer from the log
+                self.log = LogFiles(self.log.segments_dir, before)
         super().__init__(read_model, checkpoint)
         self.table = PartedTable(
             read_model.stored_schema(),
@@ -129,7 +135,14 @@ class PartedTarget(Target):
         assert self.generations is not None and isinstance(self.storage, DirectoryStorage)
         self.table.compact()
         self.table.ensure_part()
-        self.generations.commit(self.table, self.storage, self.checkpoint)
+        log = None
+        if self.log is not None and self.table.logged_rows:
+            # the log's files this generation reads its logged rows from (see logrows.py)
+            work = self.storage.work_dir
+            files = self.log.link(work / LOG_DIR)
+            write_filters(work, self.log.position, self.table.later_attempts())
+            log = {"position": self.log.position, "rows": self.table.logged_rows, "files": files}
+        self.generations.commit(self.table, self.storage, self.checkpoint, log)
 
     def stored_rows(self) -> pl.DataFrame:
         self.table.flush()
@@ -139,10 +152,13 @@ class PartedTarget(Target):
         return self.table.row_count
 
 
-def target(read_model: ReadModel, root: Path | None, *, fresh: bool = False) -> Target:
+def target(
+    read_model: ReadModel, root: Path | None, *, fresh: bool = False, log: LogFiles | None = None
+) -> Target:
     """The target of ``read_model`` published under ``root`` (in memory when ``root`` is None), from
-    its stored rows and checkpoint, or from nothing when ``fresh`` or stored with another version."""
+    its stored rows and checkpoint, or from nothing when ``fresh`` or stored with another version.
+    ``log``: the published log's files, which a read model that reads rows from the log links."""
     if isinstance(read_model, TableReadModel):
         return TableTarget(read_model, root, fresh=fresh)
     assert isinstance(read_model, PartedReadModel)
-    return PartedTarget(read_model, root, fresh=fresh)
+    return PartedTarget(read_model, root, fresh=fresh, log=log)

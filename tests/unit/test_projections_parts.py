@@ -9,9 +9,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from settler_pipeline.projections import parts
+from settler_pipeline.projections import generations, parts
 from settler_pipeline.projections.checkpoint import Checkpoint, read_table, write_table
-from settler_pipeline.projections.parts import Generations, MemoryStorage, PartedTable
+from settler_pipeline.projections.generations import Generations
+from settler_pipeline.projections.parts import MemoryStorage, PartedTable
 
 SCHEMA = {"reconciliation_id": pl.String(), "n": pl.Int64(), "kind": pl.String()}
 
@@ -99,7 +100,7 @@ def test_a_generation_is_published_by_one_symlink_swap_and_old_ones_expire(
     published = pl.read_parquet(tmp_path / "things" / "*.parquet")
     assert sorted(published["n"].to_list()) == [1, 2, 3]
     assert (tmp_path / ".gens" / "things" / "g000001").exists()  # kept for readers still on it
-    monkeypatch.setattr(parts, "GRACE_S", -1.0)
+    monkeypatch.setattr(generations, "GRACE_S", -1.0)
     gens.clean()
     loaded = gens.load()
     assert loaded is not None and loaded[1]["checkpoint"]["position"] == 3

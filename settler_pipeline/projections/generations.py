@@ -1,0 +1,155 @@
+"""Publication of a multi-part read model by generations.
+
+``read_models/<name>`` is a symlink to ``.gens/<name>/g<N>/``, a directory holding every file of
+generation N. A new generation is built beside the current one, its manifest (checkpoint, parts) is
+written next to it, and the symlink is swapped with one ``os.replace``: *that swap is the commit*.
+Readers resolve the symlink once per query and so see one consistent generation; old generations are
+removed after a grace period so that a query still reading one can finish. An uncommitted generation
+left by a crash is deleted on the next load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+
+from settler_pipeline.files import fsync_dir, fsync_file, replace_durably, staging_path
+from settler_pipeline.projections.checkpoint import Checkpoint
+from settler_pipeline.projections.parts import DirectoryStorage, PartedTable
+
+GRACE_S: Final = 600.0  # how long a replaced generation stays readable
+_GEN = re.compile(r"^g(\d{6})$")
+
+
+class Generations:
+    """The published generations of one multi-part read model under ``root`` (the read_models dir)."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root = root
+        self.name = name
+        self.link = root / name
+        self.dir = root / ".gens" / name
+
+    def _gen_dir(self, generation: int) -> Path:
+        return self.dir / f"g{generation:06d}"
+
+    def current(self) -> int | None:
+        """The committed generation number (None before the first commit)."""
+        try:
+            target = os.readlink(self.link)
+        except (FileNotFoundError, OSError):
+            return None
+        match = _GEN.match(Path(target).name)
+        return int(match.group(1)) if match else None
+
+    def load(self) -> tuple[int, dict[str, Any], pl.DataFrame] | None:
+        """The committed generation, its manifest and run index (None if never committed)."""
+        generation = self.current()
+        if generation is None:
+            return None
+        manifest = json.loads((self.dir / f"g{generation:06d}.json").read_text())
+        runs = pl.read_parquet(self.dir / f"g{generation:06d}.runs.parquet")
+        return generation, manifest, runs
+
+    def manifest(self) -> dict[str, Any] | None:
+        """The committed generation's manifest (checkpoint and parts), without loading its run index."""
+        generation = self.current()
+        if generation is None:
+            return None
+        manifest: dict[str, Any] = json.loads(self._manifest(generation).read_text())
+        return manifest
+
+    def begin(self, *, fresh: bool) -> tuple[int, DirectoryStorage]:
+        """Storage for the next generation; ``fresh`` starts empty (a rebuild), otherwise unchanged parts
+        are carried over from the committed one."""
+        current = self.current()
+        generation = (current or 0) + 1
+        work = self._gen_dir(generation)
+        if work.exists():
+            shutil.rmtree(work)  # left by an interrupted update: never committed
+        base = None if fresh or current is None else self._gen_dir(current)
+        return generation, DirectoryStorage(work, base)
+
+    def commit(
+        self,
+        table: PartedTable,
+        storage: DirectoryStorage,
+        checkpoint: Checkpoint,
+        log: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish ``table``'s parts as its generation: manifest and run index first, then the symlink.
+        ``log`` (the rows read from the log, see ``logrows.py``) goes into the manifest."""
+        generation = table.generation
+        storage.link_unchanged(table.parts)
+        prefix = self.dir / f"g{generation:06d}"
+        manifest: dict[str, Any] = {
+            "checkpoint": json.loads(checkpoint.to_json()),
+            "generation": generation,
+            "parts": [
+                {"name": p.name, "rows": p.rows, "cls": p.cls}
+                for p in sorted(table.parts.values(), key=lambda p: p.name)
+            ],
+        }
+        if log is not None:
+            manifest["log"] = log
+        runs_path = prefix.with_name(prefix.name + ".runs.parquet")
+        table.runs_frame().write_parquet(runs_path, compression="zstd", compression_level=1)
+        fsync_file(runs_path)
+        self.publish(generation, manifest)
+
+    def publish(self, generation: int, manifest: dict[str, Any]) -> None:
+        """Publish generation ``generation`` (its directory complete): its manifest, then the symlink
+        swap that commits it."""
+        work = self._gen_dir(generation)
+        work.mkdir(parents=True, exist_ok=True)
+        fsync_dir(work)
+        manifest_path = self._manifest(generation)
+        staging = staging_path(manifest_path)
+        staging.write_text(json.dumps(manifest, sort_keys=True))
+        replace_durably(staging, manifest_path)
+        link_staging = staging_path(self.link)
+        link_staging.unlink(missing_ok=True)
+        os.symlink(os.path.relpath(work, self.root), link_staging)
+        os.replace(link_staging, self.link)  # the commit
+        fsync_dir(self.root)
+
+    def clean(self) -> None:
+        """Delete uncommitted generations (newer than the current one: left by an interrupted update)
+        and generations replaced more than :data:`GRACE_S` ago. Only the updater calls this, holding
+        the update lock."""
+        current = self.current()
+        if current is None or not self.dir.exists():
+            return
+        now = time.time()
+        numbers = sorted(
+            {int(m.group(1)) for p in self.dir.iterdir() if (m := re.match(r"^g(\d{6})", p.name))}
+        )
+        committed = [n for n in numbers if n <= current and self._manifest(n).exists()]
+        for number in numbers:
+            if number > current:
+                self._remove(number)
+            elif number < current:
+                # Replaced when the next committed generation was written.
+                replaced_by = next(n for n in committed if n > number)
+                if now - self._manifest(replaced_by).stat().st_mtime > GRACE_S:
+                    self._remove(number)
+
+    def _manifest(self, generation: int) -> Path:
+        return self.dir / f"g{generation:06d}.json"
+
+    def _remove(self, generation: int) -> None:
+        shutil.rmtree(self._gen_dir(generation), ignore_errors=True)
+        for suffix in (".json", ".runs.parquet"):
+            (self.dir / f"g{generation:06d}{suffix}").unlink(missing_ok=True)
+
+    def remove_all(self) -> None:
+        """Forget every generation (the read model is dropped)."""
+        self.link.unlink(missing_ok=True)
+        shutil.rmtree(self.dir, ignore_errors=True)

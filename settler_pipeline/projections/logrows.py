@@ -1,0 +1,196 @@
+"""Read-model rows that are read from the log's own files instead of being copied into the read model.
+
+Nine events in ten of a run's log are ``RecordMatched``, and each is one row of
+``reconciliation_matches`` that never changes: its columns are the event's typed payload columns. So
+the read model does not write those rows; it publishes, in each generation, hard links to the
+published log's files (the Delta table's current files, no copy, see ``docs/architecture.md``), the
+position ``P`` up to which they are used, and which attempt of each run is current. A reader takes
+the typed ``RecordMatched`` rows at positions ``<= P`` of the run's current attempt from those files,
+and every other row (proposals, manual matches, events at positions after ``P`` or stored without
+typed columns) from the read model's parts. Hard links keep the files readable after compaction
+retires them from the log, for as long as the generation that names them is kept.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from settler_pipeline.domain import events as e
+from settler_pipeline.domain.registry import default_registry
+from settler_pipeline.files import fsync_dir
+from settler_pipeline.projections.batch import TS
+from settler_pipeline.projections.generations import Generations
+from settler_pipeline.projections.parts import RUN
+from settler_pipeline.store import table as delta_table
+from settler_pipeline.store.event_store import EventStore
+from settler_pipeline.store.payloads import SEGMENT_SCHEMA, TYPED
+
+EVENTS: Final = "events"  # read_models/events: the published log's files, for the analysts' view
+LOG_DIR: Final = "log"  # the linked log files, inside a generation directory
+ATTEMPTS_FILE: Final = "log_attempts.parquet"  # runs past their first attempt: reconciliation_id, attempt
+POSITION_FILE: Final = "log_position.parquet"  # one row: position (P)
+
+# reconciliation_matches column -> expression over a log row (a RecordMatched event)
+MATCH_COLUMNS: Final[dict[str, pl.Expr]] = {
+    "reconciliation_id": pl.col("aggregate_id"),
+    "match_id": pl.col("match_id"),
+    "tenant_id": pl.col("tenant_id"),
+    "attempt": pl.col("attempt"),
+    "rule": pl.col("rule"),
+    "match_type": pl.col("match_type"),
+    "status": pl.lit("matched"),
+    "confidence": pl.col("confidence"),
+    "source_ids": pl.col("source_ids"),
+    "target_ids": pl.col("target_ids"),
+    "amount": pl.col("amount"),
+    "target_amount": pl.col("target_amount"),
+    "amount_difference": pl.col("amount_difference"),
+    "currency": pl.col("currency"),
+    "matched_at": pl.col("timestamp"),
+    "reviewed_at": pl.lit(None, TS),
+    "reviewed_by": pl.lit(None, pl.String),
+    "_position": pl.col("global_position"),
+}
+# the same in SQL over read_parquet(...) AS l (casts come from the read model's columns)
+MATCH_SQL: Final[dict[str, str]] = {
+    "reconciliation_id": "l.aggregate_id",
+    "status": "'matched'",
+    "matched_at": "l.timestamp",
+    "reviewed_at": "NULL",
+    "reviewed_by": "NULL",
+}
+
+
+@dataclass(frozen=True)
+class LogFiles:
+    """The published log (files under ``segments_dir``), whose rows a read model reads up to
+    ``position``: the table's files at any later time hold every position ``1..position`` exactly
+    once (and perhaps later ones, which readers leave out)."""
+
+    segments_dir: Path
+    position: int
+
+    @classmethod
+    def published(cls, store: EventStore, position: int | None = None) -> LogFiles:
+        """The published log up to ``position`` if the caller just published, else up to the
+        position the table's current version publishes."""
+        segments = store.data_dir / "log" / "segments"
+        return cls(segments, delta_table.published_head(segments) if position is None else position)
+
+    def files(self) -> list[str]:
+        """The table's current files (paths relative to ``segments_dir``), in order."""
+        return sorted(delta_table.current_files(self.segments_dir))
+
+    def link(self, directory: Path) -> list[str]:
+        """Hard-link the table's current files into ``directory`` (same relative paths; a symbolic
+        link where the file system refuses hard links); returns their names. A file that compaction
+        retired meanwhile makes it list the files again."""
+        for attempt in range(3):
+            names = self.files()
+            try:
+                _link(self.segments_dir, names, directory)
+                return names
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                shutil.rmtree(directory, ignore_errors=True)
+        raise AssertionError("unreachable")
+
+
+def _link(source: Path, names: list[str], directory: Path) -> None:
+    parents: set[Path] = {directory}
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        target = directory / name
+        if target.parent not in parents:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            parents.add(target.parent)
+        try:
+            os.link(source / name, target)
+        except FileNotFoundError:
+            raise
+        except OSError:  # another file system: the file itself, by name
+            os.symlink((source / name).resolve(strict=True), target)
+    for parent in parents:
+        fsync_dir(parent)
+
+
+def publish_events(root: Path, log: LogFiles) -> None:
+    """Publish the log's current files as generation ``read_models/events`` (the analysts' ``events``
+    view reads them by glob, so its definition never changes); nothing when they did not change."""
+    generations = Generations(root, EVENTS)
+    current = generations.manifest()
+    if current is not None and current.get("files") == log.files():
+        return
+    generations.clean()
+    generation, storage = generations.begin(fresh=True)
+    names = log.link(storage.work_dir)
+    generations.publish(generation, {"generation": generation, "position": log.position, "files": names})
+
+
+def logged_filter(position: int) -> pl.Expr:
+    """Log rows served as ``reconciliation_matches`` rows: typed ``RecordMatched`` events at their
+    current version, at positions up to ``position``."""
+    version = default_registry.current_version(e.RECORD_MATCHED)
+    return (
+        (pl.col("event_type") == e.RECORD_MATCHED)
+        & (pl.col("aggregate_type") == e.AGGREGATE_TYPE)
+        & pl.col(TYPED).fill_null(False)
+        & (pl.lit(True) if version is None else pl.col("event_version") == version)
+        & (pl.col("global_position") <= position)
+    )
+
+
+def scan_matches(
+    files: list[Path], position: int, attempts: pl.DataFrame, stored: pl.LazyFrame | None
+) -> pl.LazyFrame:
+    """``reconciliation_matches`` rows (stored columns) read from the linked log ``files``: typed
+    ``RecordMatched`` events up to ``position`` of each run's current attempt (``attempts``: runs past
+    their first attempt), less the positions ``stored`` (a frame of ``_position``) holds."""
+    scan = pl.scan_parquet(files, hive_partitioning=False, schema=SEGMENT_SCHEMA, missing_columns="insert")
+    rows = scan.filter(logged_filter(position))
+    if attempts.height:
+        current = attempts.lazy().select(pl.col(RUN).alias("aggregate_id"), pl.col("attempt").alias("_c"))
+        rows = rows.join(current, on="aggregate_id", how="left").filter(
+            pl.col("_c").is_null() | (pl.col("attempt") >= pl.col("_c"))
+        )
+    if stored is not None:
+        held = stored.select(pl.col("_position").alias("global_position"))
+        rows = rows.join(held, on="global_position", how="anti")
+    return rows.select(expr.alias(name) for name, expr in MATCH_COLUMNS.items())
+
+
+def write_filters(directory: Path, position: int, attempts: pl.DataFrame) -> None:
+    """The files the analysts' view filters the linked log with (see :func:`view_sql`)."""
+    attempts.select(RUN, pl.col("attempt").cast(pl.Int64)).write_parquet(directory / ATTEMPTS_FILE)
+    pl.DataFrame({"position": [position]}, schema={"position": pl.Int64}).write_parquet(
+        directory / POSITION_FILE
+    )
+
+
+def view_sql(directory: str, columns: dict[str, str]) -> str:
+    """A ``SELECT`` of the log rows of a generation directory (``directory``: its path as the view
+    names it, one of our own read models' paths), with ``columns``: name -> DuckDB type, in the read
+    model's column order."""
+    version = default_registry.current_version(e.RECORD_MATCHED)
+    current = "" if version is None else f"AND l.event_version = {int(version)} "
+    selected = ", ".join(
+        f"CAST({MATCH_SQL.get(name, 'l.' + name)} AS {kind}) AS {name}" for name, kind in columns.items()
+    )
+    return (
+        f"SELECT {selected} FROM read_parquet('{directory}/{LOG_DIR}/*/*.parquet', "  # noqa: S608
+        "hive_partitioning = false, union_by_name = true) AS l "
+        f"LEFT JOIN read_parquet('{directory}/{ATTEMPTS_FILE}') AS a ON a.{RUN} = l.aggregate_id "
+        f"WHERE l.event_type = '{e.RECORD_MATCHED}' AND l.aggregate_type = '{e.AGGREGATE_TYPE}' "
+        f"AND l.{TYPED} {current}"
+        f"AND l.global_position <= (SELECT max(position) FROM read_parquet('{directory}/{POSITION_FILE}')) "
+        "AND (a.attempt IS NULL OR l.attempt >= a.attempt) "
+        f"AND l.global_position NOT IN (SELECT _position FROM read_parquet('{directory}/part-*.parquet') "
+        "WHERE status = 'matched')"
+    )
