@@ -67,6 +67,9 @@ MATCH_SQL: Final[dict[str, str]] = {
 }
 
 
+_listed: dict[Path, list[str]] = {}  # the files listed by the current update (see LogFiles.files)
+
+
 @dataclass(frozen=True)
 class LogFiles:
     """The published log (files under ``segments_dir``), whose rows a read model reads up to
@@ -81,18 +84,23 @@ class LogFiles:
         """The published log up to ``position`` if the caller just published, else up to the
         position the table's current version publishes."""
         segments = store.data_dir / "log" / "segments"
+        _listed.pop(segments, None)
         return cls(segments, delta_table.published_head(segments) if position is None else position)
 
-    def files(self) -> list[str]:
-        """The table's current files (paths relative to ``segments_dir``), in order."""
-        return sorted(delta_table.current_files(self.segments_dir))
+    def files(self, *, fresh: bool = False) -> list[str]:
+        """The table's current files (paths relative to ``segments_dir``), in order; listed once
+        (reading the Delta log costs tens of milliseconds) unless ``fresh``."""
+        if fresh or self.segments_dir not in _listed:
+            _listed.clear()  # one store per update: a small cache
+            _listed[self.segments_dir] = sorted(delta_table.current_files(self.segments_dir))
+        return list(_listed[self.segments_dir])
 
     def link(self, directory: Path) -> list[str]:
         """Hard-link the table's current files into ``directory`` (same relative paths; a symbolic
         link where the file system refuses hard links); returns their names. A file that compaction
         retired meanwhile makes it list the files again."""
         for attempt in range(3):
-            names = self.files()
+            names = self.files(fresh=attempt > 0)
             try:
                 _link(self.segments_dir, names, directory)
                 return names
