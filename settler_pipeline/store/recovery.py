@@ -124,12 +124,16 @@ class LogRecovery(LogBase):
 
     def store_state(self, state: Manifest) -> None:
         """Commit ``state`` (maintenance: ``repair`` and ``reindex``; under :meth:`write_lock`). A
-        transaction log that cannot be read is first moved to the quarantine folder whole, and the
+        transaction log that cannot be read or replayed is first moved to the quarantine folder whole, and the
         table is created anew from ``state``."""
         try:
             self.stored_state()
+            unreadable = delta_table.replay_problem(self.segments_dir) is not None
         except CorruptionError:
+            unreadable = True
+        if unreadable:
             folder = quarantine.move_aside(self.root, [self.segments_dir / delta_table.LOG_FOLDER])
+            self._state_cache = None
             _log.warning("moved the unreadable Delta transaction log to %s", folder)
         self._commit_state(state)
         if self.manifest_path.exists():

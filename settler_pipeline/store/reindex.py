@@ -13,6 +13,7 @@ import polars as pl
 
 from settler_pipeline.errors import StoreError
 from settler_pipeline.store import stream_copies
+from settler_pipeline.store import table as delta_table
 from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.index import EventIndex, granules
 from settler_pipeline.store.manifest import Manifest
@@ -42,6 +43,8 @@ def reindex(store: EventStore) -> ReindexReport:
             manifest = store.stored_state()
         except StoreError:
             manifest = None
+        if delta_table.replay_problem(store.segments_dir) is not None:
+            manifest = None  # other engines cannot read the table: rebuild it from the files
         if manifest is None:
             manifest = store.rebuild_manifest_from_files()
             check_contiguous(manifest)

@@ -144,6 +144,18 @@ def current_files(segments_dir: Path) -> set[str]:
     return {Path(uri).relative_to(root).as_posix() for uri in DeltaTable(table_uri(segments_dir)).file_uris()}
 
 
+def replay_problem(segments_dir: Path) -> str | None:
+    """Why ``deltalake`` cannot replay the table's transaction log (a commit file missing from its
+    middle, a damaged checkpoint), or ``None`` when it can (or there is no table)."""
+    if not exists(segments_dir):
+        return None
+    try:
+        DeltaTable(table_uri(segments_dir))
+    except Exception as exc:  # deltalake raises several types; any of them means unreadable
+        return str(exc).splitlines()[0][:300]
+    return None
+
+
 def commit(segments_dir: Path, state: Manifest) -> int:
     """Commit ``state`` in one Delta commit: the table's files become exactly ``state.segments``
     (added ones with position statistics; segments at or below the previous head rearrange data
@@ -167,7 +179,13 @@ def commit(segments_dir: Path, state: Manifest) -> int:
         )
         _sync_commit(segments_dir, 0)
         return 0
-    table = DeltaTable(uri)
+    try:
+        table = DeltaTable(uri)
+    except Exception as exc:  # deltalake raises several types; any of them means unreadable
+        raise CorruptionError(
+            f"the Delta transaction log of {uri} cannot be replayed: {str(exc).splitlines()[0][:300]}",
+            hint=_REINDEX,
+        ) from exc
     previous = table.version()
     info = commit_info(segments_dir, previous)
     previous_head = int(str(info.get(HEAD_KEY, 0)))

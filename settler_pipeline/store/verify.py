@@ -104,11 +104,14 @@ def table_disagreements(store: EventStore, view: LogView) -> list[str]:
     if version is None:
         return []
     name = f"segments/{delta_table.LOG_FOLDER}"
-    try:
-        replayed = DeltaTable(store.table_uri)
-        files = {Path(u).relative_to(Path(store.table_uri)).as_posix() for u in replayed.file_uris()}
-    except Exception as exc:  # any unreadable transaction log is a finding, not a crash
-        return [f"{name}: the Delta transaction log cannot be replayed ({exc})"]
+    problem = delta_table.replay_problem(store.segments_dir)
+    if problem is not None:
+        return [
+            f"{name}: the Delta transaction log cannot be replayed ({problem}); "
+            "`settler log reindex` rebuilds it"
+        ]
+    replayed = DeltaTable(store.table_uri)
+    files = {Path(u).relative_to(Path(store.table_uri)).as_posix() for u in replayed.file_uris()}
     problems = []
     if replayed.version() != version:
         problems.append(

@@ -241,3 +241,63 @@ def test_a_bit_flipped_in_a_segment_fails_every_read_naming_the_file(
     repaired = maintenance.repair(open_store())
     assert not repaired.ok and segment.name in repaired.unresolved[0]
     assert contents(data_dir) == before
+
+
+def test_an_older_delta_log_restored_past_a_checkpoint_is_detected_and_repaired(
+    open_store: OpenStore, make_frame: MakeFrame, data_dir: Path, tmp_path: Path
+) -> None:
+    writer = open_store()
+    transaction_log = writer.segments_dir / "_delta_log"
+    for k in range(14):  # past the Delta checkpoint written every 10 commits
+        writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
+        if k == 6:
+            shutil.copytree(transaction_log, tmp_path / "backup")  # an operator's backup, before it
+    assert (transaction_log / "_last_checkpoint").exists()
+    head = 14 * BULK_ROWS
+    expected = writer.read().collect()
+    # the backup of the transaction log is put back: newer commit files, checkpoint and its pointer gone
+    shutil.move(transaction_log, tmp_path / "newer")
+    shutil.copytree(tmp_path / "backup", transaction_log)
+    before = contents(data_dir)
+
+    report = maintenance.verify(open_store(read_only=True))
+    assert not report.ok
+    assert any(f"{7 * BULK_ROWS + 1}..{head}" in p and "older than the log" in p for p in report.problems)
+    reopened = open_store()
+    assert contents(data_dir) == before, "nothing is moved or written on open"
+    with pytest.raises(CorruptionError, match=f"{7 * BULK_ROWS + 1}..{head}"):
+        reopened.read()
+
+    repaired = maintenance.repair(reopened)
+    assert repaired.ok, repaired.unresolved
+    assert_nothing_deleted(before, data_dir)
+    assert reopened.read().collect().equals(expected)
+    table_rows = pl.scan_delta(reopened.table_uri).select("global_position").collect()
+    assert table_rows["global_position"].sort().to_list() == list(range(1, head + 1))
+    assert maintenance.verify(open_store(read_only=True)).ok
+
+
+def test_a_commit_file_missing_from_the_middle_of_the_delta_log_is_reported(
+    open_store: OpenStore, make_frame: MakeFrame, tmp_path: Path
+) -> None:
+    writer = open_store()
+    for _ in range(3):
+        writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
+    middle = writer.segments_dir / "_delta_log" / f"{2:020d}.json"
+    shutil.move(middle, tmp_path / middle.name)
+    report = maintenance.verify(open_store(read_only=True))
+    assert not report.ok
+    assert any("_delta_log" in p and "cannot be replayed" in p for p in report.problems), report.problems
+    with pytest.raises(CorruptionError, match="cannot be replayed"):
+        writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
+    expected = writer.read().collect()
+    assert expected.height == 3 * BULK_ROWS, "the refused commit added nothing"
+    assert maintenance.reindex(writer).rebuilt_manifest
+    # rebuilt from every segment file: the refused batch's, written before its commit failed, is all
+    # in (as after a crash in the middle of a commit) and nothing else changed
+    rebuilt = writer.read().collect()
+    assert rebuilt.head(expected.height).equals(expected)
+    assert rebuilt["global_position"].to_list() == list(range(1, rebuilt.height + 1))
+    assert rebuilt.height in (3 * BULK_ROWS, 4 * BULK_ROWS)
+    assert list((writer.root / "quarantine").rglob(f"_delta_log/{middle.name.replace('2', '1', 1)}"))
+    assert maintenance.verify(open_store(read_only=True)).ok
