@@ -2,13 +2,14 @@
 
 Nine events in ten of a run's log are ``RecordMatched``, and each is one row of
 ``reconciliation_matches`` that never changes: its columns are the event's typed payload columns. So
-the read model does not write those rows; it publishes, in each generation, hard links to the
-published log's files (the Delta table's current files, no copy, see ``docs/architecture.md``), the
-position ``P`` up to which they are used, and which attempt of each run is current. A reader takes
-the typed ``RecordMatched`` rows at positions ``<= P`` of the run's current attempt from those files,
-and every other row (proposals, manual matches, events at positions after ``P`` or stored without
-typed columns) from the read model's parts. Hard links keep the files readable after compaction
-retires them from the log, for as long as the generation that names them is kept.
+the read model does not write those rows. Every update publishes the published log's files (the Delta
+table's current files, no copy: hard links) as a generation of their own, ``read_models/events``
+(which the analysts' ``events`` view also reads), *before* the read models; a generation of the read
+model records the position ``P`` up to which it reads those files and which attempt of each run is
+current. A reader takes the typed ``RecordMatched`` rows at positions ``<= P`` of each run's current
+attempt from the files, and every other row (proposals, manual matches, events at positions after
+``P`` or stored without typed columns) from the read model's parts. Hard links keep the files readable
+after compaction retires them from the log, for as long as a generation names them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import polars as pl
 
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.registry import default_registry
-from settler_pipeline.files import fsync_dir
+from settler_pipeline.files import fsync_dir, fsync_file
 from settler_pipeline.projections.batch import TS
 from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.parts import RUN
@@ -32,7 +33,6 @@ from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.payloads import SEGMENT_SCHEMA, TYPED
 
 EVENTS: Final = "events"  # read_models/events: the published log's files, for the analysts' view
-LOG_DIR: Final = "log"  # the linked log files, inside a generation directory
 ATTEMPTS_FILE: Final = "log_attempts.parquet"  # runs past their first attempt: reconciliation_id, attempt
 POSITION_FILE: Final = "log_position.parquet"  # one row: position (P)
 
@@ -176,23 +176,26 @@ def scan_matches(
 
 def write_filters(directory: Path, position: int, attempts: pl.DataFrame) -> None:
     """The files the analysts' view filters the linked log with (see :func:`view_sql`)."""
+    directory.mkdir(parents=True, exist_ok=True)
     attempts.select(RUN, pl.col("attempt").cast(pl.Int64)).write_parquet(directory / ATTEMPTS_FILE)
     pl.DataFrame({"position": [position]}, schema={"position": pl.Int64}).write_parquet(
         directory / POSITION_FILE
     )
+    for name in (ATTEMPTS_FILE, POSITION_FILE):
+        fsync_file(directory / name)  # the directory is fsynced when the generation is published
 
 
-def view_sql(directory: str, columns: dict[str, str]) -> str:
-    """A ``SELECT`` of the log rows of a generation directory (``directory``: its path as the view
-    names it, one of our own read models' paths), with ``columns``: name -> DuckDB type, in the read
-    model's column order."""
+def view_sql(directory: str, events: str, columns: dict[str, str]) -> str:
+    """A ``SELECT`` of the log rows of the read model published at ``directory`` from the log's files
+    published at ``events`` (both as the view names them: our own read models' paths), with
+    ``columns``: name -> DuckDB type, in the read model's column order."""
     version = default_registry.current_version(e.RECORD_MATCHED)
     current = "" if version is None else f"AND l.event_version = {int(version)} "
     selected = ", ".join(
         f"CAST({MATCH_SQL.get(name, 'l.' + name)} AS {kind}) AS {name}" for name, kind in columns.items()
     )
     return (
-        f"SELECT {selected} FROM read_parquet('{directory}/{LOG_DIR}/*/*.parquet', "  # noqa: S608
+        f"SELECT {selected} FROM read_parquet('{events}/*/*.parquet', "  # noqa: S608
         "hive_partitioning = false, union_by_name = true) AS l "
         f"LEFT JOIN read_parquet('{directory}/{ATTEMPTS_FILE}') AS a ON a.{RUN} = l.aggregate_id "
         f"WHERE l.event_type = '{e.RECORD_MATCHED}' AND l.aggregate_type = '{e.AGGREGATE_TYPE}' "

@@ -97,7 +97,8 @@ def view_statements(
         if read_model.name in logged_models:
             # the rows read from the log's files (logrows.py), with the same columns
             types = {c.name: _sql_type(c.dtype) for c in read_model.columns}
-            logged = " UNION ALL " + logrows.view_sql(str(root / read_model.name), types)
+            events = str(root / logrows.EVENTS)
+            logged = " UNION ALL " + logrows.view_sql(str(root / read_model.name), events, types)
         statements.append(
             f"CREATE OR REPLACE VIEW {read_model.name} AS SELECT {', '.join(expressions.values())} "  # noqa: S608
             f"FROM read_parquet({source}) AS x{joins}{logged}"
@@ -130,7 +131,8 @@ def _logged_models(root: Path, read_models: Sequence[ReadModel]) -> set[str]:
     for read_model in read_models:
         if isinstance(read_model, PartedReadModel) and read_model.logged:
             manifest = Generations(root, read_model.name).manifest()
-            if manifest is not None and manifest.get("log", {}).get("rows"):
+            events = Generations(root, logrows.EVENTS).current() is not None
+            if events and manifest is not None and manifest.get("log", {}).get("rows"):
                 logged.add(read_model.name)
     return logged
 

@@ -27,7 +27,7 @@ from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.hotspots import ErrorHotspots
 from settler_pipeline.projections.logrows import (
     ATTEMPTS_FILE,
-    LOG_DIR,
+    EVENTS,
     LogFiles,
     publish_events,
     scan_matches,
@@ -194,6 +194,9 @@ def _bring_forward(
             (t.log.position for t in targets if isinstance(t, PartedTarget) and t.log), default=0
         )
         _run(store, targets, head, chunk_events, None, logged_upto)
+        if log.position:
+            # before the read models: the files hold every position they read from the log
+            publish_events(root, log)
 
         def commit(one: Target) -> None:
             if one.changed or not _published_exists(root, one.model):
@@ -202,8 +205,6 @@ def _bring_forward(
         _each(commit, targets)
         rows = _status_rows(root, head, {t.model.name: (t.checkpoint, t.row_count()) for t in targets})
         _write_status(root, rows)
-        if log.position:
-            publish_events(root, log)
         published = [m for m in READ_MODELS if _published_exists(root, m)]
         publisher.ensure_views(root.parent, published, STATUS_NAME, STATUS_COLUMNS)
     return rows
@@ -270,10 +271,12 @@ def scan_read_model(data_dir: str | Path, name: str) -> pl.LazyFrame:
     files = [directory / p["name"] for p in manifest["parts"]]
     rows = pl.scan_parquet(files) if files else definition.empty().lazy()
     log = manifest.get("log")
-    if log and log["rows"]:
+    events = Generations(root, EVENTS).manifest() if log and log["rows"] else None
+    if log and events is not None:
         auto = [directory / p["name"] for p in manifest["parts"] if p["cls"] == "auto"]
+        linked = root / ".gens" / EVENTS / f"g{int(events['generation']):06d}"
         logged = scan_matches(
-            [directory / LOG_DIR / f for f in log["files"]],
+            [linked / f for f in events["files"]],
             int(log["position"]),
             pl.read_parquet(directory / ATTEMPTS_FILE),
             pl.scan_parquet(auto) if auto else None,

@@ -12,7 +12,7 @@ import polars as pl
 from settler_pipeline.projections.batch import EventBatch
 from settler_pipeline.projections.checkpoint import Checkpoint, read_table, write_table
 from settler_pipeline.projections.generations import Generations
-from settler_pipeline.projections.logrows import LOG_DIR, LogFiles, write_filters
+from settler_pipeline.projections.logrows import LogFiles, write_filters
 from settler_pipeline.projections.parts import DirectoryStorage, MemoryStorage, Part, PartedTable, PartStorage
 from settler_pipeline.projections.projection import PartedReadModel, ReadModel, TableReadModel
 
@@ -137,11 +137,9 @@ class PartedTarget(Target):
         self.table.ensure_part()
         log = None
         if self.log is not None and self.table.logged_rows:
-            # the log's files this generation reads its logged rows from (see logrows.py)
-            work = self.storage.work_dir
-            files = self.log.link(work / LOG_DIR)
-            write_filters(work, self.log.position, self.table.later_attempts())
-            log = {"position": self.log.position, "rows": self.table.logged_rows, "files": files}
+            # which rows of the published log's files (read_models/events) are this generation's
+            write_filters(self.storage.work_dir, self.log.position, self.table.later_attempts())
+            log = {"position": self.log.position, "rows": self.table.logged_rows}
         self.generations.commit(self.table, self.storage, self.checkpoint, log)
 
     def stored_rows(self) -> pl.DataFrame:
