@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import polars as pl
@@ -257,9 +257,91 @@ def row_to_envelope(row: dict[str, Any]) -> EventEnvelope:
     )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def frame_to_envelopes(frame: pl.DataFrame) -> list[EventEnvelope]:
-    """Every row of a stored-events frame as an envelope, in the frame's order."""
-    return [row_to_envelope(row) for row in frame.iter_rows(named=True)]
+    """Every row of a stored-events frame as an envelope, in the frame's order (the same envelopes
+    :func:`row_to_envelope` builds).
+
+    Column by column rather than row by row: one JSON parse for all payloads, and each distinct
+    time (a batch shares its commit time, often its event time) converted once from its integer
+    microseconds; hashing and converting zone-aware datetimes per row cost more than the rest."""
+    if frame.height == 0:
+        return []
+    column = frame.get_column
+    payloads = json.loads("[" + ",".join(column("data").to_list()) + "]")
+    times: dict[int, datetime] = {}
+
+    def utc(micros: int) -> datetime:
+        found = times.get(micros)
+        if found is None:
+            found = times[micros] = _EPOCH + timedelta(microseconds=micros)
+        return found
+
+    rows = zip(
+        column("event_id").to_list(),
+        column("aggregate_id").to_list(),
+        column("aggregate_type").to_list(),
+        column("event_type").to_list(),
+        column("event_version").to_list(),
+        payloads,
+        column("tenant_id").to_list(),
+        column("user_id").to_list(),
+        column("correlation_id").to_list(),
+        column("causation_id").to_list(),
+        column("timestamp").dt.cast_time_unit("us").to_physical().to_list(),
+        column("metadata_extra").to_list(),
+        column("created_at").dt.cast_time_unit("us").to_physical().to_list(),
+        column("global_position").to_list(),
+        column("aggregate_version").to_list(),
+        strict=True,
+    )
+    return [
+        _trusted(
+            EventEnvelope,
+            {
+                "id": event_id,
+                "aggregate_id": aggregate_id,
+                "aggregate_type": aggregate_type,
+                "event_type": event_type,
+                "event_version": event_version,
+                "data": data,
+                "metadata": _trusted(
+                    EventMetadata,
+                    {
+                        "tenant_id": tenant_id,
+                        "user_id": user_id,
+                        "timestamp": utc(timestamp),
+                        "correlation_id": correlation_id,
+                        "causation_id": causation_id,
+                    },
+                    json.loads(extra) if extra else {},
+                ),
+                "created_at": utc(created_at),
+                "global_position": position,
+                "aggregate_version": version,
+            },
+            None,
+        )
+        for (
+            event_id,
+            aggregate_id,
+            aggregate_type,
+            event_type,
+            event_version,
+            data,
+            tenant_id,
+            user_id,
+            correlation_id,
+            causation_id,
+            timestamp,
+            extra,
+            created_at,
+            position,
+            version,
+        ) in rows
+    ]
 
 
 def _utc(value: datetime) -> datetime:

@@ -6,8 +6,11 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import polars as pl
 import pydantic
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata, canonical_json
 from settler_pipeline.errors import InvalidIdError, ValidationError
@@ -218,3 +221,59 @@ def test_a_stored_row_reads_back_as_an_envelope_equal_to_a_validated_one() -> No
     assert stored == validated
     assert stored.model_dump() == validated.model_dump()
     assert stored.metadata.extra_fields() == {"source": "cli"}
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+_times = st.datetimes(min_value=datetime(1960, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
+
+
+@given(
+    rows=st.lists(
+        st.fixed_dictionaries(
+            {
+                "data": st.dictionaries(st.text(max_size=5), _json_values, max_size=4),
+                "user_id": st.none() | st.text(min_size=1, max_size=5),
+                "causation_id": st.none() | st.uuids().map(str),
+                "timestamp": _times,
+                "created_at": _times,
+                "extra": st.none()
+                | st.dictionaries(st.sampled_from(["source", "host"]), st.text(max_size=4)),
+            }
+        ),
+        max_size=12,
+    )
+)
+def test_a_stored_frame_reads_back_as_the_envelopes_of_its_rows(rows: list[dict[str, Any]]) -> None:
+    """The column-wise conversion of a stored frame gives exactly the row-by-row envelopes."""
+    from settler_pipeline.store.schema import POLARS_SCHEMA, frame_to_envelopes, row_to_envelope
+
+    stored = [
+        {
+            "global_position": i + 1,
+            "aggregate_version": i + 1,
+            "event_id": uid(100 + i),
+            "aggregate_id": uid(1),
+            "aggregate_type": "reconciliation",
+            "event_type": "X",
+            "event_version": 1 + i % 2,
+            "tenant_id": uid(2),
+            "user_id": row["user_id"],
+            "correlation_id": uid(3),
+            "causation_id": row["causation_id"],
+            "timestamp": row["timestamp"],
+            "created_at": row["created_at"],
+            "data": canonical_json(row["data"]),
+            "metadata_extra": canonical_json(row["extra"]) if row["extra"] else None,
+        }
+        for i, row in enumerate(rows)
+    ]
+    frame = pl.DataFrame(stored, schema=POLARS_SCHEMA)
+    envelopes = frame_to_envelopes(frame)
+    expected = [row_to_envelope(row) for row in frame.iter_rows(named=True)]
+    assert envelopes == expected
+    assert [e.model_dump() for e in envelopes] == [e.model_dump() for e in expected]
+    assert all(e.created_at.utcoffset() == timedelta(0) for e in envelopes)
