@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from settler_pipeline.errors import CorruptionError
@@ -31,7 +32,7 @@ from settler_pipeline.files import replace_durably
 from settler_pipeline.store.index import granules
 from settler_pipeline.store.manifest import SegmentInfo
 from settler_pipeline.store.payloads import with_payload_columns
-from settler_pipeline.store.schema import COLUMNS, POLARS_SCHEMA
+from settler_pipeline.store.schema import COLUMNS, EVENT_SCHEMA, POLARS_SCHEMA
 
 SEGMENT_MAX_ROWS = 500_000
 ROW_GROUP_SIZE = 8_192  # small enough that loading one stream decodes little, large enough to scan fast
@@ -39,6 +40,8 @@ SEGMENT_NAME = re.compile(r"^seg-(\d{12})-(\d{12})-([0-9a-f]{32})\.parquet$")
 PARTITION_NAME = re.compile(r"^event_date=(\d{4}-\d{2}-\d{2})$")
 
 
+# the event schema's types as Polars writes them (strings as large strings)
+_ARROW_TYPES = {f.name: pa.large_string() if f.type == pa.string() else f.type for f in EVENT_SCHEMA}
 _VERIFIED: dict[str, tuple[int, int, int]] = {}  # path -> (inode, size, mtime) checked in this process
 
 
@@ -181,6 +184,7 @@ def place_parquet(
     kind: str,
     statistics: bool,
     row_group_size: int = ROW_GROUP_SIZE,
+    compression: str = "zstd",
 ) -> tuple[str, str]:
     """Write ``frame`` (the events of ``positions``, first and last) durably under ``dest_dir`` as
     ``event_date=<day>/seg-<first>-<last>-<sha>.parquet`` and return that relative path and the file's
@@ -190,7 +194,11 @@ def place_parquet(
     first, last = positions
     staging = staging_dir / f"{kind}-{first:012d}-{last:012d}.{os.getpid()}.parquet"
     frame.write_parquet(
-        staging, compression="zstd", compression_level=1, statistics=statistics, row_group_size=row_group_size
+        staging,
+        compression=compression,  # type: ignore[arg-type]
+        compression_level=1 if compression == "zstd" else None,
+        statistics=statistics,
+        row_group_size=row_group_size,
     )
     sha = file_sha256(staging)
     relative = f"event_date={event_date}/seg-{first:012d}-{last:012d}-{sha[:32]}.parquet"
@@ -305,10 +313,11 @@ class SegmentReader:
         )
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
-        schema = {name: POLARS_SCHEMA[name] for name in frame.columns}
-        if frame.schema == schema:  # the usual case: a cast would still cost a pass (~0.1 ms per read)
+        # the usual case: the file has the event schema's types, and a cast would still cost a pass
+        # (comparing the Arrow types is ~10x cheaper than comparing the Polars schemas)
+        if all(f.type == _ARROW_TYPES.get(f.name) for f in table.schema):
             return frame
-        return frame.cast(schema)  # type: ignore[arg-type]
+        return frame.cast({name: POLARS_SCHEMA[name] for name in frame.columns})
 
     def close(self) -> None:
         for handle, _ in self._files.values():

@@ -85,6 +85,9 @@ def _write_one(chunk: Chunk, copies_dir: Path, staging_dir: Path) -> WrittenCopy
         kind="copy",
         statistics=False,
         row_group_size=ROW_GROUP_SIZE,
+        # LZ4: a 1,024-row group of a copy decodes in ~0.3 ms instead of zstd's ~0.8 ms (a stream
+        # load's largest part) and writes faster; the copy is ~1.9x bigger on disk than with zstd
+        compression="lz4",
     )
     target = copies_dir / relative
     return WrittenCopy(first, last, stream_copy_rows(clustered, "", relative, row_group_starts(target)))
