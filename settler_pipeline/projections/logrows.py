@@ -96,9 +96,9 @@ class LogFiles:
         return list(_listed[self.segments_dir])
 
     def link(self, directory: Path) -> list[str]:
-        """Hard-link the table's current files into ``directory`` (same relative paths; a symbolic
-        link where the file system refuses hard links); returns their names. A file that compaction
-        retired meanwhile makes it list the files again."""
+        """Hard-link the table's current files into ``directory`` (by file name; a symbolic link where
+        the file system refuses hard links); returns their paths relative to ``segments_dir``. A file
+        that compaction retired meanwhile makes it list the files again."""
         for attempt in range(3):
             names = self.files(fresh=attempt > 0)
             try:
@@ -112,21 +112,18 @@ class LogFiles:
 
 
 def _link(source: Path, names: list[str], directory: Path) -> None:
-    parents: set[Path] = {directory}
+    # One flat directory (segment names are unique across dates): one directory to fsync, not one
+    # per event date, which under I/O load cost more than the links themselves.
     directory.mkdir(parents=True, exist_ok=True)
     for name in names:
-        target = directory / name
-        if target.parent not in parents:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            parents.add(target.parent)
+        target = directory / Path(name).name
         try:
             os.link(source / name, target)
         except FileNotFoundError:
             raise
         except OSError:  # another file system: the file itself, by name
             os.symlink((source / name).resolve(strict=True), target)
-    for parent in parents:
-        fsync_dir(parent)
+    fsync_dir(directory)
 
 
 def publish_events(root: Path, log: LogFiles) -> None:
@@ -195,7 +192,7 @@ def view_sql(directory: str, events: str, columns: dict[str, str]) -> str:
         f"CAST({MATCH_SQL.get(name, 'l.' + name)} AS {kind}) AS {name}" for name, kind in columns.items()
     )
     return (
-        f"SELECT {selected} FROM read_parquet('{events}/*/*.parquet', "  # noqa: S608
+        f"SELECT {selected} FROM read_parquet('{events}/*.parquet', "  # noqa: S608
         "hive_partitioning = false, union_by_name = true) AS l "
         f"LEFT JOIN read_parquet('{directory}/{ATTEMPTS_FILE}') AS a ON a.{RUN} = l.aggregate_id "
         f"WHERE l.event_type = '{e.RECORD_MATCHED}' AND l.aggregate_type = '{e.AGGREGATE_TYPE}' "

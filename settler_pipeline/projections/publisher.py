@@ -116,10 +116,12 @@ def view_statements(
     # the committed, published events, each once, never a file being written or compacted away; and
     # a glob, so the definition does not change when the files do.
     if Generations(data_dir / root, logrows.EVENTS).current() is not None:
-        files = _literal(str(root / logrows.EVENTS / "*" / "*.parquet"))
+        files = _literal(str(root / logrows.EVENTS / "*.parquet"))
+        # event_date: the UTC date of the event's own time, as the table partitions its files
         statements.append(
-            "CREATE OR REPLACE VIEW events AS SELECT * "  # noqa: S608
-            f"FROM read_parquet({files}, hive_partitioning = true, union_by_name = true)"
+            "CREATE OR REPLACE VIEW events AS SELECT *, "  # noqa: S608
+            "CAST(timezone('UTC', \"timestamp\") AS DATE) AS event_date "
+            f"FROM read_parquet({files}, hive_partitioning = false, union_by_name = true)"
         )
         statements.append(f"COMMENT ON VIEW events IS {_literal(EVENTS_COMMENT)}")
     return statements

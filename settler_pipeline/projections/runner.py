@@ -277,7 +277,7 @@ def scan_read_model(data_dir: str | Path, name: str) -> pl.LazyFrame:
         auto = [directory / p["name"] for p in manifest["parts"] if p["cls"] == "auto"]
         linked = root / ".gens" / EVENTS / f"g{int(events['generation']):06d}"
         logged = scan_matches(
-            [linked / f for f in events["files"]],
+            [linked / Path(f).name for f in events["files"]],
             int(log["position"]),
             pl.read_parquet(directory / ATTEMPTS_FILE),
             pl.scan_parquet(auto) if auto else None,
