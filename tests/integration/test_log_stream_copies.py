@@ -3,6 +3,7 @@ tail is flushed into segments with stream copies, and loading a stream reads its
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,65 @@ def test_a_bulk_batch_behind_a_short_tail_writes_segments_without_stream_copies(
     stream = STREAMS[3]
     assert loaded(store, stream) == as_stored(store, stream)
     assert reads and all(folder == "segments" for folder, _ in reads)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    batches=st.lists(
+        st.tuples(
+            st.integers(min_value=1, max_value=400), st.integers(min_value=1, max_value=6), st.booleans()
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_interleaved_batches_load_back_as_appended_in_this_process_and_after_reopening(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    batches: list[tuple[int, int, bool]],
+) -> None:
+    """Whatever the mix of columnar and envelope batches, tail commits and flushes: every stream
+    loads exactly the payloads appended to it, in append order, from the writer's own tail (frames
+    kept beside the write-ahead records) and from a fresh process's view of the files."""
+    from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
+
+    monkeypatch.setattr(limits, "WAL_FLUSH_ROWS", 700)
+    monkeypatch.setattr(limits, "SEGMENT_ROWS", 350)
+    monkeypatch.setattr(limits, "BULK_ROWS", 50)
+    expected: dict[str, list[int]] = {s: [] for s in STREAMS[:6]}
+    path = tmp_path_factory.mktemp("log")
+    with EventStore.open(path) as store:
+        for k, (n, streams, as_envelopes) in enumerate(batches):
+            frame = build_frame(n, streams=STREAMS[:streams], aggregate_type="Thing", first=k * 1000)
+            for stream, data in frame.select("aggregate_id", "data").iter_rows():
+                expected[stream].append(json.loads(data)["i"])
+            if as_envelopes:
+                store.append(
+                    [
+                        EventEnvelope(
+                            aggregate_id=row["aggregate_id"],
+                            aggregate_type="Thing",
+                            event_type=row["event_type"],
+                            data=json.loads(row["data"]),
+                            metadata=EventMetadata(
+                                tenant_id=row["tenant_id"], correlation_id=row["correlation_id"]
+                            ),
+                        )
+                        for row in frame.iter_rows(named=True)
+                    ]
+                )
+            else:
+                store.append_frame(frame)
+        for stream, values in expected.items():
+            events = store.get_events(stream, "Thing")
+            assert [e.data["i"] for e in events] == values
+            assert [e.aggregate_version for e in events] == list(range(1, len(values) + 1))
+    with EventStore.open(path, read_only=True) as fresh:
+        for stream, values in expected.items():
+            assert [e.data["i"] for e in fresh.get_events(stream, "Thing")] == values
+            assert (
+                fresh.stream_frame(stream, "Thing")["data"]
+                .map_elements(lambda d: json.loads(d)["i"], return_dtype=pl.Int64)
+                .to_list()
+                == values
+            )
