@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from settler_pipeline.domain.matching import MatchConfig, MatchResult, match_records
+from settler_pipeline.domain.matching import MatchConfig, MatchResult, candidates, match_records
 from settler_pipeline.domain.matching.blocks import match_blockwise, plan_blocks, reach_days
 from settler_pipeline.domain.matching.config import (
     AmountDatePass,
@@ -162,3 +163,35 @@ def test_block_wise_finds_the_pairs_whole_matching_finds_across_block_boundaries
     assert whole.matches.height == len(pairs)
     assert sorted(blocked["match_id"].to_list()) == sorted(whole.matches["match_id"].to_list())
     assert blocked.sort("match_id").equals(whole.matches.sort("match_id"))
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(
+    sides=st.tuples(st.lists(row, max_size=30), st.lists(row, max_size=30)),
+    chunk=st.integers(1, 7),
+    crowded=st.sampled_from(["skip", "nearest"]),
+)
+def test_sources_searched_in_chunks_find_the_same_candidates(
+    sides: tuple[list[dict[str, Any]], list[dict[str, Any]]], chunk: int, crowded: Literal["skip", "nearest"]
+) -> None:
+    source, target = (
+        records(*rows).with_columns(day=pl.col("occurred_at").dt.date().cast(pl.Int64)) for rows in sides
+    )
+
+    def search() -> candidates.Candidates:
+        return candidates.window_candidates(
+            source,
+            target,
+            tolerance=Tolerance(absolute_minor=100),
+            days_before=1,
+            days_after=2,
+            max_candidates=2,
+            crowded=crowded,
+        )
+
+    whole = search()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(candidates, "SOURCE_CHUNK", chunk)
+        chunked = search()
+    assert chunked.pairs.sort(pl.all()).equals(whole.pairs.sort(pl.all()))
+    assert sorted(chunked.crowded_lines.to_list()) == sorted(whole.crowded_lines.to_list())

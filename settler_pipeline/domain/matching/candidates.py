@@ -8,7 +8,9 @@ distinct target amounts, which keeps the key small whatever the amounts are.
 A source with more than ``max_candidates`` candidates is *crowded*. With ``crowded="skip"`` it is
 not expanded at all (the caller can mark it ambiguous); with ``crowded="nearest"`` only its
 ``max_candidates`` candidates nearest in amount (then in days, then by line) are kept. Either way the
-pair count stays bounded by about ``n * max_candidates`` and crowded sources are reported.
+pair count stays bounded by about ``n * max_candidates`` and crowded sources are reported. Sources
+are searched :data:`SOURCE_CHUNK` at a time, so the intermediate arrays (up to ``2 *
+max_candidates`` per source and day of the window before the nearest are kept) stay bounded too.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ PAIR_SCHEMA: dict[str, pl.DataType] = {
 }
 
 _KEY_LIMIT = 2**62
+SOURCE_CHUNK = 500_000
+"""Sources searched at once (see :func:`window_candidates`)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,25 @@ def window_candidates(
     """
     if source.height == 0 or target.height == 0:
         return _empty()
+    if source.height > SOURCE_CHUNK:
+        # Each source's candidates depend on the targets alone: sources are searched a chunk at a
+        # time so the expanded (source, target) index arrays stay bounded, whatever the block size.
+        parts = [
+            window_candidates(
+                source.slice(offset, SOURCE_CHUNK),
+                target,
+                tolerance=tolerance,
+                days_before=days_before,
+                days_after=days_after,
+                max_candidates=max_candidates,
+                same_currency=same_currency,
+                crowded=crowded,
+            )
+            for offset in range(0, source.height, SOURCE_CHUNK)
+        ]
+        return Candidates(
+            pl.concat([part.pairs for part in parts]), pl.concat([part.crowded_lines for part in parts])
+        )
     s_code, t_code = _currency_codes(source, target)
     s_line = source["line_number"].to_numpy()
     s_amt = source["amount_minor"].to_numpy()
