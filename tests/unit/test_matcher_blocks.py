@@ -179,10 +179,11 @@ def test_sources_searched_in_chunks_find_the_same_candidates(
     )
 
     def search() -> candidates.Candidates:
+        tolerance = Tolerance(absolute_minor=100)
         return candidates.window_candidates(
             source,
             target,
-            tolerance=Tolerance(absolute_minor=100),
+            tolerance=tolerance,
             days_before=1,
             days_after=2,
             max_candidates=2,
