@@ -117,7 +117,11 @@ def scoped_rows(
     try:
         if "tenant_id" in frame.collect_schema():
             frame = frame.filter(pl.col("tenant_id").is_in(list(tenant_ids)))
-        return with_analyst_columns(frame, tenant_names, _currencies(frame))
+        # a read model reading rows from the log knows their currencies without a scan of them
+        currencies = projections.logged_currencies(data_dir, name, tenant_ids)
+        return with_analyst_columns(
+            frame, tenant_names, _currencies(frame) if currencies is None else currencies
+        )
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise CorruptionError(
             f"read model {name} cannot be read: {str(exc).splitlines()[0]}",

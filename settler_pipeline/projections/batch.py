@@ -90,8 +90,8 @@ RECORD_FIELDS: Final = (
 )
 
 # RecordMatched events whose rows reconciliation_matches reads from the log (logrows.py): only what
-# the counts of the summary need.
-LOGGED_FIELDS: Final = ("attempt", "source_ids")
+# the counts of the summary need, and the currency (the analyst columns' scale, see query.py).
+LOGGED_FIELDS: Final = ("attempt", "source_ids", "currency")
 
 BULK_FIELDS: Final = tuple(dict.fromkeys(MATCH_FIELDS + RECORD_FIELDS))
 FIELDS: Final = tuple(dict.fromkeys(LIFECYCLE_FIELDS + BULK_FIELDS))

@@ -287,6 +287,24 @@ def scan_read_model(data_dir: str | Path, name: str) -> pl.LazyFrame:
     return definition.published_columns(rows, checkpoint.max_event_time)
 
 
+def logged_currencies(data_dir: str | Path, name: str, tenant_ids: Sequence[str]) -> list[str] | None:
+    """The currencies of read model ``name``'s rows of ``tenant_ids``, when it reads rows from the
+    log (without scanning those rows: their currencies are in its manifest); None otherwise."""
+    root = read_models_dir(data_dir)
+    definition = model(name)
+    manifest = None if isinstance(definition, TableReadModel) else Generations(root, name).manifest()
+    if manifest is None or "currencies" not in manifest.get("log", {}):
+        return None
+    wanted = set(tenant_ids)
+    codes = {c for t, cs in manifest["log"].get("currencies", {}).items() if t in wanted for c in cs}
+    directory = root / ".gens" / name / f"g{int(manifest['generation']):06d}"
+    files = [directory / p["name"] for p in manifest["parts"]]
+    if files:
+        stored = pl.scan_parquet(files).filter(pl.col("tenant_id").is_in(list(wanted)))
+        codes |= set(stored.select(pl.col("currency").drop_nulls().unique()).collect()["currency"])
+    return sorted(codes)
+
+
 def status(store: EventStore, data_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """Per read model: ``name, checkpoint, head, lag`` (head - checkpoint: events not yet applied),
     plus ``version, as_of_time, rows, updated_at``. A read model never built has checkpoint 0."""

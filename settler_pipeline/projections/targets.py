@@ -92,6 +92,7 @@ class PartedTarget(Target):
         log: LogFiles | None = None,
     ) -> None:
         self.log = log if read_model.logged else None
+        self.currencies: dict[str, set[str]] = {}
         self.generations = Generations(root, read_model.name) if root is not None else None
         if self.generations is not None:
             self.generations.clean()
@@ -113,6 +114,8 @@ class PartedTarget(Target):
             checkpoint = Checkpoint.from_dict(manifest["checkpoint"])
             parts = [Part(**p) for p in manifest["parts"]]
             before = int(manifest.get("log", {}).get("position", 0))
+            known = manifest.get("log", {}).get("currencies", {})
+            self.currencies.update({tenant: set(codes) for tenant, codes in known.items()})
             if self.log is not None and self.log.position < before:  # never read fewer from the log
                 self.log = LogFiles(self.log.segments_dir, before)
         super().__init__(read_model, checkpoint)
@@ -130,6 +133,11 @@ class PartedTarget(Target):
     def apply(self, batch: EventBatch) -> None:
         self.model.apply(self.table, batch)
         self.table.flush()
+        if self.log is not None and batch.logged.height:
+            # per tenant, the currencies of the rows read from the log (the analyst columns' scale)
+            pairs = batch.logged.select("tenant_id", "currency").unique().drop_nulls().iter_rows()
+            for tenant, currency in pairs:
+                self.currencies.setdefault(tenant, set()).add(currency)
 
     def commit(self) -> None:
         assert self.generations is not None and isinstance(self.storage, DirectoryStorage)
@@ -139,7 +147,8 @@ class PartedTarget(Target):
         if self.log is not None and self.table.logged_rows:
             # which rows of the published log's files (read_models/events) are this generation's
             write_filters(self.storage.work_dir, self.log.position, self.table.later_attempts())
-            log = {"position": self.log.position, "rows": self.table.logged_rows}
+            currencies = {t: sorted(codes) for t, codes in sorted(self.currencies.items())}
+            log = {"position": self.log.position, "rows": self.table.logged_rows, "currencies": currencies}
         self.generations.commit(self.table, self.storage, self.checkpoint, log)
 
     def stored_rows(self) -> pl.DataFrame:

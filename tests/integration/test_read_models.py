@@ -267,3 +267,31 @@ def test_updates_after_random_appends_store_and_reload_the_same_tables_as_one_fo
                 projections.update(store, chunk_events=chunk)
     for name in projections.NAMES:
         assert projections.read_model(data_dir, name).equals(in_memory(history, name)), name
+
+
+def test_matches_read_from_the_log_outlive_compaction_and_the_retired_files(
+    store: EventStore, data_dir: Path, log: pl.DataFrame
+) -> None:
+    from settler_pipeline.projections.generations import Generations
+    from settler_pipeline.store import maintenance
+
+    for start in range(0, log.height, 60):  # several publishes: small segments to compact
+        append(store, log.slice(start, 60), [])
+        store.publish()
+    projections.update(store)
+    manifest = Generations(data_dir / "read_models", "reconciliation_matches").manifest()
+    assert manifest is not None and manifest["log"]["rows"] > 0  # automatic matches are not copied
+    expected = in_memory(log, "reconciliation_matches")
+    assert maintenance.compact(store).retired
+    for retired in (data_dir / "log" / "retired").rglob("*.parquet"):
+        retired.unlink()  # as if their hour had passed
+    assert projections.read_model(data_dir, "reconciliation_matches").equals(expected)
+    counted = projections.sql(data_dir, "SELECT count(*) AS n FROM reconciliation_matches")
+    assert counted["n"][0] == expected.height
+    append(store, log.head(0), [])
+    projections.update(store)  # the events generation now names the compacted files
+    assert projections.read_model(data_dir, "reconciliation_matches").equals(expected)
+    assert (
+        projections.sql(data_dir, "SELECT count(*) AS n FROM reconciliation_matches")["n"][0]
+        == expected.height
+    )
