@@ -113,10 +113,8 @@ def scoped_rows(
 ) -> pl.LazyFrame:
     """Read model ``name``'s published rows of ``tenant_ids`` with the analyst columns, lazily (see
     :func:`settler_pipeline.projections.scan_read_model`)."""
-    frame = projections.scan_read_model(data_dir, name)
+    frame = projections.scan_read_model(data_dir, name, tenant_ids)
     try:
-        if "tenant_id" in frame.collect_schema():
-            frame = frame.filter(pl.col("tenant_id").is_in(list(tenant_ids)))
         # a read model reading rows from the log knows their currencies without a scan of them
         currencies = projections.logged_currencies(data_dir, name, tenant_ids)
         return with_analyst_columns(

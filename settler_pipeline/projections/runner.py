@@ -253,17 +253,21 @@ def read_model(data_dir: str | Path, name: str) -> pl.DataFrame:
     )
 
 
-def scan_read_model(data_dir: str | Path, name: str) -> pl.LazyFrame:
+def scan_read_model(data_dir: str | Path, name: str, tenant_ids: Sequence[str] | None = None) -> pl.LazyFrame:
     """The published rows of read model ``name`` as a lazy frame over its files: only what a query
     uses is read. Small read models come sorted by their key, large (parted) ones in storage order.
-    Raises :class:`NotFoundError` if it has not been built yet."""
+    With ``tenant_ids``, only those tenants' rows. Raises :class:`NotFoundError` if it has not been
+    built yet."""
     root = read_models_dir(data_dir)
     definition = model(name)
+    mine = pl.col("tenant_id").is_in(list(tenant_ids or ()))
     if isinstance(definition, TableReadModel):
         stored = read_table(root / f"{name}.parquet")
         if stored is None:
             raise NotFoundError(f"read model {name} has not been built", hint="run projections.update first")
-        return definition.derive(stored[0], stored[1].max_event_time).lazy()
+        rows = definition.derive(stored[0], stored[1].max_event_time).lazy()
+        scoped = tenant_ids is not None and "tenant_id" in definition.public_schema()
+        return rows.filter(mine) if scoped else rows
     manifest = Generations(root, name).manifest()
     if manifest is None:
         raise NotFoundError(f"read model {name} has not been built", hint="run projections.update first")
@@ -271,6 +275,8 @@ def scan_read_model(data_dir: str | Path, name: str) -> pl.LazyFrame:
     directory = root / ".gens" / name / f"g{int(manifest['generation']):06d}"
     files = [directory / p["name"] for p in manifest["parts"]]
     rows = pl.scan_parquet(files) if files else definition.empty().lazy()
+    if tenant_ids is not None:
+        rows = rows.filter(mine)
     log = manifest.get("log")
     events = Generations(root, EVENTS).manifest() if log and log["rows"] else None
     if log and events is not None:
@@ -282,6 +288,10 @@ def scan_read_model(data_dir: str | Path, name: str) -> pl.LazyFrame:
             pl.read_parquet(directory / ATTEMPTS_FILE),
             pl.scan_parquet(auto) if auto else None,
         )
+        # The manifest names the tenants of those rows: no filter to read when all are wanted.
+        tenants = log.get("currencies")
+        if tenant_ids is not None and (tenants is None or not set(tenants) <= set(tenant_ids)):
+            logged = logged.filter(mine)
         schema = definition.stored_schema()
         rows = pl.concat([rows, logged.cast(schema)], how="vertical")  # type: ignore[arg-type]
     return definition.published_columns(rows, checkpoint.max_event_time)
