@@ -466,7 +466,7 @@ NOTES = [
     "  batches load from their stream-sorted copies instead (3.2 ms at 10M in the interleaved section).",
     "  **Latest snapshot + tail** (11 ms against 5): the snapshot lookup is a DuckDB round trip plus the",
     "  same wider row group; a snapshot cache would fix it. Missed.",
-    "* **Runs are matched block by block** (docs/architecture.md, \"A run\"): each side is normalised",
+    '* **Runs are matched block by block** (docs/architecture.md, "A run"): each side is normalised',
     "  in 500k-row slices and, above `block_records` / 2 records, spilled to Parquet; an input over",
     "  `block_records` (2M, both sides) is matched in blocks of one currency and a run of days longer",
     "  than the passes' reach, each block's events appended in chunks of at most 500k before the next",
