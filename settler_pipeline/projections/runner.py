@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar
 import polars as pl
 import pyarrow.parquet as pq
 
-from settler_pipeline.errors import NotFoundError, ValidationError
+from settler_pipeline.errors import CorruptionError, NotFoundError, ValidationError
 from settler_pipeline.projections import publisher
 from settler_pipeline.projections.batch import TS, EventBatch
 from settler_pipeline.projections.checkpoint import Checkpoint, read_checkpoint, read_table, write_table
@@ -279,6 +279,11 @@ def scan_read_model(data_dir: str | Path, name: str, tenant_ids: Sequence[str] |
         rows = rows.filter(mine)
     log = manifest.get("log")
     events = Generations(root, EVENTS).manifest() if log and log["rows"] else None
+    if log and log["rows"] and events is None:
+        raise CorruptionError(
+            f"read model {name} reads rows from the log's files, but {root / EVENTS} is missing",
+            hint="run `settler project` (an update links the files again)",
+        )
     if log and events is not None:
         auto = [directory / p["name"] for p in manifest["parts"] if p["cls"] == "auto"]
         linked = root / ".gens" / EVENTS / f"g{int(events['generation']):06d}"

@@ -295,3 +295,22 @@ def test_matches_read_from_the_log_outlive_compaction_and_the_retired_files(
         projections.sql(data_dir, "SELECT count(*) AS n FROM reconciliation_matches")["n"][0]
         == expected.height
     )
+
+
+def test_matches_without_the_linked_log_files_fail_clearly_and_an_update_links_them_again(
+    store: EventStore, data_dir: Path, log: pl.DataFrame
+) -> None:
+    import shutil
+
+    from settler_pipeline.errors import CorruptionError
+
+    append(store, log, [])
+    projections.update(store)
+    root = data_dir / "read_models"
+    (root / "events").unlink()
+    shutil.rmtree(root / ".gens" / "events")
+    with pytest.raises(CorruptionError, match="settler project"):
+        projections.read_model(data_dir, "reconciliation_matches")
+    projections.update(store)
+    expected = in_memory(log, "reconciliation_matches")
+    assert projections.read_model(data_dir, "reconciliation_matches").equals(expected)
