@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-from deltalake import DeltaTable
+from deltalake import DeltaTable, PostCommitHookProperties
 from deltalake import Schema as DeltaSchema
 from deltalake.transaction import (
     AddAction,
@@ -41,14 +41,18 @@ from deltalake.transaction import (
 
 from settler_pipeline.errors import CorruptionError
 from settler_pipeline.files import fsync_dir
+from settler_pipeline.logs import get_logger
 from settler_pipeline.store.manifest import Manifest, SegmentInfo
 from settler_pipeline.store.payloads import arrow_schema
 
 PARTITION = "event_date"
 LOG_FOLDER = "_delta_log"
+_log = get_logger(__name__)
 HEAD_KEY = "settler.head_position"
 STATE_KEY = "settler.state"
 CHECKPOINT_EVERY = 10  # commits between Delta checkpoints (deltalake's default is 100)
+# No checkpoint and no log clean-up inside a commit: see _checkpoint and the table's configuration.
+_HOOKS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
 _COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
 _REINDEX = "run `settler log reindex` to rebuild the commit point from the segment files"
 # Every column nullable: the Parquet files declare them optional, and the typed payload columns
@@ -69,9 +73,14 @@ def commit_file(segments_dir: Path, version: int) -> Path:
 
 
 def exists(segments_dir: Path) -> bool:
-    """Whether the table exists (a first commit interrupted before its commit file was written leaves
-    an empty ``_delta_log`` folder: not a table yet)."""
-    return commit_file(segments_dir, 0).is_file()
+    """Whether the table exists: it has a commit file or a checkpoint (a first commit interrupted
+    before its commit file was written leaves an empty ``_delta_log`` folder: not a table yet). Not
+    only version 0: a Delta writer that cleans up expired log files (another engine's, or a table
+    made before Settler turned that off) removes the oldest commit files once a checkpoint covers them."""
+    log = segments_dir / LOG_FOLDER
+    if commit_file(segments_dir, 0).is_file() or (log / "_last_checkpoint").is_file():
+        return True
+    return newest_version(segments_dir) is not None
 
 
 def newest_version(segments_dir: Path, known: int | None = None) -> int | None:
@@ -174,8 +183,14 @@ def commit(segments_dir: Path, state: Manifest) -> int:
             description="The Settler event log: one row per committed event, positions 1..head.",
             # a writer replays the log since the last checkpoint for every commit: 60 commits without
             # one cost 42 ms to load, 6.5 ms after a checkpoint (which takes ~45 ms to write)
-            configuration={"delta.checkpointInterval": str(CHECKPOINT_EVERY)},
+            # The log's files are its history and its time travel: never delete commit files as they
+            # age (other Delta writers honour this setting; Settler's own commits also pass _HOOKS).
+            configuration={
+                "delta.checkpointInterval": str(CHECKPOINT_EVERY),
+                "delta.enableExpiredLogCleanup": "false",
+            },
             commit_properties=properties,
+            post_commithook_properties=_HOOKS,
         )
         _sync_commit(segments_dir, 0)
         return 0
@@ -210,12 +225,27 @@ def commit(segments_dir: Path, state: Manifest) -> int:
         schema=TABLE_SCHEMA,
         partition_by=[PARTITION],
         commit_properties=properties,
+        post_commithook_properties=_HOOKS,
     )
     version = newest_version(segments_dir, previous)
     if version is None or version <= previous:
         raise CorruptionError(f"the Delta commit after version {previous} of {uri} cannot be found")
     _sync_commit(segments_dir, version)
+    if (version + 1) % CHECKPOINT_EVERY == 0:  # where deltalake's own hook put them: versions 9, 19, ...
+        _checkpoint(table, uri, version)
     return version
+
+
+def _checkpoint(table: DeltaTable, uri: str, version: int) -> None:
+    """Write a checkpoint after the commit is durable. Inside the commit (deltalake's post-commit hook)
+    a failing checkpoint raised after the commit file was in place: the caller saw an error for a
+    commit that had happened, and a retry without event ids appended the batch twice. A checkpoint
+    only makes loading the table faster, so a failure here is logged and the next one tries again."""
+    try:
+        table.update_incremental()
+        table.create_checkpoint()
+    except Exception as exc:  # deltalake raises several types; none of them undoes the commit
+        _log.warning("the Delta checkpoint at version %s of %s failed: %s", version, uri, exc)
 
 
 def _properties(state: Manifest) -> CommitProperties:
@@ -242,7 +272,7 @@ def _add_new_columns(table: DeltaTable, properties: CommitProperties) -> bool:
     missing = [f for f in DeltaSchema.from_arrow(TABLE_SCHEMA).fields if f.name not in have]
     if not missing:
         return False
-    table.alter.add_columns(missing, commit_properties=properties)
+    table.alter.add_columns(missing, commit_properties=properties, post_commithook_properties=_HOOKS)
     return True
 
 

@@ -3,6 +3,8 @@ events, each once, through publishes, compactions and the analysts' `events` vie
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -143,3 +145,53 @@ def test_stats_and_publish_on_the_command_line(
     after = json_of(settler("log", "stats", "--data-dir", data_dir, "--json"))
     assert after["published_position"] == after["head_position"] == head
     assert len(DeltaTable(after["table_uri"]).to_pyarrow_table(columns=["event_id"])) == head
+
+
+def _commit(store: EventStore, make_frame: MakeFrame, times: int) -> None:
+    for _ in range(times):
+        store.append_frame(make_frame(BULK_ROWS, streams=STREAMS, aggregate_type="Thing"))
+
+
+def test_an_aged_transaction_log_keeps_its_commits_and_stays_writable(
+    store: EventStore, make_frame: MakeFrame
+) -> None:
+    _commit(store, make_frame, 12)  # past the first checkpoint (every 10 commits)
+    log = store.segments_dir / table.LOG_FOLDER
+    month_and_more = time.time() - 40 * 86400
+    for path in log.iterdir():
+        os.utime(path, (month_and_more, month_and_more))  # older than Delta's 30-day log retention
+    _commit(store, make_frame, 10)  # past the next checkpoint, where clean-up would run
+    assert table.commit_file(store.segments_dir, 0).is_file(), "commit files are never cleaned up"
+    assert DeltaTable(store.table_uri).metadata().configuration["delta.enableExpiredLogCleanup"] == "false"
+    assert_exactly(store.table_uri, 22 * BULK_ROWS)
+    assert maintenance.verify(store).ok
+
+
+def test_a_log_whose_oldest_commits_were_cleaned_up_by_another_writer_is_still_the_table(
+    store: EventStore, make_frame: MakeFrame
+) -> None:
+    _commit(store, make_frame, 11)
+    log = store.segments_dir / table.LOG_FOLDER
+    assert (log / f"{9:020d}.checkpoint.parquet").is_file()
+    for version in range(9):  # what an engine's expired-log clean-up does once a checkpoint covers them
+        table.commit_file(store.segments_dir, version).unlink()
+    assert table.exists(store.segments_dir)
+    _commit(store, make_frame, 1)
+    assert table.current_files(store.segments_dir) == {s.path for s in store.current_view().manifest.segments}
+    assert_exactly(store.table_uri, 12 * BULK_ROWS)
+
+
+def test_a_checkpoint_that_cannot_be_written_does_not_fail_the_commit_it_follows(
+    store: EventStore, make_frame: MakeFrame
+) -> None:
+    _commit(store, make_frame, 8)
+    assert DeltaTable(store.table_uri).version() == 8, "the next commit is one a checkpoint follows"
+    blocked = store.segments_dir / table.LOG_FOLDER / f"{9:020d}.checkpoint.parquet"
+    blocked.mkdir()  # writing the checkpoint fails
+    frame = make_frame(BULK_ROWS, streams=STREAMS, aggregate_type="Thing").drop("event_id")
+    positions = store.append_frame(frame)  # acknowledged once, not raised after the commit and repeated
+    assert positions == list(range(8 * BULK_ROWS + 1, 9 * BULK_ROWS + 1))
+    assert blocked.is_dir() and DeltaTable(store.table_uri).version() == 9
+    _commit(store, make_frame, 1)
+    assert store.head_position == 10 * BULK_ROWS
+    assert_exactly(store.table_uri, 10 * BULK_ROWS)
