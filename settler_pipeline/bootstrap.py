@@ -70,5 +70,6 @@ def bootstrap(
         leases=RunLeases(root / "leases", settings.run_lease_seconds),
         start_locks=StartLocks(root / "locks"),
         max_memory=settings.max_memory,
+        work_dir=root / "work",
     )
     return Application(settings, root, login, acting, access, store, bus, service)

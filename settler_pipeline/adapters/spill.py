@@ -11,7 +11,12 @@ and its counts.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +35,43 @@ ROW_GROUP_ROWS = 64_000
 SPILLED_SCHEMA = {name: dtype for name, dtype in TRANSACTION_SCHEMA.items() if name != "raw"}
 """What a spilled record holds: a run never needs the raw row of a valid record."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_RUN_FOLDER = "run-"
+
+
+@contextlib.contextmanager
+def spill_folder(parent: Path | None) -> Iterator[Path]:
+    """A fresh folder for one run's spilled sides under ``parent`` (the data directory's ``work``
+    folder; ``None``: the system's temporary folder), removed when the block ends. A process killed
+    mid-run (SIGKILL, the out-of-memory killer) cannot remove its own: each new run first removes the
+    folders of processes that are gone, so financial records never pile up outside the data
+    directory, nor fill a memory-backed ``/tmp``."""
+    if parent is None:
+        with tempfile.TemporaryDirectory(prefix="settler-run-") as temporary:
+            yield Path(temporary)
+        return
+    parent.mkdir(parents=True, exist_ok=True)
+    for left in parent.glob(f"{_RUN_FOLDER}*"):
+        if not _alive(left.name):
+            shutil.rmtree(left, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{_RUN_FOLDER}{os.getpid()}-", dir=parent))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _alive(name: str) -> bool:
+    """Whether the process named in a run folder's name (``run-<pid>-...``) still exists."""
+    pid = name.removeprefix(_RUN_FOLDER).split("-", 1)[0]
+    if not pid.isdigit():
+        return True  # not one of ours: leave it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
 @dataclass(frozen=True)

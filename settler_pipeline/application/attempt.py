@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ import polars as pl
 
 from settler_pipeline.adapters.confinement import InputRoots
 from settler_pipeline.adapters.loader import input_bytes
-from settler_pipeline.adapters.spill import SpilledSide, spill_side
+from settler_pipeline.adapters.spill import SpilledSide, spill_folder, spill_side
 from settler_pipeline.application import run_events
 from settler_pipeline.application.block_run import Tally, plan_run, settled_blocks, side_duplicates
 from settler_pipeline.application.bus import EventBus, PublishReport
@@ -64,10 +63,13 @@ class AttemptRunner:
         load: Callable[[str], ReconciliationState],
         step: Callable[[str, int], None],
         max_memory: int | None = None,
+        work_dir: Path | None = None,
     ) -> None:
         """``load`` reloads a run after another writer moved it; ``step`` reports progress;
-        ``max_memory`` (bytes) caps the resident memory a run may use (see :mod:`.memory`)."""
+        ``max_memory`` (bytes) caps the resident memory a run may use (see :mod:`.memory`);
+        ``work_dir`` holds a run's spilled sides while it runs (default: the system's temporary folder)."""
         self.store = store
+        self.work_dir = work_dir
         self.bus = bus
         self.roots = roots
         self.max_memory = max_memory
@@ -123,7 +125,7 @@ class AttemptRunner:
             self.max_memory,
             block_records=spec.block_records,
         )
-        with tempfile.TemporaryDirectory(prefix="settler-run-") as work:
+        with spill_folder(self.work_dir) as work:
             spilled: dict[str, SpilledSide] = {}
             for index, (side, side_spec) in enumerate((("source", spec.source), ("target", spec.target))):
                 progress.step = f"fetch_{side}"

@@ -5,8 +5,8 @@ lets the aggregate decide, appends the resulting events with the run's version a
 (so concurrent commands on one run cannot both win), and then publishes them on the event bus. Nothing
 changes state except appended events.
 
-Around them: :mod:`.idempotency` (repeated commands append nothing), :mod:`.coverage` (each job,
-tenant and day counts once), :mod:`.attempt` (executing an attempt), :mod:`.lease` (dead runs).
+Around them: :mod:`.idempotency` (repeated commands append nothing), :mod:`.coverage` and
+:mod:`.start_lock` (each job, tenant and day counts once), :mod:`.attempt`, :mod:`.lease` (dead runs).
 """
 
 from __future__ import annotations
@@ -57,13 +57,14 @@ class ReconciliationService:
         leases: RunLeases | None = None,
         start_locks: StartLocks | None = None,
         max_memory: int | None = None,
+        work_dir: Path | None = None,
     ) -> None:
         """``roots`` confines what job specs read (default: each spec's own directory only);
         ``leases`` tells a run whose process died from a running one (default: none, so a run's
         death is only noticed by the process itself); ``start_locks`` make the check that a job's days
         count once and the start's append one step across processes (default: none, for a log used by
-        one process); ``max_memory`` (bytes) is the most resident
-        memory a run may use (default: only the process's own limits)."""
+        one process); ``max_memory`` (bytes) is the most resident memory a run may use (default: only
+        the process's own limits); ``work_dir`` holds runs' spilled inputs (default: system temp)."""
         self.store = store
         self.access = access
         self.bus = bus or EventBus()
@@ -74,7 +75,13 @@ class ReconciliationService:
         self.progress: Callable[[str, int, int], None] | None = None
         self.idempotency = Idempotency(store, self.load)
         self.attempts = AttemptRunner(
-            store, self.bus, self.roots, load=self.load, step=self._step, max_memory=max_memory
+            store,
+            self.bus,
+            self.roots,
+            load=self.load,
+            step=self._step,
+            max_memory=max_memory,
+            work_dir=work_dir,
         )
 
     def _step(self, what: str, number: int) -> None:
@@ -200,7 +207,9 @@ class ReconciliationService:
         # runs to the start's append no other start of this job can slip in (start_lock.py).
         with self._lease(cmd.reconciliation_id) if execute else contextlib.nullcontext():
             with self._start_lock(cmd.tenant_id, cmd.job_id):
-                live = self._blocking_runs(cmd)
+                # a run of these days whose process died is abandoned here: it blocks nothing
+                found = self.live_runs(cmd.tenant_id, cmd.job_id, cmd.date_range.start, cmd.date_range.end)
+                live = blocking_runs(cmd, [self.reclaim(run, user_id=cmd.user_id) for run in found])
                 drafts = agg.decide_start(state, cmd, fingerprint=spec.fingerprint())
                 envelopes, failures = self._append(cmd, state, drafts)
                 state = agg.fold(state, envelopes)
@@ -209,12 +218,6 @@ class ReconciliationService:
             if not execute:
                 return outcome(state, events_appended=len(envelopes), publish_failures=failures)
             return self.attempts.run(state, spec, cmd.user_id, envelopes[-1].id, failures)
-
-    def _blocking_runs(self, cmd: c.StartReconciliation) -> list[ReconciliationState]:
-        # A run of these days whose process died is abandoned here, so it neither blocks nor needs
-        # superseding.
-        found = self.live_runs(cmd.tenant_id, cmd.job_id, cmd.date_range.start, cmd.date_range.end)
-        return blocking_runs(cmd, [self.reclaim(run, user_id=cmd.user_id) for run in found])
 
     def live_runs(self, tenant_id: str, job_id: str, start: date, end: date) -> list[ReconciliationState]:
         """The live runs of ``job_id`` in ``tenant_id`` whose days overlap ``start..end``."""
@@ -323,9 +326,8 @@ class ReconciliationService:
         return state
 
     def _start_lock(self, tenant_id: str, job_id: str | None) -> contextlib.AbstractContextManager[None]:
-        if self.start_locks is None or job_id is None:
-            return contextlib.nullcontext()
-        return self.start_locks.hold(tenant_id, job_id)
+        locks = self.start_locks
+        return contextlib.nullcontext() if locks is None or job_id is None else locks.hold(tenant_id, job_id)
 
     @contextlib.contextmanager
     def _lease(self, run_id: str) -> Iterator[None]:

@@ -262,6 +262,9 @@ def test_a_dead_run_of_the_same_days_is_abandoned_by_the_next_start_instead_of_b
     killed = _stalled(setup, signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
     (dead,) = setup.runs()
+    # the killed process could not remove its work folder (spilled inputs, inside the data directory)
+    left = list((setup.data / "work").glob("run-*"))
+    assert len(left) == 1, left
     other = subprocess.run(
         [
             sys.executable,
@@ -279,6 +282,8 @@ def test_a_dead_run_of_the_same_days_is_abandoned_by_the_next_start_instead_of_b
         cwd=ROOT,
     )
     assert other.returncode == 0, other.stderr  # no --supersede needed: the dead run no longer counts
+    assert not left[0].exists(), "the next run removes a dead process's work folder"
+    assert list((setup.data / "work").glob("run-*")) == [], "and its own once it ends"
     statuses = {str(run["reconciliation_id"]): run["status"] for run in setup.runs()}
     assert statuses.pop(str(dead["reconciliation_id"])) == "abandoned"
     assert list(statuses.values()) == ["completed"]
