@@ -28,6 +28,7 @@ import psutil  # type: ignore[import-untyped]
 from benchmarks.isolation import measure_in_subprocess
 from settler_pipeline.domain.matching import MatchResult, match_records
 from settler_pipeline.sample import SampleData, generate_sample, sample_match_config
+from settler_pipeline.store.name_digests import sha1_digests
 
 REPEATS = 3
 # Peak RSS per source row measured at 1M rows (generation + matching), with headroom.
@@ -120,7 +121,9 @@ def measure(size: int, *, repeats: int = REPEATS, seed: int = 20261101) -> dict[
     with _RssSampler() as sampler:
         for attempt in range(repeats):
             started = time.perf_counter()
-            result = match_records(sample.source, sample.target, config, run_id=f"bench-{attempt}")
+            result = match_records(
+                sample.source, sample.target, config, run_id=f"bench-{attempt}", digests=sha1_digests
+            )
             timings.append(time.perf_counter() - started)
             if attempt < repeats - 1:
                 del result

@@ -19,6 +19,7 @@ from settler_pipeline.domain import events as e
 from settler_pipeline.domain.matching import MatchConfig, MatchResult
 from settler_pipeline.domain.matching.blocks import Block, BlockMatcher, plan_blocks, reach_days
 from settler_pipeline.domain.matching.matcher import duplicate_records
+from settler_pipeline.store.name_digests import sha1_digests
 
 SIDES = ("source", "target")
 _COUNTS = (
@@ -75,7 +76,7 @@ def settled_blocks(
             if step is not None:
                 step(f"matching {sizes}{of}", 3)
             if position == 0:
-                matcher = BlockMatcher(config, run_id=run_id)
+                matcher = BlockMatcher(config, run_id=run_id, digests=sha1_digests)
             matcher.on_pass = None if step is None else _pass_step(step, of)
             frames = {
                 side: spilled[side]

@@ -24,6 +24,7 @@ import polars as pl
 
 from settler_pipeline.domain.matching.config import AmountDatePass, MatchConfig
 from settler_pipeline.domain.matching.matcher import duplicate_records, match_records
+from settler_pipeline.domain.matching.matches import NameDigests, hashlib_digests
 from settler_pipeline.domain.matching.result import DUPLICATE_SCHEMA, MatchResult
 
 
@@ -105,10 +106,17 @@ class BlockMatcher:
     next (see the module docstring). Feed every block, the last with ``last=True``."""
 
     def __init__(
-        self, config: MatchConfig, *, run_id: str, on_pass: Callable[[str, int, int], None] | None = None
+        self,
+        config: MatchConfig,
+        *,
+        run_id: str,
+        on_pass: Callable[[str, int, int], None] | None = None,
+        digests: NameDigests = hashlib_digests,
     ) -> None:
-        """``on_pass`` is told when each pass of each block starts (see :func:`match_records`)."""
+        """``on_pass`` is told when each pass of each block starts and ``digests`` hashes the match
+        ids (see :func:`match_records`)."""
         self.config = config
+        self.digests = digests
         self.run_id = run_id
         self.on_pass = on_pass
         self.reach = reach_days(config)
@@ -126,7 +134,12 @@ class BlockMatcher:
             frames[side] = pl.concat([carried, frames[side].select(carried.columns)], how="vertical_relaxed")
         self.seen = frames
         result = match_records(
-            frames["source"], frames["target"], self.config, run_id=self.run_id, on_pass=self.on_pass
+            frames["source"],
+            frames["target"],
+            self.config,
+            run_id=self.run_id,
+            on_pass=self.on_pass,
+            digests=self.digests,
         )
         if last:
             self._carried = {}

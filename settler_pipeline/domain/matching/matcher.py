@@ -26,7 +26,7 @@ from settler_pipeline.domain.matching.config import AmountDatePass, MatchConfig
 from settler_pipeline.domain.matching.explain import explain_unmatched
 from settler_pipeline.domain.matching.fuzzy import run_fuzzy_pass
 from settler_pipeline.domain.matching.group import run_group_pass
-from settler_pipeline.domain.matching.matches import build_matches
+from settler_pipeline.domain.matching.matches import NameDigests, build_matches, hashlib_digests
 from settler_pipeline.domain.matching.normalise import without_placeholder_entries, without_placeholders
 from settler_pipeline.domain.matching.outcome import HINT_SCHEMA, WORK_COLUMNS, PassOutcome
 from settler_pipeline.domain.matching.reference import run_reference_pass
@@ -69,6 +69,7 @@ def match_records(
     *,
     run_id: str,
     on_pass: Callable[[str, int, int], None] | None = None,
+    digests: NameDigests = hashlib_digests,
 ) -> MatchResult:
     """Reconcile ``source`` against ``target`` with the configured passes.
 
@@ -79,7 +80,8 @@ def match_records(
     ``fuzzy`` passes only propose. Inputs have :data:`TRANSACTION_SCHEMA` (``reference``,
     ``description``, ``counterparty``, ``group_key`` and ``raw`` may be absent); ``line_number`` must
     be unique per side. Raises :class:`ValidationError` for inputs that break that contract.
-    ``on_pass(name, index, count)`` is told when each pass starts (for progress; it changes nothing).
+    ``on_pass(name, index, count)`` is told when each pass starts (for progress; it changes nothing);
+    ``digests`` hashes the match ids' names (any :data:`NameDigests` gives the same ids).
     """
     if not isinstance(run_id, str) or not run_id.strip():
         raise ValidationError("run_id must be a non-empty string", hint="pass the reconciliation run's id")
@@ -129,7 +131,7 @@ def match_records(
         pl.concat(hint_parts) if hint_parts else pl.DataFrame(schema={**HINT_SCHEMA, "priority": pl.Int64()})
     )
     return MatchResult(
-        matches=build_matches(raw_matches, source_work, target_work, run_id),
+        matches=build_matches(raw_matches, source_work, target_work, run_id, digests),
         unmatched=_build_unmatched(
             remaining_source, remaining_target, hints, source_in, target_in, source_work, target_work, config
         ),

@@ -5,14 +5,28 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from settler_pipeline.domain.matching.result import MATCH_SCHEMA
 
 MATCH_ID_NAMESPACE = uuid.UUID("2141afa5-f648-5faf-b06c-79894d87499a")
 """uuid5 namespace of match ids (itself ``uuid5(NAMESPACE_URL, "https://settler.invalid/match")``)."""
+
+NameDigests = Callable[[bytes, pl.Series], npt.NDArray[np.uint8]]
+"""``(prefix, names) -> (len(names), 20)`` array of ``sha1(prefix + name as UTF-8)`` per name, in order."""
+
+
+def hashlib_digests(prefix: bytes, names: pl.Series) -> npt.NDArray[np.uint8]:
+    """:data:`NameDigests` with ``hashlib``, one call per name (the pure default; a bulk hasher from
+    outside the domain gives the same bytes faster)."""
+    sha1 = hashlib.sha1
+    # The names as UTF-8 bytes straight from the column: no str objects, no encode per name.
+    blob = b"".join([sha1(prefix + name).digest() for name in names.cast(pl.Binary).to_list()])
+    return np.frombuffer(blob, dtype=np.uint8).reshape(-1, 20)
 
 
 def _id_key(record_id: pl.Expr, line_number: pl.Expr) -> pl.Expr:
@@ -57,11 +71,15 @@ def _grouped_side(matches: pl.DataFrame, work_by_line: pl.DataFrame, side: str) 
 
 
 def build_matches(
-    raw: pl.DataFrame, source_work: pl.DataFrame, target_work: pl.DataFrame, run_id: str
+    raw: pl.DataFrame,
+    source_work: pl.DataFrame,
+    target_work: pl.DataFrame,
+    run_id: str,
+    digests: NameDigests = hashlib_digests,
 ) -> pl.DataFrame:
     """The :data:`MATCH_SCHEMA` frame of the passes' raw matches: ids, amounts, days and currency of
     both sides, match type, differences and the match id (uuid5 of run id, rule and the sorted record
-    keys of both sides), sorted by the first source line."""
+    keys of both sides, hashed with ``digests``), sorted by the first source line."""
     if raw.height == 0:
         return pl.DataFrame(schema=MATCH_SCHEMA)
     columns = ["line_number", "record_id", "amount_minor", "currency", "day"]
@@ -104,18 +122,17 @@ def build_matches(
         )
     ).to_series()
     return (
-        built.with_columns(match_id=_uuid5_series(names)).select(list(MATCH_SCHEMA)).cast(MATCH_SCHEMA)  # type: ignore[arg-type]
+        built.with_columns(match_id=uuid5_series(names, digests))
+        .select(list(MATCH_SCHEMA))
+        .cast(MATCH_SCHEMA)  # type: ignore[arg-type]
     )
 
 
-def _uuid5_series(names: pl.Series) -> pl.Series:
-    """``str(uuid.uuid5(MATCH_ID_NAMESPACE, name))`` for each name, formatted in bulk (the per-name
-    cost is one SHA-1; ``uuid.uuid5`` itself is several times slower at a million matches)."""
-    prefix = MATCH_ID_NAMESPACE.bytes
-    sha1 = hashlib.sha1
-    # The names as UTF-8 bytes straight from the column: no str objects, no encode per name.
-    blob = b"".join([sha1(prefix + name).digest()[:16] for name in names.cast(pl.Binary).to_list()])
-    raw = np.frombuffer(blob, dtype=np.uint8).reshape(-1, 16).copy()
+def uuid5_series(names: pl.Series, digests: NameDigests = hashlib_digests) -> pl.Series:
+    """``str(uuid.uuid5(MATCH_ID_NAMESPACE, name))`` for each name, formatted in bulk from the SHA-1
+    ``digests`` of namespace and name (``uuid.uuid5`` itself is several times slower at a million)."""
+    # A whole-array copy of the first 16 bytes: slicing each digest would cost an object per name.
+    raw = digests(MATCH_ID_NAMESPACE.bytes, names)[:, :16].copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x50  # version 5
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
     hex_digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
