@@ -7,9 +7,10 @@ is read. Every append is atomic and expects the version the attempt last saw: th
 first, then each block's results in chunks of at most :data:`EVENT_CHUNK` events, then the
 completion with the run's summary. A cancel that lands in between wins, and the attempt stops
 without writing more. Every way it can end after the start is on the record: completed, failed (any
-exception, and catchable signals), or, if the process dies, abandoned later through its lease; a
-retry starts from nothing (the retry event resets the run's results), so results appended by an
-attempt that did not complete are never counted.
+exception, and catchable signals), or, if the process dies, abandoned later through its lease. The
+results of an attempt that ends failed, cancelled or abandoned are never counted: the run's state and
+the read models drop them when that end is appended, and a retry starts from nothing (the retry event
+resets the run's results).
 """
 
 from __future__ import annotations
@@ -88,10 +89,10 @@ class AttemptRunner:
         except Exception as exc:
             # Anything after the start, expected or not, ends the attempt on the record (never a run
             # left "running"); the domain decides whether a retry may help.
-            return self._fail(progress.state, ctx, progress.step, exc)
+            return self._fail(progress, ctx, progress.step, exc)
         except BaseException as exc:
             # Ctrl-C or a termination signal: record the failure, then let the process stop.
-            self._fail(progress.state, ctx, progress.step, exc)
+            self._fail(progress, ctx, progress.step, exc)
             raise
 
     def context(self, state: ReconciliationState, user_id: str, cause: str | None) -> EventContext:
@@ -115,7 +116,6 @@ class AttemptRunner:
         date_range = DateRange(
             start=date.fromisoformat(state.date_range[0]), end=date.fromisoformat(state.date_range[1])
         )
-        appended = 0
         progress.step = "check_memory"
         check_memory(
             [
@@ -163,9 +163,9 @@ class AttemptRunner:
             batch.append(run_events.duplicate_events(duplicates, state.attempt, ctx))
             state, count = self.append(state, pl.concat(batch))
             progress.state = state
-            appended += count
+            progress.appended += count
             if state.status != agg.RUNNING:
-                return outcome(state, events_appended=appended)
+                return outcome(state, events_appended=progress.appended)
             progress.step = "check_memory"
             plans = plan_run(spilled, spec.matching, spec.block_records)
             check_block_memory(max((b.records for bs in plans for b in bs), default=0), self.max_memory)
@@ -187,23 +187,23 @@ class AttemptRunner:
                     for frame in _event_chunks(result, state.attempt, ctx, seen):
                         state, count = self.append(state, frame)
                         progress.state = state
-                        appended += count
+                        progress.appended += count
                         if state.status != agg.RUNNING:
-                            return outcome(state, events_appended=appended)
+                            return outcome(state, events_appended=progress.appended)
                     del result, seen
                     progress.step = "match"
             except SettlerError as exc:
                 if progress.step != "match":
                     raise
-                return self._fail(state, ctx, "match", exc)
+                return self._fail(progress, ctx, "match", exc)
             progress.step = "record_results"
             summary = tally.summary(spilled, duplicates.height, int((time.perf_counter() - started) * 1000))
         state, count = self.append(state, run_events.single_event(agg.decide_completion(state, summary), ctx))
-        appended += count
+        progress.appended += count
         self._step("done", RUN_STEPS)
         return outcome(
             state,
-            events_appended=appended,
+            events_appended=progress.appended,
             summary=summary.model_dump() if state.status == agg.COMPLETED else None,
             publish_failures=failures,
         )
@@ -251,18 +251,14 @@ class AttemptRunner:
         ]
         return self.bus.publish(envelopes)
 
-    def _fail(
-        self,
-        state: ReconciliationState,
-        ctx: EventContext,
-        step: str,
-        exc: BaseException,
-    ) -> RunOutcome:
-        failure = agg.decide_failure(state, exc, step=step)
+    def _fail(self, progress: _Progress, ctx: EventContext, step: str, exc: BaseException) -> RunOutcome:
+        """Record the failure; the outcome counts every event the attempt appended, the results of
+        the blocks appended before it included (read models leave those out: the attempt failed)."""
+        failure = agg.decide_failure(progress.state, exc, step=step)
         # the journal (a bus subscriber) writes the failure's log line once it is in the log
         frame = run_events.single_event(failure, ctx)
-        state, count = self.append(state, frame)
-        return outcome(state, events_appended=count)
+        state, count = self.append(progress.state, frame)
+        return outcome(state, events_appended=progress.appended + count)
 
 
 @dataclass
@@ -271,6 +267,7 @@ class _Progress:
 
     state: ReconciliationState
     step: str = "start"
+    appended: int = 0  # events this attempt appended so far
 
 
 @contextlib.contextmanager

@@ -30,12 +30,9 @@ IDS: Final = pl.List(pl.String)
 
 RESET_TYPES: Final = (e.RECONCILIATION_STARTED, e.RECONCILIATION_RETRIED)
 FETCH_TYPES: Final = (e.SOURCE_RECORDS_FETCHED, e.TARGET_RECORDS_FETCHED)
-FINISH_TYPES: Final = (
-    e.RECONCILIATION_COMPLETED,
-    e.RECONCILIATION_FAILED,
-    e.RECONCILIATION_CANCELLED,
-    e.RECONCILIATION_ABANDONED,
-)
+UNFINISHED_TYPES: Final = (e.RECONCILIATION_FAILED, e.RECONCILIATION_CANCELLED, e.RECONCILIATION_ABANDONED)
+"""How an attempt ends without completing (its results do not count)."""
+FINISH_TYPES: Final = (e.RECONCILIATION_COMPLETED, *UNFINISHED_TYPES)
 
 # The payload fields each kind of event contributes to the read models (names only: their types are
 # the typed payload columns', which come from the payload models). Lifecycle and review events share
@@ -274,24 +271,25 @@ class EventBatch:
 
     @cached_property
     def resets(self) -> pl.DataFrame:
-        """Starts, retries and supersessions: ``reconciliation_id, global_position, attempt, timestamp``.
+        """Starts, retries, supersessions and attempts ended without completing (failed, cancelled,
+        abandoned): ``reconciliation_id, global_position, attempt, timestamp``.
 
-        A supersession counts as an empty attempt after the superseded one, so the read models that keep
-        only a run's latest attempt (exceptions, matches) drop everything of a superseded run."""
-        return self.of_types(*RESET_TYPES, e.RECONCILIATION_SUPERSEDED).select(
+        A supersession or an attempt's unfinished end counts as an empty attempt after that one, so the
+        read models that keep only a run's latest attempt (exceptions, matches) drop everything of a
+        superseded run, and the results an attempt appended before it failed (matching appends them
+        block by block, the completion last) are never shown as the run's."""
+        empty_after = pl.col("event_type").is_in([e.RECONCILIATION_SUPERSEDED, *UNFINISHED_TYPES])
+        return self.of_types(*RESET_TYPES, e.RECONCILIATION_SUPERSEDED, *UNFINISHED_TYPES).select(
             "reconciliation_id",
             "global_position",
-            pl.when(pl.col("event_type") == e.RECONCILIATION_SUPERSEDED)
-            .then(pl.col("attempt") + 1)
-            .otherwise(pl.col("attempt"))
-            .alias("attempt"),
+            pl.when(empty_after).then(pl.col("attempt") + 1).otherwise(pl.col("attempt")).alias("attempt"),
             "timestamp",
         )
 
     def final_attempts(self, known: pl.DataFrame, *, supersessions: bool = True) -> pl.DataFrame:
-        """The attempt each run is at after this batch: the newest start/retry (or supersession, see
-        :attr:`resets`, unless ``supersessions`` is false), else ``known`` (``reconciliation_id,
-        attempt`` from earlier batches)."""
+        """The attempt each run is at after this batch: the newest start/retry (or supersession or end
+        without completing, see :attr:`resets`, unless ``supersessions`` is false), else ``known``
+        (``reconciliation_id, attempt`` from earlier batches)."""
         resets = self.resets if supersessions else self.of_types(*RESET_TYPES)
         batch = resets.group_by("reconciliation_id").agg(pl.col("attempt").max().alias("_batch"))
         return (

@@ -36,8 +36,11 @@ _NO_CLOSEST = tuple(pl.lit(None, pl.Int64 if c == "closest_amount" else pl.Strin
 
 class ReconciliationExceptions(PartedReadModel):
     name = "reconciliation_exceptions"
-    version = 2
-    doc = "Open review items of each run's latest attempt: unmatched records, proposals, duplicates, etc."
+    version = 3  # 3: an attempt that failed has no open items
+    doc = (
+        "Open review items of each run's latest attempt (none once it failed, was cancelled or "
+        "abandoned): unmatched records, proposals, duplicates, etc."
+    )
     key = _KEY
     # Closing an item rewrites the part holding its run: parts stay small enough for that to be cheap.
     classes: ClassVar[dict[str, int]] = {"open": 50_000}

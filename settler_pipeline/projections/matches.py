@@ -3,10 +3,14 @@
 Automatic matches (``RecordMatched``, status ``matched``), proposals (``MatchProposed``, status
 ``proposed`` until a person decides: ``confirmed``, ``rejected``, or ``dismissed`` when the proposal's
 exception is dismissed) and manual matches (``RecordsManuallyMatched``, status ``manual``). A retry drops
-the previous attempt's matches. Automatic matches never change: those the published log holds with
-typed payload columns (nearly all) are not stored but read from the log's files (``logrows.py``); the
-others are kept in their own parts (class ``auto``); a decision rewrites only the small part holding
-the run's proposals (class ``review``).
+the previous attempt's matches. Matching appends a run's results block by block, the completion last:
+the matches of an attempt still running are shown as they are appended; once the attempt fails, is
+cancelled or abandoned, they are dropped (as on a retry, see ``EventBatch.resets``).
+
+Automatic matches never change: those the published log holds with typed payload columns (nearly
+all) are not stored but read from the log's files (``logrows.py``); the others are kept in their own
+parts (class ``auto``); a decision rewrites only the small part holding the run's proposals (class
+``review``).
 """
 
 from __future__ import annotations
@@ -32,8 +36,11 @@ _DECISIONS = {
 
 class ReconciliationMatches(PartedReadModel):
     name = "reconciliation_matches"
-    version = 2  # 2: manual matches carry their amounts
-    doc = "One row per match of each run's latest attempt: automatic, proposed (and its decision) or manual."
+    version = 3  # 2: manual matches carry their amounts; 3: an attempt that failed shows no matches
+    doc = (
+        "One row per match of each run's latest attempt (none once it failed, was cancelled or abandoned): "
+        "automatic, proposed (and its decision) or manual."
+    )
     key = _KEY
     # Automatic matches never change: big parts. A decision rewrites the run's review part: small ones.
     classes: ClassVar[dict[str, int]] = {"auto": 2_000_000, "review": 50_000}

@@ -86,14 +86,17 @@ class StateBuilder:
         elif event_type == e.RECONCILIATION_COMPLETED:
             self.s = replace(s, status=COMPLETED)
         elif event_type == e.RECONCILIATION_FAILED:
+            self._unfinished()
             self.s = replace(s, status=FAILED, last_error={**data["error"], "step": data["step"]})
         elif event_type == e.RECONCILIATION_CANCELLED:
+            self._unfinished()
             self.s = replace(s, status=CANCELLED)
         elif event_type == e.RECONCILIATION_SUPERSEDED:
             # Nothing of a superseded run stays open for review: the run replacing it has its own items.
             self._reset()
             self.s = replace(s, status=SUPERSEDED)
         elif event_type == e.RECONCILIATION_ABANDONED:
+            self._unfinished()
             error = {"type": "RunAbandoned", "message": data["reason"], "step": data["step"]}
             self.s = replace(s, status=ABANDONED, last_error=error)
         elif event_type == e.MATCH_CONFIRMED:
@@ -169,6 +172,12 @@ class StateBuilder:
 
     def _reset(self) -> None:
         self.counts = dict(Counts().__dict__)
+        self.proposals = {}
+        self.exceptions = {}
+
+    def _unfinished(self) -> None:
+        """An attempt that ends without completing leaves nothing open for review: the results of
+        the blocks it appended before failing are not the run's (the counts keep what it found)."""
         self.proposals = {}
         self.exceptions = {}
 

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from settler_pipeline.domain.reconciliation.status import NEW, RunStatus
 
-SNAPSHOT_SCHEMA_VERSION: Final = 1
+SNAPSHOT_SCHEMA_VERSION: Final = 2  # 2: an attempt that did not complete has no open items
 """Bump when the state's shape changes: snapshots of another version are ignored and rebuilt."""
 
 
