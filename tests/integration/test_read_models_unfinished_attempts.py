@@ -43,7 +43,8 @@ def test_a_failed_block_wise_attempt_shows_no_results_until_its_retry_completes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec, _ = write_sample_job(tmp_path / "inputs", records=3_000, start=date(2026, 11, 1), days=7, seed=7)
-    spec.write_text(spec.read_text().replace("date_window_days: 3", "date_window_days: 3\nblock_records: 1000"))
+    cut = "date_window_days: 3\nblock_records: 1000"  # cut into blocks
+    spec.write_text(spec.read_text().replace("date_window_days: 3", cut))
     data = tmp_path / "data"
     with Settler(data, user="alice") as app:
         app.access.create_tenant("acme", admin="alice")
