@@ -4,7 +4,6 @@ manifest's state, keeping the former file in quarantine (never read again)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ from settler_pipeline.store import maintenance, table
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
 from settler_pipeline.store.manifest import Manifest
 from tests.factories import MakeEvent, MakeFrame, bulk_batches_to_segments, uid
+from tests.integration.test_log_damage import contents
 
 OpenStore = Callable[..., EventStore]
 STREAMS = [uid(1), uid(2)]
@@ -30,14 +30,6 @@ STREAMS = [uid(1), uid(2)]
 def _bulk_batches_to_segments() -> Iterator[None]:
     with bulk_batches_to_segments():
         yield
-
-
-def files(root: Path) -> dict[str, str]:
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.name.endswith(".lock")
-    }
 
 
 def old_layout(store: EventStore, *, published_segments: int) -> Manifest:
@@ -94,12 +86,12 @@ def test_a_directory_of_the_manifest_layout_is_read_as_is_and_migrated_by_the_fi
     writer.close()
     state = old_layout(writer, published_segments=published_segments)
     assert len(state.segments) == 2 and state.segments_head < head
-    before = files(data_dir)
+    before = contents(data_dir)
 
     with open_store(read_only=True) as reader:
         assert reader.read().collect().equals(expected)
         assert reader.head_position == head
-    assert files(data_dir) == before, "a reader writes nothing, not even the migration"
+    assert contents(data_dir) == before, "a reader writes nothing, not even the migration"
 
     migrated = open_store()
     transaction_log = migrated.segments_dir / table.LOG_FOLDER
@@ -140,8 +132,8 @@ def test_a_damaged_directory_of_the_manifest_layout_is_left_as_found(
     writer.close()
     old_layout(writer, published_segments=0)
     os.truncate(next(writer.wal_dir.iterdir()), 0)  # the acknowledged tail is gone: the log is damaged
-    before = files(data_dir)
+    before = contents(data_dir)
     report = maintenance.verify(open_store(read_only=True))
     assert not report.ok and any(f"{BULK_ROWS + 1}..{BULK_ROWS + 1}" in p for p in report.problems)
     open_store()
-    assert files(data_dir) == before, "no migration of a damaged log, nothing moved"
+    assert contents(data_dir) == before, "no migration of a damaged log, nothing moved"
