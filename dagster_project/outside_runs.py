@@ -4,7 +4,7 @@ reconciliation asset would have recorded, so the catalog shows them as materiali
 "0% filled". Each is reported once, as a runless materialization that names the run.
 """
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -31,7 +31,7 @@ def outside_materializations(
     completed = summary.filter(pl.col("status") == "completed")
     tenants = {t.tenant_id: t.name for t in AccessControl(data_dir).tenants()}
     known_tenants = set(instance.get_dynamic_partitions(TENANTS.name))  # type: ignore[arg-type]
-    today = date.today()
+    today = datetime.now(UTC).date()  # daily partitions are UTC days
     events: list[dg.AssetMaterialization] = []
     for path, asset_name in sorted(found.paths.items()):
         job_id = found.spec_names.get(path)
