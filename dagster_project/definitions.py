@@ -11,7 +11,7 @@ import dagster as dg
 
 from dagster_project.assets import GROUP, event_log, read_models_asset, snapshots_asset
 from dagster_project.jobs import reconciliation_job
-from dagster_project.reconciliations import MatchRatePolicy, job_spec_assets
+from dagster_project.reconciliations import JobSpecAssets, MatchRatePolicy, job_spec_assets
 from dagster_project.resources import AlertsResource, EventStoreResource, ReadModelsResource
 from dagster_project.sensors import (
     event_log_sensor,
@@ -30,7 +30,11 @@ read_models_job = dg.define_asset_job(
 def build_definitions(job_specs_dir: Path | None = None) -> dg.Definitions:
     """The code location, with one reconciliation asset per job spec in ``job_specs_dir`` (default: the
     configured jobs folder)."""
-    job_specs = job_spec_assets(job_specs_dir)
+    return definitions_of(job_spec_assets(job_specs_dir))
+
+
+def definitions_of(job_specs: JobSpecAssets) -> dg.Definitions:
+    """The code location around the reconciliation assets ``job_specs`` already built."""
     upstream = [asset.key for asset in job_specs.assets]
     return dg.Definitions(
         assets=[event_log, snapshots_asset(upstream), read_models_asset(upstream), *job_specs.assets],

@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from dagster_project.assets import EVENT_LOG, observe_event_log
-from dagster_project.definitions import build_definitions
+from dagster_project.definitions import definitions_of
 from dagster_project.outside_runs import outside_materializations
 from dagster_project.reconciliations import TENANTS, job_spec_assets
 from dagster_project.resources import EventStoreResource, ReadModelsResource
@@ -28,7 +28,7 @@ def materialize(data_dir: Path) -> dg.ExecuteInProcessResult:
     """Materialize the unpartitioned assets of the code location on ``data_dir`` into the instance of
     ``DAGSTER_HOME``, after adding its tenants as partitions and observing its event log."""
     found = job_spec_assets(data_dir / "jobs")
-    definitions = build_definitions(data_dir / "jobs")
+    definitions = definitions_of(found)
     assets = [
         a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition) and a.partitions_def is None
     ]

@@ -78,9 +78,8 @@ def partitions(path: Path) -> dg.MultiPartitionsDefinition:
     return dg.MultiPartitionsDefinition({"day": days, "tenant": TENANTS})
 
 
-def reconciliation_asset(path: Path) -> dg.AssetsDefinition:
-    """The partitioned asset of the job spec at ``path`` (raises ``SettlerError`` for a broken spec)."""
-    spec = load_job_spec(path)
+def reconciliation_asset(path: Path, spec: JobSpec) -> dg.AssetsDefinition:
+    """The partitioned asset of ``spec``, the job spec loaded from ``path``."""
     name = asset_name(spec)
     check = dg.AssetCheckSpec(
         "match_rate",
@@ -236,7 +235,8 @@ def job_spec_assets(folder: Path | None = None) -> JobSpecAssets:
     found = JobSpecAssets(folder)
     for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
         try:
-            asset = reconciliation_asset(path)
+            spec = load_job_spec(path)
+            asset = reconciliation_asset(path, spec)
         except SettlerError as exc:
             found.broken[path] = str(exc)
             continue
@@ -251,5 +251,5 @@ def job_spec_assets(folder: Path | None = None) -> JobSpecAssets:
             dg.build_schedule_from_partitioned_job(job, hour_of_day=2, name=f"{job.name}_schedule")  # type: ignore[arg-type]
         )
         found.paths[path.resolve()] = asset.key.path[-1]
-        found.spec_names[path.resolve()] = load_job_spec(path).name
+        found.spec_names[path.resolve()] = spec.name
     return found
