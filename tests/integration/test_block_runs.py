@@ -3,12 +3,16 @@ block) settles every record once and agrees with the same run matched whole."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from settler_pipeline.adapters.spill import spill_folder
 from settler_pipeline.domain import events as e
 from settler_pipeline.sample_job import write_sample_job
 from settler_pipeline.session import Settler
@@ -62,3 +66,19 @@ def test_a_run_cut_into_blocks_settles_every_record_once_like_a_whole_run(tmp_pa
     assert all(
         cut[f"matched_{s}_records"] + cut[f"unmatched_{s}_count"] <= cut[f"total_{s}_records"] for s in sides
     )
+
+
+def test_a_runs_work_folder_is_removed_and_so_are_those_of_dead_processes_only(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = work / f"run-{gone.pid}-abc"
+    alive = work / f"run-{os.getpid()}-def"  # this process: alive
+    foreign = work / "run-not-a-pid"  # not named by a run: left alone
+    other = work / "notes"
+    for folder in (dead, alive, foreign, other):
+        folder.mkdir(parents=True)
+    with spill_folder(work) as mine:
+        assert mine.parent == work and mine.name.startswith(f"run-{os.getpid()}-")
+        assert not dead.exists() and alive.exists() and foreign.exists() and other.exists()
+    assert not mine.exists()
