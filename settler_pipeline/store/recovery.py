@@ -18,6 +18,7 @@ from settler_pipeline.errors import (
     CorruptionError,
     StoreError,
 )
+from settler_pipeline.files import fsync_dir
 from settler_pipeline.store import manifest as manifest_io
 from settler_pipeline.store import quarantine
 from settler_pipeline.store import table as delta_table
@@ -48,6 +49,7 @@ class LogRecovery(LogBase):
         found (its reads and appends raise :class:`CorruptionError`; ``log repair`` fixes what it can).
         A directory of the former layout is migrated first (see :meth:`_migrate`)."""
         try:
+            self._set_aside_torn_commit()
             if not self._migrate():
                 return  # a damaged log of the former layout: left as found
             manifest = self.stored_state()
@@ -86,6 +88,42 @@ class LogRecovery(LogBase):
         if recover_index:
             self._sync_index(manifest)
         self._view = None
+
+    def _set_aside_torn_commit(self) -> None:
+        """A power loss during a Delta commit can leave the newest commit file empty, zero-filled or cut
+        short: its name reached the disk, its bytes did not. Such a commit was never acknowledged (a
+        commit returns only after its file is synced), and its events are still in the write-ahead file
+        or belonged to an append that had not returned. The file moves to the quarantine folder, making
+        the version before it the newest again, and stays there only if the log then still holds every
+        acknowledged position (the recorded head); otherwise it is put back and the log left as found."""
+        version = delta_table.newest_version(self.segments_dir)
+        if not version:  # no table, or only version 0: nothing to go back to
+            return
+        path = delta_table.commit_file(self.segments_dir, version)
+        if not delta_table.is_torn(path):
+            return
+        if delta_table.read_state(self.segments_dir, version - 1) is None:
+            return  # the version before carries no state (a table of the former layout): leave it
+        folder = quarantine.move_aside(self.root, [path])
+        if folder is None:
+            return
+        self._state_cache = None
+        self._view = None
+        view = self.current_view()
+        if view.damage:  # acknowledged positions would be missing: it was not an unacknowledged commit
+            os.replace(folder / path.relative_to(self.root), path)
+            fsync_dir(path.parent)
+            shutil.rmtree(folder)  # empty again: only the directories made for the move
+            self._state_cache = None
+            self._view = None
+            return
+        _log.warning(
+            "%s was cut short by an interrupted commit that was never acknowledged; moved it to %s, "
+            "the log goes on from version %d",
+            path,
+            folder,
+            version - 1,
+        )
 
     def _migrate(self) -> bool:
         """Move the commit point of a directory written when ``manifest.json`` was it into the Delta

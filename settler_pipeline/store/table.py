@@ -115,11 +115,36 @@ def commit_info(segments_dir: Path, version: int) -> dict[str, object]:
             try:
                 info = json.loads(line)["commitInfo"]
             except (ValueError, KeyError) as exc:
+                if is_torn(path):
+                    raise _torn(path) from exc
                 raise CorruptionError(f"{path} is unreadable: {exc}", hint=_REINDEX) from exc
             return info if isinstance(info, dict) else {}
-    if not text.strip() or any(not _is_json(line) for line in text.splitlines() if line.strip()):
+    if is_torn(path):
+        raise _torn(path)
+    if any(not _is_json(line) for line in text.splitlines() if line.strip()):
         raise CorruptionError(f"{path} is unreadable", hint=_REINDEX)
     return {}
+
+
+def _torn(path: Path) -> CorruptionError:
+    return CorruptionError(
+        f"{path} is cut short or empty: a commit interrupted by a power loss, or damaged afterwards",
+        hint="open the log with a writer (`settler log repair`): a commit that was never acknowledged is "
+        f"moved to the quarantine folder and the log goes on from the version before; otherwise {_REINDEX}",
+    )
+
+
+def is_torn(path: Path) -> bool:
+    """Whether a commit file holds what a write interrupted by a power loss leaves behind: nothing, only
+    zero bytes, or complete JSON lines followed by a cut one (possibly zero-padded). Damage inside a
+    complete file (a changed byte between intact lines) is not a torn write."""
+    blob = path.read_bytes().rstrip(b"\0")
+    if not blob.strip():
+        return True
+    *complete, last = blob.split(b"\n")
+    if any(not _is_json(line.decode("utf-8", "replace")) for line in complete if line.strip()):
+        return False
+    return bool(last.strip()) and not _is_json(last.decode("utf-8", "replace"))
 
 
 def read_state(segments_dir: Path, version: int) -> Manifest | None:
