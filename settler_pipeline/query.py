@@ -128,13 +128,14 @@ def scoped_rows(
 
 
 def _named_tables(query: str, names: Sequence[str]) -> list[str]:
-    """The read models among ``names`` that ``query`` names (all of them when it does not parse: the
-    query then fails with DuckDB's own message)."""
+    """The read models among ``names`` that ``query`` names; all of them when it names none (a look at
+    the catalogue: ``SHOW TABLES``, ``DESCRIBE``, ``information_schema``) or does not parse (the query
+    then fails with DuckDB's own message)."""
     try:
         named = {table.lower() for table in duckdb.get_table_names(query, qualified=False)}
     except duckdb.Error:
         return list(names)
-    return [name for name in names if name in named]
+    return [name for name in names if name in named] or list(names)
 
 
 def _currencies(frame: pl.LazyFrame) -> list[str]:

@@ -37,6 +37,15 @@ def test_a_query_reads_only_the_read_models_it_names(tmp_path: Path) -> None:
         assert matches.columns[matches.columns.index("tenant_id") + 1] == "tenant"
         assert matches.equals(matches.sort(list(projections.model("reconciliation_matches").key)))
 
+        # A look at the catalogue names no read model: it sees all of them, as in analytics.duckdb.
+        listed = set(app.sql("SHOW TABLES")["name"].to_list())
+        built = {name for name in projections.NAMES if projections.is_built(data, name)}
+        assert "reconciliation_summary" in built and built <= listed
+        columns = app.sql(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'reconciliation_summary'"
+        )
+        assert {"tenant", "match_rate"} <= set(columns["column_name"].to_list())
+
         # Remove the exceptions read model's files: queries that do not name it still run.
         parts = data / "read_models" / ".gens" / "reconciliation_exceptions"
         for path in parts.rglob("*.parquet"):
