@@ -8,7 +8,8 @@ from settler_pipeline.cli.options import DataDirOption
 from settler_pipeline.cli.output import command, console, emit_table
 
 SUMMARY_QUERY = (
-    "SELECT tenant, period_start, status, match_rate FROM reconciliation_summary ORDER BY tenant, period_start"
+    "SELECT tenant, period_start, status, match_rate FROM reconciliation_summary "
+    "ORDER BY tenant, period_start"
 )
 
 
