@@ -15,8 +15,9 @@ import polars as pl
 from settler_pipeline.domain.envelope import canonical_json
 from settler_pipeline.domain.registry import EventRegistry
 from settler_pipeline.errors import DuplicateEventError
+from settler_pipeline.store.envelopes import frame_to_envelopes
 from settler_pipeline.store.payloads import EXTRA_COLUMNS
-from settler_pipeline.store.schema import COLUMNS, POLARS_SCHEMA, frame_to_envelopes
+from settler_pipeline.store.schema import COLUMNS, POLARS_SCHEMA
 
 CONTENT_COLUMNS = (
     "aggregate_id",

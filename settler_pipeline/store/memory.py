@@ -22,12 +22,12 @@ from settler_pipeline.domain.registry import EventRegistry, default_registry
 from settler_pipeline.errors import ConcurrencyError, ValidationError
 from settler_pipeline.ids import validate_uuid
 from settler_pipeline.store.batch import as_of_limit, number_batch, retried_positions, upcast_rows
+from settler_pipeline.store.envelopes import frame_to_envelopes
 from settler_pipeline.store.payloads import prepare_typed_frame
 from settler_pipeline.store.schema import (
     COLUMNS,
     POLARS_SCHEMA,
     envelopes_to_frame,
-    frame_to_envelopes,
     prepare_frame,
 )
 

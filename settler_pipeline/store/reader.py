@@ -13,6 +13,8 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from settler_pipeline.domain.envelope import EventEnvelope, as_utc
 from settler_pipeline.errors import (
@@ -22,15 +24,15 @@ from settler_pipeline.errors import (
 from settler_pipeline.ids import validate_uuid
 from settler_pipeline.store import limits
 from settler_pipeline.store.batch import as_of_limit, upcast_rows
+from settler_pipeline.store.envelopes import table_to_envelopes
 from settler_pipeline.store.named_ids import is_time_ordered
 from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, SEGMENT_SCHEMA, TYPED
 from settler_pipeline.store.schema import (
     COLUMNS,
     POLARS_SCHEMA,
 )
-from settler_pipeline.store.segments import (
-    verify_files,
-)
+from settler_pipeline.store.segments import verify_files
+from settler_pipeline.store.stream_reads import NO_LIMIT, in_position_order, stream_part
 from settler_pipeline.store.view import LogBase, LogView
 
 _log = logging.getLogger("settler_pipeline.store.event_store")
@@ -54,35 +56,55 @@ class LogReader(LogBase):
         ``from_version..to_version`` (inclusive) and only as the log stood at a position or time."""
         aggregate_id = validate_uuid("aggregate_id", aggregate_id)
         limit = as_of_limit(as_of_position, as_of, self.position_at)
-        low, high = from_version or 1, to_version if to_version is not None else 2**62
-        rows = self._stream_rows(aggregate_id, aggregate_type, low, high)
+        low, high = from_version or 1, to_version if to_version is not None else NO_LIMIT
+        rows = self._stream_table(aggregate_id, aggregate_type, low, high)
         if limit is not None:
-            rows = rows.filter(pl.col("global_position") <= limit)
+            rows = rows.filter(pc.less_equal(rows.column("global_position"), pa.scalar(limit)))
         # a stream's versions rise with its positions (both assigned under the write lock), so the
         # rows, in position order, are in version order already
-        return self._envelopes(rows)
+        return [self.registry.upcast(event) for event in table_to_envelopes(rows)]
 
-    def _stream_rows(self, aggregate_id: str, aggregate_type: str, low: int, high: int) -> pl.DataFrame:
-        """A stream's stored rows with versions ``low..high`` (segments and tail), in position order."""
-
-        def granules_of(view: LogView) -> list[tuple[str, int, str]]:
-            cache = self._stream_granules.of(view.live_paths)
-            if cache is None:
-                return self._stream_granules.lookup(aggregate_id, aggregate_type, low, high)
-            return [
-                (path, row_group, copy)
-                for path, row_group, copy, kind, first, last in cache.get(aggregate_id, ())
-                if kind == aggregate_type and last >= low and first <= high
-            ]
-
-        return self._read_granules(
-            granules_of,
-            [],
-            (pl.col("aggregate_id") == aggregate_id)
-            & (pl.col("aggregate_type") == aggregate_type)
-            & pl.col("aggregate_version").is_between(low, high),
-            with_tail=True,
-        )
+    def _stream_table(self, aggregate_id: str, aggregate_type: str, low: int, high: int) -> pa.Table:
+        """A stream's stored rows with versions ``low..high`` (segments and tail), in position order.
+        Only the row groups the index names are read, from the segments' stream copies where they
+        have one; retried with a fresh view if a flush or compaction replaced the view meanwhile."""
+        for _ in range(20):
+            view = self._refresh()
+            live = view.live_paths
+            groups: dict[tuple[str, str], set[int]] = {}
+            for path, row_group, copy in self._stream_granules.of_stream(
+                live, aggregate_id, aggregate_type, low, high
+            ):
+                if path in live:
+                    groups.setdefault((path, copy), set()).add(row_group)
+            try:
+                parts = [
+                    stream_part(
+                        (self._copy_reader if copy else self._reader).read_table(copy or path, sorted(gs)),
+                        aggregate_id,
+                        aggregate_type,
+                        low,
+                        high,
+                        clustered=bool(copy),
+                    )
+                    for (path, copy), gs in groups.items()
+                ]
+            except FileNotFoundError:
+                self._view = None
+                continue
+            if self._load_manifest().generation != view.manifest.generation:
+                self._view = None  # the index may have lost the view's segments meanwhile
+                continue
+            # the tail's stream map (built once per tail batch) spares a filter over the whole tail
+            if view.tail.rows and view.tail.versions.get(aggregate_id, 0) >= low:
+                tail = view.tail.frame.filter(
+                    (pl.col("aggregate_id") == aggregate_id)
+                    & (pl.col("aggregate_type") == aggregate_type)
+                    & pl.col("aggregate_version").is_between(low, high)
+                )
+                parts.append(tail.to_arrow())
+            return in_position_order(parts)
+        raise StoreError("the log kept being compacted while being read", hint="retry the read")
 
     def stream_frame(
         self,
@@ -95,8 +117,10 @@ class LogReader(LogBase):
         """A stream's events as a Polars frame in version order (stored columns, ``data`` as JSON text),
         upcast to current versions: the bulk counterpart of :meth:`get_events` for folding big streams."""
         aggregate_id = validate_uuid("aggregate_id", aggregate_id)
-        low = from_version or 1
-        rows = self._stream_rows(aggregate_id, aggregate_type, low, 2**62)
+        table = self._stream_table(aggregate_id, aggregate_type, from_version or 1, NO_LIMIT)
+        rows = pl.from_arrow(table)
+        assert isinstance(rows, pl.DataFrame)
+        rows = rows.cast(POLARS_SCHEMA)  # type: ignore[arg-type]
         if as_of_position is not None:
             rows = rows.filter(pl.col("global_position") <= as_of_position)
         return self._upcast_frame(rows)  # in version order, as in get_events

@@ -7,21 +7,17 @@ column inside the files.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
-from pydantic import BaseModel
 
-from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata, canonical_json, validate_name
+from settler_pipeline.domain.envelope import EventEnvelope, canonical_json, validate_name
 from settler_pipeline.errors import InvalidIdError, ValidationError
 from settler_pipeline.ids import UUID_PATTERN
 from settler_pipeline.store.event_ids import new_ids
-
-_M = TypeVar("_M", bound=BaseModel)
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -211,141 +207,3 @@ def _check_columns(frame: pl.DataFrame) -> None:
             f"event id {frame.filter(dupes)['event_id'][0]} appears twice in one batch",
             hint="every event in a batch needs its own id",
         )
-
-
-def _trusted(cls: type[_M], fields: dict[str, Any], extra: dict[str, Any] | None) -> _M:
-    """An instance of a pydantic model from values already validated when they were stored, set the
-    way ``model_construct`` sets them but without its per-field default handling (every field is
-    given). Loading a stream builds many envelopes; this halves the cost of each."""
-    instance = cls.__new__(cls)
-    _set(instance, "__dict__", fields)
-    _set(instance, "__pydantic_fields_set__", set(fields))
-    _set(instance, "__pydantic_extra__", extra)
-    _set(instance, "__pydantic_private__", None)
-    return instance
-
-
-_set = object.__setattr__  # bound once: a load builds two instances per event
-
-
-def row_to_envelope(row: dict[str, Any]) -> EventEnvelope:
-    """Rebuild an envelope from one stored row (a dict of :data:`EVENT_SCHEMA` columns)."""
-    extra = json.loads(row["metadata_extra"]) if row.get("metadata_extra") else {}
-    metadata = _trusted(
-        EventMetadata,
-        {
-            "tenant_id": row["tenant_id"],
-            "user_id": row["user_id"],
-            "timestamp": _utc(row["timestamp"]),
-            "correlation_id": row["correlation_id"],
-            "causation_id": row["causation_id"],
-        },
-        extra,
-    )
-    return _trusted(
-        EventEnvelope,
-        {
-            "id": row["event_id"],
-            "aggregate_id": row["aggregate_id"],
-            "aggregate_type": row["aggregate_type"],
-            "event_type": row["event_type"],
-            "event_version": int(row["event_version"]),
-            "data": json.loads(row["data"]),
-            "metadata": metadata,
-            "created_at": _utc(row["created_at"]),
-            "global_position": int(row["global_position"]),
-            "aggregate_version": int(row["aggregate_version"]),
-        },
-        None,
-    )
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def frame_to_envelopes(frame: pl.DataFrame) -> list[EventEnvelope]:
-    """Every row of a stored-events frame as an envelope, in the frame's order (the same envelopes
-    :func:`row_to_envelope` builds).
-
-    Column by column rather than row by row: one JSON parse for all payloads, and each distinct
-    time (a batch shares its commit time, often its event time) converted once from its integer
-    microseconds; hashing and converting zone-aware datetimes per row cost more than the rest."""
-    if frame.height == 0:
-        return []
-    column = frame.get_column
-    payloads = json.loads("[" + ",".join(column("data").to_list()) + "]")
-    times: dict[int, datetime] = {}
-
-    def utc(micros: int) -> datetime:
-        found = times.get(micros)
-        if found is None:
-            found = times[micros] = _EPOCH + timedelta(microseconds=micros)
-        return found
-
-    rows = zip(
-        column("event_id").to_list(),
-        column("aggregate_id").to_list(),
-        column("aggregate_type").to_list(),
-        column("event_type").to_list(),
-        column("event_version").to_list(),
-        payloads,
-        column("tenant_id").to_list(),
-        column("user_id").to_list(),
-        column("correlation_id").to_list(),
-        column("causation_id").to_list(),
-        column("timestamp").dt.cast_time_unit("us").to_physical().to_list(),
-        column("metadata_extra").to_list(),
-        column("created_at").dt.cast_time_unit("us").to_physical().to_list(),
-        column("global_position").to_list(),
-        column("aggregate_version").to_list(),
-        strict=True,
-    )
-    return [
-        _trusted(
-            EventEnvelope,
-            {
-                "id": event_id,
-                "aggregate_id": aggregate_id,
-                "aggregate_type": aggregate_type,
-                "event_type": event_type,
-                "event_version": event_version,
-                "data": data,
-                "metadata": _trusted(
-                    EventMetadata,
-                    {
-                        "tenant_id": tenant_id,
-                        "user_id": user_id,
-                        "timestamp": utc(timestamp),
-                        "correlation_id": correlation_id,
-                        "causation_id": causation_id,
-                    },
-                    json.loads(extra) if extra else {},
-                ),
-                "created_at": utc(created_at),
-                "global_position": position,
-                "aggregate_version": version,
-            },
-            None,
-        )
-        for (
-            event_id,
-            aggregate_id,
-            aggregate_type,
-            event_type,
-            event_version,
-            data,
-            tenant_id,
-            user_id,
-            correlation_id,
-            causation_id,
-            timestamp,
-            extra,
-            created_at,
-            position,
-            version,
-        ) in rows
-    ]
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

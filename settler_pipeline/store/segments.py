@@ -41,6 +41,7 @@ PARTITION_NAME = re.compile(r"^event_date=(\d{4}-\d{2}-\d{2})$")
 
 
 # the event schema's types as Polars writes them (strings as large strings)
+_ALL = list(COLUMNS)  # the envelope columns, in the order the event schema has them
 _ARROW_TYPES = {f.name: pa.large_string() if f.type == pa.string() else f.type for f in EVENT_SCHEMA}
 _VERIFIED: dict[str, tuple[int, int, int]] = {}  # path -> (inode, size, mtime) checked in this process
 
@@ -306,11 +307,7 @@ class SegmentReader:
     def read_groups(self, relative: str, groups: list[int], columns: list[str] | None = None) -> pl.DataFrame:
         """Row groups ``groups`` of one segment, in file order, with the event schema's types (the
         envelope columns unless ``columns`` says otherwise)."""
-        handle, _ = self._open(relative)
-        # a stream load reads one or two small row groups: a thread pool costs more than it saves
-        table = handle.read_row_groups(
-            groups, columns=columns if columns is not None else list(COLUMNS), use_threads=len(groups) > 2
-        )
+        table = self.read_table(relative, groups, columns)
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
         # the usual case: the file has the event schema's types, and a cast would still cost a pass
@@ -318,6 +315,14 @@ class SegmentReader:
         if all(f.type == _ARROW_TYPES.get(f.name) for f in table.schema):
             return frame
         return frame.cast({name: POLARS_SCHEMA[name] for name in frame.columns})
+
+    def read_table(self, relative: str, groups: list[int], columns: list[str] | None = None) -> pa.Table:
+        """Row groups ``groups`` of one segment as stored (an Arrow table), in file order."""
+        handle, _ = self._open(relative)
+        # a stream load reads one or two small row groups: a thread pool costs more than it saves
+        return handle.read_row_groups(
+            groups, columns=columns if columns is not None else _ALL, use_threads=len(groups) > 2
+        )
 
     def close(self) -> None:
         for handle, _ in self._files.values():

@@ -62,6 +62,20 @@ class StreamGranules:
             ]
         return [(str(path), int(group), str(copy)) for path, group, copy in rows]
 
+    def of_stream(
+        self, live: frozenset[str], aggregate_id: str, aggregate_type: str, low: int, high: int
+    ) -> list[tuple[str, int, str]]:
+        """Granules of one stream's versions ``low..high`` among the segments ``live``: from the map,
+        or from the index when the log has too many granules to map."""
+        cache = self.of(live)
+        if cache is None:
+            return self.lookup(aggregate_id, aggregate_type, low, high)
+        return [
+            (path, row_group, copy)
+            for path, row_group, copy, kind, first, last in cache.get(aggregate_id, ())
+            if kind == aggregate_type and last >= low and first <= high
+        ]
+
     def of(self, live: frozenset[str]) -> dict[str, list[Granule]] | None:
         """The map for the segments ``live``; ``None`` when the log has too many granules to hold
         (reads then ask the index)."""

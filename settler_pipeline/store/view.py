@@ -27,15 +27,13 @@ from settler_pipeline.errors import (
 from settler_pipeline.store import manifest as manifest_io
 from settler_pipeline.store import quarantine, stream_copies, wal
 from settler_pipeline.store import table as delta_table
+from settler_pipeline.store.envelopes import frame_to_envelopes
 from settler_pipeline.store.head import read_head
 from settler_pipeline.store.index import EventIndex
 from settler_pipeline.store.locks import file_lock
 from settler_pipeline.store.manifest import Manifest
 from settler_pipeline.store.named_ids import NamedIds
-from settler_pipeline.store.schema import (
-    POLARS_SCHEMA,
-    frame_to_envelopes,
-)
+from settler_pipeline.store.schema import POLARS_SCHEMA
 from settler_pipeline.store.segments import (
     SegmentReader,
 )
@@ -228,15 +226,21 @@ class LogBase:
             manifest = self._load_manifest()
             wal_path = self.wal_dir / wal.wal_name(manifest.wal_first_position)
             stamp = wal.stamp(wal_path)
-            if (
+            same_table = (
                 previous is not None
                 and previous.manifest.generation == manifest.generation
                 and previous.wal_path == wal_path
+            )
+            if same_table and previous is not None and stamp == previous.wal_stamp:
+                # nothing appended since: a stat instead of an open and read (also when there is no
+                # write-ahead file, as right after a flush)
+                return previous
+            if (
+                same_table
+                and previous is not None
                 and previous.wal_stamp[0] == stamp[0]
                 and stamp[1] >= previous.wal_valid_bytes + previous.torn_bytes
             ):
-                if stamp == previous.wal_stamp:
-                    return previous  # nothing appended since: a stat instead of an open and read
                 # Read the recorded head before the records: every head we see is then covered by them.
                 recorded = self._recorded_head()
                 more = wal.read(wal_path, start=previous.wal_valid_bytes, after_position=previous.head)

@@ -26,13 +26,13 @@ def named_id(key: str) -> str:
 def groups_read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many row groups each read decoded (every segment read goes through SegmentReader)."""
     counts: list[int] = []
-    original = SegmentReader.read_groups
+    original = SegmentReader.read_table
 
     def counting(self: SegmentReader, relative: str, groups: list[int], columns: Any = None) -> Any:
         counts.append(len(groups))
         return original(self, relative, groups, columns)
 
-    monkeypatch.setattr(SegmentReader, "read_groups", counting)
+    monkeypatch.setattr(SegmentReader, "read_table", counting)
     return counts
 
 

@@ -188,7 +188,7 @@ def test_a_stored_row_reads_back_as_an_envelope_equal_to_a_validated_one() -> No
     from datetime import UTC, datetime
 
     from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
-    from settler_pipeline.store.schema import row_to_envelope
+    from settler_pipeline.store.envelopes import row_to_envelope
 
     now = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
     ids = ["01a21821-a3f6-77da-9e82-df22000beffd", "01a21821-a3f6-77da-9e82-df22000beffe"]
@@ -249,7 +249,8 @@ _times = st.datetimes(min_value=datetime(1960, 1, 1), max_value=datetime(2100, 1
 )
 def test_a_stored_frame_reads_back_as_the_envelopes_of_its_rows(rows: list[dict[str, Any]]) -> None:
     """The column-wise conversion of a stored frame gives exactly the row-by-row envelopes."""
-    from settler_pipeline.store.schema import POLARS_SCHEMA, frame_to_envelopes, row_to_envelope
+    from settler_pipeline.store.envelopes import frame_to_envelopes, row_to_envelope, table_to_envelopes
+    from settler_pipeline.store.schema import EVENT_SCHEMA, POLARS_SCHEMA
 
     stored = [
         {
@@ -275,5 +276,8 @@ def test_a_stored_frame_reads_back_as_the_envelopes_of_its_rows(rows: list[dict[
     envelopes = frame_to_envelopes(frame)
     expected = [row_to_envelope(row) for row in frame.iter_rows(named=True)]
     assert envelopes == expected
+    # the Arrow path, with the types Polars writes (large strings) and those of the write-ahead log
+    assert table_to_envelopes(frame.to_arrow()) == expected
+    assert table_to_envelopes(frame.to_arrow().cast(EVENT_SCHEMA)) == expected
     assert [e.model_dump() for e in envelopes] == [e.model_dump() for e in expected]
     assert all(e.created_at.utcoffset() == timedelta(0) for e in envelopes)
