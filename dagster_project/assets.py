@@ -18,6 +18,7 @@ import polars as pl
 from dagster_project.catalog import KINDS, OWNERS, markdown_preview, table_schema
 from dagster_project.resources import EventStoreResource, ReadModelsResource
 from settler_pipeline import projections
+from settler_pipeline.application.access import AccessControl
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.reconciliation import SNAPSHOT_SCHEMA_VERSION
 from settler_pipeline.metrics import operational_metrics
@@ -169,7 +170,8 @@ def read_models_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
         with event_store.open() as store:
             before = {s["name"]: int(s["checkpoint"]) for s in projections.status(store, root)}
             started = time.perf_counter()
-            rows = {s["name"]: s for s in projections.update(store, root)}
+            names = AccessControl(store.data_dir).tenant_names()
+            rows = {s["name"]: s for s in projections.update(store, root, tenant_names=names)}
             duration_ms = round((time.perf_counter() - started) * 1000, 1)
             live_head = store.head_position
             checkpoint = min(int(r["checkpoint"]) for r in rows.values())

@@ -21,40 +21,32 @@ import polars as pl
 from settler_pipeline import projections
 from settler_pipeline.adapters.amounts import CURRENCY_EXPONENTS, DEFAULT_EXPONENT
 from settler_pipeline.errors import CorruptionError, NotFoundError, ValidationError
-
-AMOUNT_COLUMNS = ("amount", "target_amount", "amount_difference", "closest_amount")
+from settler_pipeline.projections import analyst
 
 
 def with_analyst_columns(
     frame: pl.LazyFrame, tenant_names: Mapping[str, str], currencies: Sequence[str] = ()
 ) -> pl.LazyFrame:
-    """``frame`` with ``tenant`` after ``tenant_id`` and ``<amount>_major`` after each minor-unit amount
-    column of a frame that has a ``currency``: exact decimals, with as many places as the frame's
-    currency with the most minor-unit digits needs (2 for EUR and USD, 3 with KWD); ``currencies``
-    are the codes the frame holds."""
+    """``frame`` with the analyst columns (:mod:`settler_pipeline.projections.analyst`): ``tenant`` after
+    ``tenant_id`` and ``<amount>_major`` after each minor-unit amount of a frame that has a
+    ``currency``, exact decimals with as many places as ``currencies`` (the codes the frame holds)
+    need."""
     schema = frame.collect_schema()
-    order = list(schema.names())
-    added: list[pl.Expr] = []
-    if "tenant_id" in schema:
-        # an expression, not a join: a query that does not read ``tenant`` then costs nothing for it
-        tenant = pl.col("tenant_id").replace_strict(
-            list(tenant_names), list(tenant_names.values()), default=None, return_dtype=pl.String
-        )
-        added.append(tenant.alias("tenant"))
-        order.insert(order.index("tenant_id") + 1, "tenant")
-    amounts = [c for c in AMOUNT_COLUMNS if c in schema and schema[c].is_integer()]
-    if amounts and "currency" in schema:
-        exponent = pl.col("currency").replace_strict(
-            CURRENCY_EXPONENTS, default=DEFAULT_EXPONENT, return_dtype=pl.Int64
-        )
-        scale = max(
-            (CURRENCY_EXPONENTS.get(code, DEFAULT_EXPONENT) for code in currencies), default=DEFAULT_EXPONENT
-        )
-        divisor = pl.lit(10, pl.Int64).pow(exponent).cast(pl.Decimal(38, 0))
-        for column in amounts:
-            added.append((pl.col(column).cast(pl.Decimal(38, scale)) / divisor).alias(f"{column}_major"))
-            order.insert(order.index(column) + 1, f"{column}_major")
-    return frame.with_columns(added).select(order)
+    added: dict[str, pl.Expr] = {}
+    for name, after in analyst.added_columns(schema.names()):
+        if name == "tenant":
+            # an expression, not a join: a query that does not read ``tenant`` then costs nothing for it
+            added[name] = pl.col("tenant_id").replace_strict(
+                list(tenant_names), list(tenant_names.values()), default=None, return_dtype=pl.String
+            )
+        elif schema[after].is_integer():
+            exponent = pl.col("currency").replace_strict(
+                CURRENCY_EXPONENTS, default=DEFAULT_EXPONENT, return_dtype=pl.Int64
+            )
+            divisor = pl.lit(10, pl.Int64).pow(exponent).cast(pl.Decimal(38, 0))
+            added[name] = pl.col(after).cast(pl.Decimal(38, analyst.scale_of(currencies))) / divisor
+    order = [c for c in analyst.in_order(schema.names()) if c in schema or c in added]
+    return frame.with_columns(expr.alias(name) for name, expr in added.items()).select(order)
 
 
 def scoped_sql(
@@ -141,7 +133,7 @@ def _named_tables(query: str, names: Sequence[str]) -> list[str]:
 def _currencies(frame: pl.LazyFrame) -> list[str]:
     """The currency codes in ``frame`` (none when it has no amounts in minor units)."""
     schema = frame.collect_schema()
-    if "currency" not in schema or not any(c in schema for c in AMOUNT_COLUMNS):
+    if "currency" not in schema or not any(c in schema for c in analyst.AMOUNT_COLUMNS):
         return []
     codes = frame.select(pl.col("currency").drop_nulls().unique()).collect(engine="streaming")
     return [str(code) for code in codes["currency"]]

@@ -148,6 +148,10 @@ class AccessControl:
             (Tenant(tid, t["name"]) for tid, t in self._load()["tenants"].items()), key=lambda t: t.name
         )
 
+    def tenant_names(self) -> dict[str, str]:
+        """Every tenant's name by id (what the analyst views show as ``tenant``)."""
+        return {t.tenant_id: t.name for t in self.tenants()}
+
     def resolve_tenant(self, name_or_id: str) -> Tenant:
         """A tenant by name or id; :class:`NotFoundError` naming the known tenants otherwise."""
         for tenant in self.tenants():

@@ -21,13 +21,15 @@ def project_command(
 ) -> None:
     """Bring every read model up to the log's head (incrementally, or from scratch with --rebuild)."""
     from settler_pipeline import projections
+    from settler_pipeline.application.access import AccessControl
     from settler_pipeline.store.event_store import EventStore
 
     started = time.perf_counter()
     with EventStore.open(data_dir) as store, progress_bar(json) as report:
         if report is not None:
             report("rebuilding the read models" if rebuild else "updating the read models", 0, 1)
-        result = (projections.rebuild if rebuild else projections.update)(store, data_dir)
+        names = AccessControl(data_dir).tenant_names()
+        result = (projections.rebuild if rebuild else projections.update)(store, data_dir, tenant_names=names)
     if json:
         emit_json(result)
     else:

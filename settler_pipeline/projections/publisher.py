@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,7 +30,7 @@ import polars as pl
 
 from settler_pipeline.errors import NotFoundError
 from settler_pipeline.files import replace_durably, staging_path, write_atomic
-from settler_pipeline.projections import logrows
+from settler_pipeline.projections import analyst, logrows
 from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.projection import Column, PartedReadModel, ReadModel
 
@@ -69,19 +69,26 @@ def _comment_statements(view: str, doc: str, columns: Sequence[Column]) -> list[
 
 
 def view_statements(
-    data_dir: Path, read_models: Sequence[ReadModel], status_name: str, status_columns: Sequence[Column]
+    data_dir: Path,
+    read_models: Sequence[ReadModel],
+    status_name: str,
+    status_columns: Sequence[Column],
+    tenant_names: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The statements that create every view (identifiers are our read models' names, never input).
-    File paths are relative to ``data_dir`` (see the module docstring)."""
+    """The statements that create every view (identifiers are our read models' names, never input),
+    each read model's with its analyst columns (:mod:`~settler_pipeline.projections.analyst`: the tenant
+    names of ``tenant_names``, ``_major`` amounts with the places its currencies need). File paths are
+    relative to ``data_dir`` (see the module docstring)."""
     root = Path("read_models")
     status_file = _literal(str(root / f"{status_name}.parquet"))
     statements: list[str] = []
     logged_models = _logged_models(data_dir / root, read_models)
     for read_model in read_models:
         if isinstance(read_model, PartedReadModel):
-            source = _literal(str(root / read_model.name / "part-*.parquet"))
+            files = root / read_model.name / "part-*.parquet"
         else:
-            source = _literal(str(root / f"{read_model.name}.parquet"))
+            files = root / f"{read_model.name}.parquet"
+        source = _literal(str(files))
         expressions = {c.name: f"x.{c.name}" for c in read_model.columns}
         joins = ""
         if "age_days" in read_model.derived:
@@ -99,11 +106,20 @@ def view_statements(
             types = {c.name: _sql_type(c.dtype) for c in read_model.columns}
             events = str(root / logrows.EVENTS)
             logged = " UNION ALL " + logrows.view_sql(str(root / read_model.name), events, types)
-        statements.append(
-            f"CREATE OR REPLACE VIEW {read_model.name} AS SELECT {', '.join(expressions.values())} "  # noqa: S608
+        stored = (
+            f"SELECT {', '.join(expressions.values())} "  # noqa: S608
             f"FROM read_parquet({source}) AS x{joins}{logged}"
         )
+        names = [c.name for c in read_model.columns]
+        integer = [c.name for c in read_model.columns if c.dtype.is_integer()]
+        scale = analyst.scale_of(_currencies(data_dir, read_model, files))
+        shown = analyst.select_sql(stored, names, integer, tenant_names or {}, scale)
+        statements.append(f"CREATE OR REPLACE VIEW {read_model.name} AS {shown}")
         statements += _comment_statements(read_model.name, read_model.doc, read_model.columns)
+        for name, after in analyst.added_columns(names):
+            doc = analyst.TENANT_DOC if name == "tenant" else analyst.MAJOR_DOC.format(column=after)
+            if name == "tenant" or after in integer:
+                statements.append(f"COMMENT ON COLUMN {read_model.name}.{name} IS {_literal(doc)}")
     statements.append(
         f"CREATE OR REPLACE VIEW {status_name} AS SELECT {', '.join(c.name for c in status_columns)} "  # noqa: S608
         f"FROM read_parquet({status_file})"
@@ -116,15 +132,35 @@ def view_statements(
     # the committed, published events, each once, never a file being written or compacted away; and
     # a glob, so the definition does not change when the files do.
     if Generations(data_dir / root, logrows.EVENTS).current() is not None:
-        files = _literal(str(root / logrows.EVENTS / "*.parquet"))
+        events = _literal(str(root / logrows.EVENTS / "*.parquet"))
         # event_date: the UTC date of the event's own time, as the table partitions its files
         statements.append(
             "CREATE OR REPLACE VIEW events AS SELECT *, "  # noqa: S608
             "CAST(timezone('UTC', \"timestamp\") AS DATE) AS event_date "
-            f"FROM read_parquet({files}, hive_partitioning = false, union_by_name = true)"
+            f"FROM read_parquet({events}, hive_partitioning = false, union_by_name = true)"
         )
         statements.append(f"COMMENT ON VIEW events IS {_literal(EVENTS_COMMENT)}")
     return statements
+
+
+def _currencies(data_dir: Path, read_model: ReadModel, files: Path) -> list[str]:
+    """The currencies of a read model with amounts: those of its rows read from the log (in its
+    generation's manifest: never a scan of them) and of its stored rows (a small scan)."""
+    names = {c.name for c in read_model.columns}
+    if "currency" not in names or not names & set(analyst.AMOUNT_COLUMNS):
+        return []
+    parted = isinstance(read_model, PartedReadModel)
+    manifest = Generations(data_dir / "read_models", read_model.name).manifest() if parted else None
+    logged = (manifest or {}).get("log", {}).get("currencies", {})
+    codes = {str(code) for codes in logged.values() for code in codes}
+    try:
+        source = _literal(str(data_dir / files))
+        with duckdb.connect(":memory:") as con:
+            rows = con.execute(f"SELECT DISTINCT currency FROM read_parquet({source})").fetchall()  # noqa: S608
+        codes |= {str(row[0]) for row in rows if row[0] is not None}
+    except duckdb.IOException:
+        pass  # no stored rows yet
+    return sorted(codes)
 
 
 def _logged_models(root: Path, read_models: Sequence[ReadModel]) -> set[str]:
@@ -140,18 +176,27 @@ def _logged_models(root: Path, read_models: Sequence[ReadModel]) -> set[str]:
 
 
 def ensure_views(
-    data_dir: Path, read_models: Sequence[ReadModel], status_name: str, status_columns: Sequence[Column]
+    data_dir: Path,
+    read_models: Sequence[ReadModel],
+    status_name: str,
+    status_columns: Sequence[Column],
+    *,
+    tenant_names: Mapping[str, str] | None = None,
 ) -> bool:
     """Make ``analytics.duckdb`` hold the current views; rebuilds it (new file + ``os.replace``) only when
-    the view definitions changed. Returns whether it was rebuilt."""
-    statements = view_statements(data_dir, read_models, status_name, status_columns)
-    fingerprint = hashlib.sha256("\n".join(statements).encode()).hexdigest()
-    target = data_dir / ANALYTICS_DB
+    the view definitions changed (a read model, a column, a tenant's name, a currency needing more
+    decimal places). Without ``tenant_names`` the names saved by the previous call stay. Returns
+    whether it was rebuilt."""
     marker = data_dir / "read_models" / _FINGERPRINT
     try:
-        current = json.loads(marker.read_text()).get("fingerprint")
+        saved = json.loads(marker.read_text())
     except (FileNotFoundError, ValueError):
-        current = None
+        saved = {}
+    names = dict(tenant_names) if tenant_names is not None else dict(saved.get("tenants", {}))
+    statements = view_statements(data_dir, read_models, status_name, status_columns, names)
+    fingerprint = hashlib.sha256("\n".join(statements).encode()).hexdigest()
+    target = data_dir / ANALYTICS_DB
+    current = saved.get("fingerprint")
     if current == fingerprint and target.exists():
         return False
     staging = staging_path(target)
@@ -168,7 +213,8 @@ def ensure_views(
         con.close()
     replace_durably(staging, target)
     staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
-    write_atomic(marker, json.dumps({"fingerprint": fingerprint, "statements": statements}).encode())
+    saved = {"fingerprint": fingerprint, "statements": statements, "tenants": names}
+    write_atomic(marker, json.dumps(saved).encode())
     return True
 
 

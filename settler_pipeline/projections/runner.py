@@ -9,7 +9,7 @@ A read model's rows and checkpoint are then published together in one atomic ste
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,12 +154,14 @@ def update(
     *,
     names: Sequence[str] | None = None,
     chunk_events: int = CHUNK_EVENTS,
+    tenant_names: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Apply the events after each read model's checkpoint (up to the log's head at the start) and
     publish every read model that changed, rows and checkpoint in one atomic step each. A read model
     stored with another definition version is rebuilt from position 0. Idempotent: with no new events
-    nothing is rewritten. Returns :func:`status`."""
-    return _bring_forward(store, data_dir, names, chunk_events, fresh=False)
+    nothing is rewritten. ``tenant_names`` (id to name) give the analyst views their ``tenant`` column
+    (without them, the names of the previous update stay). Returns :func:`status`."""
+    return _bring_forward(store, data_dir, names, chunk_events, tenant_names, fresh=False)
 
 
 def rebuild(
@@ -168,11 +170,12 @@ def rebuild(
     *,
     names: Sequence[str] | None = None,
     chunk_events: int = CHUNK_EVENTS,
+    tenant_names: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Recompute read models from position 0 and publish them (same rows as :func:`update` would
     give). Readers keep seeing the previous rows until each new table is swapped in. Returns
     :func:`status`."""
-    return _bring_forward(store, data_dir, names, chunk_events, fresh=True)
+    return _bring_forward(store, data_dir, names, chunk_events, tenant_names, fresh=True)
 
 
 def _bring_forward(
@@ -180,6 +183,7 @@ def _bring_forward(
     data_dir: str | Path | None,
     names: Sequence[str] | None,
     chunk_events: int,
+    tenant_names: Mapping[str, str] | None,
     *,
     fresh: bool,
 ) -> list[dict[str, Any]]:
@@ -207,7 +211,7 @@ def _bring_forward(
         rows = _status_rows(root, head, {t.model.name: (t.checkpoint, t.row_count()) for t in targets})
         _write_status(root, rows)
         published = [m for m in READ_MODELS if _published_exists(root, m)]
-        publisher.ensure_views(root.parent, published, STATUS_NAME, STATUS_COLUMNS)
+        publisher.ensure_views(root.parent, published, STATUS_NAME, STATUS_COLUMNS, tenant_names=tenant_names)
     return rows
 
 

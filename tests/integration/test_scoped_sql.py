@@ -55,3 +55,29 @@ def test_a_query_reads_only_the_read_models_it_names(tmp_path: Path) -> None:
         assert app.sql("SELECT count(*) AS n FROM reconciliation_matches")["n"][0] == matches.height
         with pytest.raises(CorruptionError, match="read model reconciliation_exceptions cannot be read"):
             app.sql("SELECT count(*) FROM reconciliation_exceptions")
+
+
+def test_the_analyst_database_shows_the_same_columns_and_values_as_settler_sql(tmp_path: Path) -> None:
+    spec, _ = write_sample_job(tmp_path / "inputs", records=300, start=date(2026, 11, 1), days=2, seed=5)
+    data = tmp_path / "data"
+    with Settler(data, user="alice") as app:
+        app.access.create_tenant("acme", admin="alice")
+        app.reconcile(spec, start=date(2026, 11, 1), end=date(2026, 11, 2))
+        projections.update(app.store, tenant_names=app.access.tenant_names())
+        for name in projections.NAMES:
+            if not projections.is_built(data, name):
+                continue
+            key = ", ".join(projections.model(name).key)
+            through_cli = app.sql(f"SELECT * FROM {name} ORDER BY {key}")
+            direct = projections.sql(data, f"SELECT * FROM {name} ORDER BY {key}")
+            assert direct.columns == through_cli.columns, name
+            assert direct.equals(through_cli), name
+        matches = projections.sql(data, "SELECT tenant, amount, amount_major FROM reconciliation_matches")
+        assert set(matches["tenant"]) == {"acme"}
+        assert matches.height > 0 and str(matches.schema["amount_major"]) == "Decimal(precision=38, scale=2)"
+        assert (matches["amount_major"] * 100).cast(pl.Int64).to_list() == matches["amount"].to_list()
+
+        # an update given no names (the Python API's default) keeps the names the previous one was given
+        projections.update(app.store)
+        shown = projections.sql(data, "SELECT DISTINCT tenant FROM reconciliation_summary")
+        assert shown["tenant"].to_list() == ["acme"]
