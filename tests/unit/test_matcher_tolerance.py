@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Literal
+from unittest.mock import patch
 
 import numpy as np
 import polars as pl
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError as PydanticValidationError
 
 from settler_pipeline.domain.matching import AmountDatePass, MatchConfig, ReferencePass, Tolerance
+from settler_pipeline.domain.matching import candidates as candidates_module
 from settler_pipeline.domain.matching.candidates import window_candidates
 from settler_pipeline.domain.matching.normalise import description_tokens, normalise_key, normalise_reference
 from settler_pipeline.domain.matching.resolve import resolve_mutual_best
@@ -262,3 +264,48 @@ def test_the_nearest_candidates_kept_for_a_crowded_source_do_not_depend_on_row_o
             crowded="nearest",
         ).pairs
         assert sorted(kept["target_line"].to_list()) == [1, 2]
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(
+    source=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3)), min_size=1, max_size=8),
+    target=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3)), max_size=80),
+    absolute=st.integers(0, 20),
+    percent=st.sampled_from(["0", "10", "50"]),
+    percent_of=st.sampled_from(["source", "target"]),
+    keep=st.integers(1, 3),
+)
+def test_a_crowded_source_keeps_exactly_its_nearest_candidates_by_amount_then_days_then_line(
+    source: list[tuple[int, int]],
+    target: list[tuple[int, int]],
+    absolute: int,
+    percent: str,
+    percent_of: str,
+    keep: int,
+) -> None:
+    tolerance = Tolerance.model_validate(
+        {"absolute_minor": absolute, "percent": percent, "percent_of": percent_of}
+    )
+    src = _frame([s[0] for s in source], [s[1] for s in source])
+    tgt = _frame([t[0] for t in target], [t[1] for t in target])
+    expected = set()
+    for i, (sa, sd) in enumerate(source):
+        candidates = sorted(
+            (abs(ta - sa), abs(td - sd), j + 1)
+            for j, (ta, td) in enumerate(target)
+            if -1 <= td - sd <= 2 and _fits(tolerance, sa, ta)
+        )
+        expected |= {(i + 1, line) for _, _, line in candidates[:keep]}
+    # Crowded sources cut to their nearest before expanding (always, at a threshold of 0) or not.
+    for threshold in (0, 10**9):
+        with patch.object(candidates_module, "_NARROW_FROM", threshold):
+            found = window_candidates(
+                src,
+                tgt,
+                tolerance=tolerance,
+                days_before=1,
+                days_after=2,
+                max_candidates=keep,
+                crowded="nearest",
+            ).pairs
+        assert set(zip(found["source_line"], found["target_line"], strict=True)) == expected

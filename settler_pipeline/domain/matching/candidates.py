@@ -22,7 +22,12 @@ import numpy as np
 import polars as pl
 
 from settler_pipeline.domain.matching.config import Tolerance
-from settler_pipeline.domain.matching.tolerance import Int64Array, search_radius, within_tolerance
+from settler_pipeline.domain.matching.tolerance import (
+    BoolArray,
+    Int64Array,
+    search_radius,
+    within_tolerance,
+)
 from settler_pipeline.errors import ValidationError
 
 PAIR_SCHEMA: dict[str, pl.DataType] = {
@@ -34,6 +39,9 @@ PAIR_SCHEMA: dict[str, pl.DataType] = {
 }
 
 _KEY_LIMIT = 2**62
+_NARROW_FROM = 5
+"""Crowded sources are cut to their nearest candidates before expanding (see :func:`_narrowed`) when
+they would expand this many times the candidates kept: below it the search costs more than it saves."""
 SOURCE_CHUNK = 500_000
 """Sources searched at once (see :func:`window_candidates`)."""
 
@@ -131,6 +139,7 @@ def window_candidates(
     starts: list[Int64Array] = []
     ends: list[Int64Array] = []
     centres: list[Int64Array] = []
+    bases: list[Int64Array] = []  # per row, the key of its (currency, day) run at amount rank 0
     if tolerance.is_exact:
         # Key (currency, amount, day): an exact amount's window of days is one contiguous run.
         t_key = np.where(t_ok, (t_part * n_amounts + t_rank) * n_days + (t_day - t_min), -1)
@@ -163,6 +172,7 @@ def window_candidates(
             idx = np.flatnonzero(s_ok & (day >= 0) & (day < n_days) & (r_lo < r_hi))
             base = (s_part[idx] * n_days + day[idx]) * width
             src_index.append(idx)
+            bases.append(base)
             starts.append(np.searchsorted(key_sorted, base + r_lo[idx], side="left"))
             ends.append(np.searchsorted(key_sorted, base + r_hi[idx], side="left"))
             centres.append(np.searchsorted(key_sorted, base + r_mid[idx], side="left"))
@@ -182,6 +192,21 @@ def window_candidates(
         # the source amount's insertion point, so a slice of 2 * max_candidates around it suffices.
         all_start = np.where(row_crowded, np.maximum(all_start, all_centre - max_candidates), all_start)
         all_end = np.where(row_crowded, np.minimum(all_end, all_centre + max_candidates), all_end)
+        spread = np.maximum(all_end - all_start, 0)[row_crowded].sum()
+        if (
+            bases
+            and (tolerance.percent_millionths == 0 or tolerance.percent_of == "source")
+            and spread > _NARROW_FROM * max_candidates * int(is_crowded.sum())
+        ):
+            all_start, all_end = _narrowed(
+                _Rows(all_src, all_start, all_end, all_centre, np.concatenate(bases).astype(np.int64)),
+                row_crowded,
+                s_amt,
+                t_amt[order],
+                uniq,
+                key_sorted,
+                max_candidates,
+            )
     all_count = np.maximum(all_end - all_start, 0)
     keep = all_count > 0
     all_src, all_start, all_count = all_src[keep], all_start[keep], all_count[keep]
@@ -207,6 +232,103 @@ def window_candidates(
     if crowded == "nearest" and len(crowded_lines):
         pairs = _nearest(pairs, max_candidates)
     return Candidates(pairs, crowded_lines)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Search rows: per (source, day of its window), the source's index ``src``, the range
+    ``start..end`` of sorted targets it may pair with, the insertion point ``centre`` of the
+    source's amount in it, and ``base``, the key of that (currency, day) run at amount rank 0."""
+
+    src: Int64Array
+    start: Int64Array
+    end: Int64Array
+    centre: Int64Array
+    base: Int64Array
+
+    def take(self, which: Int64Array | BoolArray) -> _Rows:
+        return _Rows(
+            self.src[which], self.start[which], self.end[which], self.centre[which], self.base[which]
+        )
+
+
+def _range_within(
+    rows: _Rows, amount: Int64Array, distance: Int64Array, uniq: Int64Array, key_sorted: Int64Array
+) -> tuple[Int64Array, Int64Array]:
+    """Each row's range cut to the targets whose amount is within ``distance`` of ``amount``."""
+    lo = np.searchsorted(key_sorted, rows.base + np.searchsorted(uniq, amount - distance, side="left"))
+    hi = np.searchsorted(key_sorted, rows.base + np.searchsorted(uniq, amount + distance, side="right"))
+    return np.maximum(rows.start, lo), np.minimum(rows.end, hi)
+
+
+def _bounds(
+    rows: _Rows, amount: Int64Array, t_amt_sorted: Int64Array, k: int, sources: int
+) -> tuple[Int64Array, Int64Array]:
+    """Per source, a distance within which fewer than ``k`` of its candidates lie (just under its
+    nearest) and one within which at least ``k`` do (its farthest, or closer: the ``k``-th of one
+    row on one side of the amount, when a row has that many there)."""
+    none = np.iinfo(np.int64).max
+    last = len(t_amt_sorted) - 1
+
+    def gap(offset: int, present: BoolArray) -> Int64Array:
+        at = np.clip(rows.centre + offset, 0, last)
+        return np.where(present, np.abs(t_amt_sorted[at] - amount), none)
+
+    nearest = np.minimum(gap(-1, rows.centre > rows.start), gap(0, rows.centre < rows.end))
+    kth = np.minimum(gap(-k, rows.centre - k >= rows.start), gap(k - 1, rows.centre + k - 1 < rows.end))
+    farthest = np.maximum(
+        np.abs(t_amt_sorted[rows.start] - amount), np.abs(t_amt_sorted[rows.end - 1] - amount)
+    )
+    below = np.full(sources, none, dtype=np.int64)
+    np.minimum.at(below, rows.src, nearest)
+    above = np.zeros(sources, dtype=np.int64)
+    np.maximum.at(above, rows.src, farthest)
+    np.minimum.at(above, rows.src, kth)
+    return below - 1, above
+
+
+def _narrowed(
+    rows: _Rows,
+    crowded: BoolArray,
+    s_amt: Int64Array,
+    t_amt_sorted: Int64Array,
+    uniq: Int64Array,
+    key_sorted: Int64Array,
+    k: int,
+) -> tuple[Int64Array, Int64Array]:
+    """``start`` and ``end`` of the ``crowded`` rows cut to the targets no farther in amount than
+    their source's ``k``-th nearest candidate; the other rows unchanged.
+
+    Only for a tolerance whose candidates are every target of a row's range (absolute, or a
+    percentage of the source). The distance is found by a binary search per source, counting the
+    candidates within a distance with two binary searches per row, so only those ranked afterwards
+    are expanded (a crowded source has many more). Every candidate at that distance is kept (ties
+    included), so ranking the cut pairs keeps exactly the pairs ranking all of them would."""
+    index = np.flatnonzero(crowded & (rows.end > rows.start))
+    part = rows.take(index)
+    amount = s_amt[part.src]
+    sources = len(s_amt)
+    below, above = _bounds(part, amount, t_amt_sorted, k, sources)
+    searching, searched = part, amount
+    while True:
+        still = above[searching.src] - below[searching.src] > 1
+        if not still.any():
+            break
+        searching, searched = searching.take(still), searched[still]
+        middle = below + (above - below) // 2
+        start, end = _range_within(searching, searched, middle[searching.src], uniq, key_sorted)
+        within = np.bincount(searching.src, weights=np.maximum(end - start, 0), minlength=sources)
+        open_ = above - below > 1
+        above = np.where(open_ & (within >= k), middle, above)
+        below = np.where(open_ & (within < k), middle, below)
+    distance = above[part.src]
+    start, end = _range_within(part, amount, distance, uniq, key_sorted)
+    # At distance 0 a row's range holds only the source's own amount, ordered by line: within one
+    # row (one day) the ranking is by line, so its first ``k`` are all it can contribute.
+    end = np.where(distance == 0, np.minimum(end, start + k), end)
+    out_start, out_end = rows.start.copy(), rows.end.copy()
+    out_start[index], out_end[index] = start, end
+    return out_start, out_end
 
 
 def _nearest(pairs: pl.DataFrame, max_candidates: int) -> pl.DataFrame:
