@@ -36,6 +36,8 @@ from settler_pipeline.domain.matching.outcome import (
 from settler_pipeline.domain.matching.resolve import resolve_mutual_best
 
 PROPOSAL_WEIGHT = 0.8
+SCORED_AT_ONCE = 250_000
+"""Candidate pairs scored at once (see :func:`_with_similarity`)."""
 
 
 def _clean(column: str) -> pl.Expr:
@@ -51,18 +53,29 @@ def _clean(column: str) -> pl.Expr:
 
 
 def _with_similarity(
-    pairs: pl.DataFrame, source: pl.DataFrame, target: pl.DataFrame, fields: list[str]
+    pairs: pl.DataFrame, source: pl.DataFrame, target: pl.DataFrame, fields: list[str], min_score: float
 ) -> pl.DataFrame:
-    texts = pairs.join(
-        source.select("line_number", *[_clean(f).alias(f"s_{f}") for f in fields]),
-        left_on="source_line",
-        right_on="line_number",
-        how="left",
-    ).join(
-        target.select("line_number", *[_clean(f).alias(f"t_{f}") for f in fields]),
-        left_on="target_line",
-        right_on="line_number",
-        how="left",
+    """The pairs scoring at least ``min_score``, with their ``similarity``; scored
+    :data:`SCORED_AT_ONCE` pairs at a time, so their texts (and the lists of strings the scorer
+    reads) are held for one slice of the pairs, not for all of them."""
+    source_texts = source.select("line_number", *[_clean(f).alias(f"s_{f}") for f in fields])
+    target_texts = target.select("line_number", *[_clean(f).alias(f"t_{f}") for f in fields])
+    return pl.concat(
+        [
+            _scored(pairs.slice(offset, SCORED_AT_ONCE), source_texts, target_texts, fields).filter(
+                pl.col("similarity") >= min_score
+            )
+            for offset in range(0, pairs.height, SCORED_AT_ONCE)
+        ],
+        how="vertical",
+    )
+
+
+def _scored(
+    pairs: pl.DataFrame, source_texts: pl.DataFrame, target_texts: pl.DataFrame, fields: list[str]
+) -> pl.DataFrame:
+    texts = pairs.join(source_texts, left_on="source_line", right_on="line_number", how="left").join(
+        target_texts, left_on="target_line", right_on="line_number", how="left"
     )
     best = np.zeros(texts.height, dtype=np.float64)
     for source_field in fields:
@@ -102,7 +115,7 @@ def run_fuzzy_pass(source: pl.DataFrame, target: pl.DataFrame, config: FuzzyPass
     if pairs.height == 0 or not config.fields:
         return PassOutcome(empty_matches(), empty_hints())
     fields: list[str] = list(dict.fromkeys(config.fields))
-    scored = _with_similarity(pairs, source, target, fields).filter(pl.col("similarity") >= config.min_score)
+    scored = _with_similarity(pairs, source, target, fields, config.min_score)
     if config.reject_conflicting_references:
         # After scoring: far fewer pairs are left to check than were scored.
         scored = without_conflicting_references(scored, source, target)
