@@ -235,7 +235,7 @@ def runs_command(
     if status is not None and status not in statuses:
         raise ValidationError(f"--status must be one of {', '.join(statuses)}, got {status!r}")
     on = parse_date(day, "--day") if day else None
-    with Settler(data_dir, user=user) as app:
+    with Settler(data_dir, user=user, read_only=True) as app:
         rows = app.runs(tenant=tenant, job=job, status=status, day=on, limit=limit)
         short = short_ids(app.run_ids())
     for row in rows:

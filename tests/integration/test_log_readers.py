@@ -64,6 +64,9 @@ def test_read_commands_work_on_a_read_only_copy(read_only_dir: Path) -> None:
     events = settler("events", "--data-dir", read_only_dir, "--json", "--limit", "5")
     assert events.returncode == 0, events.stderr
     assert len(json_of(events)) == 5
+    runs = settler("runs", "--data-dir", read_only_dir, "--json")
+    assert runs.returncode == 0, runs.stderr
+    assert json_of(runs) == []
 
 
 def test_the_python_api_reads_a_read_only_copy(read_only_dir: Path) -> None:
