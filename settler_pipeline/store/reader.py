@@ -17,10 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from settler_pipeline.domain.envelope import EventEnvelope, as_utc
-from settler_pipeline.errors import (
-    StoreError,
-    ValidationError,
-)
+from settler_pipeline.errors import CorruptionError, StoreError, ValidationError
 from settler_pipeline.ids import validate_uuid
 from settler_pipeline.store import limits
 from settler_pipeline.store.batch import as_of_limit, upcast_rows
@@ -253,7 +250,18 @@ class LogReader(LogBase):
             s for s in view.manifest.segments if s.last_position > from_position and s.first_position <= upper
         ]
         paths = [self.segments_dir / s.path for s in chosen]
-        verify_files(paths)
+        if vanished := verify_files(paths):
+            self._view = None
+            if self._load_manifest().generation == view.manifest.generation:
+                raise CorruptionError(
+                    f"segment {vanished[0]} is missing (the log's commit point names it)",
+                    hint="restore it from a backup of the data directory; `settler log verify` lists "
+                    "every missing file",
+                )
+            # a compaction replaced the files meanwhile: read the new ones
+            return self.read(
+                from_position, to_position, event_types, tenant_id, as_of=as_of, payload_fields=payload_fields
+            )
         parts: list[pl.LazyFrame] = []
         if paths:
             # files written before the typed payload columns read them as null

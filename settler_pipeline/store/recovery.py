@@ -74,6 +74,11 @@ class LogRecovery(LogBase):
         if view.damage:
             _log.warning("the event log at %s is damaged: %s", self.data_dir, "; ".join(view.damage))
             return
+        if missing := self.missing_segments(view.manifest):
+            # An older transaction log put back (naming files a compaction replaced), or files deleted:
+            # the files it does not name may be the only copies of these events, so nothing moves.
+            _log.warning("the event log at %s is damaged: %s", self.data_dir, "; ".join(missing))
+            return
         strays = self.unknown_files(view)
         folder = quarantine.move_aside(self.root, strays)
         if folder is not None:
@@ -177,6 +182,14 @@ class LogRecovery(LogBase):
         if self.manifest_path.exists():
             quarantine.move_aside(self.root, [self.manifest_path])
             self._manifest_cache = None
+
+    def missing_segments(self, state: Manifest) -> list[str]:
+        """The segment files ``state`` names that are not there, each described with its positions."""
+        return [
+            f"segment {seg.path} (positions {seg.first_position}..{seg.last_position}) is missing"
+            for seg in state.segments
+            if not (self.segments_dir / seg.path).is_file()
+        ]
 
     def unknown_files(self, view: LogView) -> list[Path]:
         """Files in the log's data folders that the commit point does not name: leftovers of

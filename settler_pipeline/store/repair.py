@@ -58,8 +58,16 @@ def repair(store: EventStore) -> RepairReport:
             try:
                 rebuilt = store.rebuild_manifest_from_files()
                 check_contiguous(rebuilt)
+                if rebuilt.segments_head < view.manifest.segments_head:
+                    # the files on disk end before the committed head: rebuilding would turn a
+                    # missing file (one a backup can give back) into lost positions
+                    raise StoreError(
+                        "; ".join(store.missing_segments(view.manifest)),
+                        hint="restore the missing files from a backup of the data directory, then run "
+                        "`settler log repair` again",
+                    )
             except StoreError as exc:
-                report.unresolved.append(f"the commit point is older than the segment files: {exc}")
+                report.unresolved.append(f"the commit point does not match the segment files: {exc}")
             else:
                 store.store_state(rebuilt)
                 report.actions.append(
@@ -82,7 +90,8 @@ def repair(store: EventStore) -> RepairReport:
             store.forget_view()
             view = store.current_view()
         write_head(store.head_path, max(view.head, view.recorded_head or 0))
-        strays = store.unknown_files(view)
+        # while named files are missing, a file it does not name may be the only copy: none moves
+        strays = [] if store.missing_segments(view.manifest) else store.unknown_files(view)
         folder = quarantine.move_aside(store.root, strays)
         if folder is not None:
             report.quarantine.append(str(folder))

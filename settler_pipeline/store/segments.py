@@ -14,7 +14,6 @@ file per process.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -75,27 +74,30 @@ def mark_verified(path: Path) -> None:
     _VERIFIED[str(path)] = _stamp(path)
 
 
-def verify_files(paths: list[Path]) -> None:
-    """:func:`verify_file` for many files, two at a time; files that vanished meanwhile (retired by a
-    compaction) are skipped and left to the reader's own retry."""
-    unchecked = []
+def verify_files(paths: list[Path]) -> list[Path]:
+    """:func:`verify_file` for many files, two at a time. Returns the files that are not there (retired
+    by a compaction meanwhile, or missing): the caller decides which it is."""
+    unchecked, vanished = [], []
     for path in paths:
         try:
             if _VERIFIED.get(str(path)) != _stamp(path):
                 unchecked.append(path)
         except FileNotFoundError:
-            continue
+            vanished.append(path)
 
     def check(path: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             verify_file(path)
+        except FileNotFoundError:
+            vanished.append(path)
 
     if len(unchecked) <= 1:
         for path in unchecked:
             check(path)
-        return
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(check, unchecked))
+    else:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(check, unchecked))
+    return vanished
 
 
 def file_sha256(path: Path) -> str:

@@ -1,0 +1,84 @@
+"""A segment file the commit point names goes missing (deleted by hand, or an older transaction log put
+back after a compaction replaced the files it names). Nothing is moved aside on open, `repair` never
+turns a missing file into lost positions, and the events come back once the file is restored."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from settler_pipeline.errors import CorruptionError
+from settler_pipeline.store import maintenance
+from settler_pipeline.store.event_store import BULK_ROWS, EventStore
+from tests.factories import MakeFrame, bulk_batches_to_segments, uid
+from tests.integration.test_log_damage import contents
+
+OpenStore = Callable[..., EventStore]
+STREAM = uid(3)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bulk_batches_to_segments() -> Iterator[None]:
+    with bulk_batches_to_segments():
+        yield
+
+
+def positions(store: EventStore) -> list[int]:
+    return sorted(store.read().collect()["global_position"].to_list())
+
+
+def test_a_missing_newest_segment_is_reported_not_recorded_as_lost_and_comes_back_when_restored(
+    open_store: OpenStore, make_frame: MakeFrame, data_dir: Path, tmp_path: Path
+) -> None:
+    writer = open_store()
+    for _ in range(3):
+        writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
+    head = 3 * BULK_ROWS
+    newest = max(writer.segments_dir.rglob("seg-*.parquet"), key=lambda p: p.name)
+    backup = tmp_path / newest.name
+    shutil.move(newest, backup)
+
+    report = maintenance.verify(open_store(read_only=True))
+    assert not report.ok and any(newest.name in p for p in report.problems), report.problems
+
+    repaired = maintenance.repair(open_store())
+    assert not repaired.ok
+    assert any(newest.name in p and "restore" in p for p in repaired.unresolved), repaired.unresolved
+    assert repaired.lost == [], "a missing file is not a loss: it can be put back"
+    with pytest.raises(CorruptionError, match=newest.name):
+        open_store().read().collect()
+
+    shutil.move(backup, newest)  # what the report says to do
+    restored = open_store()
+    assert positions(restored) == list(range(1, head + 1))
+    assert restored.append_frame(make_frame(10, streams=[STREAM], aggregate_type="Thing"))[0] == head + 1
+    assert maintenance.verify(open_store(read_only=True)).ok
+
+
+def test_an_older_transaction_log_put_back_after_a_compaction_moves_nothing_and_repair_restores_it(
+    open_store: OpenStore, make_frame: MakeFrame, data_dir: Path, tmp_path: Path
+) -> None:
+    writer = open_store()
+    for _ in range(3):
+        writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
+    expected = writer.read().collect().sort("global_position")
+    transaction_log = writer.segments_dir / "_delta_log"
+    shutil.copytree(transaction_log, tmp_path / "backup")
+    compacted = maintenance.compact(writer, target_rows=10 * BULK_ROWS)
+    assert (compacted.segments_before, compacted.segments_after) == (3, 1)
+    shutil.rmtree(transaction_log)
+    shutil.copytree(tmp_path / "backup", transaction_log)  # names the files compaction replaced
+    before = contents(data_dir)
+
+    assert not maintenance.verify(open_store(read_only=True)).ok
+    reopened = open_store()
+    assert contents(data_dir) == before, "the merged segment, the only live copy, stays where it is"
+
+    repaired = maintenance.repair(reopened)
+    assert repaired.ok, repaired.unresolved
+    assert repaired.lost == []
+    assert open_store().read().collect().sort("global_position").equals(expected)
+    assert maintenance.verify(open_store(read_only=True)).ok
