@@ -287,10 +287,16 @@ def _build_unmatched(
     config: MatchConfig,
 ) -> pl.DataFrame:
     live = _live_hints(hints, _remaining_lines(remaining_source, remaining_target))
+    # Only the ids of hinted counterparts are looked up: the ids of every record would be a copy of
+    # the largest text column of the block.
     ids = pl.concat(
         [
-            source_in.select(side=pl.lit("source"), line_number="line_number", record_id="record_id"),
-            target_in.select(side=pl.lit("target"), line_number="line_number", record_id="record_id"),
+            frame.filter(
+                pl.col("line_number").is_in(
+                    live.filter(pl.col("other") == side)["counterpart_line"].drop_nulls().unique().implode()
+                )
+            ).select(side=pl.lit(side), line_number="line_number", record_id="record_id")
+            for side, frame in (("source", source_in), ("target", target_in))
         ]
     )
     best = (
