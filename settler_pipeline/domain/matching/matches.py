@@ -102,30 +102,31 @@ def build_matches(
     groups = groups.join(_grouped_side(groups, source_by_line, "source"), on="_m").join(
         _grouped_side(groups, target_by_line, "target"), on="_m"
     )
-    built = (
-        pl.concat([singles, groups.select(singles.columns)])
-        .with_columns(
-            match_type=pl.when(pl.col("source_lines").list.len() > 1)
-            .then(pl.lit("many_to_one"))
-            .when(pl.col("target_lines").list.len() > 1)
-            .then(pl.lit("one_to_many"))
-            .otherwise(pl.lit("one_to_one")),
-            amount_difference_minor=pl.col("target_amount_minor") - pl.col("source_amount_minor"),
-            date_difference_days=pl.col("_target_day") - pl.col("_source_day"),
-            currency=pl.col("_source_currency"),
-        )
-        .sort(pl.col("source_lines").list.first(), pl.col("target_lines").list.first())
+    built = pl.concat([singles, groups.select(singles.columns)]).with_columns(
+        match_type=pl.when(pl.col("source_lines").list.len() > 1)
+        .then(pl.lit("many_to_one"))
+        .when(pl.col("target_lines").list.len() > 1)
+        .then(pl.lit("one_to_many"))
+        .otherwise(pl.lit("one_to_one")),
+        amount_difference_minor=pl.col("target_amount_minor") - pl.col("source_amount_minor"),
+        date_difference_days=pl.col("_target_day") - pl.col("_source_day"),
+        currency=pl.col("_source_currency"),
     )
+    del singles, groups
     names = built.select(
         pl.concat_str(
             [pl.lit(run_id), pl.col("rule"), pl.col("_source_key"), pl.col("_target_key")], separator="\x1f"
         )
     ).to_series()
-    return (
+    # Ids first, then the sort: sorting gathers every column, so it gathers only the frame's own
+    # columns, with the record keys and names already let go.
+    built = (
         built.with_columns(match_id=uuid5_series(names, digests))
         .select(list(MATCH_SCHEMA))
         .cast(MATCH_SCHEMA)  # type: ignore[arg-type]
     )
+    del names
+    return built.sort(pl.col("source_lines").list.first(), pl.col("target_lines").list.first())
 
 
 def uuid5_series(names: pl.Series, digests: NameDigests = hashlib_digests) -> pl.Series:
