@@ -188,6 +188,7 @@ def place_parquet(
     statistics: bool,
     row_group_size: int = ROW_GROUP_SIZE,
     compression: str = "zstd",
+    dictionary: bool = True,
 ) -> tuple[str, str]:
     """Write ``frame`` (the events of ``positions``, first and last) durably under ``dest_dir`` as
     ``event_date=<day>/seg-<first>-<last>-<sha>.parquet`` and return that relative path and the file's
@@ -196,13 +197,23 @@ def place_parquet(
     says what the content is. The file is marked verified (hashed before the rename)."""
     first, last = positions
     staging = staging_dir / f"{kind}-{first:012d}-{last:012d}.{os.getpid()}.parquet"
-    frame.write_parquet(
-        staging,
-        compression=compression,  # type: ignore[arg-type]
-        compression_level=1 if compression == "zstd" else None,
-        statistics=statistics,
-        row_group_size=row_group_size,
-    )
+    if dictionary:
+        frame.write_parquet(
+            staging,
+            compression=compression,  # type: ignore[arg-type]
+            compression_level=1 if compression == "zstd" else None,
+            statistics=statistics,
+            row_group_size=row_group_size,
+        )
+    else:  # Polars always dictionary-encodes what it can; pyarrow's writer can be told not to
+        pq.write_table(
+            frame.to_arrow(),
+            staging,
+            compression=compression,  # type: ignore[arg-type]
+            use_dictionary=False,
+            write_statistics=statistics,
+            row_group_size=row_group_size,
+        )
     sha = file_sha256(staging)
     relative = f"event_date={event_date}/seg-{first:012d}-{last:012d}-{sha[:32]}.parquet"
     target = dest_dir / relative

@@ -281,3 +281,19 @@ def test_a_stored_frame_reads_back_as_the_envelopes_of_its_rows(rows: list[dict[
     assert table_to_envelopes(frame.to_arrow().cast(EVENT_SCHEMA)) == expected
     assert [e.model_dump() for e in envelopes] == [e.model_dump() for e in expected]
     assert all(e.created_at.utcoffset() == timedelta(0) for e in envelopes)
+
+
+def test_envelopes_built_from_stored_rows_copy_independently() -> None:
+    """Envelopes rebuilt from one batch of rows share their fields-set; updating a copy of one (as
+    upcasting does) changes neither the original nor its neighbours."""
+    from settler_pipeline.store.envelopes import table_to_envelopes
+    from settler_pipeline.store.schema import prepare_frame
+    from tests.factories import build_frame
+
+    rows = prepare_frame(build_frame(3), now=datetime(2026, 1, 1, tzinfo=UTC))
+    first, second, _ = table_to_envelopes(rows.to_arrow())
+    changed = first.model_copy(update={"data": {"i": -1}, "event_version": 2})
+    assert changed.data == {"i": -1} and changed.event_version == 2
+    assert first.data == {"i": 0} and first.event_version == 1
+    assert second.model_fields_set == set(type(second).model_fields)
+    assert first.model_dump() != changed.model_dump()
