@@ -12,6 +12,8 @@ import duckdb
 import polars as pl
 import pytest
 from deltalake import DeltaTable
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.registry import EventRegistry
@@ -223,3 +225,41 @@ def test_read_models_upcast_events_whose_typed_columns_hold_an_older_version(
         "read through the upcaster"
     )
     assert after["match_id"].to_list() == before["match_id"].to_list()
+
+
+_ROW_KINDS = {
+    "fits": ("RecordMatched", '{{"amount": {i}, "currency": "EUR", "match_id": "m{i}"}}'),
+    "does not fit": ("RecordMatched", '{{"amount": "five", "match_id": "m{i}"}}'),
+    "other type": ("RecordUnmatched", '{{"amount": {i}, "reason": "r"}}'),
+    "unknown type": ("SomethingElse", '{{"amount": {i}}}'),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(kinds=st.lists(st.sampled_from(sorted(_ROW_KINDS)), min_size=1, max_size=12))
+def test_typing_a_batch_types_each_row_as_typing_it_alone_would(kinds: list[str]) -> None:
+    """Whatever the mix of rows (one type or several, payloads that fit or not, unknown types), the
+    batch comes back in its order with each row's typed columns exactly those the row gets alone."""
+    from datetime import UTC, datetime
+
+    from settler_pipeline.store.batch import number_batch
+    from settler_pipeline.store.payloads import with_payload_columns
+    from settler_pipeline.store.schema import prepare_frame
+    from tests.factories import build_frame
+
+    frame = build_frame(len(kinds)).with_columns(
+        pl.Series("event_type", [_ROW_KINDS[k][0] for k in kinds]),
+        pl.Series("data", [_ROW_KINDS[k][1].format(i=i) for i, k in enumerate(kinds)]),
+    )
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    stored = number_batch(prepare_frame(frame, now=now), head=0, created_at=now, versions={})
+    whole = with_payload_columns(stored)
+    assert whole["global_position"].to_list() == list(range(1, len(kinds) + 1))
+    for i in range(len(kinds)):
+        alone = with_payload_columns(stored.slice(i, 1))
+        row = whole.slice(i, 1)
+        for name in alone.columns:
+            assert row[name].to_list() == alone[name].to_list(), (kinds[i], name)
+        for name in set(row.columns) - set(alone.columns):
+            assert row[name].to_list() == [None], (kinds[i], name)
+    assert whole[TYPED].to_list() == [k in ("fits", "other type") for k in kinds]
