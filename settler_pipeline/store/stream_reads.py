@@ -1,10 +1,11 @@
 """One stream's rows out of the row groups that hold them, as Arrow tables (the parts of a stream load).
 
-A stream copy's row group (see ``stream_copies.py``) is sorted by stream and version, so a stream's
-rows in it are one contiguous run: found with one comparison over the group's stream ids and sliced
-(no copy), instead of a filter and a sort over every column. A segment's own row groups hold many
-streams in position order and are filtered. The parts of a load (one per file, plus the write-ahead
-tail) are then put in position order; a stream's versions rise with its positions.
+A stream copy's row group (see ``stream_copies.py``) is grouped by stream, each stream's rows in
+version order, so a stream's rows in it are one run: found with one comparison over the group's
+stream ids and sliced (no copy), instead of a filter and a sort over every column. A segment's own
+row groups hold many streams in position order and are filtered. The parts of a load (one per file,
+plus the write-ahead tail) are then put in position order; a stream's versions rise with its
+positions.
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ def stream_part(
     table: pa.Table, aggregate_id: str, aggregate_type: str, low: int, high: int, *, clustered: bool
 ) -> pa.Table:
     """The rows of ``table`` (row groups of one file) of one stream with versions ``low..high``, in the
-    table's order; ``clustered`` says the rows are sorted by stream (a stream copy)."""
+    table's order; ``clustered`` says the rows are grouped by stream (a stream copy)."""
     ids = table.column("aggregate_id")
     if not clustered:
         return table.filter(_wanted(table, ids, aggregate_id, aggregate_type, low, high))
     hits = pc.indices_nonzero(pc.equal(ids, pa.scalar(aggregate_id)))
     if len(hits) == 0:
         return table.slice(0, 0)
-    part = table.slice(hits[0].as_py(), len(hits))  # contiguous: the copy is sorted by stream
+    first, last = hits[0].as_py(), hits[-1].as_py()
+    # contiguous unless another stream's id has the same hash (the copy groups streams by hash)
+    part = table.slice(first, len(hits)) if last - first + 1 == len(hits) else table.take(hits)
     versions = part.column("aggregate_version")
     kinds = part.column("aggregate_type")
     if (

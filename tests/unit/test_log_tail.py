@@ -43,3 +43,35 @@ def test_frame_ids_and_versions_match_every_batch_added_so_far(sizes: list[int])
     assert tail.versions == versions
     assert tail.max_event_id == everything["event_id"].max()
     assert tail.rows == head and tail.last_position == head
+
+
+def test_a_stream_run_in_a_copy_is_sliced_and_interleaved_streams_are_gathered() -> None:
+    """A copy groups streams by their id's hash: a stream's rows are one run, sliced out as they are;
+    two streams whose ids shared a hash would interleave, and each still loads exactly its rows."""
+    import pyarrow as pa
+
+    from settler_pipeline.store.stream_reads import NO_LIMIT, stream_part
+
+    def rows(ids: list[str], versions: list[int]) -> pa.Table:
+        return pa.table(
+            {
+                "global_position": list(range(1, len(ids) + 1)),
+                "aggregate_version": versions,
+                "aggregate_id": ids,
+                "aggregate_type": ["T"] * len(ids),
+            }
+        )
+
+    grouped = rows(["b", "a", "a", "a", "c"], [1, 1, 2, 3, 1])
+    part = stream_part(grouped, "a", "T", 1, NO_LIMIT, clustered=True)
+    assert part.column("global_position").to_pylist() == [2, 3, 4]
+    assert stream_part(grouped, "a", "T", 2, 2, clustered=True).column("aggregate_version").to_pylist() == [2]
+    assert stream_part(grouped, "z", "T", 1, NO_LIMIT, clustered=True).num_rows == 0
+    assert stream_part(grouped, "a", "U", 1, NO_LIMIT, clustered=True).num_rows == 0
+    interleaved = rows(["a", "b", "a", "b"], [1, 1, 2, 2])
+    assert stream_part(interleaved, "a", "T", 1, NO_LIMIT, clustered=True).column(
+        "global_position"
+    ).to_pylist() == [1, 3]
+    assert stream_part(interleaved, "b", "T", 1, NO_LIMIT, clustered=False).column(
+        "global_position"
+    ).to_pylist() == [2, 4]
