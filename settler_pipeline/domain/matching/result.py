@@ -102,16 +102,21 @@ class MatchResult:
         """Per side: ``input``, ``matched``, ``proposed``, ``unmatched``, ``duplicate`` record counts,
         with ``input == matched + proposed + unmatched + duplicate``."""
         out: dict[str, dict[str, int]] = {}
+        # Summed in one pass over two columns: filtering the matches would copy every column of them.
+        sums = self.matches.select(
+            pl.col(f"{side}_lines")
+            .list.len()
+            .filter(pl.col("status") == status)
+            .sum()
+            .alias(f"{side} {status}")
+            for side in ("source", "target")
+            for status in (STATUS_MATCHED, STATUS_PROPOSED)
+        ).row(0, named=True)
         for side, total in (("source", self.source_input_count), ("target", self.target_input_count)):
-            lines = f"{side}_lines"
-            counts = {}
-            for status in (STATUS_MATCHED, STATUS_PROPOSED):
-                chosen = self.matches.filter(pl.col("status") == status)
-                counts[status] = int(chosen.select(pl.col(lines).list.len().sum()).item() or 0)
             out[side] = {
                 "input": total,
-                "matched": counts[STATUS_MATCHED],
-                "proposed": counts[STATUS_PROPOSED],
+                "matched": int(sums[f"{side} {STATUS_MATCHED}"] or 0),
+                "proposed": int(sums[f"{side} {STATUS_PROPOSED}"] or 0),
                 "unmatched": self.unmatched.filter(pl.col("side") == side).height,
                 "duplicate": self.duplicates.filter(pl.col("side") == side).height,
             }
