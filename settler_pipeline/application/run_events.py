@@ -91,10 +91,10 @@ def _details(records: pl.DataFrame) -> pl.DataFrame:
 def _with_proposal_records(matches: pl.DataFrame, sides: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """``matches`` with ``source_records`` / ``target_records`` lists on proposals (null on automatic
     matches, which nobody reviews: a million matches must not carry their records twice)."""
-    proposed = matches.filter(pl.col("status") == "proposed").select(
-        "match_id", "source_lines", "target_lines"
+    proposed = matches.select("match_id", "source_lines", "target_lines", "status").filter(
+        pl.col("status") == "proposed"
     )
-    out = matches.with_row_index("__order")
+    out = matches
     for side in ("source", "target"):
         lines = proposed.select("match_id", pl.col(f"{side}_lines").alias("line_number")).explode(
             "line_number"
@@ -108,8 +108,11 @@ def _with_proposal_records(matches: pl.DataFrame, sides: dict[str, pl.DataFrame]
             .group_by("match_id", maintain_order=True)
             .agg(pl.col("record").alias(f"{side}_records"))
         )
-        out = out.join(per_match, on="match_id", how="left")
-    return out.sort("__order").drop("__order")
+        # Aligned on the ids alone and added as a column: joining the matches themselves would
+        # gather every column of them again.
+        aligned = matches.select("match_id").join(per_match, on="match_id", how="left", maintain_order="left")
+        out = out.with_columns(aligned[f"{side}_records"])
+    return out
 
 
 def match_events(
@@ -132,10 +135,12 @@ def match_events(
         },
     )
     if "source_records" in m.columns:
-        # automatic matches leave the record lists out entirely rather than writing nulls
+        # Automatic matches leave the record lists out entirely rather than writing nulls. The two
+        # lists are the payload's last fields, and this text can only be JSON structure (a quote
+        # inside a JSON string is escaped), so a literal replacement removes exactly them.
         data = (
             pl.when(pl.col("status") == "matched")
-            .then(data.str.replace(r',"source_records":null,"target_records":null\}$', "}"))
+            .then(data.str.replace(',"source_records":null,"target_records":null}', "}", literal=True))
             .otherwise(data)
             .alias("data")
         )
@@ -165,7 +170,10 @@ def unmatched_events(
                 for side in ("source", "target")
             ]
         )
-        u = u.with_row_index("__order").join(texts, on=["side", "line_number"], how="left").sort("__order")
+        aligned = u.select("side", "line_number").join(
+            texts, on=["side", "line_number"], how="left", maintain_order="left"
+        )
+        u = u.with_columns(aligned["reference"], aligned["description"])
     payload = _payload(
         e.RecordUnmatched,
         u,
