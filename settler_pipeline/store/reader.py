@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from settler_pipeline.domain.envelope import EventEnvelope, as_utc
+from settler_pipeline.domain.envelope import EventEnvelope
 from settler_pipeline.errors import CorruptionError, StoreError, ValidationError
 from settler_pipeline.ids import validate_uuid
 from settler_pipeline.store import limits
@@ -30,13 +30,14 @@ from settler_pipeline.store.schema import (
 )
 from settler_pipeline.store.segments import verify_files
 from settler_pipeline.store.stream_reads import NO_LIMIT, in_position_order, stream_part
-from settler_pipeline.store.view import LogBase, LogView
+from settler_pipeline.store.time_travel import TimeTravel
+from settler_pipeline.store.view import LogView
 
 _log = logging.getLogger("settler_pipeline.store.event_store")
 _FIELD_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-class LogReader(LogBase):
+class LogReader(TimeTravel):
     """Reads: streams, flows, causation chains, the whole log, time travel. No lock is taken."""
 
     def get_events(
@@ -86,8 +87,13 @@ class LogReader(LogBase):
                     )
                     for (path, copy), gs in groups.items()
                 ]
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
                 self._view = None
+                if self._load_manifest().generation == view.manifest.generation:  # not a compaction
+                    raise CorruptionError(
+                        f"{exc.filename or exc} is missing (the log's commit point names it)",
+                        hint="`settler log verify` lists every missing file and how to repair it",
+                    ) from exc
                 continue
             if self._load_manifest().generation != view.manifest.generation:
                 self._view = None  # the index may have lost the view's segments meanwhile
@@ -356,48 +362,3 @@ class LogReader(LogBase):
         if tenant_id is not None:
             frame = frame.filter(pl.col("tenant_id") == validate_uuid("tenant_id", tenant_id))
         return frame.sort("global_position")
-
-    def position_at(self, when: datetime) -> int:
-        """The newest position committed at or before ``when`` (0 if none): the log "as of" a time."""
-        when = as_utc(when)
-        for _ in range(20):
-            view = self._refresh()
-            first = view.tail.first_created_at
-            if first is not None and first <= when:
-                newest = view.tail.frame.filter(pl.col("created_at") <= when)["global_position"].max()
-                return int(newest)  # type: ignore[arg-type]
-            best = self._position_in_segments(when, view)
-            # a flush or compaction meanwhile may have taken the view's segments out of the index
-            if best is not None and self._load_manifest().generation == view.manifest.generation:
-                return best
-            self._view = None
-        raise StoreError("the log kept being compacted while being read", hint="retry the read")
-
-    def _position_in_segments(self, when: datetime, view: LogView) -> int | None:
-        """``position_at`` over the view's segments; ``None`` if a segment was retired meanwhile."""
-        found = self.index.query(
-            "SELECT segment_path, row_group, max_position, max_created_at <= $1 FROM idx.row_groups "
-            "WHERE min_created_at <= $1",
-            [when],
-        )
-        live = view.live_paths
-        best = 0
-        straddling: dict[str, list[int]] = {}
-        for path, row_group, max_position, whole in found:
-            if path not in live:
-                continue
-            if whole:
-                best = max(best, int(max_position))
-            else:
-                straddling.setdefault(path, []).append(int(row_group))
-        for path, groups in straddling.items():
-            try:
-                part = self._reader.read_groups(
-                    path, sorted(groups), columns=["global_position", "created_at"]
-                )
-            except FileNotFoundError:
-                return None
-            newest = part.filter(pl.col("created_at") <= when)["global_position"].max()
-            if newest is not None:
-                best = max(best, int(newest))  # type: ignore[arg-type]
-        return best

@@ -282,3 +282,19 @@ def test_a_version_range_loads_as_the_full_read_has_it_whatever_the_copy_layout(
                 ]
                 rows = store.stream_frame(stream, kind, low).filter(pl.col("aggregate_version") <= low + span)
                 assert rows["global_position"].to_list() == want["global_position"].to_list()
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_a_missing_stream_copy_fails_the_load_naming_it_instead_of_retrying(
+    store: EventStore, make_frame: MakeFrame, open_store: OpenStore
+) -> None:
+    interleaved(store, make_frame, 5)
+    (copy,) = store.copies_dir.rglob("*.parquet")
+    store.close()
+    copy.unlink()
+    reader = open_store(read_only=True)
+    with pytest.raises(CorruptionError, match=copy.name):
+        reader.get_events(STREAMS[0], "Thing")
+    writer = open_store()
+    maintenance.reindex(writer)  # copies are derived: loads read the segments again
+    assert [e.aggregate_version for e in writer.get_events(STREAMS[0], "Thing")] == list(range(1, 26))
