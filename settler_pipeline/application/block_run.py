@@ -79,9 +79,10 @@ def settled_blocks(
                 matcher = BlockMatcher(config, run_id=run_id, digests=sha1_digests)
             matcher.on_pass = None if step is None else _pass_step(step, of)
             frames = {
-                side: spilled[side]
-                .read(block.currency, block.first_day, block.last_day, whole=block.whole)
-                .filter(~pl.col("line_number").is_in(excluded[side]))
+                side: _without_lines(
+                    spilled[side].read(block.currency, block.first_day, block.last_day, whole=block.whole),
+                    excluded[side],
+                )
                 for side in SIDES
             }
             result = matcher.feed(
@@ -89,6 +90,14 @@ def settled_blocks(
             )
             del frames
             yield result, matcher.seen
+
+
+def _without_lines(frame: pl.DataFrame, lines: pl.Series) -> pl.DataFrame:
+    """``frame`` without the records on ``lines`` (an imploded list); with none to drop, ``frame``
+    itself: a filter copies every column, and most blocks hold no duplicate."""
+    if lines.list.len().sum() == 0:
+        return frame
+    return frame.filter(~pl.col("line_number").is_in(lines))
 
 
 def _pass_step(step: Callable[[str, int], None], of: str) -> Callable[[str, int, int], None]:

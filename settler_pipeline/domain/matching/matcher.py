@@ -89,8 +89,8 @@ def match_records(
     target_in = _checked(target, "target")
     source_dups = _duplicates(source_in, "source")
     target_dups = _duplicates(target_in, "target")
-    source_work = _work(source_in.join(source_dups.select("line_number"), on="line_number", how="anti"))
-    target_work = _work(target_in.join(target_dups.select("line_number"), on="line_number", how="anti"))
+    source_work = _work(_without(source_in, source_dups))
+    target_work = _work(_without(target_in, target_dups))
 
     remaining_source, remaining_target = source_work, target_work
     match_parts: list[pl.DataFrame] = []
@@ -256,6 +256,14 @@ def _duplicates(frame: pl.DataFrame, side: str) -> pl.DataFrame:
         )
         .cast(DUPLICATE_SCHEMA)  # type: ignore[arg-type]
     )
+
+
+def _without(frame: pl.DataFrame, duplicates: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` without the lines of ``duplicates``; without any, ``frame`` itself (a join would
+    copy every column of every record, and a run's blocks come with their duplicates already out)."""
+    if duplicates.height == 0:
+        return frame
+    return frame.join(duplicates.select("line_number"), on="line_number", how="anti")
 
 
 def _work(frame: pl.DataFrame) -> pl.DataFrame:
