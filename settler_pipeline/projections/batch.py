@@ -16,11 +16,11 @@ from typing import Any, Final
 import polars as pl
 
 from settler_pipeline.domain import events as e
+from settler_pipeline.domain.registry import EventRegistry
 from settler_pipeline.projections.payloads import (
     decode_payloads,
     typed_payloads,
     upcast_payloads,
-    usable_typed,
 )
 from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, TYPED
@@ -86,15 +86,24 @@ RECORD_FIELDS: Final = (
     "closest_rejection",
 )
 
-# RecordMatched events whose rows reconciliation_matches reads from the log (logrows.py): only what
-# the counts of the summary need, and the currency (the analyst columns' scale, see query.py).
+# RecordMatched events whose rows reconciliation_matches reads from the log (logrows.py) are never
+# materialised: a chunk reads them as sums per run, attempt and currency (what the summary's counts,
+# the matches' run index and the analyst columns' scale need), aggregated inside the scan.
 LOGGED_FIELDS: Final = ("attempt", "source_ids", "currency")
+LOGGED_SCHEMA: Final = {
+    "reconciliation_id": pl.String(),
+    "tenant_id": pl.String(),
+    "attempt": pl.Int64(),
+    "currency": pl.String(),
+    "rows": pl.Int64(),  # logged matches
+    "sources": pl.Int64(),  # source ids in them
+    "last_position": pl.Int64(),
+    "max_timestamp": pl.Datetime("us", "UTC"),
+}
 
 BULK_FIELDS: Final = tuple(dict.fromkeys(MATCH_FIELDS + RECORD_FIELDS))
 FIELDS: Final = tuple(dict.fromkeys(LIFECYCLE_FIELDS + BULK_FIELDS))
 """Every payload field a read model reads."""
-
-_TEXTS: Final = {"global_position": pl.Int64(), "data": pl.String()}
 
 ENVELOPE: Final = ("global_position", "reconciliation_id", "event_type", "tenant_id", "timestamp")
 """Envelope columns of every decoded frame (``aggregate_id`` is exposed as ``reconciliation_id``)."""
@@ -117,7 +126,8 @@ class EventBatch:
 
         ``RecordMatched`` events at positions up to ``logged_upto`` whose typed columns hold their
         payload are *logged* (:attr:`logged`, not in :attr:`matched`): their rows are read from the
-        log's files when the read model is read, so only :data:`LOGGED_FIELDS` of them are read here.
+        log's files when the read model is read, so only sums of :data:`LOGGED_FIELDS` of them are
+        read here (:data:`LOGGED_SCHEMA`).
 
         Per-record events (99% of a log) come from their typed payload columns, only those the read
         models use (:data:`BULK_FIELDS`); rows stored untyped are decoded from their JSON. Lifecycle
@@ -127,72 +137,60 @@ class EventBatch:
         reconciliation = pl.col("aggregate_type") == e.AGGREGATE_TYPE
         per_record = pl.col("event_type").is_in(list(e.BULK_EVENT_TYPES))
         keys = ("global_position", pl.col("aggregate_id").alias("reconciliation_id"), *ENVELOPE[2:])
-        logged = (pl.col("event_type") == e.RECORD_MATCHED) & (pl.col("global_position") <= logged_upto)
+        served = served_filter(store.registry, logged_upto)
 
-        def scan(fields: Sequence[str]) -> pl.LazyFrame:
+        def scan(fields: Sequence[str] = ()) -> pl.LazyFrame:
             return store.read(
                 from_position=after, to_position=upto, tenant_id=tenant_id, payload_fields=fields
             ).filter(reconciliation)
 
-        # Two passes: every row with the few columns every row needs (Polars shares that scan between
-        # the first three queries), and the per-record rows that are not logged with the fields they
-        # need (a typed column costs its read on every row a scan returns, so these rows are selected
-        # before the wide columns are read).
-        lean = scan(LOGGED_FIELDS)
-        events, lifecycle, early, bulk = pl.collect_all(
+        # Three queries. The logged matches (nine rows in ten) as sums per run, attempt and currency,
+        # grouped by the streaming engine while it scans: no row of them is materialised. The
+        # unmatched, duplicate and quarantined records with their typed fields (columns the matches
+        # leave null, so cheap to read over every row). Every other row (lifecycle and review events,
+        # proposals, matches not logged) with its JSON text: the matches' typed columns (ids, amounts)
+        # are dense, and reading them over every row of a chunk costs more than parsing the few
+        # documents that need them, whose text is read anyway.
+        matched, proposed = pl.col("event_type") == e.RECORD_MATCHED, pl.col("event_type") == e.MATCH_PROPOSED
+        records = pl.col("event_type").is_in(list(RECORD_TYPES))
+        logged, bulk, texts = pl.collect_all(
             [
-                lean.select(*keys),
-                lean.filter(~per_record).select(*keys, "event_version"),
-                lean.filter(logged).select(*keys, "event_version", TYPED, *LOGGED_FIELDS),
-                scan(BULK_FIELDS)
-                .filter(per_record & ~logged)
-                .select(*keys, "event_version", TYPED, *BULK_FIELDS),
-            ]
+                scan(LOGGED_FIELDS)
+                .filter(served)
+                .group_by(
+                    pl.col("aggregate_id").alias("reconciliation_id"), "tenant_id", "attempt", "currency"
+                )
+                .agg(
+                    pl.len().cast(pl.Int64).alias("rows"),
+                    pl.col("source_ids").list.len().sum().cast(pl.Int64).alias("sources"),
+                    pl.col("global_position").max().alias("last_position"),
+                    pl.col("timestamp").max().alias("max_timestamp"),
+                ),
+                scan(RECORD_FIELDS).filter(records).select(*keys, "event_version", TYPED, *RECORD_FIELDS),
+                # (a payload field makes the scan carry the typed flag that ``served`` reads)
+                scan(("attempt",))
+                .filter(~per_record | proposed | (matched & ~served))
+                .select(*keys, "event_version", "data"),
+            ],
+            engine="streaming",
         )
-
-        def stored_data(rows: pl.Expr) -> pl.DataFrame:
-            return (
-                store.read(from_position=after, to_position=upto, tenant_id=tenant_id)
-                .filter(reconciliation & rows)
-                .select("global_position", "data")
-                .collect()
-            )
-
-        texts = stored_data(~per_record) if lifecycle.height else pl.DataFrame(schema=_TEXTS)
-        lifecycle = upcast_payloads(
-            lifecycle.join(texts, on="global_position", how="left", maintain_order="left"), store.registry
-        )
+        texts = upcast_payloads(texts, store.registry).drop("event_version")
+        events = pl.concat([texts.select(ENVELOPE), bulk.select(ENVELOPE)]).sort("global_position")
         batch = cls(events, after=after, upto=upto)
+        batch.__dict__["logged"] = logged.select(list(LOGGED_SCHEMA)).cast(LOGGED_SCHEMA)  # type: ignore[arg-type]
         batch.__dict__["lifecycle"] = _with_start_attempt(
-            decode_payloads(
-                lifecycle.drop("event_version"), {name: PAYLOAD_SCHEMA[name] for name in LIFECYCLE_FIELDS}
-            )
+            decode_payloads(texts, {f: PAYLOAD_SCHEMA[f] for f in LIFECYCLE_FIELDS}, ~per_record)
         )
+        for name, rows in (("matched", matched), ("proposed", proposed)):
+            batch.__dict__[name] = decode_payloads(texts, {f: PAYLOAD_SCHEMA[f] for f in MATCH_FIELDS}, rows)
 
-        def typed(frame: pl.DataFrame, fields: Sequence[str]) -> pl.DataFrame:
-            return typed_payloads(
-                frame,
-                store.registry,
-                fields,
-                lambda positions: stored_data(pl.col("global_position").is_in(positions.implode())),
-            ).drop("event_version")
+        def stored_data(positions: pl.Series) -> pl.DataFrame:
+            rows = pl.col("global_position").is_in(positions.implode())
+            return scan().filter(rows).select("global_position", "data").collect()
 
-        # Logged rows stored without usable typed columns are not logged after all: they are decoded
-        # from their JSON and stored like the matches after ``logged_upto``.
-        usable = early.select(usable_typed(store.registry, [e.RECORD_MATCHED])).to_series()
-        head = [c for c in bulk.columns if c not in BULK_FIELDS]
-        unlogged = early.filter(~usable).select(
-            *head,
-            *(f if f in LOGGED_FIELDS else pl.lit(None, PAYLOAD_SCHEMA[f]).alias(f) for f in BULK_FIELDS),
+        batch.__dict__["records"] = typed_payloads(bulk, store.registry, RECORD_FIELDS, stored_data).drop(
+            "event_version"
         )
-        batch.__dict__["logged"] = early.filter(usable).drop("event_version", TYPED)
-        bulk = pl.concat([unlogged, bulk]).sort("global_position") if unlogged.height else bulk
-        for name, rows, fields in (
-            ("matched", pl.col("event_type") == e.RECORD_MATCHED, MATCH_FIELDS),
-            ("proposed", pl.col("event_type") == e.MATCH_PROPOSED, MATCH_FIELDS),
-            ("records", pl.col("event_type").is_in(list(RECORD_TYPES)), RECORD_FIELDS),
-        ):
-            batch.__dict__[name] = typed(bulk.filter(rows).select(*head, *fields), fields)
         return batch
 
     @classmethod
@@ -208,12 +206,22 @@ class EventBatch:
         return cls(decoded.rename({"aggregate_id": "reconciliation_id"}), after=after, upto=last)
 
     def since(self, position: int) -> EventBatch:
-        """The part of this batch after ``position`` (selected frames are filtered, not selected again)."""
+        """The part of this batch after ``position`` (selected frames are filtered, not selected again).
+        The logged matches are sums, which cannot be cut: a batch holding some is cut only at its
+        ends (the caller reads chunks that end at every position it cuts at)."""
         if position <= self.after:
             return self
+        if position >= self.upto:
+            part = EventBatch(self.events.clear(), after=self.upto, upto=self.upto)
+            for name in ("lifecycle", "matched", "logged", "proposed", "records"):
+                if name in self.__dict__:
+                    part.__dict__[name] = self.__dict__[name].clear()
+            return part
+        if self.logged.height:
+            raise ValueError(f"a batch with logged matches cannot be cut at {position}")
         later = pl.col("global_position") > position
         part = EventBatch(self.events.filter(later), after=position, upto=self.upto)
-        for name in ("lifecycle", "matched", "logged", "proposed", "records"):
+        for name in ("lifecycle", "matched", "proposed", "records"):
             if name in self.__dict__:
                 part.__dict__[name] = self.__dict__[name].filter(later)
         return part
@@ -225,12 +233,15 @@ class EventBatch:
 
     @property
     def height(self) -> int:
-        return self.events.height
+        """Events in the batch (the logged matches included)."""
+        return self.events.height + int(self.logged["rows"].sum())
 
     @cached_property
     def max_timestamp(self) -> Any:
         """The newest event time in the batch (None when empty)."""
-        return self.events["timestamp"].max()
+        times = (self.events["timestamp"].max(), self.logged["max_timestamp"].max())
+        newest = [t for t in times if t is not None]
+        return max(newest) if newest else None
 
     def _kind(self, rows: pl.Expr, fields: Sequence[str]) -> pl.DataFrame:
         return self.events.filter(rows).select(*ENVELOPE, *fields)
@@ -250,10 +261,8 @@ class EventBatch:
     @cached_property
     def logged(self) -> pl.DataFrame:
         """``RecordMatched`` events read from the log when their read model is read (see :meth:`read`;
-        none unless read so), with :data:`LOGGED_FIELDS` only."""
-        return self.events.clear().with_columns(
-            pl.lit(None, PAYLOAD_SCHEMA[name]).alias(name) for name in LOGGED_FIELDS
-        )
+        none unless read so), as sums per run, tenant, attempt and currency (:data:`LOGGED_SCHEMA`)."""
+        return pl.DataFrame(schema=LOGGED_SCHEMA)
 
     @cached_property
     def proposed(self) -> pl.DataFrame:
@@ -332,12 +341,30 @@ class EventBatch:
     @cached_property
     def last_positions(self) -> pl.DataFrame:
         """``reconciliation_id, tenant_id, last_position`` over every event of the batch."""
+        rows = self.events.select(
+            "reconciliation_id", "tenant_id", pl.col("global_position").alias("last_position")
+        )
+        if self.logged.height:
+            rows = pl.concat([rows, self.logged.select(rows.columns)])
         return (
-            self.events.lazy()
+            rows.lazy()
             .group_by("reconciliation_id")
-            .agg(pl.col("tenant_id").first(), pl.col("global_position").max().alias("last_position"))
+            .agg(pl.col("tenant_id").first(), pl.col("last_position").max())
             .collect()
         )
+
+
+def served_filter(registry: EventRegistry, upto: int) -> pl.Expr:
+    """Log rows served as ``reconciliation_matches`` rows read from the log's files: typed
+    ``RecordMatched`` events at the current version of their type, at positions up to ``upto``."""
+    version = registry.current_version(e.RECORD_MATCHED)
+    return (
+        (pl.col("event_type") == e.RECORD_MATCHED)
+        & (pl.col("aggregate_type") == e.AGGREGATE_TYPE)
+        & pl.col(TYPED).fill_null(False)
+        & (pl.lit(True) if version is None else pl.col("event_version") == version)
+        & (pl.col("global_position") <= upto)
+    )
 
 
 def _with_start_attempt(lifecycle: pl.DataFrame) -> pl.DataFrame:

@@ -25,7 +25,7 @@ import polars as pl
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.registry import default_registry
 from settler_pipeline.files import fsync_dir, fsync_file
-from settler_pipeline.projections.batch import TS
+from settler_pipeline.projections.batch import TS, served_filter
 from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.parts import RUN
 from settler_pipeline.store import table as delta_table
@@ -141,15 +141,8 @@ def publish_events(root: Path, log: LogFiles) -> None:
 
 def logged_filter(position: int) -> pl.Expr:
     """Log rows served as ``reconciliation_matches`` rows: typed ``RecordMatched`` events at their
-    current version, at positions up to ``position``."""
-    version = default_registry.current_version(e.RECORD_MATCHED)
-    return (
-        (pl.col("event_type") == e.RECORD_MATCHED)
-        & (pl.col("aggregate_type") == e.AGGREGATE_TYPE)
-        & pl.col(TYPED).fill_null(False)
-        & (pl.lit(True) if version is None else pl.col("event_version") == version)
-        & (pl.col("global_position") <= position)
-    )
+    current version, at positions up to ``position`` (the rows a chunk reads as sums)."""
+    return served_filter(default_registry, position)
 
 
 def scan_matches(

@@ -98,7 +98,7 @@ class ReconciliationMatches(PartedReadModel):
         # read from it (only counted here), the others go straight to their parts.
         auto = _made(batch.matched, "matched").select(list(schema)).cast(schema)  # type: ignore[arg-type]
         table.append(_latest_attempt(auto, final), cls="auto")
-        counted = batch.logged.group_by(RUN, "attempt").agg(pl.len().alias("rows"))
+        counted = batch.logged.group_by(RUN, "attempt").agg(pl.col("rows").sum())
         table.set_attempts(final.drop_nulls("attempt"), counted)
 
 

@@ -9,6 +9,7 @@ A read model's rows and checkpoint are then published together in one atomic ste
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -120,7 +121,13 @@ def _run(
     if chunk_events < 1:
         raise ValidationError("chunk_events must be at least 1")
     start = min(t.checkpoint.position for t in targets)
-    bounds = [(p, min(p + chunk_events, upto)) for p in range(start, upto, chunk_events)]
+    # Every target's checkpoint ends a chunk: a chunk's logged matches are sums, which cannot be
+    # cut at a position inside it (EventBatch.since).
+    cuts = sorted(
+        {p for p in range(start, upto, chunk_events)}
+        | {t.checkpoint.position for t in targets if start < t.checkpoint.position < upto}
+    )
+    bounds = [(p, min(q, p + chunk_events)) for p, q in itertools.pairwise([*cuts, upto])]
     if not bounds:
         return
 

@@ -261,16 +261,16 @@ class ReconciliationSummary(TableReadModel):
         # Aggregate per (run, attempt) first: joining a million rows to the attempts would cost more.
         by_attempt = pl.concat(
             [
-                # Lazy: the streaming engine groups the million rows about twice as fast.
+                # The logged matches come as sums per run and attempt (and currency) already.
                 pl.concat(
-                    [m.lazy().select(RUN, "attempt", "source_ids") for m in (batch.matched, batch.logged)]
+                    [
+                        batch.matched.select(RUN, "attempt", rows=1, sources=pl.col("source_ids").list.len()),
+                        batch.logged.select(RUN, "attempt", "rows", "sources"),
+                    ],
+                    how="vertical_relaxed",
                 )
                 .group_by(RUN, "attempt")
-                .agg(
-                    pl.len().cast(pl.Int64).alias("d_matched"),
-                    pl.col("source_ids").list.len().sum().cast(pl.Int64).alias("d_matched_source_records"),
-                )
-                .collect(),
+                .agg(d_matched=pl.col("rows").sum(), d_matched_source_records=pl.col("sources").sum()),
                 batch.proposed.group_by(RUN, "attempt").agg(pl.len().cast(pl.Int64).alias("d_proposed")),
                 batch.records.group_by(RUN, "attempt").agg(
                     (unmatched & (side == "source")).sum().cast(pl.Int64).alias("d_unmatched_source"),

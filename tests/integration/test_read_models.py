@@ -316,3 +316,36 @@ def test_matches_without_the_linked_log_files_fail_clearly_and_an_update_links_t
     projections.update(store)
     expected = in_memory(log, "reconciliation_matches")
     assert projections.read_model(data_dir, "reconciliation_matches").equals(expected)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**32),
+    steps=st.lists(
+        st.tuples(st.integers(1, 150), st.sets(st.sampled_from(projections.NAMES), min_size=1)),
+        min_size=1,
+        max_size=4,
+    ),
+    chunk=st.integers(5, 400),
+)
+def test_read_models_updated_at_different_times_catch_up_to_the_same_tables_as_one_fold(
+    tmp_path_factory: pytest.TempPathFactory, seed: int, steps: list[tuple[int, set[str]]], chunk: int
+) -> None:
+    """Each step appends and updates only some read models, so the final update starts them at
+    different checkpoints: its chunks end at each of them (the matches served from the log are
+    read as sums, which cannot be cut inside a chunk)."""
+    data_dir = tmp_path_factory.mktemp("staggered")
+    history = random_log(random.Random(seed), runs=8, max_events=250)
+    with EventStore.open(data_dir) as store:
+        start = 0
+        for size, names in steps:
+            part = history.slice(start, size)
+            if part.height:
+                store.append_frame(part.select(APPEND_COLUMNS))
+                start += part.height
+            projections.update(store, names=sorted(names), chunk_events=chunk)
+        if start < history.height:
+            store.append_frame(history.slice(start).select(APPEND_COLUMNS))
+        projections.update(store, chunk_events=chunk)
+    for name in projections.NAMES:
+        assert projections.read_model(data_dir, name).equals(in_memory(history, name)), name

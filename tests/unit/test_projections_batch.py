@@ -49,3 +49,47 @@ def test_rows_stored_at_an_older_event_version_are_upcast_and_others_left_alone(
     upcast = upcast_payloads(frame, registry)
     assert [json.loads(d) for d in upcast["data"]] == [{"reason": "old"}, {"reason": "new"}, {"why": "x"}]
     assert upcast_payloads(frame.slice(1, 2), registry).equals(frame.slice(1, 2))
+
+
+def test_a_batch_with_matches_read_as_sums_is_cut_only_at_its_ends() -> None:
+    from datetime import UTC, datetime
+
+    import pytest
+
+    from settler_pipeline.projections.batch import LOGGED_SCHEMA, EventBatch
+
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    events = pl.DataFrame(
+        {
+            "global_position": [3, 9],
+            "reconciliation_id": ["r1", "r2"],
+            "event_type": ["ReconciliationStarted", "ReconciliationStarted"],
+            "tenant_id": ["t", "t"],
+            "timestamp": [at, at],
+        },
+        schema_overrides={"timestamp": pl.Datetime("us", "UTC")},
+    )
+    batch = EventBatch(events, after=0, upto=10)
+    batch.__dict__["logged"] = pl.DataFrame(
+        {
+            "reconciliation_id": ["r1"],
+            "tenant_id": ["t"],
+            "attempt": [1],
+            "currency": ["EUR"],
+            "rows": [5],
+            "sources": [6],
+            "last_position": [8],
+            "max_timestamp": [at],
+        },
+        schema=LOGGED_SCHEMA,
+    )
+    assert batch.height == 7
+    assert batch.last_positions.sort("reconciliation_id")["last_position"].to_list() == [8, 9]
+    assert batch.since(0) is batch
+    after = batch.since(10)
+    assert after.height == 0
+    assert after.logged.height == 0
+    with pytest.raises(ValueError, match="cannot be cut at 5"):
+        batch.since(5)
+    without = EventBatch(events, after=0, upto=10)
+    assert without.since(5).events["global_position"].to_list() == [9]
