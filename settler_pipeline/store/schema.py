@@ -148,17 +148,48 @@ def prepare_frame(batch: pl.DataFrame | pa.Table, *, now: datetime) -> pl.DataFr
         )
     except pl.exceptions.PolarsError as exc:
         raise ValidationError(f"columnar batch has a column of the wrong type: {exc}") from exc
-    lower = _check_ids(frame)  # before lowercasing, so an error names the value exactly as sent
-    frame = frame.with_columns(
-        pl.col("timestamp").dt.convert_time_zone("UTC"),
-        *(pl.col(c).str.to_lowercase() for c in lower),
-    )
-    _check_columns(frame)
+    if _plainly_valid(frame):
+        lower: list[str] = []
+    else:  # find what is wrong (and name it), or the id columns sent in upper case
+        lower = _check_ids(frame)  # before lowercasing, so an error names the value exactly as sent
+        frame = frame.with_columns(*(pl.col(c).str.to_lowercase() for c in lower))
+        _check_columns(frame)
     return frame.with_columns(
+        pl.col("timestamp").dt.convert_time_zone("UTC"),
         pl.lit(0, dtype=pl.Int64).alias("global_position"),
         pl.lit(0, dtype=pl.Int64).alias("aggregate_version"),
         pl.lit(now, dtype=POLARS_SCHEMA["created_at"]).alias("created_at"),
     ).select(COLUMNS)
+
+
+def _plainly_valid(frame: pl.DataFrame) -> bool:
+    """Whether the batch passes every check of :func:`_check_ids` and :func:`_check_columns` with its
+    ids already in lower case: one pass computing every check at once (the usual batch), where the
+    checks one by one took some twenty passes."""
+    ids = ("aggregate_id", "tenant_id", "correlation_id", "causation_id")
+    verdict = frame.select(
+        *(pl.col(c).unique().drop_nulls().str.contains(_LOWER_UUID_PATTERN).all().alias(c) for c in ids),
+        pl.col("event_id").str.contains(_LOWER_UUID_PATTERN).all().alias("event_id"),
+        *(
+            pl.col(c).unique().str.contains(_NAME_PATTERN).all().alias(c)
+            for c in ("aggregate_type", "event_type")
+        ),
+        pl.any_horizontal(pl.col(_NOT_NULL).null_count() > 0).alias("nulls"),
+        (pl.col("event_version").min().fill_null(1) >= 1).alias("versions"),
+        (pl.col("event_id").n_unique() == pl.len()).alias("unique"),
+    ).row(0, named=True)
+    return not verdict.pop("nulls") and all(verdict.values())
+
+
+_NOT_NULL = (
+    "aggregate_id",
+    "tenant_id",
+    "correlation_id",
+    "event_id",
+    "aggregate_type",
+    "event_type",
+    "data",
+)
 
 
 def _check_ids(frame: pl.DataFrame) -> list[str]:
@@ -183,15 +214,7 @@ def _check_ids(frame: pl.DataFrame) -> list[str]:
 
 
 def _check_columns(frame: pl.DataFrame) -> None:
-    for column in (
-        "aggregate_id",
-        "tenant_id",
-        "correlation_id",
-        "event_id",
-        "aggregate_type",
-        "event_type",
-        "data",
-    ):
+    for column in _NOT_NULL:
         if frame[column].null_count():
             raise ValidationError(f"column {column} has null values; every event needs one")
     for column in ("aggregate_type", "event_type"):

@@ -297,3 +297,52 @@ def test_envelopes_built_from_stored_rows_copy_independently() -> None:
     assert first.data == {"i": 0} and first.event_version == 1
     assert second.model_fields_set == set(type(second).model_fields)
     assert first.model_dump() != changed.model_dump()
+
+
+_DEFECTS = {
+    "none": lambda v: v,
+    "upper-case id": lambda v: {**v, "aggregate_id": "ABCDEF00-0000-4000-8000-0000000000AA"},
+    "upper-case event id": lambda v: {**v, "event_id": v["event_id"][:-2] + "AB"},
+    "bad id": lambda v: {**v, "tenant_id": "not-a-uuid"},
+    "bad causation": lambda v: {**v, "causation_id": "x" * 36},
+    "null data": lambda v: {**v, "data": None},
+    "bad name": lambda v: {**v, "event_type": "9lives"},
+    "version 0": lambda v: {**v, "event_version": 0},
+    "repeated id": lambda v: {**v, "event_id": uid(999)},
+}
+
+
+@given(defects=st.lists(st.sampled_from(sorted(_DEFECTS)), min_size=0, max_size=6))
+def test_the_one_pass_batch_check_agrees_with_the_checks_one_by_one(defects: list[str]) -> None:
+    """A batch counts as plainly valid exactly when every check one by one passes and lower-casing its
+    ids would change nothing (otherwise the checks one by one run and name the problem)."""
+    from settler_pipeline.store import schema
+
+    rows = [
+        _DEFECTS[d](
+            {
+                "event_id": uid(100 + i),
+                "aggregate_id": uid(1),
+                "aggregate_type": "Thing",
+                "event_type": "Happened",
+                "event_version": 1,
+                "data": "{}",
+                "tenant_id": uid(2),
+                "user_id": None,
+                "correlation_id": uid(3),
+                "causation_id": None,
+                "timestamp": datetime(2026, 1, 1, tzinfo=UTC),
+                "metadata_extra": None,
+            }
+        )
+        for i, d in enumerate(defects)
+    ]
+    order = schema.REQUIRED_INPUT + schema.OPTIONAL_INPUT
+    frame = pl.DataFrame(rows, schema={n: schema.POLARS_SCHEMA[n] for n in order}).select(order)
+    try:
+        upper = schema._check_ids(frame)
+        schema._check_columns(frame)
+        passes = not upper
+    except (ValidationError, InvalidIdError):
+        passes = False
+    assert schema._plainly_valid(frame) == passes
