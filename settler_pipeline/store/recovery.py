@@ -29,6 +29,7 @@ from settler_pipeline.store.schema import (
     POLARS_SCHEMA,
 )
 from settler_pipeline.store.segments import (
+    SEGMENT_NAME,
     describe_file,
     list_segment_files,
     row_group_starts,
@@ -207,6 +208,10 @@ class LogRecovery(LogBase):
             )
         if self.wal_dir.exists():
             strays += sorted(p for p in self.wal_dir.iterdir() if p != view.wal_path)
+        if self.copies_dir.exists():
+            # a stream copy is named like its segment (folder and positions; its own checksum)
+            copied = {_place(Path(seg.path)) for seg in view.manifest.segments}
+            strays += sorted(p for p in self.copies_dir.rglob("*") if p.is_file() and _place(p) not in copied)
         return strays
 
     def _sync_index(self, manifest: Manifest) -> None:
@@ -292,3 +297,10 @@ class LogRecovery(LogBase):
     def copy_to(self, target: Path) -> None:
         """Copy the whole log directory (tests and backups)."""
         shutil.copytree(self.root, target / "log")
+
+
+def _place(path: Path) -> tuple[str, str, str] | None:
+    """The event-date folder and positions a segment or stream copy file is named by (``None`` for
+    another file)."""
+    match = SEGMENT_NAME.match(path.name)
+    return (path.parent.name, match.group(1), match.group(2)) if match else None

@@ -17,6 +17,7 @@ from settler_pipeline.store import stream_copies
 from settler_pipeline.store import table as delta_table
 from settler_pipeline.store.event_store import EventStore, LogView
 from settler_pipeline.store.index import COPY_TABLE, TABLES, granules
+from settler_pipeline.store.locks import file_lock
 from settler_pipeline.store.manifest import Manifest, SegmentInfo
 from settler_pipeline.store.schema import POLARS_SCHEMA
 from settler_pipeline.store.segments import (
@@ -51,31 +52,67 @@ class VerifyReport:
 _VERIFY_COLUMNS = ["global_position", "event_id", "aggregate_id", "aggregate_version", "event_type"]
 
 
+ATTEMPTS = 3  # checks of a log that writers keep changing, before reporting what the last one found
+
+
 def verify(store: EventStore) -> VerifyReport:
     """Check the log end to end (see the module docstring); opens no file for writing and changes
-    nothing, so it runs on a store opened with ``read_only=True``."""
+    nothing, so it runs on a store opened with ``read_only=True``, and beside working writers: the
+    picture of the files (the commit point, the tail, files it does not name) is taken while no writer
+    is in the middle of a commit (the readers' shared lock, held for that moment only), and a check
+    whose log changed meanwhile (a commit or a compaction) is made again."""
     report = VerifyReport()
+    for _ in range(ATTEMPTS):
+        report, generation = _verify_once(store)
+        if not report.problems or generation is None or _generation(store) == generation:
+            return report
+    return report
+
+
+def _generation(store: EventStore) -> int | None:
     try:
         state = store.stored_state()
-        view = store.current_view()
-    except StoreError as exc:
-        report.problems.append(str(exc))
-        return report
-    if state is None:
-        report.problems.append("the commit point (the Delta table's transaction log) is missing")
-        return report
+    except StoreError:
+        return None
+    return state.generation if state is not None else None
+
+
+def _verify_once(store: EventStore) -> tuple[VerifyReport, int | None]:
+    """One check and the generation of the state it checked."""
+    report = VerifyReport()
+    # a writer holds the lock for each commit: between commits its files are all named or absent
+    with file_lock(store.write_lock_path, shared=True, create=False, timeout_s=store.lock_timeout_s):
+        try:
+            state = store.stored_state()
+            view = store.current_view()
+        except StoreError as exc:
+            report.problems.append(str(exc))
+            return report, None
+        if state is None:
+            report.problems.append("the commit point (the Delta table's transaction log) is missing")
+            return report, None
+        report.problems.extend(table_disagreements(store, view))
+        strays = store.unknown_files(view)
     manifest = view.manifest
-    report.problems.extend(table_disagreements(store, view))
     report.problems.extend(view.damage)
     report.recorded_head = view.recorded_head
     report.lost = list(manifest.lost)
     report.segments = len(manifest.segments)
     report.wal_events = view.tail.rows
-    for path in store.unknown_files(view):
+    for path in strays:
         report.problems.append(
             f"{path.relative_to(store.root).as_posix()}: not part of the log (a leftover of an interrupted "
             "write, or put there by hand); the next writer moves it to the quarantine folder"
         )
+    report.problems.extend(_check_contents(store, view, report))
+    return report, manifest.generation
+
+
+def _check_contents(store: EventStore, view: LogView, report: VerifyReport) -> list[str]:
+    """The segments' bytes, the positions, ids and versions they and the tail hold, the index and the
+    stream copies; the problems found (counts go into ``report``)."""
+    manifest = view.manifest
+    problems: list[str] = []
     frames: list[pl.DataFrame] = []
     trusted: list[SegmentInfo] = []
     for seg in manifest.segments:
@@ -86,14 +123,14 @@ def verify(store: EventStore) -> VerifyReport:
         frames.append(view.tail.frame.select(_VERIFY_COLUMNS))
     report.head_position = view.head
     if not frames:
-        return report
+        return problems
     events = pl.concat(frames)
     report.events = events.height
     _check_positions(events, view.head, manifest, report)
     # A damaged segment is already reported; its index rows are compared once it is repaired.
-    report.problems.extend(index_disagreements(store, manifest, trusted))
-    report.problems.extend(copy_problems(store, trusted))
-    return report
+    problems.extend(index_disagreements(store, manifest, trusted))
+    problems.extend(copy_problems(store, trusted))
+    return problems
 
 
 def table_disagreements(store: EventStore, view: LogView) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,3 +121,43 @@ def test_opening_an_empty_directory_read_only_creates_nothing(tmp_path: Path) ->
     with pytest.raises(NotFoundError, match="no Settler data"):
         EventStore.open(tmp_path, read_only=True)
     assert list(tmp_path.iterdir()) == []
+
+
+WRITER = """
+import sys, time
+from settler_pipeline.store.event_store import EventStore
+from tests.factories import build_event, uid
+with EventStore.open(sys.argv[1]) as store:
+    print("ready", flush=True)
+    deadline = time.monotonic() + float(sys.argv[2])
+    k = 0
+    while time.monotonic() < deadline:
+        store.append([build_event(uid(5)) for _ in range(50)])
+        k += 1
+        if k % 2 == 0:
+            store.publish()  # segment, stream copy, Delta commit, a new write-ahead file
+"""
+
+
+def test_verify_beside_a_working_writer_reports_a_sound_log_as_sound(
+    source_dir: Path, tmp_path: Path
+) -> None:
+    """A writer appending and publishing in another process: every verify meanwhile is ok (files in the
+    middle of a commit are not leftovers, and a commit between two of verify's reads is not damage)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(source_dir, copy)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(copy), "20"], stdout=subprocess.PIPE, text=True, cwd=Path.cwd()
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        heads = []
+        for _ in range(6):
+            with EventStore.open(copy, read_only=True) as reader:
+                report = maintenance.verify(reader)
+            assert report.ok, report.problems
+            heads.append(report.head_position)
+        assert heads[-1] > heads[0] > BULK_ROWS + 3, "the writer was working meanwhile"
+    finally:
+        writer.kill()
+        writer.wait()

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from settler_pipeline.errors import CorruptionError
 from settler_pipeline.store import limits, maintenance
+from settler_pipeline.store import table as delta_table
 from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.segments import SegmentReader
 from tests.factories import MakeFrame, build_frame, uid
@@ -298,3 +299,36 @@ def test_a_missing_stream_copy_fails_the_load_naming_it_instead_of_retrying(
     writer = open_store()
     maintenance.reindex(writer)  # copies are derived: loads read the segments again
     assert [e.aggregate_version for e in writer.get_events(STREAMS[0], "Thing")] == list(range(1, 26))
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_stream_copies_of_a_flush_killed_before_its_commit_go_to_quarantine_with_its_segment(
+    open_store: OpenStore, make_frame: MakeFrame, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = open_store()
+    interleaved(writer, make_frame, 5)  # a flush: a committed segment and its copy
+    interleaved(writer, make_frame, 2)  # in the tail
+
+    class Stop(Exception):
+        pass
+
+    def stop(*_: object) -> int:
+        raise Stop
+
+    with monkeypatch.context() as patch:
+        patch.setattr(delta_table, "commit", stop)  # the process stops before the Delta commit
+        with pytest.raises(Stop):
+            writer.publish()
+    orphans = sorted(p.name for p in writer.copies_dir.rglob("*.parquet"))
+    assert len(orphans) == 2, "the committed segment's copy and the interrupted flush's"
+
+    report = maintenance.verify(open_store(read_only=True))
+    assert sum("streams/" in p and "not part of the log" in p for p in report.problems) == 1, report.problems
+    reopened = open_store()
+    kept = [p.name for p in reopened.copies_dir.rglob("*.parquet")]
+    assert len(kept) == 1 and kept[0] in orphans
+    moved = [p.name for p in (data_dir / "log" / "quarantine").rglob("streams/**/*.parquet")]
+    assert moved == sorted(set(orphans) - set(kept))
+    assert reopened.head_position == 7 * len(STREAMS) * PER_BATCH
+    assert loaded(reopened, STREAMS[3]) == as_stored(reopened, STREAMS[3])
+    assert maintenance.verify(open_store(read_only=True)).ok
