@@ -60,7 +60,11 @@ class LogReader(TimeTravel):
             rows = rows.filter(pc.less_equal(rows.column("global_position"), pa.scalar(limit)))
         # a stream's versions rise with its positions (both assigned under the write lock), so the
         # rows, in position order, are in version order already
-        return [self.registry.upcast(event) for event in table_to_envelopes(rows)]
+        events = table_to_envelopes(rows)
+        current = self.registry.current_version
+        if all((current(t) or 0) <= v for t, v in {(e.event_type, e.event_version) for e in events}):
+            return events  # nothing to upcast (the usual load): no call per event
+        return [self.registry.upcast(event) for event in events]
 
     def _stream_table(self, aggregate_id: str, aggregate_type: str, low: int, high: int) -> pa.Table:
         """A stream's stored rows with versions ``low..high`` (segments and tail), in position order.

@@ -40,11 +40,11 @@ def stream_part(
     # contiguous unless another stream's id has the same hash (the copy groups streams by hash)
     part = table.slice(first, len(hits)) if last - first + 1 == len(hits) else table.take(hits)
     versions = part.column("aggregate_version")
-    kinds = part.column("aggregate_type")
     if (
         versions[0].as_py() >= low
         and versions[-1].as_py() <= high
-        and pc.all(pc.equal(kinds, pa.scalar(aggregate_type))).as_py()
+        and pc.count_distinct(part.column("aggregate_type")).as_py() == 1
+        and part.column("aggregate_type")[0].as_py() == aggregate_type
     ):
         return part
     return part.filter(_wanted(part, part.column("aggregate_id"), aggregate_id, aggregate_type, low, high))
