@@ -94,6 +94,7 @@ class Generations:
             "generation": generation,
             "parts": [
                 {"name": p.name, "rows": p.rows, "cls": p.cls}
+                | ({} if p.currencies is None else {"currencies": list(p.currencies)})
                 for p in sorted(table.parts.values(), key=lambda p: p.name)
             ],
         }

@@ -34,11 +34,13 @@ _RUNS_SCHEMA: Final = {RUN: pl.String(), "attempt": pl.Int64(), "logged": pl.Int
 
 @dataclass(frozen=True)
 class Part:
-    """One part file: its name, row count and class."""
+    """One part file: its name, row count, class and the currencies of its rows (None when its rows
+    have no currency, or it was written before parts recorded them)."""
 
     name: str
     rows: int
     cls: str
+    currencies: tuple[str, ...] | None = None
 
 
 class PartStorage(ABC):
@@ -233,7 +235,11 @@ class PartedTable:
         self._sequence += 1
         name = f"part-{self.generation:06d}-{self._sequence:05d}.parquet"
         self.storage.write(name, frame)
-        self.parts[name] = Part(name, frame.height, cls)
+        # A part's rows never change, so the analysts' views learn its currencies from the manifest.
+        codes = None
+        if "currency" in frame.columns:
+            codes = tuple(sorted(frame["currency"].drop_nulls().unique().to_list()))
+        self.parts[name] = Part(name, frame.height, cls, codes)
         runs = frame.select(RUN).unique().with_columns(pl.lit(name).alias("part"))
         self.locations = pl.concat([self.locations, runs])
 

@@ -153,6 +153,10 @@ def _currencies(data_dir: Path, read_model: ReadModel, files: Path) -> list[str]
     manifest = Generations(data_dir / "read_models", read_model.name).manifest() if parted else None
     logged = (manifest or {}).get("log", {}).get("currencies", {})
     codes = {str(code) for codes in logged.values() for code in codes}
+    parts = (manifest or {}).get("parts", [])
+    if manifest is not None and all("currencies" in p for p in parts):
+        # every part's currencies are in the manifest: no scan of its rows
+        return sorted(codes | {str(code) for p in parts for code in p["currencies"]})
     try:
         source = _literal(str(data_dir / files))
         with duckdb.connect(":memory:") as con:

@@ -112,7 +112,7 @@ class PartedTarget(Target):
         else:
             _, manifest, runs = loaded
             checkpoint = Checkpoint.from_dict(manifest["checkpoint"])
-            parts = [Part(**p) for p in manifest["parts"]]
+            parts = [Part(**{**p, "currencies": _codes(p.get("currencies"))}) for p in manifest["parts"]]
             before = int(manifest.get("log", {}).get("position", 0))
             known = manifest.get("log", {}).get("currencies", {})
             self.currencies.update({tenant: set(codes) for tenant, codes in known.items()})
@@ -169,3 +169,7 @@ def target(
         return TableTarget(read_model, root, fresh=fresh)
     assert isinstance(read_model, PartedReadModel)
     return PartedTarget(read_model, root, fresh=fresh, log=log)
+
+
+def _codes(listed: list[str] | None) -> tuple[str, ...] | None:
+    return None if listed is None else tuple(listed)

@@ -116,3 +116,19 @@ def test_a_single_file_read_model_carries_its_checkpoint_in_the_same_file(tmp_pa
     frame, checkpoint = stored
     assert frame.equals(rows("r", 1)) and (checkpoint.version, checkpoint.position) == (3, 42)
     assert [p.name for p in tmp_path.iterdir()] == ["model.parquet"]  # no temporary file left behind
+
+
+def test_a_part_records_the_currencies_of_its_rows_for_the_views_and_a_rewrite_drops_the_gone_ones() -> None:
+    schema = {"reconciliation_id": pl.String(), "currency": pl.String()}
+    t = PartedTable(schema, {"a": 64}, lambda f: pl.Series(["a"] * f.height), MemoryStorage())
+    t.append(pl.DataFrame({"reconciliation_id": ["r1", "r1", "r2"], "currency": ["EUR", "JPY", None]}))
+    assert [p.currencies for p in t.parts.values()] == [("EUR", "JPY")]
+    t.take(pl.Series(["r1"]))
+    t.flush()
+    assert [p.currencies for p in t.parts.values()] == [()]
+    assert table().parts == {} and all(p.currencies is None for p in _appended(table()).parts.values())
+
+
+def _appended(t: PartedTable) -> PartedTable:
+    t.append(rows("r1", 1))
+    return t
