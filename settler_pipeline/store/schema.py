@@ -82,7 +82,8 @@ def envelope_columns(events: Sequence[EventEnvelope]) -> dict[str, list[Any]]:
         "correlation_id": [m.correlation_id for m in meta],
         "causation_id": [m.causation_id for m in meta],
         "timestamp": [m.timestamp for m in meta],
-        "metadata_extra": [canonical_json(m.extra_fields()) if m.extra_fields() else None for m in meta],
+        # model_extra is what extra_fields() copies; read once per event, not twice
+        "metadata_extra": [canonical_json(dict(x)) if (x := m.model_extra) else None for m in meta],
     }
 
 
