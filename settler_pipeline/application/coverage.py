@@ -12,7 +12,7 @@ from settler_pipeline.domain import commands as c
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
 from settler_pipeline.domain.reconciliation import ReconciliationState
-from settler_pipeline.errors import StateError
+from settler_pipeline.errors import ConcurrencyError, StateError
 
 
 def live_runs(
@@ -62,3 +62,32 @@ def blocking_runs(cmd: c.StartReconciliation, runs: list[ReconciliationState]) -
             hint="pass --supersede (Python: supersede=True) to replace that run with a new one",
         )
     return live
+
+
+def supersede(
+    run: ReconciliationState,
+    cmd: c.StartReconciliation,
+    append: Callable[[c.RunCommand, ReconciliationState, list[agg.NewEvent]], object],
+    load: Callable[[str], ReconciliationState],
+) -> None:
+    """Mark ``run`` superseded by the run ``cmd`` started, through ``append`` (the service's, with its
+    concurrency check), reloading ``run`` with ``load`` and trying again if it moved meanwhile."""
+    assert run.reconciliation_id is not None
+    key = f"{cmd.idempotency_key}:supersedes:{run.reconciliation_id}" if cmd.idempotency_key else None
+    command = c.SupersedeReconciliation(
+        reconciliation_id=run.reconciliation_id,
+        tenant_id=cmd.tenant_id,
+        user_id=cmd.user_id,
+        superseded_by=cmd.reconciliation_id,
+        idempotency_key=key,
+    )
+    for tries_left in (2, 1, 0):
+        if run.status not in agg.LIVE:
+            return  # it finished otherwise (cancelled, failed) meanwhile: nothing left to supersede
+        try:
+            append(command, run, agg.decide_supersede(run, command))
+            return
+        except ConcurrencyError:
+            if not tries_left:
+                raise
+            run = load(run.reconciliation_id)

@@ -14,8 +14,9 @@ import polars as pl
 from settler_pipeline.application.ports import EventLog
 from settler_pipeline.domain import commands as c
 from settler_pipeline.domain import events as e
+from settler_pipeline.domain import reconciliation as agg
 from settler_pipeline.domain.reconciliation import ReconciliationState
-from settler_pipeline.errors import NotFoundError, ValidationError
+from settler_pipeline.errors import NotFoundError, UserError, ValidationError
 from settler_pipeline.ids import new_id
 from settler_pipeline.jobspec import JobSpec
 
@@ -90,3 +91,17 @@ class Idempotency:
             return None
         summary: dict[str, Any] = json.loads(frame["data"][-1])["summary"]
         return summary
+
+
+def _user_error_names(kind: type[BaseException] = UserError) -> set[str]:
+    return {kind.__name__}.union(*(_user_error_names(sub) for sub in kind.__subclasses__()))
+
+
+def unfinished_business(state: ReconciliationState) -> bool:
+    """Whether a repeated start's run ended its attempt without deciding anything (so the repeat runs it
+    again): abandoned, or failed on an interruption or an internal error (not on a problem of the spec
+    or its inputs, which a re-run repeats)."""
+    if state.status == agg.ABANDONED:
+        return True
+    error_type = (state.last_error or {}).get("type")
+    return state.status == agg.FAILED and error_type not in _user_error_names()

@@ -12,6 +12,7 @@ Around them: :mod:`.idempotency` (repeated commands append nothing), :mod:`.cove
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
@@ -24,8 +25,8 @@ from settler_pipeline.application import review, run_events
 from settler_pipeline.application.access import AccessControl, Role
 from settler_pipeline.application.attempt import RUN_STEPS, AttemptRunner, termination_raises
 from settler_pipeline.application.bus import EventBus, PublishReport
-from settler_pipeline.application.coverage import blocking_runs, live_runs
-from settler_pipeline.application.idempotency import IDEMPOTENCY_NAMESPACE, Idempotency
+from settler_pipeline.application.coverage import blocking_runs, live_runs, supersede
+from settler_pipeline.application.idempotency import IDEMPOTENCY_NAMESPACE, Idempotency, unfinished_business
 from settler_pipeline.application.lease import LeaseState, RunLeases
 from settler_pipeline.application.outcome import RunOutcome, outcome
 from settler_pipeline.application.ports import EventLog
@@ -35,7 +36,7 @@ from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
 from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
 from settler_pipeline.domain.reconciliation import ReconciliationState
-from settler_pipeline.errors import ConcurrencyError, NotFoundError, StateError, UserError
+from settler_pipeline.errors import NotFoundError, StateError
 from settler_pipeline.ids import new_id
 from settler_pipeline.jobspec import JobSpec, job_spec_from_mapping
 from settler_pipeline.logs import get_logger
@@ -187,37 +188,71 @@ class ReconciliationService:
         spec = self._spec(cmd)
         state = self._authorised_state(cmd, "operator", "starting a reconciliation")
         if (previous := self.idempotency.repeated(cmd)) is not None:
-            self.idempotency.same_start(cmd, spec, previous)
-            previous = self.reclaim(previous, user_id=cmd.user_id)
-            if _unfinished_business(previous):
-                # The schedule re-sends the same command after a crash or an interruption: run it
-                # again (a new attempt) instead of reporting a run that did not finish as handled. A
-                # failure of the spec or its inputs stays handled: it needs a fix, then `retry`.
-                retry = c.RetryReconciliation(
-                    reconciliation_id=cmd.reconciliation_id
-                    if previous.reconciliation_id is None
-                    else previous.reconciliation_id,
-                    tenant_id=cmd.tenant_id,
-                    user_id=cmd.user_id,
-                )
-                return self.retry(retry)
-            return outcome(previous, repeated_command=True, summary=self.idempotency.summary(previous))
+            return self._repeated_start(cmd, spec, previous)
         self._check_inputs(spec)
         # The lease first (it is the run's own), then the job's start lock: from the check of live
         # runs to the start's append no other start of this job can slip in (start_lock.py).
-        with self._lease(cmd.reconciliation_id) if execute else contextlib.nullcontext():
+        with contextlib.ExitStack() as leased:
+            try:
+                leased.enter_context(
+                    self._lease(cmd.reconciliation_id) if execute else contextlib.nullcontext()
+                )
+            except StateError:
+                # the run's id comes from the key: the same command is starting in another process
+                if (previous := self._started_elsewhere(cmd)) is None:
+                    raise
+                return self._repeated_start(cmd, spec, previous)
             with self._start_lock(cmd.tenant_id, cmd.job_id):
-                # a run of these days whose process died is abandoned here: it blocks nothing
-                found = self.live_runs(cmd.tenant_id, cmd.job_id, cmd.date_range.start, cmd.date_range.end)
-                live = blocking_runs(cmd, [self.reclaim(run, user_id=cmd.user_id) for run in found])
-                drafts = agg.decide_start(state, cmd, fingerprint=spec.fingerprint())
-                envelopes, failures = self._append(cmd, state, drafts)
-                state = agg.fold(state, envelopes)
-                for run in live:
-                    self._supersede(run, cmd)
-            if not execute:
-                return outcome(state, events_appended=len(envelopes), publish_failures=failures)
-            return self.attempts.run(state, spec, cmd.user_id, envelopes[-1].id, failures)
+                # the same command sent twice at once: the other one may have started it meanwhile
+                if (previous := self.idempotency.repeated(cmd)) is None:
+                    # a run of these days whose process died is abandoned here: it blocks nothing
+                    found = self.live_runs(
+                        cmd.tenant_id, cmd.job_id, cmd.date_range.start, cmd.date_range.end
+                    )
+                    live = blocking_runs(cmd, [self.reclaim(run, user_id=cmd.user_id) for run in found])
+                    drafts = agg.decide_start(state, cmd, fingerprint=spec.fingerprint())
+                    envelopes, failures = self._append(cmd, state, drafts)
+                    state = agg.fold(state, envelopes)
+                    for run in live:
+                        supersede(run, cmd, self._append, self.load)
+            if previous is None:
+                if not execute:
+                    return outcome(state, events_appended=len(envelopes), publish_failures=failures)
+                return self.attempts.run(state, spec, cmd.user_id, envelopes[-1].id, failures)
+        return self._repeated_start(cmd, spec, previous)
+
+    def _started_elsewhere(
+        self, cmd: c.StartReconciliation, wait_s: float = 5.0
+    ) -> ReconciliationState | None:
+        """The run ``cmd`` started in another process, once that start is in the log (its start lock
+        held while it appends, so waiting for the lock waits for the append); ``None`` if none comes."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._start_lock(cmd.tenant_id, cmd.job_id):
+                if (previous := self.idempotency.repeated(cmd)) is not None or time.monotonic() > deadline:
+                    return previous
+            time.sleep(0.05)
+
+    def _repeated_start(
+        self, cmd: c.StartReconciliation, spec: JobSpec, previous: ReconciliationState
+    ) -> RunOutcome:
+        """A start whose idempotency key is in the log already: the earlier run, or (when that run did
+        not finish) a new attempt of it."""
+        self.idempotency.same_start(cmd, spec, previous)
+        previous = self.reclaim(previous, user_id=cmd.user_id)
+        if unfinished_business(previous):
+            # The schedule re-sends the same command after a crash or an interruption: run it again (a
+            # new attempt) instead of reporting a run that did not finish as handled. A failure of the
+            # spec or its inputs stays handled: it needs a fix, then `retry`.
+            retry = c.RetryReconciliation(
+                reconciliation_id=cmd.reconciliation_id
+                if previous.reconciliation_id is None
+                else previous.reconciliation_id,
+                tenant_id=cmd.tenant_id,
+                user_id=cmd.user_id,
+            )
+            return self.retry(retry)
+        return outcome(previous, repeated_command=True, summary=self.idempotency.summary(previous))
 
     def live_runs(self, tenant_id: str, job_id: str, start: date, end: date) -> list[ReconciliationState]:
         """The live runs of ``job_id`` in ``tenant_id`` whose days overlap ``start..end``."""
@@ -231,28 +266,6 @@ class ReconciliationService:
         # a run whose process died does not count: it is abandoned on the way
         reclaimed = [self.reclaim(run, user_id=user_id) for run in others]
         return [run for run in reclaimed if run.status in agg.LIVE]
-
-    def _supersede(self, run: ReconciliationState, cmd: c.StartReconciliation) -> None:
-        """Mark ``run`` superseded by the run ``cmd`` started (retried if the run moved meanwhile)."""
-        assert run.reconciliation_id is not None
-        key = f"{cmd.idempotency_key}:supersedes:{run.reconciliation_id}" if cmd.idempotency_key else None
-        supersede = c.SupersedeReconciliation(
-            reconciliation_id=run.reconciliation_id,
-            tenant_id=cmd.tenant_id,
-            user_id=cmd.user_id,
-            superseded_by=cmd.reconciliation_id,
-            idempotency_key=key,
-        )
-        for tries_left in (2, 1, 0):
-            if run.status not in agg.LIVE:
-                return  # it finished otherwise (cancelled, failed) meanwhile: nothing left to supersede
-            try:
-                self._append(supersede, run, agg.decide_supersede(run, supersede))
-                return
-            except ConcurrencyError:
-                if not tries_left:
-                    raise
-                run = self.load(run.reconciliation_id)
 
     def execute(self, reconciliation_id: str, *, user_id: str) -> RunOutcome:
         """Execute a queued run (one started with ``execute=False``) as ``user_id`` (operator)."""
@@ -381,19 +394,6 @@ class ReconciliationService:
         return job_spec_from_mapping(
             dict(cmd.spec), base_dir=Path(cmd.spec_dir or "."), origin=f"job {cmd.job_id}"
         )
-
-
-def _user_error_names(kind: type[BaseException] = UserError) -> set[str]:
-    return {kind.__name__}.union(*(_user_error_names(sub) for sub in kind.__subclasses__()))
-
-
-def _unfinished_business(state: ReconciliationState) -> bool:
-    """Whether the attempt ended without deciding anything: abandoned, or failed on an interruption
-    or an internal error (not on a problem of the spec or its inputs, which a re-run repeats)."""
-    if state.status == agg.ABANDONED:
-        return True
-    error_type = (state.last_error or {}).get("type")
-    return state.status == agg.FAILED and error_type not in _user_error_names()
 
 
 def _failures(report: PublishReport) -> list[str]:

@@ -105,3 +105,23 @@ def test_a_lock_held_too_long_gives_a_clear_error_and_other_jobs_never_wait(tmp_
     assert {p.name for p in locks.directory.iterdir()} == {
         locks.path(t, j).name for t, j in [("t", "job"), ("t", "other-job"), ("u", "job")]
     }
+
+
+def test_the_same_command_sent_twice_at_once_returns_one_run_to_both(tmp_path: Path) -> None:
+    """Two processes send the same start with the same idempotency key at the same moment (a scheduler
+    retrying a command it thinks was lost): one start is in the log, and both answer with that run."""
+    data, spec = _setup(tmp_path)
+    args = [sys.executable, str(WORKER), "reconcile", str(spec), "--from", DAY.isoformat()]
+    args += ["--idempotency-key", "nightly-2026-11-03", "--json"]
+    procs = [
+        subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(data), cwd=ROOT
+        )
+        for _ in range(2)
+    ]
+    results = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], results
+    answers = [json.loads(out[out.index("{") :]) for out, _ in results]
+    (started,) = _starts(data)
+    assert [a["reconciliation_id"] for a in answers] == [started, started], answers
+    assert sorted(bool(a.get("repeated_command")) for a in answers) == [False, True], answers
