@@ -104,9 +104,8 @@ class LogReader(TimeTravel):
                 continue
             # the tail's stream map (built once per tail batch) spares a filter over the whole tail
             if view.tail.rows and view.tail.versions.get(aggregate_id, 0) >= low:
-                tail = view.tail.frame.filter(
-                    (pl.col("aggregate_id") == aggregate_id)
-                    & (pl.col("aggregate_type") == aggregate_type)
+                tail = view.tail.stream_rows(aggregate_id).filter(
+                    (pl.col("aggregate_type") == aggregate_type)
                     & pl.col("aggregate_version").is_between(low, high)
                 )
                 parts.append(tail.to_arrow())

@@ -28,7 +28,9 @@ class Tail:
         self.max_event_id = ""  # greatest event id in the tail ("" when empty)
         self._ids: dict[str, int] = {}
         self._versions: dict[str, int] = {}
-        self._indexed = 0  # batches already in ``_ids`` / ``_versions``
+        self._rows: dict[str, list[int]] = {}  # stream -> its rows' offsets in the tail, in order
+        self._indexed = 0  # batches already in ``_ids`` / ``_versions`` / ``_rows``
+        self._indexed_rows = 0  # rows of those batches
         self._frames: list[pl.DataFrame | None] = []  # each batch as a Polars frame, when its writer had one
         self._frame: pl.DataFrame | None = None  # the first ``_framed`` batches as one frame
         self._framed = 0
@@ -59,10 +61,14 @@ class Tail:
             streams: list[str] = table.column("aggregate_id").to_pylist()  # type: ignore[assignment]
             versions: list[int] = table.column("aggregate_version").to_pylist()  # type: ignore[assignment]
             self._ids.update(zip(event_ids, positions, strict=True))
-            known = self._versions
-            for aggregate_id, version in zip(streams, versions, strict=True):
+            known, rows = self._versions, self._rows
+            for offset, (aggregate_id, version) in enumerate(
+                zip(streams, versions, strict=True), start=self._indexed_rows
+            ):
                 if version > known.get(aggregate_id, 0):
                     known[aggregate_id] = version
+                rows.setdefault(aggregate_id, []).append(offset)
+            self._indexed_rows += table.num_rows
         self._indexed = len(self.batches)
 
     @property
@@ -78,6 +84,16 @@ class Tail:
         if self._indexed != len(self.batches):
             self._index()
         return self._versions
+
+    def stream_rows(self, aggregate_id: str) -> pl.DataFrame:
+        """The tail's rows of one stream (any aggregate type), in position order: gathered by their
+        offsets (kept with the stream map), not found by a filter over the whole tail."""
+        if self._indexed != len(self.batches):
+            self._index()
+        offsets = self._rows.get(aggregate_id)
+        if not offsets:
+            return self.frame.clear()
+        return self.frame[offsets]
 
     def table(self) -> pa.Table:
         """All tail events as one Arrow table."""
