@@ -332,3 +332,21 @@ def test_stream_copies_of_a_flush_killed_before_its_commit_go_to_quarantine_with
     assert reopened.head_position == 7 * len(STREAMS) * PER_BATCH
     assert loaded(reopened, STREAMS[3]) == as_stored(reopened, STREAMS[3])
     assert maintenance.verify(open_store(read_only=True)).ok
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_a_writer_applies_the_index_schema_again_to_a_new_index_file(
+    store: EventStore, make_frame: MakeFrame
+) -> None:
+    """The writer applies the index schema once per index file, not once per process: when the file
+    is replaced (reindex) or deleted, its next flush still records its segment and copy."""
+    interleaved(store, make_frame, 5)  # a flush: the writer has applied the schema to this file
+    maintenance.reindex(store)
+    interleaved(store, make_frame, 5)  # a flush into the rebuilt file
+    assert loaded(store, STREAMS[3]) == as_stored(store, STREAMS[3])
+    assert len(loaded(store, STREAMS[3])) == 10 * PER_BATCH
+    for path in (store.index.path, store.index.path.with_name(store.index.path.name + ".wal")):
+        path.unlink(missing_ok=True)
+    interleaved(store, make_frame, 5)  # a flush into a file the writer creates anew
+    assert store.index.query("SELECT count(*) FROM idx.segments")[0][0] == 1
+    assert store.index.query("SELECT count(DISTINCT copy_path) FROM idx.stream_copies")[0][0] == 1
