@@ -517,14 +517,25 @@ def _child(task: str, data_dir: str) -> dict[str, Any]:
     return {"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": _peak_rss_mb(), "head": head}
 
 
-def _in_subprocess(task: str, data_dir: Path) -> dict[str, Any]:
+ANCHOR_ENV = "BENCH_PROJECTIONS_ANCHOR"
+"""A source tree of earlier code (e.g. ``git archive <commit> | tar -x -C DIR``) whose rebuild and update
+are measured side by side with the current code's on the same log; its label in
+``BENCH_PROJECTIONS_ANCHOR_LABEL``."""
+
+
+def _in_subprocess(task: str, data_dir: Path, tree: Path | None = None) -> dict[str, Any]:
+    """Run ``task`` in a fresh process, with the code of ``tree`` (the anchor) or the current code."""
     started = time.perf_counter()
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_projections", "--child", task, "--data-dir", str(data_dir)],
         check=True,
         capture_output=True,
         text=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=tree or Path(__file__).resolve().parent.parent,
+        env=env,
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     result["process_seconds"] = time.perf_counter() - started  # with interpreter start and imports
@@ -551,19 +562,19 @@ def run(events: int = 10_000_000, *, data_dir: str | None = None, repeat: int = 
             }
         )
 
-        rebuilds = [_in_subprocess("rebuild", root) for _ in range(repeat)]
+        anchor = Path(os.environ[ANCHOR_ENV]) if os.environ.get(ANCHOR_ENV) else None
+        label = os.environ.get(f"{ANCHOR_ENV}_LABEL", str(anchor))
+        # From scratch every time (no cache of any kind is kept between rebuilds); with an anchor,
+        # its rebuilds alternate with the current code's, so both see the same machine.
+        rebuilds, anchored = [], []
+        for _ in range(repeat):
+            if anchor is not None:
+                anchored.append(_in_subprocess("rebuild", root, anchor))
+            rebuilds.append(_in_subprocess("rebuild", root))
         rebuild_s = statistics.median(r["seconds"] for r in rebuilds)
-        results.append(
-            {
-                "name": "full_rebuild_all_read_models",
-                "events": head,
-                "seconds_median": round(rebuild_s, 3),
-                "seconds_all": [round(r["seconds"], 3) for r in rebuilds],
-                "cpu_seconds_all": [round(r["cpu_seconds"], 3) for r in rebuilds],
-                "events_per_s": round(head / rebuild_s),
-                "peak_rss_mb": round(max(r["peak_rss_mb"] for r in rebuilds)),
-            }
-        )
+        results.append(_rebuild_result("full_rebuild_all_read_models", head, rebuilds))
+        if anchored:
+            results.append({**_rebuild_result("full_rebuild_anchor", head, anchored), "anchor": label})
 
         reads = {
             task: [_in_subprocess(task, root) for _ in range(repeat)]
@@ -592,28 +603,26 @@ def run(events: int = 10_000_000, *, data_dir: str | None = None, repeat: int = 
             }
         )
 
-        updates = []
-        for i in range(repeat):
-            with EventStore.open(root) as store:
-                decisions = reviews.filter(
-                    pl.col("run").is_in(reviews["run"].unique().sort().slice(25 * i, 25).implode())
-                )
-                generate_increment(
-                    store, 10_000, first_run=10_000_000 + 100 * i, reviews=decisions, seed=100 + i
-                )
-            updates.append(_in_subprocess("update", root))
-        update_s = statistics.median(r["seconds"] for r in updates)
-        results.append(
-            {
-                "name": "incremental_update_after_10k_events",
-                "new_events": 10_000,
-                "seconds_median": round(update_s, 4),
-                "seconds_all": [round(r["seconds"], 4) for r in updates],
-                "cpu_seconds_all": [round(r["cpu_seconds"], 4) for r in updates],
-                "ratio_to_full_rebuild": round(update_s / rebuild_s, 5),
-                "peak_rss_mb": round(max(r["peak_rss_mb"] for r in updates)),
-            }
-        )
+        def updates(tree: Path | None, first: int) -> list[dict[str, Any]]:
+            measured = []
+            for i in range(first, first + repeat):
+                with EventStore.open(root) as store:
+                    decisions = reviews.filter(
+                        pl.col("run").is_in(reviews["run"].unique().sort().slice(25 * i, 25).implode())
+                    )
+                    generate_increment(
+                        store, 10_000, first_run=10_000_000 + 100 * i, reviews=decisions, seed=100 + i
+                    )
+                measured.append(_in_subprocess("update", root, tree))
+            return measured
+
+        results.append(_update_result("incremental_update_after_10k_events", updates(None, 0), rebuild_s))
+        if anchor is not None:
+            # the anchor's own read models first (its update reads what its rebuild wrote)
+            _in_subprocess("rebuild", root, anchor)
+            anchor_s = statistics.median(r["seconds"] for r in anchored)
+            result = _update_result("incremental_update_anchor", updates(anchor, repeat), anchor_s)
+            results.append({**result, "anchor": label})
 
         snapshots = _in_subprocess("snapshots", root)
         results.append(
@@ -632,6 +641,32 @@ def run(events: int = 10_000_000, *, data_dir: str | None = None, repeat: int = 
             shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(results, indent=2))
     return results
+
+
+def _rebuild_result(name: str, head: int, measured: list[dict[str, Any]]) -> dict[str, Any]:
+    seconds = statistics.median(r["seconds"] for r in measured)
+    return {
+        "name": name,
+        "events": head,
+        "seconds_median": round(seconds, 3),
+        "seconds_all": [round(r["seconds"], 3) for r in measured],
+        "cpu_seconds_all": [round(r["cpu_seconds"], 3) for r in measured],
+        "events_per_s": round(head / seconds),
+        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in measured)),
+    }
+
+
+def _update_result(name: str, measured: list[dict[str, Any]], rebuild_s: float) -> dict[str, Any]:
+    seconds = statistics.median(r["seconds"] for r in measured)
+    return {
+        "name": name,
+        "new_events": 10_000,
+        "seconds_median": round(seconds, 4),
+        "seconds_all": [round(r["seconds"], 4) for r in measured],
+        "cpu_seconds_all": [round(r["cpu_seconds"], 4) for r in measured],
+        "ratio_to_full_rebuild": round(seconds / rebuild_s, 5),
+        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in measured)),
+    }
 
 
 def _aggregate_load(root: Path) -> dict[str, Any]:
