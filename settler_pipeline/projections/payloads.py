@@ -1,6 +1,5 @@
-"""Payloads as the read models get them: typed payload columns as stored, and the rows stored
-without them (the write-ahead tail, files written before typed columns, older event versions) decoded
-from their JSON after upcasting.
+"""Payloads as the read models get them: decoded from their JSON after upcasting (the few events a
+chunk materialises; the matches served from the log are read as sums of typed columns, ``batch.py``).
 
 JSON decoding happens in DuckDB (``json_transform`` parses each document once into a typed struct; two
 to three times faster than Polars' ``str.json_decode`` on this machine), only for the fields asked for.
@@ -11,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import duckdb
@@ -20,7 +18,6 @@ import polars as pl
 from settler_pipeline.domain.envelope import EventEnvelope, canonical_json
 from settler_pipeline.domain.registry import EventRegistry
 from settler_pipeline.store.batch import stale_rows
-from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, TYPED
 
 _connection: tuple[int, duckdb.DuckDBPyConnection] | None = None
 _connection_lock = threading.Lock()
@@ -108,44 +105,3 @@ def upcast_payloads(frame: pl.DataFrame, registry: EventRegistry) -> pl.DataFram
     index = frame.with_row_index("_row").filter(needs)["_row"]
     data = frame["data"].scatter(index, fixed)
     return frame.with_columns(data)
-
-
-def usable_typed(registry: EventRegistry, event_types: Sequence[str]) -> pl.Expr:
-    """Rows whose typed payload columns hold their payload at the current version of their type
-    (one of ``event_types``)."""
-    names = list(event_types)
-    current = {name: registry.current_version(name) for name in names}
-    # A type the registry does not know has no upcasters: every stored version is current.
-    return pl.col(TYPED).fill_null(False) & (
-        pl.col("event_version")
-        == pl.col("event_type").replace_strict(
-            list(current), list(current.values()), default=None, return_dtype=pl.Int32
-        )
-    ).fill_null(True)
-
-
-def typed_payloads(
-    frame: pl.DataFrame,
-    registry: EventRegistry,
-    fields: Sequence[str],
-    stored_data: Callable[[pl.Series], pl.DataFrame],
-) -> pl.DataFrame:
-    """``frame`` (stored events with ``event_type``, ``event_version``, the flag ``payload_typed`` and
-    the typed payload columns ``fields``) with those columns holding every row's payload at the current
-    version of its type. Rows whose typed columns cannot be used (the write-ahead tail, files written
-    before typed columns, older versions) are decoded from their JSON, upcast first:
-    ``stored_data(positions)`` returns ``global_position, data`` of those rows. The flag is dropped;
-    row order is kept."""
-    flags = frame.select(
-        usable_typed(registry, frame["event_type"].unique().to_list()).alias("_usable")
-    ).to_series()
-    if flags.all():
-        return frame.drop(TYPED)
-    stale = frame.filter(~flags).drop(TYPED, *fields)
-    texts = stored_data(stale["global_position"])
-    stale = upcast_payloads(
-        stale.join(texts, on="global_position", how="left", maintain_order="left"), registry
-    )
-    decoded = decode_payloads(stale, {name: PAYLOAD_SCHEMA[name] for name in fields})
-    columns = [c for c in frame.columns if c != TYPED]
-    return pl.concat([frame.filter(flags).select(columns), decoded.select(columns)]).sort("global_position")
