@@ -276,7 +276,13 @@ class Settler:
         self, reconciliation_id: str, *, as_of: datetime | None = None, at_position: int | None = None
     ) -> ReconciliationState:
         """A run's state now, or as it stood at a time or log position (time travel);
-        ``reconciliation_id`` may be a unique prefix."""
+        ``reconciliation_id`` may be a unique prefix. A position past the log's head is a
+        :class:`ValidationError` (the log has not been there yet)."""
+        if at_position is not None and at_position > (head := self.store.head_position):
+            raise ValidationError(
+                f"position {at_position} is past the log's head ({head})",
+                hint="give a position up to the head (`settler log stats` shows it), or none for the run now",
+            )
         return self.service.state(
             self.resolve_run(reconciliation_id),
             user_id=self.user,

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from settler_pipeline.domain import events as e
-from settler_pipeline.errors import NotFoundError, PermissionDeniedError, StateError
+from settler_pipeline.errors import NotFoundError, PermissionDeniedError, StateError, ValidationError
 from settler_pipeline.sample_job import write_sample_job
 from settler_pipeline.session import Settler
 from settler_pipeline.store import maintenance
@@ -178,3 +178,6 @@ def test_a_finished_run_refuses_cancel_and_review_decisions_are_events(workspace
             assert proposals[0] not in app.state(run).open_proposals
         before = app.state(run, at_position=app.store.head_position - 1)
         assert before.version < app.state(run).version
+        assert app.state(run, at_position=app.store.head_position).version == app.state(run).version
+        with pytest.raises(ValidationError, match="past the log's head"):
+            app.state(run, at_position=app.store.head_position + 1)
