@@ -80,8 +80,9 @@ class DuckDBFile:
             self._attach(read_only=False)
             try:
                 st = os.stat(self.path)
-                if self._schema_for != (st.st_dev, st.st_ino):
-                    # once per file per process (a rebuilt index is a new file): ~3 ms per write
+                # once per file per process (a rebuilt index is a new file): ~3 ms per write. A file
+                # deleted and created anew can get the same inode: an empty one is seen by its catalog.
+                if self._schema_for != (st.st_dev, st.st_ino) or not self._has_tables():
                     self._con.execute(self.schema_sql)
                     self._schema_for = (st.st_dev, st.st_ino)
                 self._con.execute("BEGIN TRANSACTION")
@@ -93,6 +94,11 @@ class DuckDBFile:
                 self._con.execute("COMMIT")
             finally:
                 self._con.execute("DETACH idx")
+
+    def _has_tables(self) -> bool:
+        """Whether the attached ``idx`` holds any table (a catalog lookup, no data read)."""
+        row = self._con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'idx'").fetchone()
+        return bool(row and row[0])
 
     def _empty(self) -> duckdb.DuckDBPyConnection:
         """A connection whose ``idx`` holds the schema's tables, empty (for a file never written)."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -350,3 +351,12 @@ def test_a_writer_applies_the_index_schema_again_to_a_new_index_file(
     interleaved(store, make_frame, 5)  # a flush into a file the writer creates anew
     assert store.index.query("SELECT count(*) FROM idx.segments")[0][0] == 1
     assert store.index.query("SELECT count(DISTINCT copy_path) FROM idx.stream_copies")[0][0] == 1
+    # deleted again, and the new empty file gets the old one's inode (ext4 often reuses it): the
+    # writer's cache of the file it applied the schema to is then fooled, its catalog is not
+    for path in (store.index.path, store.index.path.with_name(store.index.path.name + ".wal")):
+        path.unlink(missing_ok=True)
+    duckdb.connect(str(store.index.path)).close()
+    st = store.index.path.stat()
+    store.index._schema_for = (st.st_dev, st.st_ino)  # what a reused inode looks like
+    interleaved(store, make_frame, 5)
+    assert store.index.query("SELECT count(*) FROM idx.segments")[0][0] == 1
