@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from settler_pipeline.domain.envelope import EventEnvelope
 from settler_pipeline.errors import CorruptionError, StoreError, ValidationError
 from settler_pipeline.ids import validate_uuid
-from settler_pipeline.store import limits
+from settler_pipeline.store import limits, stream_copies
 from settler_pipeline.store.batch import as_of_limit, upcast_rows
 from settler_pipeline.store.envelopes import table_to_envelopes
 from settler_pipeline.store.named_ids import is_time_ordered
@@ -94,8 +94,14 @@ class LogReader(TimeTravel):
             except FileNotFoundError as exc:
                 self._view = None
                 if self._load_manifest().generation == view.manifest.generation:  # not a compaction
+                    missing = str(exc.filename or exc)
+                    if Path(missing).is_relative_to(self.copies_dir):
+                        raise CorruptionError(
+                            f"{missing} is missing (a stream copy, derived: nothing is lost)",
+                            hint=stream_copies.DAMAGED_FIX,
+                        ) from exc
                     raise CorruptionError(
-                        f"{exc.filename or exc} is missing (the log's commit point names it)",
+                        f"{missing} is missing (the log's commit point names it)",
                         hint="`settler log verify` lists every missing file and how to repair it",
                     ) from exc
                 continue

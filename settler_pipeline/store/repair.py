@@ -16,7 +16,7 @@ from settler_pipeline.store.segments import (
     list_segment_files,
     verify_file,
 )
-from settler_pipeline.store.verify import index_disagreements
+from settler_pipeline.store.verify import copy_problems, index_disagreements
 
 
 @dataclass
@@ -105,9 +105,13 @@ def repair(store: EventStore) -> RepairReport:
                     f"{exc}; restore it from a backup of the data directory"
                 )
         store.forget_view()
-    if not report.unresolved and index_disagreements(store, store.current_view().manifest):
+    manifest = store.current_view().manifest
+    if not report.unresolved and index_disagreements(store, manifest):
         reindex(store)
         report.actions.append("rebuilt the index from the segment files")
+    elif not report.unresolved and copy_problems(store, list(manifest.segments)):
+        reindex(store)  # stream copies are derived: loads read the segments until new ones are written
+        report.actions.append("set the damaged or missing stream copies aside and rebuilt the index")
     return report
 
 
