@@ -51,16 +51,27 @@ def verify_command(data_dir: DataDirOption = Path("data"), json: JsonOption = Fa
 
 @app.command("repair")
 @command
-def repair_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
+def repair_command(
+    accept_loss: Annotated[
+        bool,
+        typer.Option(
+            "--accept-loss",
+            help="Without a backup: record the positions of missing segment files as lost (never reused).",
+        ),
+    ] = False,
+    data_dir: DataDirOption = Path("data"),
+    json: JsonOption = False,
+) -> None:
     """Repair what can be repaired (see docs/architecture.md): rebuild an old commit point from the
     segment files, keep the intact records of a damaged write-ahead file and record the lost positions
-    (never reused), move unknown files to quarantine, rebuild the index. Exits 1 when something could
-    not be repaired, naming it."""
+    (never reused), move unknown files to quarantine, rebuild the index and stream copies. Missing
+    segment files are reported (restore them from a backup and repair again), or with --accept-loss
+    recorded as lost. Exits 1 when something could not be repaired, naming it."""
     from settler_pipeline.store import maintenance
     from settler_pipeline.store.event_store import EventStore
 
     with EventStore.open(data_dir) as store:
-        report = maintenance.repair(store)
+        report = maintenance.repair(store, accept_loss=accept_loss)
     if json:
         emit_json(report.to_dict())
     else:

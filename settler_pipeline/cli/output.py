@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from settler_pipeline.errors import SettlerError, UserError
+from settler_pipeline.errors import CorruptionError, SettlerError, UserError
 
 # Piped output (CI logs, scripts) gets a fixed, wide layout instead of rich's 80-column default.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
@@ -34,6 +34,7 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 ID_COLUMNS = frozenset({"id", "run", "exception_id", "reconciliation_id"})
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 2
+EXIT_DAMAGED_DATA = 3  # files of the data directory are damaged or missing: not a bug, not a mistake
 
 
 def _default(value: Any) -> Any:
@@ -130,13 +131,17 @@ def warn(message: str) -> None:
 @contextmanager
 def user_errors(*, as_json: bool = False) -> Iterator[None]:
     """Turn library errors into the CLI's exit codes: 1 with a one-line reason for a user's mistake,
-    2 for anything else (with the error's type, no traceback unless SETTLER_DEBUG is set)."""
+    3 for damaged or missing files of the data directory, 2 for anything else (with the error's type,
+    no traceback unless SETTLER_DEBUG is set)."""
     try:
         yield
     except typer.Exit:
         raise
     except UserError as exc:
         fail(exc.message, exc.hint or _help_hint(), as_json=as_json, code=error_code(exc))
+    except CorruptionError as exc:
+        report_error(exc.message, exc.hint, error_code(exc), as_json=as_json)
+        raise typer.Exit(EXIT_DAMAGED_DATA) from exc
     except SettlerError as exc:
         report_error(exc.message, exc.hint, error_code(exc), as_json=as_json)
         raise typer.Exit(EXIT_INTERNAL_ERROR) from exc

@@ -10,6 +10,7 @@ from settler_pipeline.errors import StoreError
 from settler_pipeline.store import quarantine, wal
 from settler_pipeline.store.event_store import EventStore, LogView
 from settler_pipeline.store.head import write_head
+from settler_pipeline.store.manifest import Manifest
 from settler_pipeline.store.reindex import check_contiguous, reindex
 from settler_pipeline.store.segments import (
     SEGMENT_NAME,
@@ -36,7 +37,7 @@ class RepairReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def repair(store: EventStore) -> RepairReport:
+def repair(store: EventStore, *, accept_loss: bool = False) -> RepairReport:
     """Do what can be done for a damaged log, keeping every intact event and never reusing a position:
 
     * a commit point older than the segment files (newer Delta commit files lost, or an older copy of
@@ -49,25 +50,40 @@ def repair(store: EventStore) -> RepairReport:
     * files the commit point does not name move to the quarantine folder;
     * the index is rebuilt when it disagrees.
 
-    Segments whose bytes changed cannot be repaired here: they are reported (restore them from a
-    backup). Run ``verify`` afterwards."""
+    Segments whose bytes changed, and segment files the commit point names that are missing, cannot
+    be repaired here: they are reported (restore them from a backup and repair again). Without a
+    backup, ``accept_loss`` rebuilds the commit point from the files there are and records the
+    positions only the missing files held as lost (never reused), so the log can go on. Run
+    ``verify`` afterwards."""
     report = RepairReport()
     with store.write_lock():
         view = store.current_view()
         if _commit_point_behind(store, view):
+            gone: list[tuple[int, int]] = []
             try:
                 rebuilt = store.rebuild_manifest_from_files()
+                if accept_loss and (gone := _held_only_by_missing(store, view, rebuilt)):
+                    rebuilt = replace(
+                        rebuilt,
+                        segments_head=max(rebuilt.segments_head, view.manifest.segments_head),
+                        wal_first_position=view.manifest.wal_first_position,
+                        lost=tuple(sorted({*rebuilt.lost, *gone})),
+                    )
                 check_contiguous(rebuilt)
                 if rebuilt.segments_head < view.manifest.segments_head:
                     # the files on disk end before the committed head: rebuilding would turn a
                     # missing file (one a backup can give back) into lost positions
-                    raise StoreError(
-                        "; ".join(store.missing_segments(view.manifest)),
-                        hint="restore the missing files from a backup of the data directory, then run "
-                        "`settler log repair` again",
-                    )
+                    raise StoreError(f"the files end at position {rebuilt.segments_head}")
             except StoreError as exc:
-                report.unresolved.append(f"the commit point does not match the segment files: {exc}")
+                if missing := store.missing_segments(view.manifest):
+                    report.unresolved.append(
+                        "; ".join(missing) + ": restore the missing files from a backup of the data "
+                        "directory, then run `settler log repair` again; without a backup, `settler log "
+                        "repair --accept-loss` records their positions as lost (never reused) so the log "
+                        "can go on"
+                    )
+                else:
+                    report.unresolved.append(f"the commit point does not match the segment files: {exc}")
             else:
                 store.store_state(rebuilt)
                 report.actions.append(
@@ -75,6 +91,13 @@ def repair(store: EventStore) -> RepairReport:
                     f"{len(rebuilt.segments)} segment files "
                     f"(positions up to {rebuilt.segments_head})"
                 )
+                if gone:
+                    report.lost.extend(gone)
+                    report.actions.append(
+                        "recorded lost positions "
+                        + ", ".join(f"{a}..{b}" for a, b in gone)
+                        + " (their segment files are missing; never reused)"
+                    )
                 store.forget_view()
                 view = store.current_view()
         lost = _repair_tail(store, view, report)
@@ -83,7 +106,7 @@ def repair(store: EventStore) -> RepairReport:
                 view.manifest, generation=view.manifest.generation + 1, lost=(*view.manifest.lost, *lost)
             )
             store.store_state(manifest)
-            report.lost = lost
+            report.lost.extend(lost)
             report.actions.append(
                 "recorded lost positions " + ", ".join(f"{a}..{b}" for a, b in lost) + " (never reused)"
             )
@@ -150,3 +173,26 @@ def _repair_tail(store: EventStore, view: LogView, report: RepairReport) -> list
             + " cannot be recovered from this directory (restore a backup to get them back)"
         )
     return lost
+
+
+def _held_only_by_missing(store: EventStore, view: LogView, rebuilt: Manifest) -> list[tuple[int, int]]:
+    """The position ranges of the segment files ``view`` names that are missing, less what the files
+    there are (``rebuilt``) hold."""
+    missing = [
+        (seg.first_position, seg.last_position)
+        for seg in view.manifest.segments
+        if not (store.segments_dir / seg.path).is_file()
+    ]
+    held = sorted((seg.first_position, seg.last_position) for seg in rebuilt.segments)
+    gone: list[tuple[int, int]] = []
+    for first, last in sorted(missing):
+        start = first
+        for low, high in held:
+            if high < start or low > last:
+                continue
+            if low > start:
+                gone.append((start, low - 1))
+            start = max(start, high + 1)
+        if start <= last:
+            gone.append((start, last))
+    return gone

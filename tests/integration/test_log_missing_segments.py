@@ -14,6 +14,7 @@ from settler_pipeline.errors import CorruptionError
 from settler_pipeline.store import maintenance
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
 from tests.factories import MakeFrame, bulk_batches_to_segments, uid
+from tests.integration.test_log_cli import json_of, settler
 from tests.integration.test_log_damage import contents
 
 OpenStore = Callable[..., EventStore]
@@ -82,3 +83,36 @@ def test_an_older_transaction_log_put_back_after_a_compaction_moves_nothing_and_
     assert repaired.lost == []
     assert open_store().read().collect().sort("global_position").equals(expected)
     assert maintenance.verify(open_store(read_only=True)).ok
+
+
+@pytest.mark.parametrize("which", ["newest", "middle"])
+def test_without_a_backup_repair_accept_loss_records_the_missing_positions_and_the_log_goes_on(
+    open_store: OpenStore, make_frame: MakeFrame, data_dir: Path, which: str
+) -> None:
+    writer = open_store()
+    for _ in range(3):
+        writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
+    writer.close()
+    files = sorted(writer.segments_dir.rglob("seg-*.parquet"), key=lambda p: p.name)
+    gone = files[-1] if which == "newest" else files[1]
+    first, last = (int(part) for part in gone.name.split("-")[1:3])
+    gone.unlink()
+
+    blocked = settler("project", "--data-dir", data_dir)
+    assert blocked.returncode == 3, blocked.stderr  # damaged data: neither a bug nor a user's mistake
+    assert gone.name in blocked.stderr and "Traceback" not in blocked.stderr
+    refused = settler("log", "repair", "--data-dir", data_dir)
+    assert refused.returncode == 1 and "--accept-loss" in refused.stdout + refused.stderr
+    accepted = settler("log", "repair", "--accept-loss", "--data-dir", data_dir, "--json")
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert json_of(accepted)["lost"] == [[first, last]]
+
+    reopened = open_store()
+    kept = [p for p in range(1, 3 * BULK_ROWS + 1) if not first <= p <= last]
+    assert positions(reopened) == kept
+    assert (
+        reopened.append_frame(make_frame(10, streams=[uid(4)], aggregate_type="Thing"))[0]
+        == 3 * BULK_ROWS + 1
+    )
+    report = maintenance.verify(open_store(read_only=True))
+    assert report.ok and report.lost == [(first, last)], report.problems
