@@ -116,7 +116,9 @@ class LogRecovery(LogBase):
         self._state_cache = None
         self._view = None
         view = self.current_view()
-        if view.damage:  # acknowledged positions would be missing: it was not an unacknowledged commit
+        # acknowledged positions would be missing, or files the version before names (a compaction
+        # retires the files it replaced only once its commit is durable): it was acknowledged
+        if view.damage or self.missing_segments(view.manifest):
             os.replace(folder / path.relative_to(self.root), path)
             fsync_dir(path.parent)
             shutil.rmtree(folder)  # empty again: only the directories made for the move

@@ -99,7 +99,8 @@ def test_a_damaged_acknowledged_newest_commit_is_left_as_found(
     writer.publish()  # acknowledged: positions 4..7 live only in the newest commit's segment
     commit = newest_commit(writer)
     blob = commit.read_bytes()
-    commit.write_bytes(blob[: len(blob) // 2])
+    info = blob.index(b'{"commitInfo"')
+    commit.write_bytes(blob[: info + 40])  # cut inside the line that carries the log's state
     before = contents(data_dir)
 
     with pytest.raises(CorruptionError, match="cut short"):
@@ -111,4 +112,29 @@ def test_a_damaged_acknowledged_newest_commit_is_left_as_found(
     rebuilt = maintenance.reindex(open_store(recover_index=False))  # what the error's hint says
     assert rebuilt.rebuilt_manifest
     assert positions(open_store()) == [1, 2, 3, 4, 5, 6, 7]
+    assert maintenance.verify(open_store(read_only=True)).ok
+
+
+def test_an_acknowledged_compaction_commit_cut_short_is_left_as_found(
+    open_store: OpenStore, make_event: MakeEvent, data_dir: Path
+) -> None:
+    """A compaction keeps the head, so the recorded head cannot tell its commit was acknowledged; the
+    files it retired once the commit was durable can: the version before names them."""
+    writer = open_store()
+    for _ in range(3):
+        writer.append([make_event(STREAM) for _ in range(2)])
+        writer.publish()
+    compacted = maintenance.compact(writer, target_rows=1_000)
+    assert compacted.segments_after < compacted.segments_before
+    commit = newest_commit(writer)
+    blob = commit.read_bytes()
+    info = blob.index(b'{"commitInfo"')
+    commit.write_bytes(blob[: info + 40])  # cut inside the line that carries the log's state
+    before = contents(data_dir)
+
+    with pytest.raises(CorruptionError, match="cut short"):
+        open_store()
+    assert contents(data_dir) == before, "nothing moved, nothing written"
+    assert maintenance.reindex(open_store(recover_index=False)).rebuilt_manifest
+    assert positions(open_store()) == [1, 2, 3, 4, 5, 6]
     assert maintenance.verify(open_store(read_only=True)).ok
