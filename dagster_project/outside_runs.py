@@ -1,7 +1,8 @@
 """Runs made outside Dagster (the ``settler`` CLI, the Python API, the demo), reported to Dagster: a
 completed run of a job spec's tenant and days is what materializing those partitions of the spec's
 reconciliation asset would have recorded, so the catalog shows them as materialized instead of
-"0% filled". Each is reported once, as a runless materialization that names the run.
+"0% filled". Each is reported once, as a runless materialization that names the run, and again
+when a later run supersedes it (so the partition names the run that counts).
 """
 
 from datetime import UTC, date, datetime, timedelta
@@ -40,6 +41,7 @@ def outside_materializations(
             continue
         key = dg.AssetKey(asset_name)
         done = instance.get_materialized_partitions(key)
+        named = _runs_named(instance, key)
         first = first_day(path)
         for row in runs.iter_rows(named=True):
             tenant = tenants.get(row["tenant_id"])
@@ -48,10 +50,26 @@ def outside_materializations(
             day: date = row["period_start"]
             while day <= row["period_end"]:
                 partition = str(dg.MultiPartitionKey({"day": day.isoformat(), "tenant": tenant}))
-                if first <= day < today and partition not in done:
+                # new, or materialized for a run this one superseded (a CLI `--supersede`)
+                replaced = named.get(partition, row["reconciliation_id"]) != row["reconciliation_id"]
+                if first <= day < today and (partition not in done or replaced):
                     events.append(_materialization(key, partition, tenant, day, row))
                 day += timedelta(days=1)
     return events
+
+
+def _runs_named(instance: dg.DagsterInstance, key: dg.AssetKey, limit: int = 1_000) -> dict[str, str]:
+    """The run each partition's newest materialization names, over the asset's newest ``limit``
+    materializations (partitions materialized longer ago are left as they are)."""
+    named: dict[str, str] = {}
+    for record in instance.fetch_materializations(key, limit=limit).records:
+        event = record.asset_materialization
+        if event is None or event.partition is None or event.partition in named:
+            continue
+        value = event.metadata.get("reconciliation_id")
+        if value is not None:
+            named[event.partition] = str(getattr(value, "value", value))
+    return named
 
 
 def _materialization(

@@ -335,3 +335,13 @@ def test_runs_made_outside_dagster_are_reported_once_as_materialized_partitions(
             instance.report_runless_asset_event(event)
         assert instance.get_materialized_partitions(asset.key) == {"2026-11-02|acme", "2026-11-03|acme"}
         assert not sensor.evaluate_tick(context).asset_events  # each reported once
+
+        # day 2 reconciled again with --supersede outside Dagster: the partition now names the new run
+        with Settler(data, user="ops") as app:
+            again = app.reconcile(spec, start=date(2026, 11, 2), end=date(2026, 11, 2), supersede=True)
+            projections.update(app.store, data)
+        (event,) = sensor.evaluate_tick(context).asset_events
+        assert event.partition == "2026-11-02|acme"
+        assert event.metadata["reconciliation_id"].value == again.reconciliation_id
+        instance.report_runless_asset_event(event)
+        assert not sensor.evaluate_tick(context).asset_events
