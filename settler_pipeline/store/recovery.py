@@ -24,7 +24,7 @@ from settler_pipeline.store import quarantine
 from settler_pipeline.store import table as delta_table
 from settler_pipeline.store.head import write_head
 from settler_pipeline.store.index import granules, named_rows
-from settler_pipeline.store.manifest import Manifest
+from settler_pipeline.store.manifest import Manifest, SegmentInfo
 from settler_pipeline.store.schema import (
     POLARS_SCHEMA,
 )
@@ -78,7 +78,7 @@ class LogRecovery(LogBase):
         if missing := self.missing_segments(view.manifest):
             # An older transaction log put back (naming files a compaction replaced), or files deleted:
             # the files it does not name may be the only copies of these events, so nothing moves.
-            _log.warning("the event log at %s is damaged: %s", self.data_dir, "; ".join(missing))
+            _log.warning("the event log at %s is damaged: %s", self.data_dir, describe_missing(missing))
             return
         strays = self.unknown_files(view)
         folder = quarantine.move_aside(self.root, strays)
@@ -186,13 +186,9 @@ class LogRecovery(LogBase):
             quarantine.move_aside(self.root, [self.manifest_path])
             self._manifest_cache = None
 
-    def missing_segments(self, state: Manifest) -> list[str]:
-        """The segment files ``state`` names that are not there, each described with its positions."""
-        return [
-            f"segment {seg.path} (positions {seg.first_position}..{seg.last_position}) is missing"
-            for seg in state.segments
-            if not (self.segments_dir / seg.path).is_file()
-        ]
+    def missing_segments(self, state: Manifest) -> list[SegmentInfo]:
+        """The segments ``state`` names whose files are not there."""
+        return [seg for seg in state.segments if not (self.segments_dir / seg.path).is_file()]
 
     def unknown_files(self, view: LogView) -> list[Path]:
         """Files in the log's data folders that the commit point does not name: leftovers of
@@ -306,3 +302,11 @@ def _place(path: Path) -> tuple[str, str, str] | None:
     another file)."""
     match = SEGMENT_NAME.match(path.name)
     return (path.parent.name, match.group(1), match.group(2)) if match else None
+
+
+def describe_missing(segments: Sequence[SegmentInfo]) -> str:
+    """What is missing, for messages: each segment file with the positions it held."""
+    return "; ".join(
+        f"segment {seg.path} (positions {seg.first_position}..{seg.last_position}) is missing"
+        for seg in segments
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -10,7 +11,8 @@ from settler_pipeline.errors import StoreError
 from settler_pipeline.store import quarantine, wal
 from settler_pipeline.store.event_store import EventStore, LogView
 from settler_pipeline.store.head import write_head
-from settler_pipeline.store.manifest import Manifest
+from settler_pipeline.store.manifest import Manifest, SegmentInfo
+from settler_pipeline.store.recovery import describe_missing
 from settler_pipeline.store.reindex import check_contiguous, reindex
 from settler_pipeline.store.segments import (
     SEGMENT_NAME,
@@ -59,10 +61,11 @@ def repair(store: EventStore, *, accept_loss: bool = False) -> RepairReport:
     with store.write_lock():
         view = store.current_view()
         if _commit_point_behind(store, view):
+            missing = store.missing_segments(view.manifest)
             gone: list[tuple[int, int]] = []
             try:
                 rebuilt = store.rebuild_manifest_from_files()
-                if accept_loss and (gone := _held_only_by_missing(store, view, rebuilt)):
+                if accept_loss and (gone := _held_only_by_missing(missing, rebuilt)):
                     rebuilt = replace(
                         rebuilt,
                         segments_head=max(rebuilt.segments_head, view.manifest.segments_head),
@@ -75,9 +78,9 @@ def repair(store: EventStore, *, accept_loss: bool = False) -> RepairReport:
                     # missing file (one a backup can give back) into lost positions
                     raise StoreError(f"the files end at position {rebuilt.segments_head}")
             except StoreError as exc:
-                if missing := store.missing_segments(view.manifest):
+                if missing:
                     report.unresolved.append(
-                        "; ".join(missing) + ": restore the missing files from a backup of the data "
+                        describe_missing(missing) + ": restore the missing files from a backup of the data "
                         "directory, then run `settler log repair` again; without a backup, `settler log "
                         "repair --accept-loss` records their positions as lost (never reused) so the log "
                         "can go on"
@@ -146,7 +149,7 @@ def _commit_point_behind(store: EventStore, view: LogView) -> bool:
         relative = path.relative_to(store.segments_dir).as_posix()
         if match and relative not in named and int(match.group(2)) > view.manifest.segments_head:
             return True
-    return any(not (store.segments_dir / p).exists() for p in named)
+    return bool(store.missing_segments(view.manifest))
 
 
 def _repair_tail(store: EventStore, view: LogView, report: RepairReport) -> list[tuple[int, int]]:
@@ -175,17 +178,12 @@ def _repair_tail(store: EventStore, view: LogView, report: RepairReport) -> list
     return lost
 
 
-def _held_only_by_missing(store: EventStore, view: LogView, rebuilt: Manifest) -> list[tuple[int, int]]:
-    """The position ranges of the segment files ``view`` names that are missing, less what the files
-    there are (``rebuilt``) hold."""
-    missing = [
-        (seg.first_position, seg.last_position)
-        for seg in view.manifest.segments
-        if not (store.segments_dir / seg.path).is_file()
-    ]
+def _held_only_by_missing(missing: Sequence[SegmentInfo], rebuilt: Manifest) -> list[tuple[int, int]]:
+    """The position ranges of the ``missing`` segments less what the files there are (``rebuilt``)
+    hold."""
     held = sorted((seg.first_position, seg.last_position) for seg in rebuilt.segments)
     gone: list[tuple[int, int]] = []
-    for first, last in sorted(missing):
+    for first, last in sorted((seg.first_position, seg.last_position) for seg in missing):
         start = first
         for low, high in held:
             if high < start or low > last:

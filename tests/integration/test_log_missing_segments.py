@@ -16,6 +16,7 @@ from settler_pipeline.store.event_store import BULK_ROWS, EventStore
 from tests.factories import MakeFrame, bulk_batches_to_segments, uid
 from tests.integration.test_log_cli import json_of, settler
 from tests.integration.test_log_damage import contents
+from tests.integration.test_log_torn_commit import positions
 
 OpenStore = Callable[..., EventStore]
 STREAM = uid(3)
@@ -27,16 +28,17 @@ def _bulk_batches_to_segments() -> Iterator[None]:
         yield
 
 
-def positions(store: EventStore) -> list[int]:
-    return sorted(store.read().collect()["global_position"].to_list())
+def three_segments(store: EventStore, make_frame: MakeFrame) -> EventStore:
+    """``store`` with three segments of ``BULK_ROWS`` events each (positions from 1)."""
+    for _ in range(3):
+        store.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
+    return store
 
 
 def test_a_missing_newest_segment_is_reported_not_recorded_as_lost_and_comes_back_when_restored(
     open_store: OpenStore, make_frame: MakeFrame, data_dir: Path, tmp_path: Path
 ) -> None:
-    writer = open_store()
-    for _ in range(3):
-        writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
+    writer = three_segments(open_store(), make_frame)
     head = 3 * BULK_ROWS
     newest = max(writer.segments_dir.rglob("seg-*.parquet"), key=lambda p: p.name)
     backup = tmp_path / newest.name
@@ -62,9 +64,7 @@ def test_a_missing_newest_segment_is_reported_not_recorded_as_lost_and_comes_bac
 def test_an_older_transaction_log_put_back_after_a_compaction_moves_nothing_and_repair_restores_it(
     open_store: OpenStore, make_frame: MakeFrame, data_dir: Path, tmp_path: Path
 ) -> None:
-    writer = open_store()
-    for _ in range(3):
-        writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
+    writer = three_segments(open_store(), make_frame)
     expected = writer.read().collect().sort("global_position")
     transaction_log = writer.segments_dir / "_delta_log"
     shutil.copytree(transaction_log, tmp_path / "backup")
@@ -89,9 +89,7 @@ def test_an_older_transaction_log_put_back_after_a_compaction_moves_nothing_and_
 def test_without_a_backup_repair_accept_loss_records_the_missing_positions_and_the_log_goes_on(
     open_store: OpenStore, make_frame: MakeFrame, data_dir: Path, which: str
 ) -> None:
-    writer = open_store()
-    for _ in range(3):
-        writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
+    writer = three_segments(open_store(), make_frame)
     writer.close()
     files = sorted(writer.segments_dir.rglob("seg-*.parquet"), key=lambda p: p.name)
     gone = files[-1] if which == "newest" else files[1]

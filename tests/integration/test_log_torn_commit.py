@@ -46,6 +46,14 @@ def publish_interrupted_by_power_loss(store: EventStore, monkeypatch: pytest.Mon
     return newest_commit(store)
 
 
+def cut_inside_the_state(store: EventStore) -> Path:
+    """Cut the newest commit file inside the line that carries the log's state; returns the file."""
+    commit = newest_commit(store)
+    blob = commit.read_bytes()
+    commit.write_bytes(blob[: blob.index(b'{"commitInfo"') + 40])
+    return commit
+
+
 def positions(store: EventStore) -> list[int]:
     return sorted(store.read().collect()["global_position"].to_list())
 
@@ -97,10 +105,7 @@ def test_a_damaged_acknowledged_newest_commit_is_left_as_found(
     writer.publish()
     writer.append([make_event(STREAM) for _ in range(4)])
     writer.publish()  # acknowledged: positions 4..7 live only in the newest commit's segment
-    commit = newest_commit(writer)
-    blob = commit.read_bytes()
-    info = blob.index(b'{"commitInfo"')
-    commit.write_bytes(blob[: info + 40])  # cut inside the line that carries the log's state
+    commit = cut_inside_the_state(writer)
     before = contents(data_dir)
 
     with pytest.raises(CorruptionError, match="cut short"):
@@ -126,10 +131,7 @@ def test_an_acknowledged_compaction_commit_cut_short_is_left_as_found(
         writer.publish()
     compacted = maintenance.compact(writer, target_rows=1_000)
     assert compacted.segments_after < compacted.segments_before
-    commit = newest_commit(writer)
-    blob = commit.read_bytes()
-    info = blob.index(b'{"commitInfo"')
-    commit.write_bytes(blob[: info + 40])  # cut inside the line that carries the log's state
+    cut_inside_the_state(writer)
     before = contents(data_dir)
 
     with pytest.raises(CorruptionError, match="cut short"):
