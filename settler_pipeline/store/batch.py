@@ -39,20 +39,20 @@ def number_batch(
 ) -> pl.DataFrame:
     """``frame`` (a prepared batch) with positions ``head + 1 ..`` in batch order, each stream's versions
     continuing from ``versions`` (absent = a new stream), and one commit time for the whole batch."""
-    base = pl.DataFrame(
-        {"aggregate_id": list(versions), "_base": list(versions.values())},
-        schema={"aggregate_id": pl.String, "_base": pl.Int64},
+    # a lookup of each row's base version and a running count per stream, in one pass over the
+    # batch (a join with a frame of the bases cost ~1.5x as much on a 10k-row batch)
+    base = pl.col("aggregate_id").replace_strict(
+        pl.Series(list(versions), dtype=pl.String),
+        pl.Series(list(versions.values()), dtype=pl.Int64),
+        default=0,
+        return_dtype=pl.Int64,
     )
-    return (
-        frame.with_columns(
-            pl.int_range(head + 1, head + 1 + frame.height, dtype=pl.Int64).alias("global_position"),
-            pl.lit(created_at, dtype=POLARS_SCHEMA["created_at"]).alias("created_at"),
-            (pl.int_range(pl.len(), dtype=pl.Int64).over("aggregate_id") + 1).alias("_n"),
-        )
-        .join(base, on="aggregate_id", how="left", maintain_order="left")
-        .with_columns((pl.col("_base").fill_null(0) + pl.col("_n")).alias("aggregate_version"))
-        .select(*COLUMNS, *(c for c in frame.columns if c in EXTRA_COLUMNS))
-    )
+    running = pl.col("aggregate_id").cum_count().over("aggregate_id").cast(pl.Int64)
+    return frame.with_columns(
+        pl.int_range(head + 1, head + 1 + frame.height, dtype=pl.Int64).alias("global_position"),
+        pl.lit(created_at, dtype=POLARS_SCHEMA["created_at"]).alias("created_at"),
+        (base + running).alias("aggregate_version"),
+    ).select(*COLUMNS, *(c for c in frame.columns if c in EXTRA_COLUMNS))
 
 
 def retried_positions(frame: pl.DataFrame, stored: pl.DataFrame) -> list[int]:

@@ -127,10 +127,14 @@ class LogWriter(LogLookups):
             existing = self._find_existing(frame, view)
             if existing is not None:
                 return existing
-            streams = frame["aggregate_id"].unique().to_list()
-            current = self._current_versions(sorted(set(streams) | set(expected)), view)
+            # events per stream: the streams to look up, and their new versions after the commit
+            per_stream = frame["aggregate_id"].value_counts()
+            counts = dict(
+                zip(per_stream.to_series(0).to_list(), per_stream.to_series(1).to_list(), strict=True)
+            )
+            current = self._current_versions(sorted(counts.keys() | expected.keys()), view)
             self._check_expected(expected, current)
-            return self._commit(frame, current, view, now)
+            return self._commit(frame, current, counts, view, now)
 
     def _append_small(
         self, events: list[EventEnvelope], expected: dict[str, int], now: datetime
@@ -215,17 +219,21 @@ class LogWriter(LogLookups):
                 raise ConcurrencyError(aggregate_id, version, actual)
 
     def _commit(
-        self, frame: pl.DataFrame, current: dict[str, int], view: LogView, now: datetime
+        self,
+        frame: pl.DataFrame,
+        current: dict[str, int],
+        counts: Mapping[str, int],
+        view: LogView,
+        now: datetime,
     ) -> AppendResult:
         head = view.head
         created_at = self._created_at(view, now)
         stored = number_batch(frame, head=head, created_at=created_at, versions=current)
         self._persist(view, stored)
-        latest = stored.group_by("aggregate_id").agg(pl.col("aggregate_version").max())
-        for aggregate_id, version in latest.iter_rows():
-            self._versions[aggregate_id] = version
+        for aggregate_id, events in counts.items():
+            self._versions[aggregate_id] = current.get(aggregate_id, 0) + events
         self._versions_at = head + frame.height
-        return AppendResult(stored["global_position"].to_list(), duplicate=False)
+        return AppendResult(list(range(head + 1, head + 1 + frame.height)), duplicate=False)
 
     def _write_segments(self, view: LogView, batch: pl.DataFrame) -> None:
         """Move the write-ahead tail plus ``batch`` into segments and commit them in one Delta commit.
