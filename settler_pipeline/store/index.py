@@ -136,11 +136,19 @@ def stream_copy_rows(
 
 
 def _with_row_group(frame: pl.DataFrame, row_group_starts: Sequence[int]) -> pl.DataFrame:
-    starts = pl.Series(list(row_group_starts), dtype=pl.Int64)
+    starts = list(row_group_starts)
+    size = starts[1] if len(starts) > 1 else frame.height
+    if (
+        size
+        and starts == list(range(0, frame.height, size))[: len(starts)]
+        and len(starts) * size >= frame.height
+    ):
+        # row groups of one size (as the writers make them): the row group is the row's quotient
+        row_group = (pl.int_range(pl.len(), dtype=pl.Int64) // size).cast(pl.Int32)
+        return frame.with_columns(row_group.alias("row_group"))
+    at = pl.Series(starts, dtype=pl.Int64)
     rows = pl.int_range(frame.height, dtype=pl.Int64, eager=True)
-    return frame.with_columns(
-        (starts.search_sorted(rows, side="right") - 1).cast(pl.Int32).alias("row_group")
-    )
+    return frame.with_columns((at.search_sorted(rows, side="right") - 1).cast(pl.Int32).alias("row_group"))
 
 
 class EventIndex(DuckDBFile):

@@ -124,6 +124,16 @@ def with_payload_columns(frame: pl.DataFrame, *, from_json: bool = True) -> pl.D
     return _without_empty(frame.select(SEGMENT_COLUMNS))
 
 
+def brought_payload_columns(frame: pl.DataFrame) -> pl.DataFrame | None:
+    """The flag and the payload columns a batch brought (``frame``: as :func:`prepare_typed_frame`
+    returned it), without those null on every row; ``None`` when it brought none. A batch committed
+    to the write-ahead tail keeps them in memory (the record holds the envelope columns only), so
+    its flush does not type those rows from their JSON again."""
+    if TYPED not in frame.columns:
+        return None
+    return _without_empty(_with_all_columns(frame).select(EXTRA_COLUMNS))
+
+
 def typed_from_json(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` (events with ``event_type``, ``event_version`` and ``data``, and any other columns)
     with :data:`TYPED` and every payload column: rows of known types at their current version that
@@ -135,11 +145,18 @@ def typed_from_json(frame: pl.DataFrame) -> pl.DataFrame:
     if not todo.any():
         return frame.select(*base, *EXTRA_COLUMNS).with_columns(pl.col(TYPED).fill_null(False))
     numbered = frame.with_row_index("_row")
-    pending = numbered.filter(todo)
+    # a flushed tail is usually all to be typed and of one event type: no filter copies every row
+    pending = numbered if todo.all() else numbered.filter(todo)
+    types = pending["event_type"].unique().sort()
     decoded = [
         part
-        for event_type in pending["event_type"].unique().sort()
-        if (part := _decode(pending.filter(pl.col("event_type") == event_type), e.PAYLOADS[event_type]))
+        for event_type in types
+        if (
+            part := _decode(
+                pending if types.len() == 1 else pending.filter(pl.col("event_type") == event_type),
+                e.PAYLOADS[event_type],
+            )
+        )
         is not None
     ]
     rebuilt = pending.select("_row", *base)
@@ -159,9 +176,12 @@ def typed_from_json(frame: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([kept.select(columns), rebuilt]).sort("_row").drop("_row")
 
 
+_NULLS: Final = {name: pl.lit(None, SEGMENT_SCHEMA[name]).alias(name) for name in EXTRA_COLUMNS}
+
+
 def _with_all_columns(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` with the flag and every payload column (null where it has none)."""
-    missing = [pl.lit(None, SEGMENT_SCHEMA[n]).alias(n) for n in EXTRA_COLUMNS if n not in frame.columns]
+    missing = [null for name, null in _NULLS.items() if name not in frame.columns]
     return frame.with_columns(missing) if missing else frame
 
 
@@ -169,7 +189,7 @@ def _without_empty(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` without the payload columns that are null on every row. A segment holds the typed
     columns its events use (writing an all-null column costs ~10 ms per million rows, and a file of
     one event type uses a fifth of them); readers see the missing ones as null."""
-    empty = [name for name in PAYLOAD_SCHEMA if frame[name].null_count() == frame.height]
+    empty = [n for n in frame.columns if n in PAYLOAD_SCHEMA and frame[n].null_count() == frame.height]
     return frame.drop(empty)
 
 

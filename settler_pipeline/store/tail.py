@@ -13,6 +13,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from settler_pipeline.domain.payload_schema import TYPED_FLAG as TYPED
 from settler_pipeline.store.schema import EVENT_SCHEMA, POLARS_SCHEMA
 
 
@@ -32,18 +33,25 @@ class Tail:
         self._indexed = 0  # batches already in ``_ids`` / ``_versions`` / ``_rows``
         self._indexed_rows = 0  # rows of those batches
         self._frames: list[pl.DataFrame | None] = []  # each batch as a Polars frame, when its writer had one
+        # each batch's typed payload columns, when its writer had them (see :meth:`typed_columns`)
+        self._typed: list[pl.DataFrame | None] = []
         self._frame: pl.DataFrame | None = None  # the first ``_framed`` batches as one frame
         self._framed = 0
         self._chunks = 0  # chunks of ``_frame``: rechunked once they are many
 
-    def extend(self, table: pa.Table, frame: pl.DataFrame | None = None) -> None:
+    def extend(
+        self, table: pa.Table, frame: pl.DataFrame | None = None, typed: pl.DataFrame | None = None
+    ) -> None:
         """Add one committed batch (positions after the current ones); ``frame`` is the same rows as a
         Polars frame with :data:`POLARS_SCHEMA`, when the writer has one (it then needs no conversion
-        when the tail is read or flushed: ~1 µs per event, most of it the string columns)."""
+        when the tail is read or flushed: ~1 µs per event, most of it the string columns); ``typed``
+        its typed payload columns and flag, row for row, when the writer has them (the write-ahead
+        record holds the envelope columns only, so a tail read back from the file has none)."""
         if table.num_rows == 0:
             return
         self.batches.append(table)
         self._frames.append(frame)
+        self._typed.append(typed)
         self.rows += table.num_rows
         self.last_position = int(table.column("global_position")[-1].as_py())
         top = pc.max(table.column("event_id")).as_py()
@@ -103,6 +111,20 @@ class Tail:
     def chunked_frame(self) -> pl.DataFrame:
         """All tail events as a Polars frame, possibly in several chunks (for writing them out)."""
         return self._framed_up_to_date(rechunk=False)
+
+    def typed_columns(self) -> pl.DataFrame | None:
+        """The typed payload columns and flag of every tail event, row for row with
+        :meth:`chunked_frame` (a batch committed without them has its flag null: still to be typed),
+        or ``None`` when no batch has them."""
+        if not any(t is not None for t in self._typed):
+            return None
+        parts = [
+            t
+            if t is not None
+            else pl.DataFrame({TYPED: pl.repeat(None, b.num_rows, dtype=pl.Boolean, eager=True)})
+            for t, b in zip(self._typed, self.batches, strict=True)
+        ]
+        return pl.concat(parts, how="diagonal_relaxed")
 
     @property
     def frame(self) -> pl.DataFrame:

@@ -27,7 +27,11 @@ from settler_pipeline.store.batch import number_batch
 from settler_pipeline.store.head import write_head
 from settler_pipeline.store.lookups import LogLookups
 from settler_pipeline.store.manifest import Manifest, SegmentInfo
-from settler_pipeline.store.payloads import prepare_typed_frame, with_payload_columns
+from settler_pipeline.store.payloads import (
+    brought_payload_columns,
+    prepare_typed_frame,
+    with_payload_columns,
+)
 from settler_pipeline.store.schema import (
     COLUMNS,
     EVENT_SCHEMA,
@@ -39,6 +43,7 @@ from settler_pipeline.store.schema import (
 from settler_pipeline.store.segments import ROW_GROUP_SIZE as SEGMENT_ROW_GROUP_SIZE
 from settler_pipeline.store.segments import split, write_segments
 from settler_pipeline.store.stream_copies import index_rows, write_copies
+from settler_pipeline.store.tail import Tail
 from settler_pipeline.store.view import LogView
 from settler_pipeline.store.writer_types import AppendResult
 
@@ -204,7 +209,9 @@ class LogWriter(LogLookups):
             view.wal_path.touch()
             fsync_dir(self.wal_dir)
         valid = wal.append(view.wal_path, table, valid_bytes=view.wal_valid_bytes)
-        view.tail.extend(table, frame)
+        # the payload columns a batch brought stay with the tail in memory, for its flush
+        brought = brought_payload_columns(batch) if isinstance(batch, pl.DataFrame) else None
+        view.tail.extend(table, frame, brought)
         head = view.head
         write_head(self.head_path, head, sync=False)  # only now is the commit acknowledged
         self._view = replace(
@@ -252,9 +259,13 @@ class LogWriter(LogLookups):
                 if _gathers_commits(view.tail.rows, batch.height)
                 else None
             )
-            # The tail's events (many commits of a few events) are typed from their JSON here, once; a
-            # bulk batch is stored as it comes (typed when it brings its payload columns, as a run's do).
-            frame = _joined(with_payload_columns(untyped) if untyped is not None else None, batch)
+            # The tail's events are typed from their JSON here, once, unless their batch brought its
+            # payload columns (kept with the tail, see _persist); a bulk batch is stored as it comes
+            # (typed when it brings its payload columns, as a run's do).
+            # A batch under SEGMENT_ROWS is here because it filled the tail: typed like the tail.
+            if batch.height < limits.SEGMENT_ROWS:
+                batch = with_payload_columns(batch)
+            frame = _joined(_typed_tail(view.tail, untyped) if untyped is not None else None, batch)
             chunks = split(frame)
             written = write_segments(frame, self.segments_dir, self.staging_dir, chunks)
             infos = [w.info for w in written]
@@ -291,6 +302,13 @@ class LogWriter(LogLookups):
             )
         self._commit_state(new)
         return new
+
+
+def _typed_tail(tail: Tail, untyped: pl.DataFrame) -> pl.DataFrame:
+    """The tail's events (``untyped``: its envelope columns) with their typed payload columns: those
+    their batches brought, the others typed from their JSON now."""
+    made = tail.typed_columns()
+    return with_payload_columns(untyped.hstack(made) if made is not None else untyped)
 
 
 def _joined(tail: pl.DataFrame | None, batch: pl.DataFrame) -> pl.DataFrame:

@@ -19,7 +19,7 @@ from settler_pipeline.domain import events as e
 from settler_pipeline.domain.registry import EventRegistry
 from settler_pipeline.errors import ValidationError
 from settler_pipeline.projections.batch import EventBatch
-from settler_pipeline.store import limits, maintenance, segments, table
+from settler_pipeline.store import limits, maintenance, payloads, segments, table
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
 from settler_pipeline.store.memory import InMemoryEventLog
 from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, TYPED
@@ -158,6 +158,30 @@ def test_a_batch_may_bring_its_typed_columns_and_they_are_checked(store: EventSt
     with pytest.raises(ValidationError, match="SomethingNew version 1 has no typed"):
         store.append_frame(given.with_columns(pl.lit("SomethingNew").alias("event_type")))
     assert store.head_position == BULK_ROWS, "a refused batch writes nothing"
+
+
+def test_a_flushed_tail_keeps_the_columns_its_batches_brought_and_types_the_rest(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "WAL_FLUSH_ROWS", 30)
+    decoded: list[int] = []
+    decode = payloads._decode  # counting the rows typed from their JSON
+
+    def counting(rows: pl.DataFrame, model: type[e.EventData]) -> pl.DataFrame | None:
+        decoded.append(rows.height)
+        return decode(rows, model)
+
+    monkeypatch.setattr(payloads, "_decode", counting)
+    store.append_frame(with_typed(matched(10)))  # the tail, with its typed columns
+    store.append_frame(frame_of(e.RECORD_MATCHED, matched(5, offset=10)))  # the tail, JSON only
+    assert decoded == [] and store.current_view().tail.rows == 15
+    store.append_frame(frame_of(e.RECORD_MATCHED, matched(15, offset=15)))  # fills the tail: flushed
+    assert store.current_view().tail.rows == 0
+    assert sum(decoded) == 5 + 15, "the rows that came as JSON are typed from it, and only those"
+    rows = typed(store)
+    assert rows[TYPED].to_list() == [True] * 30, "the batch that filled the tail is typed like the tail"
+    assert rows["match_id"].to_list() == [f"m{i}" for i in range(30)]
+    assert rows["source_ids"].to_list() == [[f"s{i}"] for i in range(30)]
 
 
 def test_a_log_and_table_written_before_typed_columns_stay_readable_and_gain_them(
