@@ -131,6 +131,7 @@ def spill_side(
     table = read_input(spec, base_dir, roots)
     columns = resolve_columns(spec, table.columns, side=side)
     total_rows = table.total_rows
+    typed_temporal = table.typed_temporal
     quarantine = [table.rejected] if table.rejected.height else []
     counts: list[pl.DataFrame] = []
     records = out_of_window = 0
@@ -147,6 +148,7 @@ def spill_side(
             date_range_start=date_range.start,
             date_range_end=date_range.end,
             margin_days=margin_days,
+            typed_temporal=typed_temporal,
             keep_raw=False,
         )
         quarantine.append(normalised.quarantine)

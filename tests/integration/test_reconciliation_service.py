@@ -181,3 +181,28 @@ def test_a_finished_run_refuses_cancel_and_review_decisions_are_events(workspace
         assert app.state(run, at_position=app.store.head_position).version == app.state(run).version
         with pytest.raises(ValidationError, match="past the log's head"):
             app.state(run, at_position=app.store.head_position + 1)
+
+
+def test_a_typed_timestamp_column_is_parsed_as_iso_in_a_run_whatever_dates_format_says(
+    workspace: tuple[Path, Path],
+) -> None:
+    # The stripe preset says dates.format "%Y-%m-%d %H:%M:%S"; a Parquet timestamp column reads as
+    # ISO text with fractional seconds, which that format would reject row by row.
+    data, spec = workspace
+    csv = pl.read_csv(spec.parent / "source.csv", infer_schema=False)
+    csv.with_columns(pl.col("created").str.to_datetime("%Y-%m-%d %H:%M:%S", time_unit="us")).write_parquet(
+        spec.parent / "source.parquet"
+    )
+    typed = spec.with_name("typed.yaml")
+    text = spec.read_text().replace(
+        "adapter: csv\n  path: source.csv", "adapter: parquet\n  path: source.parquet"
+    )
+    assert "source.parquet" in text
+    typed.write_text(text)
+    with Settler(data, user="olga") as app:
+        from_csv = app.reconcile(spec, start=START, end=END)
+        from_parquet = app.reconcile(typed, start=START, end=END, supersede=True)
+    assert from_csv.summary is not None and from_parquet.summary is not None
+    assert from_parquet.status == "completed"
+    assert from_parquet.summary["quarantined_count"] == from_csv.summary["quarantined_count"] == 0
+    assert from_parquet.summary["matched_count"] == from_csv.summary["matched_count"] > 0
