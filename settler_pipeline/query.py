@@ -12,6 +12,9 @@ the same amount in major units as an exact DECIMAL (``amount_major``, ...: 1234 
 
 from __future__ import annotations
 
+import re
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -55,11 +58,13 @@ def scoped_sql(
     """Run ``query`` against the read models (one table per read model, same names and columns as in
     ``analytics.duckdb``), seeing only rows of ``tenant_ids``. Only the read models the query names are
     opened, and of those only what the query reads (each is a lazy scan of its files). An empty query,
-    or a statement that returns no rows, is a :class:`ValidationError`."""
+    a statement other than a SELECT, or one that returns no rows, is a :class:`ValidationError`; a
+    refused statement runs nothing and creates nothing."""
     if not query.strip():
         raise ValidationError(
             "the query is empty", hint='give a SELECT, e.g. "SELECT * FROM reconciliation_summary LIMIT 5"'
         )
+    _check_read_only(query)
     built = [name for name in projections.NAMES if projections.is_built(data_dir, name)]
     if not built:
         raise NotFoundError(
@@ -67,8 +72,12 @@ def scoped_sql(
             hint="run `settler project` (or `make demo`) first",
         )
     con = duckdb.connect(":memory:")
+    spill = tempfile.mkdtemp(prefix="settler-sql-")
     try:
         con.execute("SET TimeZone = 'UTC'")
+        # DuckDB's default spill folder is ``./.tmp`` under the caller's working directory: a query
+        # may spill, but into a private folder, never into whatever directory the user stands in.
+        con.execute("SET temp_directory = ?", [str(Path(spill))])
         for name in _named_tables(query, built):
             frame = scoped_rows(data_dir, name, tenant_ids, tenant_names or {})
             columns = ", ".join(f'"{column}"' for column in frame.collect_schema().names())
@@ -98,6 +107,40 @@ def scoped_sql(
         return result
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+_EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALY[SZ]E)?\s+", re.IGNORECASE)
+
+
+def _check_read_only(query: str) -> None:
+    """Refuse, before anything runs, a query holding a statement other than SELECT (or EXPLAIN of
+    one): :class:`ValidationError`. The sandbox alone is not enough: DuckDB creates the folder of an
+    ``EXPORT DATABASE`` before it finds it may not write there, so a refused statement could still
+    leave a directory inside the log."""
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error:
+        return  # it fails when it runs, with DuckDB's own message
+    refused: set[str] = set()
+    for statement in statements:
+        kind = statement.type
+        if kind == duckdb.StatementType.EXPLAIN:
+            inner = _EXPLAIN.sub("", statement.query, count=1)
+            try:
+                kinds = {s.type for s in duckdb.extract_statements(inner)}
+            except duckdb.Error:
+                kinds = {kind}
+            if kinds != {duckdb.StatementType.SELECT}:
+                refused.add("EXPLAIN of " + ", ".join(sorted(k.name for k in kinds)))
+        elif kind != duckdb.StatementType.SELECT:
+            refused.add(kind.name)
+    if refused:
+        raise ValidationError(
+            f"settler sql only reads: {', '.join(sorted(refused))} is not allowed",
+            hint="give SELECT queries (SHOW, DESCRIBE, SUMMARIZE and EXPLAIN of a SELECT work too); "
+            "the read models are rebuilt by `settler project`, never changed by a query",
+        )
 
 
 def scoped_rows(

@@ -59,7 +59,12 @@ MISTAKES: list[tuple[str, list[str], str, str]] = [
     ),
     ("empty sql", ["sql", ""], "olivia", "the query is empty"),
     ("blank sql", ["sql", "   "], "olivia", "the query is empty"),
-    ("sql that returns nothing", ["sql", "SET threads = 1"], "olivia", "the query failed"),
+    ("sql that sets", ["sql", "SET threads = 1"], "olivia", "SET is not allowed"),
+    ("sql that exports", ["sql", "EXPORT DATABASE 'somewhere'"], "olivia", "EXPORT is not allowed"),
+    ("sql that copies", ["sql", "COPY (SELECT 1) TO 'x.csv'"], "olivia", "COPY is not allowed"),
+    ("sql that creates", ["sql", "CREATE TABLE t AS SELECT 1"], "olivia", "CREATE is not allowed"),
+    ("sql that attaches", ["sql", "SELECT 1; ATTACH 'x.duckdb'"], "olivia", "ATTACH is not allowed"),
+    ("sql explain analyze copy", ["sql", "EXPLAIN ANALYZE COPY (SELECT 1) TO 'x'"], "olivia", "of COPY"),
     ("empty --reason", ["cancel", RUN, "--reason", ""], "olivia", "reason must not be empty"),
     ("empty --reason on dismiss", ["review", "dismiss", RUN, "x", "--reason", ""], "olivia", "reason"),
     ("--as-of in year 1", ["state", RUN, "--as-of", "0001-01-01T00:00:00+05:00"], "olivia", "--as-of"),
@@ -138,6 +143,26 @@ def test_every_user_mistake_exits_1_with_one_line_and_a_hint(
         assert len(lines) == 2, lines
         assert lines[0].startswith("error: ") and message in lines[0], lines
         assert lines[1].startswith("hint: ") and len(lines[1]) > len("hint: "), lines
+
+
+def test_a_refused_statement_creates_nothing_anywhere(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DuckDB makes an EXPORT's folder before it checks it may write there: inside the Delta log, such
+    # a folder made every later command fail. A refused statement must run nothing at all.
+    target = tmp_path / "exported"
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    for query in (f"EXPORT DATABASE '{target}'", "COPY (SELECT 1 AS x) TO '.tmp/x.csv'"):
+        code, _, err = invoke(data, "sql", query)
+        assert code == 1 and "is not allowed" in err, err
+    assert not target.exists() and not (tmp_path / ".tmp").exists()
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+    # reading still works, EXPLAIN of a read included
+    for query in ("SELECT count(*) AS n FROM reconciliation_summary", "EXPLAIN SELECT 1", "SHOW TABLES"):
+        code, out, err = invoke(data, "sql", query, "--json")
+        assert code == 0 and json.loads(out), (query, err)
+    assert not (tmp_path / ".tmp").exists()
 
 
 def test_a_damaged_access_file_is_a_user_error_naming_the_file(tmp_path: Path) -> None:
