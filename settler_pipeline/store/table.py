@@ -23,6 +23,7 @@ anything else carries no state and the store refuses to guess it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -99,8 +100,14 @@ def newest_version(segments_dir: Path, known: int | None = None) -> int | None:
 
 
 def has_newer(segments_dir: Path, version: int) -> bool:
-    """Whether a version after ``version`` was committed (one stat)."""
-    return commit_file(segments_dir, version + 1).is_file()
+    """Whether a version after ``version`` was committed (one stat; every read asks, so the path is
+    built as text: a Path's joins cost more than the stat)."""
+    return os.path.isfile(f"{_log_folder(segments_dir)}{os.sep}{version + 1:020d}.json")
+
+
+@functools.lru_cache(maxsize=64)
+def _log_folder(segments_dir: Path) -> str:
+    return os.fspath(segments_dir / LOG_FOLDER)
 
 
 def commit_info(segments_dir: Path, version: int) -> dict[str, object]:

@@ -263,7 +263,7 @@ class LogWriter(LogLookups):
             # payload columns (kept with the tail, see _persist); a bulk batch is stored as it comes
             # (typed when it brings its payload columns, as a run's do).
             # A batch under SEGMENT_ROWS is here because it filled the tail: typed like the tail.
-            if batch.height < limits.SEGMENT_ROWS:
+            if 0 < batch.height < limits.SEGMENT_ROWS:
                 batch = with_payload_columns(batch)
             frame = _joined(_typed_tail(view.tail, untyped) if untyped is not None else None, batch)
             chunks = split(frame)
@@ -313,7 +313,9 @@ def _typed_tail(tail: Tail, untyped: pl.DataFrame) -> pl.DataFrame:
 
 def _joined(tail: pl.DataFrame | None, batch: pl.DataFrame) -> pl.DataFrame:
     """The tail's events followed by ``batch`` (position order), as one frame to write."""
-    return pl.concat([tail, batch], how="diagonal_relaxed") if tail is not None else batch
+    if tail is None:
+        return batch
+    return pl.concat([tail, batch], how="diagonal_relaxed") if batch.height else tail
 
 
 def _gathers_commits(tail_rows: int, batch_rows: int) -> bool:
