@@ -12,7 +12,9 @@ from typing import Any
 import polars as pl
 
 from settler_pipeline.application.access import AccessControl
+from settler_pipeline.application.lease import LeaseState
 from settler_pipeline.application.service import ReconciliationService
+from settler_pipeline.domain.reconciliation import RUNNING, STARTED, ReconciliationState
 from settler_pipeline.errors import NotFoundError, ValidationError
 from settler_pipeline.ids import UUID_PATTERN
 from settler_pipeline.store.event_store import EventStore
@@ -91,9 +93,10 @@ class RunCatalog:
         limit: int | None = 50,
     ) -> list[dict[str, Any]]:
         """The runs this user may see, newest first: id, tenant (id and name), job, days, status,
-        attempt, start time, match rate (null unless completed with in-range records) and open items
+        attempt, start time, match rate (null unless completed with in-range records), open items
         (the one definition of open exceptions: :attr:`ReconciliationState.open_exceptions`, what
-        ``review list`` shows). Filters: tenant name or id, job name, status, a day the run covers."""
+        ``review list`` shows) and ``process_gone`` (see :meth:`process_gone`). Filters: tenant name
+        or id, job name, status, a day the run covers."""
         from settler_pipeline.domain import events as e
 
         started = self._started()
@@ -129,6 +132,7 @@ class RunCatalog:
                     "matched": state.counts.matched,
                     "open_exceptions": len(state.open_exceptions),
                     "open_proposals": len(state.open_proposals),
+                    "process_gone": self.process_gone(state),
                 }
             )
             if limit is not None and len(rows) >= limit:
@@ -144,6 +148,17 @@ class RunCatalog:
             if row["status"] == "completed":
                 row["match_rate"] = rates.get((row["reconciliation_id"], row["attempt"]))
         return rows
+
+    def process_gone(self, state: ReconciliationState) -> bool:
+        """Whether ``state`` is started or running while the process executing it is gone (its lease
+        expired): the log cannot say so until a command marks it abandoned. Writes nothing."""
+        leases = self.service.leases
+        return (
+            state.reconciliation_id is not None
+            and state.status in (STARTED, RUNNING)
+            and leases is not None
+            and leases.state(state.reconciliation_id) == LeaseState.EXPIRED
+        )
 
 
 def _common_length(a: str, b: str) -> int:

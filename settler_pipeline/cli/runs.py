@@ -35,6 +35,7 @@ from settler_pipeline.errors import ValidationError
 if TYPE_CHECKING:
     from settler_pipeline.application.outcome import RunOutcome
 
+_GONE = "no live process"
 RunArg = Annotated[str, typer.Argument(help="Run id, or a unique prefix of it (see `settler runs`).")]
 
 
@@ -200,14 +201,21 @@ def state_command(
     with Settler(data_dir, user=user, read_only=True) as app:
         state = app.state(run_id, as_of=when, at_position=at_position)
         short = app.short_id(state.reconciliation_id or run_id)
+        gone = when is None and at_position is None and app.catalog.process_gone(state)
     body = state.to_dict()
     body.pop("spec", None)
     body["open_exception_count"] = len(state.open_exceptions)
+    body["process_gone"] = gone
     if json:
         emit_json(body)
         return
     exceptions = body.pop("open_exceptions")
     proposals = body.pop("open_proposals")
+    del body["process_gone"]
+    if gone:
+        body["status"] = (
+            f"{state.status} ({_GONE}; `settler retry {short}` marks it abandoned and runs it again)"
+        )
     emit_mapping(f"run {state.reconciliation_id}", body)
     console.print(
         f"open exceptions: {len(exceptions)} (of which {len(proposals)} proposed matches); "
@@ -251,7 +259,7 @@ def runs_command(
             "days": r["period_start"]
             if r["period_start"] == r["period_end"]
             else f"{r['period_start']}..{r['period_end']}",
-            "status": r["status"],
+            "status": f"{r['status']} ({_GONE})" if r["process_gone"] else r["status"],
             "attempt": r["attempt"],
             "match rate": format_rate(r["match_rate"]) if r["status"] == "completed" else "",
             "open exceptions": r["open_exceptions"],
@@ -260,6 +268,12 @@ def runs_command(
         for r in rows
     ]
     emit_table(f"runs ({len(rows)})", table)
+    if any(r["process_gone"] for r in rows):
+        console.print(
+            f"{_GONE}: the run stopped without recording how it ended (killed, out of memory); "
+            "`settler retry RUN` marks it abandoned and runs it again",
+            markup=False,
+        )
     if not rows:
         console.print("no runs match (start one with `settler reconcile JOB_SPEC --from DAY`)", markup=False)
 

@@ -203,7 +203,7 @@ class ReconciliationAbandoned(EventData):
 
     attempt: int
     reason: str
-    step: str  # the last step the log shows: "start" (nothing fetched yet) or "fetch"
+    step: str  # the furthest step the log shows: "start", "match" or "record_results" (decide.reached_step)
     detected_by: str
 
 

@@ -287,3 +287,60 @@ def test_a_dead_run_of_the_same_days_is_abandoned_by_the_next_start_instead_of_b
     statuses = {str(run["reconciliation_id"]): run["status"] for run in setup.runs()}
     assert statuses.pop(str(dead["reconciliation_id"])) == "abandoned"
     assert list(statuses.values()) == ["completed"]
+
+
+def test_a_run_killed_after_recording_results_shows_its_process_gone_and_is_abandoned_at_that_step(
+    setup: Setup,
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), *setup.args()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**setup.env(), "STALL_AT": "results"},
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == "RECORDED", line + (proc.stderr.read() if proc.stderr else "")
+    proc.kill()
+    proc.communicate(timeout=60)
+    (run,) = setup.runs()
+    run_id = str(run["reconciliation_id"])
+    assert run["status"] == "running"
+    with Settler(setup.data) as app:
+        head = app.store.head_position
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "settler_pipeline.cli", *args],
+            capture_output=True,
+            text=True,
+            env=setup.env(),
+            timeout=300,
+            cwd=ROOT,
+        )
+
+    # the reads say the process is gone, and write nothing
+    listed = cli("runs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert (row["status"], row["process_gone"]) == ("running", True)
+    table = cli("runs")
+    assert "running (no live process)" in table.stdout and "settler retry RUN" in table.stdout
+    shown = cli("state", run_id[:8])
+    assert shown.returncode == 0, shown.stderr
+    assert "no live process" in shown.stdout and f"settler retry {run_id[:8]}" in shown.stdout
+    assert json.loads(cli("state", run_id, "--json").stdout)["process_gone"] is True
+    with Settler(setup.data) as app:
+        assert app.store.head_position == head
+        assert app.state(run_id).status == "running"
+
+    retried = cli("retry", run_id, "--json")
+    assert retried.returncode == 0, retried.stderr
+    assert json.loads(retried.stdout)["status"] == "completed"
+    with Settler(setup.data) as app:
+        (abandoned,) = app.events(stream=run_id, event_types=["ReconciliationAbandoned"])["data"].to_list()
+    assert json.loads(abandoned)["step"] == "record_results"
+    listed = cli("runs", "--json")
+    assert json.loads(listed.stdout)[0]["process_gone"] is False

@@ -131,6 +131,20 @@ def test_a_completed_run_can_not_be_cancelled_and_a_running_one_can() -> None:
         agg.decide_cancel(done, cancel)
 
 
+def test_an_abandoned_run_names_the_furthest_step_its_events_show() -> None:
+    fetched = envelope(
+        e.SOURCE_RECORDS_FETCHED,
+        {"attempt": 1, "adapter": "csv", "count": 1, "quarantined_count": 0, "out_of_window_count": 0},
+    )
+    steps = []
+    for events in ([started()], [started(), fetched], [started(), fetched, unmatched("source", "s1")]):
+        (abandon,) = agg.decide_abandon(
+            agg.fold(agg.ReconciliationState(), events), reason="x", detected_by="b"
+        )
+        steps.append(abandon.data()["step"])
+    assert steps == ["start", "match", "record_results"]
+
+
 def test_only_failed_or_cancelled_runs_are_retried_and_a_retry_resets_the_attempt() -> None:
     retry = c.RetryReconciliation(reconciliation_id=RUN, tenant_id=TENANT, user_id="bob")
     done = agg.fold(agg.ReconciliationState(), [started(), unmatched("source", "a"), completed()])

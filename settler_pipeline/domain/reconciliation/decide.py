@@ -83,10 +83,21 @@ def decide_abandon(state: ReconciliationState, *, reason: str, detected_by: str)
     data = e.ReconciliationAbandoned(
         attempt=state.attempt,
         reason=reason,
-        step="start" if state.status == STARTED else "fetch",
+        step=reached_step(state),
         detected_by=detected_by,
     )
     return [e.NewEvent(e.RECONCILIATION_ABANDONED, data)]
+
+
+def reached_step(state: ReconciliationState) -> str:
+    """The furthest step of an unfinished attempt its events show (the names of
+    ``ReconciliationFailed.step``): ``start`` while nothing after the start is recorded (checking or
+    reading the inputs), ``match`` once the reads are recorded, ``record_results`` once results of a
+    block are."""
+    if state.status == STARTED:
+        return "start"
+    n = state.counts
+    return "record_results" if n.matched + n.proposed + n.unmatched_source + n.unmatched_target else "match"
 
 
 def decide_cancel(state: ReconciliationState, cmd: c.CancelReconciliation) -> list[e.NewEvent]:
