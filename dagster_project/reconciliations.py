@@ -20,6 +20,7 @@ from dagster_project.resources import EventStoreResource, ReadModelsResource, de
 from settler_pipeline import projections
 from settler_pipeline.adapters.confinement import InputRoots
 from settler_pipeline.adapters.loader import earliest_day
+from settler_pipeline.application.access import AccessControl
 from settler_pipeline.errors import NotFoundError, SettlerError
 from settler_pipeline.jobspec import JobSpec, load_job_spec
 from settler_pipeline.metrics import assess_match_rate
@@ -56,11 +57,17 @@ def asset_name(spec: JobSpec) -> str:
 @cache
 def _first_day(path: Path, _mtime: float) -> date:
     spec = load_job_spec(path)
-    try:
-        roots = InputRoots.of(load_settings(data_dir=default_data_dir()))
-        return earliest_day(spec, roots) or FALLBACK_FIRST_DAY
-    except SettlerError:
-        return FALLBACK_FIRST_DAY  # an unreadable input fails the partition's run, visibly, not the load
+    settings = load_settings(data_dir=default_data_dir())
+    roots = InputRoots.of(settings)
+    # A spec's inputs may lie in one tenant's folder (a ``{tenant}`` input root): its first day is
+    # the first that any tenant's roots can read.
+    tenants = [t.name for t in AccessControl(settings.data_dir).tenants()]
+    for candidate in (roots, *(roots.for_tenant(name) for name in tenants)):
+        try:
+            return earliest_day(spec, candidate) or FALLBACK_FIRST_DAY
+        except SettlerError:
+            continue
+    return FALLBACK_FIRST_DAY  # an unreadable input fails the partition's run, visibly, not the load
 
 
 def first_day(path: Path) -> date:

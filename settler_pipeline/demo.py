@@ -187,15 +187,16 @@ def _row(tenant: str, day: date, outcome: Any) -> dict[str, Any]:
 
 
 def _allow_demo_inputs(data_dir: Path) -> None:
-    """The demo's exports live in ``<data dir>/inputs``; a data directory's files are out of a job
-    spec's reach unless the operator lists a sub-folder as an input root, so the demo does that (in
-    the settings file, only when there is none yet). It acts as the user ``demo``, which the
+    """The demo's exports live in ``<data dir>/inputs/<tenant>``; a data directory's files are out of a
+    job spec's reach unless the operator lists a sub-folder as an input root, so the demo does that (in
+    the settings file, only when there is none yet), one folder per tenant: a tenant's runs read its
+    own exports and no other tenant's. It acts as the user ``demo``, which the
     operating-system login may do because it owns the data directory's access file."""
     settings = data_dir / SETTINGS_FILE
     if not settings.exists():
         settings.write_text(
             "# written by `settler demo`: job specs may read the demo exports\n"
-            'allowed_input_roots = ["inputs"]\n'
+            'allowed_input_roots = ["inputs/{tenant}"]\n'
         )
 
 

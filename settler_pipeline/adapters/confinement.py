@@ -6,7 +6,10 @@ file Settler owns (the event log of every tenant, ``access.json``). So every pat
 resolved (``..`` and symlinks followed) and must land inside an allowed root:
 
 * the spec's directory, and each of ``allowed_input_roots`` from the settings (an operator's choice,
-  never the spec's);
+  never the spec's). A root naming ``{tenant}`` is that tenant's own folder: a run of tenant ``acme``
+  may read ``/srv/exports/acme`` under the root ``/srv/exports/{tenant}`` and no other tenant's folder,
+  which is how one process serves tenants whose inputs must stay apart (a root without it is shared by
+  every tenant);
 * but nothing inside the data directory, except below an allowed root that is itself a sub-folder of
   the data directory (``data/inputs`` in the demo) and is none of Settler's own entries.
 
@@ -17,7 +20,8 @@ matched file after it (so a symlink cannot lead out).
 from __future__ import annotations
 
 import glob as globbing
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -25,6 +29,8 @@ from settler_pipeline.errors import JobSpecError, NotFoundError
 from settler_pipeline.settings import Settings
 
 GLOB_CHARS: Final = frozenset("*?[")
+TENANT: Final = "{tenant}"  # in a root: the folder of the tenant whose run reads
+_TENANT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # as access control allows them
 # Entries of the data directory that belong to Settler itself; no input root may lie in them.
 INTERNAL_ENTRIES: Final = frozenset(
     {"log", "access.json", "access.json.lock", "read_models", "analytics.duckdb", ".dagster", "leases"}
@@ -44,16 +50,33 @@ class InputRoots:
     """The directories a job spec may read (all absolute and resolved).
 
     ``data_dir`` is the Settler data directory whose files a spec must never reach; ``None`` only for
-    reading outside any data directory (tests, tools)."""
+    reading outside any data directory (tests, tools). ``allowed`` roots naming ``{tenant}`` count only
+    for a run of a known tenant (:meth:`for_tenant`), as that tenant's folder."""
 
     allowed: tuple[Path, ...] = ()
     data_dir: Path | None = None
+    tenant: str | None = None
+    _roots: tuple[Path, ...] = field(default=(), init=False, repr=False, compare=False)
     _resolved_data_dir: Path | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "allowed", tuple(root.expanduser().resolve() for root in self.allowed))
+        if self.tenant is not None and not _TENANT_NAME.fullmatch(self.tenant):
+            # it becomes a path component: never a separator, never ``..``
+            raise JobSpecError(f"tenant name {self.tenant!r} cannot name an input folder")
+        roots = []
+        for root in self.allowed:
+            if TENANT in str(root):
+                if self.tenant is None:
+                    continue
+                root = Path(str(root).replace(TENANT, self.tenant))
+            roots.append(root.expanduser().resolve())
+        object.__setattr__(self, "_roots", tuple(roots))
         if self.data_dir is not None:
             object.__setattr__(self, "_resolved_data_dir", self.data_dir.resolve())
+
+    def for_tenant(self, name: str) -> InputRoots:
+        """These roots as a run of tenant ``name`` has them (``{tenant}`` replaced by ``name``)."""
+        return replace(self, tenant=name)
 
     @classmethod
     def of(cls, settings: Settings) -> InputRoots:
@@ -62,7 +85,7 @@ class InputRoots:
 
     def roots_for(self, spec_dir: Path) -> tuple[Path, ...]:
         """Every root a spec in ``spec_dir`` may read under (its own directory first)."""
-        return (spec_dir.resolve(), *self.allowed)
+        return (spec_dir.resolve(), *self._roots)
 
     def permits(self, path: Path, spec_dir: Path) -> bool:
         """Whether the resolved ``path`` lies inside a root and outside Settler's own files."""
@@ -72,7 +95,7 @@ class InputRoots:
                 _inside(path, root)
                 and data in root.parents
                 and root.relative_to(data).parts[0] not in INTERNAL_ENTRIES
-                for root in self.allowed
+                for root in self._roots
             )
         return any(_inside(path, root) for root in self.roots_for(spec_dir))
 

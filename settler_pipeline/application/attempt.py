@@ -59,14 +59,15 @@ class AttemptRunner:
         self,
         store: EventLog,
         bus: EventBus,
-        roots: InputRoots,
+        roots: Callable[[str], InputRoots],
         *,
         load: Callable[[str], ReconciliationState],
         step: Callable[[str, int], None],
         max_memory: int | None = None,
         work_dir: Path | None = None,
     ) -> None:
-        """``load`` reloads a run after another writer moved it; ``step`` reports progress;
+        """``roots`` gives a tenant's input roots (by tenant id); ``load`` reloads a run after another
+        writer moved it; ``step`` reports progress;
         ``max_memory`` (bytes) caps the resident memory a run may use (see :mod:`.memory`);
         ``work_dir`` holds a run's spilled sides while it runs (default: the system's temporary folder)."""
         self.store = store
@@ -117,9 +118,10 @@ class AttemptRunner:
             start=date.fromisoformat(state.date_range[0]), end=date.fromisoformat(state.date_range[1])
         )
         progress.step = "check_memory"
+        roots = self.roots(state.tenant_id)
         check_memory(
             [
-                (side.adapter, input_bytes(side, base_dir=spec.base_dir, roots=self.roots))
+                (side.adapter, input_bytes(side, base_dir=spec.base_dir, roots=roots))
                 for side in (spec.source, spec.target)
             ],
             self.max_memory,
@@ -137,7 +139,7 @@ class AttemptRunner:
                     margin_days=spec.date_window_days,
                     base_dir=spec.base_dir,
                     side=side,
-                    roots=self.roots,
+                    roots=roots,
                     keep_records=spec.block_records // 2,
                 )
             progress.step = "record_fetch"

@@ -78,7 +78,7 @@ class ReconciliationService:
         self.attempts = AttemptRunner(
             store,
             self.bus,
-            self.roots,
+            self.tenant_roots,
             load=self.load,
             step=self._step,
             max_memory=max_memory,
@@ -117,11 +117,8 @@ class ReconciliationService:
         position = as_of_limit(as_of_position, as_of, self.store.position_at)
         state = self.load(reconciliation_id, as_of_position=position)
         # A run in a tenant the user has no role in is reported as missing (never reveal other tenants).
-        if (
-            state.status == agg.NEW
-            or state.tenant_id is None
-            or self.access.role_of(user_id, state.tenant_id) is None
-        ):
+        tenant = state.tenant_id
+        if state.status == agg.NEW or tenant is None or self.access.role_of(user_id, tenant) is None:
             raise NotFoundError(
                 f"reconciliation {reconciliation_id} does not exist (at that point in time) "
                 f"or is not visible to {user_id!r}",
@@ -140,10 +137,7 @@ class ReconciliationService:
     # -- appending ----------------------------------------------------------------------------
 
     def _append(
-        self,
-        cmd: c.RunCommand,
-        state: ReconciliationState,
-        drafts: list[agg.NewEvent],
+        self, cmd: c.RunCommand, state: ReconciliationState, drafts: list[agg.NewEvent]
     ) -> tuple[list[EventEnvelope], list[str]]:
         ids, correlation, causation = self.idempotency.ids(cmd, len(drafts))
         correlation = state.correlation_id or correlation or new_id()
@@ -189,7 +183,7 @@ class ReconciliationService:
         state = self._authorised_state(cmd, "operator", "starting a reconciliation")
         if (previous := self.idempotency.repeated(cmd)) is not None:
             return self._repeated_start(cmd, spec, previous)
-        self._check_inputs(spec)
+        self._check_inputs(spec, cmd.tenant_id)
         # The lease first (it is the run's own), then the job's start lock: from the check of live
         # runs to the start's append no other start of this job can slip in (start_lock.py).
         with contextlib.ExitStack() as leased:
@@ -283,7 +277,7 @@ class ReconciliationService:
             origin=f"the job spec of run {reconciliation_id}",
         )
         cause = self.store.stream_frame(reconciliation_id, e.AGGREGATE_TYPE)["event_id"][-1]
-        self._check_inputs(spec)
+        self._check_inputs(spec, state.tenant_id)
         with self._lease(reconciliation_id):
             return self.attempts.run(state, spec, user_id, str(cause), [])
 
@@ -305,7 +299,7 @@ class ReconciliationService:
                 origin=f"the job spec of run {cmd.reconciliation_id}",
             )
         drafts = agg.decide_retry(state, cmd, fingerprint=spec.fingerprint())
-        self._check_inputs(spec)
+        self._check_inputs(spec, cmd.tenant_id)
         with self._lease(cmd.reconciliation_id):
             with self._start_lock(cmd.tenant_id, state.job_id):
                 if state.job_id and state.date_range and (live := self._others_live(state, cmd.user_id)):
@@ -348,11 +342,15 @@ class ReconciliationService:
         with held, termination_raises():
             yield
 
-    def _check_inputs(self, spec: JobSpec) -> None:
-        """Refuse, before anything is appended, a spec whose inputs leave the allowed roots or whose
-        mapping names columns an existing CSV lacks."""
+    def tenant_roots(self, tenant_id: str) -> InputRoots:
+        """The input roots of tenant ``tenant_id``'s runs (``{tenant}`` roots name its own folder)."""
+        return self.roots.for_tenant(self.access.tenant_names()[tenant_id])
+
+    def _check_inputs(self, spec: JobSpec, tenant_id: str) -> None:
+        """Refuse, before anything is appended, a spec whose inputs leave the tenant's allowed roots or
+        whose mapping names columns an existing CSV lacks."""
         for side, side_spec in (("source", spec.source), ("target", spec.target)):
-            check_side(side_spec, base_dir=spec.base_dir, roots=self.roots, side=side)
+            check_side(side_spec, base_dir=spec.base_dir, roots=self.tenant_roots(tenant_id), side=side)
 
     def cancel(self, cmd: c.CancelReconciliation) -> RunOutcome:
         """Cancel a run that has not finished."""

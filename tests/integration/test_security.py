@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SETTLER = [sys.executable, "-m", "settler_pipeline.cli"]
 DAY = date(2026, 11, 3)
 SECRET = "TOP-SECRET-OUTSIDE-THE-ROOTS"
+SIDES = ("source", "target")
 
 
 @dataclass
@@ -302,3 +303,51 @@ def test_only_a_global_admin_grants_the_impersonate_right_and_it_lets_a_login_ac
     access.forbid_impersonate("scheduler", by=owner)
     with pytest.raises(PermissionDeniedError):
         access.identify("alice", login="scheduler")
+
+
+# -- tenants whose inputs must stay apart ------------------------------------------------------------
+
+
+def test_a_tenant_input_root_lets_a_run_read_its_own_tenants_folder_only(tmp_path: Path) -> None:
+    # One process serves both tenants; `inputs/{tenant}` gives each tenant's runs its own folder. An
+    # operator of alpha must not reach beta's exports, by `..`, by an absolute path, by a spec placed
+    # in beta's folder, or through the SQL sandbox.
+    data = tmp_path / "data"
+    alpha_spec, _ = write_sample_job(data / "inputs" / "alpha", records=150, start=DAY, days=2, seed=3)
+    write_sample_job(data / "inputs" / "beta", records=150, start=DAY, days=2, seed=4)
+    (data / "settler.toml").write_text('allowed_input_roots = ["inputs/{tenant}"]\n')
+    beta_file = data / "inputs" / "beta" / "source.csv"
+    assert beta_file.is_file() and alpha_spec.parent == data / "inputs" / "alpha"
+    with Settler(data, user="root-admin") as app:
+        alpha = app.access.create_tenant("alpha", admin="alpha-admin")
+        app.access.create_tenant("beta", admin="beta-admin")
+        app.access.grant("alpha-op", alpha.tenant_id, "operator", by="alpha-admin")
+    body = yaml.safe_load(alpha_spec.read_text())
+    elsewhere = tmp_path / "specs"
+    elsewhere.mkdir()
+    attacks = {
+        alpha_spec.parent / "dotdot.yaml": {**body["source"], "path": "../beta/source.csv"},
+        elsewhere / "absolute.yaml": {**body["source"], "path": str(beta_file)},
+        beta_file.parent / "placed.yaml": {**body["source"], "path": "source.csv"},
+        alpha_spec.parent / "sql.yaml": _sql("SELECT * FROM read_csv('../beta/source.csv')"),
+    }
+    for path, source in attacks.items():
+        path.write_text(yaml.safe_dump({**body, "name": path.stem, "source": source}, sort_keys=False))
+        before = hashlib.sha256((data / "access.json").read_bytes()).hexdigest()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SETTLER_")}
+        env |= {"SETTLER_DATA_DIR": str(data), "SETTLER_USER": "alpha-op"}
+        done = subprocess.run(
+            [*SETTLER, "reconcile", str(path), "--from", DAY.isoformat(), "--tenant", "alpha"],
+            capture_output=True, text=True, env=env, timeout=120, cwd=ROOT,
+        )  # fmt: skip
+        assert done.returncode == 1 and "outside" in done.stderr, (path.name, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert hashlib.sha256((data / "access.json").read_bytes()).hexdigest() == before
+    with Settler(data, user="alpha-op") as app:
+        assert app.run_ids() == []  # nothing was started by a refused spec
+        # the same operator's own spec, and an absolute path into their own folder, run
+        assert app.reconcile(alpha_spec, start=DAY, end=DAY, tenant="alpha").status == "completed"
+        own = elsewhere / "own.yaml"
+        sides = {side: {**body[side], "path": str(alpha_spec.parent / body[side]["path"])} for side in SIDES}
+        own.write_text(yaml.safe_dump({**body, "name": "own", **sides}, sort_keys=False))
+        assert app.reconcile(own, start=DAY, end=DAY, tenant="alpha").status == "completed"
