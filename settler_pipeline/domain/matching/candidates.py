@@ -58,11 +58,19 @@ def _empty() -> Candidates:
     return Candidates(pl.DataFrame(schema=PAIR_SCHEMA), pl.Series("source_line", [], dtype=pl.Int64))
 
 
-def _currency_codes(source: pl.DataFrame, target: pl.DataFrame) -> tuple[Int64Array, Int64Array]:
-    """Dense integer codes per currency shared by both sides; -1 for a null currency."""
-    both = pl.concat([source["currency"], target["currency"]]).rank("dense").fill_null(0).cast(pl.Int64) - 1
-    codes = both.to_numpy()
-    return codes[: source.height], codes[source.height :]
+def currency_codes(source: pl.DataFrame, target: pl.DataFrame) -> tuple[Int64Array, Int64Array]:
+    """Dense integer codes per currency shared by both sides (in the currencies' sort order); -1 for
+    a null currency."""
+    # An enum of the few distinct currencies: a hash lookup per row, where ranking both sides
+    # together would sort every string of them.
+    names = pl.concat([source["currency"].unique(), target["currency"].unique()]).drop_nulls().unique().sort()
+    kind = pl.Enum(names.cast(pl.String))
+
+    def codes(frame: pl.DataFrame) -> Int64Array:
+        column = frame["currency"].cast(pl.String).cast(kind).to_physical().cast(pl.Int64)
+        return np.asarray(column.fill_null(-1).to_numpy(), dtype=np.int64)
+
+    return codes(source), codes(target)
 
 
 def window_candidates(
@@ -105,7 +113,7 @@ def window_candidates(
         return Candidates(
             pl.concat([part.pairs for part in parts]), pl.concat([part.crowded_lines for part in parts])
         )
-    s_code, t_code = _currency_codes(source, target)
+    s_code, t_code = currency_codes(source, target)
     s_line = source["line_number"].to_numpy()
     s_amt = source["amount_minor"].to_numpy()
     s_day = source["day"].to_numpy()

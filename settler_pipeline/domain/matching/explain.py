@@ -26,8 +26,8 @@ import numpy as np
 import polars as pl
 
 from settler_pipeline.domain.matching.amount_date import without_conflicting_references
-from settler_pipeline.domain.matching.candidates import window_candidates
 from settler_pipeline.domain.matching.config import FuzzyPass, MatchConfig, MatchPass, Tolerance
+from settler_pipeline.domain.matching.nearest import nearest_counterparts
 from settler_pipeline.domain.matching.tolerance import within_tolerance, within_window
 
 SEARCH_DAYS: Final = 7
@@ -58,18 +58,8 @@ EXPLAINED_SCHEMA: dict[str, pl.DataType] = {
 
 def _nearest(records: pl.DataFrame, others: pl.DataFrame) -> pl.DataFrame:
     """``(line_number, closest_line)``: per record, the nearest other-side record (see module doc)."""
-    found = window_candidates(
-        records,
-        others,
-        tolerance=Tolerance(percent=SEARCH_PERCENT),
-        days_before=SEARCH_DAYS,
-        days_after=SEARCH_DAYS,
-        max_candidates=1,
-        crowded="nearest",
-    ).pairs
-    # With max_candidates=1 each record keeps at most one pair: its only candidate, or the nearest
-    # (amount, days, line) of many, as window_candidates ranks crowded records.
-    return found.select(line_number="source_line", closest_line="target_line")
+    tolerance = Tolerance(percent=SEARCH_PERCENT)
+    return nearest_counterparts(records, others, tolerance=tolerance, days=SEARCH_DAYS)
 
 
 def _from_hints(wanted: pl.DataFrame, records: pl.DataFrame, others: pl.DataFrame) -> pl.DataFrame:
