@@ -211,7 +211,12 @@ class AttemptRunner:
         )
 
     def append(self, state: ReconciliationState, frame: pl.DataFrame) -> tuple[ReconciliationState, int]:
+        """Append ``frame`` (events of ``state``'s run) expecting the version ``state`` saw; its events
+        are stamped with the time of this append, not the attempt's start."""
         assert state.reconciliation_id
+        frame = frame.with_columns(
+            pl.lit(datetime.now(UTC), dtype=pl.Datetime("us", "UTC")).alias("timestamp")
+        )
         try:
             positions = self.store.append_frame(
                 frame, expected_versions={state.reconciliation_id: state.version}

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import date
+import time
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 
 from settler_pipeline.domain import events as e
+from settler_pipeline.domain.matching import blocks as blocks_module
 from settler_pipeline.errors import NotFoundError, PermissionDeniedError, StateError, ValidationError
 from settler_pipeline.sample_job import write_sample_job
 from settler_pipeline.session import Settler
@@ -206,3 +209,28 @@ def test_a_typed_timestamp_column_is_parsed_as_iso_in_a_run_whatever_dates_forma
     assert from_parquet.status == "completed"
     assert from_parquet.summary["quarantined_count"] == from_csv.summary["quarantined_count"] == 0
     assert from_parquet.summary["matched_count"] == from_csv.summary["matched_count"] > 0
+
+
+def test_each_append_of_a_run_stamps_its_events_with_the_time_of_that_append(
+    workspace: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = blocks_module.match_records
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(blocks_module, "match_records", slow)
+    data, spec = workspace
+    with Settler(data, user="olga") as app:
+        outcome = app.reconcile(spec, start=START, end=END)
+        frame = run_events(app, outcome.reconciliation_id)
+    assert outcome.summary is not None
+    at = {kind: group["timestamp"] for (kind,), group in frame.group_by("event_type")}
+    fetched = at[e.SOURCE_RECORDS_FETCHED].max()
+    matched = at[e.RECORD_MATCHED]
+    completed = at[e.RECONCILIATION_COMPLETED].item()
+    assert matched.min() - fetched >= timedelta(seconds=0.5)  # matching took that long
+    assert completed >= matched.max()
+    took = completed - at[e.RECONCILIATION_STARTED].item()
+    assert took >= timedelta(milliseconds=outcome.summary["duration_ms"]) >= timedelta(seconds=0.5)
