@@ -30,12 +30,14 @@ from settler_pipeline.cli.output import (
     progress_bar,
     warn,
 )
+from settler_pipeline.domain.reconciliation.status import RECORDED
 from settler_pipeline.errors import ValidationError
 
 if TYPE_CHECKING:
     from settler_pipeline.application.outcome import RunOutcome
 
 _GONE = "no live process"
+_STATUSES = ", ".join(RECORDED)
 RunArg = Annotated[str, typer.Argument(help="Run id, or a unique prefix of it (see `settler runs`).")]
 
 
@@ -227,9 +229,7 @@ def state_command(
 def runs_command(
     tenant: TenantOption = None,
     job: Annotated[str | None, typer.Option("--job", help="Only this job (the spec's name).")] = None,
-    status: Annotated[
-        str | None, typer.Option("--status", help="started, running, completed, failed or cancelled.")
-    ] = None,
+    status: Annotated[str | None, typer.Option("--status", help=f"One of {_STATUSES}.")] = None,
     day: Annotated[str | None, typer.Option("--day", help="Only runs covering this day.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many runs.", min=1)] = 50,
     user: UserOption = None,
@@ -239,9 +239,8 @@ def runs_command(
     """The runs you may see, newest first, with a short id every command accepts."""
     from settler_pipeline.session import Settler, short_ids
 
-    statuses = ("started", "running", "completed", "failed", "cancelled")
-    if status is not None and status not in statuses:
-        raise ValidationError(f"--status must be one of {', '.join(statuses)}, got {status!r}")
+    if status is not None and status not in RECORDED:
+        raise ValidationError(f"--status must be one of {_STATUSES}, got {status!r}")
     on = parse_date(day, "--day") if day else None
     with Settler(data_dir, user=user, read_only=True) as app:
         rows = app.runs(tenant=tenant, job=job, status=status, day=on, limit=limit)

@@ -3,6 +3,7 @@ first, and the superseded run leaves the exceptions and matches while staying vi
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -74,3 +75,19 @@ def test_superseding_keeps_each_job_tenant_and_day_once_in_the_read_models(
     assert set(matches["reconciliation_id"]) == {second.reconciliation_id}
     with Settler(data, user="ops") as app, pytest.raises(StateError):  # finished: cannot be cancelled
         app.cancel(first, "too late")
+
+
+def test_runs_filters_by_every_status_it_shows(reconciled: tuple[Path, Path, str]) -> None:
+    data, spec, first = reconciled
+    base = ["--data-dir", str(data), "--user", "ops"]
+    args = ["reconcile", str(spec), "--from", DAY.isoformat(), *base, "--supersede"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    listed = CliRunner().invoke(cli, ["runs", *base, "--status", "superseded", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [row["reconciliation_id"] for row in json.loads(listed.stdout)] == [first]
+    for status in ("started", "running", "completed", "failed", "cancelled", "abandoned"):
+        shown = CliRunner().invoke(cli, ["runs", *base, "--status", status, "--json"])
+        assert shown.exit_code == 0, (status, shown.output)
+        assert all(row["status"] == status for row in json.loads(shown.stdout))
+    wrong = CliRunner().invoke(cli, ["runs", *base, "--status", "new"])
+    assert wrong.exit_code == 1 and "superseded" in wrong.output and "abandoned" in wrong.output

@@ -31,6 +31,8 @@ CANCELLED: Final = RunStatus.CANCELLED
 SUPERSEDED: Final = RunStatus.SUPERSEDED
 ABANDONED: Final = RunStatus.ABANDONED
 
+RECORDED: Final = tuple(status for status in RunStatus if status != RunStatus.NEW)
+"""Statuses a run in the log can have (``new`` is a run that does not exist yet)."""
 FINISHED: Final = (COMPLETED, FAILED, CANCELLED, SUPERSEDED, ABANDONED)
 """Statuses after which the attempt does nothing more."""
 RETRYABLE: Final = (FAILED, CANCELLED, ABANDONED)
