@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -182,6 +183,25 @@ def test_the_content_key_changes_with_anything_the_caller_chose(change: dict[str
 
 def test_canonical_json_sorts_keys_and_drops_whitespace() -> None:
     assert canonical_json({"b": 1, "a": {"d": 2, "c": 3}}) == '{"a":{"c":3,"d":2},"b":1}'
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text()
+    | st.datetimes(timezones=st.just(UTC))
+    | st.decimals(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(_JSON_VALUES)
+def test_canonical_json_is_the_text_json_dumps_writes_with_sorted_keys(value: Any) -> None:
+    """The stored text of every payload: a retried event is the same event only if it matches."""
+    assert canonical_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def test_a_stored_row_reads_back_as_an_envelope_equal_to_a_validated_one() -> None:
