@@ -3,8 +3,12 @@
 ``read_models/<name>`` is a symlink to ``.gens/<name>/g<N>/``, a directory holding every file of
 generation N. A new generation is built beside the current one, its manifest (checkpoint, parts) is
 written next to it, and the symlink is swapped with one ``os.replace``: *that swap is the commit*.
-Readers resolve the symlink once per query and so see one consistent generation; old generations are
-removed after a grace period so that a query still reading one can finish. An uncommitted generation
+Readers do not resolve the symlink once per query: DuckDB expands a view's glob through it when it plans
+and opens each file through it again when it reads, so every file name in a generation must name the
+same bytes in any generation that has it (parts and filter files carry the generation that wrote them):
+a query a swap overtakes then fails to open a file (it is run again) instead of mixing two generations.
+Old generations are removed after a grace period so that a query still reading one by its resolved
+path can finish. An uncommitted generation
 left by a crash is deleted on the next load.
 """
 

@@ -33,8 +33,22 @@ from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.payloads import SEGMENT_SCHEMA, TYPED
 
 EVENTS: Final = "events"  # read_models/events: the published log's files, for the analysts' view
-ATTEMPTS_FILE: Final = "log_attempts.parquet"  # runs past their first attempt: reconciliation_id, attempt
-POSITION_FILE: Final = "log_position.parquet"  # one row: position (P)
+# The filter files of a generation: runs past their first attempt (reconciliation_id, attempt) and one
+# row, the position P. Named by generation, never by a fixed name: DuckDB expands a view's glob through
+# the generation symlink and opens the files later, so after a swap a fixed name would open the next
+# generation's file with the previous one's metadata. A unique name fails the open instead, and a
+# query run again reads one whole generation.
+ATTEMPTS: Final = "log_attempts"
+POSITION: Final = "log_position"
+
+
+def filter_file(directory: Path, stem: str, generation: int) -> Path:
+    """Generation ``generation``'s filter file ``stem`` in ``directory`` (the fixed name of a
+    generation written before filter files were named by generation, if that is the one there)."""
+    named = directory / f"{stem}-g{generation:06d}.parquet"
+    legacy = directory / f"{stem}.parquet"
+    return legacy if not named.exists() and legacy.exists() else named
+
 
 # reconciliation_matches column -> expression over a log row (a RecordMatched event)
 MATCH_COLUMNS: Final[dict[str, pl.Expr]] = {
@@ -164,15 +178,15 @@ def scan_matches(
     return rows.select(expr.alias(name) for name, expr in MATCH_COLUMNS.items())
 
 
-def write_filters(directory: Path, position: int, attempts: pl.DataFrame) -> None:
-    """The files the analysts' view filters the linked log with (see :func:`view_sql`)."""
+def write_filters(directory: Path, generation: int, position: int, attempts: pl.DataFrame) -> None:
+    """The files the analysts' view filters the linked log with (see :func:`view_sql`), named by
+    ``generation``."""
     directory.mkdir(parents=True, exist_ok=True)
-    attempts.select(RUN, pl.col("attempt").cast(pl.Int64)).write_parquet(directory / ATTEMPTS_FILE)
-    pl.DataFrame({"position": [position]}, schema={"position": pl.Int64}).write_parquet(
-        directory / POSITION_FILE
-    )
-    for name in (ATTEMPTS_FILE, POSITION_FILE):
-        fsync_file(directory / name)  # the directory is fsynced when the generation is published
+    written = (filter_file(directory, ATTEMPTS, generation), filter_file(directory, POSITION, generation))
+    attempts.select(RUN, pl.col("attempt").cast(pl.Int64)).write_parquet(written[0])
+    pl.DataFrame({"position": [position]}, schema={"position": pl.Int64}).write_parquet(written[1])
+    for path in written:
+        fsync_file(path)  # the directory is fsynced when the generation is published
 
 
 def view_sql(directory: str, events: str, columns: dict[str, str]) -> str:
@@ -187,10 +201,11 @@ def view_sql(directory: str, events: str, columns: dict[str, str]) -> str:
     return (
         f"SELECT {selected} FROM read_parquet('{events}/*.parquet', "  # noqa: S608
         "hive_partitioning = false, union_by_name = true) AS l "
-        f"LEFT JOIN read_parquet('{directory}/{ATTEMPTS_FILE}') AS a ON a.{RUN} = l.aggregate_id "
+        f"LEFT JOIN read_parquet('{directory}/{ATTEMPTS}*.parquet') AS a ON a.{RUN} = l.aggregate_id "
         f"WHERE l.event_type = '{e.RECORD_MATCHED}' AND l.aggregate_type = '{e.AGGREGATE_TYPE}' "
         f"AND l.{TYPED} {current}"
-        f"AND l.global_position <= (SELECT max(position) FROM read_parquet('{directory}/{POSITION_FILE}')) "
+        "AND l.global_position <= "
+        f"(SELECT max(position) FROM read_parquet('{directory}/{POSITION}*.parquet')) "
         "AND (a.attempt IS NULL OR l.attempt >= a.attempt) "
         f"AND l.global_position NOT IN (SELECT _position FROM read_parquet('{directory}/part-*.parquet') "
         "WHERE status = 'matched')"

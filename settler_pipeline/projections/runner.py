@@ -27,9 +27,10 @@ from settler_pipeline.projections.exceptions import ReconciliationExceptions
 from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.hotspots import ErrorHotspots
 from settler_pipeline.projections.logrows import (
-    ATTEMPTS_FILE,
+    ATTEMPTS,
     EVENTS,
     LogFiles,
+    filter_file,
     publish_events,
     scan_matches,
 )
@@ -302,7 +303,7 @@ def scan_read_model(data_dir: str | Path, name: str, tenant_ids: Sequence[str] |
         logged = scan_matches(
             [linked / Path(f).name for f in events["files"]],
             int(log["position"]),
-            pl.read_parquet(directory / ATTEMPTS_FILE),
+            pl.read_parquet(filter_file(directory, ATTEMPTS, int(manifest["generation"]))),
             pl.scan_parquet(auto) if auto else None,
         )
         # The manifest names the tenants of those rows: no filter to read when all are wanted.

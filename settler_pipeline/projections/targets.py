@@ -146,7 +146,9 @@ class PartedTarget(Target):
         log = None
         if self.log is not None and self.table.logged_rows:
             # which rows of the published log's files (read_models/events) are this generation's
-            write_filters(self.storage.work_dir, self.log.position, self.table.later_attempts())
+            write_filters(
+                self.storage.work_dir, self.table.generation, self.log.position, self.table.later_attempts()
+            )
             currencies = {t: sorted(codes) for t, codes in sorted(self.currencies.items())}
             log = {"position": self.log.position, "rows": self.table.logged_rows, "currencies": currencies}
         self.generations.commit(self.table, self.storage, self.checkpoint, log)
