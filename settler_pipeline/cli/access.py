@@ -7,18 +7,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption
+from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption, existing_data
 from settler_pipeline.cli.output import command, console, emit_json, emit_table
 
 if TYPE_CHECKING:
     from settler_pipeline.application.access import AccessControl
 
 
-def _access(data_dir: Path) -> AccessControl:
-    """The access file of ``data_dir`` (imported on use: the CLI starts without the data stack)."""
+def _access(data_dir: Path, *, create: bool = False) -> AccessControl:
+    """The access file of ``data_dir`` (imported on use: the CLI starts without the data stack);
+    unless ``create``, ``data_dir`` must hold Settler data already."""
     from settler_pipeline.application.access import AccessControl
 
-    return AccessControl(data_dir)
+    return AccessControl(data_dir if create else existing_data(data_dir, access_file_will_do=True))
 
 
 app = typer.Typer(help="Manage tenants, users and roles (viewer, operator, admin).", no_args_is_help=True)
@@ -33,7 +34,7 @@ def create_tenant(
     json: JsonOption = False,
 ) -> None:
     """Create a tenant; the acting user becomes its admin."""
-    access = _access(data_dir)
+    access = _access(data_dir, create=True)
     tenant = access.create_tenant(name, admin=access.identify(user))
     if json:
         emit_json({"tenant_id": tenant.tenant_id, "name": tenant.name})

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from settler_pipeline.cli.options import DataDirOption, JsonOption
+from settler_pipeline.cli.options import DataDirOption, JsonOption, existing_data
 from settler_pipeline.cli.output import (
     EXIT_USER_ERROR,
     command,
@@ -70,7 +70,7 @@ def repair_command(
     from settler_pipeline.store import maintenance
     from settler_pipeline.store.event_store import EventStore
 
-    with EventStore.open(data_dir) as store:
+    with EventStore.open(existing_data(data_dir)) as store:
         report = maintenance.repair(store, accept_loss=accept_loss)
     if json:
         emit_json(report.to_dict())
@@ -92,7 +92,7 @@ def publish_command(data_dir: DataDirOption = Path("data"), json: JsonOption = F
     tail moves into segments; one Delta commit). Prints the published position and the table's URI."""
     from settler_pipeline.store.event_store import EventStore
 
-    with EventStore.open(data_dir) as store:
+    with EventStore.open(existing_data(data_dir)) as store:
         published = store.publish()
         body = {
             "published_position": published,
@@ -118,7 +118,7 @@ def compact_command(
     from settler_pipeline.store import maintenance
     from settler_pipeline.store.event_store import EventStore
 
-    with EventStore.open(data_dir) as store:
+    with EventStore.open(existing_data(data_dir)) as store:
         report = maintenance.compact(store, target_rows=target_rows)
     if json:
         emit_json(report.to_dict())
@@ -133,7 +133,7 @@ def reindex_command(data_dir: DataDirOption = Path("data"), json: JsonOption = F
     from settler_pipeline.store import maintenance
     from settler_pipeline.store.event_store import EventStore
 
-    with EventStore.open(data_dir, recover_index=False) as store:
+    with EventStore.open(existing_data(data_dir), recover_index=False) as store:
         report = maintenance.reindex(store)
     if json:
         emit_json(report.to_dict())

@@ -28,6 +28,17 @@ UserOption = Annotated[
 TenantOption = Annotated[str | None, typer.Option("--tenant", "-t", help="Tenant name or id.")]
 
 
+def existing_data(data_dir: Path, *, access_file_will_do: bool = False) -> Path:
+    """``data_dir``, once it is known to hold Settler data (its event log; with
+    ``access_file_will_do``, its access file is enough): commands that do not start a store refuse a
+    mistyped ``--data-dir`` instead of creating a new, empty one there."""
+    if not (access_file_will_do and (data_dir / "access.json").is_file()):
+        from settler_pipeline.store.event_store import require_log
+
+        require_log(data_dir)
+    return data_dir
+
+
 def parse_date(value: str, option: str) -> date:
     """A ``YYYY-MM-DD`` date, or a :class:`ValidationError` naming the option."""
     try:

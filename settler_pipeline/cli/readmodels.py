@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption
+from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption, existing_data
 from settler_pipeline.cli.output import console, emit_json, emit_mapping, emit_table, progress_bar
 
 
@@ -25,7 +25,7 @@ def project_command(
     from settler_pipeline.store.event_store import EventStore
 
     started = time.perf_counter()
-    with EventStore.open(data_dir) as store, progress_bar(json) as report:
+    with EventStore.open(existing_data(data_dir)) as store, progress_bar(json) as report:
         if report is not None:
             report("rebuilding the read models" if rebuild else "updating the read models", 0, 1)
         names = AccessControl(data_dir).tenant_names()
@@ -45,7 +45,7 @@ def snapshot_command(
     from settler_pipeline import projections
     from settler_pipeline.store.event_store import EventStore
 
-    with EventStore.open(data_dir) as store, progress_bar(json) as report:
+    with EventStore.open(existing_data(data_dir)) as store, progress_bar(json) as report:
         if report is not None:
             report("building snapshots", 0, 1)
         built = projections.build_snapshots(store, every=every)

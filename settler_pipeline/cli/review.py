@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption
+from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption, existing_data
 from settler_pipeline.cli.output import command, console, emit_json, emit_table
 from settler_pipeline.cli.runs import print_outcome
 
@@ -120,7 +120,7 @@ def _decide(
     """Take the review decision ``action`` on ``run_id`` as ``user`` and print its outcome."""
     from settler_pipeline.session import Settler
 
-    with Settler(data_dir, user=user) as app_:
+    with Settler(existing_data(data_dir), user=user) as app_:
         outcome = app_.review(action, run_id, **fields)
     print_outcome(outcome, json, label)
 

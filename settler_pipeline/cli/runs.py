@@ -16,6 +16,7 @@ from settler_pipeline.cli.options import (
     JsonOption,
     TenantOption,
     UserOption,
+    existing_data,
     parse_date,
     parse_time,
 )
@@ -161,7 +162,7 @@ def retry_command(
     """Run a failed or cancelled reconciliation again (a new attempt), reading its job spec file again."""
     from settler_pipeline.session import Settler
 
-    with Settler(data_dir, user=user) as app, progress_bar(json) as report:
+    with Settler(existing_data(data_dir), user=user) as app, progress_bar(json) as report:
         app.service.progress = report
         outcome = app.retry(run_id, spec_path=spec)
     print_outcome(outcome, json, "retry")
@@ -179,7 +180,7 @@ def cancel_command(
     """Cancel a reconciliation that has not finished."""
     from settler_pipeline.session import Settler
 
-    with Settler(data_dir, user=user) as app:
+    with Settler(existing_data(data_dir), user=user) as app:
         outcome = app.cancel(run_id, reason)
     print_outcome(outcome, json, "cancel")
 

@@ -56,7 +56,18 @@ __all__ = [
     "AppendResult",
     "EventStore",
     "LogView",
+    "require_log",
 ]
+
+
+def require_log(data_dir: str | os.PathLike[str]) -> None:
+    """Raise unless ``data_dir`` holds a Settler event log (:class:`ValidationError` for a file,
+    :class:`NotFoundError` otherwise): a mistyped ``--data-dir`` must not become a new, empty store."""
+    path = Path(data_dir)
+    if path.exists() and not path.is_dir():
+        raise ValidationError(f"data directory {path} is a file", hint="pass a directory path")
+    if not (path / "log").is_dir():
+        raise NotFoundError(f"no Settler data at {path}", hint="pass --data-dir or set SETTLER_DATA_DIR")
 
 
 class EventStore(LogReader, LogWriter, LogRecovery):
@@ -91,16 +102,14 @@ class EventStore(LogReader, LogWriter, LogRecovery):
         ``recover_index=False`` skips the index step and leaves a missing or unreadable commit point alone
         (for ``reindex``, which rebuilds both from the segments)."""
         path = Path(data_dir)
-        if path.exists() and not path.is_dir():
+        if read_only:
+            require_log(path)
+        elif path.exists() and not path.is_dir():
             raise ValidationError(f"data directory {path} is a file", hint="pass a directory path")
         store = cls(
             path, registry=registry or default_registry, lock_timeout_s=lock_timeout_s, read_only=read_only
         )
         if read_only:
-            if not store.root.is_dir():
-                raise NotFoundError(
-                    f"no Settler data at {path}", hint="pass --data-dir or set SETTLER_DATA_DIR"
-                )
             if not store.has_commit_point() and list_segment_files(store.segments_dir):
                 raise StoreError(
                     f"the event log at {store.root} has segment files but no commit point "

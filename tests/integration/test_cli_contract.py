@@ -298,3 +298,37 @@ def test_the_documented_example_queries_run_as_written(data: Path) -> None:
         code, out, err = invoke(data, "sql", query, "--json")
         assert code == 0, (query, err)
         assert json.loads(out), query
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["project"],
+        ["snapshot"],
+        ["log", "compact"],
+        ["log", "publish"],
+        ["log", "reindex"],
+        ["log", "repair"],
+        ["access", "list"],
+        ["access", "grant", "bob", "acme", "viewer"],
+        ["access", "revoke", "bob", "acme"],
+        ["access", "allow-impersonate", "bob"],
+        ["retry", UNKNOWN_RUN],
+        ["cancel", UNKNOWN_RUN, "--reason", "x"],
+        ["review", "confirm", UNKNOWN_RUN, "m1"],
+        ["review", "dismiss", UNKNOWN_RUN, "x1", "--reason", "x"],
+    ],
+)
+def test_a_mistyped_data_dir_is_refused_and_nothing_is_created_there(tmp_path: Path, args: list[str]) -> None:
+    missing = tmp_path / "typo"
+    code, out, err = invoke(missing, *args)
+    assert code == 1 and f"no Settler data at {missing}" in err and "--data-dir" in err, (out, err)
+    assert not missing.exists()
+
+
+def test_the_commands_that_start_a_store_still_create_it(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh"
+    code, _, err = invoke(fresh, "access", "create-tenant", "acme")
+    assert code == 0, err
+    code, out, err = invoke(fresh, "access", "list", "--json")  # the access file alone is Settler data
+    assert code == 0 and [g["tenant"] for g in json.loads(out)] == ["acme"], err
