@@ -173,18 +173,42 @@ def resolve_columns(spec: SideSpec, available: list[str], *, side: str | None = 
         field = field.split("#")[0]  # a term of an amount expression reports as the amount
         names = ", ".join(repr(c) for c in candidates)
         what = f"column {names}, which is" if len(candidates) == 1 else f"columns {names}, none of which is"
-        listing = ", ".join(available) if available else "(none)"
+        listing = ", ".join(c.replace("\x00", "") for c in available) if available else "(none)"
         hint = "column names are case-sensitive"
         close = _close_match(candidates, available)
         if close:
             hint = f"did you mean {close!r}? {hint}"
         if spec.adapter == "csv" and not spec.csv_options.header:
             hint += "; without a header the columns are column_1, column_2, ..."
+        if spec.adapter == "csv":
+            hint = _misread_header(spec, available) or hint
         raise JobSpecError(
             f"{prefix}columns.{field} names {what} not in {spec.describe()}; columns there: {listing}",
             hint=hint,
         )
     return resolved
+
+
+_DELIMITERS = {";": ("';'", '";"'), "\t": ("tabs", '"\\t"'), "|": ("'|'", '"|"'), ",": ("','", '","')}
+"""Field separators a header read with the wrong one shows: how to say them, how the job spec writes them."""
+
+
+def _misread_header(spec: SideSpec, available: list[str]) -> str | None:
+    """What to set when a CSV header was misread rather than a column misnamed: NUL bytes in it (a
+    UTF-16 file read as UTF-8), or one column holding another delimiter."""
+    if any("\x00" in name for name in available):
+        return (
+            "the file looks UTF-16 encoded (its header has NUL bytes): set csv.encoding: utf-16 "
+            "(utf-16-le or utf-16-be for a file without a byte-order mark)"
+        )
+    if len(available) == 1:
+        for delimiter, (said, written) in _DELIMITERS.items():
+            if delimiter != spec.csv_options.delimiter and delimiter in available[0]:
+                return (
+                    f"the header was read as one column holding {said}: set csv.delimiter: {written} "
+                    f"(the file is not separated by {spec.csv_options.delimiter!r})"
+                )
+    return None
 
 
 def _close_match(candidates: list[str], available: list[str]) -> str | None:

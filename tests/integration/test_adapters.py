@@ -508,6 +508,43 @@ def test_a_file_in_the_wrong_encoding_is_a_job_spec_error_with_a_hint(tmp_path: 
     assert info.value.hint is not None and "csv.encoding" in info.value.hint
 
 
+@pytest.mark.parametrize(
+    ("encoding", "options"),
+    [("utf-16", {}), ("utf-16-le", {}), ("utf-16-be", {"delimiter": ";"})],
+)
+def test_a_utf16_file_read_as_utf8_says_to_set_the_encoding(
+    tmp_path: Path, encoding: str, options: dict[str, str]
+) -> None:
+    delimiter = options.get("delimiter", ",")
+    write(
+        tmp_path,
+        "in.csv",
+        f"id{delimiter}amount{delimiter}currency{delimiter}date\nA{delimiter}1{delimiter}EUR{delimiter}2024-03-01\n",
+        encoding,
+    )
+    spec = side(adapter="csv", path="in.csv", csv=options)
+    with pytest.raises(JobSpecError) as info:
+        load(spec, tmp_path)
+    assert "\x00" not in info.value.message
+    assert info.value.hint is not None and "csv.encoding: utf-16" in info.value.hint
+    assert "case-sensitive" not in info.value.hint
+    fixed = side(adapter="csv", path="in.csv", csv={**options, "encoding": encoding})
+    assert load(fixed, tmp_path).records["record_id"].to_list() == ["A"]
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "written"), [(";", 'csv.delimiter: ";"'), ("\t", 'csv.delimiter: "\\t"')]
+)
+def test_a_header_read_with_the_wrong_delimiter_says_which_to_set(
+    tmp_path: Path, delimiter: str, written: str
+) -> None:
+    write(tmp_path, "in.csv", delimiter.join(["id", "amount", "currency", "date"]) + "\nA;1;EUR;2024-03-01\n")
+    with pytest.raises(JobSpecError) as info:
+        load(side(adapter="csv", path="in.csv"), tmp_path)
+    assert info.value.hint is not None and written in info.value.hint
+    assert "case-sensitive" not in info.value.hint
+
+
 def test_blank_lines_are_ignored(tmp_path: Path) -> None:
     loaded = csv_side(tmp_path, "id,amount,currency,date\nA,1,EUR,2024-03-01\n\n,,,\nB,2,EUR,2024-03-01\n\n")
     assert loaded.records["record_id"].to_list() == ["A", "B"]
