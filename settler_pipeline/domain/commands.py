@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from settler_pipeline.errors import ValidationError
@@ -34,6 +34,9 @@ def validate_user(value: str) -> str:
         )
     return normalised
 
+
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+"""Why a decision was taken: blank (spaces only) is no reason."""
 
 FIRST_DAY = date(1900, 1, 1)
 LAST_DAY = date(2999, 12, 31)
@@ -167,7 +170,7 @@ class SupersedeReconciliation(RunCommand):
 class CancelReconciliation(RunCommand):
     """Stop a run that has not finished."""
 
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Reason
 
 
 class _ReviewCommand(RunCommand):
@@ -199,7 +202,7 @@ class RejectMatch(_ReviewCommand):
 
     ITEMS = "match_ids"
     match_ids: list[str] = Field(min_length=1)
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Reason
 
 
 class MatchManually(RunCommand):
@@ -217,7 +220,7 @@ class DismissException(_ReviewCommand):
 
     ITEMS = "exception_ids"
     exception_ids: list[str] = Field(min_length=1)
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Reason
 
 
 C = TypeVar("C", bound=Command)

@@ -67,6 +67,13 @@ MISTAKES: list[tuple[str, list[str], str, str]] = [
     ("sql explain analyze copy", ["sql", "EXPLAIN ANALYZE COPY (SELECT 1) TO 'x'"], "olivia", "of COPY"),
     ("empty --reason", ["cancel", RUN, "--reason", ""], "olivia", "reason must not be empty"),
     ("empty --reason on dismiss", ["review", "dismiss", RUN, "x", "--reason", ""], "olivia", "reason"),
+    ("blank --reason", ["cancel", RUN, "--reason", "  \t "], "olivia", "reason must not be empty"),
+    (
+        "blank --reason on reject",
+        ["review", "reject", RUN, "m1", "--reason", "   "],
+        "olivia",
+        "reason must not be empty",
+    ),
     ("--as-of in year 1", ["state", RUN, "--as-of", "0001-01-01T00:00:00+05:00"], "olivia", "--as-of"),
     ("--as-of in year 9999", ["state", RUN, "--as-of", "9999-12-31T23:00:00-05:00"], "olivia", "--as-of"),
     ("--as-of not a time", ["state", RUN, "--as-of", "yesterday"], "olivia", "--as-of"),
