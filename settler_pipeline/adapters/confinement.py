@@ -105,6 +105,19 @@ class InputRoots:
         candidate = path if path.is_absolute() else spec_dir / path
         resolved = candidate.resolve()
         if not self.permits(resolved, spec_dir):
+            data = self._resolved_data_dir
+            if (
+                data is not None
+                and data in resolved.parents
+                and resolved.relative_to(data).parts[0] in INTERNAL_ENTRIES
+            ):
+                # said first: no input root, not even "/", opens Settler's own files
+                raise JobSpecError(
+                    f"{what} {path} is inside the data directory {data}: Settler's own files there are "
+                    "never an input",
+                    hint="point the job spec at the exported files, outside the data directory or below "
+                    "an input root in it (such as data/inputs)",
+                )
             raise JobSpecError(f"{what} {path} is outside the allowed input roots", hint=ROOTS_HINT)
         return resolved
 

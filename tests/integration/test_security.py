@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from settler_pipeline.adapters.confinement import InputRoots
 from settler_pipeline.application.access import AccessControl
 from settler_pipeline.errors import JobSpecError, PermissionDeniedError, UserError, ValidationError
 from settler_pipeline.sample_job import write_sample_job
@@ -141,14 +142,14 @@ SPEC_ATTACKS: dict[str, tuple[Callable[[World], dict[str, object]], str]] = {
         lambda w: {"target": _csv("../../../../../../etc/passwd")},
         "outside the allowed input roots",
     ),
-    "glob over the log": (lambda w: {"source": _log_glob(w)}, "outside the allowed input roots"),
+    "glob over the log": (lambda w: {"source": _log_glob(w)}, "inside the data directory"),
     "glob leaving by dot-dot": (
         lambda w: {"target": {**_log_glob(w), "path": "*/../../data/log/**/*.parquet"}},
         "'..' after a glob character",
     ),
     "access file": (
         lambda w: {"target": _csv(str(w.data / "access.json"))},
-        "outside the allowed input roots",
+        "inside the data directory",
     ),
     "symlink out": (lambda w: {"target": _csv("link-to-secret.csv")}, "outside the allowed input roots"),
     "sql read_text": (lambda w: {"target": _sql(f"SELECT * FROM read_text('{w.secret}')")}, "outside"),
@@ -351,3 +352,25 @@ def test_a_tenant_input_root_lets_a_run_read_its_own_tenants_folder_only(tmp_pat
         sides = {side: {**body[side], "path": str(alpha_spec.parent / body[side]["path"])} for side in SIDES}
         own.write_text(yaml.safe_dump({**body, "name": "own", **sides}, sort_keys=False))
         assert app.reconcile(own, start=DAY, end=DAY, tenant="alpha").status == "completed"
+
+
+def test_with_every_directory_an_input_root_settlers_own_files_are_refused_as_such(world: World) -> None:
+    spec = world.spec("root-wide", target=_csv(str(world.data / "access.json")))
+    before = world.fingerprint()
+    roots = InputRoots((Path("/"),), data_dir=world.data)
+    with pytest.raises(JobSpecError, match="inside the data directory") as raised:
+        roots.check(world.data / "access.json", world.specs, what="input")
+    assert "outside the allowed input roots" not in raised.value.message
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SETTLER_")}
+    env |= {
+        "SETTLER_DATA_DIR": str(world.data),
+        "SETTLER_USER": "alpha-op",
+        "SETTLER_ALLOWED_INPUT_ROOTS": "/",
+    }
+    done = subprocess.run(
+        [*SETTLER, "reconcile", str(spec), "--from", DAY.isoformat(), "--tenant", "alpha"],
+        capture_output=True, text=True, env=env, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 1 and "inside the data directory" in done.stderr, done.stderr
+    assert "outside the allowed input roots" not in done.stderr
+    assert world.fingerprint() == before
