@@ -96,7 +96,16 @@ def newest_version(segments_dir: Path, known: int | None = None) -> int | None:
         names = os.listdir(segments_dir / LOG_FOLDER)
     except FileNotFoundError:
         return None
-    return max((int(m.group(1)) for n in names if (m := _COMMIT_FILE.match(n))), default=None)
+    newest = max((int(m.group(1)) for n in names if (m := _COMMIT_FILE.match(n))), default=None)
+    if newest is not None and (path := commit_file(segments_dir, newest)).is_dir():
+        # Nothing writes a directory there; left in place, every read and the next commit would fail
+        # on it with an error that names neither the file nor the fix.
+        raise CorruptionError(
+            f"{path} is a directory where the table's newest commit file belongs",
+            hint="move that directory out of the transaction log (it holds no commit), then run "
+            "`settler log verify`",
+        )
+    return newest
 
 
 def has_newer(segments_dir: Path, version: int) -> bool:

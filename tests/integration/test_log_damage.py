@@ -301,3 +301,21 @@ def test_a_commit_file_missing_from_the_middle_of_the_delta_log_is_reported(
     assert rebuilt.height in (3 * BULK_ROWS, 4 * BULK_ROWS)
     assert list((writer.root / "quarantine").rglob(f"_delta_log/{middle.name.replace('2', '1', 1)}"))
     assert maintenance.verify(open_store(read_only=True)).ok
+
+
+def test_a_directory_named_like_the_next_commit_is_named_by_every_open_and_removing_it_heals(
+    open_store: OpenStore, make_frame: MakeFrame, data_dir: Path
+) -> None:
+    # A directory where the next commit file belongs (made by hand or by a tool) used to fail every
+    # command with an internal IsADirectoryError naming nothing.
+    writer = open_store()
+    writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
+    version = writer.segments_dir / "_delta_log" / f"{2:020d}.json"
+    assert not version.exists() and version.with_name(f"{1:020d}.json").is_file()
+    version.mkdir()
+    for opened in (lambda: open_store(read_only=True), open_store):
+        with pytest.raises(CorruptionError, match="is a directory where the table's newest commit"):
+            opened()
+    version.rmdir()
+    assert open_store().read().collect().height == BULK_ROWS
+    assert maintenance.verify(open_store(read_only=True)).ok
