@@ -130,8 +130,10 @@ def match_records(
     hints = (
         pl.concat(hint_parts) if hint_parts else pl.DataFrame(schema={**HINT_SCHEMA, "priority": pl.Int64()})
     )
+    matches = build_matches(raw_matches, source_work, target_work, run_id, digests)
+    del raw_matches, match_parts  # the passes' matches, now built: not kept while the rest is
     return MatchResult(
-        matches=build_matches(raw_matches, source_work, target_work, run_id, digests),
+        matches=matches,
         unmatched=_build_unmatched(
             remaining_source, remaining_target, hints, source_in, target_in, source_work, target_work, config
         ),

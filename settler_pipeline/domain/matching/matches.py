@@ -34,15 +34,30 @@ def _id_key(record_id: pl.Expr, line_number: pl.Expr) -> pl.Expr:
     return record_id.fill_null(pl.concat_str(pl.lit("#line:"), line_number.cast(pl.String)))
 
 
-def _single_side(matches: pl.DataFrame, work_by_line: pl.DataFrame, side: str) -> pl.DataFrame:
+class _ByLine:
+    """The columns of a side's records the match rows carry, found by line number without a sorted
+    copy of them: only the order of the lines is kept (two integers per record)."""
+
+    COLUMNS = ("line_number", "record_id", "amount_minor", "currency", "day")
+
+    def __init__(self, work: pl.DataFrame) -> None:
+        self.frame = work.select(self.COLUMNS)
+        order = self.frame["line_number"].arg_sort()
+        self.order = order.to_numpy()
+        self.lines = self.frame["line_number"].gather(order).to_numpy()
+
+    def rows(self, lines: npt.NDArray[np.int64]) -> pl.DataFrame:
+        """The records on ``lines`` (each present), in that order."""
+        return self.frame[pl.Series(self.order[np.searchsorted(self.lines, lines)])]
+
+
+def _single_side(matches: pl.DataFrame, records: _ByLine, side: str) -> pl.DataFrame:
     """Side columns for matches with exactly one record on ``side``, in the order of ``matches``.
 
-    A binary search into the records sorted by line replaces a join: joins do not keep row order
-    and moving list columns through one costs more than the rest of the matcher's bookkeeping.
+    A binary search into the lines in order replaces a join: joins do not keep row order and moving
+    list columns through one costs more than the rest of the matcher's bookkeeping.
     """
-    lines = matches[f"{side}_lines"].list.first().to_numpy()
-    position = np.searchsorted(work_by_line["line_number"].to_numpy(), lines)
-    rows = work_by_line[pl.Series(position)]
+    rows = records.rows(matches[f"{side}_lines"].list.first().to_numpy())
     return rows.select(
         pl.concat_list("record_id").alias(f"{side}_ids"),
         pl.col("amount_minor").alias(f"{side}_amount_minor"),
@@ -52,13 +67,11 @@ def _single_side(matches: pl.DataFrame, work_by_line: pl.DataFrame, side: str) -
     )
 
 
-def _grouped_side(matches: pl.DataFrame, work_by_line: pl.DataFrame, side: str) -> pl.DataFrame:
+def _grouped_side(matches: pl.DataFrame, records: _ByLine, side: str) -> pl.DataFrame:
     """Side columns for any matches (several records on a side allowed), keyed by ``_m``."""
-    lines = f"{side}_lines"
+    lines = matches.select("_m", line_number=pl.col(f"{side}_lines")).explode("line_number")
     return (
-        matches.select("_m", line_number=pl.col(lines))
-        .explode("line_number")
-        .join(work_by_line, on="line_number")
+        pl.concat([lines.select("_m"), records.rows(lines["line_number"].to_numpy())], how="horizontal")
         .group_by("_m")
         .agg(
             pl.col("record_id").sort_by("line_number").alias(f"{side}_ids"),
@@ -68,6 +81,10 @@ def _grouped_side(matches: pl.DataFrame, work_by_line: pl.DataFrame, side: str) 
             _id_key(pl.col("record_id"), pl.col("line_number")).sort().str.join("\x1e").alias(f"_{side}_key"),
         )
     )
+
+
+BUILD_ROWS = 250_000
+"""Match rows built at once: the keys, names and digests of a block's matches exist a slice at a time."""
 
 
 def build_matches(
@@ -82,25 +99,38 @@ def build_matches(
     keys of both sides, hashed with ``digests``), sorted by the first source line."""
     if raw.height == 0:
         return pl.DataFrame(schema=MATCH_SCHEMA)
-    columns = ["line_number", "record_id", "amount_minor", "currency", "day"]
-    source_by_line = source_work.select(columns).sort("line_number")
-    target_by_line = target_work.select(columns).sort("line_number")
+    # Put in order first and build :data:`BUILD_ROWS` rows at a time: sorting the built frame would
+    # gather every column of it, and a whole block's record keys and names would exist at once.
+    order = raw.select(
+        pl.arg_sort_by(pl.col("source_lines").list.min(), pl.col("target_lines").list.min())
+    ).to_series()
+    sides = {"source": _ByLine(source_work), "target": _ByLine(target_work)}
+    return pl.concat(
+        [
+            _built(raw[order.slice(offset, BUILD_ROWS)], sides, run_id, digests)
+            for offset in range(0, raw.height, BUILD_ROWS)
+        ]
+    )
+
+
+def _built(raw: pl.DataFrame, sides: dict[str, _ByLine], run_id: str, digests: NameDigests) -> pl.DataFrame:
+    """:func:`build_matches` of ``raw`` rows already in order."""
     raw = raw.with_row_index("_m")
     is_single = (pl.col("source_lines").list.len() == 1) & (pl.col("target_lines").list.len() == 1)
     singles = raw.filter(is_single)
     singles = pl.concat(
         [
             singles,
-            _single_side(singles, source_by_line, "source"),
-            _single_side(singles, target_by_line, "target"),
+            _single_side(singles, sides["source"], "source"),
+            _single_side(singles, sides["target"], "target"),
         ],
         how="horizontal",
     )
     groups = raw.filter(~is_single).with_columns(
         pl.col("source_lines").list.sort(), pl.col("target_lines").list.sort()
     )
-    groups = groups.join(_grouped_side(groups, source_by_line, "source"), on="_m").join(
-        _grouped_side(groups, target_by_line, "target"), on="_m"
+    groups = groups.join(_grouped_side(groups, sides["source"], "source"), on="_m").join(
+        _grouped_side(groups, sides["target"], "target"), on="_m"
     )
     built = pl.concat([singles, groups.select(singles.columns)]).with_columns(
         match_type=pl.when(pl.col("source_lines").list.len() > 1)
@@ -118,15 +148,13 @@ def build_matches(
             [pl.lit(run_id), pl.col("rule"), pl.col("_source_key"), pl.col("_target_key")], separator="\x1f"
         )
     ).to_series()
-    # Ids first, then the sort: sorting gathers every column, so it gathers only the frame's own
-    # columns, with the record keys and names already let go.
-    built = (
+    return (
         built.with_columns(match_id=uuid5_series(names, digests))
-        .select(list(MATCH_SCHEMA))
+        .select("_m", *MATCH_SCHEMA)
+        .sort("_m")
+        .drop("_m")
         .cast(MATCH_SCHEMA)  # type: ignore[arg-type]
     )
-    del names
-    return built.sort(pl.col("source_lines").list.first(), pl.col("target_lines").list.first())
 
 
 def uuid5_series(names: pl.Series, digests: NameDigests = hashlib_digests) -> pl.Series:
