@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from settler_pipeline.adapters.spill import SpilledSide
+from settler_pipeline.application import run_events
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.matching import MatchConfig, MatchResult
 from settler_pipeline.domain.matching.blocks import Block, BlockMatcher, plan_blocks, reach_days
@@ -89,7 +90,11 @@ def settled_blocks(
                 frames["source"], frames["target"], last_day=block.last_day, last=position == len(blocks) - 1
             )
             del frames
-            yield result, matcher.seen
+            # Only the records the events describe outlive the match: the block's records go now,
+            # before its events are built and appended.
+            seen, matcher.seen = run_events.described_records(result, matcher.seen), {}
+            yield result, seen
+            del result, seen  # while the caller asks for the next block, this one is let go
 
 
 def _without_lines(frame: pl.DataFrame, lines: pl.Series) -> pl.DataFrame:

@@ -88,6 +88,35 @@ def _details(records: pl.DataFrame) -> pl.DataFrame:
     ).unique("line_number", keep="first")
 
 
+def described_records(result: MatchResult, sides: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """The records of ``sides`` that the events of ``result`` describe (those of its proposals and
+    of its unmatched records), with the columns they show: all that :func:`match_events` and
+    :func:`unmatched_events` read of ``sides``, usually a small part of a block's records."""
+    proposed = result.matches.filter(pl.col("status") == "proposed")
+    out = {}
+    for side in ("source", "target"):
+        lines = pl.concat(
+            [
+                proposed[f"{side}_lines"].explode().drop_nulls(),
+                result.unmatched.filter(pl.col("side") == side)["line_number"],
+            ]
+        )
+        out[side] = (
+            sides[side]
+            .filter(pl.col("line_number").is_in(lines.implode()))
+            .select(
+                "line_number",
+                "record_id",
+                "occurred_at",
+                "amount_minor",
+                "currency",
+                "reference",
+                "description",
+            )
+        )
+    return out
+
+
 def _with_proposal_records(matches: pl.DataFrame, sides: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """``matches`` with ``source_records`` / ``target_records`` lists on proposals (null on automatic
     matches, which nobody reviews: a million matches must not carry their records twice)."""
