@@ -25,6 +25,7 @@ from settler_pipeline.domain.matching.config import Tolerance
 from settler_pipeline.domain.matching.tolerance import (
     BoolArray,
     Int64Array,
+    allowed_difference,
     search_radius,
     within_tolerance,
 )
@@ -224,7 +225,12 @@ def window_candidates(
     within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(all_count) - all_count, all_count)
     rep_tgt = order[np.repeat(all_start, all_count) + within]
 
-    fits = within_tolerance(s_amt[rep_src], t_amt[rep_tgt], tolerance)
+    if tolerance.percent_of == "source":
+        # The allowed difference depends on the source alone: worked out once per source rather than
+        # once per pair (a percentage costs an integer division per amount).
+        fits = np.abs(t_amt[rep_tgt] - s_amt[rep_src]) <= allowed_difference(s_amt, tolerance)[rep_src]
+    else:
+        fits = within_tolerance(s_amt[rep_src], t_amt[rep_tgt], tolerance)
     rep_src, rep_tgt = rep_src[fits], rep_tgt[fits]
     pairs = pl.DataFrame(
         {
