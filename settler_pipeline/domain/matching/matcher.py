@@ -28,7 +28,7 @@ from settler_pipeline.domain.matching.fuzzy import run_fuzzy_pass
 from settler_pipeline.domain.matching.group import run_group_pass
 from settler_pipeline.domain.matching.matches import NameDigests, build_matches, hashlib_digests
 from settler_pipeline.domain.matching.normalise import without_placeholder_entries, without_placeholders
-from settler_pipeline.domain.matching.outcome import HINT_SCHEMA, WORK_COLUMNS, PassOutcome
+from settler_pipeline.domain.matching.outcome import HINT_SCHEMA, WORK_COLUMNS, PassOutcome, still_possible
 from settler_pipeline.domain.matching.reference import run_reference_pass
 from settler_pipeline.domain.matching.result import (
     DUPLICATE_SCHEMA,
@@ -124,6 +124,7 @@ def match_records(
         used_target = outcome.matches["target_lines"].explode().implode()
         remaining_source = remaining_source.filter(~pl.col("line_number").is_in(used_source))
         remaining_target = remaining_target.filter(~pl.col("line_number").is_in(used_target))
+        hint_parts = [still_possible(part, remaining_source, remaining_target) for part in hint_parts]
 
     raw_matches = pl.concat(match_parts) if match_parts else pl.DataFrame()
     _check_used_once(raw_matches)

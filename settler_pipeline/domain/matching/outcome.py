@@ -154,3 +154,25 @@ def mismatch_reason(currency_ok: pl.Expr, amount_ok: pl.Expr, date_ok: pl.Expr) 
         .then(pl.lit(REASON_DATE_MISMATCH))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
+
+
+def still_possible(
+    hints: pl.DataFrame, remaining_source: pl.DataFrame, remaining_target: pl.DataFrame
+) -> pl.DataFrame:
+    """``hints`` about records still unmatched whose counterpart (if any) is still unmatched too: the
+    only ones the matcher's reasons can use once fewer records remain, so the others are let go after
+    each pass (a large block's first passes leave millions of hints about records they matched)."""
+    left = {
+        "source": remaining_source["line_number"].implode(),
+        "target": remaining_target["line_number"].implode(),
+    }
+    is_source = pl.col("side") == "source"
+    mine = pl.when(is_source).then(pl.col("line_number").is_in(left["source"]))
+    theirs = pl.when(is_source).then(pl.col("counterpart_line").is_in(left["target"]))
+    return hints.filter(
+        mine.otherwise(pl.col("line_number").is_in(left["target"]))
+        & (
+            pl.col("counterpart_line").is_null()
+            | theirs.otherwise(pl.col("counterpart_line").is_in(left["source"]))
+        )
+    )
