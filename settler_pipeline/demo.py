@@ -117,8 +117,13 @@ def run_demo(data_dir: Path, *, progress: Progress | None = None) -> DemoReport:
         report.events = app.store.head_position
         short = app.short_id
         for row in report.runs:
-            # the one definition of open exceptions: what `review list` shows (see docs/read-models.md)
-            row["exceptions"] = len(app.service.load(row["run"]).open_exceptions)
+            # counted after the review decisions, as `state` and the read models count them: the one
+            # definition of open exceptions is what `review list` shows (see docs/read-models.md), and
+            # a confirmed proposal is a match
+            state = app.service.load(row["run"])
+            row["exceptions"] = len(state.open_exceptions)
+            if row["matched"] is not None:
+                row["matched"] = state.counts.matched
             row["short"] = short(row["run"])
         first = app.store.stream_frame(report.runs[0]["run"], "reconciliation")
         report.example_position = int(first["global_position"][min(2, first.height - 1)])
@@ -181,7 +186,7 @@ def _row(tenant: str, day: date, outcome: Any) -> dict[str, Any]:
         "status": outcome.status,
         "match_rate": summary.get("match_rate"),
         "matched": summary.get("matched_count"),
-        "exceptions": 0,  # open exceptions, counted once the demo's review decisions are taken
+        "exceptions": 0,  # open exceptions and matches are counted once the review decisions are taken
         "error": (outcome.error or {}).get("message"),
     }
 

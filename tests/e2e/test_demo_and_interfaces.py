@@ -38,11 +38,26 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data
 
 
-def test_the_demo_runs_twice_without_adding_anything(demo: Path) -> None:
+def test_the_demo_runs_twice_without_adding_anything(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     head = json.loads(settler("log", "stats", "--json", data=demo).stdout)["head_position"]
+    monkeypatch.setenv("COLUMNS", "250")  # the whole table on one line per run
     second = settler("demo", data=demo)
     assert "checks passed: 12/12" in second.stdout.replace("\n", " ")
     assert json.loads(settler("log", "stats", "--json", data=demo).stdout)["head_position"] == head
+    # its table counts matches as `state` does, the demo's own review decisions included (the first
+    # run's confirmed proposal is a match)
+    lines = second.stdout.splitlines()
+    header = [c.strip() for c in next(line for line in lines if line.startswith("┃")).split("┃")[1:-1]]
+    rows = [
+        dict(zip(header, (c.strip() for c in line.split("│")[1:-1]), strict=True))
+        for line in lines
+        if line.startswith("│") and line.split("│")[1].strip()  # a wrapped note continues without a run
+    ]
+    assert len(rows) >= 12, second.stdout
+    for row in rows:
+        if row["status"] == "completed":
+            state = json.loads(settler("state", row["run"], "--json", data=demo).stdout)
+            assert int(row["matches"]) == state["counts"]["matched"], row
 
 
 def run_ids(demo: Path) -> dict[str, str]:
