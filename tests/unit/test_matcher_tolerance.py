@@ -9,7 +9,7 @@ from unittest.mock import patch
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError as PydanticValidationError
 
@@ -267,6 +267,17 @@ def test_the_nearest_candidates_kept_for_a_crowded_source_do_not_depend_on_row_o
 
 
 @settings(max_examples=examples(100), deadline=None)
+# A run of equal amounts just below the source, longer than what is kept: its lowest lines (the slice
+# around the insertion point used to keep its highest).
+@example(source=[(10, 0)], target=[(9, 0)] * 3, absolute=5, percent="0", percent_of="source", keep=2)
+@example(
+    source=[(10, 1)],
+    target=[(9, 0)] * 4 + [(11, 1)] * 4,
+    absolute=5,
+    percent="0",
+    percent_of="target",
+    keep=3,
+)
 @given(
     source=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3)), min_size=1, max_size=8),
     target=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3)), max_size=80),

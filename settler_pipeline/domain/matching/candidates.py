@@ -199,6 +199,7 @@ def window_candidates(
     else:
         # Targets of one (currency, day) run are sorted by amount: the nearest amounts sit around
         # the source amount's insertion point, so a slice of 2 * max_candidates around it suffices.
+        unsliced = all_start
         all_start = np.where(row_crowded, np.maximum(all_start, all_centre - max_candidates), all_start)
         all_end = np.where(row_crowded, np.minimum(all_end, all_centre + max_candidates), all_end)
         spread = np.maximum(all_end - all_start, 0)[row_crowded].sum()
@@ -216,6 +217,9 @@ def window_candidates(
                 key_sorted,
                 max_candidates,
             )
+        all_src, all_start, all_end = _lowest_lines_of_cut_runs(
+            all_src, all_start, all_end, unsliced, row_crowded, key_sorted
+        )
     all_count = np.maximum(all_end - all_start, 0)
     keep = all_count > 0
     all_src, all_start, all_count = all_src[keep], all_start[keep], all_count[keep]
@@ -264,6 +268,38 @@ class _Rows:
         return _Rows(
             self.src[which], self.start[which], self.end[which], self.centre[which], self.base[which]
         )
+
+
+def _lowest_lines_of_cut_runs(
+    src: Int64Array,
+    start: Int64Array,
+    end: Int64Array,
+    unsliced: Int64Array,
+    crowded: BoolArray,
+    key_sorted: Int64Array,
+) -> tuple[Int64Array, Int64Array, Int64Array]:
+    """The rows with a crowded row whose range now starts inside a run of equal keys (targets of one
+    amount on one day, ordered by line) that goes on below it split in two: the rest of the row from
+    the run's end, and as many of the run's *first* targets as the row kept of it. The slice around
+    the insertion point cut such a run from below, keeping its highest lines; the nearest are ranked
+    by line after amount and days, so the lowest lines are the ones that may be kept."""
+    idx = np.flatnonzero(crowded & (start > unsliced) & (start < end))
+    cut = start[idx]
+    inside = key_sorted[cut - 1] == key_sorted[cut]
+    idx, cut = idx[inside], cut[inside]
+    if not len(idx):
+        return src, start, end
+    key = key_sorted[cut]
+    run_first = np.maximum(unsliced[idx], np.searchsorted(key_sorted, key, side="left"))
+    run_next = np.minimum(end[idx], np.searchsorted(key_sorted, key, side="right"))
+    kept = run_next - cut
+    start = start.copy()
+    start[idx] = run_next
+    return (
+        np.concatenate([src, src[idx]]),
+        np.concatenate([start, run_first]),
+        np.concatenate([end, run_first + kept]),
+    )
 
 
 def _range_within(
