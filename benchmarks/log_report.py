@@ -24,6 +24,18 @@ def _per_size(small_ok: bool | None, big_ok: bool | None) -> str:
     return f"200k {_verdict(small_ok)}, 10M {_verdict(big_ok)}"
 
 
+def _reported_p50(
+    what: str, target: str, small: dict[str, Any] | None, big: dict[str, Any] | None, key: str, digits: int
+) -> list[str]:
+    """A reported (untargeted) row of ``<key>_p50_ms`` at both sizes."""
+
+    def cell(figures: dict[str, Any] | None) -> str:
+        name = f"{key}_p50_ms"
+        return f"p50 {figures[name]:.{digits}f} ms" if figures and name in figures else ""
+
+    return [what, target, cell(small), cell(big), "", "—"]
+
+
 def _load(figures: dict[str, Any]) -> str:
     load = figures.get("load_average")
     return "/".join(f"{x:.1f}" for x in load) if load else "?"
@@ -90,22 +102,22 @@ def section(log: dict[str, Any], table: Any) -> list[str]:
                 big["stream_load_p50_ms"] <= 5.0 if big else None,
             ),
         ],
-        [
+        _reported_p50(
             "… the same stream as a Polars frame (`stream_frame`)",
             "(reported)",
-            f"p50 {small['stream_frame_p50_ms']:.2f} ms" if small and "stream_frame_p50_ms" in small else "",
-            f"p50 {big['stream_frame_p50_ms']:.2f} ms" if big and "stream_frame_p50_ms" in big else "",
-            "",
-            "—",
-        ],
-        [
+            small,
+            big,
+            "stream_frame",
+            2,
+        ),
+        _reported_p50(
             "publish 10,000 tail events into the Delta table (`publish`)",
             "(reported; an incremental read-model update pays it first)",
-            f"p50 {small['publish_10k_p50_ms']:.0f} ms" if small and "publish_10k_p50_ms" in small else "",
-            f"p50 {big['publish_10k_p50_ms']:.0f} ms" if big and "publish_10k_p50_ms" in big else "",
-            "",
-            "—",
-        ],
+            small,
+            big,
+            "publish_10k",
+            0,
+        ),
         [
             "full read",
             "≥ 30× anchor's replay",

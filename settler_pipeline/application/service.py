@@ -349,8 +349,9 @@ class ReconciliationService:
     def _check_inputs(self, spec: JobSpec, tenant_id: str) -> None:
         """Refuse, before anything is appended, a spec whose inputs leave the tenant's allowed roots or
         whose mapping names columns an existing CSV lacks."""
+        roots = self.tenant_roots(tenant_id)  # one read of the access file for both sides
         for side, side_spec in (("source", spec.source), ("target", spec.target)):
-            check_side(side_spec, base_dir=spec.base_dir, roots=self.tenant_roots(tenant_id), side=side)
+            check_side(side_spec, base_dir=spec.base_dir, roots=roots, side=side)
 
     def cancel(self, cmd: c.CancelReconciliation) -> RunOutcome:
         """Cancel a run that has not finished."""
