@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 types: $(STAMP)
-	$(BIN)/mypy settler_pipeline
+	$(BIN)/mypy settler_pipeline dagster_project
 
 # The full gate on TEST_WORKERS processes (pytest-xdist), a test file per worker at a time so a file's
 # module fixtures (the demo data, the webserver) are built once; TEST_WORKERS=0 runs in this process.

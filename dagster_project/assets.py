@@ -15,7 +15,7 @@ from typing import Any, Final
 import dagster as dg
 import polars as pl
 
-from dagster_project.catalog import KINDS, OWNERS, markdown_preview, table_schema
+from dagster_project.catalog import KINDS, OWNERS, Materialization, markdown_preview, table_schema
 from dagster_project.resources import EventStoreResource, ReadModelsResource
 from settler_pipeline import projections
 from settler_pipeline.application.access import AccessControl
@@ -80,7 +80,7 @@ def snapshots_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
         owners=OWNERS,
         code_version=f"schema-{SNAPSHOT_SCHEMA_VERSION}-every-{SNAPSHOT_EVERY}",
     )
-    def aggregate_snapshots(event_store: EventStoreResource) -> dg.MaterializeResult:
+    def aggregate_snapshots(event_store: EventStoreResource) -> Materialization:
         started = time.perf_counter()
         with event_store.open() as store:
             built = projections.build_snapshots(store, every=SNAPSHOT_EVERY)
@@ -165,7 +165,7 @@ def read_models_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
     )
     def read_models(
         event_store: EventStoreResource, read_models: ReadModelsResource
-    ) -> Iterator[dg.MaterializeResult]:
+    ) -> Iterator[Materialization]:
         root = read_models.path()
         with event_store.open() as store:
             before = {s["name"]: int(s["checkpoint"]) for s in projections.status(store, root)}

@@ -13,7 +13,7 @@ from settler_pipeline.errors import SettlerError, StoreError, UserError
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 
 
-class ReconcileConfig(dg.Config):  # type: ignore[misc]
+class ReconcileConfig(dg.Config):
     """What to reconcile: a job spec file and an inclusive date range."""
 
     job_spec: str

@@ -18,7 +18,7 @@ import dagster as dg
 from dagster_project.assets import EVENT_LOG, observe_event_log
 from dagster_project.definitions import definitions_of
 from dagster_project.outside_runs import outside_materializations
-from dagster_project.reconciliations import TENANTS, job_spec_assets
+from dagster_project.reconciliations import TENANT_PARTITIONS, job_spec_assets
 from dagster_project.resources import EventStoreResource, ReadModelsResource
 from settler_pipeline.application.access import AccessControl
 from settler_pipeline.store.event_store import EventStore
@@ -34,8 +34,8 @@ def materialize(data_dir: Path) -> dg.ExecuteInProcessResult:
     ]
     with dg.DagsterInstance.get() as instance:
         tenants = [t.name for t in AccessControl(data_dir).tenants()]
-        known = set(instance.get_dynamic_partitions(TENANTS.name))
-        instance.add_dynamic_partitions(TENANTS.name, [t for t in tenants if t not in known])
+        known = set(instance.get_dynamic_partitions(TENANT_PARTITIONS))
+        instance.add_dynamic_partitions(TENANT_PARTITIONS, [t for t in tenants if t not in known])
         with EventStore.open(data_dir) as store:
             head, metadata = observe_event_log(store)
         instance.report_runless_asset_event(

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from dagster_project.reconciliations import TENANTS, JobSpecAssets, first_day
+from dagster_project.reconciliations import TENANT_PARTITIONS, JobSpecAssets, first_day
 from settler_pipeline import projections
 from settler_pipeline.application.access import AccessControl
 from settler_pipeline.errors import NotFoundError
@@ -24,14 +24,15 @@ def outside_materializations(
 ) -> list[dg.AssetMaterialization]:
     """A materialization for every partition (tenant x day) of ``found``'s assets that a completed,
     live run in the published ``reconciliation_summary`` covers and Dagster has no materialization
-    of yet. Partitions outside an asset's days, and tenants Dagster does not know, are left out."""
+    of yet. Partitions outside an asset's days, tenants Dagster does not know, and runs of another tenant
+    than the one a spec names are left out."""
     try:
         summary = projections.read_model(data_dir, "reconciliation_summary")
     except NotFoundError:
         return []
     completed = summary.filter(pl.col("status") == "completed")
     tenants = {t.tenant_id: t.name for t in AccessControl(data_dir).tenants()}
-    known_tenants = set(instance.get_dynamic_partitions(TENANTS.name))  # type: ignore[arg-type]
+    known_tenants = set(instance.get_dynamic_partitions(TENANT_PARTITIONS))
     today = datetime.now(UTC).date()  # daily partitions are UTC days
     events: list[dg.AssetMaterialization] = []
     for path, asset_name in sorted(found.paths.items()):
@@ -43,9 +44,10 @@ def outside_materializations(
         done = instance.get_materialized_partitions(key)
         named = _runs_named(instance, key)
         first = first_day(path)
+        own = found.spec_tenants.get(path)  # the asset's one tenant, or None for the dynamic ones
         for row in runs.iter_rows(named=True):
             tenant = tenants.get(row["tenant_id"])
-            if tenant is None or tenant not in known_tenants:
+            if tenant is None or (tenant != own if own else tenant not in known_tenants):
                 continue
             day: date = row["period_start"]
             while day <= row["period_end"]:

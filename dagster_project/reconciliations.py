@@ -15,7 +15,7 @@ from typing import Any, Final
 import dagster as dg
 import polars as pl
 
-from dagster_project.catalog import OWNERS
+from dagster_project.catalog import OWNERS, Materialization
 from dagster_project.resources import EventStoreResource, ReadModelsResource, default_data_dir
 from settler_pipeline import projections
 from settler_pipeline.adapters.confinement import InputRoots
@@ -27,11 +27,12 @@ from settler_pipeline.metrics import assess_match_rate
 from settler_pipeline.settings import load_settings
 
 GROUP: Final = "reconciliations"
-TENANTS: Final = dg.DynamicPartitionsDefinition(name="tenants")
+TENANT_PARTITIONS: Final = "tenants"
+TENANTS: Final = dg.DynamicPartitionsDefinition(name=TENANT_PARTITIONS)
 FALLBACK_FIRST_DAY: Final = date(2026, 1, 1)
 
 
-class MatchRatePolicy(dg.ConfigurableResource):  # type: ignore[misc]
+class MatchRatePolicy(dg.ConfigurableResource[Any]):
     """When a reconciliation's match rate earns a WARN: below ``threshold``, or more than ``max_drop``
     under the mean of the tenant's previous ``window`` completed runs of the job."""
 
@@ -54,14 +55,24 @@ def asset_name(spec: JobSpec) -> str:
     return "reconciliation_" + re.sub(r"[^A-Za-z0-9_]", "_", spec.name)
 
 
+def spec_tenant(spec: JobSpec) -> str | None:
+    """The name of the tenant ``spec`` names (its ``tenant_id``) when the access file knows it: the
+    spec's asset is then partitioned by that tenant alone. ``None`` for a spec of any tenant."""
+    if spec.tenant_id is None:
+        return None
+    tenants = AccessControl(load_settings(data_dir=default_data_dir()).data_dir).tenants()
+    return next((t.name for t in tenants if t.tenant_id == spec.tenant_id), None)
+
+
 @cache
 def _first_day(path: Path, _mtime: float) -> date:
     spec = load_job_spec(path)
     settings = load_settings(data_dir=default_data_dir())
     roots = InputRoots.of(settings)
     # A spec's inputs may lie in one tenant's folder (a ``{tenant}`` input root): its first day is
-    # the first that any tenant's roots can read.
-    tenants = [t.name for t in AccessControl(settings.data_dir).tenants()]
+    # the first that its own tenant's roots can read, or any tenant's for a spec of any tenant.
+    own = spec_tenant(spec)
+    tenants = [own] if own else [t.name for t in AccessControl(settings.data_dir).tenants()]
     for candidate in (roots, *(roots.for_tenant(name) for name in tenants)):
         try:
             return earliest_day(spec, candidate) or FALLBACK_FIRST_DAY
@@ -79,10 +90,14 @@ def first_day(path: Path) -> date:
     return _first_day(path, path.stat().st_mtime)
 
 
-def partitions(path: Path) -> dg.MultiPartitionsDefinition:
-    """Tenant x day (keys like ``2026-11-02|acme``)."""
+def partitions(path: Path, spec: JobSpec) -> dg.MultiPartitionsDefinition:
+    """Tenant x day (keys like ``2026-11-02|acme``): every tenant (the dynamic ``tenants``
+    partitions), or only the tenant the spec names, so no partition of another tenant is offered that
+    could only fail on that tenant's input roots or permissions."""
     days = dg.DailyPartitionsDefinition(start_date=first_day(path).isoformat())
-    return dg.MultiPartitionsDefinition({"day": days, "tenant": TENANTS})
+    own = spec_tenant(spec)
+    tenants = TENANTS if own is None else dg.StaticPartitionsDefinition([own])
+    return dg.MultiPartitionsDefinition({"day": days, "tenant": tenants})
 
 
 def reconciliation_asset(path: Path, spec: JobSpec) -> dg.AssetsDefinition:
@@ -97,7 +112,7 @@ def reconciliation_asset(path: Path, spec: JobSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         name=name,
-        partitions_def=partitions(path),
+        partitions_def=partitions(path, spec),
         group_name=GROUP,
         description=f"Reconciliation of job spec `{spec.name}` ({path}): "
         f"{spec.source.adapter} against {spec.target.adapter}, one run per tenant and day. "
@@ -114,7 +129,7 @@ def reconciliation_asset(path: Path, spec: JobSpec) -> dg.AssetsDefinition:
         event_store: EventStoreResource,
         read_models: ReadModelsResource,
         match_rate_policy: MatchRatePolicy,
-    ) -> dg.MaterializeResult:
+    ) -> Materialization:
         key = context.partition_key
         assert isinstance(key, dg.MultiPartitionKey)
         day = date.fromisoformat(key.keys_by_dimension["day"])
@@ -232,6 +247,7 @@ class JobSpecAssets:
     schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
     paths: dict[Path, str] = field(default_factory=dict)  # spec file -> asset name
     spec_names: dict[Path, str] = field(default_factory=dict)  # spec file -> job id (the spec's name)
+    spec_tenants: dict[Path, str] = field(default_factory=dict)  # spec file -> its one tenant, if any
     broken: dict[Path, str] = field(default_factory=dict)  # spec file -> what is wrong
 
 
@@ -259,4 +275,6 @@ def job_spec_assets(folder: Path | None = None) -> JobSpecAssets:
         )
         found.paths[path.resolve()] = asset.key.path[-1]
         found.spec_names[path.resolve()] = spec.name
+        if (own := spec_tenant(spec)) is not None:
+            found.spec_tenants[path.resolve()] = own
     return found

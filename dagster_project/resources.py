@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -18,7 +19,7 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("SETTLER_DATA_DIR") or EMBEDDED_DATA_DIR)
 
 
-class EventStoreResource(dg.ConfigurableResource):  # type: ignore[misc]
+class EventStoreResource(dg.ConfigurableResource[Any]):
     """The event log of a data directory, and the application on top of it for commands."""
 
     data_dir: str = ""  # empty: SETTLER_DATA_DIR, else the embedded data/
@@ -42,7 +43,7 @@ class EventStoreResource(dg.ConfigurableResource):  # type: ignore[misc]
         return Settler(self.path(), user=self.acting_user())
 
 
-class ReadModelsResource(dg.ConfigurableResource):  # type: ignore[misc]
+class ReadModelsResource(dg.ConfigurableResource[Any]):
     """Where read models are published (Parquet files plus the analyst DuckDB of views)."""
 
     data_dir: str = ""  # empty: SETTLER_DATA_DIR, else the embedded data/
@@ -51,7 +52,7 @@ class ReadModelsResource(dg.ConfigurableResource):  # type: ignore[misc]
         return Path(self.data_dir) if self.data_dir else default_data_dir()
 
 
-class AlertsResource(dg.ConfigurableResource):  # type: ignore[misc]
+class AlertsResource(dg.ConfigurableResource[Any]):
     """Where failure alerts go: a log line and ``<data dir>/alerts/<run id>.json`` always, and a POST to
     ``webhook_url`` when set (``SETTLER_ALERT_WEBHOOK``)."""
 

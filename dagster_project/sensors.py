@@ -7,7 +7,7 @@ import dagster as dg
 
 from dagster_project.assets import EVENT_LOG, observe_event_log
 from dagster_project.outside_runs import outside_materializations
-from dagster_project.reconciliations import TENANTS, JobSpecAssets
+from dagster_project.reconciliations import TENANT_PARTITIONS, TENANTS, JobSpecAssets
 from dagster_project.resources import AlertsResource, EventStoreResource, ReadModelsResource
 from settler_pipeline.alerts import FailureAlert
 from settler_pipeline.application.access import AccessControl
@@ -56,7 +56,7 @@ def job_specs_sensor(found: JobSpecAssets) -> dg.SensorDefinition:
     )
     def _sensor(context: dg.SensorEvaluationContext, event_store: EventStoreResource) -> dg.SensorResult:
         names = [t.name for t in AccessControl(event_store.path()).tenants()]
-        known = set(context.instance.get_dynamic_partitions(TENANTS.name))  # type: ignore[arg-type]
+        known = set(context.instance.get_dynamic_partitions(TENANT_PARTITIONS))
         missing = [n for n in names if n not in known]
         problems = [f"broken job spec {p.name}: {why}" for p, why in sorted(found.broken.items())]
         folder = found.folder

@@ -85,7 +85,8 @@ def run_demo(data_dir: Path, *, progress: Progress | None = None) -> DemoReport:
                 seed=seed,
                 name=f"{name}-stripe-bank",
             )
-            (jobs_dir / spec.name).write_text(_with_absolute_paths(spec))
+            tenant_id = app.tenant(name).tenant_id
+            (jobs_dir / spec.name).write_text(_with_absolute_paths(spec, tenant_id))
             for offset in range(DAYS):
                 day = FIRST_DAY + timedelta(days=offset)
                 say(f"reconcile {name} {day}")
@@ -205,13 +206,15 @@ def _allow_demo_inputs(data_dir: Path) -> None:
         )
 
 
-def _with_absolute_paths(spec: Path) -> str:
-    """The spec's text with its relative input paths made absolute (it is copied to jobs/)."""
+def _with_absolute_paths(spec: Path, tenant_id: str) -> str:
+    """The spec's text as copied to jobs/: its relative input paths made absolute, and naming its
+    tenant (the Dagster code location then offers partitions of that tenant only)."""
     import yaml
 
     body = yaml.safe_load(spec.read_text())
     for side in ("source", "target"):
         body[side]["path"] = str((spec.parent / body[side]["path"]).resolve())
+    body = {"name": body.pop("name"), "tenant_id": tenant_id, **body}
     return yaml.safe_dump(body, sort_keys=False)
 
 

@@ -345,3 +345,34 @@ def test_runs_made_outside_dagster_are_reported_once_as_materialized_partitions(
         assert event.metadata["reconciliation_id"].value == again.reconciliation_id
         instance.report_runless_asset_event(event)
         assert not sensor.evaluate_tick(context).asset_events
+
+
+def test_a_spec_naming_its_tenant_is_partitioned_by_that_tenant_alone(
+    workspace: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, spec = workspace  # acme reconciled days 2 and 3
+    monkeypatch.setenv("SETTLER_DATA_DIR", str(data))
+    with Settler(data, user="ops") as app:
+        app.access.create_tenant("globex", admin="ops")
+        acme = app.tenant("acme").tenant_id
+        # the same job run for another tenant: not a partition of acme's spec
+        app.reconcile(spec, start=date(2026, 11, 4), end=date(2026, 11, 4), tenant="globex")
+        projections.update(app.store, data)
+    folder = jobs_folder(tmp_path, spec)
+    body = (folder / "sample.yaml").read_text()
+    (folder / "sample.yaml").write_text(f"tenant_id: {acme}\n{body}")
+    definitions = build_definitions(folder)
+    asset = asset_named(definitions, "reconciliation_sample")
+    assert isinstance(asset.partitions_def, dg.MultiPartitionsDefinition)
+    tenants = asset.partitions_def.get_partitions_def_for_dimension("tenant")
+    assert isinstance(tenants, dg.StaticPartitionsDefinition)
+    assert tenants.get_partition_keys() == ["acme"]
+    sensor = next(s for s in definitions.sensors or [] if s.name == "outside_runs_sensor")
+    with dg.instance_for_test() as instance:
+        # no dynamic tenants at all: the spec's own tenant is known from the spec
+        context = dg.build_sensor_context(instance=instance, resources=resources(data))
+        events = sensor.evaluate_tick(context).asset_events
+        assert sorted(e.partition for e in events) == ["2026-11-02|acme", "2026-11-03|acme"]
+        key = dg.MultiPartitionKey({"day": "2026-11-01", "tenant": "acme"})
+        result = dg.materialize([asset], partition_key=key, resources=resources(data), instance=instance)
+        assert result.success
