@@ -140,6 +140,40 @@ def envelope_append(path: str, events: int = 100_000, batch: int = 10_000) -> di
     return {"events": events, "events_per_s": events / total, "peak_rss_mb": peak_rss_mb()}
 
 
+def misfit_publish(path: str, events: int = 10_000, repeats: int = 3) -> dict[str, Any]:
+    """Publish a tail of ``events`` RecordMatched events (typed from their JSON as it moves into a
+    segment) whose payloads all fit, 1% do not fit the payload model, or none fits: median seconds."""
+    out: dict[str, Any] = {"events": events}
+    for name, share in (("fit", 0), ("one_percent", 100), ("none", 1)):
+        times = []
+        for r in range(repeats):
+            store = EventStore.open(Path(path) / f"{name}-{r}")
+            stream = new_id()
+            store.append(
+                [
+                    EventEnvelope(
+                        aggregate_id=stream,
+                        aggregate_type="reconciliation",
+                        event_type="RecordMatched",
+                        data={
+                            "attempt": 1,
+                            "match_id": f"m{i}",
+                            "amount": f"{i} EUR" if share and i % share == 0 else i,
+                            "currency": "EUR",
+                        },
+                        metadata=EventMetadata(tenant_id=TENANTS[0], correlation_id=stream),
+                    )
+                    for i in range(events)
+                ]
+            )
+            started = time.perf_counter()
+            store.publish()
+            times.append(time.perf_counter() - started)
+            store.close()
+        out[f"publish_{name}_s"] = statistics.median(times)
+    return out
+
+
 def small_commits(path: str, commits: int = 3000) -> dict[str, Any]:
     store = EventStore.open(path)
     rng = random.Random(1)
@@ -368,6 +402,7 @@ def run(events: int = 10_000_000, es_events: int = 200_000, repeats: int = 3) ->
         results["small_commits"] = _median_dict([isolated(small_commits, str(big)) for _ in range(repeats)])
         envelope_dir = work / "envelopes"
         results["envelope_append"] = isolated(envelope_append, str(envelope_dir))
+        results["misfit_publish"] = isolated(misfit_publish, str(work / "misfits"))
         # Same work at a size the library finishes in minutes; ratios compare like with like.
         es_scale = es_events / BATCH
         cmp_dir = work / "cmp"

@@ -116,6 +116,7 @@ def store_rows(r: dict[str, Any]) -> list[list[str]]:
             "",
         ],
         ["latest snapshot + tail", "p50 ≤ 5 ms", f"p50 {snap:.2f} ms", "", verdict(snap <= 5), ""],
+        *_misfit_rows(s.get("misfit_publish")),
         [
             f"full read of {fmt(n)} events + data fields",
             "≥ 5,000,000 events/s",
@@ -126,6 +127,23 @@ def store_rows(r: dict[str, Any]) -> list[list[str]]:
             verdict(read >= 5_000_000),
             f"{ratio('full_read_events_per_s'):.1f}× eventsourcing",
         ],
+    ]
+
+
+def _misfit_rows(m: dict[str, Any] | None) -> list[list[str]]:
+    """Publishing a tail whose payloads do not fit their model (typed from the JSON as it moves)."""
+    if not m:
+        return []
+    return [
+        [
+            f"publish a {fmt(m['events'])}-event tail: all payloads fit / 1% do not / none does",
+            "proportional to the tail",
+            f"{m['publish_fit_s'] * 1000:.0f} / {m['publish_one_percent_s'] * 1000:.0f} / "
+            f"{m['publish_none_s'] * 1000:.0f} ms",
+            "",
+            verdict(m["publish_none_s"] <= 5 * m["publish_fit_s"]),
+            "",
+        ]
     ]
 
 
@@ -547,6 +565,13 @@ NOTES = [
     "  batches load from their stream-sorted copies instead (3.2 ms at 10M in the interleaved section).",
     "  **Latest snapshot + tail** (11 ms against 5): the snapshot lookup is a DuckDB round trip plus the",
     "  same wider row group; a snapshot cache would fix it. Missed.",
+    "* **Payloads that do not fit their model** (a known event type whose JSON has a field of another",
+    "  kind) stay untyped with their JSON; typing a tail that holds them found them by halving the",
+    "  batch until single rows failed Polars' decoder (~0.5 ms a try): publishing a 10k-event tail took",
+    "  0.17 s when every payload fit, 1.47 s with 1% misfits and 17.5 s with all (median of 3, load",
+    "  4.8-6.5). The rows the decoder refuses are now found in one pass over their JSON (the",
+    "  decoder's rules, pinned by a property test against it) and the rest decode in one call: 0.08,",
+    "  0.19 and 0.18 s on the same work (load 5-8.7: upper bounds).",
     '* **Runs are matched block by block** (docs/architecture.md, "A run"): each side is normalised',
     "  in 500k-row slices and, above `block_records` / 2 records, spilled to Parquet; an input over",
     "  `block_records` (2M, both sides) is matched in blocks of one currency and a run of days longer",

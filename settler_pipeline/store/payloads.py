@@ -27,6 +27,7 @@ import pyarrow as pa
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.payload_schema import TYPED_FLAG, is_json_text, model_schema, union_schema
 from settler_pipeline.errors import ValidationError
+from settler_pipeline.store.json_fit import misfits
 from settler_pipeline.store.schema import EVENT_SCHEMA, POLARS_SCHEMA, prepare_frame
 
 TYPED: Final = TYPED_FLAG
@@ -193,21 +194,29 @@ def _without_empty(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.drop(empty)
 
 
-def _decode(rows: pl.DataFrame, model: type[e.EventData]) -> pl.DataFrame | None:
+def _decode(rows: pl.DataFrame, model: type[e.EventData], *, sorted_out: bool = False) -> pl.DataFrame | None:
     """``_row`` and the typed payload columns of ``rows`` (all of one payload model); rows whose
-    payload does not fit the model's types are left out (found by halving: they are rare)."""
-    structured = {n: t for n, t in model_schema(model).items() if not is_json_text(model, n)}
+    payload does not fit the model's types are left out. The batch decodes in one call when every
+    payload fits; when one does not, :func:`misfits` names the rows that cannot fit in one pass and
+    the rest decode in one more call (halving, should the decoder refuse a row those rules miss)."""
+    structured = pl.Struct({n: t for n, t in model_schema(model).items() if not is_json_text(model, n)})
     texts = [n for n in model.model_fields if is_json_text(model, n)]
     try:
         return rows.select(
             "_row",
-            pl.col("data").str.json_decode(pl.Struct(structured)).struct.unnest(),
+            pl.col("data").str.json_decode(structured).struct.unnest(),
             *(pl.col("data").str.json_path_match(f"$.{name}").alias(name) for name in texts),
             pl.lit(True).alias(TYPED),
         )
     except pl.exceptions.PolarsError:
         if rows.height <= 1:
             return None
-        half = rows.height // 2
-        parts = [p for p in (_decode(rows[:half], model), _decode(rows[half:], model)) if p is not None]
-        return pl.concat(parts) if parts else None
+    if not sorted_out:
+        refused = pl.Series(misfits(rows["data"], structured), dtype=pl.Boolean)
+        if refused.any():
+            fitting = rows.filter(~refused)
+            return _decode(fitting, model, sorted_out=True) if fitting.height else None
+    half = rows.height // 2
+    halves = (rows[:half], rows[half:])
+    parts = [p for part in halves if (p := _decode(part, model, sorted_out=True)) is not None]
+    return pl.concat(parts) if parts else None
