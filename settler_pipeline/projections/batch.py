@@ -23,6 +23,8 @@ from settler_pipeline.projections.payloads import (
 )
 from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, TYPED
+from settler_pipeline.store.rollups import ROWS as ROLLED_ROWS
+from settler_pipeline.store.rollups import SOURCES as ROLLED_SOURCES
 
 TS: Final = pl.Datetime("us", "UTC")
 IDS: Final = pl.List(pl.String)
@@ -136,37 +138,52 @@ class EventBatch:
         per_record = pl.col("event_type").is_in(list(e.BULK_EVENT_TYPES))
         keys = ("global_position", pl.col("aggregate_id").alias("reconciliation_id"), *ENVELOPE[2:])
         served = served_filter(store.registry, logged_upto)
+        group = (pl.col("aggregate_id").alias("reconciliation_id"), "tenant_id", "attempt", "currency")
+        # Segments with a rollup (store/rollups.py) give their logged matches as sums already made
+        # when the segment was written, and their other rows apart: those matches are not read at all.
+        sums, others = store.read_rolled(
+            after,
+            upto,
+            rolled_upto=logged_upto,
+            version=store.registry.current_version(e.RECORD_MATCHED),
+            tenant_id=tenant_id,
+            payload_fields=LOGGED_FIELDS,
+        )
+        others = others.filter(reconciliation)
 
-        def scan(fields: Sequence[str] = ()) -> pl.LazyFrame:
-            return store.read(
-                from_position=after, to_position=upto, tenant_id=tenant_id, payload_fields=fields
-            ).filter(reconciliation)
-
-        # Two queries. The logged matches (nine rows in ten) as sums per run, attempt and currency,
-        # grouped by the streaming engine while it scans: no row of them is materialised. Every other
-        # row (lifecycle, review and per-record events, matches not logged) with its JSON text: the
-        # matches' typed columns (ids, amounts) are dense, and the text of every row is decompressed
-        # anyway for the lifecycle events, so parsing these ~6% of documents costs less than reading
-        # typed columns over every row of a chunk (measured on 10M events: proposals' typed fields
-        # ~1.8 s of CPU, the records' ~0.5 s more than parsing them).
-        logged, texts = pl.collect_all(
+        # Two queries over the rest. The logged matches (nine rows in ten) as sums per run, attempt
+        # and currency, grouped by the streaming engine while it scans: no row of them is
+        # materialised. Every other row (lifecycle, review and per-record events, matches not logged)
+        # with its JSON text: the matches' typed columns (ids, amounts) are dense, and the text of
+        # every row is decompressed anyway for the lifecycle events, so parsing these ~6% of
+        # documents costs less than reading typed columns over every row of a chunk (measured on
+        # 10M events: proposals' typed fields ~1.8 s of CPU, the records' ~0.5 s more than parsing).
+        logged, rolled, texts = pl.collect_all(
             [
-                scan(LOGGED_FIELDS)
-                .filter(served)
-                .group_by(
-                    pl.col("aggregate_id").alias("reconciliation_id"), "tenant_id", "attempt", "currency"
-                )
+                others.filter(served)
+                .group_by(group)
                 .agg(
                     pl.len().cast(pl.Int64).alias("rows"),
                     pl.col("source_ids").list.len().sum().cast(pl.Int64).alias("sources"),
                     pl.col("global_position").max().alias("last_position"),
                     pl.col("timestamp").max().alias("max_timestamp"),
                 ),
-                # (a payload field makes the scan carry the typed flag that ``served`` reads)
-                scan(("attempt",)).filter(~served).select(*keys, "event_version", "data"),
+                sums.group_by(group).agg(
+                    pl.col(ROLLED_ROWS).sum().alias("rows"),
+                    pl.col(ROLLED_SOURCES).sum().alias("sources"),
+                    pl.col("global_position").max().alias("last_position"),
+                    pl.col("timestamp").max().alias("max_timestamp"),
+                ),
+                others.filter(~served).select(*keys, "event_version", "data").sort("global_position"),
             ],
             engine="streaming",
         )
+        if rolled.height:
+            logged = (
+                pl.concat([logged, rolled.cast(logged.schema)])
+                .group_by("reconciliation_id", *group[1:])
+                .agg(pl.col("rows", "sources").sum(), pl.col("last_position", "max_timestamp").max())
+            )
         texts = upcast_payloads(texts, store.registry).drop("event_version")
         batch = cls(texts.select(ENVELOPE), after=after, upto=upto)
         batch.__dict__["logged"] = logged.select(list(LOGGED_SCHEMA)).cast(LOGGED_SCHEMA)  # type: ignore[arg-type]

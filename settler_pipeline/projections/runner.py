@@ -123,13 +123,12 @@ def _run(
     if chunk_events < 1:
         raise ValidationError("chunk_events must be at least 1")
     start = min(t.checkpoint.position for t in targets)
-    # Every target's checkpoint ends a chunk: a chunk's logged matches are sums, which cannot be
-    # cut at a position inside it (EventBatch.since).
-    cuts = sorted(
-        {p for p in range(start, upto, chunk_events)}
-        | {t.checkpoint.position for t in targets if start < t.checkpoint.position < upto}
-    )
-    bounds = [(p, min(q, p + chunk_events)) for p, q in itertools.pairwise([*cuts, upto])]
+    # Every target's checkpoint ends a chunk: a chunk's logged matches are sums, which cannot be cut
+    # inside it (EventBatch.since). The other cuts fall between segments: each is read whole.
+    every = {store.segment_cut(p) for p in range(start + chunk_events, upto, chunk_events)}
+    checkpoints = {t.checkpoint.position for t in targets if start < t.checkpoint.position}
+    cuts = sorted(p for p in {start} | every | checkpoints if p < upto)
+    bounds = list(itertools.pairwise([*cuts, upto]))
     if not bounds:
         return
 

@@ -38,8 +38,8 @@ from settler_pipeline.store.limits import (
     WAL_FLUSH_ROWS,
 )
 from settler_pipeline.store.locks import DEFAULT_TIMEOUT_S
-from settler_pipeline.store.reader import LogReader
 from settler_pipeline.store.recovery import LogRecovery
+from settler_pipeline.store.rolled_reader import RolledReader
 from settler_pipeline.store.segments import list_segment_files
 from settler_pipeline.store.snapshots import Snapshot
 from settler_pipeline.store.view import LogView
@@ -70,12 +70,12 @@ def require_log(data_dir: str | os.PathLike[str]) -> None:
         raise NotFoundError(f"no Settler data at {path}", hint="pass --data-dir or set SETTLER_DATA_DIR")
 
 
-class EventStore(LogReader, LogWriter, LogRecovery):
+class EventStore(RolledReader, LogWriter, LogRecovery):
     """The append-only event log of one data directory. Open it with :meth:`open`.
 
     Safe for several processes at once; one instance is not meant to be shared between threads. The
-    parts live in their own modules: ``view`` (the committed log as read), ``reader``, ``writer`` and
-    ``lookups``, ``recovery``; this class only puts them together."""
+    parts live in their own modules: ``view`` (the committed log as read), ``reader`` and
+    ``rolled_reader``, ``writer`` and ``lookups``, ``recovery``; this class only puts them together."""
 
     @classmethod
     def open(

@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from settler_pipeline.store import stream_copies
+from settler_pipeline.store import rollups, stream_copies
 from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.payloads import with_payload_columns
 from settler_pipeline.store.reindex import ReindexReport, read_verified, reindex
@@ -97,7 +97,9 @@ def compact(store: EventStore, *, target_rows: int = COMPACT_TARGET_ROWS) -> Com
             # events stored untyped (files written before the typed payload columns, bulk batches
             # without them) get them from their JSON now: compaction rewrites the rows anyway
             frame = with_payload_columns(frame)
-            written_all.extend(write_segments(frame, store.segments_dir, store.staging_dir))
+            written_all.extend(
+                write_segments(frame, store.segments_dir, store.staging_dir, derive=store.roll_up)
+            )
             removed.extend(s.path for s in group)
         copies = index_rows(
             write_copies(
@@ -120,6 +122,7 @@ def compact(store: EventStore, *, target_rows: int = COMPACT_TARGET_ROWS) -> Com
             store.index.remove_segments(con, removed)
         store.retire(removed)
         stream_copies.retire(store.copies_dir, store.retired_dir, old_copies)
+        rollups.retire(store.rollups_dir, store.retired_dir, removed)
         return CompactReport(
             len(manifest.segments), len(new.segments), sum(w.info.rows for w in written_all), removed
         )

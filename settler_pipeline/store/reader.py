@@ -244,6 +244,7 @@ class LogReader(TimeTravel):
         *,
         as_of: datetime | None = None,
         payload_fields: Sequence[str] = (),
+        skip: frozenset[str] = frozenset(),
     ) -> pl.LazyFrame:
         """The log (positions ``> from_position`` and ``<= to_position``) as a Polars LazyFrame in
         position order with the stored columns (``data`` as JSON text, ``event_version`` as stored).
@@ -262,7 +263,9 @@ class LogReader(TimeTravel):
         limit = as_of_limit(to_position, as_of, self.position_at)
         upper = view.head if limit is None else min(limit, view.head)
         chosen = [
-            s for s in view.manifest.segments if s.last_position > from_position and s.first_position <= upper
+            s
+            for s in view.manifest.segments
+            if s.last_position > from_position and s.first_position <= upper and s.path not in skip
         ]
         paths = [self.segments_dir / s.path for s in chosen]
         if vanished := verify_files(paths):
@@ -275,7 +278,13 @@ class LogReader(TimeTravel):
                 )
             # a compaction replaced the files meanwhile: read the new ones
             return self.read(
-                from_position, to_position, event_types, tenant_id, as_of=as_of, payload_fields=payload_fields
+                from_position,
+                to_position,
+                event_types,
+                tenant_id,
+                as_of=as_of,
+                payload_fields=payload_fields,
+                skip=skip,
             )
         parts: list[pl.LazyFrame] = []
         if paths:

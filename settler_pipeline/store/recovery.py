@@ -20,7 +20,7 @@ from settler_pipeline.errors import (
 )
 from settler_pipeline.files import fsync_dir
 from settler_pipeline.store import manifest as manifest_io
-from settler_pipeline.store import quarantine
+from settler_pipeline.store import quarantine, rollups
 from settler_pipeline.store import table as delta_table
 from settler_pipeline.store.head import write_head
 from settler_pipeline.store.index import granules, named_rows
@@ -210,6 +210,9 @@ class LogRecovery(LogBase):
             # a stream copy is named like its segment (folder and positions; its own checksum)
             copied = {_place(Path(seg.path)) for seg in view.manifest.segments}
             strays += sorted(p for p in self.copies_dir.rglob("*") if p.is_file() and _place(p) not in copied)
+        # a rollup is named by its segment: one whose segment is not committed is a leftover
+        named = {Path(seg.path).name.removesuffix(".parquet") for seg in view.manifest.segments}
+        strays += sorted(p for stem, p in rollups.listing(self.rollups_dir).items() if stem not in named)
         return strays
 
     def _sync_index(self, manifest: Manifest) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -124,10 +125,16 @@ Chunk = tuple[str, pl.DataFrame]  # (event date, rows in position order) of one 
 
 
 def write_segments(
-    frame: pl.DataFrame, segments_dir: Path, staging_dir: Path, chunks: list[Chunk] | None = None
+    frame: pl.DataFrame,
+    segments_dir: Path,
+    staging_dir: Path,
+    chunks: list[Chunk] | None = None,
+    *,
+    derive: Callable[[str, pl.DataFrame], object] | None = None,
 ) -> list[WrittenSegment]:
     """Write ``frame`` (rows in position order, the event schema) as one segment per event date (per
-    :func:`split` chunk: pass ``chunks`` when already split).
+    :func:`split` chunk: pass ``chunks`` when already split); ``derive(path, rows)`` is called with each
+    segment's relative path and rows once it is written, on the same thread (derived files: rollups).
 
     Files are durable and renamed into the tree when this returns, but they are part of the log only
     once a manifest naming them is stored. The typed payload columns are written as the frame brings
@@ -137,6 +144,8 @@ def write_segments(
     def write(item: Chunk) -> WrittenSegment:
         event_date, chunk = item
         info = _write_one(chunk, event_date, segments_dir, staging_dir)
+        if derive is not None:
+            derive(info.path, chunk)
         starts = row_group_starts(segments_dir / info.path)
         return WrittenSegment(info, chunk, starts, granules(chunk, info.path, starts))
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from settler_pipeline.errors import StoreError
-from settler_pipeline.store import stream_copies
+from settler_pipeline.store import rollups, stream_copies
 from settler_pipeline.store import table as delta_table
 from settler_pipeline.store.event_store import EventStore, LogView
 from settler_pipeline.store.index import COPY_TABLE, TABLES, granules
@@ -130,6 +130,7 @@ def _check_contents(store: EventStore, view: LogView, report: VerifyReport) -> l
     # A damaged segment is already reported; its index rows are compared once it is repaired.
     problems.extend(index_disagreements(store, manifest, trusted))
     problems.extend(copy_problems(store, trusted))
+    problems.extend(rollups.problems(trusted, store.segments_dir, store.rollups_dir))
     return problems
 
 

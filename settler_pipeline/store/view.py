@@ -25,7 +25,7 @@ from settler_pipeline.errors import (
     StoreError,
 )
 from settler_pipeline.store import manifest as manifest_io
-from settler_pipeline.store import quarantine, stream_copies, wal
+from settler_pipeline.store import quarantine, rollups, stream_copies, wal
 from settler_pipeline.store import table as delta_table
 from settler_pipeline.store.envelopes import frame_to_envelopes
 from settler_pipeline.store.head import read_head
@@ -127,6 +127,7 @@ class LogBase:
         self.wal_dir = self.root / "wal"
         self.retired_dir = self.root / "retired"
         self.copies_dir = self.root / stream_copies.FOLDER
+        self.rollups_dir = self.root / rollups.FOLDER
         self.manifest_path = self.root / "manifest.json"
         self.head_path = self.root / "head"
         self.write_lock_path = self.root / "write.lock"
@@ -146,6 +147,11 @@ class LogBase:
         self._stream_granules = StreamGranules(self.index)
         self._named = NamedIds(self.index)
         self._versions_at = 0
+
+    def roll_up(self, segment: str, rows: pl.DataFrame) -> None:
+        """Write the rollup of segment ``segment`` (relative path) from its ``rows``, if it gets one
+        (:mod:`~settler_pipeline.store.rollups`)."""
+        rollups.write(segment, rows, self.rollups_dir, self.staging_dir)
 
     def write_lock(self) -> Any:
         """The writers' lock (a context manager): hold it to change the log's files."""

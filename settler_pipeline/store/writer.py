@@ -267,7 +267,7 @@ class LogWriter(LogLookups):
                 batch = with_payload_columns(batch)
             frame = _joined(_typed_tail(view.tail, untyped) if untyped is not None else None, batch)
             chunks = split(frame)
-            written = write_segments(frame, self.segments_dir, self.staging_dir, chunks)
+            written = write_segments(frame, self.segments_dir, self.staging_dir, chunks, derive=self.roll_up)
             infos = [w.info for w in written]
             with self.index.writing() as con:
                 self.index.add_segments(con, infos, [w.granules for w in written])

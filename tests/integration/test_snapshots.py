@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from unittest.mock import patch
 
 import polars as pl
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
 from settler_pipeline.projections import build_snapshots, streams_needing_snapshots
+from settler_pipeline.store import rollups
 from settler_pipeline.store.event_store import EventStore
 from tests.unit.test_projections_fold import random_log
 
@@ -45,13 +47,16 @@ def from_snapshot(store: EventStore, run: str) -> tuple[agg.ReconciliationState,
     every=st.integers(1, 12),
     cuts=st.lists(st.integers(1, 200), min_size=1, max_size=4),
     chunk=st.integers(5, 500),
+    rolled=st.booleans(),
 )
 def test_snapshot_plus_tail_equals_full_replay_for_every_run(
-    tmp_path_factory: object, seed: int, every: int, cuts: list[int], chunk: int
+    tmp_path_factory: object, seed: int, every: int, cuts: list[int], chunk: int, rolled: bool
 ) -> None:
+    """With or without segment rollups (``rolled``: every segment with a match gets one)."""
     data_dir = Path(tmp_path_factory.mktemp("snapshots"))  # type: ignore[attr-defined]
     log = random_log(random.Random(seed), runs=4, max_events=200)
-    with EventStore.open(data_dir) as store:
+    share = 0.0 if rolled else 2.0
+    with patch.object(rollups, "MIN_SHARE", share), EventStore.open(data_dir) as store:
         bounds = [*sorted({min(c, log.height) for c in cuts}), log.height]
         start = 0
         for bound in bounds:
