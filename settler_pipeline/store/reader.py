@@ -3,7 +3,6 @@ the view's segments plus its tail. Segment bytes are checked against their check
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -28,7 +27,7 @@ from settler_pipeline.store.schema import (
     COLUMNS,
     POLARS_SCHEMA,
 )
-from settler_pipeline.store.segments import verify_files
+from settler_pipeline.store.segments import ordered_scans, verify_files
 from settler_pipeline.store.stream_reads import NO_LIMIT, in_position_order, stream_part
 from settler_pipeline.store.time_travel import TimeTravel
 from settler_pipeline.store.view import LogView
@@ -288,11 +287,7 @@ class LogReader(TimeTravel):
             )
         parts: list[pl.LazyFrame] = []
         if paths:
-            # files written before the typed payload columns read them as null
-            scan = pl.scan_parquet(
-                paths, hive_partitioning=False, schema=SEGMENT_SCHEMA, missing_columns="insert"
-            )
-            parts.append(scan.select(wanted))
+            parts.extend(scan.select(wanted) for scan in ordered_scans(self.segments_dir, chosen))
         if view.tail.rows:
             tail = view.tail.frame.lazy()
             parts.append(
@@ -310,11 +305,7 @@ class LogReader(TimeTravel):
             frame = frame.filter(pl.col("event_type").is_in(list(event_types)))
         if tenant_id is not None:
             frame = frame.filter(pl.col("tenant_id") == validate_uuid("tenant_id", tenant_id))
-        # Segments list in position order; when their ranges do not interleave (a batch spanning
-        # several event dates makes them interleave) the scan is already in log order and sorting a
-        # wide frame would cost more than reading it.
-        in_order = all(a.last_position < b.first_position for a, b in itertools.pairwise(chosen))
-        return frame if in_order else frame.sort("global_position")
+        return frame
 
     def read_fields(
         self,

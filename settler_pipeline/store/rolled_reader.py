@@ -10,7 +10,9 @@ import polars as pl
 
 from settler_pipeline.ids import validate_uuid
 from settler_pipeline.store import rollups
+from settler_pipeline.store.payloads import TYPED
 from settler_pipeline.store.reader import LogReader
+from settler_pipeline.store.schema import COLUMNS
 
 
 class RolledReader(LogReader):
@@ -25,12 +27,16 @@ class RolledReader(LogReader):
         version: int | None,
         tenant_id: str | None = None,
         payload_fields: Sequence[str] = (),
-    ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+        rest_fields: Sequence[str] = (),
+    ) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
         """Positions ``(from_position, to_position]`` as :meth:`read` gives them, but for the segments
         wholly inside ``(from_position, min(to_position, rolled_upto)]`` that have a rollup whose sums
-        are at event version ``version`` (:mod:`~settler_pipeline.store.rollups`): ``(sums, rows)``,
-        the sum rows of those rollups (:func:`~settler_pipeline.store.rollups.Rolled.sums`) and every
-        other row (not in position order). Used by bulk readers that need only sums of the matches."""
+        are at event version ``version`` (:mod:`~settler_pipeline.store.rollups`): ``(sums, rows,
+        rest)``, the sum rows of those rollups (:meth:`~settler_pipeline.store.rollups.Rolled.sums`),
+        the rows of the other segments and the tail (as :meth:`read` with ``payload_fields``), and the
+        rollups' other rows (with the payload columns ``rest_fields``: they are few, so typed columns
+        cost little there). Neither frame of rows is in position order. Used by bulk readers that need
+        only sums of the matches."""
         while True:
             manifest = self._refresh().manifest
             rolled = rollups.choose(
@@ -55,11 +61,11 @@ class RolledReader(LogReader):
             # them in between: then choose again)
             if self._refresh().manifest.generation == manifest.generation:
                 break
-        rest, sums = rolled.rows(rows.collect_schema().names()), rolled.sums()
+        rest, sums = rolled.rows([*COLUMNS, TYPED, *rest_fields]), rolled.sums()
         if tenant_id is not None:
             mine = pl.col("tenant_id") == validate_uuid("tenant_id", tenant_id)
             rest, sums = rest.filter(mine), sums.filter(mine)
-        return sums, pl.concat([rows, rest], how="vertical")
+        return sums, rows, rest
 
     def segment_cut(self, position: int) -> int:
         """The smallest position ``>= position`` that cuts no committed segment in two (each segment's
