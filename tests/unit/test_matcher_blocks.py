@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from settler_pipeline.domain.matching import MatchConfig, MatchResult, candidates, match_records
+from settler_pipeline.domain.matching import MatchConfig, MatchResult, candidates, expansion, match_records
 from settler_pipeline.domain.matching.blocks import match_blockwise, plan_blocks, reach_days
 from settler_pipeline.domain.matching.config import (
     AmountDatePass,
@@ -196,3 +196,50 @@ def test_sources_searched_in_chunks_find_the_same_candidates(
         chunked = search()
     assert chunked.pairs.sort(pl.all()).equals(whole.pairs.sort(pl.all()))
     assert sorted(chunked.crowded_lines.to_list()) == sorted(whole.crowded_lines.to_list())
+
+
+# Dense rows (few days, amounts and currencies): most sources are crowded, over several days.
+dense_row = st.fixed_dictionaries(
+    {
+        "amount_minor": st.sampled_from([100, 101, 120, 150, 200]),
+        "currency": st.sampled_from(["USD", "USD", "EUR"]),
+        "day": st.integers(0, 3),
+    }
+)
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(
+    sides=st.tuples(st.lists(dense_row, max_size=12), st.lists(dense_row, max_size=40)),
+    at_once=st.integers(1, 7),
+    crowded=st.sampled_from(["skip", "nearest"]),
+    percent_of=st.sampled_from(["source", "target"]),
+)
+def test_pairs_expanded_a_few_at_a_time_are_the_same_pairs_in_the_same_order(
+    sides: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    at_once: int,
+    crowded: Literal["skip", "nearest"],
+    percent_of: Literal["source", "target"],
+) -> None:
+    source, target = (
+        records(*rows).with_columns(day=pl.col("occurred_at").dt.date().cast(pl.Int64)) for rows in sides
+    )
+
+    def search() -> candidates.Candidates:
+        tolerance = Tolerance(absolute_minor=50, percent="10", percent_of=percent_of)
+        return candidates.window_candidates(
+            source,
+            target,
+            tolerance=tolerance,
+            days_before=1,
+            days_after=2,
+            max_candidates=2,
+            crowded=crowded,
+        )
+
+    whole = search()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(expansion, "PAIRS_AT_ONCE", at_once)
+        sliced = search()
+    assert sliced.pairs.equals(whole.pairs)
+    assert sliced.crowded_lines.equals(whole.crowded_lines)

@@ -10,7 +10,9 @@ not expanded at all (the caller can mark it ambiguous); with ``crowded="nearest"
 ``max_candidates`` candidates nearest in amount (then in days, then by line) are kept. Either way the
 pair count stays bounded by about ``n * max_candidates`` and crowded sources are reported. Sources
 are searched :data:`SOURCE_CHUNK` at a time, so the intermediate arrays (up to ``2 *
-max_candidates`` per source and day of the window before the nearest are kept) stay bounded too.
+max_candidates`` per source and day of the window before the nearest are kept) stay bounded too;
+the pairs themselves are expanded and ranked a slice at a time (see
+:mod:`settler_pipeline.domain.matching.expansion`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from settler_pipeline.domain.matching.config import Tolerance
+from settler_pipeline.domain.matching.expansion import SearchRows, expanded_pairs, nearest_of_each
 from settler_pipeline.domain.matching.tolerance import (
     BoolArray,
     Int64Array,
@@ -222,20 +225,30 @@ def window_candidates(
         )
     all_count = np.maximum(all_end - all_start, 0)
     keep = all_count > 0
-    all_src, all_start, all_count = all_src[keep], all_start[keep], all_count[keep]
-
-    total = int(all_count.sum())
-    rep_src = np.repeat(all_src, all_count)
-    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(all_count) - all_count, all_count)
-    rep_tgt = order[np.repeat(all_start, all_count) + within]
+    rows = SearchRows(all_src[keep], all_start[keep], all_count[keep], order)
+    del all_src, all_start, all_end, all_centre, all_count, keep
 
     if tolerance.percent_of == "source":
         # The allowed difference depends on the source alone: worked out once per source rather than
         # once per pair (a percentage costs an integer division per amount).
-        fits = np.abs(t_amt[rep_tgt] - s_amt[rep_src]) <= allowed_difference(s_amt, tolerance)[rep_src]
+        allowed = allowed_difference(s_amt, tolerance)
+
+        def fits(src: Int64Array, tgt: Int64Array) -> BoolArray:
+            kept: BoolArray = np.abs(t_amt[tgt] - s_amt[src]) <= allowed[src]
+            return kept
+
     else:
-        fits = within_tolerance(s_amt[rep_src], t_amt[rep_tgt], tolerance)
-    rep_src, rep_tgt = rep_src[fits], rep_tgt[fits]
+
+        def fits(src: Int64Array, tgt: Int64Array) -> BoolArray:
+            return within_tolerance(s_amt[src], t_amt[tgt], tolerance)
+
+    def nearest(src: Int64Array, tgt: Int64Array) -> BoolArray:
+        amount, days = np.abs(t_amt[tgt] - s_amt[src]), np.abs(t_day[tgt] - s_day[src])
+        return nearest_of_each(src, amount, days, t_line[tgt], max_candidates)
+
+    # Of a crowded source's pairs, the ``max_candidates`` nearest in amount, then days, then line.
+    ranked = crowded == "nearest" and bool(is_crowded.any())
+    rep_src, rep_tgt = expanded_pairs(rows, source.height, fits=fits, nearest=nearest if ranked else None)
     pairs = pl.DataFrame(
         {
             "source_line": s_line[rep_src],
@@ -247,8 +260,6 @@ def window_candidates(
         schema=PAIR_SCHEMA,
     )
     crowded_lines = pl.Series("source_line", s_line[is_crowded], dtype=pl.Int64)
-    if crowded == "nearest" and len(crowded_lines):
-        pairs = _nearest(pairs, max_candidates)
     return Candidates(pairs, crowded_lines)
 
 
@@ -379,21 +390,3 @@ def _narrowed(
     out_start, out_end = rows.start.copy(), rows.end.copy()
     out_start[index], out_end[index] = start, end
     return out_start, out_end
-
-
-def _nearest(pairs: pl.DataFrame, max_candidates: int) -> pl.DataFrame:
-    """Of each source's pairs, the ``max_candidates`` nearest in amount, then in days, then by target
-    line. The three fit one 63-bit integer whenever the amounts differ by less than the bits the days
-    and lines leave (always in practice), and ranking one integer is several times faster than
-    ranking a struct; otherwise the struct is ranked."""
-    if pairs.height == 0:
-        return pairs
-    amount, days = pl.col("amount_difference").abs(), pl.col("day_difference").abs()
-    most = pairs.select(amount.max(), days.max(), pl.col("target_line").max()).row(0)
-    line_bits, day_bits = int(most[2]).bit_length(), int(most[1]).bit_length()
-    amount_bits = 63 - line_bits - day_bits
-    if min(most) >= 0 and amount_bits > 0 and int(most[0]) < 2**amount_bits:
-        key = amount * 2 ** (day_bits + line_bits) + days * 2**line_bits + pl.col("target_line")
-    else:
-        key = pl.struct(amount, days, "target_line")
-    return pairs.filter(key.rank("ordinal").over("source_line") <= max_candidates)
