@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from settler_pipeline.domain.matching import DateWindow, ReferencePass, Tolerance
+from settler_pipeline.domain.matching import DateWindow, ReferencePass, Tolerance, reference
+from tests.profiles import examples
 from tests.unit.test_matcher_support import links, only_match, reasons, run
 
 REF = ReferencePass()
@@ -218,3 +222,32 @@ def test_a_reference_shared_by_too_many_records_identifies_nothing() -> None:
     target = [{"record_id": f"bt_{i}", "amount_minor": 100 + i, "reference": "BATCH-7"} for i in range(3)]
     assert len(links(run(source, target, ReferencePass(max_candidates=3)))) == 3
     assert links(run(source, target, ReferencePass(max_candidates=2))) == set()
+
+
+memo_row = st.fixed_dictionaries(
+    {
+        "amount_minor": st.sampled_from([1000, 1001, 2000]),
+        "day": st.integers(0, 4),
+        "reference": st.sampled_from([None, "INV-000123", "INV-000124", "po_7"]),
+        "description": st.sampled_from(
+            [None, "Payment INV-000123 thanks", "INV-000124/INV-000123", "PO_7 payout", "thanks"]
+        ),
+    }
+)
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(
+    source=st.lists(memo_row, max_size=10),
+    target=st.lists(memo_row, max_size=10),
+    at_once=st.integers(1, 4),
+)
+def test_target_keys_found_a_few_records_at_a_time_match_the_same(
+    source: list[dict[str, Any]], target: list[dict[str, Any]], at_once: int
+) -> None:
+    whole = run(source, target, REF)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reference, "TARGETS_AT_ONCE", at_once)
+        sliced = run(source, target, REF)
+    assert sliced.matches.equals(whole.matches)
+    assert sliced.unmatched.equals(whole.unmatched)

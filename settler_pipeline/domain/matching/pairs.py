@@ -10,6 +10,11 @@ from settler_pipeline.domain.matching.tolerance import within_tolerance, within_
 _HASH_SEED = 20261201
 
 
+def key_hash(key: pl.Expr) -> pl.Expr:
+    """The 64-bit hash :func:`keyed_pairs` joins keys on (a column ``_h`` it reuses when present)."""
+    return key.hash(_HASH_SEED)
+
+
 def keyed_pairs(
     source_keys: pl.DataFrame,
     target_keys: pl.DataFrame,
@@ -28,8 +33,10 @@ def keyed_pairs(
     # them); the final pairs are checked on the keys themselves, so a hash collision cannot pair
     # records whose keys differ. Narrow both sides to shared keys first (semi-joins never multiply
     # rows), so counting and the final join only touch keys that can pair at all.
-    source_keys = source_keys.with_columns(_h=pl.col("key").hash(_HASH_SEED))
-    target_keys = target_keys.with_columns(_h=pl.col("key").hash(_HASH_SEED))
+    if "_h" not in source_keys.columns:
+        source_keys = source_keys.with_columns(_h=key_hash(pl.col("key")))
+    if "_h" not in target_keys.columns:
+        target_keys = target_keys.with_columns(_h=key_hash(pl.col("key")))
     target_keys = target_keys.join(source_keys.select("_h"), on="_h", how="semi")
     source_keys = source_keys.join(target_keys.select("_h"), on="_h", how="semi")
     crowded = _crowded_keys(source_keys, target_keys, max_candidates)

@@ -25,25 +25,45 @@ from settler_pipeline.domain.matching.outcome import (
     mismatch_reason,
     one_to_one_matches,
 )
-from settler_pipeline.domain.matching.pairs import attach_checks, keyed_pairs, with_fit_checks
+from settler_pipeline.domain.matching.pairs import attach_checks, key_hash, keyed_pairs, with_fit_checks
 from settler_pipeline.domain.matching.resolve import resolve_mutual_best
 
 VIA_REFERENCE = 0
 VIA_DESCRIPTION = 1
+TARGETS_AT_ONCE = 1_000_000
+"""Target records whose keys are found at once (see :func:`_target_keys`)."""
+
+
+def _target_keys(target: pl.DataFrame, source_keys: pl.DataFrame, config: ReferencePass) -> pl.DataFrame:
+    """The target's keys (``line_number``, ``key``, ``via`` and the key's hash ``_h``). A memo
+    gives several tokens, most of them words no reference equals: above :data:`TARGETS_AT_ONCE`
+    records, the keys are found that many records at a time and only those whose hash a source key
+    shares are kept (no other key can pair), rather than holding every token of every record.
+    Narrowing costs a hash lookup per key that :func:`keyed_pairs` repeats, so a target that fits
+    one slice is left to it."""
+    prefixes = config.strip_prefixes
+    wanted = source_keys.select("_h").unique() if target.height > TARGETS_AT_ONCE else None
+    parts = []
+    for offset in range(0, target.height, TARGETS_AT_ONCE):
+        records = target.slice(offset, TARGETS_AT_ONCE)
+        keys = [reference_keys(records, prefixes).with_columns(via=pl.lit(VIA_REFERENCE, dtype=pl.Int64))]
+        if config.search_in_description:
+            keys.append(
+                description_tokens(
+                    records, "description", prefixes, min_length=config.min_token_length
+                ).with_columns(via=pl.lit(VIA_DESCRIPTION, dtype=pl.Int64))
+            )
+        found = pl.concat(keys).drop_nulls("key").with_columns(_h=key_hash(pl.col("key")))
+        parts.append(found if wanted is None else found.join(wanted, on="_h", how="semi"))
+    schema = {"line_number": pl.Int64(), "key": pl.String(), "via": pl.Int64(), "_h": pl.UInt64()}
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
 
 def run_reference_pass(source: pl.DataFrame, target: pl.DataFrame, config: ReferencePass) -> PassOutcome:
     """Match records by normalised reference (see the module docstring)."""
-    prefixes = config.strip_prefixes
-    source_keys = reference_keys(source, prefixes)
-    target_parts = [reference_keys(target, prefixes).with_columns(via=pl.lit(VIA_REFERENCE, dtype=pl.Int64))]
-    if config.search_in_description:
-        target_parts.append(
-            description_tokens(
-                target, "description", prefixes, min_length=config.min_token_length
-            ).with_columns(via=pl.lit(VIA_DESCRIPTION, dtype=pl.Int64))
-        )
-    target_keys = pl.concat(target_parts).drop_nulls("key")
+    source_keys = reference_keys(source, config.strip_prefixes)
+    source_keys = source_keys.with_columns(_h=key_hash(pl.col("key")))
+    target_keys = _target_keys(target, source_keys, config)
     pairs = with_fit_checks(
         attach_checks(
             keyed_pairs(source_keys, target_keys, max_candidates=config.max_candidates), source, target
