@@ -10,7 +10,8 @@ matches are at least half of the rows, it also writes ``log/rollups/<segment ste
   typed ``RecordMatched`` events of the reconciliation aggregate: ``rollup_rows`` (events),
   ``rollup_sources`` (source ids in them), ``global_position`` (the newest) and ``timestamp`` (the
   newest);
-* every *other row* of the segment, whole (the segment's columns, ``rollup_rows`` null).
+* every *other row* of the segment with its envelope columns (``data`` holds its payload; its
+  ``payload_typed`` is false and ``rollup_rows`` null).
 
 So a rollup holds the same information a reader of those sums needs, in ~6% of the rows. It is safe
 because it is never the truth: it is derived from one segment file (the file name, which carries the
@@ -39,6 +40,7 @@ from settler_pipeline.errors import CorruptionError
 from settler_pipeline.files import replace_durably
 from settler_pipeline.store.manifest import SegmentInfo
 from settler_pipeline.store.payloads import SEGMENT_SCHEMA, TYPED
+from settler_pipeline.store.schema import COLUMNS
 from settler_pipeline.store.segments import file_sha256
 
 FOLDER: Final = "rollups"
@@ -72,28 +74,39 @@ def summed() -> pl.Expr:
 
 
 def build(frame: pl.DataFrame, min_share: float = 0.0) -> pl.DataFrame | None:
-    """The rollup of a segment's rows ``frame`` (sum rows first, then the other rows in file order), or
-    None when it holds no summed match or fewer than ``min_share`` of its rows."""
+    """The rollup of a segment's rows ``frame`` (sum rows first, then the other rows in file order, with
+    the envelope columns and ``payload_typed`` false: their payload is in ``data``), or None when it
+    holds no summed match or fewer than ``min_share`` of its rows."""
     if TYPED not in frame.columns or not {"attempt", "currency", "source_ids"} <= set(frame.columns):
         return None
-    mask = frame.select(summed()).to_series()
-    matched = int(mask.sum())
+    rows = frame.lazy().with_columns(summed().alias("_summed"))
+    # lazily: the filters then copy only the columns each part keeps (eagerly, ~2x the CPU)
+    counted, sums, rest = pl.collect_all(
+        [
+            rows.select(pl.col("_summed").sum()),
+            rows.filter("_summed")
+            .group_by(KEYS)
+            .agg(
+                pl.len().cast(pl.Int64).alias(ROWS),
+                pl.col("source_ids").list.len().sum().cast(pl.Int64).alias(SOURCES),
+                pl.col("global_position").max(),
+                pl.col("timestamp").max(),
+            )
+            .sort("global_position"),
+            rows.filter(~pl.col("_summed")).select(*COLUMNS, pl.lit(False).alias(TYPED)),
+        ],
+        engine="in-memory",
+    )
+    matched = int(counted.item())
     if matched == 0 or matched < min_share * frame.height:
         return None
-    sums = (
-        frame.filter(mask)
-        .group_by(KEYS)
-        .agg(
-            pl.len().cast(pl.Int64).alias(ROWS),
-            pl.col("source_ids").list.len().sum().cast(pl.Int64).alias(SOURCES),
-            pl.col("global_position").max(),
-            pl.col("timestamp").max(),
+    columns = [*COLUMNS, TYPED, "attempt", "currency", ROWS, SOURCES]
+    return (
+        pl.concat([sums, rest], how="diagonal_relaxed")
+        .select(columns)
+        .cast(
+            {name: SCHEMA[name] for name in columns}
         )
-        .sort("global_position")
-    )
-    rest = frame.filter(~mask)
-    return pl.concat([sums, rest], how="diagonal_relaxed").select(
-        [c for c in frame.columns] + [ROWS, SOURCES]
     )
 
 
