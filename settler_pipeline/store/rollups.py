@@ -104,9 +104,7 @@ def build(frame: pl.DataFrame, min_share: float = 0.0) -> pl.DataFrame | None:
     return (
         pl.concat([sums, rest], how="diagonal_relaxed")
         .select(columns)
-        .cast(
-            {name: SCHEMA[name] for name in columns}
-        )
+        .cast({name: SCHEMA[name] for name in columns})
     )
 
 
