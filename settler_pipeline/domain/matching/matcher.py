@@ -122,17 +122,16 @@ def match_records(
         )
         used_source = outcome.matches["source_lines"].explode().implode()
         used_target = outcome.matches["target_lines"].explode().implode()
+        del outcome  # its matches are also in match_parts, which build_matches lets go of as it builds
         remaining_source = remaining_source.filter(~pl.col("line_number").is_in(used_source))
         remaining_target = remaining_target.filter(~pl.col("line_number").is_in(used_target))
         hint_parts = [still_possible(part, remaining_source, remaining_target) for part in hint_parts]
 
-    raw_matches = pl.concat(match_parts) if match_parts else pl.DataFrame()
-    _check_used_once(raw_matches)
+    _check_used_once(pl.concat(match_parts) if match_parts else pl.DataFrame())
     hints = (
         pl.concat(hint_parts) if hint_parts else pl.DataFrame(schema={**HINT_SCHEMA, "priority": pl.Int64()})
     )
-    matches = build_matches(raw_matches, source_work, target_work, run_id, digests)
-    del raw_matches, match_parts  # the passes' matches, now built: not kept while the rest is
+    matches = build_matches(match_parts, source_work, target_work, run_id, digests)
     return MatchResult(
         matches=matches,
         unmatched=_build_unmatched(

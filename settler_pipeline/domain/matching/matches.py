@@ -88,15 +88,19 @@ BUILD_ROWS = 250_000
 
 
 def build_matches(
-    raw: pl.DataFrame,
+    parts: list[pl.DataFrame],
     source_work: pl.DataFrame,
     target_work: pl.DataFrame,
     run_id: str,
     digests: NameDigests = hashlib_digests,
 ) -> pl.DataFrame:
-    """The :data:`MATCH_SCHEMA` frame of the passes' raw matches: ids, amounts, days and currency of
-    both sides, match type, differences and the match id (uuid5 of run id, rule and the sorted record
-    keys of both sides, hashed with ``digests``), sorted by the first source line."""
+    """The :data:`MATCH_SCHEMA` frame of the passes' raw matches ``parts`` (one frame per pass):
+    ids, amounts, days and currency of both sides, match type, differences and the match id (uuid5
+    of run id, rule and the sorted record keys of both sides, hashed with ``digests``), sorted by the
+    first source line. Empties ``parts``: each slice of the raw matches is let go once it is built,
+    so the built frame does not grow beside all of them."""
+    raw = pl.concat(parts) if parts else pl.DataFrame()
+    parts.clear()
     if raw.height == 0:
         return pl.DataFrame(schema=MATCH_SCHEMA)
     # Put in order first and build :data:`BUILD_ROWS` rows at a time: sorting the built frame would
@@ -104,13 +108,14 @@ def build_matches(
     order = raw.select(
         pl.arg_sort_by(pl.col("source_lines").list.min(), pl.col("target_lines").list.min())
     ).to_series()
+    pending = [raw[order.slice(offset, BUILD_ROWS)] for offset in range(0, raw.height, BUILD_ROWS)]
+    del raw, order
+    pending.reverse()
     sides = {"source": _ByLine(source_work), "target": _ByLine(target_work)}
-    return pl.concat(
-        [
-            _built(raw[order.slice(offset, BUILD_ROWS)], sides, run_id, digests)
-            for offset in range(0, raw.height, BUILD_ROWS)
-        ]
-    )
+    built = []
+    while pending:
+        built.append(_built(pending.pop(), sides, run_id, digests))
+    return pl.concat(built)
 
 
 def _built(raw: pl.DataFrame, sides: dict[str, _ByLine], run_id: str, digests: NameDigests) -> pl.DataFrame:
