@@ -17,6 +17,8 @@ from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from settler_pipeline.printable import printable
+
 ROOT = "settler_pipeline"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _FIELDS = "settler_fields"
@@ -49,12 +51,14 @@ def fields_of(record: logging.LogRecord) -> Mapping[str, Any]:
 
 
 class TextFormatter(logging.Formatter):
-    """``2026-12-01T06:20:00Z INFO settler_pipeline.application.service run completed run_id=...``"""
+    """``2026-12-01T06:20:00Z INFO settler_pipeline.application.service run completed run_id=...``
+    (one line per record plus any traceback: control characters of the message and fields, which may
+    come from input data, are escaped)."""
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        text = f"{stamp} {record.levelname} {record.name} {record.getMessage()}"
-        extra = " ".join(f"{k}={v}" for k, v in fields_of(record).items())
+        text = f"{stamp} {record.levelname} {record.name} {printable(record.getMessage())}"
+        extra = " ".join(f"{k}={printable(str(v))}" for k, v in fields_of(record).items())
         if extra:
             text = f"{text} {extra}"
         if record.exc_info:

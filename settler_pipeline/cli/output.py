@@ -4,7 +4,8 @@ The error contract: a user's mistake (bad input, a usage error, a missing permis
 line saying what was wrong and a hint line saying how to fix it; exit 2 is kept for bugs. Under
 ``--json`` an error is one JSON object on stderr, ``{"error": ..., "hint": ..., "code": ...}``
 (stdout stays for results, so a script parses stdout on exit 0 and stderr otherwise). User text is
-never interpreted as Rich markup.
+never interpreted as Rich markup, and control characters in it (escape sequences, carriage returns,
+bidirectional overrides) are shown as escapes, never sent to the terminal (JSON escapes them itself).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -21,15 +22,34 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
 from settler_pipeline.errors import CorruptionError, SettlerError, UserError
+from settler_pipeline.printable import printable
+
+
+class _PrintableConsole(Console):
+    """A console that never writes a control character it did not make itself: every text segment is
+    escaped (see :func:`printable`) on its way out, so user data printed through any message, table or
+    progress line cannot reach the terminal raw. Line breaks of the layout stay, and Rich's own styles
+    and cursor moves are not text segments; tables escape their cells before layout (:func:`_cell`),
+    which also escapes a line break inside a value."""
+
+    def render(self, renderable: RenderableType, options: ConsoleOptions | None = None) -> Iterable[Segment]:
+        for segment in super().render(renderable, options):
+            if segment.control or segment.text.isprintable():
+                yield segment
+            else:
+                lines = segment.text.split("\n")
+                yield Segment("\n".join(printable(line) for line in lines), segment.style)
+
 
 # Piped output (CI logs, scripts) gets a fixed, wide layout instead of rich's 80-column default.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = _PrintableConsole(highlight=False, width=None if sys.stdout.isatty() else 140)
+err_console = _PrintableConsole(stderr=True, highlight=False, soft_wrap=True)
 
 ID_COLUMNS = frozenset({"id", "run", "exception_id", "reconciliation_id"})
 EXIT_USER_ERROR = 1
@@ -62,8 +82,15 @@ def emit_json(payload: Any) -> None:
     sys.stdout.write(to_json(payload) + "\n")
 
 
+class Lines(tuple[str, ...]):
+    """A table cell of several values, one per line (each escaped on its own, see :func:`_cell`)."""
+
+    __slots__ = ()
+
+
 def emit_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
-    """Print rows as a table for people (cells are shown as written, never as markup)."""
+    """Print rows as a table for people (cells are shown as written, never as markup, control
+    characters escaped; a :class:`Lines` cell shows one value per line)."""
     table = Table(title=Text(title), title_justify="left")
     cols = columns or (list(rows[0]) if rows else [])
     for col in cols:
@@ -89,13 +116,17 @@ def emit_mapping(title: str, mapping: dict[str, Any]) -> None:
 
 
 def _cell(value: Any) -> str:
+    """A cell's text: one line (a line break in a value is shown as ``\\x0a``) unless it is
+    :class:`Lines`."""
     if value is None:
         return ""
+    if isinstance(value, Lines):
+        return "\n".join(_cell(line) for line in value)
     if isinstance(value, dict | list):
         return json.dumps(value, default=_default)
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
-    return str(value)
+    return printable(str(value))
 
 
 def error_code(exc: BaseException) -> str:
@@ -112,9 +143,9 @@ def report_error(message: str, hint: str | None, code: str, *, as_json: bool) ->
     if as_json:
         sys.stderr.write(json.dumps({"error": message, "hint": hint, "code": code}) + "\n")
         return
-    err_console.print(Text.assemble(("error: ", "bold red"), message))
+    err_console.print(Text.assemble(("error: ", "bold red"), printable(message)))
     if hint:
-        err_console.print(Text.assemble(("hint: ", "dim"), hint))
+        err_console.print(Text.assemble(("hint: ", "dim"), printable(hint)))
 
 
 def fail(message: str, hint: str | None = None, *, as_json: bool = False, code: str = "user") -> NoReturn:
@@ -124,8 +155,8 @@ def fail(message: str, hint: str | None = None, *, as_json: bool = False, code: 
 
 
 def warn(message: str) -> None:
-    """A warning on stderr (user text shown verbatim)."""
-    err_console.print(Text.assemble(("warning: ", "yellow"), message))
+    """A warning on stderr (user text shown verbatim, control characters escaped)."""
+    err_console.print(Text.assemble(("warning: ", "yellow"), printable(message)))
 
 
 @contextmanager

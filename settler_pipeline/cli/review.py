@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption, existing_data
-from settler_pipeline.cli.output import command, console, emit_json, emit_table
+from settler_pipeline.cli.output import Lines, command, console, emit_json, emit_table
 from settler_pipeline.cli.runs import print_outcome
 
 app = typer.Typer(help="List and decide a run's open exceptions.", no_args_is_help=True)
@@ -93,8 +93,8 @@ def list_open(
             "id": item["id"],
             "kind": item["kind"],
             "reason": item["reason"],
-            "source": "\n".join(_record(r) for r in item["source"]),
-            "target": "\n".join(_record(r) for r in item["target"]),
+            "source": Lines(_record(r) for r in item["source"]),
+            "target": Lines(_record(r) for r in item["target"]),
             "detail": _detail(item),
         }
         for item in items

@@ -4,6 +4,7 @@ In process through Typer's CliRunner; the process-level behaviour is covered by 
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterator
 from datetime import date
@@ -339,3 +340,37 @@ def test_the_commands_that_start_a_store_still_create_it(tmp_path: Path) -> None
     assert code == 0, err
     code, out, err = invoke(fresh, "access", "list", "--json")  # the access file alone is Settler data
     assert code == 0 and [g["tenant"] for g in json.loads(out)] == ["acme"], err
+
+
+HOSTILE = "\x1b[31mRED\x1b[0m\r\n\u202eX \x1b]8;;http://evil.example\x1b\\clickme\x1b]8;;\x1b\\"
+
+
+def test_control_characters_from_input_data_are_shown_escaped_never_sent_to_the_terminal(
+    tmp_path: Path,
+) -> None:
+    spec, _ = write_sample_job(tmp_path / "in", records=20, start=DAY, days=1, seed=3, name="hostile")
+    source = spec.parent / "source.csv"
+    with source.open("a", newline="") as out:
+        csv.writer(out, lineterminator="\n").writerows(
+            [
+                ["ch_hostile", "2026-11-02 01:00:00", "12.34", "usd", HOSTILE, "charge", "Eve", "", ""],
+                ["ch_nul", "2026-11-02 01:00:00", "12.34", "u\x00d", "nul", "charge", "Eve", "", ""],
+            ]
+        )
+    data = tmp_path / "data"
+    with Settler(data, user="olivia") as settler:
+        settler.access.create_tenant("acme", admin="olivia")
+        run = settler.reconcile(spec, start=DAY, end=DAY, tenant="acme").reconciliation_id
+    code, out, err = invoke(data, "review", "list", run)
+    assert code == 0, err
+    unsafe = [c for c in out if (ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0 or c == "\u202e"]
+    assert not unsafe, unsafe
+    rows = [row.split("│") for row in out.splitlines() if row.count("│") == 7]
+    assert "\\x1b[31mRED\\x1b[0m\\x0d\\x0a\\u202eX" in "".join(row[4].strip() for row in rows)
+    assert "'u\\x00d' is not an ISO 4217 code" in " ".join(row[3].strip() for row in rows)
+    code, out, err = invoke(data, "review", "list", run, "--json")
+    assert code == 0, err
+    items = json.loads(out)
+    hostile = next(r for i in items for r in i["source"] if r["id"] == "ch_hostile")
+    assert hostile["description"] == HOSTILE
+    assert any(i["reason"].startswith("currency: 'u\x00d'") for i in items)

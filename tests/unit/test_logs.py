@@ -58,3 +58,11 @@ def test_levels_are_read_by_name_in_any_case(given: str | int, level: int) -> No
 def test_an_unknown_level_names_the_choices() -> None:
     with pytest.raises(ValueError, match="DEBUG, INFO, WARNING, ERROR"):
         parse_level("verbose")
+
+
+def test_a_text_line_shows_control_characters_of_its_message_and_fields_escaped() -> None:
+    out = io.StringIO()
+    configure("INFO", stream=out)
+    get_logger("settler_pipeline.test", job="a\x1b[2Jb").info("row %s", "x\r\ny\u202e")
+    assert out.getvalue() == out.getvalue().splitlines()[0] + "\n"
+    assert out.getvalue().rstrip("\n").endswith("row x\\x0d\\x0ay\\u202e job=a\\x1b[2Jb")
