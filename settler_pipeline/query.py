@@ -5,6 +5,10 @@ The user's query runs in a private in-memory DuckDB holding only the rows of the
 external access switched off and the configuration locked, so a query cannot read other files or undo
 the scoping.
 
+Beside the read models it holds ``events`` (the published log, as ``analytics.duckdb`` shows it: only
+the user's tenants' events) and ``projection_status`` (every read model's freshness), each opened only
+when the query names it.
+
 Analyst columns: beside each ``tenant_id`` the tables carry ``tenant`` (the tenant's name), and beside
 each amount in minor units (``amount``, ``target_amount``, ``amount_difference``, ``closest_amount``)
 the same amount in major units as an exact DECIMAL (``amount_major``, ...: 1234 EUR cents are 12.34).
@@ -25,6 +29,10 @@ from settler_pipeline import projections
 from settler_pipeline.adapters.amounts import CURRENCY_EXPONENTS, DEFAULT_EXPONENT
 from settler_pipeline.errors import CorruptionError, NotFoundError, ValidationError
 from settler_pipeline.projections import analyst
+from settler_pipeline.projections.generations import Generations
+from settler_pipeline.projections.logrows import EVENTS
+from settler_pipeline.projections.runner import STATUS_COLUMNS, STATUS_NAME
+from settler_pipeline.store.payloads import SEGMENT_SCHEMA
 
 
 def with_analyst_columns(
@@ -55,11 +63,12 @@ def with_analyst_columns(
 def scoped_sql(
     data_dir: str | Path, query: str, tenant_ids: list[str], tenant_names: Mapping[str, str] | None = None
 ) -> pl.DataFrame:
-    """Run ``query`` against the read models (one table per read model, same names and columns as in
-    ``analytics.duckdb``), seeing only rows of ``tenant_ids``. Only the read models the query names are
-    opened, and of those only what the query reads (each is a lazy scan of its files). An empty query,
-    a statement other than a SELECT, or one that returns no rows, is a :class:`ValidationError`; a
-    refused statement runs nothing and creates nothing."""
+    """Run ``query`` against the read models (one table per read model, plus ``events`` and
+    ``projection_status``: same names and columns as in ``analytics.duckdb``), seeing only rows of
+    ``tenant_ids``. Only the tables the query names are opened, and of those only what the query
+    reads (each is a lazy scan of its files). An empty query, a statement other than a SELECT, or one
+    that returns no rows, is a :class:`ValidationError`; a refused statement runs nothing and creates
+    nothing."""
     if not query.strip():
         raise ValidationError(
             "the query is empty", hint='give a SELECT, e.g. "SELECT * FROM reconciliation_summary LIMIT 5"'
@@ -78,8 +87,9 @@ def scoped_sql(
         # DuckDB's default spill folder is ``./.tmp`` under the caller's working directory: a query
         # may spill, but into a private folder, never into whatever directory the user stands in.
         con.execute("SET temp_directory = ?", [str(Path(spill))])
-        for name in _named_tables(query, built):
-            frame = scoped_rows(data_dir, name, tenant_ids, tenant_names or {})
+        tables = built + [name for name in (EVENTS, STATUS_NAME) if _published(data_dir, name)]
+        for name in _named_tables(query, tables):
+            frame = _scoped_table(data_dir, name, tenant_ids, tenant_names or {})
             columns = ", ".join(f'"{column}"' for column in frame.collect_schema().names())
             # A registered lazy frame: DuckDB asks Polars for the columns the query reads. A query
             # reading none (``count(*)``) gets the first one, so that is a constant that costs nothing.
@@ -102,7 +112,7 @@ def scoped_sql(
         except duckdb.Error as exc:
             raise ValidationError(
                 f"the query failed: {str(exc).splitlines()[0]}",
-                hint=f"tables: {', '.join(projections.NAMES)}; see docs/read-models.md",
+                hint=f"tables: {', '.join(tables)}; see docs/read-models.md",
             ) from exc
         return result
     finally:
@@ -159,6 +169,55 @@ def scoped_rows(
         raise CorruptionError(
             f"read model {name} cannot be read: {str(exc).splitlines()[0]}",
             hint="rebuild the read models: `settler project --rebuild`",
+        ) from exc
+
+
+def _published(data_dir: str | Path, name: str) -> bool:
+    """Whether ``events`` or ``projection_status`` has been published in ``data_dir``."""
+    root = projections.read_models_dir(data_dir)
+    if name == EVENTS:
+        return Generations(root, EVENTS).manifest() is not None
+    return (root / f"{STATUS_NAME}.parquet").is_file()
+
+
+def _scoped_table(
+    data_dir: str | Path, name: str, tenant_ids: Sequence[str], tenant_names: Mapping[str, str]
+) -> pl.LazyFrame:
+    """Table ``name`` of a scoped query, lazily: a read model (:func:`scoped_rows`), ``events``
+    (:func:`scoped_events`) or ``projection_status`` (no tenant's rows: one row per read model)."""
+    if name == EVENTS:
+        return scoped_events(data_dir, tenant_ids)
+    if name == STATUS_NAME:
+        status = projections.read_models_dir(data_dir) / f"{STATUS_NAME}.parquet"
+        return pl.scan_parquet(status).select(c.name for c in STATUS_COLUMNS)
+    return scoped_rows(data_dir, name, tenant_ids, tenant_names)
+
+
+def scoped_events(data_dir: str | Path, tenant_ids: Sequence[str]) -> pl.LazyFrame:
+    """The published log's events of ``tenant_ids`` with ``event_date`` (the UTC date of the event's own
+    time), the rows and columns of ``analytics.duckdb``'s ``events`` view, lazily: the files of the
+    current ``read_models/events`` generation, so a query sees one published state even while an
+    update links the next. Raises :class:`NotFoundError` before the log has been published."""
+    generations = Generations(projections.read_models_dir(data_dir), EVENTS)
+    manifest = generations.manifest()
+    if manifest is None:
+        raise NotFoundError("the log has not been published yet", hint="run `settler project` first")
+    directory = generations.dir / f"g{int(manifest['generation']):06d}"
+    files = [directory / Path(name).name for name in manifest["files"]]
+    # One schema for every file: a payload field first logged after a file was written is null there.
+    rows = (
+        pl.scan_parquet(files, hive_partitioning=False, schema=SEGMENT_SCHEMA, missing_columns="insert")
+        if files
+        else pl.DataFrame(schema=SEGMENT_SCHEMA).lazy()
+    )
+    try:
+        return rows.filter(pl.col("tenant_id").is_in(list(tenant_ids))).with_columns(
+            pl.col("timestamp").dt.convert_time_zone("UTC").dt.date().alias("event_date")
+        )
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise CorruptionError(
+            f"the published log cannot be read: {str(exc).splitlines()[0]}",
+            hint="run `settler project` (an update links the log's files again)",
         ) from exc
 
 
