@@ -20,7 +20,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ from settler_pipeline.adapters.spill import SpilledSide, spill_folder, spill_sid
 from settler_pipeline.application import run_events
 from settler_pipeline.application.block_run import Tally, plan_run, settled_blocks, side_duplicates
 from settler_pipeline.application.bus import EventBus, PublishReport
+from settler_pipeline.application.coverage import superseding
 from settler_pipeline.application.memory import check_block_memory, check_memory
 from settler_pipeline.application.outcome import RunOutcome, outcome
 from settler_pipeline.application.ports import EventLog
@@ -200,7 +201,7 @@ class AttemptRunner:
                 return self._fail(progress, ctx, "match", exc)
             progress.step = "record_results"
             summary = tally.summary(spilled, duplicates.height, int((time.perf_counter() - started) * 1000))
-        state, count = self.append(state, run_events.single_event(agg.decide_completion(state, summary), ctx))
+        state, count = self._complete(state, summary, ctx)
         progress.appended += count
         self._step("done", RUN_STEPS)
         return outcome(
@@ -210,22 +211,59 @@ class AttemptRunner:
             publish_failures=failures,
         )
 
-    def append(self, state: ReconciliationState, frame: pl.DataFrame) -> tuple[ReconciliationState, int]:
-        """Append ``frame`` (events of ``state``'s run) expecting the version ``state`` saw; its events
-        are stamped with the time of this append, not the attempt's start."""
+    def _complete(
+        self, state: ReconciliationState, summary: Any, ctx: EventContext
+    ) -> tuple[ReconciliationState, int]:
+        """Append the completion and, in the same atomic batch, the supersede event of each run this
+        one replaces (``state.supersedes``, see :func:`.coverage.superseding`). A replaced run that
+        moved meanwhile (a review decision) is loaded again and the batch tried again; a move of this
+        run itself (a cancel) stops the attempt as any append does."""
+        completion = run_events.single_event(agg.decide_completion(state, summary), ctx)
+        cause = str(completion["event_id"][0])
+        for tries_left in (2, 1, 0):
+            replaced = superseding(state, self.load, ctx.user_id or "")
+            frames = [completion]
+            for run, drafts in replaced:
+                assert run.reconciliation_id
+                # the replaced run's event belongs to its own flow (correlation), caused by this completion
+                theirs = replace(
+                    ctx,
+                    aggregate_id=run.reconciliation_id,
+                    correlation_id=run.correlation_id,
+                    causation_id=cause,
+                )
+                frames += [run_events.single_event(draft, theirs) for draft in drafts]
+            others = {str(run.reconciliation_id): run.version for run, _ in replaced}
+            try:
+                return self.append(state, pl.concat(frames, how="vertical_relaxed"), others=others)
+            except ConcurrencyError:
+                if not tries_left:
+                    raise
+        raise AssertionError("unreachable")
+
+    def append(
+        self, state: ReconciliationState, frame: pl.DataFrame, *, others: Mapping[str, int] | None = None
+    ) -> tuple[ReconciliationState, int]:
+        """Append ``frame`` (events of ``state``'s run, and of the runs in ``others`` at the versions
+        given) expecting the version ``state`` saw; its events are stamped with the time of this
+        append, not the attempt's start. Raises :class:`ConcurrencyError` when only one of ``others``
+        moved meanwhile."""
         assert state.reconciliation_id
         frame = frame.with_columns(
             pl.lit(datetime.now(UTC), dtype=pl.Datetime("us", "UTC")).alias("timestamp")
         )
         try:
             positions = self.store.append_frame(
-                frame, expected_versions={state.reconciliation_id: state.version}
+                frame, expected_versions={**(others or {}), state.reconciliation_id: state.version}
             )
         except ConcurrencyError:
+            now = self.load(state.reconciliation_id)
+            if others and now.version == state.version:
+                raise
             _log.info("run changed meanwhile; this attempt stops", extra=_fields(state))
-            return self.load(state.reconciliation_id), 0
+            return now, 0
         self._publish_lifecycle(frame, positions)
-        folded = agg.fold_frame(state, frame)
+        folded = agg.fold_frame(state, frame.filter(pl.col("aggregate_id") == state.reconciliation_id))
         _log.info(
             "events appended",
             extra={**_fields(folded), "events": len(positions), "head": positions[-1] if positions else None},

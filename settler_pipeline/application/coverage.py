@@ -12,7 +12,7 @@ from settler_pipeline.domain import commands as c
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
 from settler_pipeline.domain.reconciliation import ReconciliationState
-from settler_pipeline.errors import ConcurrencyError, StateError
+from settler_pipeline.errors import StateError
 
 
 def live_runs(
@@ -64,30 +64,24 @@ def blocking_runs(cmd: c.StartReconciliation, runs: list[ReconciliationState]) -
     return live
 
 
-def supersede(
-    run: ReconciliationState,
-    cmd: c.StartReconciliation,
-    append: Callable[[c.RunCommand, ReconciliationState, list[agg.NewEvent]], object],
-    load: Callable[[str], ReconciliationState],
-) -> None:
-    """Mark ``run`` superseded by the run ``cmd`` started, through ``append`` (the service's, with its
-    concurrency check), reloading ``run`` with ``load`` and trying again if it moved meanwhile."""
-    assert run.reconciliation_id is not None
-    key = f"{cmd.idempotency_key}:supersedes:{run.reconciliation_id}" if cmd.idempotency_key else None
-    command = c.SupersedeReconciliation(
-        reconciliation_id=run.reconciliation_id,
-        tenant_id=cmd.tenant_id,
-        user_id=cmd.user_id,
-        superseded_by=cmd.reconciliation_id,
-        idempotency_key=key,
-    )
-    for tries_left in (2, 1, 0):
+def superseding(
+    state: ReconciliationState, load: Callable[[str], ReconciliationState], user_id: str
+) -> list[tuple[ReconciliationState, list[agg.NewEvent]]]:
+    """For a run completing now, each run it replaces (``state.supersedes``) that is still live, as
+    loaded now, with the event that supersedes it: appended in the same atomic batch as the completion,
+    so the days never count twice and a run that does not complete replaces nothing. Runs that ended
+    otherwise meanwhile (cancelled, superseded by another) are left out."""
+    assert state.reconciliation_id is not None and state.tenant_id is not None
+    replaced = []
+    for run_id in state.supersedes:
+        run = load(run_id)
         if run.status not in agg.LIVE:
-            return  # it finished otherwise (cancelled, failed) meanwhile: nothing left to supersede
-        try:
-            append(command, run, agg.decide_supersede(run, command))
-            return
-        except ConcurrencyError:
-            if not tries_left:
-                raise
-            run = load(run.reconciliation_id)
+            continue
+        command = c.SupersedeReconciliation(
+            reconciliation_id=run_id,
+            tenant_id=state.tenant_id,
+            user_id=user_id,
+            superseded_by=state.reconciliation_id,
+        )
+        replaced.append((run, agg.decide_supersede(run, command)))
+    return replaced

@@ -25,7 +25,7 @@ from settler_pipeline.application import review, run_events
 from settler_pipeline.application.access import AccessControl, Role
 from settler_pipeline.application.attempt import RUN_STEPS, AttemptRunner, termination_raises
 from settler_pipeline.application.bus import EventBus, PublishReport
-from settler_pipeline.application.coverage import blocking_runs, live_runs, supersede
+from settler_pipeline.application.coverage import blocking_runs, live_runs
 from settler_pipeline.application.idempotency import IDEMPOTENCY_NAMESPACE, Idempotency, unfinished_business
 from settler_pipeline.application.lease import LeaseState, RunLeases
 from settler_pipeline.application.outcome import RunOutcome, outcome
@@ -204,11 +204,11 @@ class ReconciliationService:
                         cmd.tenant_id, cmd.job_id, cmd.date_range.start, cmd.date_range.end
                     )
                     live = blocking_runs(cmd, [self.reclaim(run, user_id=cmd.user_id) for run in found])
-                    drafts = agg.decide_start(state, cmd, fingerprint=spec.fingerprint())
+                    # they stay live until this run completes (coverage.superseding)
+                    replaced = [str(run.reconciliation_id) for run in live]
+                    drafts = agg.decide_start(state, cmd, fingerprint=spec.fingerprint(), supersedes=replaced)
                     envelopes, failures = self._append(cmd, state, drafts)
                     state = agg.fold(state, envelopes)
-                    for run in live:
-                        supersede(run, cmd, self._append, self.load)
             if previous is None:
                 if not execute:
                     return outcome(state, events_appended=len(envelopes), publish_failures=failures)
@@ -256,7 +256,8 @@ class ReconciliationService:
         assert state.tenant_id and state.job_id and state.date_range
         start, end = (date.fromisoformat(d) for d in state.date_range)
         runs = self.live_runs(state.tenant_id, state.job_id, start, end)
-        others = [run for run in runs if run.reconciliation_id != state.reconciliation_id]
+        mine = {state.reconciliation_id, *state.supersedes}  # itself, and the runs it is to replace
+        others = [run for run in runs if run.reconciliation_id not in mine]
         # a run whose process died does not count: it is abandoned on the way
         reclaimed = [self.reclaim(run, user_id=user_id) for run in others]
         return [run for run in reclaimed if run.status in agg.LIVE]

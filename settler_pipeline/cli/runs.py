@@ -107,7 +107,9 @@ def reconcile_command(
     supersede: Annotated[
         bool,
         typer.Option(
-            "--supersede", help="Replace a live run of the same job, tenant and days (it is superseded)."
+            "--supersede",
+            help="Replace a live run of the same job, tenant and days: it is superseded when this run "
+            "completes (if this run fails, it stays as it is).",
         ),
     ] = False,
     data_dir: DataDirOption = Path("data"),

@@ -75,6 +75,9 @@ class ReconciliationStarted(EventData):
     spec: dict[str, Any] = Field(default_factory=dict)  # the job spec as run, for audit and retries
     spec_dir: str | None = None  # where the spec's relative paths resolved
     spec_path: str | None = None  # the file the spec was read from (a retry reads it again)
+    # Runs of the same job, tenant and days this one replaces once it completes (a start with
+    # `supersede`): they stay live until then, so a run that fails replaces nothing.
+    supersedes: list[str] = Field(default_factory=list)
 
 
 class RecordsFetched(EventData):

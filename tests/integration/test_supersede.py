@@ -91,3 +91,70 @@ def test_runs_filters_by_every_status_it_shows(reconciled: tuple[Path, Path, str
         assert all(row["status"] == status for row in json.loads(shown.stdout))
     wrong = CliRunner().invoke(cli, ["runs", *base, "--status", "new"])
     assert wrong.exit_code == 1 and "superseded" in wrong.output and "abandoned" in wrong.output
+
+
+def _late_spec(spec: Path) -> Path:
+    """The same job reading a bank statement that has not arrived yet (its run fails at the fetch)."""
+    late = spec.with_name("late.yaml")
+    late.write_text(spec.read_text().replace("path: target.csv", "path: late.csv"))
+    return late
+
+
+def test_a_superseding_run_that_fails_replaces_nothing(reconciled: tuple[Path, Path, str]) -> None:
+    data, spec, first = reconciled
+    late = _late_spec(spec)
+    with Settler(data, user="ops") as app:
+        before = app.state(first)
+        failed = app.reconcile(late, start=date(2026, 11, 1), end=DAY, supersede=True)
+        assert failed.status == "failed"
+        kept = app.state(first)
+        # the day still has its completed run, with every item open for review
+        assert kept.status == "completed" and kept.open_exceptions == before.open_exceptions
+        assert (
+            app.service.live_runs(kept.tenant_id or "", kept.job_id or "", DAY, DAY)[0].reconciliation_id
+            == first
+        )
+        projections.update(app.store, data)
+    summary = projections.read_model(data, "reconciliation_summary")
+    statuses = dict(zip(summary["reconciliation_id"], summary["status"], strict=True))
+    assert statuses == {first: "completed", failed.reconciliation_id: "failed"}
+    assert set(projections.read_model(data, "reconciliation_matches")["reconciliation_id"]) == {first}
+
+    # once the statement arrives, the failed run is retried and only then replaces the first
+    (spec.parent / "late.csv").write_bytes((spec.parent / "target.csv").read_bytes())
+    with Settler(data, user="ops") as app:
+        retried = app.retry(failed.reconciliation_id)
+        assert retried.status == "completed"
+        assert app.state(first).status == "superseded"
+        trail = app.stream(first)
+        last = trail.row(-1, named=True)
+        assert last["event_type"] == "ReconciliationSuperseded"
+        assert last["correlation_id"] == trail["correlation_id"][0]  # the replaced run's own flow
+        completed = app.stream(failed.reconciliation_id).row(-1, named=True)
+        # one atomic batch: the completion and the supersede are adjacent in the log
+        assert completed["event_type"] == "ReconciliationCompleted"
+        assert abs(last["global_position"] - completed["global_position"]) == 1
+        assert last["causation_id"] == completed["event_id"]
+
+
+def test_a_superseding_run_refused_by_the_memory_check_replaces_nothing(
+    reconciled: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, spec, first = reconciled
+    monkeypatch.setenv("SETTLER_MAX_MEMORY", "1MB")
+    with Settler(data, user="ops") as app:
+        refused = app.reconcile(spec, start=DAY, end=DAY, supersede=True)
+        assert refused.status == "failed"
+        assert app.state(first).status == "completed"
+
+
+def test_the_replaced_run_may_change_until_the_new_run_completes(reconciled: tuple[Path, Path, str]) -> None:
+    data, spec, first = reconciled
+    with Settler(data, user="ops") as app:
+        queued = app.reconcile(spec, start=DAY, end=DAY, supersede=True, execute=False)
+        assert app.state(first).status == "completed"  # a queued run replaces nothing yet
+        item = next(iter(app.state(first).open_exceptions))
+        app.review("dismiss", first, exception_ids=[item], reason="bank fee")  # the first run moves on
+        done = app.service.execute(queued.reconciliation_id, user_id="ops")
+        assert done.status == "completed"
+        assert app.state(first).status == "superseded"

@@ -68,6 +68,7 @@ class StateBuilder:
                     "spec_path": data.get("spec_path"),
                 },
                 last_error=None,
+                supersedes=tuple(data.get("supersedes") or ()),
             )
         elif event_type == e.RECONCILIATION_RETRIED:
             self._reset()

@@ -7,7 +7,7 @@ values (a type name and its payload model), or raises :class:`StateError` / :cla
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from settler_pipeline.domain import commands as c
@@ -27,9 +27,16 @@ from settler_pipeline.errors import NotFoundError, StateError, ValidationError
 
 
 def decide_start(
-    state: ReconciliationState, cmd: c.StartReconciliation, *, fingerprint: str
+    state: ReconciliationState,
+    cmd: c.StartReconciliation,
+    *,
+    fingerprint: str,
+    supersedes: Sequence[str] = (),
 ) -> list[e.NewEvent]:
-    """Start a new run; refused if the run id is already in use."""
+    """Start a new run; refused if the run id is already in use. ``supersedes``: the live runs of the
+    same days the new run replaces when it completes (only with ``cmd.supersede``)."""
+    if supersedes and not cmd.supersede:
+        raise StateError("a run replaces other runs only when started with supersede")
     if state.status != NEW:
         raise StateError(
             f"reconciliation {cmd.reconciliation_id} already exists (status {state.status})",
@@ -48,6 +55,7 @@ def decide_start(
         spec=cmd.spec,
         spec_dir=cmd.spec_dir,
         spec_path=cmd.spec_path,
+        supersedes=sorted(supersedes),
     )
     return [e.NewEvent(e.RECONCILIATION_STARTED, data)]
 

@@ -49,6 +49,7 @@ class ReconciliationState:
     open_exceptions: Mapping[str, str] = field(default_factory=dict)  # exception id -> reason
     last_error: Mapping[str, Any] | None = None
     resolved: int = 0  # review decisions taken
+    supersedes: tuple[str, ...] = ()  # runs this one replaces when it completes (started with supersede)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the snapshot payload)."""
@@ -67,6 +68,7 @@ class ReconciliationState:
             "open_exceptions": dict(sorted(self.open_exceptions.items())),
             "last_error": dict(self.last_error) if self.last_error else None,
             "resolved": self.resolved,
+            "supersedes": list(self.supersedes),
         }
 
     @classmethod
@@ -87,4 +89,5 @@ class ReconciliationState:
             open_exceptions=dict(data["open_exceptions"]),
             last_error=data["last_error"],
             resolved=data["resolved"],
+            supersedes=tuple(data.get("supersedes", ())),  # snapshots taken before the field existed
         )
