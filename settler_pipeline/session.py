@@ -25,7 +25,8 @@ from settler_pipeline.errors import NotFoundError, ValidationError
 from settler_pipeline.ids import new_id
 from settler_pipeline.jobspec import JobSpec, load_job_spec
 from settler_pipeline.run_catalog import RUNS_HINT, RunCatalog, short_ids
-from settler_pipeline.settings import Settings
+from settler_pipeline.settings import Settings, load_settings
+from settler_pipeline.store.event_store import require_log
 
 __all__ = ["RUNS_HINT", "Settler", "default_user", "open", "short_ids"]
 
@@ -366,8 +367,19 @@ def _check_event_types(event_types: list[str]) -> None:
             )
 
 
-def open(data_dir: str | os.PathLike[str] | None = None, *, user: str | None = None) -> Settler:
-    """Open a Settler data directory (default: ``SETTLER_DATA_DIR``, else ``data``) as ``user``
-    (default: ``SETTLER_USER``, else the operating-system login; anyone else needs the impersonate
-    right)."""
-    return Settler(data_dir, user=user)
+def open(
+    data_dir: str | os.PathLike[str] | None = None, *, user: str | None = None, read_only: bool | None = None
+) -> Settler:
+    """Open an existing Settler data directory (default: ``SETTLER_DATA_DIR``, else ``data``) as
+    ``user`` (default: ``SETTLER_USER``, else the operating-system login; anyone else needs the
+    impersonate right). A directory without Settler data raises :class:`NotFoundError` and nothing
+    is created (a mistyped path must not become an empty store; :class:`Settler` creates one).
+    ``read_only``: ``True`` for reads only (no lock, nothing written), ``False`` to write; by default,
+    for reads only exactly when this process cannot write the log there (a read-only mount or copy)."""
+    path = Path(data_dir) if data_dir is not None else load_settings().data_dir
+    require_log(path)
+    if read_only is None:
+        log = path / "log"
+        lock = log / "write.lock"
+        read_only = not os.access(log, os.W_OK) or (lock.exists() and not os.access(lock, os.W_OK))
+    return Settler(path, user=user, read_only=read_only)

@@ -161,3 +161,31 @@ def test_verify_beside_a_working_writer_reports_a_sound_log_as_sound(
     finally:
         writer.kill()
         writer.wait()
+
+
+def test_the_notebook_entry_point_reads_a_read_only_copy_without_being_told(read_only_dir: Path) -> None:
+    import settler_pipeline as sp
+
+    with sp.open(read_only_dir, user="nobody") as app:  # would take the write lock: Read-only file system
+        assert app.store.head_position == BULK_ROWS + 3
+        with pytest.raises(StoreError, match="read-only"):
+            app.store.append([build_event(uid(1))])
+
+
+def test_the_notebook_entry_point_refuses_a_directory_without_settler_data(tmp_path: Path) -> None:
+    import settler_pipeline as sp
+
+    missing = tmp_path / "typo"
+    with pytest.raises(NotFoundError, match="no Settler data"):
+        sp.open(missing, user="analyst")
+    assert not missing.exists()
+
+
+def test_the_notebook_entry_point_writes_where_it_can(source_dir: Path, tmp_path: Path) -> None:
+    import settler_pipeline as sp
+
+    copy = tmp_path / "copy"
+    shutil.copytree(source_dir, copy)
+    with sp.open(copy, user=getpass.getuser()) as app:
+        app.store.append([build_event(uid(1))])
+        assert app.store.head_position == BULK_ROWS + 4
