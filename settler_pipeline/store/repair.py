@@ -9,6 +9,7 @@ from typing import Any
 
 from settler_pipeline.errors import StoreError
 from settler_pipeline.store import quarantine, wal
+from settler_pipeline.store import table as delta_table
 from settler_pipeline.store.event_store import EventStore, LogView
 from settler_pipeline.store.head import write_head
 from settler_pipeline.store.manifest import Manifest, SegmentInfo
@@ -42,6 +43,10 @@ class RepairReport:
 def repair(store: EventStore, *, accept_loss: bool = False) -> RepairReport:
     """Do what can be done for a damaged log, keeping every intact event and never reusing a position:
 
+    * a Delta transaction log that cannot be replayed (a commit file missing from its middle, a damaged
+      checkpoint) while its newest commit names segment files that are all there: that state is
+      committed again into a new transaction log (the unreadable one moves to the quarantine folder),
+      so every event, the write-ahead tail and the lost positions stay as they were;
     * a commit point older than the segment files (newer Delta commit files lost, or an older copy of
       the transaction log put back) is rebuilt from the files, as a new Delta commit, when they hold
       contiguous positions;
@@ -60,6 +65,8 @@ def repair(store: EventStore, *, accept_loss: bool = False) -> RepairReport:
     report = RepairReport()
     with store.write_lock():
         view = store.current_view()
+        if _recommit_unreplayable(store, view, report):
+            view = store.current_view()
         if _commit_point_behind(store, view):
             missing = store.missing_segments(view.manifest)
             gone: list[tuple[int, int]] = []
@@ -139,6 +146,23 @@ def repair(store: EventStore, *, accept_loss: bool = False) -> RepairReport:
         reindex(store)  # stream copies are derived: loads read the segments until new ones are written
         report.actions.append("set the damaged or missing stream copies aside and rebuilt the index")
     return report
+
+
+def _recommit_unreplayable(store: EventStore, view: LogView, report: RepairReport) -> bool:
+    """Commit the newest commit's state again when ``deltalake`` cannot replay the transaction log and
+    every segment file that state names is there (missing ones are the commit-point repair's case).
+    Whether it did."""
+    problem = delta_table.replay_problem(store.segments_dir)
+    if problem is None or store.state_version is None or store.missing_segments(view.manifest):
+        return False
+    store.store_state(replace(view.manifest, generation=view.manifest.generation + 1))
+    store.forget_view()
+    report.actions.append(
+        "rebuilt the Delta transaction log from the state its newest commit holds "
+        f"({len(view.manifest.segments)} segment files, positions up to {view.manifest.segments_head}; "
+        f"it could not be replayed: {problem}); the unreadable log is in the quarantine folder"
+    )
+    return True
 
 
 def _commit_point_behind(store: EventStore, view: LogView) -> bool:

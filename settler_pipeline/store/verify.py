@@ -146,7 +146,7 @@ def table_disagreements(store: EventStore, view: LogView) -> list[str]:
     if problem is not None:
         return [
             f"{name}: the Delta transaction log cannot be replayed ({problem}); "
-            "`settler log reindex` rebuilds it"
+            "`settler log repair` rebuilds it (keeping every event)"
         ]
     replayed = DeltaTable(store.table_uri)
     files = {Path(u).relative_to(Path(store.table_uri)).as_posix() for u in replayed.file_uris()}

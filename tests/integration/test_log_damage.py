@@ -303,6 +303,31 @@ def test_a_commit_file_missing_from_the_middle_of_the_delta_log_is_reported(
     assert maintenance.verify(open_store(read_only=True)).ok
 
 
+def test_repair_rebuilds_a_delta_log_missing_a_middle_commit_file_keeping_every_event_and_the_tail(
+    open_store: OpenStore, make_frame: MakeFrame, make_event: MakeEvent, data_dir: Path, tmp_path: Path
+) -> None:
+    writer = open_store()
+    for _ in range(3):
+        writer.append_frame(make_frame(BULK_ROWS, streams=[STREAM], aggregate_type="Thing"))
+    small_commits(writer, make_event, [2, 3])  # a write-ahead tail past the segments
+    expected = writer.read().collect()
+    middle = writer.segments_dir / "_delta_log" / f"{2:020d}.json"
+    shutil.move(middle, tmp_path / middle.name)
+    before = contents(data_dir)
+    problems = maintenance.verify(open_store(read_only=True)).problems
+    assert any("cannot be replayed" in p and "settler log repair" in p for p in problems), problems
+
+    repaired = maintenance.repair(open_store())
+    assert repaired.ok and not repaired.lost, repaired
+    assert any("rebuilt the Delta transaction log" in action for action in repaired.actions)
+    assert_nothing_deleted(before, data_dir)
+    reopened = open_store()
+    assert reopened.read().collect().equals(expected)
+    assert reopened.wal_dir.exists() and expected.height == 3 * BULK_ROWS + 5
+    assert maintenance.verify(open_store(read_only=True)).ok
+    assert not maintenance.repair(open_store()).actions, "a second repair finds nothing to do"
+
+
 def test_a_directory_named_like_the_next_commit_is_named_by_every_open_and_removing_it_heals(
     open_store: OpenStore, make_frame: MakeFrame, data_dir: Path
 ) -> None:
