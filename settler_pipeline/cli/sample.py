@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -31,10 +32,11 @@ def sample_command(
     if fmt not in ("csv", "parquet", "jsonl"):
         raise ValidationError(f"--format must be csv, parquet or jsonl, got {fmt!r}")
     chosen: Literal["csv", "parquet", "jsonl"] = fmt  # type: ignore[assignment]
+    first = parse_date(start, "--start")
     spec, sample = write_sample_job(
         directory,
         records=records,
-        start=parse_date(start, "--start"),
+        start=first,
         days=days,
         seed=seed,
         name=name,
@@ -49,8 +51,13 @@ def sample_command(
     if json:
         emit_json(result)
     else:
+        # A run needs a tenant the user holds a role in: a fresh data directory has none, so the first
+        # step creates one named like the job (the same name rules), of which the user becomes admin.
+        last = first + timedelta(days=days - 1)
         console.print(
             f"wrote {sample.source.height} source and {sample.target.height} target records to {directory}\n"
-            f"run it: settler reconcile {spec} --from {start} --to {start}",
+            "run it (the log goes to ./data, or to --data-dir):\n"
+            f"  settler access create-tenant {name}   # once; skip it if you have a tenant, and name yours\n"
+            f"  settler reconcile {spec} --tenant {name} --from {first} --to {last}",
             markup=False,
         )

@@ -403,3 +403,21 @@ def test_control_characters_from_input_data_are_shown_escaped_never_sent_to_the_
     hostile = next(r for i in items for r in i["source"] if r["id"] == "ch_hostile")
     assert hostile["description"] == HOSTILE
     assert any(i["reason"].startswith("currency: 'u\x00d'") for i in items)
+
+
+def test_the_commands_sample_prints_run_as_printed_in_a_fresh_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SETTLER_DATA_DIR", raising=False)
+    code, out, err = invoke(tmp_path / "data", "sample", "s", "--records", "30", "--days", "2")
+    assert code == 0, err
+    steps = [line.split("#")[0].split() for line in out.splitlines() if line.startswith("  settler ")]
+    assert [step[1] for step in steps] == ["access", "reconcile"]
+    assert "--to 2026-11-02" in out, "the sample's last day"
+    runner = CliRunner()
+    for step in steps:
+        result = runner.invoke(app, step[1:], env={"SETTLER_USER": "olivia"})
+        assert result.exit_code == 0, (step, result.stdout, result.stderr)
+    with Settler(tmp_path / "data", user="olivia") as settler:
+        assert len(settler.run_ids()) == 1
