@@ -85,10 +85,12 @@ class RunDetails:
 
     def items(self) -> list[dict[str, Any]]:
         """Every open item of the run with its records and the facts behind it: proposals first, then
-        unmatched records, duplicates and quarantined rows, each group ordered by id."""
+        unmatched records, duplicates and quarantined rows, each group ordered by id (a part of the id
+        that is a line number in numeric order: line 2 before line 13)."""
         order = {"proposed": 0, "unmatched": 1, "duplicate": 2, "quarantined": 3}
         ordered = sorted(
-            self.state.open_exceptions.items(), key=lambda kv: (order.get(kv[0].split(":")[0], 9), kv[0])
+            self.state.open_exceptions.items(),
+            key=lambda kv: (order.get(kv[0].split(":")[0], 9), _id_order(kv[0])),
         )
         return [self.item(item_id, reason) for item_id, reason in ordered]
 
@@ -211,3 +213,9 @@ def _allowed(state: ReconciliationState, source: int, target: int) -> int:
         base = source if tolerance.percent_of == "source" else target
         best = max(best, int(allowed_difference(np.array([base], dtype=np.int64), tolerance)[0]))
     return best
+
+
+def _id_order(item_id: str) -> tuple[tuple[int, int, str], ...]:
+    """A sort key for an item id: its ``:``-separated parts, those of digits only as numbers."""
+    parts = item_id.split(":")
+    return tuple((0, int(p), "") if p.isascii() and p.isdigit() else (1, 0, p) for p in parts)

@@ -108,3 +108,19 @@ def test_a_difference_beyond_tolerance_needs_acceptance_and_a_note(run: tuple[Pa
     data_ = json.loads(event["data"])
     assert data_["difference_accepted"] is True
     assert data_["amount_difference"] == t["target"][0]["amount_minor"] - s["source"][0]["amount_minor"]
+
+
+def test_quarantined_rows_are_listed_in_the_numeric_order_of_their_lines(tmp_path: Path) -> None:
+    spec, _ = write_sample_job(tmp_path / "inputs", records=12, start=DAY, days=1, seed=8)
+    source = spec.parent / "source.csv"
+    header, *rows = source.read_text().splitlines()
+    bad = "ch_bad{},2026-11-03 01:00:00,1.00,EURO,bad currency,charge,Eve,,"
+    lines = [header, rows[0], bad.format(0), *rows[1:], *(bad.format(i) for i in range(1, 4))]
+    source.write_text("\n".join(lines) + "\n")
+    with Settler(tmp_path / "data", user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        run_id = app.reconcile(spec, start=DAY, end=DAY).reconciliation_id
+        _, items = app.review_items(run_id)
+    numbers = [i["line_number"] for i in items if i["kind"] == "quarantined"]
+    assert min(numbers) < 10 <= max(numbers), numbers  # "2" sorts after "13" as text
+    assert numbers == sorted(numbers)
