@@ -93,10 +93,15 @@ def parse_level(level: str | int) -> int:
 
 
 def configure(
-    level: str | int = "WARNING", *, json_lines: bool = False, stream: IO[str] | None = None
+    level: str | int = "WARNING",
+    *,
+    json_lines: bool = False,
+    stream: IO[str] | None = None,
+    silent: bool = False,
 ) -> None:
     """Send ``settler_pipeline`` records at ``level`` and above to ``stream`` (stderr by default), as
-    text or JSON lines. Calling it again replaces the earlier handler instead of adding one."""
+    text or JSON lines; ``silent`` writes none of them there (other handlers still get them). Calling it
+    again replaces the earlier handler instead of adding one."""
     logger = logging.getLogger(ROOT)
     logger.setLevel(parse_level(level))
     for handler in list(logger.handlers):
@@ -105,4 +110,6 @@ def configure(
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+    if silent:
+        handler.setLevel(logging.CRITICAL + 1)
     logger.addHandler(handler)

@@ -92,13 +92,18 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _configure_logging(level: str) -> str:
+def _configure_logging(ctx: typer.Context, level: str) -> str:
+    from typer._click.core import ParameterSource
+
+    from settler_pipeline.cli.output import LOG_LEVEL_CHOSEN
     from settler_pipeline.logs import configure, parse_level
 
     try:
         configure(parse_level(level))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    # under --json a command keeps stderr for its one JSON error unless logs were asked for (output.py)
+    ctx.meta[LOG_LEVEL_CHOSEN] = ctx.get_parameter_source("log_level") != ParameterSource.DEFAULT
     return level
 
 

@@ -230,13 +230,34 @@ def progress_bar(as_json: bool) -> Iterator[Callable[[str, int, int], None] | No
         yield report
 
 
+LOG_LEVEL_CHOSEN = "settler.log_level_chosen"  # the root context's meta: --log-level or its variable given
+
+
+def logs_for_scripts() -> None:
+    """Under ``--json`` stderr holds one JSON object when a command fails, nothing else: log lines are
+    dropped, or written as JSON lines when ``--log-level`` (or ``SETTLER_LOG_LEVEL``) asked for them."""
+    import logging
+
+    from typer._click.globals import get_current_context
+
+    from settler_pipeline.logs import ROOT, configure
+
+    ctx = get_current_context(silent=True)
+    chosen = ctx is not None and bool(ctx.find_root().meta.get(LOG_LEVEL_CHOSEN))
+    configure(logging.getLogger(ROOT).level, json_lines=True, silent=not chosen)
+
+
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator applying :func:`user_errors` to a CLI command (JSON errors when it got ``--json``)."""
+    """Decorator applying :func:`user_errors` to a CLI command (JSON errors when it got ``--json``, and
+    no log lines in plain text then: :func:`logs_for_scripts`)."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with user_errors(as_json=bool(kwargs.get("json"))):
+        as_json = bool(kwargs.get("json"))
+        if as_json:
+            logs_for_scripts()
+        with user_errors(as_json=as_json):
             return fn(*args, **kwargs)
 
     return wrapper

@@ -421,3 +421,22 @@ def test_the_commands_sample_prints_run_as_printed_in_a_fresh_directory(
         assert result.exit_code == 0, (step, result.stdout, result.stderr)
     with Settler(tmp_path / "data", user="olivia") as settler:
         assert len(settler.run_ids()) == 1
+
+
+def test_a_failed_run_under_json_writes_no_plain_text_log_line_to_stderr(tmp_path: Path) -> None:
+    spec, _ = write_sample_job(tmp_path / "in", records=20, start=DAY, days=1, seed=3, name="broken")
+    with (spec.parent / "source.csv").open("ab") as out:
+        out.write(b"\xff\xfe not utf-8\n")  # the run starts, then fails reading its source
+    data = tmp_path / "data"
+    with Settler(data, user="olivia") as settler:
+        settler.access.create_tenant("acme", admin="olivia")
+    code, out, err = invoke(data, "reconcile", str(spec), "--from", DAY.isoformat(), "--json")
+    assert code == 1 and json.loads(out)["status"] == "failed"
+    assert err == ""
+    # asked for, log lines under --json are JSON lines
+    code, out, err = invoke(
+        data, "--log-level", "INFO", "reconcile", str(spec), "--from", "2026-11-03", "--json"
+    )
+    assert code == 1 and json.loads(out)["status"] == "failed"
+    lines = [json.loads(line) for line in err.splitlines()]
+    assert any(line["message"].startswith("run failed") for line in lines), err
