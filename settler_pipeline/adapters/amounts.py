@@ -16,6 +16,7 @@ from settler_pipeline.adapters.reasons import PREFIX, first_reason, quoted
 from settler_pipeline.jobspec import (
     AMOUNT_TERM_SEPARATOR,
     CURRENCY_CODE_PATTERN,
+    ISO_4217_CODES,
     AmountExpression,
     AmountOptions,
     SideSpec,
@@ -89,6 +90,15 @@ def with_currency(frame: pl.DataFrame, text_col: str | None, spec: SideSpec) -> 
             (
                 ~code.str.contains(CURRENCY_CODE_PATTERN),
                 quoted("currency", shown, "is not an ISO 4217 code (three letters such as EUR)"),
+            ),
+            (
+                ~code.is_in(sorted(ISO_4217_CODES | set(spec.currency.exponents))),
+                quoted(
+                    "currency",
+                    code,
+                    "is not an ISO 4217 code (a private or withdrawn code is accepted when the job spec "
+                    "names it under currency.exponents)",
+                ),
             ),
         ]
     )

@@ -23,6 +23,7 @@ from settler_pipeline.jobspec.columns import (
     ColumnMap,
     parse_amount_expression,
 )
+from settler_pipeline.jobspec.currencies import ISO_4217_CODES
 from settler_pipeline.jobspec.loading import MAX_SPEC_BYTES, job_spec_from_mapping, load_job_spec
 from settler_pipeline.jobspec.model import (
     FILE_ADAPTERS,
@@ -46,6 +47,7 @@ __all__ = [
     "CURRENCY_CODE_PATTERN",
     "DOCS_HINT",
     "FILE_ADAPTERS",
+    "ISO_4217_CODES",
     "JOB_NAME_PATTERN",
     "MAX_SPEC_BYTES",
     "AdapterKind",

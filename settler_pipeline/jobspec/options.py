@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from settler_pipeline.jobspec.currencies import ISO_4217_CODES
+
 CURRENCY_CODE_PATTERN = r"^[A-Z]{3}$"
 THOUSANDS_SEPARATORS = (",", ".", " ", "'", "\u00a0", "\u202f", "")
 MAX_ROW_ZONES = 200
@@ -157,7 +159,8 @@ def _iana_zones() -> frozenset[str]:
 
 class CurrencyOptions(BaseModel):
     """Currency handling: a default for rows (or files) without a currency, and extra minor-unit
-    exponents for codes the built-in table does not know (anything else defaults to 2)."""
+    exponents for codes the built-in table does not know (anything else defaults to 2). Rows are
+    accepted in ISO 4217 codes and in the codes ``exponents`` names (private or withdrawn ones)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -186,3 +189,17 @@ class CurrencyOptions(BaseModel):
                 raise ValueError(f"exponent for {upper} must be 0..4, got {exponent}")
             out[upper] = exponent
         return out
+
+    @model_validator(mode="after")
+    def _known_default(self) -> CurrencyOptions:
+        if self.default is not None and not self.accepts(self.default):
+            raise ValueError(
+                f"{self.default!r} is not an ISO 4217 currency code; to use a private or withdrawn code, "
+                f"name it under currency.exponents (e.g. {{{self.default}: 2}})"
+            )
+        return self
+
+    def accepts(self, code: str) -> bool:
+        """Whether rows in currency ``code`` (upper case) are accepted: an ISO 4217 code, or one this
+        spec names under ``exponents``."""
+        return code in ISO_4217_CODES or code in self.exponents

@@ -415,6 +415,22 @@ def test_invalid_or_missing_currency_codes_are_quarantined(tmp_path: Path) -> No
     ]
 
 
+def test_a_code_iso_4217_does_not_list_is_quarantined_naming_it_unless_the_spec_names_it(
+    tmp_path: Path,
+) -> None:
+    text = "id,amount,currency,date\nA,1,xyz,2024-03-01\nB,1,HRK,2024-03-01\nC,1,XTS,2024-03-01\n"
+    loaded = csv_side(tmp_path, text)
+    assert loaded.records["currency"].to_list() == ["HRK", "XTS"]
+    assert reasons(loaded) == [
+        "currency: 'XYZ' is not an ISO 4217 code (a private or withdrawn code is accepted when the job "
+        "spec names it under currency.exponents)"
+    ]
+    loaded = csv_side(tmp_path, text, currency={"exponents": {"xyz": 2}})
+    assert loaded.records["currency"].to_list() == ["XYZ", "HRK", "XTS"]
+    with pytest.raises(ValueError, match="'XYZ' is not an ISO 4217 currency code"):
+        csv_side(tmp_path, "id,amount,date\nA,1,2024-03-01\n", currency={"default": "xyz"})
+
+
 # --- ids, optional columns, candidates --------------------------------------------------------------
 
 
