@@ -176,7 +176,7 @@ def _published(data_dir: str | Path, name: str) -> bool:
     """Whether ``events`` or ``projection_status`` has been published in ``data_dir``."""
     root = projections.read_models_dir(data_dir)
     if name == EVENTS:
-        return Generations(root, EVENTS).manifest() is not None
+        return Generations(root, EVENTS).current() is not None  # its link alone: no file is read
     return (root / f"{STATUS_NAME}.parquet").is_file()
 
 
