@@ -119,9 +119,16 @@ class ReconciliationExceptions(PartedReadModel):
         candidates = pl.concat([candidates, reopened], how="vertical_relaxed")
         latest_close = closes.group_by(_KEY).agg(pl.col("_closed_at").max())
         current = final.select(RUN, pl.col("attempt").alias("_final"))
+        # The newest row of each item, in position order: found on the key and position alone, then
+        # gathered once (sorting and deduplicating the whole rows cost about twice as much).
+        newest = (
+            candidates.select(*_KEY, "_position")
+            .with_row_index("_row")
+            .sort("_position")
+            .unique(list(_KEY), keep="last", maintain_order=True)["_row"]
+        )
         kept = (
-            candidates.sort("_position")
-            .unique(list(_KEY), keep="last", maintain_order=True)
+            candidates[newest]
             .join(latest_close, on=list(_KEY), how="left")
             .filter(pl.col("_closed_at").is_null() | (pl.col("_closed_at") < pl.col("_position")))
             .join(current, on=RUN, how="left")
