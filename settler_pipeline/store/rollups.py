@@ -254,3 +254,4 @@ def retire(rollups_dir: Path, retired_dir: Path, segments: Sequence[str]) -> Non
             target = retired_dir / FOLDER / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
+            os.utime(target)  # kept for the grace period from now, as the retired segments
