@@ -153,9 +153,7 @@ def spill_side(
         )
         quarantine.append(normalised.quarantine)
         out_of_window += normalised.out_of_window
-        part = normalised.records.select(list(SPILLED_SCHEMA)).sort(
-            "currency", "occurred_at", nulls_last=True
-        )
+        part = normalised.records.select(list(SPILLED_SCHEMA))
         del normalised
         if part.height:
             kept.append(part)
@@ -163,7 +161,11 @@ def spill_side(
             if records > keep_records or spilled:
                 # Too many to keep: what is held so far goes to disk, and so does every later slice.
                 for held in kept:
-                    held.write_parquet(folder / f"part-{parts:05d}.parquet", row_group_size=ROW_GROUP_ROWS)
+                    # Sorted only here: a side kept in memory is matched in any order (the matcher's
+                    # result does not depend on it), and sorting every slice gathered all its columns.
+                    held.sort("currency", "occurred_at", nulls_last=True).write_parquet(
+                        folder / f"part-{parts:05d}.parquet", row_group_size=ROW_GROUP_ROWS
+                    )
                     parts += 1
                 kept, spilled = [], True
             counts.append(
