@@ -95,7 +95,8 @@ class RunCatalog:
         """The runs this user may see, newest first: id, tenant (id and name), job, days, status,
         attempt, start time, match rate (null unless completed with in-range records), open items
         (the one definition of open exceptions: :attr:`ReconciliationState.open_exceptions`, what
-        ``review list`` shows) and ``process_gone`` (see :meth:`process_gone`). Filters: tenant name
+        ``review list`` shows), ``process_gone`` (see :meth:`process_gone`) and ``supersedes`` (the runs
+        it replaces once it completes; superseded then if it did). Filters: tenant name
         or id, job name, status, a day the run covers."""
         from settler_pipeline.domain import events as e
 
@@ -133,6 +134,7 @@ class RunCatalog:
                     "open_exceptions": len(state.open_exceptions),
                     "open_proposals": len(state.open_proposals),
                     "process_gone": self.process_gone(state),
+                    "supersedes": list(state.supersedes),
                 }
             )
             if limit is not None and len(rows) >= limit:

@@ -42,6 +42,17 @@ _STATUSES = ", ".join(RECORDED)
 RunArg = Annotated[str, typer.Argument(help="Run id, or a unique prefix of it (see `settler runs`).")]
 
 
+def _status(row: dict[str, Any], short: dict[str, str]) -> str:
+    """A run's status for people: with "no live process", or the runs it is to replace when it is
+    started or running (they stay live until it completes)."""
+    if row["process_gone"]:
+        return f"{row['status']} ({_GONE})"
+    if row["status"] in ("started", "running") and row["supersedes"]:
+        replaced = ", ".join(short.get(r, r) for r in row["supersedes"])
+        return f"{row['status']} (replaces {replaced} once completed)"
+    return str(row["status"])
+
+
 def format_rate(rate: float | None) -> str:
     """A match rate for people; an empty run (no in-range source records) has none."""
     return "empty run" if rate is None else f"{rate:.2%}"
@@ -261,7 +272,7 @@ def runs_command(
             "days": r["period_start"]
             if r["period_start"] == r["period_end"]
             else f"{r['period_start']}..{r['period_end']}",
-            "status": f"{r['status']} ({_GONE})" if r["process_gone"] else r["status"],
+            "status": _status(r, short),
             "attempt": r["attempt"],
             "match rate": format_rate(r["match_rate"]) if r["status"] == "completed" else "",
             "open exceptions": r["open_exceptions"],

@@ -153,6 +153,16 @@ def test_the_replaced_run_may_change_until_the_new_run_completes(reconciled: tup
     with Settler(data, user="ops") as app:
         queued = app.reconcile(spec, start=DAY, end=DAY, supersede=True, execute=False)
         assert app.state(first).status == "completed"  # a queued run replaces nothing yet
+    base = ["--data-dir", str(data), "--user", "ops"]
+    listed = json.loads(CliRunner().invoke(cli, ["runs", *base, "--json"]).stdout)
+    assert {r["reconciliation_id"]: r["supersedes"] for r in listed} == {
+        queued.reconciliation_id: [first],
+        first: [],
+    }
+    table = CliRunner().invoke(cli, ["runs", *base], env={"COLUMNS": "300"}).output
+    short = next(r["short_id"] for r in listed if r["reconciliation_id"] == first)
+    assert "started (replaces" in table and short in table and "completed)" in table  # cells wrap
+    with Settler(data, user="ops") as app:
         item = next(iter(app.state(first).open_exceptions))
         app.review("dismiss", first, exception_ids=[item], reason="bank fee")  # the first run moves on
         done = app.service.execute(queued.reconciliation_id, user_id="ops")
