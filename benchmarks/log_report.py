@@ -166,6 +166,13 @@ def section(log: dict[str, Any], table: Any) -> list[str]:
 NOTES = [
     'How the log does this work (details in `docs/architecture.md`, "Interleaved work"):',
     "",
+    "* **This table's run** (2026-12-01, 20:44-20:48 UTC) was at a load average of 4.0-5.7, other work",
+    "  on both cores: its wall times are not trustworthy. The run before it, at a load of 1.5-1.6, of",
+    "  code whose appends on this workload are the same (its segments get no rollup and its payloads",
+    "  all fit, so neither change since reaches them): columnar append 155k events/s at 200k (2.2x the",
+    "  anchor's 71k) and 150k at 10M, envelopes 152k and 163k, a tail commit p50 22.8 ms, a flushing",
+    "  batch 811 ms, one-event commits p50 0.77 ms, stream load 1.67 ms at 200k (anchor 0.81) and",
+    "  1.37 ms at 10M, publishing 10k 99 and 96 ms. Both append targets are missed in either run.",
     "* **Appends.** A batch under 50,000 events is one write-ahead record (Arrow IPC, `pwritev` +",
     "  `fdatasync`); the tail goes into segments once it holds 200,000 events. Stream versions come from",
     "  the writer's in-memory stream heads, and a batch of fresh time-ordered ids needs no idempotency",
