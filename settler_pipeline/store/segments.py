@@ -36,6 +36,10 @@ from settler_pipeline.store.schema import COLUMNS, EVENT_SCHEMA, POLARS_SCHEMA
 
 SEGMENT_MAX_ROWS = 500_000
 ROW_GROUP_SIZE = 8_192  # small enough that loading one stream decodes little, large enough to scan fast
+# A bulk batch's segments (one commit, a run's events: its streams are few and long, loaded whole) are
+# written in larger row groups: Polars wrote 500,000 run events in 1.3-1.5 s of CPU at 65,536 rows per
+# group against 2.4-3.3 s at 8,192 (the list columns' per-group cost), and scans read them faster.
+BULK_ROW_GROUP_SIZE = 65_536
 SEGMENT_NAME = re.compile(r"^seg-(\d{12})-(\d{12})-([0-9a-f]{32})\.parquet$")
 PARTITION_NAME = re.compile(r"^event_date=(\d{4}-\d{2}-\d{2})$")
 
@@ -131,10 +135,12 @@ def write_segments(
     chunks: list[Chunk] | None = None,
     *,
     derive: Callable[[str, pl.DataFrame], object] | None = None,
+    row_group_size: int = ROW_GROUP_SIZE,
 ) -> list[WrittenSegment]:
     """Write ``frame`` (rows in position order, the event schema) as one segment per event date (per
     :func:`split` chunk: pass ``chunks`` when already split); ``derive(path, rows)`` is called with each
     segment's relative path and rows once it is written, on the same thread (derived files: rollups).
+    ``row_group_size``: rows per Parquet row group (:data:`BULK_ROW_GROUP_SIZE` for a bulk batch).
 
     Files are durable and renamed into the tree when this returns, but they are part of the log only
     once a manifest naming them is stored. The typed payload columns are written as the frame brings
@@ -143,7 +149,7 @@ def write_segments(
 
     def write(item: Chunk) -> WrittenSegment:
         event_date, chunk = item
-        info = _write_one(chunk, event_date, segments_dir, staging_dir)
+        info = _write_one(chunk, event_date, segments_dir, staging_dir, row_group_size)
         if derive is not None:
             derive(info.path, chunk)
         starts = row_group_starts(segments_dir / info.path)
@@ -265,7 +271,9 @@ def place_parquet(
     return relative, sha
 
 
-def _write_one(part: pl.DataFrame, event_date: str, segments_dir: Path, staging_dir: Path) -> SegmentInfo:
+def _write_one(
+    part: pl.DataFrame, event_date: str, segments_dir: Path, staging_dir: Path, row_group_size: int
+) -> SegmentInfo:
     first, last = int(part["global_position"][0]), int(part["global_position"][-1])
     if max(part.n_chunks("all")) > 1:
         # A part cut from several chunks (a bulk batch concatenated behind the write-ahead tail, a
@@ -273,7 +281,14 @@ def _write_one(part: pl.DataFrame, event_date: str, segments_dir: Path, staging_
         # the copy costs ~0.1 s per 500,000 rows.
         part = part.rechunk()
     relative, sha = place_parquet(
-        part, (first, last), event_date, segments_dir, staging_dir, kind="seg", statistics=True
+        part,
+        (first, last),
+        event_date,
+        segments_dir,
+        staging_dir,
+        kind="seg",
+        statistics=True,
+        row_group_size=row_group_size,
     )
     target = segments_dir / relative
     created = part["created_at"]

@@ -40,8 +40,8 @@ from settler_pipeline.store.schema import (
     envelopes_to_frame,
     prepare_frame,
 )
+from settler_pipeline.store.segments import BULK_ROW_GROUP_SIZE, split, write_segments
 from settler_pipeline.store.segments import ROW_GROUP_SIZE as SEGMENT_ROW_GROUP_SIZE
-from settler_pipeline.store.segments import split, write_segments
 from settler_pipeline.store.stream_copies import index_rows, write_copies
 from settler_pipeline.store.tail import Tail
 from settler_pipeline.store.view import LogView
@@ -254,9 +254,10 @@ class LogWriter(LogLookups):
             # Events of many commits: each segment gets a copy clustered by stream (stream_copies.py),
             # written while the segments are typed and written; both enter the index in one
             # transaction. A copy holds the envelope columns only, so it starts before the typing.
+            gathers = _gathers_commits(view.tail.rows, batch.height)
             copies = (
                 pool.submit(write_copies, split(_joined(untyped, batch)), self.copies_dir, self.staging_dir)
-                if _gathers_commits(view.tail.rows, batch.height)
+                if gathers
                 else None
             )
             # The tail's events are typed from their JSON here, once, unless their batch brought its
@@ -267,7 +268,16 @@ class LogWriter(LogLookups):
                 batch = with_payload_columns(batch)
             frame = _joined(_typed_tail(view.tail, untyped) if untyped is not None else None, batch)
             chunks = split(frame)
-            written = write_segments(frame, self.segments_dir, self.staging_dir, chunks, derive=self.roll_up)
+            # a bulk batch with at most a row group's worth of tail: larger row groups (segments.py)
+            bulk = batch.height >= limits.SEGMENT_ROWS and not gathers
+            written = write_segments(
+                frame,
+                self.segments_dir,
+                self.staging_dir,
+                chunks,
+                derive=self.roll_up,
+                row_group_size=BULK_ROW_GROUP_SIZE if bulk else SEGMENT_ROW_GROUP_SIZE,
+            )
             infos = [w.info for w in written]
             with self.index.writing() as con:
                 self.index.add_segments(con, infos, [w.granules for w in written])

@@ -362,3 +362,29 @@ def test_a_writer_applies_the_index_schema_again_to_a_new_index_file(
     store.index._schema_for = (st.st_dev, st.st_ino)  # what a reused inode looks like
     interleaved(store, make_frame, 5)
     assert store.index.query("SELECT count(*) FROM idx.segments")[0][0] == 1
+
+
+def _row_groups(store: EventStore) -> list[list[int]]:
+    import pyarrow.parquet as pq
+
+    files = sorted(store.segments_dir.rglob("seg-*.parquet"))
+    return [
+        [pq.ParquetFile(f).metadata.row_group(i).num_rows for i in range(pq.ParquetFile(f).num_row_groups)]
+        for f in files
+    ]
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_a_bulk_batch_is_written_in_large_row_groups_and_a_flushed_tail_in_small_ones(
+    store: EventStore, make_frame: MakeFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from settler_pipeline.store import writer
+
+    monkeypatch.setattr(writer, "SEGMENT_ROW_GROUP_SIZE", 300)  # small: a flushed tail's row groups
+    monkeypatch.setattr(writer, "BULK_ROW_GROUP_SIZE", 2_000)  # large: a bulk batch's
+    interleaved(store, make_frame, 5)  # 1,000 events: the tail is flushed into a segment
+    assert _row_groups(store) == [[300, 300, 300, 100]]
+    store.append_frame(make_frame(5_000, streams=STREAMS, aggregate_type="Thing", first=1_000))
+    assert _row_groups(store)[1] == [2_000, 2_000, 1_000]
+    for stream in STREAMS[:3]:
+        assert loaded(store, stream) == as_stored(store, stream)
