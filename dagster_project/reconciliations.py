@@ -90,18 +90,18 @@ def first_day(path: Path) -> date:
     return _first_day(path, path.stat().st_mtime)
 
 
-def partitions(path: Path, spec: JobSpec) -> dg.MultiPartitionsDefinition:
+def partitions(path: Path, own: str | None) -> dg.MultiPartitionsDefinition:
     """Tenant x day (keys like ``2026-11-02|acme``): every tenant (the dynamic ``tenants``
     partitions), or only the tenant the spec names, so no partition of another tenant is offered that
     could only fail on that tenant's input roots or permissions."""
     days = dg.DailyPartitionsDefinition(start_date=first_day(path).isoformat())
-    own = spec_tenant(spec)
     tenants = TENANTS if own is None else dg.StaticPartitionsDefinition([own])
     return dg.MultiPartitionsDefinition({"day": days, "tenant": tenants})
 
 
-def reconciliation_asset(path: Path, spec: JobSpec) -> dg.AssetsDefinition:
-    """The partitioned asset of ``spec``, the job spec loaded from ``path``."""
+def reconciliation_asset(path: Path, spec: JobSpec, own: str | None = None) -> dg.AssetsDefinition:
+    """The partitioned asset of ``spec``, the job spec loaded from ``path``, partitioned by the tenant
+    ``own`` alone when given (:func:`spec_tenant`), else by every tenant."""
     name = asset_name(spec)
     check = dg.AssetCheckSpec(
         "match_rate",
@@ -112,7 +112,7 @@ def reconciliation_asset(path: Path, spec: JobSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         name=name,
-        partitions_def=partitions(path, spec),
+        partitions_def=partitions(path, own),
         group_name=GROUP,
         description=f"Reconciliation of job spec `{spec.name}` ({path}): "
         f"{spec.source.adapter} against {spec.target.adapter}, one run per tenant and day. "
@@ -259,7 +259,8 @@ def job_spec_assets(folder: Path | None = None) -> JobSpecAssets:
     for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
         try:
             spec = load_job_spec(path)
-            asset = reconciliation_asset(path, spec)
+            own = spec_tenant(spec)
+            asset = reconciliation_asset(path, spec, own)
         except SettlerError as exc:
             found.broken[path] = str(exc)
             continue
@@ -275,6 +276,6 @@ def job_spec_assets(folder: Path | None = None) -> JobSpecAssets:
         )
         found.paths[path.resolve()] = asset.key.path[-1]
         found.spec_names[path.resolve()] = spec.name
-        if (own := spec_tenant(spec)) is not None:
+        if own is not None:
             found.spec_tenants[path.resolve()] = own
     return found

@@ -34,13 +34,16 @@ APPEND_COLUMNS = (
 )
 
 
-def append(store: EventStore, log: pl.DataFrame, sizes: list[int]) -> None:
-    """Append ``log`` in consecutive batches of the given sizes (the rest in one batch)."""
+def append(store: EventStore, log: pl.DataFrame, sizes: list[int], *, publish: bool = False) -> None:
+    """Append ``log`` in consecutive batches of the given sizes (the rest in one batch), each
+    published into segments when ``publish``."""
     start = 0
     for size in [*sizes, log.height]:
         part = log.slice(start, size)
         if part.height:
             store.append_frame(part.select(APPEND_COLUMNS))
+            if publish:
+                store.publish()
         start += part.height
 
 

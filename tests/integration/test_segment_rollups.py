@@ -20,7 +20,7 @@ from settler_pipeline.domain import events as e
 from settler_pipeline.errors import CorruptionError
 from settler_pipeline.store import maintenance, rollups
 from settler_pipeline.store.event_store import EventStore
-from tests.integration.test_read_models import APPEND_COLUMNS, in_memory
+from tests.integration.test_read_models import APPEND_COLUMNS, append, in_memory
 from tests.unit.test_projections_fold import random_log
 
 
@@ -34,13 +34,7 @@ def rolled(share: float = 0.0) -> Iterator[None]:
 
 def published_in_parts(store: EventStore, log: pl.DataFrame, sizes: list[int]) -> None:
     """Append ``log`` in parts of ``sizes`` (the rest last), each published into segments."""
-    start = 0
-    for size in [*sizes, log.height]:
-        part = log.slice(start, size)
-        if part.height:
-            store.append_frame(part.select(APPEND_COLUMNS))
-            store.publish()
-        start += part.height
+    append(store, log, sizes, publish=True)
 
 
 def assert_same_as_one_fold(data_dir: Path, log: pl.DataFrame) -> None:

@@ -174,28 +174,27 @@ def test_block_wise_finds_the_pairs_whole_matching_finds_across_block_boundaries
 def test_sources_searched_in_chunks_find_the_same_candidates(
     sides: tuple[list[dict[str, Any]], list[dict[str, Any]]], chunk: int, crowded: Literal["skip", "nearest"]
 ) -> None:
+    tolerance = Tolerance(absolute_minor=100)
+    whole = _window_search(sides, tolerance, crowded)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(candidates, "SOURCE_CHUNK", chunk)
+        chunked = _window_search(sides, tolerance, crowded)
+    assert chunked.pairs.sort(pl.all()).equals(whole.pairs.sort(pl.all()))
+    assert sorted(chunked.crowded_lines.to_list()) == sorted(whole.crowded_lines.to_list())
+
+
+def _window_search(
+    sides: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    tolerance: Tolerance,
+    crowded: Literal["skip", "nearest"],
+) -> candidates.Candidates:
+    """The candidate search over ``sides`` (a day window of -1..+2, two candidates per source)."""
     source, target = (
         records(*rows).with_columns(day=pl.col("occurred_at").dt.date().cast(pl.Int64)) for rows in sides
     )
-
-    def search() -> candidates.Candidates:
-        tolerance = Tolerance(absolute_minor=100)
-        return candidates.window_candidates(
-            source,
-            target,
-            tolerance=tolerance,
-            days_before=1,
-            days_after=2,
-            max_candidates=2,
-            crowded=crowded,
-        )
-
-    whole = search()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(candidates, "SOURCE_CHUNK", chunk)
-        chunked = search()
-    assert chunked.pairs.sort(pl.all()).equals(whole.pairs.sort(pl.all()))
-    assert sorted(chunked.crowded_lines.to_list()) == sorted(whole.crowded_lines.to_list())
+    return candidates.window_candidates(
+        source, target, tolerance=tolerance, days_before=1, days_after=2, max_candidates=2, crowded=crowded
+    )
 
 
 # Dense rows (few days, amounts and currencies): most sources are crowded, over several days.
@@ -221,25 +220,10 @@ def test_pairs_expanded_a_few_at_a_time_are_the_same_pairs_in_the_same_order(
     crowded: Literal["skip", "nearest"],
     percent_of: Literal["source", "target"],
 ) -> None:
-    source, target = (
-        records(*rows).with_columns(day=pl.col("occurred_at").dt.date().cast(pl.Int64)) for rows in sides
-    )
-
-    def search() -> candidates.Candidates:
-        tolerance = Tolerance(absolute_minor=50, percent="10", percent_of=percent_of)
-        return candidates.window_candidates(
-            source,
-            target,
-            tolerance=tolerance,
-            days_before=1,
-            days_after=2,
-            max_candidates=2,
-            crowded=crowded,
-        )
-
-    whole = search()
+    tolerance = Tolerance(absolute_minor=50, percent="10", percent_of=percent_of)
+    whole = _window_search(sides, tolerance, crowded)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(expansion, "PAIRS_AT_ONCE", at_once)
-        sliced = search()
+        sliced = _window_search(sides, tolerance, crowded)
     assert sliced.pairs.equals(whole.pairs)
     assert sliced.crowded_lines.equals(whole.crowded_lines)
