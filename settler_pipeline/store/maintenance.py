@@ -7,20 +7,25 @@
 * ``compact`` merges small segments of an event date into larger ones, each with a stream copy (see
   ``stream_copies.py``). Events, positions and versions are unchanged; replaced files move to
   ``retired/`` and are deleted after a grace period, so readers of the previous table version can finish.
+  It also writes the rollup (``rollups.py``) of every segment that should have one and has none (a
+  segment written before rollups existed, or a crash between a segment and its rollup).
 * ``repair`` (``repair.py``) does what can be done for a damaged log; ``verify`` lives in ``verify.py``.
 * ``reindex`` rebuilds the DuckDB index (and, if it is missing, the commit point) from the segment files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from settler_pipeline.domain import events as e
 from settler_pipeline.store import rollups, stream_copies
 from settler_pipeline.store.event_store import EventStore
+from settler_pipeline.store.manifest import SegmentInfo
 from settler_pipeline.store.payloads import with_payload_columns
 from settler_pipeline.store.reindex import ReindexReport, read_verified, reindex
 from settler_pipeline.store.repair import RepairReport, repair
@@ -52,6 +57,7 @@ class CompactReport:
     segments_after: int
     events_rewritten: int
     retired: list[str]
+    rollups_written: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,7 +91,8 @@ def compact(store: EventStore, *, target_rows: int = COMPACT_TARGET_ROWS) -> Com
                 groups.append(current)
         merge = [g for g in groups if len(g) > 1]
         if not merge:
-            return CompactReport(len(manifest.segments), len(manifest.segments), 0, [])
+            written = _backfill_rollups(store, manifest.segments)
+            return CompactReport(len(manifest.segments), len(manifest.segments), 0, [], written)
         written_all = []
         removed: list[str] = []
         for group in merge:
@@ -124,8 +131,37 @@ def compact(store: EventStore, *, target_rows: int = COMPACT_TARGET_ROWS) -> Com
         stream_copies.retire(store.copies_dir, store.retired_dir, old_copies)
         rollups.retire(store.rollups_dir, store.retired_dir, removed)
         return CompactReport(
-            len(manifest.segments), len(new.segments), sum(w.info.rows for w in written_all), removed
+            len(manifest.segments),
+            len(new.segments),
+            sum(w.info.rows for w in written_all),
+            removed,
+            _backfill_rollups(store, new.segments),
         )
+
+
+def _backfill_rollups(store: EventStore, segments: Sequence[SegmentInfo]) -> int:
+    """Write the rollup of each of ``segments`` that has none and whose events are mostly matches (by
+    the index's counts, so other segments are not read); returns how many were written. A rollup is
+    derived from its segment's verified bytes alone, so writing one late is as safe as writing it
+    with the segment."""
+    have = rollups.listing(store.rollups_dir)
+    lacking = [s for s in segments if Path(s.path).name.removesuffix(".parquet") not in have]
+    if not lacking:
+        return 0
+    matched = dict(
+        store.index.query(
+            "SELECT segment_path, sum(events)::BIGINT FROM idx.type_counts "
+            "WHERE event_type = $1 AND segment_path IN (SELECT unnest($2::VARCHAR[])) GROUP BY 1",
+            [e.RECORD_MATCHED, [s.path for s in lacking]],
+        )
+    )
+    written = 0
+    for seg in lacking:
+        if matched.get(seg.path, 0) >= rollups.MIN_SHARE * seg.rows:
+            rows = read_verified(store.segments_dir / seg.path)
+            if rollups.write(seg.path, rows, store.rollups_dir, store.staging_dir) is not None:
+                written += 1
+    return written
 
 
 def stats(store: EventStore) -> dict[str, Any]:

@@ -179,6 +179,45 @@ def test_rollups_of_another_version_are_not_used_and_compaction_moves_the_retire
     } == retired & before
 
 
+def test_compaction_rolls_up_segments_written_without_a_rollup_and_reads_only_mostly_matched_ones(
+    store: EventStore, data_dir: Path
+) -> None:
+    """A log written before rollups existed (or whose writer crashed between a segment and its rollup)
+    gets them from the next compaction, which reads only the segments the index says are mostly
+    matches; a second compaction has nothing left to do."""
+    log = random_log(random.Random(11), runs=10, max_events=300)
+    with rolled(2.0):  # no segment gets a rollup
+        published_in_parts(store, log, [120, 120, 120])
+    assert not rollups.listing(store.rollups_dir)
+    segments = store.committed_view().manifest.segments
+    shares = {
+        s.path: log.slice(s.first_position - 1, s.rows)["event_type"].eq(e.RECORD_MATCHED).mean()
+        for s in segments
+    }
+    reads: list[str] = []
+    original = maintenance.read_verified
+
+    def counted(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
+        reads.append(path.name)
+        return original(path, columns)
+
+    with patch.object(maintenance, "read_verified", counted):
+        report = maintenance.compact(store, target_rows=1)  # nothing to merge at one row a segment
+    qualifying = {Path(p).name for p, share in shares.items() if share >= rollups.MIN_SHARE}
+    assert qualifying and len(qualifying) < len(segments)  # the log has both kinds
+    assert set(reads) == qualifying
+    assert report.rollups_written == len(qualifying)
+    assert {Path(p).name.removesuffix(".parquet") for p in qualifying} == set(
+        rollups.listing(store.rollups_dir)
+    )
+    assert maintenance.verify(store).ok
+    assert maintenance.compact(store, target_rows=1).rollups_written == 0
+    sums, _, _ = store.read_rolled(0, store.head_position, rolled_upto=store.head_position, version=None)
+    assert sums.select(pl.col(rollups.ROWS).sum()).collect().item() > 0
+    projections.rebuild(store)
+    assert_same_as_one_fold(data_dir, log)
+
+
 def test_an_orphaned_rollup_is_reported_and_moved_to_quarantine_by_the_next_writer(
     store: EventStore, data_dir: Path
 ) -> None:
