@@ -104,6 +104,13 @@ def quarantined_expr(side: pl.Expr | str, line: pl.Expr | str) -> pl.Expr:
     return pl.concat_str(pl.lit(QUARANTINED + ":"), _col(side), pl.lit(":"), _col(line).cast(pl.String))
 
 
+def record_item_expr(kind: pl.Expr | str, side: pl.Expr | str, key: pl.Expr | str) -> pl.Expr:
+    """``<kind>:<side>:<key>`` per row, for rows of mixed kinds (unmatched with the record id as
+    ``key``, duplicate and quarantined with the line): one string built per row instead of one per
+    kind. Same format as :func:`unmatched_expr`, :func:`duplicate_expr` and :func:`quarantined_expr`."""
+    return pl.concat_str(_col(kind), pl.lit(":"), _col(side), pl.lit(":"), _col(key).cast(pl.String))
+
+
 def is_kind_expr(exception_id: pl.Expr | str, kind: Kind) -> pl.Expr:
     """Whether each id is of ``kind``."""
     return _col(exception_id).str.starts_with(kind + ":")

@@ -114,66 +114,98 @@ class ReconciliationExceptions(PartedReadModel):
         rejects = reviews.filter(_T == e.MATCH_REJECTED)
         changed = pl.concat([closes[RUN], rejects[RUN], batch.resets[RUN]])
         old = table.take(table.runs_with_rows(changed))
-        candidates = pl.concat([old, _opens(batch).select(old.columns)], how="vertical_relaxed")
+        opened = _opens(batch).select(old.columns)
+        candidates = pl.concat([old, opened], how="vertical_relaxed") if old.height else opened
         reopened = _reopened(candidates, rejects, closes).select(old.columns)
-        candidates = pl.concat([candidates, reopened], how="vertical_relaxed")
-        latest_close = closes.group_by(_KEY).agg(pl.col("_closed_at").max())
-        current = final.select(RUN, pl.col("attempt").alias("_final"))
-        # The newest row of each item, in position order: found on the key and position alone, then
-        # gathered once (sorting and deduplicating the whole rows cost about twice as much).
-        newest = (
-            candidates.select(*_KEY, "_position")
-            .with_row_index("_row")
-            .sort("_position")
-            .unique(list(_KEY), keep="last", maintain_order=True)["_row"]
-        )
-        kept = (
-            candidates[newest]
-            .join(latest_close, on=list(_KEY), how="left")
-            .filter(pl.col("_closed_at").is_null() | (pl.col("_closed_at") < pl.col("_position")))
-            .join(current, on=RUN, how="left")
-            .filter(pl.col("_final").is_null() | (pl.col("attempt") >= pl.col("_final")))
-        )
+        if reopened.height:
+            candidates = pl.concat([candidates, reopened], how="vertical_relaxed")
+        kept = candidates.filter(_still_open(candidates, closes, final))
         table.append(kept.select(list(self.stored_schema())))
         table.set_attempts(final.drop_nulls("attempt"))
+
+
+def _item_hash() -> pl.Expr:
+    """A 64-bit hash of each row's item key (run and exception id)."""
+    return pl.col(RUN).hash(1) ^ pl.col("exception_id").hash(2)
+
+
+def _still_open(candidates: pl.DataFrame, closes: pl.DataFrame, final: pl.DataFrame) -> pl.Series:
+    """Which rows of ``candidates`` stay: per item the newest row (by position), unless a decision
+    closed the item at or after that row, or its attempt is older than its run's current one
+    (``final``).
+
+    Comparing the two strings of every row's key (to find each item's newest row and the items a
+    decision closed) cost more than the rest of the read model, so rows are first told apart by a
+    hash of their key: a row whose hash no other row has is its item's only row (equal keys hash
+    equally), and a row whose hash no close has is not closed. Only the rows sharing a hash (an item
+    opened again, or a collision) or having a close's hash are compared by key."""
+    hashed = candidates.select(_item_hash())[:, 0]
+    rows = candidates.with_row_index("_row").select("_row", *_KEY, "_position")
+    dropped = []
+    shared = hashed.is_duplicated()
+    if shared.any():
+        same = rows.filter(shared)
+        newest = same.sort("_position", maintain_order=True).unique(
+            list(_KEY), keep="last", maintain_order=True
+        )
+        dropped.append(same.join(newest.select("_row"), on="_row", how="anti")["_row"])
+    latest_close = closes.group_by(_KEY).agg(pl.col("_closed_at").max())
+    if latest_close.height:
+        maybe = hashed.is_in(latest_close.select(_item_hash())[:, 0].implode())
+        closed = (
+            rows.filter(maybe)
+            .join(latest_close, on=list(_KEY), how="inner")
+            .filter(~(pl.col("_closed_at") < pl.col("_position")).fill_null(False))
+        )
+        dropped.append(closed["_row"])
+    current = final.select(RUN, pl.col("attempt").alias("_final"))
+    keep = (
+        candidates.select(RUN, "attempt")
+        .join(current, on=RUN, how="left", maintain_order="left")
+        .select((pl.col("_final").is_null() | (pl.col("attempt") >= pl.col("_final"))).fill_null(False))
+        .to_series()
+    )
+    gone = pl.concat(dropped) if dropped else None
+    return keep.scatter(gone, False) if gone is not None and gone.len() else keep
 
 
 def _opens(batch: EventBatch) -> pl.DataFrame:
     """Items opened by the batch's per-record events."""
     side, reason = pl.col("side"), pl.col("reason")
-    unmatched = (_T == e.RECORD_UNMATCHED) & reason.ne_missing("outside_range")
+    unmatched = _T == e.RECORD_UNMATCHED
     duplicate = _T == e.DUPLICATE_DETECTED
-    line = pl.col("line_number").cast(pl.String)
-    records = batch.records.filter(unmatched | (_T != e.RECORD_UNMATCHED)).select(
-        RUN,
+    kind = (
         pl.when(unmatched)
-        .then(xid.unmatched_expr(side, "record_id"))
+        .then(pl.lit(xid.UNMATCHED))
         .when(duplicate)
-        .then(xid.duplicate_expr(side, line))
-        .otherwise(xid.quarantined_expr(side, line))
-        .alias("exception_id"),
-        "tenant_id",
-        "attempt",
-        pl.when(unmatched & (reason == "ambiguous"))
-        .then(pl.lit("ambiguous"))
-        .when(unmatched)
-        .then(pl.lit("unmatched"))
-        .when(duplicate)
-        .then(pl.lit("duplicate"))
-        .otherwise(pl.lit("quarantined"))
-        .alias("kind"),
-        side,
-        pl.when(unmatched | duplicate)
-        .then(pl.concat_list(pl.col("record_id")))
-        .otherwise(pl.lit([], dtype=IDS))
-        .alias("record_ids"),
-        pl.when(duplicate).then(pl.lit("duplicate")).otherwise(reason).alias("reason"),
-        pl.when(unmatched).then(pl.col("amount")).otherwise(None).alias("amount"),
-        pl.when(unmatched).then(pl.col("currency")).otherwise(None).alias("currency"),
-        *(pl.when(unmatched).then(pl.col(c)).otherwise(None).alias(c) for c in _CLOSEST),
-        pl.col("timestamp").alias("opened_at"),
-        pl.col("global_position").alias("_position"),
-        pl.lit(None, pl.Int64).alias("_sources"),
+        .then(pl.lit(xid.DUPLICATE))
+        .otherwise(pl.lit(xid.QUARANTINED))
+    )
+    # an unmatched record is keyed by its id, a duplicate or quarantined row by its line
+    key = pl.when(unmatched).then(pl.col("record_id")).otherwise(pl.col("line_number").cast(pl.String))
+    records = (
+        batch.records.filter(reason.ne_missing("outside_range") | ~unmatched)
+        .with_columns(kind.alias("_kind"))
+        .select(
+            RUN,
+            xid.record_item_expr("_kind", side, key).alias("exception_id"),
+            "tenant_id",
+            "attempt",
+            pl.when(unmatched & (reason == "ambiguous"))
+            .then(pl.lit("ambiguous"))
+            .otherwise(pl.col("_kind"))
+            .alias("kind"),
+            side,
+            pl.when(unmatched | duplicate)
+            .then(pl.concat_list(pl.col("record_id")))
+            .otherwise(pl.lit([], dtype=IDS))
+            .alias("record_ids"),
+            pl.when(duplicate).then(pl.lit("duplicate")).otherwise(reason).alias("reason"),
+            *(pl.when(unmatched).then(pl.col(c)).alias(c) for c in ("amount", "currency", *_CLOSEST)),
+            pl.col("timestamp").alias("opened_at"),
+            pl.col("global_position").alias("_position"),
+            pl.lit(None, pl.Int64).alias("_sources"),
+        )
     )
     proposals = batch.proposed.select(
         RUN,

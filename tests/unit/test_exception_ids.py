@@ -37,7 +37,13 @@ def test_the_polars_forms_build_the_same_strings(rows: list[tuple[str, str, int]
         xid.duplicate_expr("side", "line").alias("d"),
         xid.quarantined_expr(pl.col("side"), pl.col("line")).alias("q"),
         xid.proposed_expr("id").alias("p"),
+        xid.record_item_expr(pl.lit(xid.UNMATCHED), "side", "id").alias("ru"),
+        xid.record_item_expr(pl.lit(xid.DUPLICATE), "side", "line").alias("rd"),
+        xid.record_item_expr(pl.lit(xid.QUARANTINED), "side", pl.col("line")).alias("rq"),
     )
+    assert built["ru"].to_list() == built["u"].to_list()
+    assert built["rd"].to_list() == built["d"].to_list()
+    assert built["rq"].to_list() == built["q"].to_list()
     assert built["u"].to_list() == [xid.unmatched(s, i) for s, i, _ in rows]
     assert built["d"].to_list() == [xid.duplicate(s, n) for s, _, n in rows]
     assert built["q"].to_list() == [xid.quarantined(s, n) for s, _, n in rows]
