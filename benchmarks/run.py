@@ -264,6 +264,28 @@ def write_doc() -> None:
                     verdict(update["ratio_to_full_rebuild"] <= 0.01),
                 ]
             )
+            if "publish_seconds_median" in update:
+                rows.append(
+                    [
+                        "… the run's publish of those events, which ends the run before the update",
+                        "(reported)",
+                        f"{update['publish_seconds_median']:.3f} s (CPU "
+                        f"{min(update['publish_cpu_seconds_all']):.3f}-"
+                        f"{max(update['publish_cpu_seconds_all']):.3f} s)",
+                        "",
+                        "—",
+                    ]
+                )
+            if "cpu_seconds_all" in update:
+                rows.append(
+                    [
+                        "CPU time of those updates (user + system, every thread)",
+                        "(reported)",
+                        f"{min(update['cpu_seconds_all']):.3f}-{max(update['cpu_seconds_all']):.3f} s",
+                        "",
+                        "—",
+                    ]
+                )
         update_anchor = by.get("incremental_update_anchor")
         if update_anchor:
             rows.append(
