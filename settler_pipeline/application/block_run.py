@@ -28,7 +28,8 @@ _COUNTS = (
     "proposed_count",
     "matched_source_records",
     "matched_target_records",
-    "proposed_source_records",
+    "own_matched_source",
+    "own_proposed_source",
     "unmatched_source_count",
     "unmatched_target_count",
 )
@@ -128,7 +129,8 @@ class Tally:
             ("proposed_count", int((status == "proposed").sum())),
             ("matched_source_records", accounting["source"]["matched"]),
             ("matched_target_records", accounting["target"]["matched"]),
-            ("proposed_source_records", accounting["source"]["proposed"]),
+            ("own_matched_source", result.source_in_range["matched"]),
+            ("own_proposed_source", result.source_in_range["proposed"]),
             ("unmatched_source_count", int((unmatched == "source").sum())),
             ("unmatched_target_count", int((unmatched == "target").sum())),
         ):
@@ -138,9 +140,10 @@ class Tally:
         """The run's summary (the same figures as
         :func:`~settler_pipeline.domain.reconciliation.summarise` over one whole result)."""
         c = self.counts
-        eligible = c["matched_source_records"] + c["proposed_source_records"] + c["unmatched_source_count"]
+        # The rate counts the run's own source records: margin records in a match are counterparts.
+        eligible = c["own_matched_source"] + c["own_proposed_source"] + c["unmatched_source_count"]
         quarantined = sum(spilled[side].quarantine.height for side in SIDES)
-        counted = {key: value for key, value in c.items() if key != "proposed_source_records"}
+        counted = {key: value for key, value in c.items() if not key.startswith("own_")}
         return e.Summary(
             total_source_records=spilled["source"].records + spilled["source"].quarantine.height,
             total_target_records=spilled["target"].records + spilled["target"].quarantine.height,
@@ -149,5 +152,5 @@ class Tally:
             quarantined_count=quarantined,
             errors_count=quarantined,
             duration_ms=duration_ms,
-            match_rate=round(c["matched_source_records"] / eligible, 6) if eligible else None,
+            match_rate=round(c["own_matched_source"] / eligible, 6) if eligible else None,
         )

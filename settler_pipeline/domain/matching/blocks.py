@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from settler_pipeline.domain.matching.config import AmountDatePass, MatchConfig
+from settler_pipeline.domain.matching.margin import margin_lines, source_in_range
 from settler_pipeline.domain.matching.matcher import duplicate_records, match_records
 from settler_pipeline.domain.matching.matches import NameDigests, hashlib_digests
 from settler_pipeline.domain.matching.result import DUPLICATE_SCHEMA, MatchResult
@@ -170,12 +171,14 @@ class BlockMatcher:
             .then(~pl.col("line_number").is_in(carried_lines["source"].implode()))
             .otherwise(~pl.col("line_number").is_in(carried_lines["target"].implode()))
         )
+        settled = matches.filter(~pl.col("_deferred")).drop("_deferred")
         return MatchResult(
-            matches=matches.filter(~pl.col("_deferred")).drop("_deferred"),
+            matches=settled,
             unmatched=unmatched,
             duplicates=result.duplicates,
             source_input_count=result.source_input_count - self._carried["source"].height,
             target_input_count=result.target_input_count - self._carried["target"].height,
+            source_in_range=source_in_range(settled, margin_lines(frames["source"])),
         )
 
 
@@ -217,6 +220,11 @@ def match_blockwise(
     if results:
         first = results[0]
         results[0] = MatchResult(
-            first.matches, first.unmatched, dups, first.source_input_count, first.target_input_count
+            first.matches,
+            first.unmatched,
+            dups,
+            first.source_input_count,
+            first.target_input_count,
+            first.source_in_range,
         )
     return results

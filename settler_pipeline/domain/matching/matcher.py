@@ -26,6 +26,7 @@ from settler_pipeline.domain.matching.config import AmountDatePass, MatchConfig
 from settler_pipeline.domain.matching.explain import explain_unmatched
 from settler_pipeline.domain.matching.fuzzy import run_fuzzy_pass
 from settler_pipeline.domain.matching.group import run_group_pass
+from settler_pipeline.domain.matching.margin import margin_lines, source_in_range
 from settler_pipeline.domain.matching.matches import NameDigests, build_matches, hashlib_digests
 from settler_pipeline.domain.matching.normalise import without_placeholder_entries, without_placeholders
 from settler_pipeline.domain.matching.outcome import HINT_SCHEMA, WORK_COLUMNS, PassOutcome, still_possible
@@ -140,6 +141,7 @@ def match_records(
         duplicates=pl.concat([source_dups, target_dups]).sort("side", "line_number"),
         source_input_count=source_in.height,
         target_input_count=target_in.height,
+        source_in_range=source_in_range(matches, margin_lines(source_in)),
     )
 
 

@@ -97,6 +97,9 @@ class MatchResult:
     duplicates: pl.DataFrame
     source_input_count: int
     target_input_count: int
+    source_in_range: dict[str, int]
+    """The run's own source records (``in_range``) in ``matched`` and in ``proposed`` matches: what
+    the match rate counts (margin records in a match are counterparts, not the run's records)."""
 
     def accounting(self) -> dict[str, dict[str, int]]:
         """Per side: ``input``, ``matched``, ``proposed``, ``unmatched``, ``duplicate`` record counts,

@@ -33,14 +33,14 @@ def summarise(
     unmatched = result.unmatched.filter(pl.col("reason") != "outside_range")
     unmatched_source = unmatched.filter(pl.col("side") == "source").height
     unmatched_target = unmatched.filter(pl.col("side") == "target").height
-    matched_source = accounting["source"]["matched"]
-    eligible = matched_source + accounting["source"]["proposed"] + unmatched_source
+    own = result.source_in_range  # margin records in a match are counterparts, not the run's records
+    eligible = own["matched"] + own["proposed"] + unmatched_source
     quarantined = source_quarantined + target_quarantined
     return e.Summary(
         total_source_records=source_records + source_quarantined,
         total_target_records=target_records + target_quarantined,
         matched_count=result.matches.filter(pl.col("status") == "matched").height,
-        matched_source_records=matched_source,
+        matched_source_records=accounting["source"]["matched"],
         matched_target_records=accounting["target"]["matched"],
         proposed_count=result.matches.filter(pl.col("status") == "proposed").height,
         unmatched_source_count=unmatched_source,
@@ -49,7 +49,7 @@ def summarise(
         quarantined_count=quarantined,
         errors_count=quarantined,
         duration_ms=duration_ms,
-        match_rate=round(matched_source / eligible, 6) if eligible else None,
+        match_rate=round(own["matched"] / eligible, 6) if eligible else None,
     )
 
 
