@@ -32,7 +32,13 @@ from settler_pipeline.adapters.confinement import InputRoots
 from settler_pipeline.adapters.loader import input_bytes
 from settler_pipeline.adapters.spill import SpilledSide, spill_folder, spill_side
 from settler_pipeline.application import run_events
-from settler_pipeline.application.block_run import Tally, plan_run, settled_blocks, side_duplicates
+from settler_pipeline.application.block_run import (
+    Tally,
+    plan_run,
+    reported_duplicates,
+    settled_blocks,
+    side_duplicates,
+)
 from settler_pipeline.application.bus import EventBus, PublishReport
 from settler_pipeline.application.coverage import superseding
 from settler_pipeline.application.memory import check_block_memory, check_memory
@@ -146,6 +152,7 @@ class AttemptRunner:
             progress.step = "record_fetch"
             self._step("recording what was read", 2)
             duplicates = side_duplicates(spilled)
+            reported = reported_duplicates(spilled, duplicates)
             batch = []
             for side, event_type in (
                 ("source", e.SOURCE_RECORDS_FETCHED),
@@ -163,7 +170,8 @@ class AttemptRunner:
                 )
                 batch.append(run_events.single_event(e.NewEvent(event_type, payload), ctx))
                 batch.append(run_events.quarantine_events(side, loaded.quarantine, state.attempt, ctx))
-            batch.append(run_events.duplicate_events(duplicates, state.attempt, ctx))
+            batch.append(run_events.duplicate_events(reported.duplicates, state.attempt, ctx))
+            batch.append(run_events.unmatched_events(reported, state.attempt, ctx))
             state, count = self.append(state, pl.concat(batch))
             progress.state = state
             progress.appended += count
@@ -200,7 +208,9 @@ class AttemptRunner:
                     raise
                 return self._fail(progress, ctx, "match", exc)
             progress.step = "record_results"
-            summary = tally.summary(spilled, duplicates.height, int((time.perf_counter() - started) * 1000))
+            summary = tally.summary(
+                spilled, reported.duplicates.height, int((time.perf_counter() - started) * 1000)
+            )
         state, count = self._complete(state, summary, ctx)
         progress.appended += count
         self._step("done", RUN_STEPS)

@@ -17,8 +17,9 @@ import polars as pl
 from settler_pipeline.adapters.spill import SpilledSide
 from settler_pipeline.application import run_events
 from settler_pipeline.domain import events as e
-from settler_pipeline.domain.matching import MatchConfig, MatchResult
+from settler_pipeline.domain.matching import MATCH_SCHEMA, UNMATCHED_SCHEMA, MatchConfig, MatchResult
 from settler_pipeline.domain.matching.blocks import Block, BlockMatcher, plan_blocks, reach_days
+from settler_pipeline.domain.matching.margin import within_range
 from settler_pipeline.domain.matching.matcher import duplicate_records
 from settler_pipeline.store.name_digests import sha1_digests
 
@@ -36,13 +37,41 @@ _COUNTS = (
 
 
 def side_duplicates(spilled: dict[str, SpilledSide]) -> pl.DataFrame:
-    """Every extra occurrence of a record id on each whole side (DUPLICATE_SCHEMA rows)."""
+    """Every extra occurrence of a record id on each whole side (DUPLICATE_SCHEMA rows): all of them
+    stay out of matching; :func:`reported_duplicates` says which are the run's."""
     return pl.concat(
         [
             duplicate_records(spilled[side].scan().select("record_id", "line_number").collect(), side)
             for side in SIDES
         ]
     ).sort("side", "line_number")
+
+
+def reported_duplicates(spilled: dict[str, SpilledSide], duplicates: pl.DataFrame) -> MatchResult:
+    """The run's duplicates as it reports them (see :func:`.margin.within_range`): those of the groups
+    with an occurrence in range in ``duplicates``; the extra occurrences of a group read only as margin
+    in ``unmatched``, reason ``outside_range``. All of ``duplicates`` stay out of matching."""
+    records = {}
+    for side in SIDES:
+        mine = duplicates.filter(pl.col("side") == side)
+        lines = pl.concat([mine["line_number"], mine["first_line_number"]]).implode()
+        records[side] = (
+            spilled[side]
+            .scan()
+            .filter(pl.col("line_number").is_in(lines))
+            .select("line_number", "in_range", "record_id", "amount_minor", "currency", "occurred_at")
+            .collect()
+        )
+    counts = {side: int((duplicates["side"] == side).sum()) for side in SIDES}
+    found = MatchResult(
+        matches=pl.DataFrame(schema=MATCH_SCHEMA),
+        unmatched=pl.DataFrame(schema=UNMATCHED_SCHEMA),
+        duplicates=duplicates,
+        source_input_count=counts["source"],
+        target_input_count=counts["target"],
+        source_in_range={"matched": 0, "proposed": 0},
+    )
+    return within_range(found, records["source"], records["target"])
 
 
 def plan_run(spilled: dict[str, SpilledSide], config: MatchConfig, block_records: int) -> list[list[Block]]:

@@ -152,3 +152,72 @@ def test_row_order_of_the_inputs_does_not_change_the_result(
     assert first.matches.equals(shuffled.matches)
     assert first.unmatched.equals(shuffled.unmatched)
     assert first.duplicates.equals(shuffled.duplicates)
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(
+    source_rows=st.lists(row, max_size=12),
+    target_rows=st.lists(row, max_size=12),
+    match_config=config,
+)
+def test_an_item_is_the_runs_when_one_of_its_records_is_in_range_else_its_records_are_outside_the_range(
+    source_rows: list[dict[str, Any]], target_rows: list[dict[str, Any]], match_config: MatchConfig
+) -> None:
+    source, target = _frames(source_rows, target_rows)
+    everything = match_records(source, target, match_config, run_id="prop", keep_margin_items=True)
+    reported = match_records(source, target, match_config, run_id="prop")
+    margin = {
+        side: set(f.filter(~pl.col("in_range"))["line_number"])
+        for side, f in (("source", source), ("target", target))
+    }
+
+    def own(lines: dict[str, list[int]]) -> bool:
+        return any(line not in margin[side] for side, side_lines in lines.items() for line in side_lines)
+
+    outside: set[tuple[str, int]] = set()
+    for match in everything.matches.iter_rows(named=True):
+        lines = {"source": match["source_lines"], "target": match["target_lines"]}
+        if not own(lines):
+            outside |= {(side, line) for side, side_lines in lines.items() for line in side_lines}
+    # The pairings are the same: margin changes what is reported, never what is paired.
+    assert reported.matches.equals(
+        everything.matches.filter(
+            pl.col("match_id").is_in(
+                [
+                    m["match_id"]
+                    for m in everything.matches.iter_rows(named=True)
+                    if own({"source": m["source_lines"], "target": m["target_lines"]})
+                ]
+            )
+        )
+    )
+    for dup in everything.duplicates.iter_rows(named=True):
+        group = [
+            d
+            for d in everything.duplicates.iter_rows(named=True)
+            if (d["side"], d["first_line_number"]) == (dup["side"], dup["first_line_number"])
+        ]
+        occurrences = [dup["first_line_number"], *(d["line_number"] for d in group)]
+        if not own({dup["side"]: occurrences}):
+            outside.add((dup["side"], dup["line_number"]))
+    kept_dups = {(d["side"], d["line_number"]) for d in reported.duplicates.iter_rows(named=True)}
+    assert (
+        kept_dups
+        == {(d["side"], d["line_number"]) for d in everything.duplicates.iter_rows(named=True)} - outside
+    )
+    was_unmatched = {(u["side"], u["line_number"]) for u in everything.unmatched.iter_rows(named=True)}
+    now = {(u["side"], u["line_number"]): u["reason"] for u in reported.unmatched.iter_rows(named=True)}
+    assert set(now) == was_unmatched | outside
+    assert all(now[key] == "outside_range" for key in outside)
+    _check_buckets(reported, "source", source)
+    _check_buckets(reported, "target", target)
+    # The rate's figures: the run's own source records in its matches.
+    in_range = {
+        status: sum(
+            line not in margin["source"]
+            for m in reported.matches.filter(pl.col("status") == status).iter_rows(named=True)
+            for line in m["source_lines"]
+        )
+        for status in ("matched", "proposed")
+    }
+    assert reported.source_in_range == in_range

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from settler_pipeline.domain.matching.config import AmountDatePass, MatchConfig
-from settler_pipeline.domain.matching.margin import margin_lines, source_in_range
+from settler_pipeline.domain.matching.margin import margin_lines, source_in_range, within_range
 from settler_pipeline.domain.matching.matcher import duplicate_records, match_records
 from settler_pipeline.domain.matching.matches import NameDigests, hashlib_digests
 from settler_pipeline.domain.matching.result import DUPLICATE_SCHEMA, MatchResult
@@ -141,10 +141,11 @@ class BlockMatcher:
             run_id=self.run_id,
             on_pass=self.on_pass,
             digests=self.digests,
+            keep_margin_items=True,  # an item is the run's or not once it is settled, not before
         )
         if last:
             self._carried = {}
-            return result
+            return within_range(result, frames["source"], frames["target"])
         tail_from = last_day - self.reach + 1
         tail = {side: frame.filter(_day() >= tail_from)["line_number"] for side, frame in frames.items()}
         touching = pl.concat(
@@ -172,7 +173,7 @@ class BlockMatcher:
             .otherwise(~pl.col("line_number").is_in(carried_lines["target"].implode()))
         )
         settled = matches.filter(~pl.col("_deferred")).drop("_deferred")
-        return MatchResult(
+        settled_result = MatchResult(
             matches=settled,
             unmatched=unmatched,
             duplicates=result.duplicates,
@@ -180,6 +181,7 @@ class BlockMatcher:
             target_input_count=result.target_input_count - self._carried["target"].height,
             source_in_range=source_in_range(settled, margin_lines(frames["source"])),
         )
+        return within_range(settled_result, frames["source"], frames["target"])
 
 
 def match_blockwise(
@@ -219,7 +221,7 @@ def match_blockwise(
     dups = duplicates.sort("side", "line_number").cast(DUPLICATE_SCHEMA)  # type: ignore[arg-type]
     if results:
         first = results[0]
-        results[0] = MatchResult(
+        with_dups = MatchResult(
             first.matches,
             first.unmatched,
             dups,
@@ -227,4 +229,5 @@ def match_blockwise(
             first.target_input_count,
             first.source_in_range,
         )
+        results[0] = within_range(with_dups, source, target)  # duplicate groups read only as margin
     return results

@@ -26,7 +26,7 @@ from settler_pipeline.domain.matching.config import AmountDatePass, MatchConfig
 from settler_pipeline.domain.matching.explain import explain_unmatched
 from settler_pipeline.domain.matching.fuzzy import run_fuzzy_pass
 from settler_pipeline.domain.matching.group import run_group_pass
-from settler_pipeline.domain.matching.margin import margin_lines, source_in_range
+from settler_pipeline.domain.matching.margin import margin_lines, source_in_range, within_range
 from settler_pipeline.domain.matching.matches import NameDigests, build_matches, hashlib_digests
 from settler_pipeline.domain.matching.normalise import without_placeholder_entries, without_placeholders
 from settler_pipeline.domain.matching.outcome import HINT_SCHEMA, WORK_COLUMNS, PassOutcome, still_possible
@@ -71,6 +71,7 @@ def match_records(
     run_id: str,
     on_pass: Callable[[str, int, int], None] | None = None,
     digests: NameDigests = hashlib_digests,
+    keep_margin_items: bool = False,
 ) -> MatchResult:
     """Reconcile ``source`` against ``target`` with the configured passes.
 
@@ -83,6 +84,9 @@ def match_records(
     be unique per side. Raises :class:`ValidationError` for inputs that break that contract.
     ``on_pass(name, index, count)`` is told when each pass starts (for progress; it changes nothing);
     ``digests`` hashes the match ids' names (any :data:`NameDigests` gives the same ids).
+    Only the items with a record in range are reported (see :func:`.margin.within_range`): margin
+    records are counterparts like any other, so margin changes what is reported, never a pairing;
+    ``keep_margin_items`` keeps the others too, for a caller that settles part of them first.
     """
     if not isinstance(run_id, str) or not run_id.strip():
         raise ValidationError("run_id must be a non-empty string", hint="pass the reconciliation run's id")
@@ -133,7 +137,7 @@ def match_records(
         pl.concat(hint_parts) if hint_parts else pl.DataFrame(schema={**HINT_SCHEMA, "priority": pl.Int64()})
     )
     matches = build_matches(match_parts, source_work, target_work, run_id, digests)
-    return MatchResult(
+    result = MatchResult(
         matches=matches,
         unmatched=_build_unmatched(
             remaining_source, remaining_target, hints, source_in, target_in, source_work, target_work, config
@@ -143,6 +147,7 @@ def match_records(
         target_input_count=target_in.height,
         source_in_range=source_in_range(matches, margin_lines(source_in)),
     )
+    return result if keep_margin_items else within_range(result, source_in, target_in)
 
 
 def _remaining_lines(remaining_source: pl.DataFrame, remaining_target: pl.DataFrame) -> pl.DataFrame:
