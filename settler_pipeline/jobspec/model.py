@@ -105,7 +105,7 @@ class JobSpec(BaseModel):
     date_window_days: int = Field(default=3, ge=0, le=366)
     # Records (both sides) a run matches at once: a larger input is matched in blocks of one currency
     # and a run of days (see docs/job-spec.md, "Block-wise matching").
-    block_records: int = Field(default=2_000_000, ge=1_000)
+    block_records: int = Field(default=2_000_000, ge=1_000, le=1_000_000_000)
     source: SideSpec
     target: SideSpec
     matching: MatchConfig = MatchConfig()

@@ -27,7 +27,7 @@ class CsvOptions(BaseModel):
     quote_char: str | None = Field(default='"', min_length=1, max_length=1)
     encoding: str = "utf-8"
     header: bool = True
-    skip_rows: int = Field(default=0, ge=0)
+    skip_rows: int = Field(default=0, ge=0, le=1_000_000_000)
 
     @field_validator("encoding")
     @classmethod

@@ -429,3 +429,29 @@ def test_every_example_spec_is_valid_and_its_files_exist(path: Path) -> None:
     for side_spec in (spec.source, spec.target):
         if side_spec.path is not None:
             assert side_spec.path.is_file(), side_spec.path
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (
+            "matching:\n  passes:\n    - kind: amount_date\n"
+            "      tolerance: {absolute_minor: 99999999999999999999999}\n",
+            "matching.passes[0].amount_date.tolerance.absolute_minor",
+        ),
+        ("block_records: 99999999999999999999999\n", "block_records"),
+        ("", "source.csv.skip_rows"),
+    ],
+)
+def test_an_integer_beyond_what_the_matcher_can_hold_is_a_spec_error_naming_it(
+    tmp_path: Path, text: str, field: str
+) -> None:
+    spec = MINIMAL + text
+    if field.endswith("skip_rows"):
+        spec = spec.replace(
+            "  preset: stripe_balance_transactions\n",
+            "  preset: stripe_balance_transactions\n  csv: {skip_rows: 99999999999999999999999}\n",
+            1,
+        )
+    error = spec_error(tmp_path, spec)
+    assert field in error.message and "less than or equal to" in error.message

@@ -16,9 +16,15 @@ from pydantic import ValidationError as PydanticValidationError
 from settler_pipeline.domain.matching import AmountDatePass, MatchConfig, ReferencePass, Tolerance
 from settler_pipeline.domain.matching import candidates as candidates_module
 from settler_pipeline.domain.matching.candidates import window_candidates
+from settler_pipeline.domain.matching.config import MAX_TOLERANCE_MINOR
 from settler_pipeline.domain.matching.normalise import description_tokens, normalise_key, normalise_reference
 from settler_pipeline.domain.matching.resolve import resolve_mutual_best
-from settler_pipeline.domain.matching.tolerance import allowed_difference, search_radius, within_tolerance
+from settler_pipeline.domain.matching.tolerance import (
+    MAX_ABS_AMOUNT_MINOR,
+    allowed_difference,
+    search_radius,
+    within_tolerance,
+)
 from tests.profiles import examples
 from tests.unit.test_matcher_support import links, run
 
@@ -320,3 +326,12 @@ def test_a_crowded_source_keeps_exactly_its_nearest_candidates_by_amount_then_da
                 crowded="nearest",
             ).pairs
         assert set(zip(found["source_line"], found["target_line"], strict=True)) == expected
+
+
+def test_the_largest_tolerance_allowed_matches_the_widest_amounts_without_overflow() -> None:
+    widest = AmountDatePass(tolerance=Tolerance(absolute_minor=MAX_TOLERANCE_MINOR))
+    result = run([{"amount_minor": -MAX_ABS_AMOUNT_MINOR}], [{"amount_minor": MAX_ABS_AMOUNT_MINOR}], widest)
+    assert result.matches.height == 1
+    assert result.matches["amount_difference_minor"][0] == 2 * MAX_ABS_AMOUNT_MINOR
+    with pytest.raises(PydanticValidationError, match="less than or equal to"):
+        Tolerance(absolute_minor=MAX_TOLERANCE_MINOR + 1)

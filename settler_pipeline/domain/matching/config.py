@@ -32,13 +32,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 PERCENT_SCALE = 10_000
 """``percent`` is scaled by this factor to an integer number of millionths of the amount."""
 
+MAX_TOLERANCE_MINOR = 2 * 10**15
+"""Largest ``absolute_minor``: the widest difference two accepted amounts can have (each at most
+10^15 minor units, see ``tolerance.MAX_ABS_AMOUNT_MINOR``); a larger one would allow nothing more
+and would not fit the matcher's 64-bit integers."""
+
 
 class Tolerance(BaseModel):
     """How far apart two amounts may be and still match (see the module docstring for the formula)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    absolute_minor: int = Field(default=0, ge=0)
+    absolute_minor: int = Field(default=0, ge=0, le=MAX_TOLERANCE_MINOR)
     percent: Decimal = Field(default=Decimal(0), ge=0, le=100)
     percent_of: Literal["source", "target"] = "source"
     combine: Literal["either", "both"] = "either"
