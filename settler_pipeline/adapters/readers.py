@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +115,8 @@ def read_csv(path: Path, options: CsvOptions) -> RawTable:
         raise JobSpecError(f"cannot read {path} as CSV: {message}", hint=hint) from e
     if not options.header:
         frame.columns = [f"column_{i}" for i in range(1, frame.width + 1)]
+    else:
+        _refuse_repeated_names(path, frame.columns)
     frame = with_line_numbers(frame)
     return RawTable(data=_drop_blank_rows(frame), rejected=no_rejects())
 
@@ -140,7 +143,30 @@ def read_csv_header(path: Path, options: CsvOptions) -> list[str] | None:
         return None
     if not options.header:
         return [f"column_{i}" for i in range(1, frame.width + 1)]
+    _refuse_repeated_names(path, frame.columns)
     return frame.columns
+
+
+def _refuse_repeated_names(path: Path, columns: list[str]) -> None:
+    """Raise :class:`JobSpecError` when the header names a column twice: a mapping could only ever
+    read the first of them, whichever the file meant. The reader keeps both, the later one renamed
+    ``<name>_duplicated_<n>``."""
+    present = set(columns)
+    repeated = sorted(
+        {
+            found.group(1)
+            for column in columns
+            if (found := re.fullmatch(r"(.*)_duplicated_\d+", column)) and found.group(1) in present
+        }
+    )
+    if repeated:
+        names = ", ".join(repr(name) for name in repeated)
+        raise JobSpecError(
+            f"{path} names the column(s) {names} more than once in its header",
+            hint="rename the repeated column in the file, or read it without its header "
+            "(csv: {header: false, skip_rows: <lines before the data>}) and map the columns by "
+            "position: column_1, column_2, ...",
+        )
 
 
 def _drop_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:

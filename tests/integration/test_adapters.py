@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from settler_pipeline.adapters import LoadedSide, load_side
+from settler_pipeline.adapters.confinement import InputRoots
+from settler_pipeline.adapters.loader import check_side
 from settler_pipeline.domain.transactions import QUARANTINE_SCHEMA, TRANSACTION_SCHEMA
 from settler_pipeline.errors import JobSpecError, NotFoundError
 from settler_pipeline.jobspec import DateRange, SideSpec, load_job_spec
@@ -997,3 +999,24 @@ def test_amounts_beyond_the_matchers_range_are_quarantined_per_row_without_overf
         "amount: -9999999999999999 minor units is beyond the largest amount matched (1000000000000000)",
         "amount: '999999999999999' is too large",
     ]
+
+
+def test_a_header_naming_a_column_twice_is_refused_naming_it_and_reading_by_position_works(
+    tmp_path: Path,
+) -> None:
+    text = "id,amount,amount,currency,date\nA,1.00,2.00,EUR,2024-03-01\n"
+    with pytest.raises(JobSpecError) as info:
+        csv_side(tmp_path, text)
+    assert "'amount'" in info.value.message and "more than once" in info.value.message
+    assert info.value.hint is not None and "rename" in info.value.hint and "column_1" in info.value.hint
+    # The run refuses it before it starts, as for any spec problem it can check up front.
+    with pytest.raises(JobSpecError, match="more than once"):
+        check_side(side(adapter="csv", path="in.csv"), base_dir=tmp_path, roots=InputRoots())
+    by_position = {
+        "record_id": "column_1",
+        "amount": "column_3",
+        "currency": "column_4",
+        "occurred_at": "column_5",
+    }
+    loaded = csv_side(tmp_path, text, columns=by_position, csv={"header": False, "skip_rows": 1})
+    assert amounts(loaded) == [200]
