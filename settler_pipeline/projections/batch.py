@@ -10,6 +10,7 @@ per-record events (``RecordMatched`` above all) are most of the log.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any, Final
 
@@ -195,15 +196,22 @@ class EventBatch:
         texts = upcast_payloads(texts, store.registry).drop("event_version")
         batch = cls(texts.select(ENVELOPE), after=after, upto=upto)
         batch.__dict__["logged"] = logged.select(list(LOGGED_SCHEMA)).cast(LOGGED_SCHEMA)  # type: ignore[arg-type]
-        batch.__dict__["lifecycle"] = _with_start_attempt(
-            decode_payloads(texts, {f: PAYLOAD_SCHEMA[f] for f in LIFECYCLE_FIELDS}, ~per_record)
-        )
-        for name, kind, fields in (
-            ("matched", pl.col("event_type") == e.RECORD_MATCHED, MATCH_FIELDS),
-            ("proposed", pl.col("event_type") == e.MATCH_PROPOSED, MATCH_FIELDS),
-            ("records", pl.col("event_type").is_in(list(RECORD_TYPES)), RECORD_FIELDS),
-        ):
-            batch.__dict__[name] = decode_payloads(texts, {f: PAYLOAD_SCHEMA[f] for f in fields}, kind)
+        kinds = {
+            "lifecycle": (~per_record, LIFECYCLE_FIELDS),
+            "matched": (pl.col("event_type") == e.RECORD_MATCHED, MATCH_FIELDS),
+            "proposed": (pl.col("event_type") == e.MATCH_PROPOSED, MATCH_FIELDS),
+            "records": (pl.col("event_type").is_in(list(RECORD_TYPES)), RECORD_FIELDS),
+        }
+
+        def decode(kind: tuple[pl.Expr, tuple[str, ...]]) -> pl.DataFrame:
+            return decode_payloads(texts, {f: PAYLOAD_SCHEMA[f] for f in kind[1]}, kind[0])
+
+        # Each kind's documents are parsed by one DuckDB query on one core: the kinds side by side
+        # use both (the first chunk's decoding is otherwise the only work while nothing else can run).
+        with ThreadPoolExecutor(max_workers=len(kinds), thread_name_prefix="settler-decode") as pool:
+            decoded = dict(zip(kinds, pool.map(decode, kinds.values()), strict=True))
+        decoded["lifecycle"] = _with_start_attempt(decoded["lifecycle"])
+        batch.__dict__.update(decoded)
         return batch
 
     @classmethod

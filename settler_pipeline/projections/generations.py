@@ -19,12 +19,13 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import polars as pl
 
-from settler_pipeline.files import fsync_dir, fsync_file, replace_durably, staging_path
+from settler_pipeline.files import fsync_all, fsync_dir, staging_path
 from settler_pipeline.projections.checkpoint import Checkpoint
 from settler_pipeline.projections.parts import DirectoryStorage, PartedTable
 
@@ -87,9 +88,11 @@ class Generations:
         storage: DirectoryStorage,
         checkpoint: Checkpoint,
         log: dict[str, Any] | None = None,
+        written: Sequence[Path] = (),
     ) -> None:
         """Publish ``table``'s parts as its generation: manifest and run index first, then the symlink.
-        ``log`` (the rows read from the log, see ``logrows.py``) goes into the manifest."""
+        ``log`` (the rows read from the log, see ``logrows.py``) goes into the manifest; ``written``:
+        other files the generation wrote (not yet durable)."""
         generation = table.generation
         storage.link_unchanged(table.parts)
         prefix = self.dir / f"g{generation:06d}"
@@ -106,19 +109,22 @@ class Generations:
             manifest["log"] = log
         runs_path = prefix.with_name(prefix.name + ".runs.parquet")
         table.runs_frame().write_parquet(runs_path, compression="zstd", compression_level=1)
-        fsync_file(runs_path)
-        self.publish(generation, manifest)
+        self.publish(generation, manifest, [*storage.written_paths(), *written, runs_path])
 
-    def publish(self, generation: int, manifest: dict[str, Any]) -> None:
-        """Publish generation ``generation`` (its directory complete): its manifest, then the symlink
-        swap that commits it."""
+    def publish(self, generation: int, manifest: dict[str, Any], written: Sequence[Path] = ()) -> None:
+        """Publish generation ``generation`` (its directory complete; ``written``: the files it wrote
+        that are not durable yet): its manifest, then the symlink swap that commits it."""
         work = self._gen_dir(generation)
         work.mkdir(parents=True, exist_ok=True)
-        fsync_dir(work)
         manifest_path = self._manifest(generation)
         staging = staging_path(manifest_path)
         staging.write_text(json.dumps(manifest, sort_keys=True))
-        replace_durably(staging, manifest_path)
+        # Named before it is durable: until the swap below it is an uncommitted generation's, which
+        # load ignores and clean deletes.
+        os.replace(staging, manifest_path)
+        # Everything the swap will point at, durable first, with one round of fsyncs issued together
+        # (the files, the manifest, and the directories naming them) rather than one after another.
+        fsync_all([*written, manifest_path, work, self.dir])
         link_staging = staging_path(self.link)
         link_staging.unlink(missing_ok=True)
         os.symlink(os.path.relpath(work, self.root), link_staging)

@@ -24,7 +24,6 @@ import polars as pl
 
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.registry import default_registry
-from settler_pipeline.files import fsync_dir, fsync_file
 from settler_pipeline.projections.batch import TS, served_filter
 from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.parts import RUN
@@ -126,8 +125,8 @@ class LogFiles:
 
 
 def _link(source: Path, names: list[str], directory: Path) -> None:
-    # One flat directory (segment names are unique across dates): one directory to fsync, not one
-    # per event date, which under I/O load cost more than the links themselves.
+    # One flat directory (segment names are unique across dates): one directory to fsync (when the
+    # generation is published), not one per event date.
     directory.mkdir(parents=True, exist_ok=True)
     for name in names:
         target = directory / Path(name).name
@@ -137,7 +136,6 @@ def _link(source: Path, names: list[str], directory: Path) -> None:
             raise
         except OSError:  # another file system: the file itself, by name
             os.symlink((source / name).resolve(strict=True), target)
-    fsync_dir(directory)
 
 
 def publish_events(root: Path, log: LogFiles) -> None:
@@ -178,15 +176,14 @@ def scan_matches(
     return rows.select(expr.alias(name) for name, expr in MATCH_COLUMNS.items())
 
 
-def write_filters(directory: Path, generation: int, position: int, attempts: pl.DataFrame) -> None:
-    """The files the analysts' view filters the linked log with (see :func:`view_sql`), named by
-    ``generation``."""
+def write_filters(directory: Path, generation: int, position: int, attempts: pl.DataFrame) -> list[Path]:
+    """Write the files the analysts' view filters the linked log with (see :func:`view_sql`), named by
+    ``generation``; returns them (not yet durable: publishing the generation makes them so)."""
     directory.mkdir(parents=True, exist_ok=True)
-    written = (filter_file(directory, ATTEMPTS, generation), filter_file(directory, POSITION, generation))
+    written = [filter_file(directory, ATTEMPTS, generation), filter_file(directory, POSITION, generation)]
     attempts.select(RUN, pl.col("attempt").cast(pl.Int64)).write_parquet(written[0])
     pl.DataFrame({"position": [position]}, schema={"position": pl.Int64}).write_parquet(written[1])
-    for path in written:
-        fsync_file(path)  # the directory is fsynced when the generation is published
+    return written
 
 
 def view_sql(directory: str, events: str, columns: dict[str, str]) -> str:

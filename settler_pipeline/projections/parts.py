@@ -23,7 +23,7 @@ from typing import Final
 
 import polars as pl
 
-from settler_pipeline.files import fsync_file, staging_path
+from settler_pipeline.files import staging_path
 
 RUN: Final = "reconciliation_id"
 SMALL_FRACTION: Final = 8  # parts under max_rows / 8 are "small"; 8 small ones of similar size are merged
@@ -91,14 +91,17 @@ class DirectoryStorage(PartStorage):
         target = self.work_dir / name
         staging = staging_path(target)
         frame.write_parquet(staging, compression="zstd", compression_level=1, statistics=True)
-        fsync_file(staging)  # the directory is fsynced once, when the generation is published
         os.replace(staging, target)  # never writes through a hard link shared with an older generation
-        self.written.add(name)
+        self.written.add(name)  # made durable with the rest of the generation when it is published
 
     def drop(self, name: str) -> None:
         if name in self.written:
             (self.work_dir / name).unlink(missing_ok=True)
             self.written.discard(name)
+
+    def written_paths(self) -> list[Path]:
+        """The part files this generation wrote (not yet fsynced: publishing the generation does it)."""
+        return [self.work_dir / name for name in sorted(self.written)]
 
     def link_unchanged(self, names: Collection[str]) -> None:
         """Hard-link the live parts this generation did not rewrite from the committed generation."""

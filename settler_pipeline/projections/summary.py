@@ -37,20 +37,17 @@ _STATUS_TYPES = (*RESET_TYPES, *FETCH_TYPES, *FINISH_TYPES, e.RECONCILIATION_SUP
 _T = pl.col("event_type")
 
 
+_STATUS = {
+    e.RECONCILIATION_COMPLETED: "completed",
+    e.RECONCILIATION_FAILED: "failed",
+    e.RECONCILIATION_CANCELLED: "cancelled",
+    e.RECONCILIATION_SUPERSEDED: "superseded",
+    e.RECONCILIATION_ABANDONED: "abandoned",
+}
+
+
 def _status() -> pl.Expr:
-    return (
-        pl.when(_T == e.RECONCILIATION_COMPLETED)
-        .then(pl.lit("completed"))
-        .when(_T == e.RECONCILIATION_FAILED)
-        .then(pl.lit("failed"))
-        .when(_T == e.RECONCILIATION_CANCELLED)
-        .then(pl.lit("cancelled"))
-        .when(_T == e.RECONCILIATION_SUPERSEDED)
-        .then(pl.lit("superseded"))
-        .when(_T == e.RECONCILIATION_ABANDONED)
-        .then(pl.lit("abandoned"))
-        .otherwise(pl.lit("running"))
-    )
+    return _T.replace_strict(_STATUS, default="running", return_dtype=pl.String)
 
 
 class ReconciliationSummary(TableReadModel):
@@ -131,8 +128,8 @@ class ReconciliationSummary(TableReadModel):
     def apply(self, state: pl.DataFrame, batch: EventBatch) -> pl.DataFrame:
         if batch.height == 0:
             return state
-        known = state.select(RUN, "attempt")
-        final = batch.final_attempts(known, supersessions=False).rename({"attempt": "b_attempt"})
+        final = batch.final_attempts(state.select(RUN, "attempt"), supersessions=False)
+        final = final.rename({"attempt": "b_attempt"})
         facts = self._facts(batch)
         deltas, proposals = self._counts(state, batch, final)
         new = (
@@ -142,7 +139,8 @@ class ReconciliationSummary(TableReadModel):
             .join(deltas, on=RUN, how="left")
             .join(proposals, on=RUN, how="left")
         )
-        merged = state.join(new, on=RUN, how="full", coalesce=True)
+        # Only the batch's runs change: the other rows are kept as they are, not recomputed.
+        merged = state.join(new, on=RUN, how="semi").join(new, on=RUN, how="full", coalesce=True)
         same_attempt = pl.col("attempt") == pl.col("b_attempt")
         touched = pl.col("b_last_position").is_not_null()
         out = merged.select(
@@ -174,7 +172,8 @@ class ReconciliationSummary(TableReadModel):
             .otherwise(pl.col("_open_proposals"))
             .alias("_open_proposals"),
         )
-        return _published(out).select(list(self.stored_schema())).cast(self.stored_schema())  # type: ignore[arg-type]
+        changed = _published(out).select(list(self.stored_schema())).cast(self.stored_schema())  # type: ignore[arg-type]
+        return pl.concat([state.join(new, on=RUN, how="anti"), changed])
 
     @staticmethod
     def _facts(batch: EventBatch) -> pl.DataFrame:
@@ -258,6 +257,12 @@ class ReconciliationSummary(TableReadModel):
         current = final.select(RUN, pl.col("b_attempt").alias("_final"))
         side, reason = pl.col("side"), pl.col("reason")
         unmatched = (_T == e.RECORD_UNMATCHED) & reason.ne_missing("outside_range")
+        record_flags = {
+            "d_unmatched_source": unmatched & (side == "source"),
+            "d_unmatched_target": unmatched & (side == "target"),
+            "d_duplicates": _T == e.DUPLICATE_DETECTED,
+            "d_quarantined": _T == e.RECORD_QUARANTINED,
+        }
         # Aggregate per (run, attempt) first: joining a million rows to the attempts would cost more.
         by_attempt = pl.concat(
             [
@@ -272,12 +277,12 @@ class ReconciliationSummary(TableReadModel):
                 .group_by(RUN, "attempt")
                 .agg(d_matched=pl.col("rows").sum(), d_matched_source_records=pl.col("sources").sum()),
                 batch.proposed.group_by(RUN, "attempt").agg(pl.len().cast(pl.Int64).alias("d_proposed")),
-                batch.records.group_by(RUN, "attempt").agg(
-                    (unmatched & (side == "source")).sum().cast(pl.Int64).alias("d_unmatched_source"),
-                    (unmatched & (side == "target")).sum().cast(pl.Int64).alias("d_unmatched_target"),
-                    (_T == e.DUPLICATE_DETECTED).sum().cast(pl.Int64).alias("d_duplicates"),
-                    (_T == e.RECORD_QUARANTINED).sum().cast(pl.Int64).alias("d_quarantined"),
-                ),
+                # flags over all rows, then sums per group (cheaper than conditions group by group)
+                batch.records.lazy()
+                .select(RUN, "attempt", *(flag.cast(pl.Int64).alias(n) for n, flag in record_flags.items()))
+                .group_by(RUN, "attempt")
+                .agg(pl.all().sum())
+                .collect(),
             ],
             how="diagonal",
         )
@@ -304,14 +309,12 @@ class ReconciliationSummary(TableReadModel):
             .unnest("p")
             .with_columns(pl.lit(0, pl.Int64).alias("_at"))
         )
+        sizes = (pl.col(f"{s}_ids").list.len().cast(pl.Int64).alias(f"{s}s") for s in ("source", "target"))
         new = (
-            batch.proposed.join(current, on=RUN, how="inner").filter(pl.col("attempt") == pl.col("_final"))
-        ).select(
-            RUN,
-            "match_id",
-            pl.col("source_ids").list.len().cast(pl.Int64).alias("sources"),
-            pl.col("target_ids").list.len().cast(pl.Int64).alias("targets"),
-            pl.col("global_position").alias("_at"),
+            batch.proposed.select(RUN, "attempt", "match_id", *sizes, pl.col("global_position").alias("_at"))
+            .join(current, on=RUN, how="inner")
+            .filter(pl.col("attempt") == pl.col("_final"))
+            .drop("attempt", "_final")
         )
         candidates = pl.concat([carried.select(new.columns), new])
         dismissed = xid.proposed_match_id_expr("exception_id")
@@ -332,8 +335,7 @@ class ReconciliationSummary(TableReadModel):
             .sort("global_position")
             .unique([RUN, "match_id"], keep="first", maintain_order=True)
         )
-        confirmed, rejected = _T == e.MATCH_CONFIRMED, _T == e.MATCH_REJECTED
-        zero = pl.lit(0, pl.Int64)
+        confirmed, rejected, zero = _T == e.MATCH_CONFIRMED, _T == e.MATCH_REJECTED, pl.lit(0, pl.Int64)
         from_decisions = found.select(
             RUN,
             pl.lit(-1, pl.Int64).alias("d_proposed"),

@@ -143,15 +143,15 @@ class PartedTarget(Target):
         assert self.generations is not None and isinstance(self.storage, DirectoryStorage)
         self.table.compact()
         self.table.ensure_part()
-        log = None
+        log, written = None, []
         if self.log is not None and self.table.logged_rows:
             # which rows of the published log's files (read_models/events) are this generation's
-            write_filters(
+            written = write_filters(
                 self.storage.work_dir, self.table.generation, self.log.position, self.table.later_attempts()
             )
             currencies = {t: sorted(codes) for t, codes in sorted(self.currencies.items())}
             log = {"position": self.log.position, "rows": self.table.logged_rows, "currencies": currencies}
-        self.generations.commit(self.table, self.storage, self.checkpoint, log)
+        self.generations.commit(self.table, self.storage, self.checkpoint, log, written)
 
     def stored_rows(self) -> pl.DataFrame:
         self.table.flush()

@@ -107,6 +107,45 @@ def test_a_generation_is_published_by_one_symlink_swap_and_old_ones_expire(
     assert not (tmp_path / ".gens" / "things" / "g000001").exists()
 
 
+def test_every_file_a_generation_wrote_is_durable_before_the_swap_that_commits_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gens = Generations(tmp_path, "things")
+    generation, storage = gens.begin(fresh=True)
+    t = table(storage, generation=generation)
+    t.append(pl.concat([rows(f"r{i}", i, i + 1) for i in range(100)]))  # 200 rows: four parts of 64
+    assert len(t.parts) == 4
+    extra = storage.work_dir / "extra.parquet"
+    rows("r", 1).write_parquet(extra)
+    synced: set[Path] = set()
+    seen_at_swap: list[set[Path]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        synced.add(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(source: object, target: object) -> None:
+        if Path(str(target)) == tmp_path / "things":
+            seen_at_swap.append(set(synced))
+        real_replace(source, target)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    gens.commit(t, storage, Checkpoint("things", 1, position=1), written=[extra])
+    assert len(seen_at_swap) == 1
+    directory = tmp_path / ".gens" / "things"
+    wanted = {directory / f"g{generation:06d}" / name for name in t.parts} | {
+        extra,
+        directory / f"g{generation:06d}.runs.parquet",
+        directory / f"g{generation:06d}.json",
+        directory / f"g{generation:06d}",  # the entries naming the parts
+        directory,  # the entries naming the manifest and the generation
+    }
+    assert wanted <= {p.resolve() for p in seen_at_swap[0]}, wanted - seen_at_swap[0]
+    assert tmp_path.resolve() in synced  # the swap itself, after it
+
+
 def test_a_single_file_read_model_carries_its_checkpoint_in_the_same_file(tmp_path: Path) -> None:
     path = tmp_path / "model.parquet"
     assert read_table(path) is None
