@@ -1,8 +1,10 @@
 """``error_hotspots_view``: where errors happen, per tenant × error type × step.
 
-Two sources: failed attempts (``ReconciliationFailed``: error type, message, step) and quarantined
-rows (``RecordQuarantined``), counted as error type ``quarantine:<reason up to the first ':'>`` at
-step ``fetch_source`` / ``fetch_target``. Every attempt counts: this is history, not current state.
+Three sources: failed attempts (``ReconciliationFailed``: error type, message, step), abandoned ones
+(``ReconciliationAbandoned``: their process died, so they did not complete either; error type
+``abandoned``, the furthest step their events show, the reason as message) and quarantined rows
+(``RecordQuarantined``), counted as error type ``quarantine:<reason up to the first ':'>`` at step
+``fetch_source`` / ``fetch_target``. Every attempt counts: this is history, not current state.
 Merge: counts add, first/last seen take min/max, the sample message is the newest occurrence's.
 """
 
@@ -21,19 +23,24 @@ _KEY = ("tenant_id", "error_type", "step")
 
 class ErrorHotspots(TableReadModel):
     name = "error_hotspots_view"
-    version = 1
-    doc = "Errors per tenant, error type and step: failed attempts and quarantined rows."
+    version = 2
+    doc = "Errors per tenant, error type and step: failed and abandoned attempts and quarantined rows."
     key = _KEY
     columns: ClassVar[tuple[Column, ...]] = (
         Column("tenant_id", pl.String(), "The tenant."),
         Column(
             "error_type",
             pl.String(),
-            "Error class of a failed attempt (e.g. NotFoundError), or quarantine:<reason> for unreadable "
-            "rows.",
+            "Error class of a failed attempt (e.g. NotFoundError), abandoned for an attempt whose process "
+            "died before it finished, or quarantine:<reason> for unreadable rows.",
         ),
-        Column("step", pl.String(), "fetch_source, fetch_target or match."),
-        Column("count", pl.Int64(), "Occurrences (failed attempts, or quarantined rows)."),
+        Column(
+            "step",
+            pl.String(),
+            "fetch_source, fetch_target or match; of an abandoned attempt, the furthest step its events "
+            "show (start, match or record_results).",
+        ),
+        Column("count", pl.Int64(), "Occurrences (failed or abandoned attempts, or quarantined rows)."),
         Column("first_seen", TS, "Event time of the first occurrence."),
         Column("last_seen", TS, "Event time of the latest occurrence."),
         Column("sample_message", pl.String(), "The message of the most recently recorded occurrence."),
@@ -48,6 +55,14 @@ class ErrorHotspots(TableReadModel):
             "timestamp",
             pl.col("error").struct.field("message").alias("message"),
         )
+        abandoned = batch.of_types(e.RECONCILIATION_ABANDONED).select(
+            "global_position",
+            "tenant_id",
+            pl.lit("abandoned").alias("error_type"),
+            pl.col("step").fill_null("unknown"),
+            "timestamp",
+            pl.col("reason").alias("message"),
+        )
         reason = pl.col("reason").fill_null("unknown")
         quarantined = batch.records.filter(pl.col("event_type") == e.RECORD_QUARANTINED).select(
             "global_position",
@@ -59,7 +74,7 @@ class ErrorHotspots(TableReadModel):
             "timestamp",
             reason.alias("message"),
         )
-        occurrences = pl.concat([failed, quarantined])
+        occurrences = pl.concat([failed, abandoned, quarantined])
         if occurrences.height == 0:
             return state
         new = occurrences.group_by(_KEY).agg(

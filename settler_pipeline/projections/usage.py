@@ -29,7 +29,7 @@ _SUMS = (
 
 class TenantUsage(TableReadModel):
     name = "tenant_usage_view"
-    version = 1
+    version = 2
     doc = "Per tenant and UTC day (of the events' own time): runs started, finished, records processed."
     key = ("tenant_id", "day")
     columns: ClassVar[tuple[Column, ...]] = (
@@ -42,7 +42,12 @@ class TenantUsage(TableReadModel):
             "ReconciliationRetried events (new attempts of failed/cancelled runs).",
         ),
         Column("runs_completed", pl.Int64(), "ReconciliationCompleted events."),
-        Column("runs_failed", pl.Int64(), "ReconciliationFailed events."),
+        Column(
+            "runs_failed",
+            pl.Int64(),
+            "ReconciliationFailed and ReconciliationAbandoned events: attempts that ended without "
+            "completing (an abandoned one's process died), as error_hotspots_view counts them.",
+        ),
         Column("runs_cancelled", pl.Int64(), "ReconciliationCancelled events."),
         Column(
             "records_processed",
@@ -67,7 +72,7 @@ class TenantUsage(TableReadModel):
             (_T == e.RECONCILIATION_STARTED).sum().alias("runs_started"),
             (_T == e.RECONCILIATION_RETRIED).sum().alias("runs_retried"),
             completed.sum().alias("runs_completed"),
-            (_T == e.RECONCILIATION_FAILED).sum().alias("runs_failed"),
+            _T.is_in([e.RECONCILIATION_FAILED, e.RECONCILIATION_ABANDONED]).sum().alias("runs_failed"),
             (_T == e.RECONCILIATION_CANCELLED).sum().alias("runs_cancelled"),
             pl.when(fetched)
             .then(pl.col("count").fill_null(0) + pl.col("quarantined_count").fill_null(0))

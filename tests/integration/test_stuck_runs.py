@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from settler_pipeline import projections
 from settler_pipeline.domain.matching import blocks as blocks_module
 from settler_pipeline.sample_job import write_sample_job
 from settler_pipeline.session import Settler
@@ -344,3 +345,12 @@ def test_a_run_killed_after_recording_results_shows_its_process_gone_and_is_aban
     assert json.loads(abandoned)["step"] == "record_results"
     listed = cli("runs", "--json")
     assert json.loads(listed.stdout)[0]["process_gone"] is False
+    # The abandoned attempt did not complete: both read models of errors count it, as a failure.
+    with Settler(setup.data) as app:
+        projections.update(app.store, setup.data)
+    hotspots = projections.sql(
+        setup.data, "SELECT error_type, step, count FROM error_hotspots_view WHERE error_type = 'abandoned'"
+    )
+    assert hotspots.rows() == [("abandoned", "record_results", 1)]
+    usage = projections.sql(setup.data, "SELECT sum(runs_failed), sum(runs_completed) FROM tenant_usage_view")
+    assert usage.row(0) == (1, 1)
