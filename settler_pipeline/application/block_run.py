@@ -116,12 +116,14 @@ def settled_blocks(
                 )
                 for side in SIDES
             }
+            # Handed over, not kept: the matcher lets go of the records' text before it builds the
+            # match rows, and only the records the events describe outlive the match.
             result = matcher.feed(
-                frames["source"], frames["target"], last_day=block.last_day, last=position == len(blocks) - 1
+                frames.pop("source"),
+                frames.pop("target"),
+                last_day=block.last_day,
+                last=position == len(blocks) - 1,
             )
-            del frames
-            # Only the records the events describe outlive the match: the block's records go now,
-            # before its events are built and appended.
             seen, matcher.seen = run_events.described_records(result, matcher.seen), {}
             yield result, seen
             del result, seen  # while the caller asks for the next block, this one is let go

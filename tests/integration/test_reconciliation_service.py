@@ -214,13 +214,13 @@ def test_a_typed_timestamp_column_is_parsed_as_iso_in_a_run_whatever_dates_forma
 def test_each_append_of_a_run_stamps_its_events_with_the_time_of_that_append(
     workspace: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = blocks_module.match_records
+    real = blocks_module.stage_matches
 
     def slow(*args: Any, **kwargs: Any) -> Any:
         time.sleep(0.5)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(blocks_module, "match_records", slow)
+    monkeypatch.setattr(blocks_module, "stage_matches", slow)
     data, spec = workspace
     with Settler(data, user="olga") as app:
         outcome = app.reconcile(spec, start=START, end=END)

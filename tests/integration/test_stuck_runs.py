@@ -222,7 +222,7 @@ def test_an_unexpected_error_after_the_start_fails_the_run_with_its_step(
     def broken(*_args: object, **_kwargs: object) -> object:
         raise RuntimeError("regex size limit exceeded")
 
-    monkeypatch.setattr(blocks_module, "match_records", broken)
+    monkeypatch.setattr(blocks_module, "stage_matches", broken)
     with Settler(setup.data) as app:
         failed = app.reconcile(setup.spec, start=DAY, end=DAY, idempotency_key=KEY)
         assert failed.status == "failed" and failed.error is not None

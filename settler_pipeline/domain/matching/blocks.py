@@ -24,9 +24,10 @@ import polars as pl
 
 from settler_pipeline.domain.matching.config import AmountDatePass, MatchConfig
 from settler_pipeline.domain.matching.margin import margin_lines, source_in_range, within_range
-from settler_pipeline.domain.matching.matcher import duplicate_records, match_records
+from settler_pipeline.domain.matching.matcher import duplicate_records, stage_matches
 from settler_pipeline.domain.matching.matches import NameDigests, hashlib_digests
 from settler_pipeline.domain.matching.result import DUPLICATE_SCHEMA, MatchResult
+from settler_pipeline.domain.matching.text_buffers import compacted
 
 
 def _day() -> pl.Expr:
@@ -123,50 +124,69 @@ class BlockMatcher:
         self.reach = reach_days(config)
         self._carried: dict[str, pl.DataFrame] = {}
         self.seen: dict[str, pl.DataFrame] = {}
-        """The records the last :meth:`feed` matched (its block's and those carried into it)."""
+        """The records of the last :meth:`feed` that its events describe (those of its proposals and
+        of its unmatched records, settled or carried), every column."""
 
     def feed(self, source: pl.DataFrame, target: pl.DataFrame, *, last_day: int, last: bool) -> MatchResult:
         """Match a block's records (and those carried from the block before) and return what is
         settled: every match and unmatched record that no later block can change (everything, with
         ``last``). Inputs must carry no duplicates (see :func:`duplicate_records`); ``last_day`` is
-        the block's last day."""
+        the block's last day. The match rows are built once this holds no more of the records than
+        it carries, :attr:`seen` and the margin records: a caller that passes its only references
+        lets go of the rest (the records' text) before then."""
         frames = {"source": source, "target": target}
+        del source, target
         for side, carried in self._carried.items():
             frames[side] = pl.concat([carried, frames[side].select(carried.columns)], how="vertical_relaxed")
-        self.seen = frames
-        result = match_records(
-            frames["source"],
-            frames["target"],
-            self.config,
-            run_id=self.run_id,
-            on_pass=self.on_pass,
-            digests=self.digests,
-            keep_margin_items=True,  # an item is the run's or not once it is settled, not before
+        staged = stage_matches(
+            frames["source"], frames["target"], self.config, run_id=self.run_id, on_pass=self.on_pass
         )
+        self.seen = {
+            side: compacted(frame.filter(pl.col("line_number").is_in(staged.described_lines(side).implode())))
+            for side, frame in frames.items()
+        }
         if last:
             self._carried = {}
-            return within_range(result, frames["source"], frames["target"])
+            del frames
+            # an item is the run's or not once it is settled, not before
+            return staged.within_range(staged.built(self.digests, keep_margin_items=True))
         tail_from = last_day - self.reach + 1
         tail = {side: frame.filter(_day() >= tail_from)["line_number"] for side, frame in frames.items()}
+        raw = (
+            pl.concat([part.select("source_lines", "target_lines") for part in staged.parts])
+            if staged.parts
+            else pl.DataFrame(schema={"source_lines": pl.List(pl.Int64), "target_lines": pl.List(pl.Int64)})
+        ).with_row_index("_m")
         touching = pl.concat(
             [
-                result.matches.select("match_id", line=f"{side}_lines")
+                raw.select("_m", line=f"{side}_lines")
                 .explode("line")
                 .filter(pl.col("line").is_in(tail[side].implode()))
-                .select("match_id")
+                .select("_m")
                 for side in ("source", "target")
             ]
-        )["match_id"]
-        matches = result.matches.with_columns(_deferred=pl.col("match_id").is_in(touching.implode()))
-        deferred = matches.filter(pl.col("_deferred"))
+        )["_m"]
+        deferred = raw.filter(pl.col("_m").is_in(touching.implode()))
+        del raw
         carried_lines = {
             side: pl.concat([tail[side], deferred[f"{side}_lines"].explode().drop_nulls()]).unique()
             for side in ("source", "target")
         }
         self._carried = {
-            side: frame.filter(pl.col("line_number").is_in(carried_lines[side].implode()))
+            side: compacted(frame.filter(pl.col("line_number").is_in(carried_lines[side].implode())))
             for side, frame in frames.items()
         }
+        del frames
+        result = staged.built(self.digests, keep_margin_items=True)
+        # A match is deferred when it touches the tail; its records are all carried, and no other
+        # match holds a carried record, so its first line on either side tells.
+        matches = result.matches.with_columns(
+            _deferred=pl.col("source_lines")
+            .list.first()
+            .is_in(carried_lines["source"].implode())
+            .fill_null(False)
+            | pl.col("target_lines").list.first().is_in(carried_lines["target"].implode()).fill_null(False)
+        )
         unmatched = result.unmatched.filter(
             pl.when(pl.col("side") == "source")
             .then(~pl.col("line_number").is_in(carried_lines["source"].implode()))
@@ -179,9 +199,9 @@ class BlockMatcher:
             duplicates=result.duplicates,
             source_input_count=result.source_input_count - self._carried["source"].height,
             target_input_count=result.target_input_count - self._carried["target"].height,
-            source_in_range=source_in_range(settled, margin_lines(frames["source"])),
+            source_in_range=source_in_range(settled, margin_lines(staged.margin["source"])),
         )
-        return within_range(settled_result, frames["source"], frames["target"])
+        return staged.within_range(settled_result)
 
 
 def match_blockwise(
@@ -215,7 +235,10 @@ def match_blockwise(
             chosen = {side: frame.filter(block_filter(block)) for side, frame in frames.items()}
             results.append(
                 matcher.feed(
-                    chosen["source"], chosen["target"], last_day=block.last_day, last=index == len(blocks) - 1
+                    chosen.pop("source"),
+                    chosen.pop("target"),
+                    last_day=block.last_day,
+                    last=index == len(blocks) - 1,
                 )
             )
     dups = duplicates.sort("side", "line_number").cast(DUPLICATE_SCHEMA)  # type: ignore[arg-type]

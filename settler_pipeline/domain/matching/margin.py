@@ -21,6 +21,7 @@ from settler_pipeline.domain.matching.result import (
     UNMATCHED_SCHEMA,
     MatchResult,
 )
+from settler_pipeline.domain.matching.text_buffers import compacted
 
 SIDES = ("source", "target")
 
@@ -28,6 +29,15 @@ SIDES = ("source", "target")
 def margin_lines(frame: pl.DataFrame) -> pl.Series:
     """The line numbers of ``frame``'s records read only as margin."""
     return frame.filter(~pl.col("in_range"))["line_number"]
+
+
+MARGIN_COLUMNS = ("line_number", "record_id", "amount_minor", "currency", "occurred_at", "in_range")
+
+
+def margin_records(frame: pl.DataFrame) -> pl.DataFrame:
+    """The records of ``frame`` read only as margin, with what :func:`within_range` reads of them
+    (every record it adds to ``unmatched`` is one of them), their text in buffers of their own."""
+    return compacted(frame.filter(~pl.col("in_range")).select(MARGIN_COLUMNS))
 
 
 def in_range_per_match(matches: pl.DataFrame, side: str, margin: pl.Series) -> pl.Expr:

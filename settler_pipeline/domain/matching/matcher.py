@@ -26,16 +26,26 @@ from settler_pipeline.domain.matching.config import AmountDatePass, MatchConfig
 from settler_pipeline.domain.matching.explain import explain_unmatched
 from settler_pipeline.domain.matching.fuzzy import run_fuzzy_pass
 from settler_pipeline.domain.matching.group import run_group_pass
-from settler_pipeline.domain.matching.margin import margin_lines, source_in_range, within_range
-from settler_pipeline.domain.matching.matches import NameDigests, build_matches, hashlib_digests
+from settler_pipeline.domain.matching.margin import margin_records
+from settler_pipeline.domain.matching.matches import (
+    RECORD_COLUMNS,
+    NameDigests,
+    StagedMatches,
+    hashlib_digests,
+)
 from settler_pipeline.domain.matching.normalise import without_placeholder_entries, without_placeholders
-from settler_pipeline.domain.matching.outcome import HINT_SCHEMA, WORK_COLUMNS, PassOutcome, still_possible
+from settler_pipeline.domain.matching.outcome import (
+    HINT_SCHEMA,
+    WORK_COLUMNS,
+    PassOutcome,
+    held_by_near_misses,
+    live_hints,
+    remaining_lines,
+    still_possible,
+)
 from settler_pipeline.domain.matching.reference import run_reference_pass
 from settler_pipeline.domain.matching.result import (
     DUPLICATE_SCHEMA,
-    REASON_AMOUNT_MISMATCH,
-    REASON_CURRENCY_MISMATCH,
-    REASON_DATE_MISMATCH,
     REASON_MISSING_SETTLEMENT,
     REASON_MISSING_TRANSACTION,
     REASON_OUTSIDE_RANGE,
@@ -88,6 +98,22 @@ def match_records(
     records are counterparts like any other, so margin changes what is reported, never a pairing;
     ``keep_margin_items`` keeps the others too, for a caller that settles part of them first.
     """
+    staged = stage_matches(source, target, config, run_id=run_id, on_pass=on_pass)
+    return staged.built(digests, keep_margin_items=keep_margin_items)
+
+
+def stage_matches(
+    source: pl.DataFrame,
+    target: pl.DataFrame,
+    config: MatchConfig,
+    *,
+    run_id: str,
+    on_pass: Callable[[str, int, int], None] | None = None,
+) -> StagedMatches:
+    """:func:`match_records` up to its match rows, which :meth:`StagedMatches.built` builds: what it
+    holds of the records is only the columns those rows carry and the margin records, so a caller
+    that lets go of ``source`` and ``target`` first builds the rows without every record's text
+    beside them."""
     if not isinstance(run_id, str) or not run_id.strip():
         raise ValidationError("run_id must be a non-empty string", hint="pass the reconciliation run's id")
     source_in = _checked(source, "source")
@@ -105,7 +131,7 @@ def match_records(
             on_pass(match_pass.name, index, len(config.passes))
         pass_source, pass_target = remaining_source, remaining_target
         if isinstance(match_pass, AmountDatePass) and match_pass.hold_near_misses and hint_parts:
-            held = _held_by_near_misses(pl.concat(hint_parts), remaining_source, remaining_target)
+            held = held_by_near_misses(pl.concat(hint_parts), remaining_source, remaining_target)
             pass_source = remaining_source.join(
                 held.filter(pl.col("side") == "source"), on="line_number", how="anti"
             )
@@ -136,56 +162,22 @@ def match_records(
     hints = (
         pl.concat(hint_parts) if hint_parts else pl.DataFrame(schema={**HINT_SCHEMA, "priority": pl.Int64()})
     )
-    matches = build_matches(match_parts, source_work, target_work, run_id, digests)
-    result = MatchResult(
-        matches=matches,
-        unmatched=_build_unmatched(
-            remaining_source, remaining_target, hints, source_in, target_in, source_work, target_work, config
-        ),
+    del hint_parts
+    # The unmatched records are explained before the match rows are built: the passes' raw matches
+    # (line numbers) are a fraction of the built rows, so the explaining does not hold both.
+    unmatched = _build_unmatched(
+        remaining_source, remaining_target, hints, source_in, target_in, source_work, target_work, config
+    )
+    return StagedMatches(
+        parts=match_parts,
+        records={"source": source_work.select(RECORD_COLUMNS), "target": target_work.select(RECORD_COLUMNS)},
+        margin={"source": margin_records(source_in), "target": margin_records(target_in)},
+        unmatched=unmatched,
         duplicates=pl.concat([source_dups, target_dups]).sort("side", "line_number"),
         source_input_count=source_in.height,
         target_input_count=target_in.height,
-        source_in_range=source_in_range(matches, margin_lines(source_in)),
+        run_id=run_id,
     )
-    return result if keep_margin_items else within_range(result, source_in, target_in)
-
-
-def _remaining_lines(remaining_source: pl.DataFrame, remaining_target: pl.DataFrame) -> pl.DataFrame:
-    return pl.concat(
-        [
-            remaining_source.select(side=pl.lit("source"), line_number="line_number"),
-            remaining_target.select(side=pl.lit("target"), line_number="line_number"),
-        ]
-    )
-
-
-def _live_hints(hints: pl.DataFrame, remaining: pl.DataFrame) -> pl.DataFrame:
-    """Hints about records still unmatched whose counterpart (if any) is still unmatched too."""
-    other_side = pl.when(pl.col("side") == "source").then(pl.lit("target")).otherwise(pl.lit("source"))
-    counterparts_left = remaining.select(
-        other=pl.col("side"), counterpart_line="line_number", _left=pl.lit(True)
-    )
-    return (
-        hints.join(remaining, on=["side", "line_number"], how="semi")
-        .with_columns(other=other_side)
-        .join(counterparts_left, on=["other", "counterpart_line"], how="left")
-        .filter(pl.col("counterpart_line").is_null() | pl.col("_left").fill_null(False))
-        .drop("_left")
-    )
-
-
-def _held_by_near_misses(
-    hints: pl.DataFrame, remaining_source: pl.DataFrame, remaining_target: pl.DataFrame
-) -> pl.DataFrame:
-    """(side, line_number) of records tied by an earlier key to a counterpart that is still free."""
-    near_miss = pl.col("reason").is_in(
-        [REASON_AMOUNT_MISMATCH, REASON_DATE_MISMATCH, REASON_CURRENCY_MISMATCH]
-    )
-    live = _live_hints(
-        hints.filter(near_miss & pl.col("counterpart_line").is_not_null()),
-        _remaining_lines(remaining_source, remaining_target),
-    )
-    return live.select("side", "line_number").unique()
 
 
 def _checked(frame: pl.DataFrame, side: str) -> pl.DataFrame:
@@ -303,7 +295,7 @@ def _build_unmatched(
     target_work: pl.DataFrame,
     config: MatchConfig,
 ) -> pl.DataFrame:
-    live = _live_hints(hints, _remaining_lines(remaining_source, remaining_target))
+    live = live_hints(hints, remaining_lines(remaining_source, remaining_target))
     # Only the ids of hinted counterparts are looked up: the ids of every record would be a copy of
     # the largest text column of the block.
     ids = pl.concat(

@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from settler_pipeline.domain.matching.result import MATCH_SCHEMA
+from settler_pipeline.domain.matching.margin import margin_lines, source_in_range, within_range
+from settler_pipeline.domain.matching.result import MATCH_SCHEMA, STATUS_PROPOSED, MatchResult
 
 MATCH_ID_NAMESPACE = uuid.UUID("2141afa5-f648-5faf-b06c-79894d87499a")
 """uuid5 namespace of match ids (itself ``uuid5(NAMESPACE_URL, "https://settler.invalid/match")``)."""
@@ -34,14 +36,16 @@ def _id_key(record_id: pl.Expr, line_number: pl.Expr) -> pl.Expr:
     return record_id.fill_null(pl.concat_str(pl.lit("#line:"), line_number.cast(pl.String)))
 
 
-class _ByLine:
-    """The columns of a side's records the match rows carry, found by line number without a sorted
-    copy of them: only the order of the lines is kept (two integers per record)."""
+RECORD_COLUMNS = ("line_number", "record_id", "amount_minor", "currency", "day")
+"""The columns of a side's records (the passes' work frames) that match rows carry."""
 
-    COLUMNS = ("line_number", "record_id", "amount_minor", "currency", "day")
+
+class _ByLine:
+    """:data:`RECORD_COLUMNS` of a side's records, found by line number without a sorted copy of
+    them: only the order of the lines is kept (two integers per record)."""
 
     def __init__(self, work: pl.DataFrame) -> None:
-        self.frame = work.select(self.COLUMNS)
+        self.frame = work.select(RECORD_COLUMNS)
         order = self.frame["line_number"].arg_sort()
         self.order = order.to_numpy()
         self.lines = self.frame["line_number"].gather(order).to_numpy()
@@ -81,6 +85,60 @@ def _grouped_side(matches: pl.DataFrame, records: _ByLine, side: str) -> pl.Data
             _id_key(pl.col("record_id"), pl.col("line_number")).sort().str.join("\x1e").alias(f"_{side}_key"),
         )
     )
+
+
+@dataclass
+class StagedMatches:
+    """A matcher's outcome before its match rows are built (see
+    :func:`~settler_pipeline.domain.matching.matcher.stage_matches`): the passes' raw matches (one
+    frame per pass: ``source_lines``, ``target_lines``, ``status`` and what the rows carry besides),
+    :data:`RECORD_COLUMNS` of each side's records, each side's margin records
+    (:func:`~settler_pipeline.domain.matching.margin.margin_records`), and the finished unmatched
+    records and duplicates."""
+
+    parts: list[pl.DataFrame]
+    records: dict[str, pl.DataFrame]
+    margin: dict[str, pl.DataFrame]
+    unmatched: pl.DataFrame
+    duplicates: pl.DataFrame
+    source_input_count: int
+    target_input_count: int
+    run_id: str
+
+    def described_lines(self, side: str) -> pl.Series:
+        """The lines of ``side`` that events describe with their record: those of proposals and
+        those left unmatched."""
+        proposed = [
+            part.filter(pl.col("status") == STATUS_PROPOSED)[f"{side}_lines"].explode() for part in self.parts
+        ]
+        unmatched = self.unmatched.filter(pl.col("side") == side)["line_number"]
+        return pl.concat([*proposed, unmatched]).drop_nulls()
+
+    def built(
+        self, digests: NameDigests = hashlib_digests, *, keep_margin_items: bool = False
+    ) -> MatchResult:
+        """The :class:`MatchResult` (its match rows built with :func:`build_matches`, which empties
+        :attr:`parts`), only the items with a record in range unless ``keep_margin_items`` (see
+        :func:`~settler_pipeline.domain.matching.matcher.match_records`)."""
+        matches = build_matches(
+            self.parts, self.records["source"], self.records["target"], self.run_id, digests
+        )
+        self.records = {}
+        result = MatchResult(
+            matches=matches,
+            unmatched=self.unmatched,
+            duplicates=self.duplicates,
+            source_input_count=self.source_input_count,
+            target_input_count=self.target_input_count,
+            source_in_range=source_in_range(matches, margin_lines(self.margin["source"])),
+        )
+        return result if keep_margin_items else self.within_range(result)
+
+    def within_range(self, result: MatchResult) -> MatchResult:
+        """:func:`~settler_pipeline.domain.matching.margin.within_range` of ``result`` (made of
+        these records, or some of them), from the margin records alone: every record it looks up is
+        one of them."""
+        return within_range(result, self.margin["source"], self.margin["target"])
 
 
 BUILD_ROWS = 250_000

@@ -176,3 +176,42 @@ def still_possible(
             | theirs.otherwise(pl.col("counterpart_line").is_in(left["source"]))
         )
     )
+
+
+def remaining_lines(remaining_source: pl.DataFrame, remaining_target: pl.DataFrame) -> pl.DataFrame:
+    """(side, line_number) of the records still unmatched on either side."""
+    return pl.concat(
+        [
+            remaining_source.select(side=pl.lit("source"), line_number="line_number"),
+            remaining_target.select(side=pl.lit("target"), line_number="line_number"),
+        ]
+    )
+
+
+def live_hints(hints: pl.DataFrame, remaining: pl.DataFrame) -> pl.DataFrame:
+    """Hints about records still unmatched whose counterpart (if any) is still unmatched too."""
+    other_side = pl.when(pl.col("side") == "source").then(pl.lit("target")).otherwise(pl.lit("source"))
+    counterparts_left = remaining.select(
+        other=pl.col("side"), counterpart_line="line_number", _left=pl.lit(True)
+    )
+    return (
+        hints.join(remaining, on=["side", "line_number"], how="semi")
+        .with_columns(other=other_side)
+        .join(counterparts_left, on=["other", "counterpart_line"], how="left")
+        .filter(pl.col("counterpart_line").is_null() | pl.col("_left").fill_null(False))
+        .drop("_left")
+    )
+
+
+def held_by_near_misses(
+    hints: pl.DataFrame, remaining_source: pl.DataFrame, remaining_target: pl.DataFrame
+) -> pl.DataFrame:
+    """(side, line_number) of records tied by an earlier key to a counterpart that is still free."""
+    near_miss = pl.col("reason").is_in(
+        [REASON_AMOUNT_MISMATCH, REASON_DATE_MISMATCH, REASON_CURRENCY_MISMATCH]
+    )
+    live = live_hints(
+        hints.filter(near_miss & pl.col("counterpart_line").is_not_null()),
+        remaining_lines(remaining_source, remaining_target),
+    )
+    return live.select("side", "line_number").unique()
