@@ -1,15 +1,19 @@
-"""Where a job spec may read: its own directory and the input roots an operator allows, never the
-data directory's own files.
+"""Where a job spec may read: the input roots an operator allows (its own directory when none are
+configured), never the data directory's own files.
 
 A job spec is written by a tenant's operator, but the process that runs it can read and write every
 file Settler owns (the event log of every tenant, ``access.json``). So every path a spec names is
 resolved (``..`` and symlinks followed) and must land inside an allowed root:
 
-* the spec's directory, and each of ``allowed_input_roots`` from the settings (an operator's choice,
-  never the spec's). A root naming ``{tenant}`` is that tenant's own folder: a run of tenant ``acme``
-  may read ``/srv/exports/acme`` under the root ``/srv/exports/{tenant}`` and no other tenant's folder,
-  which is how one process serves tenants whose inputs must stay apart (a root without it is shared by
-  every tenant);
+* each of ``allowed_input_roots`` from the settings (an operator's choice, never the spec's). A root
+  naming ``{tenant}`` is that tenant's own folder: a run of tenant ``acme`` may read
+  ``/srv/exports/acme`` under the root ``/srv/exports/{tenant}`` and no other tenant's folder, which is
+  how one process serves tenants whose inputs must stay apart (a root without it is shared by every
+  tenant);
+* the spec's own directory only when no root is configured (one team's setup, where whoever writes a
+  spec may read what lies beside it). Once an operator lists roots, the spec's directory is not one:
+  otherwise anyone who may run a spec could point at a spec placed in, or written into, another
+  tenant's folder and read that folder's exports into their own tenant;
 * but nothing inside the data directory, except below an allowed root that is itself a sub-folder of
   the data directory (``data/inputs`` in the demo) and is none of Settler's own entries.
 
@@ -36,8 +40,9 @@ INTERNAL_ENTRIES: Final = frozenset(
     {"log", "access.json", "access.json.lock", "read_models", "analytics.duckdb", ".dagster", "leases"}
 )
 ROOTS_HINT: Final = (
-    "inputs must lie under the job spec's directory or a directory listed in the allowed_input_roots "
-    "setting (SETTLER_ALLOWED_INPUT_ROOTS or settler.toml in the data directory); see docs/configuration.md"
+    "inputs must lie under a directory listed in the allowed_input_roots setting (SETTLER_ALLOWED_INPUT_ROOTS "
+    "or settler.toml in the data directory; a {tenant} entry is each tenant's own folder), or under the job "
+    "spec's directory when that setting is empty; see docs/configuration.md"
 )
 
 
@@ -84,8 +89,12 @@ class InputRoots:
         return cls(settings.allowed_input_roots, data_dir=settings.data_dir)
 
     def roots_for(self, spec_dir: Path) -> tuple[Path, ...]:
-        """Every root a spec in ``spec_dir`` may read under (its own directory first)."""
-        return (spec_dir.resolve(), *self._roots)
+        """Every root a spec in ``spec_dir`` may read under: the configured roots (for this run's
+        tenant), or the spec's own directory when none is configured. A configured ``{tenant}`` root
+        with no tenant to fill in gives no root at all, never the spec's directory instead."""
+        if self.allowed:
+            return self._roots
+        return (spec_dir.resolve(),)
 
     def permits(self, path: Path, spec_dir: Path) -> bool:
         """Whether the resolved ``path`` lies inside a root and outside Settler's own files."""

@@ -354,6 +354,31 @@ def test_a_tenant_input_root_lets_a_run_read_its_own_tenants_folder_only(tmp_pat
         assert app.reconcile(own, start=DAY, end=DAY, tenant="alpha").status == "completed"
 
 
+def test_with_tenant_roots_outside_the_data_directory_a_spec_placed_in_another_tenants_folder_is_refused(
+    tmp_path: Path,
+) -> None:
+    # The exports live outside the data directory, under `exports/{tenant}`. The spec's own directory is
+    # no root once roots are configured: else an operator of alpha could run a spec lying in (or written
+    # into) beta's folder and read beta's exports into alpha.
+    data, exports = tmp_path / "data", tmp_path / "exports"
+    alpha_spec, _ = write_sample_job(exports / "alpha", records=150, start=DAY, days=2, seed=3)
+    beta_spec, _ = write_sample_job(exports / "beta", records=150, start=DAY, days=2, seed=4)
+    data.mkdir()
+    (data / "settler.toml").write_text(f'allowed_input_roots = ["{exports}/{{tenant}}"]\n')
+    with Settler(data, user="root-admin") as app:
+        alpha = app.access.create_tenant("alpha", admin="alpha-admin")
+        app.access.create_tenant("beta", admin="beta-admin")
+        app.access.grant("alpha-op", alpha.tenant_id, "operator", by="alpha-admin")
+    with Settler(data, user="alpha-op") as app:
+        for spec in (beta_spec, exports / "beta" / "placed.yaml"):
+            if not spec.exists():
+                spec.write_text(beta_spec.read_text())
+            with pytest.raises(JobSpecError, match="outside the allowed input roots"):
+                app.reconcile(spec, start=DAY, end=DAY, tenant="alpha")
+        assert app.run_ids() == []  # nothing was started, nothing of beta's read
+        assert app.reconcile(alpha_spec, start=DAY, end=DAY, tenant="alpha").status == "completed"
+
+
 def test_with_every_directory_an_input_root_settlers_own_files_are_refused_as_such(world: World) -> None:
     spec = world.spec("root-wide", target=_csv(str(world.data / "access.json")))
     before = world.fingerprint()
