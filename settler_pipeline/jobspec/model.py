@@ -43,6 +43,18 @@ class SideSpec(BaseModel):
     reference_patterns: list[str] = Field(default_factory=list, max_length=MAX_REFERENCE_PATTERNS)
     reference_placeholders: list[str] = Field(default_factory=list, max_length=100)
 
+    @field_validator("path")
+    @classmethod
+    def _printable_path(cls, value: Path | None) -> Path | None:
+        # the operating system refuses a NUL in a file name, and a control character is a name no
+        # export tool writes: said here, as the spec's mistake, not later by the file system
+        if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in str(value)):
+            raise ValueError(
+                f"path {str(value)!r} contains a control character (a NUL, a newline or a tab): "
+                "write the file's name as it is on disk"
+            )
+        return value
+
     @field_validator("reference_patterns")
     @classmethod
     def _safe_patterns(cls, value: list[str]) -> list[str]:

@@ -126,6 +126,13 @@ def test_a_missing_required_key_names_its_path(tmp_path: Path) -> None:
     assert "job.yaml" in error.message
 
 
+@pytest.mark.parametrize("name", ["data/bank.csv\\0x", "data/bank\\n.csv", "data/\\tbank.csv"])
+def test_a_path_with_a_control_character_is_a_spec_error_naming_it(tmp_path: Path, name: str) -> None:
+    # a NUL reached the file system as "ValueError: embedded null byte", an internal error
+    error = spec_error(tmp_path, MINIMAL.replace("path: data/bank.csv", f'path: "{name}"'))
+    assert "target.path" in error.message and "control character" in error.message
+
+
 # --- unknown keys and wrong values ------------------------------------------------------------------
 
 
