@@ -151,6 +151,12 @@ def _check_read_only(query: str) -> None:
             hint="give SELECT queries (SHOW, DESCRIBE, SUMMARIZE and EXPLAIN of a SELECT work too); "
             "the read models are rebuilt by `settler project`, never changed by a query",
         )
+    if len(statements) > 1:
+        # DuckDB would run them all and return the last result only: the others' rows would be lost
+        raise ValidationError(
+            f"settler sql runs one query at a time; this text holds {len(statements)} statements",
+            hint="run each SELECT on its own (or combine them with UNION ALL or a join)",
+        )
 
 
 def scoped_rows(
@@ -189,7 +195,13 @@ def _scoped_table(
         return scoped_events(data_dir, tenant_ids)
     if name == STATUS_NAME:
         status = projections.read_models_dir(data_dir) / f"{STATUS_NAME}.parquet"
-        return pl.scan_parquet(status).select(c.name for c in STATUS_COLUMNS)
+        # ``rows`` counts every tenant's rows: a scoped reader gets null rather than other tenants'
+        # volume (positions are the log's own, which the events a reader sees carry anyway)
+        return (
+            pl.scan_parquet(status)
+            .select(c.name for c in STATUS_COLUMNS)
+            .with_columns(pl.lit(None, dtype=pl.Int64).alias("rows"))
+        )
     return scoped_rows(data_dir, name, tenant_ids, tenant_names)
 
 

@@ -40,9 +40,10 @@ INTERNAL_ENTRIES: Final = frozenset(
     {"log", "access.json", "access.json.lock", "read_models", "analytics.duckdb", ".dagster", "leases"}
 )
 ROOTS_HINT: Final = (
-    "inputs must lie under a directory listed in the allowed_input_roots setting (SETTLER_ALLOWED_INPUT_ROOTS "
-    "or settler.toml in the data directory; a {tenant} entry is each tenant's own folder), or under the job "
-    "spec's directory when that setting is empty; see docs/configuration.md"
+    "inputs must lie under a directory listed in the allowed_input_roots setting "
+    "(SETTLER_ALLOWED_INPUT_ROOTS or settler.toml in the data directory; a {tenant} entry is each "
+    "tenant's own folder), or under the job spec's directory when that setting is empty; "
+    "see docs/configuration.md"
 )
 
 

@@ -66,6 +66,7 @@ MISTAKES: list[tuple[str, list[str], str, str]] = [
     ("sql that copies", ["sql", "COPY (SELECT 1) TO 'x.csv'"], "olivia", "COPY is not allowed"),
     ("sql that creates", ["sql", "CREATE TABLE t AS SELECT 1"], "olivia", "CREATE is not allowed"),
     ("sql that attaches", ["sql", "SELECT 1; ATTACH 'x.duckdb'"], "olivia", "ATTACH is not allowed"),
+    ("two sql statements", ["sql", "SELECT 1; SELECT 2"], "olivia", "one query at a time"),
     ("sql explain analyze copy", ["sql", "EXPLAIN ANALYZE COPY (SELECT 1) TO 'x'"], "olivia", "of COPY"),
     ("empty --reason", ["cancel", RUN, "--reason", ""], "olivia", "reason must not be empty"),
     ("empty --reason on dismiss", ["review", "dismiss", RUN, "x", "--reason", ""], "olivia", "reason"),
@@ -327,6 +328,11 @@ def test_sql_shows_only_the_users_tenants_events_and_opens_only_the_tables_named
     code, out, err = invoke(copy, "sql", count, "--json", user="zoe")
     assert code == 0, err
     assert json.loads(out) == [{"n": 0, "tenants": 0}]
+    # projection_status counts every tenant's rows: a scoped reader sees its freshness, not the volume
+    status = "SELECT name, checkpoint, rows FROM projection_status ORDER BY name"
+    code, out, err = invoke(copy, "sql", status, "--json", user="zoe")
+    assert code == 0, err
+    assert json.loads(out) and all(r["rows"] is None and r["checkpoint"] > 0 for r in json.loads(out))
     # the events' files are not opened for a query over a read model (an unreadable file would fail it)
     for linked in (copy / "read_models" / "events").glob("*.parquet"):
         linked.unlink()
