@@ -110,9 +110,11 @@ def reconciliation_asset(path: Path, spec: JobSpec, own: str | None = None) -> d
         "the tenant's recent average (MatchRatePolicy).",
     )
 
+    keys = partitions(path, own)
+
     @dg.asset(
         name=name,
-        partitions_def=partitions(path, own),
+        partitions_def=keys,
         group_name=GROUP,
         description=f"Reconciliation of job spec `{spec.name}` ({path}): "
         f"{spec.source.adapter} against {spec.target.adapter}, one run per tenant and day. "
@@ -130,8 +132,11 @@ def reconciliation_asset(path: Path, spec: JobSpec, own: str | None = None) -> d
         read_models: ReadModelsResource,
         match_rate_policy: MatchRatePolicy,
     ) -> Materialization:
+        # a launch through the UI or `dagster asset materialize` gives the key by dimension; one tagged
+        # with `dagster/partition` alone (GraphQL, a sensor's RunRequest) gives its text "day|tenant"
         key = context.partition_key
-        assert isinstance(key, dg.MultiPartitionKey)
+        if not isinstance(key, dg.MultiPartitionKey):
+            key = keys.get_partition_key_from_str(key)
         day = date.fromisoformat(key.keys_by_dimension["day"])
         tenant_name = key.keys_by_dimension["tenant"]
         with event_store.app() as app:

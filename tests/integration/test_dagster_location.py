@@ -144,6 +144,32 @@ def jobs_folder(tmp_path: Path, spec: Path, name: str = "sample") -> Path:
     return folder
 
 
+def test_a_partition_given_only_as_its_text_key_materializes(
+    workspace: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # a run launched with the `dagster/partition` tag alone (GraphQL, a RunRequest) names the key as
+    # text; the asset failed with a bare AssertionError
+    data, spec = workspace
+    definitions = build_definitions(jobs_folder(tmp_path, spec))
+    asset = asset_named(definitions, "reconciliation_sample")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(TENANTS.name, ["acme"])
+        result = dg.materialize(
+            [asset],
+            tags={"dagster/partition": "2026-11-02|acme"},  # no per-dimension tags
+            resources=resources(data),
+            instance=instance,
+        )
+        assert result.success
+        meta = result.asset_materializations_for_node("reconciliation_sample")[0].metadata
+        assert dg.materialize(
+            unpartitioned(definitions), resources=resources(data), instance=instance
+        ).success
+    summary = projections.read_model(data, "reconciliation_summary")
+    run = summary.filter(summary["reconciliation_id"] == meta["reconciliation_id"].value)
+    assert run["period_start"].to_list() == [date(2026, 11, 2)]
+
+
 def test_backfilled_partitions_then_a_rematerialization_count_each_day_once(
     workspace: tuple[Path, Path], tmp_path: Path
 ) -> None:
