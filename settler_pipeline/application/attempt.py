@@ -44,6 +44,7 @@ from settler_pipeline.application.coverage import superseding
 from settler_pipeline.application.memory import check_block_memory, check_memory
 from settler_pipeline.application.outcome import RunOutcome, outcome
 from settler_pipeline.application.ports import EventLog
+from settler_pipeline.application.prefetch import ahead
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
 from settler_pipeline.domain.envelope import EventContext, EventEnvelope, EventMetadata
@@ -195,7 +196,11 @@ class AttemptRunner:
                     progress.step = "record_results"
                     tally.add(result)
                     self._step(f"appending {result.matches.height + result.unmatched.height:,} events", 4)
-                    for frame in _event_chunks(result, state.attempt, ctx, seen):
+                    chunks = _event_chunks(result, state.attempt, ctx, seen)
+                    # A block of at most two chunks builds its second while the first is appended;
+                    # a larger one builds each after the last is appended (one chunk at a time).
+                    events = result.matches.height + result.unmatched.height
+                    for frame in ahead(chunks) if events <= 2 * EVENT_CHUNK else chunks:
                         state, count = self.append(state, frame)
                         progress.state = state
                         progress.appended += count
@@ -273,7 +278,9 @@ class AttemptRunner:
             _log.info("run changed meanwhile; this attempt stops", extra=_fields(state))
             return now, 0
         self._publish_lifecycle(frame, positions)
-        folded = agg.fold_frame(state, frame.filter(pl.col("aggregate_id") == state.reconciliation_id))
+        own = pl.col("aggregate_id") == state.reconciliation_id
+        # A run's batches are its own events (filtering would copy every column of them for nothing).
+        folded = agg.fold_frame(state, frame if frame.select(own.all()).item() else frame.filter(own))
         _log.info(
             "events appended",
             extra={**_fields(folded), "events": len(positions), "head": positions[-1] if positions else None},
@@ -351,14 +358,29 @@ def termination_raises() -> Iterator[None]:
 def _event_chunks(
     result: MatchResult, attempt: int, ctx: EventContext, seen: dict[str, pl.DataFrame]
 ) -> Iterator[pl.DataFrame]:
-    """A settled block's match and unmatched events, built and handed out :data:`EVENT_CHUNK` at a
-    time: a block's events as one frame would be several times the size of its records."""
-    for offset in range(0, result.matches.height, EVENT_CHUNK):
-        part = replace(result, matches=result.matches.slice(offset, EVENT_CHUNK))
-        yield run_events.match_events(part, attempt, ctx, seen)
-    for offset in range(0, result.unmatched.height, EVENT_CHUNK):
-        part = replace(result, unmatched=result.unmatched.slice(offset, EVENT_CHUNK))
-        yield run_events.unmatched_events(part, attempt, ctx, seen)
+    """A settled block's match events, then its unmatched events, built and handed out at most
+    :data:`EVENT_CHUNK` at a time: a block's events as one frame would be several times the size of
+    its records. The chunks run across the two kinds (the last matches and the first unmatched records
+    share one), so a block's events take as few appends as their count allows: each append is a
+    commit of its own."""
+
+    def matched(rows: pl.DataFrame) -> pl.DataFrame:
+        return run_events.match_events(replace(result, matches=rows), attempt, ctx, seen)
+
+    def unmatched(rows: pl.DataFrame) -> pl.DataFrame:
+        return run_events.unmatched_events(replace(result, unmatched=rows), attempt, ctx, seen)
+
+    kinds = ((result.matches, matched), (result.unmatched, unmatched))
+    total = result.matches.height + result.unmatched.height
+    for start in range(0, total, EVENT_CHUNK):
+        end = min(start + EVENT_CHUNK, total)
+        parts, before = [], 0
+        for rows, events in kinds:
+            first, last = max(start - before, 0), min(end - before, rows.height)
+            if first < last:
+                parts.append(events(rows.slice(first, last - first)))
+            before += rows.height
+        yield parts[0] if len(parts) == 1 else pl.concat(parts)
 
 
 def _fields(state: ReconciliationState) -> dict[str, Any]:

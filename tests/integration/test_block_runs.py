@@ -82,3 +82,37 @@ def test_a_runs_work_folder_is_removed_and_so_are_those_of_dead_processes_only(t
         assert mine.parent == work and mine.name.startswith(f"run-{os.getpid()}-")
         assert not dead.exists() and alive.exists() and foreign.exists() and other.exists()
     assert not mine.exists()
+
+
+def test_a_blocks_events_go_in_chunks_that_run_across_matches_and_unmatched_records(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from settler_pipeline.application import attempt
+    from settler_pipeline.store.writer import LogWriter
+
+    whole, whole_events = _run(tmp_path, "whole", None)
+    per_record = pl.col("event_type").is_in([e.RECORD_MATCHED, e.MATCH_PROPOSED, e.RECORD_UNMATCHED])
+    sizes: list[int] = []
+    append_frame = LogWriter.append_frame
+
+    def counted(self: LogWriter, frame: pl.DataFrame, *args: Any, **kwargs: Any) -> list[int]:
+        sizes.append(frame.filter(per_record).height)
+        return append_frame(self, frame, *args, **kwargs)
+
+    monkeypatch.setattr(LogWriter, "append_frame", counted)
+    monkeypatch.setattr(attempt, "EVENT_CHUNK", 700)
+    chunked, chunked_events = _run(tmp_path, "chunked", None)
+    assert {k: v for k, v in chunked.items() if k != "duration_ms"} == {
+        k: v for k, v in whole.items() if k != "duration_ms"
+    }
+    for side in ("source", "target"):
+        assert sorted(_settled(chunked_events, side)) == sorted(_settled(whole_events, side))
+    # after the fetch's own batch, every append of results holds a whole chunk but the last
+    settled = chunked_events.filter(per_record).height
+    results = [n for n in sizes[1:] if n]
+    assert all(n == 700 for n in results[:-1]) and 0 < results[-1] <= 700
+    assert sizes[0] + sum(results) == settled
+    # matches first, then the unmatched records, in one order across the chunks
+    kinds = chunked_events.filter(per_record)["event_type"].slice(sizes[0])
+    unmatched = (kinds == e.RECORD_UNMATCHED).to_list()
+    assert unmatched == sorted(unmatched)

@@ -139,7 +139,12 @@ class BlockMatcher:
         for side, carried in self._carried.items():
             frames[side] = pl.concat([carried, frames[side].select(carried.columns)], how="vertical_relaxed")
         staged = stage_matches(
-            frames["source"], frames["target"], self.config, run_id=self.run_id, on_pass=self.on_pass
+            frames["source"],
+            frames["target"],
+            self.config,
+            run_id=self.run_id,
+            on_pass=self.on_pass,
+            deduplicated=True,
         )
         self.seen = {
             side: compacted(frame.filter(pl.col("line_number").is_in(staged.described_lines(side).implode())))

@@ -109,17 +109,19 @@ def stage_matches(
     *,
     run_id: str,
     on_pass: Callable[[str, int, int], None] | None = None,
+    deduplicated: bool = False,
 ) -> StagedMatches:
     """:func:`match_records` up to its match rows, which :meth:`StagedMatches.built` builds: what it
     holds of the records is only the columns those rows carry and the margin records, so a caller
     that lets go of ``source`` and ``target`` first builds the rows without every record's text
-    beside them."""
+    beside them. ``deduplicated``: the caller set every repeated record id aside already (a run's
+    blocks, over each whole side), so none is looked for."""
     if not isinstance(run_id, str) or not run_id.strip():
         raise ValidationError("run_id must be a non-empty string", hint="pass the reconciliation run's id")
     source_in = _checked(source, "source")
     target_in = _checked(target, "target")
-    source_dups = _duplicates(source_in, "source")
-    target_dups = _duplicates(target_in, "target")
+    source_dups = _duplicates(source_in.clear() if deduplicated else source_in, "source")
+    target_dups = _duplicates(target_in.clear() if deduplicated else target_in, "target")
     source_work = _work(_without(source_in, source_dups))
     target_work = _work(_without(target_in, target_dups))
 

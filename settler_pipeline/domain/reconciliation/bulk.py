@@ -36,6 +36,9 @@ BULK_FIELDS: Final = union_schema(
 )
 """What the fold reads of per-record events (types from the payload models)."""
 
+_READ: Final = frozenset(
+    ("aggregate_id", "event_type", "data", "tenant_id", "correlation_id", TYPED_FLAG, *BULK_FIELDS)
+)
 _T = pl.col("event_type")
 _COUNTED = {
     "matched": _T == e.RECORD_MATCHED,
@@ -75,6 +78,9 @@ def fold_streams(builders: dict[str, StateBuilder], rows: pl.DataFrame, decode: 
     builder from the empty state for a run that has none."""
     if rows.height == 0:
         return
+    # Only the columns the fold reads: the row filters below would copy every other one too (a run's
+    # batches bring every typed payload column).
+    rows = rows.select([name for name in rows.columns if name in _READ])
     is_bulk = _T.is_in(list(e.BULK_EVENT_TYPES))
     # Segment k of a run: its k-th lifecycle event in ``rows`` and the per-record events after it.
     rows = rows.with_columns((~is_bulk).cast(pl.Int64).cum_sum().over("aggregate_id").alias("_seg"))
