@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from settler_pipeline.domain.matching import MatchConfig, MatchResult, candidates, expansion, match_records
-from settler_pipeline.domain.matching.blocks import match_blockwise, plan_blocks, reach_days
+from settler_pipeline.domain.matching.blocks import BlockMatcher, match_blockwise, plan_blocks, reach_days
 from settler_pipeline.domain.matching.config import (
     AmountDatePass,
     DateWindow,
@@ -74,6 +74,7 @@ row = st.fixed_dictionaries(
         "reference": st.sampled_from([None, "INV-1", "INV-2", "po_1"]),
         "description": st.sampled_from([None, "Payment INV-1", "JANE SMITH", "po_1"]),
         "group_key": st.sampled_from([None, "po_1"]),
+        "in_range": st.booleans(),
     }
 )
 window = st.builds(DateWindow, days_before=st.integers(0, 2), days_after=st.integers(0, 3))
@@ -112,12 +113,21 @@ def test_block_wise_matching_settles_every_record_once_and_never_uses_one_twice(
         assert sorted(used) == sorted(frame["line_number"].to_list()), f"a {side} record in no or two buckets"
     currency = {("source", line): c for line, c in source.select("line_number", "currency").iter_rows()}
     currency |= {("target", line): c for line, c in target.select("line_number", "currency").iter_rows()}
+    margin = {
+        (side, line)
+        for side, frame in (("source", source), ("target", target))
+        for line in frame.filter(~pl.col("in_range"))["line_number"]
+    }
     for result in results:
         for match in result.matches.iter_rows(named=True):
             keys = [("source", n) for n in match["source_lines"]] + [
                 ("target", n) for n in match["target_lines"]
             ]
             assert {currency[key] for key in keys} == {match["currency"]}
+            # Settled block by block, an item is still reported only when a record of it is in range.
+            assert any(key not in margin for key in keys)
+        outside = result.unmatched.filter(pl.col("reason") == "outside_range")
+        assert all(key in margin for key in outside.select("side", "line_number").iter_rows())
 
 
 @settings(max_examples=examples(100), deadline=None)
@@ -227,3 +237,25 @@ def test_pairs_expanded_a_few_at_a_time_are_the_same_pairs_in_the_same_order(
         sliced = _window_search(sides, tolerance, crowded)
     assert sliced.pairs.equals(whole.pairs)
     assert sliced.crowded_lines.equals(whole.crowded_lines)
+
+
+def test_a_block_settles_a_match_of_margin_records_only_as_outside_the_range() -> None:
+    # Blocks of days 0-3 and day 20 (as a run feeds them): the day-0 pair, read only as margin,
+    # settles in the first block, before the last one.
+    pairs = [(0, 100, False), (3, 200, True), (20, 300, True)]
+    source = records(*({"day": d, "amount_minor": a, "in_range": r} for d, a, r in pairs))
+    target = records(*({"day": d, "amount_minor": a, "in_range": r} for d, a, r in pairs))
+    passes = MatchConfig(
+        passes=[AmountDatePass(date_window=DateWindow(days_after=1), mismatch_search_days=0)]
+    )
+    matcher = BlockMatcher(passes, run_id="blocks")
+    first_day = int(source["occurred_at"].dt.date().cast(pl.Int32).min())  # type: ignore[arg-type]
+    first = matcher.feed(source.head(2), target.head(2), last_day=first_day + 3, last=False)
+    last = matcher.feed(source.tail(1), target.tail(1), last_day=first_day + 20, last=True)
+    assert first.matches.height == 0  # the day-3 pair is carried into the next block
+    assert sorted(last.matches["source_amount_minor"]) == [200, 300]
+    assert sorted(first.unmatched.select("side", "amount_minor", "reason").rows()) == [
+        ("source", 100, "outside_range"),
+        ("target", 100, "outside_range"),
+    ]
+    assert first.source_in_range == {"matched": 0, "proposed": 0}
