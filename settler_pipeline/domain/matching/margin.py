@@ -75,9 +75,11 @@ def within_range(result: MatchResult, source: pl.DataFrame, target: pl.DataFrame
     own = in_range_per_match(result.matches, "source", margin["source"]) + in_range_per_match(
         result.matches, "target", margin["target"]
     )
-    flagged = result.matches.with_columns(_own=own > 0)
-    matches = flagged.filter(pl.col("_own")).drop("_own")
-    outside = flagged.filter(~pl.col("_own"))
+    # Only the few matches of margin records alone are gathered: a block's matches stay as they are
+    # unless some must go (filtering them would copy every column of a million matches).
+    mine = result.matches.select(own > 0).to_series()
+    outside = result.matches.select("source_lines", "target_lines").filter(~mine)
+    matches = result.matches if outside.height == 0 else result.matches.filter(mine)
     dups = result.duplicates.with_columns(
         _own=pl.when(pl.col("side") == "source")
         .then(_any_in_range(margin["source"]))
