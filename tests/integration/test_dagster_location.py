@@ -32,9 +32,12 @@ MODELS = {m.name: m for m in projections.READ_MODELS}
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> tuple[Path, Path]:
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     spec, _ = write_sample_job(tmp_path / "inputs", records=800, start=date(2026, 11, 1), days=4, seed=5)
     data = tmp_path / "data"
+    # the code location's own default (the settings it reads at load): never the checkout's data/,
+    # whose settler.toml (written by `make demo`) would decide which inputs the specs may read
+    monkeypatch.setenv("SETTLER_DATA_DIR", str(data))
     with Settler(data, user="ops") as app:
         app.access.create_tenant("acme", admin="ops")
         for day in (2, 3):
