@@ -31,21 +31,24 @@ from settler_pipeline.domain.matching.resolve import resolve_mutual_best
 VIA_REFERENCE = 0
 VIA_DESCRIPTION = 1
 TARGETS_AT_ONCE = 1_000_000
-"""Target records whose keys are found at once (see :func:`_target_keys`)."""
+"""Most target records whose keys are found at once without narrowing (see :func:`_target_keys`)."""
+NARROWED_AT_ONCE = 500_000
+"""Target records whose keys are found at once when narrowing: each slice's tokens exist at once."""
 
 
 def _target_keys(target: pl.DataFrame, source_keys: pl.DataFrame, config: ReferencePass) -> pl.DataFrame:
     """The target's keys (``line_number``, ``key``, ``via`` and the key's hash ``_h``). A memo
     gives several tokens, most of them words no reference equals: above :data:`TARGETS_AT_ONCE`
-    records, the keys are found that many records at a time and only those whose hash a source key
-    shares are kept (no other key can pair), rather than holding every token of every record.
+    records, the keys are found :data:`NARROWED_AT_ONCE` records at a time and only those whose hash
+    a source key shares are kept (no other key can pair), rather than holding every token of every record.
     Narrowing costs a hash lookup per key that :func:`keyed_pairs` repeats, so a target that fits
     one slice is left to it."""
     prefixes = config.strip_prefixes
     wanted = source_keys.select("_h").unique() if target.height > TARGETS_AT_ONCE else None
+    at_once = TARGETS_AT_ONCE if wanted is None else NARROWED_AT_ONCE
     parts = []
-    for offset in range(0, target.height, TARGETS_AT_ONCE):
-        records = target.slice(offset, TARGETS_AT_ONCE)
+    for offset in range(0, target.height, at_once):
+        records = target.slice(offset, at_once)
         keys = [reference_keys(records, prefixes).with_columns(via=pl.lit(VIA_REFERENCE, dtype=pl.Int64))]
         if config.search_in_description:
             keys.append(
@@ -59,14 +62,21 @@ def _target_keys(target: pl.DataFrame, source_keys: pl.DataFrame, config: Refere
     return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
 
+def _keys(
+    source: pl.DataFrame, target: pl.DataFrame, config: ReferencePass
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The source's keys (``line_number``, ``key``, ``_h``) and the target's (see :func:`_target_keys`)."""
+    source_keys = reference_keys(source, config.strip_prefixes).with_columns(_h=key_hash(pl.col("key")))
+    return source_keys, _target_keys(target, source_keys, config)
+
+
 def run_reference_pass(source: pl.DataFrame, target: pl.DataFrame, config: ReferencePass) -> PassOutcome:
     """Match records by normalised reference (see the module docstring)."""
-    source_keys = reference_keys(source, config.strip_prefixes)
-    source_keys = source_keys.with_columns(_h=key_hash(pl.col("key")))
-    target_keys = _target_keys(target, source_keys, config)
+    # The keys go straight into the pairing, which narrows them to shared keys: no name here holds
+    # all of them while it pairs, nor after.
     pairs = with_fit_checks(
         attach_checks(
-            keyed_pairs(source_keys, target_keys, max_candidates=config.max_candidates), source, target
+            keyed_pairs(*_keys(source, target, config), max_candidates=config.max_candidates), source, target
         ),
         config.tolerance,
         config.date_window,
