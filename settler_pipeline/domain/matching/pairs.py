@@ -40,12 +40,16 @@ def keyed_pairs(
     target_keys = target_keys.join(source_keys.select("_h"), on="_h", how="semi")
     source_keys = source_keys.join(target_keys.select("_h"), on="_h", how="semi")
     crowded = _crowded_keys(source_keys, target_keys, max_candidates)
+    # Streamed: the joined rows carry both keys until they are compared, and at scale (a block of
+    # millions of records) holding all of them at once was a run's highest point of memory.
     pairs = (
         source_keys.join(crowded, on="key", how="anti")
-        .join(target_keys, on="_h")
+        .lazy()
+        .join(target_keys.lazy(), on="_h")
         .filter(pl.col("key") == pl.col("key_right"))
         .group_by(pl.col("line_number").alias(names[0]), pl.col("line_number_right").alias(names[1]))
         .agg(pl.col("via").min())
+        .collect(engine="streaming")
     )
     return pairs
 
