@@ -128,7 +128,7 @@ def read_input(spec: SideSpec, base_dir: Path, roots: InputRoots) -> RawTable:
         return read_parquet(spec.path, roots.expand(spec.path, base_dir, what="input"))
     path = roots.check(spec.path, base_dir, what="input")
     if spec.adapter == "csv":
-        return read_csv(path, spec.csv_options)
+        return read_csv(path, spec.csv_options, _mapped_names(spec))
     return read_jsonl(path)
 
 
@@ -148,9 +148,14 @@ def check_side(spec: SideSpec, *, base_dir: Path, roots: InputRoots, side: str |
         raise JobSpecError(f"input {spec.path} has '..' after a glob character", hint=ROOTS_HINT)
     path = roots.check(Path(*parts[:fixed]), base_dir, what="input")
     if spec.adapter == "csv" and fixed == len(parts) and path.is_file():
-        header = read_csv_header(path, spec.csv_options)
+        header = read_csv_header(path, spec.csv_options, _mapped_names(spec))
         if header is not None:
             resolve_columns(spec, header, side=side)
+
+
+def _mapped_names(spec: SideSpec) -> set[str]:
+    """Every input column the side's mapping may read."""
+    return {name for candidates in spec.columns.mapped().values() for name in candidates}
 
 
 def resolve_columns(spec: SideSpec, available: list[str], *, side: str | None = None) -> dict[str, list[str]]:

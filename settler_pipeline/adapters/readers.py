@@ -10,9 +10,10 @@ parses every adapter's output the same way (DuckDB queries are read by
 
 from __future__ import annotations
 
+import csv
 import io
 import json
-import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,12 +74,13 @@ def with_line_numbers(frame: pl.DataFrame, raw: pl.Expr | pl.Series | None = Non
     return frame.with_columns(line, raw.alias(RAW_COL))
 
 
-def read_csv(path: Path, options: CsvOptions) -> RawTable:
+def read_csv(path: Path, options: CsvOptions, mapped: Collection[str] = ()) -> RawTable:
     """Read a delimited text file with every column as a string.
 
     Lines that are entirely blank (or only delimiters) are ignored; line numbers count data rows
     after the header, before blank lines are removed. Without a header the columns are named
-    ``column_1``, ``column_2``, ...
+    ``column_1``, ``column_2``, ... A header naming one of the ``mapped`` columns twice is a
+    :class:`JobSpecError` (other repeated or empty names are never read, so they are left alone).
     """
     _require_file(path)
     source: Path | bytes = path
@@ -116,14 +118,15 @@ def read_csv(path: Path, options: CsvOptions) -> RawTable:
     if not options.header:
         frame.columns = [f"column_{i}" for i in range(1, frame.width + 1)]
     else:
-        _refuse_repeated_names(path, frame.columns)
+        _refuse_repeated_names(path, options, mapped)
     frame = with_line_numbers(frame)
     return RawTable(data=_drop_blank_rows(frame), rejected=no_rejects())
 
 
-def read_csv_header(path: Path, options: CsvOptions) -> list[str] | None:
+def read_csv_header(path: Path, options: CsvOptions, mapped: Collection[str] = ()) -> list[str] | None:
     """The column names of a CSV file (``None`` when the first lines cannot be read: reading the whole
-    file will then report the problem)."""
+    file will then report the problem); refuses a header naming one of the ``mapped`` columns twice
+    as :func:`read_csv` does."""
     try:
         with path.open("rb") as handle:
             head = handle.read(1 << 20)  # enough for the preamble and the header line
@@ -143,30 +146,49 @@ def read_csv_header(path: Path, options: CsvOptions) -> list[str] | None:
         return None
     if not options.header:
         return [f"column_{i}" for i in range(1, frame.width + 1)]
-    _refuse_repeated_names(path, frame.columns)
+    _refuse_repeated_names(path, options, mapped)
     return frame.columns
 
 
-def _refuse_repeated_names(path: Path, columns: list[str]) -> None:
-    """Raise :class:`JobSpecError` when the header names a column twice: a mapping could only ever
-    read the first of them, whichever the file meant. The reader keeps both, the later one renamed
-    ``<name>_duplicated_<n>``."""
-    present = set(columns)
-    repeated = sorted(
-        {
-            found.group(1)
-            for column in columns
-            if (found := re.fullmatch(r"(.*)_duplicated_\d+", column)) and found.group(1) in present
-        }
-    )
+def _refuse_repeated_names(path: Path, options: CsvOptions, mapped: Collection[str]) -> None:
+    """Raise :class:`JobSpecError` when the header names a ``mapped`` column twice: the mapping could
+    only ever read the first of them, whichever the file meant. The names are those of the header
+    line as written (the reader renames a repeat ``<name>_duplicated_<n>``, which a real column may
+    also be called)."""
+    wanted = set(mapped)
+    if not wanted:
+        return
+    names = _header_line(path, options)
+    repeated = sorted({name for name in names if name in wanted and names.count(name) > 1})
     if repeated:
-        names = ", ".join(repr(name) for name in repeated)
+        listed = ", ".join(repr(name) for name in repeated)
         raise JobSpecError(
-            f"{path} names the column(s) {names} more than once in its header",
+            f"{path} names the column(s) {listed} more than once in its header, and the job spec "
+            "reads them",
             hint="rename the repeated column in the file, or read it without its header "
             "(csv: {header: false, skip_rows: <lines before the data>}) and map the columns by "
             "position: column_1, column_2, ...",
         )
+
+
+def _header_line(path: Path, options: CsvOptions) -> list[str]:
+    """The header's names as written (after ``skip_rows`` lines), or none if it cannot be read."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(1 << 20)
+        lines = head.decode(options.encoding, errors="replace").splitlines()
+    except (OSError, LookupError):
+        return []
+    if len(lines) <= options.skip_rows:
+        return []
+    quoting = csv.QUOTE_MINIMAL if options.quote_char is not None else csv.QUOTE_NONE
+    reader = csv.reader(
+        [lines[options.skip_rows]],
+        delimiter=options.delimiter,
+        quotechar=options.quote_char or '"',
+        quoting=quoting,
+    )
+    return next(reader, [])
 
 
 def _drop_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:

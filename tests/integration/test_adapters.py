@@ -1020,3 +1020,17 @@ def test_a_header_naming_a_column_twice_is_refused_naming_it_and_reading_by_posi
     }
     loaded = csv_side(tmp_path, text, columns=by_position, csv={"header": False, "skip_rows": 1})
     assert amounts(loaded) == [200]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "id,amount,currency,date,,",  # empty trailing header cells, as bank exports often have
+        "id,amount,currency,date,note,note",  # a repeated column the spec does not read
+        "id,amount,currency,date,ref,ref_duplicated_0",  # a real name like the reader's renaming
+    ],
+)
+def test_a_header_repeating_only_columns_the_spec_does_not_read_is_read(tmp_path: Path, header: str) -> None:
+    text = f"{header}\nA,1.00,EUR,2024-03-01,x,y\n"
+    assert amounts(csv_side(tmp_path, text)) == [100]
+    check_side(side(adapter="csv", path="in.csv"), base_dir=tmp_path, roots=InputRoots())
