@@ -128,8 +128,36 @@ class InputRoots:
                     hint="point the job spec at the exported files, outside the data directory or below "
                     "an input root in it (such as data/inputs)",
                 )
-            raise JobSpecError(f"{what} {path} is outside the allowed input roots", hint=ROOTS_HINT)
+            raise self._refusal(path, resolved, spec_dir, what=what)
         return resolved
+
+    def _refusal(self, path: Path, resolved: Path, spec_dir: Path, *, what: str) -> JobSpecError:
+        """Why ``resolved`` may not be read, naming the roots in force and where they are set, so
+        the user knows what to add and where."""
+        data = self._resolved_data_dir
+        settings = f"{data}/settler.toml" if data is not None else "settler.toml in the data directory"
+        if data is not None and _inside(resolved, data):
+            return JobSpecError(
+                f"{what} {path} is inside the data directory {data}, where only a sub-folder listed in "
+                "allowed_input_roots is readable",
+                hint=f"list its folder in allowed_input_roots ({settings}), or keep inputs outside the "
+                "data directory",
+            )
+        if not self.allowed:
+            return JobSpecError(
+                f"{what} {path} is outside the allowed input roots: none is configured, so a spec reads "
+                f"under its own directory {spec_dir.resolve()} only",
+                hint=f"move the file beside the spec, or list its folder in allowed_input_roots "
+                f"({settings} or SETTLER_ALLOWED_INPUT_ROOTS); see docs/configuration.md",
+            )
+        roots = ", ".join(str(root) for root in self._roots) or "none for this tenant"
+        return JobSpecError(
+            f"{what} {path} is outside the allowed input roots ({roots}); the spec's own directory is no "
+            "root once allowed_input_roots lists any",
+            hint=f"move the file under one of them, or add its folder to allowed_input_roots ({settings} "
+            "or SETTLER_ALLOWED_INPUT_ROOTS; a {tenant} entry is each tenant's own folder); "
+            "see docs/configuration.md",
+        )
 
     def expand(self, path: Path, spec_dir: Path, *, what: str) -> list[Path]:
         """The files ``path`` names: itself, or for a glob every matching file (sorted), each checked.

@@ -163,8 +163,7 @@ def _refuse_repeated_names(path: Path, options: CsvOptions, mapped: Collection[s
     if repeated:
         listed = ", ".join(repr(name) for name in repeated)
         raise JobSpecError(
-            f"{path} names the column(s) {listed} more than once in its header, and the job spec "
-            "reads them",
+            f"{path} names the column(s) {listed} more than once in its header, and the job spec reads them",
             hint="rename the repeated column in the file, or read it without its header "
             "(csv: {header: false, skip_rows: <lines before the data>}) and map the columns by "
             "position: column_1, column_2, ...",

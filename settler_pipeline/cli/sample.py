@@ -54,10 +54,32 @@ def sample_command(
         # A run needs a tenant the user holds a role in: a fresh data directory has none, so the first
         # step creates one named like the job (the same name rules), of which the user becomes admin.
         last = first + timedelta(days=days - 1)
+        where, elsewhere = "the log goes to ./data, or to --data-dir", ""
+        if not _readable_from_default(directory, name):
+            # ./data (a demo's, say) confines inputs to its roots, which do not hold this folder: the
+            # printed steps use a data directory of the sample's own, so they work as printed
+            where = "./data's allowed_input_roots do not hold this folder, so the log goes beside it"
+            elsewhere = f" --data-dir {directory / 'data'}"
         console.print(
             f"wrote {sample.source.height} source and {sample.target.height} target records to {directory}\n"
-            "run it (the log goes to ./data, or to --data-dir):\n"
-            f"  settler access create-tenant {name}   # once; skip it if you have a tenant, and name yours\n"
-            f"  settler reconcile {spec} --tenant {name} --from {first} --to {last}",
+            f"run it ({where}):\n"
+            f"  settler access create-tenant {name}{elsewhere}   # once; skip it if you have a tenant, "
+            "and name yours\n"
+            f"  settler reconcile {spec} --tenant {name} --from {first} --to {last}{elsewhere}",
             markup=False,
         )
+
+
+def _readable_from_default(directory: Path, tenant: str) -> bool:
+    """Whether a run in the default data directory may read the sample in ``directory`` (its
+    ``allowed_input_roots``, for a tenant named ``tenant``)."""
+    from settler_pipeline.adapters.confinement import InputRoots
+    from settler_pipeline.errors import SettlerError
+    from settler_pipeline.settings import load_settings
+
+    try:
+        roots = InputRoots.of(load_settings()).for_tenant(tenant)
+    except SettlerError:
+        return True  # a broken settings file is reported by the commands that use it
+    folder = directory.resolve()
+    return roots.permits(folder / "sample", folder)

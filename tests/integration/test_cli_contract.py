@@ -411,11 +411,17 @@ def test_control_characters_from_input_data_are_shown_escaped_never_sent_to_the_
     assert any(i["reason"].startswith("currency: 'u\x00d'") for i in items)
 
 
+@pytest.mark.parametrize("roots", [None, 'allowed_input_roots = ["inputs/{tenant}"]\n'])
 def test_the_commands_sample_prints_run_as_printed_in_a_fresh_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, roots: str | None
 ) -> None:
+    # also where ./data (a demo's) confines inputs to roots that do not hold the sample's folder
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SETTLER_DATA_DIR", raising=False)
+    monkeypatch.delenv("SETTLER_ALLOWED_INPUT_ROOTS", raising=False)
+    if roots is not None:
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "settler.toml").write_text(roots)
     code, out, err = invoke(tmp_path / "data", "sample", "s", "--records", "30", "--days", "2")
     assert code == 0, err
     steps = [line.split("#")[0].split() for line in out.splitlines() if line.startswith("  settler ")]
@@ -425,7 +431,7 @@ def test_the_commands_sample_prints_run_as_printed_in_a_fresh_directory(
     for step in steps:
         result = runner.invoke(app, step[1:], env={"SETTLER_USER": "olivia"})
         assert result.exit_code == 0, (step, result.stdout, result.stderr)
-    with Settler(tmp_path / "data", user="olivia") as settler:
+    with Settler(tmp_path / ("data" if roots is None else "s/data"), user="olivia") as settler:
         assert len(settler.run_ids()) == 1
 
 
