@@ -180,13 +180,11 @@ def _header_line(path: Path, options: CsvOptions) -> list[str]:
         return []
     if len(lines) <= options.skip_rows:
         return []
-    quoting = csv.QUOTE_MINIMAL if options.quote_char is not None else csv.QUOTE_NONE
-    reader = csv.reader(
-        [lines[options.skip_rows]],
-        delimiter=options.delimiter,
-        quotechar=options.quote_char or '"',
-        quoting=quoting,
-    )
+    line = [lines[options.skip_rows]]
+    if options.quote_char is None:
+        reader = csv.reader(line, delimiter=options.delimiter, quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(line, delimiter=options.delimiter, quotechar=options.quote_char)
     return next(reader, [])
 
 
