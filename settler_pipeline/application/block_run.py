@@ -21,6 +21,7 @@ from settler_pipeline.domain.matching import MATCH_SCHEMA, UNMATCHED_SCHEMA, Mat
 from settler_pipeline.domain.matching.blocks import Block, BlockMatcher, plan_blocks, reach_days
 from settler_pipeline.domain.matching.margin import within_range
 from settler_pipeline.domain.matching.matcher import duplicate_records
+from settler_pipeline.domain.reconciliation import match_rate
 from settler_pipeline.store.name_digests import sha1_digests
 
 SIDES = ("source", "target")
@@ -168,11 +169,8 @@ class Tally:
             self.counts[key] += value
 
     def summary(self, spilled: dict[str, SpilledSide], duplicates: int, duration_ms: int) -> e.Summary:
-        """The run's summary (the same figures as
-        :func:`~settler_pipeline.domain.reconciliation.summarise` over one whole result)."""
+        """The run's summary, summed over its blocks' results."""
         c = self.counts
-        # The rate counts the run's own source records: margin records in a match are counterparts.
-        eligible = c["own_matched_source"] + c["own_proposed_source"] + c["unmatched_source_count"]
         quarantined = sum(spilled[side].quarantine.height for side in SIDES)
         counted = {key: value for key, value in c.items() if not key.startswith("own_")}
         return e.Summary(
@@ -183,5 +181,7 @@ class Tally:
             quarantined_count=quarantined,
             errors_count=quarantined,
             duration_ms=duration_ms,
-            match_rate=round(c["own_matched_source"] / eligible, 6) if eligible else None,
+            match_rate=match_rate(
+                c["own_matched_source"], c["own_proposed_source"], c["unmatched_source_count"]
+            ),
         )

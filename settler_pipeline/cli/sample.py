@@ -82,4 +82,4 @@ def _readable_from_default(directory: Path, tenant: str) -> bool:
     except SettlerError:
         return True  # a broken settings file is reported by the commands that use it
     folder = directory.resolve()
-    return roots.permits(folder / "sample", folder)
+    return roots.permits(folder, folder)

@@ -28,7 +28,7 @@ from settler_pipeline.domain.reconciliation.outcome import (
     decide_completion,
     decide_failure,
     is_retryable,
-    summarise,
+    match_rate,
 )
 from settler_pipeline.domain.reconciliation.state import SNAPSHOT_SCHEMA_VERSION, Counts, ReconciliationState
 from settler_pipeline.domain.reconciliation.status import (
@@ -84,5 +84,5 @@ __all__ = [
     "fold_states",
     "fold_streams",
     "is_retryable",
-    "summarise",
+    "match_rate",
 ]

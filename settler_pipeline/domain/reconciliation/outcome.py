@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-import polars as pl
-
 from settler_pipeline.domain import events as e
-from settler_pipeline.domain.matching import MatchResult
 from settler_pipeline.domain.reconciliation.state import ReconciliationState
 from settler_pipeline.errors import NotFoundError, SettlerError, UserError
 
@@ -17,40 +14,14 @@ MAX_ERROR_MESSAGE: Final = 2000
 INTERRUPTED: Final = "the process was interrupted (a termination signal or Ctrl-C) while the run executed"
 
 
-def summarise(
-    result: MatchResult,
-    *,
-    source_records: int,
-    source_quarantined: int,
-    target_records: int,
-    target_quarantined: int,
-    duration_ms: int,
-) -> e.Summary:
-    """The run's summary. Match rate (the one definition, see docs/read-models.md): the share of the
-    run's own source records (in range, not duplicates) that ended in an auto-confirmed match; an empty
-    run (no such records) has none, rather than a 0 % that would drag down every average."""
-    accounting = result.accounting()
-    unmatched = result.unmatched.filter(pl.col("reason") != "outside_range")
-    unmatched_source = unmatched.filter(pl.col("side") == "source").height
-    unmatched_target = unmatched.filter(pl.col("side") == "target").height
-    own = result.source_in_range  # margin records in a match are counterparts, not the run's records
-    eligible = own["matched"] + own["proposed"] + unmatched_source
-    quarantined = source_quarantined + target_quarantined
-    return e.Summary(
-        total_source_records=source_records + source_quarantined,
-        total_target_records=target_records + target_quarantined,
-        matched_count=result.matches.filter(pl.col("status") == "matched").height,
-        matched_source_records=accounting["source"]["matched"],
-        matched_target_records=accounting["target"]["matched"],
-        proposed_count=result.matches.filter(pl.col("status") == "proposed").height,
-        unmatched_source_count=unmatched_source,
-        unmatched_target_count=unmatched_target,
-        duplicate_count=result.duplicates.height,
-        quarantined_count=quarantined,
-        errors_count=quarantined,
-        duration_ms=duration_ms,
-        match_rate=round(own["matched"] / eligible, 6) if eligible else None,
-    )
+def match_rate(own_matched: int, own_proposed: int, own_unmatched: int) -> float | None:
+    """The match rate (the one definition, see docs/read-models.md): the share of the run's own
+    source records (in range, not duplicates) that ended in an auto-confirmed match, given how many
+    of them were matched, proposed and left unmatched (margin records in a match are counterparts,
+    not counted); an empty run (no such records) has none, rather than a 0 % that would drag down
+    every average."""
+    eligible = own_matched + own_proposed + own_unmatched
+    return round(own_matched / eligible, 6) if eligible else None
 
 
 def decide_completion(state: ReconciliationState, summary: e.Summary) -> e.NewEvent:
