@@ -15,7 +15,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from settler_pipeline.application import review, run_events
 from settler_pipeline.application.access import AccessControl, Role
 from settler_pipeline.application.attempt import RUN_STEPS, AttemptRunner, termination_raises
 from settler_pipeline.application.bus import EventBus, PublishReport
+from settler_pipeline.application.command_events import command_envelopes, expected_versions
 from settler_pipeline.application.coverage import blocking_runs, live_runs
 from settler_pipeline.application.idempotency import IDEMPOTENCY_NAMESPACE, Idempotency, unfinished_business
 from settler_pipeline.application.lease import LeaseState, RunLeases
@@ -34,7 +35,7 @@ from settler_pipeline.application.start_lock import StartLocks
 from settler_pipeline.domain import commands as c
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
-from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
+from settler_pipeline.domain.envelope import EventEnvelope
 from settler_pipeline.domain.reconciliation import ReconciliationState
 from settler_pipeline.errors import NotFoundError, StateError
 from settler_pipeline.ids import new_id
@@ -43,6 +44,8 @@ from settler_pipeline.logs import get_logger
 from settler_pipeline.store.batch import as_of_limit
 
 _log = get_logger(__name__)
+
+Shared = dict[str, tuple[ReconciliationState, list[agg.NewEvent]]] | None  # other runs' copies, by id
 
 
 class ReconciliationService:
@@ -137,31 +140,15 @@ class ReconciliationService:
     # -- appending ----------------------------------------------------------------------------
 
     def _append(
-        self, cmd: c.RunCommand, state: ReconciliationState, drafts: list[agg.NewEvent]
+        self, cmd: c.RunCommand, state: ReconciliationState, drafts: list[agg.NewEvent], shared: Shared = None
     ) -> tuple[list[EventEnvelope], list[str]]:
-        ids, correlation, causation = self.idempotency.ids(cmd, len(drafts))
-        correlation = state.correlation_id or correlation or new_id()
-        now = datetime.now(UTC)
-        envelopes = [
-            EventEnvelope(
-                id=event_id,
-                aggregate_id=cmd.reconciliation_id,
-                aggregate_type=e.AGGREGATE_TYPE,
-                event_type=draft.event_type,
-                data=draft.data(),
-                metadata=EventMetadata(
-                    tenant_id=cmd.tenant_id,
-                    user_id=cmd.user_id,
-                    timestamp=now,
-                    correlation_id=correlation,
-                    causation_id=causation,
-                ),
-            )
-            for event_id, draft in zip(ids, drafts, strict=True)
-        ]
-        self.store.append(envelopes, expected_versions={cmd.reconciliation_id: state.version})
-        report = self.bus.publish(envelopes)
-        return envelopes, _failures(report)
+        """Append ``drafts`` to the command's run and ``shared``'s decisions to theirs, in one atomic batch
+        with each run's version expected."""
+        streams = [(state, drafts), *(shared or {}).values()]
+        ids, correlation, causation = self.idempotency.ids(cmd, sum(len(d) for _, d in streams))
+        envelopes = command_envelopes(cmd, streams, ids, correlation or new_id(), causation)
+        self.store.append(envelopes, expected_versions=expected_versions(cmd, streams))
+        return envelopes, _failures(self.bus.publish(envelopes))
 
     def _simple(
         self, cmd: c.RunCommand, minimum: Role, action: str, decide: Any, **kwargs: Any
@@ -169,9 +156,23 @@ class ReconciliationService:
         state = self._authorised_state(cmd, minimum, action)
         if (previous := self.idempotency.repeated(cmd)) is not None:
             return outcome(previous, repeated_command=True)
-        envelopes, failures = self._append(cmd, state, decide(state, cmd, **kwargs))
-        state = agg.fold(state, envelopes)
-        return outcome(state, events_appended=len(envelopes), publish_failures=failures)
+        drafts = decide(state, cmd, **kwargs)
+        shared = self._shared(state, drafts)
+        envelopes, failures = self._append(cmd, state, drafts, shared)
+        state = agg.fold(state, [x for x in envelopes if x.aggregate_id == cmd.reconciliation_id])
+        details = {"also_decided_in": ", ".join(sorted(shared))} if shared else {}
+        return outcome(state, events_appended=len(envelopes), publish_failures=failures, details=details)
+
+    def _shared(self, state: ReconciliationState, drafts: list[agg.NewEvent]) -> Shared:
+        """Other completed runs holding an item ``drafts`` decide, with the decisions on their copies."""
+        if not (state.job_id and state.date_range and agg.DECISIONS & {d.event_type for d in drafts}):
+            return {}
+        # an item of this run has its records within the run's reading window, so a run sharing it
+        # has days in that window
+        window = timedelta(days=self._spec_of(state).date_window_days)
+        start, end = (date.fromisoformat(d) for d in state.date_range)
+        others = self.live_runs(state.tenant_id or "", state.job_id, start - window, end + window)
+        return agg.shared_decisions(state, drafts, others)
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -272,11 +273,7 @@ class ReconciliationService:
             raise StateError(
                 f"reconciliation {reconciliation_id} is {state.status}; only a queued run is executed"
             )
-        spec = job_spec_from_mapping(
-            dict(state.spec.get("spec", {})),
-            base_dir=Path(state.spec.get("spec_dir") or "."),
-            origin=f"the job spec of run {reconciliation_id}",
-        )
+        spec = self._spec_of(state)
         cause = self.store.stream_frame(reconciliation_id, e.AGGREGATE_TYPE)["event_id"][-1]
         self._check_inputs(spec, state.tenant_id)
         with self._lease(reconciliation_id):
@@ -294,11 +291,7 @@ class ReconciliationService:
                 dict(cmd.spec), base_dir=Path(cmd.spec_dir or "."), origin=cmd.spec_path or "the job spec"
             )
         else:
-            spec = job_spec_from_mapping(
-                dict(state.spec.get("spec", {})),
-                base_dir=Path(state.spec.get("spec_dir") or "."),
-                origin=f"the job spec of run {cmd.reconciliation_id}",
-            )
+            spec = self._spec_of(state)
         drafts = agg.decide_retry(state, cmd, fingerprint=spec.fingerprint())
         self._check_inputs(spec, cmd.tenant_id)
         with self._lease(cmd.reconciliation_id):
@@ -388,7 +381,13 @@ class ReconciliationService:
         """Close an exception without a match."""
         return self._simple(cmd, "operator", "reviewing exceptions", agg.decide_dismiss)
 
-    # -- running ------------------------------------------------------------------------------
+    def _spec_of(self, state: ReconciliationState) -> JobSpec:
+        """The job spec the run last ran with."""
+        return job_spec_from_mapping(
+            dict(state.spec.get("spec", {})),
+            base_dir=Path(state.spec.get("spec_dir") or "."),
+            origin=f"the job spec of run {state.reconciliation_id}",
+        )
 
     def _spec(self, cmd: c.StartReconciliation) -> JobSpec:
         return job_spec_from_mapping(

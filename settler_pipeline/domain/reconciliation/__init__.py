@@ -5,7 +5,8 @@
 * :mod:`.builder` — :class:`StateBuilder`, :func:`evolve`, :func:`fold` (event by event);
 * :mod:`.bulk` — the bulk fold (:func:`fold_frame`, :func:`fold_streams`), equal to :func:`fold`;
 * :mod:`.decide` — the command decisions (pure; they return :class:`NewEvent` values);
-* :mod:`.outcome` — how an attempt ends: its summary and match rate, or its failure.
+* :mod:`.outcome` — how an attempt ends: its summary and match rate, or its failure;
+* :mod:`.shared` — a decision on an item two runs share, recorded in both.
 
 Exception ids are built and read by :mod:`settler_pipeline.domain.exception_ids`.
 """
@@ -30,6 +31,7 @@ from settler_pipeline.domain.reconciliation.outcome import (
     is_retryable,
     match_rate,
 )
+from settler_pipeline.domain.reconciliation.shared import DECISIONS, shared_decisions
 from settler_pipeline.domain.reconciliation.state import SNAPSHOT_SCHEMA_VERSION, Counts, ReconciliationState
 from settler_pipeline.domain.reconciliation.status import (
     ABANDONED,
@@ -52,6 +54,7 @@ __all__ = [
     "BULK_FIELDS",
     "CANCELLED",
     "COMPLETED",
+    "DECISIONS",
     "FAILED",
     "FINISHED",
     "LIVE",
@@ -85,4 +88,5 @@ __all__ = [
     "fold_streams",
     "is_retryable",
     "match_rate",
+    "shared_decisions",
 ]

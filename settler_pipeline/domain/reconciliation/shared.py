@@ -1,0 +1,94 @@
+"""Review items shared by runs: one decision for an item that shows in two runs.
+
+A run reads each side ``date_window_days`` beyond its range, so an item whose records fall in two
+runs' ranges (a charge on the last day of one daily run, its payout on the first day of the next)
+belongs to both runs and is open in both. Deciding it in one run and leaving it open in the other
+would let the two runs disagree (confirmed in one, rejected in the other) and would ask people to
+decide the same thing twice. So a review decision is also recorded, in the same atomic append, in
+every other completed run of the job that holds the same item open:
+
+* a proposal is the same item when it pairs the same records (its match id differs: match ids name
+  their run);
+* an unmatched record is the same item when it has the same exception id (side and record id);
+* a match made by hand closes, in another run, whichever of its records are open unmatched there.
+
+Duplicate and quarantined rows are named by their input line, which depends on the file a run read,
+so they are decided run by run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from settler_pipeline.domain import events as e
+from settler_pipeline.domain import exception_ids as xid
+from settler_pipeline.domain.reconciliation.state import ReconciliationState
+from settler_pipeline.domain.reconciliation.status import COMPLETED
+
+DECISIONS = frozenset(
+    {e.MATCH_CONFIRMED, e.MATCH_REJECTED, e.EXCEPTION_DISMISSED, e.RECORDS_MANUALLY_MATCHED}
+)
+"""The event types of review decisions (the only events that can concern a shared item)."""
+
+RecordSet = tuple[frozenset[str], frozenset[str]]
+
+
+def _records(ids: tuple[tuple[str, ...], tuple[str, ...]]) -> RecordSet:
+    # compared as sets: two runs may list a group's records in another order (their input lines)
+    return frozenset(ids[0]), frozenset(ids[1])
+
+
+def shared_decisions(
+    state: ReconciliationState, drafts: Sequence[e.NewEvent], others: Sequence[ReconciliationState]
+) -> dict[str, tuple[ReconciliationState, list[e.NewEvent]]]:
+    """For each run of ``others`` (completed, same tenant and job, not ``state``'s run) holding open an
+    item that ``drafts`` (decisions made on ``state``, taken before they apply) decide: that run and
+    the same decisions on its own copies of the items, by run id. Runs holding none are left out."""
+    if not any(draft.event_type in DECISIONS for draft in drafts):
+        return {}
+    decided: dict[str, tuple[ReconciliationState, list[e.NewEvent]]] = {}
+    for other in others:
+        if (
+            other.reconciliation_id in (None, state.reconciliation_id)
+            or other.status != COMPLETED
+            or (other.tenant_id, other.job_id) != (state.tenant_id, state.job_id)
+        ):
+            continue
+        twins = [twin for draft in drafts if (twin := _twin(state, draft, other)) is not None]
+        if twins:
+            assert other.reconciliation_id is not None
+            decided[other.reconciliation_id] = (other, twins)
+    return decided
+
+
+def _twin(state: ReconciliationState, draft: e.NewEvent, other: ReconciliationState) -> e.NewEvent | None:
+    """``draft``'s decision on ``other``'s copy of the item, or ``None`` if ``other`` has it not open."""
+    payload = draft.payload
+    if isinstance(payload, e.MatchConfirmed | e.MatchRejected):
+        twin = _proposal_twin(state, payload.match_id, other)
+        return None if twin is None else _copy(draft, match_id=twin)
+    if isinstance(payload, e.ExceptionDismissed):
+        parsed = xid.parse(payload.exception_id)
+        if parsed.kind == xid.PROPOSED:
+            twin = _proposal_twin(state, parsed.key, other)
+            return None if twin is None else _copy(draft, exception_id=xid.proposed(twin))
+        if parsed.kind == xid.UNMATCHED and payload.exception_id in other.open_exceptions:
+            return draft
+        return None
+    if isinstance(payload, e.RecordsManuallyMatched):
+        held = [xid.unmatched("source", r) for r in payload.source_ids]
+        held += [xid.unmatched("target", r) for r in payload.target_ids]
+        return draft if any(x in other.open_exceptions for x in held) else None
+    return None
+
+
+def _proposal_twin(state: ReconciliationState, match_id: str, other: ReconciliationState) -> str | None:
+    ids = state.open_proposals.get(match_id)
+    if ids is None:
+        return None
+    wanted = _records(ids)
+    return next((mid for mid, theirs in other.open_proposals.items() if _records(theirs) == wanted), None)
+
+
+def _copy(draft: e.NewEvent, **update: str) -> e.NewEvent:
+    return e.NewEvent(draft.event_type, draft.payload.model_copy(update=update), omit_none=draft.omit_none)

@@ -1,0 +1,153 @@
+"""An item two daily runs share (a charge on one day, its payout on the next) is decided once: the
+decision is recorded in both runs, in one atomic batch, and the read models of both agree (real CSV
+files, real runs, the Python API)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from settler_pipeline import projections
+from settler_pipeline.session import Settler
+
+DAY1, DAY2 = date(2026, 11, 26), date(2026, 11, 27)
+HEADER = "id,amount,currency,date\n"
+SPEC = """name: daily
+source:
+  adapter: csv
+  path: source.csv
+  columns: {record_id: id, amount: amount, currency: currency, occurred_at: date}
+target:
+  adapter: csv
+  path: target.csv
+  columns: {record_id: id, amount: amount, currency: currency, occurred_at: date}
+matching: {passes: [{kind: amount_date, auto_confirm: false}]}
+"""
+SOURCE = ["s1,10.00,EUR,2026-11-26", "s2,20.00,EUR,2026-11-27", "s3,30.00,EUR,2026-11-26"]
+# t1 pays s1 a day later: the proposal (s1, t1) belongs to both daily runs
+TARGET = ["t1,10.00,EUR,2026-11-27", "t2,20.00,EUR,2026-11-27", "t3,30.00,EUR,2026-11-26"]
+
+
+def _job(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "source.csv").write_text(HEADER + "".join(f"{row}\n" for row in SOURCE))
+    (folder / "target.csv").write_text(HEADER + "".join(f"{row}\n" for row in TARGET))
+    spec = folder / "daily.yaml"
+    spec.write_text(SPEC)
+    return spec
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> tuple[Path, str, str]:
+    data = tmp_path / "data"
+    spec = _job(tmp_path / "inputs")
+    with Settler(data, user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
+        second = app.reconcile(spec, start=DAY2, end=DAY2).reconciliation_id
+    return data, first, second
+
+
+def _proposal(app: Settler, run_id: str, source_id: str) -> str:
+    state = app.state(run_id)
+    found = [m for m, (s, _) in state.open_proposals.items() if s == (source_id,)]
+    assert len(found) == 1, state.open_proposals
+    return found[0]
+
+
+def _open(app: Settler, run_id: str) -> set[tuple[str, ...]]:
+    """The run's open items by their records (proposals) or exception id (the rest)."""
+    state = app.state(run_id)
+    items = {("proposed", *s, *t) for s, t in state.open_proposals.values()}
+    return items | {(x,) for x in state.open_exceptions if not x.startswith("proposed:")}
+
+
+def test_both_runs_hold_the_shared_proposal_under_their_own_match_ids(runs: tuple[Path, str, str]) -> None:
+    data, first, second = runs
+    with Settler(data, user="olivia") as app:
+        assert _open(app, first) == {("proposed", "s1", "t1"), ("proposed", "s3", "t3")}
+        assert _open(app, second) == {("proposed", "s1", "t1"), ("proposed", "s2", "t2")}
+        assert _proposal(app, first, "s1") != _proposal(app, second, "s1")
+
+
+def test_confirming_a_shared_proposal_confirms_it_in_the_other_run(runs: tuple[Path, str, str]) -> None:
+    data, first, second = runs
+    with Settler(data, user="olivia") as app:
+        before = app.state(second)
+        head = app.store.head_position
+        outcome = app.review("confirm", first, match_ids=[_proposal(app, first, "s1")])
+        assert outcome.events_appended == 2
+        assert outcome.details == {"also_decided_in": second}
+        assert app.store.head_position == head + 2
+        assert _open(app, first) == {("proposed", "s3", "t3")}
+        assert _open(app, second) == {("proposed", "s2", "t2")}
+        after = app.state(second)
+        assert (after.counts.matched, after.counts.proposed) == (before.counts.matched + 1, 1)
+        twin = app.stream(second).filter(pl.col("event_type") == "MatchConfirmed")
+        assert twin.height == 1
+        assert twin["correlation_id"][0] == before.correlation_id  # the other run's own correlation id
+        projections.update(app.store, data)
+        still = {f"proposed:{m}" for run in (first, second) for m in app.state(run).open_proposals}
+    exceptions = projections.read_model(data, "reconciliation_exceptions")  # open items only
+    shown = set(exceptions.filter(pl.col("kind") == "proposed")["exception_id"].to_list())
+    assert shown == still
+    assert len(still) == 2
+
+
+def test_an_item_only_one_run_holds_is_decided_there_only(runs: tuple[Path, str, str]) -> None:
+    data, first, second = runs
+    with Settler(data, user="olivia") as app:
+        outcome = app.review("confirm", first, match_ids=[_proposal(app, first, "s3")])
+        assert (outcome.events_appended, outcome.details) == (1, {})
+        assert _open(app, second) == {("proposed", "s1", "t1"), ("proposed", "s2", "t2")}
+
+
+def test_rejecting_then_matching_by_hand_keeps_both_runs_in_step(runs: tuple[Path, str, str]) -> None:
+    data, first, second = runs
+    with Settler(data, user="olivia") as app:
+        app.review("reject", second, match_ids=[_proposal(app, second, "s1")], reason="wrong payout")
+        reopened = {("unmatched:source:s1",), ("unmatched:target:t1",)}
+        assert _open(app, first) == reopened | {("proposed", "s3", "t3")}
+        assert _open(app, second) == reopened | {("proposed", "s2", "t2")}
+        outcome = app.review("match", first, source_ids=["s1"], target_ids=["t1"], note="found by hand")
+        assert outcome.details == {"also_decided_in": second}
+        assert _open(app, first) == {("proposed", "s3", "t3")}
+        assert _open(app, second) == {("proposed", "s2", "t2")}
+
+
+def test_dismissing_a_shared_record_dismisses_it_in_the_other_run(runs: tuple[Path, str, str]) -> None:
+    data, first, second = runs
+    with Settler(data, user="olivia") as app:
+        app.review("reject", first, match_ids=[_proposal(app, first, "s1")], reason="no")
+        app.review("dismiss", second, exception_ids=["unmatched:target:t1"], reason="bank fee reversal")
+        assert ("unmatched:target:t1",) not in _open(app, first)
+        assert ("unmatched:source:s1",) in _open(app, first)
+        dismissed = app.stream(first).filter(pl.col("event_type") == "ExceptionDismissed")
+        assert dismissed.height == 1
+
+
+def test_a_repeated_decision_appends_nothing_in_either_run(runs: tuple[Path, str, str]) -> None:
+    data, first, _ = runs
+    with Settler(data, user="olivia") as app:
+        match_id = _proposal(app, first, "s1")
+        app.review("confirm", first, match_ids=[match_id], idempotency_key="confirm-s1")
+        head = app.store.head_position
+        again = app.review("confirm", first, match_ids=[match_id], idempotency_key="confirm-s1")
+        assert again.repeated_command
+        assert app.store.head_position == head
+
+
+def test_another_tenants_run_of_the_same_job_is_never_touched(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    spec = _job(tmp_path / "inputs")
+    with Settler(data, user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        app.access.create_tenant("globex", admin="olivia")
+        mine = app.reconcile(spec, start=DAY1, end=DAY1, tenant="acme").reconciliation_id
+        theirs = app.reconcile(spec, start=DAY2, end=DAY2, tenant="globex").reconciliation_id
+        outcome = app.review("confirm", mine, match_ids=[_proposal(app, mine, "s1")])
+        assert (outcome.events_appended, outcome.details) == (1, {})
+        assert ("proposed", "s1", "t1") in _open(app, theirs)
