@@ -19,6 +19,7 @@ import polars as pl
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.registry import EventRegistry
 from settler_pipeline.projections.payloads import (
+    SMALL_DOCUMENTS,
     decode_payloads,
     upcast_payloads,
 )
@@ -206,10 +207,13 @@ class EventBatch:
         def decode(kind: tuple[pl.Expr, tuple[str, ...]]) -> pl.DataFrame:
             return decode_payloads(texts, {f: PAYLOAD_SCHEMA[f] for f in kind[1]}, kind[0])
 
-        # Each kind's documents are parsed by one DuckDB query on one core: the kinds side by side
-        # use both (the first chunk's decoding is otherwise the only work while nothing else can run).
-        with ThreadPoolExecutor(max_workers=len(kinds), thread_name_prefix="settler-decode") as pool:
-            decoded = dict(zip(kinds, pool.map(decode, kinds.values()), strict=True))
+        if texts.height <= SMALL_DOCUMENTS:  # parsed by Polars in well under a millisecond each
+            decoded = {name: decode(kind) for name, kind in kinds.items()}
+        else:
+            # Each kind's documents are parsed by one DuckDB query on one core: the kinds side by side
+            # use both (the first chunk's decoding is otherwise the only work while nothing else can run).
+            with ThreadPoolExecutor(max_workers=len(kinds), thread_name_prefix="settler-decode") as pool:
+                decoded = dict(zip(kinds, pool.map(decode, kinds.values()), strict=True))
         decoded["lifecycle"] = _with_start_attempt(decoded["lifecycle"])
         batch.__dict__.update(decoded)
         return batch

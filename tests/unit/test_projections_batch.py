@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from unittest.mock import patch
 
 import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from settler_pipeline.domain.registry import EventRegistry
+from settler_pipeline.projections import payloads
 from settler_pipeline.projections.batch import IDS
 from settler_pipeline.projections.payloads import decode_payloads, upcast_payloads
 
@@ -93,3 +97,40 @@ def test_a_batch_with_matches_read_as_sums_is_cut_only_at_its_ends() -> None:
         batch.since(5)
     without = EventBatch(events, after=0, upto=10)
     assert without.since(5).events["global_position"].to_list() == [9]
+
+
+_VALUES = {
+    "n": st.one_of(st.none(), st.integers(-(2**62), 2**62)),
+    "x": st.one_of(st.none(), st.integers(-(10**6), 10**6), st.floats(allow_nan=False, allow_infinity=False)),
+    "s": st.one_of(st.none(), st.text(max_size=8)),
+    "ids": st.one_of(st.none(), st.lists(st.text(max_size=4), max_size=3)),
+    "sub": st.one_of(
+        st.none(),
+        st.fixed_dictionaries({}, optional={"m": st.integers(0, 9), "t": st.text(max_size=3)}),
+    ),
+    "flag": st.one_of(st.none(), st.booleans()),
+}
+_FIELDS = {
+    "n": pl.Int64(),
+    "x": pl.Float64(),
+    "s": pl.String(),
+    "ids": IDS,
+    "sub": pl.Struct({"m": pl.Int64, "t": pl.String}),
+    "flag": pl.Boolean(),
+    "absent": pl.String(),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.fixed_dictionaries({}, optional=_VALUES), max_size=12), st.booleans())
+def test_few_documents_decode_as_many_do(documents: list[dict[str, object]], bad: bool) -> None:
+    """A batch small enough for Polars' parser gets the values DuckDB's gives a large one, also when
+    a document has a field of another type (then DuckDB parses the small batch too)."""
+    texts = [json.dumps(d) for d in documents] + ([json.dumps({"n": "not a number"})] if bad else [])
+    frame = pl.DataFrame({"global_position": list(range(len(texts))), "data": texts})
+    frame = frame.cast({"data": pl.String})
+    few = decode_payloads(frame, _FIELDS)
+    with patch.object(payloads, "SMALL_DOCUMENTS", -1):
+        many = decode_payloads(frame, _FIELDS)
+    assert few.schema == many.schema
+    assert few.to_dicts() == many.to_dicts()
