@@ -105,7 +105,7 @@ class LogFiles:
         (reading the Delta log costs tens of milliseconds) unless ``fresh``."""
         if fresh or self.segments_dir not in _listed:
             _listed.clear()  # one store per update: a small cache
-            _listed[self.segments_dir] = sorted(delta_table.current_files(self.segments_dir))
+            _listed[self.segments_dir] = _current_files(self.segments_dir)
         return list(_listed[self.segments_dir])
 
     def link(self, directory: Path) -> list[str]:
@@ -122,6 +122,18 @@ class LogFiles:
                     raise
                 shutil.rmtree(directory, ignore_errors=True)
         raise AssertionError("unreachable")
+
+
+def _current_files(segments_dir: Path) -> list[str]:
+    """The table's current files, sorted: the segments of the log's state its newest commit carries
+    (every commit Settler makes carries the state, which names exactly the table's files), read from
+    that one commit file in about a millisecond; else by replaying the table's transaction log
+    (15-40 ms with ``deltalake``)."""
+    version = delta_table.newest_version(segments_dir)
+    state = None if version is None else delta_table.read_state(segments_dir, version)
+    if state is not None:
+        return sorted(segment.path for segment in state.segments)
+    return sorted(delta_table.current_files(segments_dir))
 
 
 def _link(source: Path, names: list[str], directory: Path) -> None:

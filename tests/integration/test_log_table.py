@@ -195,3 +195,26 @@ def test_a_checkpoint_that_cannot_be_written_does_not_fail_the_commit_it_follows
     _commit(store, make_frame, 1)
     assert store.head_position == 10 * BULK_ROWS
     assert_exactly(store.table_uri, 10 * BULK_ROWS)
+
+
+def test_the_events_generation_names_exactly_the_tables_files_after_compaction(
+    store: EventStore,
+    data_dir: Path,
+    make_event: MakeEvent,
+    make_frame: MakeFrame,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from settler_pipeline.projections.generations import Generations
+    from settler_pipeline.projections.logrows import EVENTS, LogFiles
+
+    fill(store, make_event, make_frame)
+    projections.update(store, data_dir)
+    assert maintenance.compact(store).retired, "something was merged"
+    store.append([make_event(STREAMS[0])])
+    projections.update(store, data_dir)
+    replayed = sorted(table.current_files(store.segments_dir))  # what deltalake's replay of the log says
+    manifest = Generations(projections.read_models_dir(data_dir), EVENTS).manifest()
+    assert manifest is not None and manifest["files"] == replayed
+    # a newest commit without the log's state (another writer's): the files come from the replay
+    monkeypatch.setattr(table, "read_state", lambda *_: None)
+    assert LogFiles.published(store).files(fresh=True) == replayed
