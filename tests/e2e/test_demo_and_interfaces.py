@@ -111,7 +111,7 @@ def test_every_cli_command_works_on_the_demo_data(demo: Path) -> None:
     dismissed = json.loads(
         settler("review", "dismiss", done, unmatched, "--reason", "known fee", "--json", data=demo).stdout
     )
-    assert dismissed["events_appended"] == 1
+    assert dismissed["events_appended"] == 1 + _shared_with(dismissed)
     assert (
         json.loads(settler("retry", runs["cancelled"], "--json", data=demo).stdout)["status"] == "completed"
     )
@@ -187,6 +187,13 @@ def review_items(demo: Path, run: str) -> list[dict[str, object]]:
     return items
 
 
+def _shared_with(outcome: dict[str, object]) -> int:
+    """How many other runs a decision was also recorded in (an item of two daily runs)."""
+    details = outcome.get("details") or {}
+    assert isinstance(details, dict)
+    return len(str(details["also_decided_in"]).split(", ")) if "also_decided_in" in details else 0
+
+
 def test_a_reviewers_day_on_the_demo_data_using_only_what_the_cli_prints(demo: Path) -> None:
     listed = json.loads(settler("runs", "--json", data=demo).stdout)
     assert [r["started_at"] for r in listed] == sorted((r["started_at"] for r in listed), reverse=True)
@@ -227,14 +234,14 @@ def test_a_reviewers_day_on_the_demo_data_using_only_what_the_cli_prints(demo: P
     confirmed = json.loads(
         settler("review", "confirm", run, str(proposals[0]["id"]), "--json", data=demo).stdout
     )
-    assert confirmed["events_appended"] == 1
+    assert confirmed["events_appended"] == 1 + _shared_with(confirmed)
     rejected_item = proposals[1]
     rejected = json.loads(
         settler(
             "review", "reject", run, str(rejected_item["id"]), "--reason", "wrong payer", "--json", data=demo
         ).stdout
     )
-    assert rejected["events_appended"] == 1
+    assert rejected["events_appended"] == 1 + _shared_with(rejected)
     items = review_items(demo, run)
     ids = {i["id"] for i in items}
     assert proposals[0]["id"] not in ids and rejected_item["id"] not in ids
@@ -257,7 +264,7 @@ def test_a_reviewers_day_on_the_demo_data_using_only_what_the_cli_prints(demo: P
             data=demo,
         ).stdout
     )
-    assert by_hand["events_appended"] == 1
+    assert by_hand["events_appended"] == 1 + _shared_with(by_hand)
     event = json.loads(
         settler("events", "--stream", run, "--type", "RecordsManuallyMatched", "--json", data=demo).stdout
     )[-1]
@@ -288,7 +295,7 @@ def test_a_reviewers_day_on_the_demo_data_using_only_what_the_cli_prints(demo: P
     accepted = json.loads(
         settler(*args, "--accept-difference", "--note", "partial payment agreed", "--json", data=demo).stdout
     )
-    assert accepted["events_appended"] == 1
+    assert accepted["events_appended"] == 1 + _shared_with(accepted)
     event = json.loads(
         settler("events", "--stream", run, "--type", "RecordsManuallyMatched", "--json", data=demo).stdout
     )[-1]
@@ -300,7 +307,7 @@ def test_a_reviewers_day_on_the_demo_data_using_only_what_the_cli_prints(demo: P
     dismissed = json.loads(
         settler("review", "dismiss", run, str(left["id"]), "--reason", "bank fee", "--json", data=demo).stdout
     )
-    assert dismissed["events_appended"] == 1
+    assert dismissed["events_appended"] == 1 + _shared_with(dismissed)
     after = json.loads(settler("runs", "--json", data=demo).stdout)
     mine = next(r for r in after if r["reconciliation_id"] == chosen["reconciliation_id"])
     assert mine["open_exceptions"] == len(review_items(demo, run)) == chosen["open_exceptions"] - 5
