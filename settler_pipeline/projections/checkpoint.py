@@ -5,11 +5,19 @@ A single-file read model keeps its checkpoint in the Parquet file's key-value me
 file to a temporary name and ``os.replace``-ing it into place publishes rows and checkpoint at once; a
 reader (or a crash) sees the old file or the new one, never a mix. A multi-part read model keeps it in
 the manifest of its generation (see ``parts.py``), committed by one symlink swap.
+
+An update publishes every read model it changed together (:func:`publish_staged`): each one's new
+files are written first (:class:`Staged`), all of them are made durable in one round of fsyncs issued
+at once, then each is swapped in, and the directory is fsynced once. A crash before that last fsync
+can lose some swaps: each read model then keeps its previous rows and checkpoint, whole, and the next
+update applies the same events again.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +26,7 @@ from typing import Any, Final
 import polars as pl
 import pyarrow.parquet as pq
 
-from settler_pipeline.files import atomic_replace
+from settler_pipeline.files import atomic_replace, fsync_all, fsync_dir, staging_path
 
 META_KEY: Final = "settler.read_model"
 
@@ -67,6 +75,37 @@ def write_table(path: Path, frame: pl.DataFrame, checkpoint: Checkpoint) -> None
         frame.write_parquet(
             staging, compression="zstd", compression_level=1, metadata={META_KEY: checkpoint.to_json()}
         )
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A read model's next version, written but not yet published: the files and directories to make
+    durable first, and the swap (one ``os.replace``) that publishes it."""
+
+    durable: tuple[Path, ...]
+    swap: Callable[[], None]
+
+
+def stage_table(path: Path, frame: pl.DataFrame, checkpoint: Checkpoint) -> Staged:
+    """``frame`` with ``checkpoint`` in its metadata written beside ``path``; publishing the result
+    replaces ``path`` with it (see :func:`write_table`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_path(path)
+    frame.write_parquet(
+        staging, compression="zstd", compression_level=1, metadata={META_KEY: checkpoint.to_json()}
+    )
+    return Staged((staging,), lambda: os.replace(staging, path))
+
+
+def publish_staged(root: Path, staged: Sequence[Staged]) -> None:
+    """Publish ``staged`` versions (files under ``root``, swapped in order): every file durable in one
+    round of fsyncs, then the swaps, then one fsync of ``root`` (see the module docstring)."""
+    if not staged:
+        return
+    fsync_all([path for one in staged for path in one.durable])
+    for one in staged:
+        one.swap()
+    fsync_dir(root)
 
 
 def read_checkpoint(path: Path) -> Checkpoint | None:

@@ -25,8 +25,8 @@ from typing import Any, Final
 
 import polars as pl
 
-from settler_pipeline.files import fsync_all, fsync_dir, staging_path
-from settler_pipeline.projections.checkpoint import Checkpoint
+from settler_pipeline.files import staging_path
+from settler_pipeline.projections.checkpoint import Checkpoint, Staged, publish_staged
 from settler_pipeline.projections.parts import DirectoryStorage, PartedTable
 
 GRACE_S: Final = 600.0  # how long a replaced generation stays readable
@@ -90,7 +90,19 @@ class Generations:
         log: dict[str, Any] | None = None,
         written: Sequence[Path] = (),
     ) -> None:
-        """Publish ``table``'s parts as its generation: manifest and run index first, then the symlink.
+        """Publish ``table``'s parts as its generation now (:meth:`stage`, then the swap)."""
+        publish_staged(self.root, [self.stage(table, storage, checkpoint, log, written)])
+
+    def stage(
+        self,
+        table: PartedTable,
+        storage: DirectoryStorage,
+        checkpoint: Checkpoint,
+        log: dict[str, Any] | None = None,
+        written: Sequence[Path] = (),
+    ) -> Staged:
+        """``table``'s parts as its next generation, manifest and run index written, to be published
+        with :func:`~settler_pipeline.projections.checkpoint.publish_staged` (the symlink swap).
         ``log`` (the rows read from the log, see ``logrows.py``) goes into the manifest; ``written``:
         other files the generation wrote (not yet durable)."""
         generation = table.generation
@@ -109,11 +121,18 @@ class Generations:
             manifest["log"] = log
         runs_path = prefix.with_name(prefix.name + ".runs.parquet")
         table.runs_frame().write_parquet(runs_path, compression="zstd", compression_level=1)
-        self.publish(generation, manifest, [*storage.written_paths(), *written, runs_path])
+        return self.stage_manifest(generation, manifest, [*storage.written_paths(), *written, runs_path])
 
     def publish(self, generation: int, manifest: dict[str, Any], written: Sequence[Path] = ()) -> None:
         """Publish generation ``generation`` (its directory complete; ``written``: the files it wrote
         that are not durable yet): its manifest, then the symlink swap that commits it."""
+        publish_staged(self.root, [self.stage_manifest(generation, manifest, written)])
+
+    def stage_manifest(
+        self, generation: int, manifest: dict[str, Any], written: Sequence[Path] = ()
+    ) -> Staged:
+        """Generation ``generation`` (its directory complete) with its manifest written: what to make
+        durable (``written``, the manifest, and the directories naming them) and the symlink swap."""
         work = self._gen_dir(generation)
         work.mkdir(parents=True, exist_ok=True)
         manifest_path = self._manifest(generation)
@@ -122,14 +141,16 @@ class Generations:
         # Named before it is durable: until the swap below it is an uncommitted generation's, which
         # load ignores and clean deletes.
         os.replace(staging, manifest_path)
-        # Everything the swap will point at, durable first, with one round of fsyncs issued together
-        # (the files, the manifest, and the directories naming them) rather than one after another.
-        fsync_all([*written, manifest_path, work, self.dir])
-        link_staging = staging_path(self.link)
-        link_staging.unlink(missing_ok=True)
-        os.symlink(os.path.relpath(work, self.root), link_staging)
-        os.replace(link_staging, self.link)  # the commit
-        fsync_dir(self.root)
+
+        def swap() -> None:
+            link_staging = staging_path(self.link)
+            link_staging.unlink(missing_ok=True)
+            os.symlink(os.path.relpath(work, self.root), link_staging)
+            os.replace(link_staging, self.link)  # the commit
+
+        # Everything the swap will point at is made durable first (publish_staged), with one round of
+        # fsyncs issued together (the files, the manifest, and the directories naming them).
+        return Staged((*written, manifest_path, work, self.dir), swap)
 
     def clean(self) -> None:
         """Delete uncommitted generations (newer than the current one: left by an interrupted update)

@@ -22,7 +22,14 @@ import pyarrow.parquet as pq
 from settler_pipeline.errors import CorruptionError, NotFoundError, ValidationError
 from settler_pipeline.projections import publisher
 from settler_pipeline.projections.batch import TS, EventBatch
-from settler_pipeline.projections.checkpoint import Checkpoint, read_checkpoint, read_table, write_table
+from settler_pipeline.projections.checkpoint import (
+    Checkpoint,
+    Staged,
+    publish_staged,
+    read_checkpoint,
+    read_table,
+    stage_table,
+)
 from settler_pipeline.projections.exceptions import ReconciliationExceptions
 from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.hotspots import ErrorHotspots
@@ -211,13 +218,13 @@ def _bring_forward(
             # before the read models: the files hold every position they read from the log
             publish_events(root, log)
 
-        def commit(one: Target) -> None:
-            if one.changed or not _published_exists(root, one.model):
-                one.commit()
+        def stage(one: Target) -> Staged | None:
+            return one.stage() if one.changed or not _published_exists(root, one.model) else None
 
-        _each(commit, targets)
+        staged = [one for one in _each(stage, targets) if one is not None]
         rows = _status_rows(root, head, {t.model.name: (t.checkpoint, t.row_count()) for t in targets})
-        _write_status(root, rows)
+        # Every changed read model, then the status, published in one round of fsyncs and one swap each.
+        publish_staged(root, [*staged, _stage_status(root, rows)])
         published = [m for m in READ_MODELS if _published_exists(root, m)]
         publisher.ensure_views(root.parent, published, STATUS_NAME, STATUS_COLUMNS, tenant_names=tenant_names)
     return rows
@@ -389,11 +396,12 @@ def _published_exists(root: Path, read_model: ReadModel) -> bool:
     return Generations(root, read_model.name).current() is not None
 
 
-def _write_status(root: Path, rows: list[dict[str, Any]]) -> None:
-    """Publish ``projection_status`` (the checkpoints analysts query, and the as-of time of derived ages)."""
+def _stage_status(root: Path, rows: list[dict[str, Any]]) -> Staged:
+    """``projection_status`` (the checkpoints analysts query, and the as-of time of derived ages),
+    staged to be published with the read models."""
     schema = {c.name: c.dtype for c in STATUS_COLUMNS}
     frame = pl.DataFrame(rows, schema=schema)
     head = max((int(r["head"]) for r in rows), default=0)
-    write_table(
+    return stage_table(
         root / f"{STATUS_NAME}.parquet", frame, Checkpoint(STATUS_NAME, 1, head, None, datetime.now(UTC))
     )

@@ -1,6 +1,6 @@
 """A read model being brought forward: its rows and checkpoint as loaded, each batch of events applied
-to them, and the result committed, rows and checkpoint together (a small read model rewritten whole,
-a large one as parts of a new generation; see ``parts.py``)."""
+to them, and the result staged to be published, rows and checkpoint together (a small read model
+rewritten whole, a large one as parts of a new generation; see ``parts.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from settler_pipeline.projections.batch import EventBatch
-from settler_pipeline.projections.checkpoint import Checkpoint, read_table, write_table
+from settler_pipeline.projections.checkpoint import Checkpoint, Staged, read_table, stage_table
 from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.logrows import LogFiles, write_filters
 from settler_pipeline.projections.parts import DirectoryStorage, MemoryStorage, Part, PartedTable, PartStorage
@@ -38,7 +38,9 @@ class Target(ABC):
     def apply(self, batch: EventBatch) -> None: ...
 
     @abstractmethod
-    def commit(self) -> None: ...
+    def stage(self) -> Staged:
+        """Write the rows and checkpoint as the read model's next version, to be published with
+        :func:`~settler_pipeline.projections.checkpoint.publish_staged`."""
 
     @abstractmethod
     def stored_rows(self) -> pl.DataFrame: ...
@@ -68,10 +70,10 @@ class TableTarget(Target):
     def apply(self, batch: EventBatch) -> None:
         self.state = self.model.apply(self.state, batch)
 
-    def commit(self) -> None:
+    def stage(self) -> Staged:
         assert self.root is not None
         rows = self.state.sort(list(self.model.key))
-        write_table(self.root / f"{self.model.name}.parquet", rows, self.checkpoint)
+        return stage_table(self.root / f"{self.model.name}.parquet", rows, self.checkpoint)
 
     def stored_rows(self) -> pl.DataFrame:
         return self.state
@@ -139,7 +141,7 @@ class PartedTarget(Target):
             for tenant, currency in pairs:
                 self.currencies.setdefault(tenant, set()).add(currency)
 
-    def commit(self) -> None:
+    def stage(self) -> Staged:
         assert self.generations is not None and isinstance(self.storage, DirectoryStorage)
         self.table.compact()
         self.table.ensure_part()
@@ -151,7 +153,7 @@ class PartedTarget(Target):
             )
             currencies = {t: sorted(codes) for t, codes in sorted(self.currencies.items())}
             log = {"position": self.log.position, "rows": self.table.logged_rows, "currencies": currencies}
-        self.generations.commit(self.table, self.storage, self.checkpoint, log, written)
+        return self.generations.stage(self.table, self.storage, self.checkpoint, log, written)
 
     def stored_rows(self) -> pl.DataFrame:
         self.table.flush()

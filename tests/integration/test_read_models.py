@@ -165,6 +165,54 @@ def test_an_interrupted_update_leaves_the_published_tables_intact_and_is_cleaned
         assert projections.read_model(data_dir, name).equals(in_memory(log, name)), name
 
 
+_KILLED_BETWEEN_SWAPS = """
+import os, signal, sys
+from settler_pipeline import projections
+from settler_pipeline.projections import checkpoint, runner
+from settler_pipeline.store.event_store import EventStore
+
+publish = checkpoint.publish_staged
+
+
+def killed(root, staged):
+    if len(staged) < 2:  # the events generation: published whole
+        return publish(root, staged)
+    checkpoint.fsync_all([path for one in staged for path in one.durable])
+    staged[0].swap()
+    os.kill(os.getpid(), signal.SIGKILL)  # between the first read model's swap and the next
+
+
+runner.publish_staged = killed
+with EventStore.open(sys.argv[1]) as store:
+    projections.update(store)
+"""
+
+
+def test_an_update_killed_between_two_swaps_leaves_each_read_model_whole_and_the_next_converges(
+    store: EventStore, data_dir: Path, log: pl.DataFrame
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    append(store, log.head(150), [])
+    projections.update(store)
+    append(store, log.slice(150), [])
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_BETWEEN_SWAPS, str(data_dir)], capture_output=True, check=False
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    swapped = []
+    for name in projections.NAMES:  # each holds the rows of the update before or of this one, whole
+        rows = projections.read_model(data_dir, name)
+        assert rows.equals(in_memory(log.head(150), name)) or rows.equals(in_memory(log, name)), name
+        swapped += [name] if not rows.equals(in_memory(log.head(150), name)) else []
+    assert swapped == [projections.NAMES[0]], "the kill came after the first swap only"
+    projections.update(store)
+    for name in projections.NAMES:
+        assert projections.read_model(data_dir, name).equals(in_memory(log, name)), name
+
+
 def test_analysts_query_the_views_read_only_while_the_pipeline_updates(
     store: EventStore, data_dir: Path, log: pl.DataFrame
 ) -> None:
