@@ -31,7 +31,7 @@ from settler_pipeline.errors import CorruptionError, NotFoundError, ValidationEr
 from settler_pipeline.projections import analyst
 from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.logrows import EVENTS
-from settler_pipeline.projections.runner import STATUS_COLUMNS, STATUS_NAME
+from settler_pipeline.projections.status import STATUS_COLUMNS, STATUS_NAME
 from settler_pipeline.store.payloads import SEGMENT_SCHEMA
 
 

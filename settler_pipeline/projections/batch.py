@@ -18,11 +18,7 @@ import polars as pl
 
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.registry import EventRegistry
-from settler_pipeline.projections.payloads import (
-    SMALL_DOCUMENTS,
-    decode_payloads,
-    upcast_payloads,
-)
+from settler_pipeline.projections.payloads import SMALL_DOCUMENTS, decode_payloads, upcast_payloads
 from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, TYPED
 from settler_pipeline.store.rollups import ROWS as ROLLED_ROWS

@@ -12,24 +12,16 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from settler_pipeline.errors import CorruptionError, NotFoundError, ValidationError
 from settler_pipeline.projections import publisher
-from settler_pipeline.projections.batch import TS, EventBatch
-from settler_pipeline.projections.checkpoint import (
-    Checkpoint,
-    Staged,
-    publish_staged,
-    read_checkpoint,
-    read_table,
-    stage_table,
-)
+from settler_pipeline.projections.batch import EventBatch
+from settler_pipeline.projections.checkpoint import Checkpoint, Staged, publish_staged, read_table
 from settler_pipeline.projections.exceptions import ReconciliationExceptions
 from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.hotspots import ErrorHotspots
@@ -42,7 +34,8 @@ from settler_pipeline.projections.logrows import (
     scan_matches,
 )
 from settler_pipeline.projections.matches import ReconciliationMatches
-from settler_pipeline.projections.projection import Column, ReadModel, TableReadModel
+from settler_pipeline.projections.projection import ReadModel, TableReadModel
+from settler_pipeline.projections.status import STATUS_COLUMNS, STATUS_NAME, stage_status, status_rows
 from settler_pipeline.projections.summary import ReconciliationSummary
 from settler_pipeline.projections.targets import PartedTarget, Target, target
 from settler_pipeline.projections.usage import TenantUsage
@@ -68,21 +61,6 @@ READ_MODELS: Final[tuple[ReadModel, ...]] = (
     ReconciliationMatches(),
 )
 NAMES: Final = tuple(m.name for m in READ_MODELS)
-STATUS_NAME: Final = "projection_status"
-STATUS_COLUMNS: Final = (
-    Column("name", pl.String(), "The read model."),
-    Column("version", pl.Int64(), "Version of the read model's definition its rows were built with."),
-    Column("checkpoint", pl.Int64(), "Last global position of the log applied to it."),
-    Column("head", pl.Int64(), "The log's head position when it was last updated."),
-    Column("lag", pl.Int64(), "head - checkpoint when it was last updated (events not yet applied)."),
-    Column(
-        "as_of_time",
-        TS,
-        "Newest event time applied (the reference time of reconciliation_exceptions.age_days).",
-    ),
-    Column("rows", pl.Int64(), "Rows in the read model."),
-    Column("updated_at", TS, "When the read model was last written."),
-)
 
 
 def read_models_dir(data_dir: str | Path) -> Path:
@@ -209,22 +187,28 @@ def _bring_forward(
         # and the matches they hold typed are read from the published files (logrows.py).
         log = LogFiles.published(store, None if store.read_only else store.publish())
         head = store.head_position
-        targets = _each(lambda m: target(m, root, fresh=fresh, log=log), _models(names))
-        logged_upto = max(
-            (t.log.position for t in targets if isinstance(t, PartedTarget) and t.log), default=0
-        )
-        _run(store, targets, head, chunk_events, None, logged_upto)
-        if log.position:
-            # before the read models: the files hold every position they read from the log
-            publish_events(root, log)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="settler-events") as events:
+            # Published before the read models (the files hold every position they read from the
+            # log), on a thread of its own: its links and fsyncs wait on the disk while the read
+            # models are brought forward.
+            linked = events.submit(publish_events, root, log) if log.position else None
+            targets = _each(lambda m: target(m, root, fresh=fresh, log=log), _models(names))
+            logged_upto = max(
+                (t.log.position for t in targets if isinstance(t, PartedTarget) and t.log), default=0
+            )
+            _run(store, targets, head, chunk_events, None, logged_upto)
+            if linked is not None:
+                linked.result()
 
         def stage(one: Target) -> Staged | None:
             return one.stage() if one.changed or not _published_exists(root, one.model) else None
 
         staged = [one for one in _each(stage, targets) if one is not None]
-        rows = _status_rows(root, head, {t.model.name: (t.checkpoint, t.row_count()) for t in targets})
+        rows = status_rows(
+            root, head, READ_MODELS, {t.model.name: (t.checkpoint, t.row_count()) for t in targets}
+        )
         # Every changed read model, then the status, published in one round of fsyncs and one swap each.
-        publish_staged(root, [*staged, _stage_status(root, rows)])
+        publish_staged(root, [*staged, stage_status(root, rows)])
         published = [m for m in READ_MODELS if _published_exists(root, m)]
         publisher.ensure_views(root.parent, published, STATUS_NAME, STATUS_COLUMNS, tenant_names=tenant_names)
     return rows
@@ -343,46 +327,7 @@ def status(store: EventStore, data_dir: str | Path | None = None) -> list[dict[s
     """Per read model: ``name, checkpoint, head, lag`` (head - checkpoint: events not yet applied),
     plus ``version, as_of_time, rows, updated_at``. A read model never built has checkpoint 0."""
     root = read_models_dir(data_dir if data_dir is not None else store.data_dir)
-    return _status_rows(root, store.head_position, {})
-
-
-def _status_rows(root: Path, head: int, known: dict[str, tuple[Checkpoint, int]]) -> list[dict[str, Any]]:
-    """Status of every read model; ``known`` gives (checkpoint, rows) of those just written."""
-    rows = []
-    for read_model in READ_MODELS:
-        checkpoint, count = known.get(read_model.name) or _stored_checkpoint(root, read_model)
-        if checkpoint.version != read_model.version:
-            checkpoint, count = Checkpoint(read_model.name, read_model.version), 0
-        rows.append(
-            {
-                "name": read_model.name,
-                "version": checkpoint.version,
-                "checkpoint": checkpoint.position,
-                "head": head,
-                "lag": head - checkpoint.position,
-                "as_of_time": checkpoint.max_event_time,
-                "rows": count,
-                "updated_at": checkpoint.updated_at,
-            }
-        )
-    return rows
-
-
-def _stored_checkpoint(root: Path, read_model: ReadModel) -> tuple[Checkpoint, int]:
-    """The published checkpoint and row count of a read model (checkpoint 0 if never built)."""
-    if isinstance(read_model, TableReadModel):
-        path = root / f"{read_model.name}.parquet"
-        checkpoint = read_checkpoint(path)
-        if checkpoint is not None:
-            return checkpoint, pq.read_metadata(path).num_rows
-    else:
-        manifest = Generations(root, read_model.name).manifest()
-        if manifest is not None:
-            rows = sum(int(p["rows"]) for p in manifest["parts"]) + int(
-                manifest.get("log", {}).get("rows", 0)
-            )
-            return Checkpoint.from_dict(manifest["checkpoint"]), rows
-    return Checkpoint(read_model.name, read_model.version), 0
+    return status_rows(root, store.head_position, READ_MODELS, {})
 
 
 def is_built(data_dir: str | Path, name: str) -> bool:
@@ -394,14 +339,3 @@ def _published_exists(root: Path, read_model: ReadModel) -> bool:
     if isinstance(read_model, TableReadModel):
         return (root / f"{read_model.name}.parquet").exists()
     return Generations(root, read_model.name).current() is not None
-
-
-def _stage_status(root: Path, rows: list[dict[str, Any]]) -> Staged:
-    """``projection_status`` (the checkpoints analysts query, and the as-of time of derived ages),
-    staged to be published with the read models."""
-    schema = {c.name: c.dtype for c in STATUS_COLUMNS}
-    frame = pl.DataFrame(rows, schema=schema)
-    head = max((int(r["head"]) for r in rows), default=0)
-    return stage_table(
-        root / f"{STATUS_NAME}.parquet", frame, Checkpoint(STATUS_NAME, 1, head, None, datetime.now(UTC))
-    )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from settler_pipeline.projections.runner import READ_MODELS, STATUS_COLUMNS, STATUS_NAME
+from settler_pipeline.projections.runner import READ_MODELS
+from settler_pipeline.projections.status import STATUS_COLUMNS, STATUS_NAME
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "read-models.md"
 
