@@ -84,6 +84,7 @@ class Staged:
 
     durable: tuple[Path, ...]
     swap: Callable[[], None]
+    discard: Callable[[], None] = lambda: None  # what to remove if it is never swapped in
 
 
 def stage_table(path: Path, frame: pl.DataFrame, checkpoint: Checkpoint) -> Staged:
@@ -94,7 +95,7 @@ def stage_table(path: Path, frame: pl.DataFrame, checkpoint: Checkpoint) -> Stag
     frame.write_parquet(
         staging, compression="zstd", compression_level=1, metadata={META_KEY: checkpoint.to_json()}
     )
-    return Staged((staging,), lambda: os.replace(staging, path))
+    return Staged((staging,), lambda: os.replace(staging, path), lambda: staging.unlink(missing_ok=True))
 
 
 def publish_staged(root: Path, staged: Sequence[Staged]) -> None:
@@ -102,10 +103,16 @@ def publish_staged(root: Path, staged: Sequence[Staged]) -> None:
     round of fsyncs, then the swaps, then one fsync of ``root`` (see the module docstring)."""
     if not staged:
         return
-    fsync_all([path for one in staged for path in one.durable])
-    for one in staged:
-        one.swap()
-    fsync_dir(root)
+    swapped = 0
+    try:
+        fsync_all([path for one in staged for path in one.durable])
+        for one in staged:
+            one.swap()
+            swapped += 1
+        fsync_dir(root)
+    finally:
+        for one in staged[swapped:]:  # an uncommitted generation is left to Generations.clean
+            one.discard()
 
 
 def read_checkpoint(path: Path) -> Checkpoint | None:

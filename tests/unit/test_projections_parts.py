@@ -171,3 +171,22 @@ def test_a_part_records_the_currencies_of_its_rows_for_the_views_and_a_rewrite_d
 def _appended(t: PartedTable) -> PartedTable:
     t.append(rows("r1", 1))
     return t
+
+
+def test_a_table_staged_but_never_swapped_in_leaves_the_published_file_and_no_staging_file(
+    tmp_path: Path,
+) -> None:
+    from settler_pipeline.projections.checkpoint import Staged, publish_staged, stage_table
+
+    path = tmp_path / "model.parquet"
+    write_table(path, rows("r", 1), Checkpoint("model", 3, position=1))
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    staged = stage_table(path, rows("r", 2), Checkpoint("model", 3, position=2))
+    with pytest.raises(OSError, match="disk full"):
+        publish_staged(tmp_path, [Staged((), fail), staged])
+    stored = read_table(path)
+    assert stored is not None and stored[1].position == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.parquet"]
