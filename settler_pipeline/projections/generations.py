@@ -82,17 +82,6 @@ class Generations:
         base = None if fresh or current is None else self._gen_dir(current)
         return generation, DirectoryStorage(work, base)
 
-    def commit(
-        self,
-        table: PartedTable,
-        storage: DirectoryStorage,
-        checkpoint: Checkpoint,
-        log: dict[str, Any] | None = None,
-        written: Sequence[Path] = (),
-    ) -> None:
-        """Publish ``table``'s parts as its generation now (:meth:`stage`, then the swap)."""
-        publish_staged(self.root, [self.stage(table, storage, checkpoint, log, written)])
-
     def stage(
         self,
         table: PartedTable,

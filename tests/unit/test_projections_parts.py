@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from settler_pipeline.projections import generations, parts
-from settler_pipeline.projections.checkpoint import Checkpoint, read_table, write_table
+from settler_pipeline.projections.checkpoint import Checkpoint, publish_staged, read_table, write_table
 from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.parts import MemoryStorage, PartedTable
 
@@ -95,7 +95,7 @@ def test_a_generation_is_published_by_one_symlink_swap_and_old_ones_expire(
         )
         t.append(rows(f"r{value}", value))
         t.ensure_part()
-        gens.commit(t, storage, Checkpoint("things", 1, position=value))
+        publish_staged(tmp_path, [gens.stage(t, storage, Checkpoint("things", 1, position=value))])
         assert os.readlink(tmp_path / "things").endswith(f"g{generation:06d}")
     published = pl.read_parquet(tmp_path / "things" / "*.parquet")
     assert sorted(published["n"].to_list()) == [1, 2, 3]
@@ -132,7 +132,7 @@ def test_every_file_a_generation_wrote_is_durable_before_the_swap_that_commits_i
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
-    gens.commit(t, storage, Checkpoint("things", 1, position=1), written=[extra])
+    publish_staged(tmp_path, [gens.stage(t, storage, Checkpoint("things", 1, position=1), written=[extra])])
     assert len(seen_at_swap) == 1
     directory = tmp_path / ".gens" / "things"
     wanted = {directory / f"g{generation:06d}" / name for name in t.parts} | {
@@ -176,7 +176,7 @@ def _appended(t: PartedTable) -> PartedTable:
 def test_a_table_staged_but_never_swapped_in_leaves_the_published_file_and_no_staging_file(
     tmp_path: Path,
 ) -> None:
-    from settler_pipeline.projections.checkpoint import Staged, publish_staged, stage_table
+    from settler_pipeline.projections.checkpoint import Staged, stage_table
 
     path = tmp_path / "model.parquet"
     write_table(path, rows("r", 1), Checkpoint("model", 3, position=1))
