@@ -176,7 +176,9 @@ def spill_side(
     del data
     return SpilledSide(
         folder=folder,
-        kept=None if spilled else pl.concat(kept) if kept else pl.DataFrame(schema=SPILLED_SCHEMA),
+        # One chunk per column: the matcher gathers records by row (pairs, match rows) many times,
+        # and a gather across chunks costs several times one within a chunk.
+        kept=None if spilled else _joined(kept),
         counts=(
             pl.concat(counts).group_by("currency", "day").agg(pl.col("records").sum())
             if counts
@@ -194,3 +196,8 @@ def spill_side(
         out_of_window=out_of_window,
         duration_ms=round((time.perf_counter() - started) * 1000),
     )
+
+
+def _joined(kept: list[pl.DataFrame]) -> pl.DataFrame:
+    """The slices of a side kept in memory as one frame of one chunk per column."""
+    return pl.concat(kept, rechunk=True) if kept else pl.DataFrame(schema=SPILLED_SCHEMA)

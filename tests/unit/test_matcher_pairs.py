@@ -1,0 +1,96 @@
+"""Attaching both records' amounts, days and currencies to key pairs (``pairs.attach_checks``)."""
+
+from __future__ import annotations
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from settler_pipeline.domain.matching.pairs import attach_checks
+from tests.profiles import examples
+
+COLS = ["line_number", "amount_minor", "currency", "day"]
+
+
+def _side(lines: list[int], prefix: str) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "line_number": lines,
+            "amount_minor": [line * 7 - 300 for line in lines],
+            "currency": [None if line % 5 == 0 else ("EUR" if line % 2 else "USD") for line in lines],
+            "day": [20_000 + line % 9 for line in lines],
+            "record_id": [f"{prefix}{line}" for line in lines],
+        },
+        schema={
+            "line_number": pl.Int64(),
+            "amount_minor": pl.Int64(),
+            "currency": pl.String(),
+            "day": pl.Int64(),
+            "record_id": pl.String(),
+        },
+    )
+
+
+def _joined(pairs: pl.DataFrame, source: pl.DataFrame, target: pl.DataFrame) -> pl.DataFrame:
+    """What attach_checks promises, spelled as the two joins it stands for."""
+    return (
+        pairs.join(
+            source.select(COLS).rename({c: f"s_{c}" for c in COLS}),
+            left_on="source_line",
+            right_on="s_line_number",
+        )
+        .join(
+            target.select(COLS).rename({c: f"t_{c}" for c in COLS}),
+            left_on="target_line",
+            right_on="t_line_number",
+        )
+        .with_columns(
+            amount_difference=pl.col("t_amount_minor") - pl.col("s_amount_minor"),
+            day_difference=pl.col("t_day") - pl.col("s_day"),
+            currency_ok=(pl.col("s_currency") == pl.col("t_currency")).fill_null(False),
+        )
+    )
+
+
+lines = st.lists(st.integers(1, 60), unique=True, max_size=25)
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(
+    source_lines=lines,
+    target_lines=lines,
+    pair_lines=st.lists(st.tuples(st.integers(0, 70), st.integers(0, 70)), max_size=30),
+    sparse=st.booleans(),
+    repeated=st.booleans(),
+)
+def test_attached_checks_are_those_of_joining_both_sides(
+    source_lines: list[int],
+    target_lines: list[int],
+    pair_lines: list[tuple[int, int]],
+    sparse: bool,
+    repeated: bool,
+) -> None:
+    # Dense lines are looked up by position, sparse ones (or a repeated line) joined: both give the
+    # rows of the joins, pairs whose record is on neither side dropped, every other pair kept.
+    scale = 10**12 if sparse else 1
+    source = _side([line * scale for line in source_lines], "s")
+    target = _side(target_lines, "t")
+    if repeated and target.height:
+        target = pl.concat([target, target.head(1)])
+    pairs = pl.DataFrame(
+        {"source_line": [s * scale for s, _ in pair_lines], "target_line": [t for _, t in pair_lines]},
+        schema={"source_line": pl.Int64(), "target_line": pl.Int64()},
+    ).with_columns(via=pl.int_range(pl.len(), dtype=pl.Int64))
+    got = attach_checks(pairs, source, target)
+    want = _joined(pairs, source, target)
+    assert got.columns == want.columns
+    assert got.sort(pl.all()).equals(want.sort(pl.all()))
+
+
+def test_pairs_keep_their_order_and_unknown_lines_are_dropped() -> None:
+    source, target = _side([3, 4, 5], "s"), _side([10, 11], "t")
+    pairs = pl.DataFrame({"source_line": [5, 9, 3, 4], "target_line": [10, 10, 11, 12]})
+    got = attach_checks(pairs, source, target)
+    assert got.select("source_line", "target_line").rows() == [(5, 10), (3, 11)]
+    assert got["amount_difference"].to_list() == [10 * 7 - 5 * 7, 11 * 7 - 3 * 7]
+    assert got["currency_ok"].to_list() == [False, True]
