@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from settler_pipeline.domain.matching.pairs import attach_checks
+from settler_pipeline.domain.matching.positions import LinePositions
 from tests.profiles import examples
 
 COLS = ["line_number", "amount_minor", "currency", "day"]
@@ -94,3 +96,22 @@ def test_pairs_keep_their_order_and_unknown_lines_are_dropped() -> None:
     assert got.select("source_line", "target_line").rows() == [(5, 10), (3, 11)]
     assert got["amount_difference"].to_list() == [10 * 7 - 5 * 7, 11 * 7 - 3 * 7]
     assert got["currency_ok"].to_list() == [False, True]
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(
+    lines=st.lists(st.integers(-5, 80), max_size=40),
+    wanted=st.lists(st.integers(-10, 90), max_size=40),
+    scale=st.sampled_from([1, 3, 10**9]),
+)
+def test_line_positions_find_the_row_of_each_line(lines: list[int], wanted: list[int], scale: int) -> None:
+    # Dense spans are looked up in an array, sparse ones (scaled far apart) by binary search.
+    lines, wanted = [line * scale for line in lines], [line * scale for line in wanted]
+    positions = LinePositions(pl.Series(lines, dtype=pl.Int64))
+    assert positions.unique == (len(set(lines)) == len(lines))
+    rows = positions.rows(np.asarray(wanted, dtype=np.int64)).tolist()
+    for line, row in zip(wanted, rows, strict=True):
+        if line in lines:
+            assert lines[row] == line
+        else:
+            assert row == -1

@@ -13,6 +13,7 @@ import numpy.typing as npt
 import polars as pl
 
 from settler_pipeline.domain.matching.margin import margin_lines, source_in_range, within_range
+from settler_pipeline.domain.matching.positions import LinePositions
 from settler_pipeline.domain.matching.result import MATCH_SCHEMA, STATUS_PROPOSED, MatchResult
 
 MATCH_ID_NAMESPACE = uuid.UUID("2141afa5-f648-5faf-b06c-79894d87499a")
@@ -42,17 +43,15 @@ RECORD_COLUMNS = ("line_number", "record_id", "amount_minor", "currency", "day")
 
 class _ByLine:
     """:data:`RECORD_COLUMNS` of a side's records, found by line number without a sorted copy of
-    them: only the order of the lines is kept (two integers per record)."""
+    them (see :class:`.positions.LinePositions`)."""
 
     def __init__(self, work: pl.DataFrame) -> None:
         self.frame = work.select(RECORD_COLUMNS)
-        order = self.frame["line_number"].arg_sort()
-        self.order = order.to_numpy()
-        self.lines = self.frame["line_number"].gather(order).to_numpy()
+        self.positions = LinePositions(self.frame["line_number"])
 
     def rows(self, lines: npt.NDArray[np.int64]) -> pl.DataFrame:
         """The records on ``lines`` (each present), in that order."""
-        return self.frame[pl.Series(self.order[np.searchsorted(self.lines, lines)])]
+        return self.frame[pl.Series(self.positions.rows(lines))]
 
 
 def _single_side(matches: pl.DataFrame, records: _ByLine, side: str) -> pl.DataFrame:

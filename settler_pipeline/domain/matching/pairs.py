@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
-import numpy.typing as npt
 import polars as pl
 
 from settler_pipeline.domain.matching.config import DateWindow, Tolerance
+from settler_pipeline.domain.matching.positions import LinePositions
 from settler_pipeline.domain.matching.tolerance import within_tolerance, within_window
 
 _HASH_SEED = 20261201
@@ -76,11 +75,10 @@ def attach_checks(pairs: pl.DataFrame, source: pl.DataFrame, target: pl.DataFram
     ``day_difference`` (target minus source) of each pair (pairs whose records are not in ``source``
     and ``target`` are dropped)."""
     cols = ["line_number", "amount_minor", "currency", "day"]
-    s_at, t_at = (
-        _positions(source["line_number"], pairs["source_line"]),
-        _positions(target["line_number"], pairs["target_line"]),
-    )
-    if s_at is None or t_at is None:
+    lines = (source["line_number"], target["line_number"], pairs["source_line"], pairs["target_line"])
+    s_lines, t_lines = (None, None) if any(c.null_count() for c in lines) else map(LinePositions, lines[:2])
+    if s_lines is None or t_lines is None or not (s_lines.unique and t_lines.unique):
+        # A repeated line pairs with each of its rows: the joins say so.
         joined = pairs.join(
             source.select(cols).rename({c: f"s_{c}" for c in cols}),
             left_on="source_line",
@@ -91,8 +89,10 @@ def attach_checks(pairs: pl.DataFrame, source: pl.DataFrame, target: pl.DataFram
             right_on="t_line_number",
         )
     else:
-        # Line numbers are unique and dense on each side: a record's row is an array lookup away,
-        # and gathering four columns by position costs a fraction of two joins of every pair.
+        # Line numbers are unique on each side: a record's row is a lookup away, and gathering four
+        # columns by position costs a fraction of two joins of every pair.
+        s_at = s_lines.rows(pairs["source_line"].to_numpy())
+        t_at = t_lines.rows(pairs["target_line"].to_numpy())
         found = (s_at >= 0) & (t_at >= 0)
         if not found.all():
             pairs, s_at, t_at = pairs.filter(pl.Series(found)), s_at[found], t_at[found]
@@ -110,29 +110,6 @@ def attach_checks(pairs: pl.DataFrame, source: pl.DataFrame, target: pl.DataFram
         day_difference=pl.col("t_day") - pl.col("s_day"),
         currency_ok=(pl.col("s_currency") == pl.col("t_currency")).fill_null(False),
     )
-
-
-_DENSE = 4
-"""Line numbers are looked up through an array when their span is at most this many times their count."""
-
-
-def _positions(lines: pl.Series, wanted: pl.Series) -> npt.NDArray[np.int64] | None:
-    """The row of ``lines`` holding each of ``wanted`` (-1 where none does), or None when ``lines``
-    are not unique or too sparse for an array of their span."""
-    if lines.len() == 0 or lines.null_count() or wanted.null_count():
-        return None
-    values = lines.to_numpy()
-    low, high = int(values.min()), int(values.max())
-    span = high - low + 1
-    if span > _DENSE * len(values) + 1024:
-        return None
-    rows = np.full(span, -1, dtype=np.int64)
-    rows[values - low] = np.arange(len(values), dtype=np.int64)
-    if int((rows >= 0).sum()) != len(values):
-        return None  # a line number occurs twice: joined as before
-    asked = wanted.to_numpy()
-    inside = (asked >= low) & (asked <= high)
-    return np.where(inside, rows[np.clip(asked - low, 0, span - 1)], -1)
 
 
 def with_fit_checks(pairs: pl.DataFrame, tolerance: Tolerance, window: DateWindow) -> pl.DataFrame:
