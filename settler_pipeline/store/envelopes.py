@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import polars as pl
 import pyarrow as pa
 from pydantic import BaseModel
+from pydantic_core import from_json
 
 from settler_pipeline.domain.envelope import EventEnvelope, EventMetadata
 
@@ -121,13 +122,16 @@ def _build(columns: Sequence[list[Any]], timestamps: list[int], created: list[in
     """The envelopes of rows given column by column (``_STRINGS``, ``_MORE``, aggregate version and
     data, then the two times as integer microseconds)."""
     *columns, data = columns
-    payloads = json.loads("[" + ",".join(data) + "]")
+    payloads = _parse_list(data)
     times = {m: _EPOCH + timedelta(microseconds=m) for m in {*timestamps, *created}}
     # One fields-set per model for the whole batch: every field is set, the models are frozen, and
     # pydantic copies the set before changing it (model_copy), so sharing it is safe; the slots are
-    # set through their descriptors. ~1.5 µs per event instead of ~2.2.
+    # set through their descriptors. The events of one commit share their metadata (tenant, user,
+    # time, flow, cause): equal metadata without extra keys is built once and shared, as a frozen
+    # model can be (its extra keys, a dict, are never shared).
     metadata_set, envelope_set = set(_METADATA_FIELDS), set(_ENVELOPE_FIELDS)
     new, loads, metadata_model, envelope_model = _new, json.loads, EventMetadata, EventEnvelope
+    shared: dict[tuple[Any, ...], EventMetadata] = {}
     out: list[EventEnvelope] = []
     append = out.append
     for (
@@ -147,21 +151,26 @@ def _build(columns: Sequence[list[Any]], timestamps: list[int], created: list[in
         timestamp,
         created_at,
     ) in zip(*columns, payloads, timestamps, created, strict=True):
-        metadata = new(metadata_model)
-        _set(
-            metadata,
-            "__dict__",
-            {
-                "tenant_id": tenant_id,
-                "user_id": user_id,
-                "timestamp": times[timestamp],
-                "correlation_id": correlation_id,
-                "causation_id": causation_id,
-            },
-        )
-        _set_fields(metadata, metadata_set)
-        _set_extra(metadata, loads(extra) if extra else {})
-        _set_private(metadata, None)
+        key = (tenant_id, user_id, timestamp, correlation_id, causation_id)
+        metadata = None if extra else shared.get(key)
+        if metadata is None:
+            metadata = new(metadata_model)
+            _set(
+                metadata,
+                "__dict__",
+                {
+                    "tenant_id": tenant_id,
+                    "user_id": user_id,
+                    "timestamp": times[timestamp],
+                    "correlation_id": correlation_id,
+                    "causation_id": causation_id,
+                },
+            )
+            _set_fields(metadata, metadata_set)
+            _set_extra(metadata, loads(extra) if extra else {})
+            _set_private(metadata, None)
+            if not extra:
+                shared[key] = metadata
         envelope = new(envelope_model)
         _set(
             envelope,
@@ -184,6 +193,17 @@ def _build(columns: Sequence[list[Any]], timestamps: list[int], created: list[in
         _set_private(envelope, None)
         append(envelope)
     return out
+
+
+def _parse_list(documents: list[str]) -> list[Any]:
+    """The JSON documents ``documents`` parsed, in one call: pydantic's JSON parser is ~1.5x faster
+    than the standard library's on a stream's payloads; the standard library's takes what it refuses
+    (a lone surrogate escape) and gives the same values otherwise."""
+    text = "[" + ",".join(documents) + "]"
+    try:
+        return from_json(text)  # type: ignore[no-any-return]
+    except ValueError:
+        return json.loads(text)  # type: ignore[no-any-return]
 
 
 def _utc(value: datetime) -> datetime:

@@ -363,7 +363,8 @@ class SegmentReader:
         cached = self._files.pop(relative, None)
         if cached is None:
             verify_file(self._dir / relative, self._fix)
-            handle = pq.ParquetFile(self._dir / relative)
+            # no pre-buffering (for remote storage): on a local file it adds ~0.1 ms to a small read
+            handle = pq.ParquetFile(self._dir / relative, pre_buffer=False)
             starts = [0]
             for i in range(handle.metadata.num_row_groups):
                 starts.append(starts[-1] + handle.metadata.row_group(i).num_rows)
@@ -388,8 +389,7 @@ class SegmentReader:
 
     def read_table(self, relative: str, groups: list[int], columns: list[str] | None = None) -> pa.Table:
         """Row groups ``groups`` of one segment as stored (an Arrow table), in file order."""
-        handle, _ = self._open(relative)
-        # a stream load reads one or two small row groups: a thread pool costs more than it saves
+        handle, _ = self._open(relative)  # a thread pool costs a small read more than it saves
         return handle.read_row_groups(
             groups, columns=columns if columns is not None else _ALL, use_threads=len(groups) > 2
         )
