@@ -61,6 +61,18 @@ def blocking_runs(cmd: c.StartReconciliation, runs: list[ReconciliationState]) -
             "each job, tenant and day counts once",
             hint="pass --supersede (Python: supersede=True) to replace that run with a new one",
         )
+    start, end = cmd.date_range.start.isoformat(), cmd.date_range.end.isoformat()
+    for run in live:
+        first, last = run.date_range  # type: ignore[misc]
+        if first < start or last > end:
+            # A run is replaced whole: superseding it from part of its days would leave the others
+            # reconciled by no live run (and drop their review decisions) without a word.
+            raise StateError(
+                f"run {run.reconciliation_id} reconciles {first}..{last} of job {cmd.job_id!r}; a run of "
+                f"{start}..{end} would replace all of it and leave its other days unreconciled",
+                hint=f"supersede it with a run of every day it covers (--from {min(first, start)} "
+                f"--to {max(last, end)}), or leave it as it is",
+            )
     return live
 
 

@@ -10,6 +10,7 @@ bidirectional overrides) are shown as escapes, never sent to the terminal (JSON 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -176,19 +177,44 @@ def user_errors(*, as_json: bool = False) -> Iterator[None]:
     except SettlerError as exc:
         report_error(exc.message, exc.hint, error_code(exc), as_json=as_json)
         raise typer.Exit(EXIT_INTERNAL_ERROR) from exc
+    except OSError as exc:
+        if exc.errno not in _NOT_WRITABLE:
+            _internal(exc, as_json)
+        fail(
+            f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc.strerror),
+            _NOT_WRITABLE[exc.errno],
+            as_json=as_json,
+            code="not_writable" if exc.errno == errno.EROFS else "file_access",
+        )
     except KeyboardInterrupt:
         report_error("interrupted", None, "interrupted", as_json=as_json)
         raise typer.Exit(130) from None
     except Exception as exc:
-        if os.environ.get("SETTLER_DEBUG"):
-            raise
-        report_error(
-            f"internal error: {type(exc).__name__}: {exc}",
-            "set SETTLER_DEBUG=1 to see the traceback, and report it",
-            "internal",
-            as_json=as_json,
-        )
-        raise typer.Exit(EXIT_INTERNAL_ERROR) from exc
+        _internal(exc, as_json)
+
+
+# The machine's state, not a defect: a file the command must write is on a read-only mount or not this
+# user's, or the disk is full. Reported like a user's mistake (exit 1) with what to do.
+_READ_ONLY_COPY = "read commands (runs, state, events, sql, review list) also work on a read-only copy"
+_NOT_WRITABLE = {
+    errno.EROFS: f"this command writes to the data directory, which is read-only here; {_READ_ONLY_COPY}",
+    errno.EACCES: f"give this user access to that file and run it again; {_READ_ONLY_COPY}",
+    errno.EPERM: f"give this user access to that file and run it again; {_READ_ONLY_COPY}",
+    errno.ENOSPC: "free some space on that disk and run the command again",
+    errno.EDQUOT: "free some space (the user's disk quota is used up) and run the command again",
+}
+
+
+def _internal(exc: Exception, as_json: bool) -> NoReturn:
+    if os.environ.get("SETTLER_DEBUG"):
+        raise exc
+    report_error(
+        f"internal error: {type(exc).__name__}: {exc}",
+        "set SETTLER_DEBUG=1 to see the traceback, and report it",
+        "internal",
+        as_json=as_json,
+    )
+    raise typer.Exit(EXIT_INTERNAL_ERROR) from exc
 
 
 def _help_hint() -> str:

@@ -4,6 +4,7 @@ and beside a writer holding the lock, and a directory without Settler data is re
 from __future__ import annotations
 
 import getpass
+import json
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,24 @@ def test_read_commands_work_on_a_read_only_copy(read_only_dir: Path) -> None:
     runs = settler("runs", "--data-dir", read_only_dir, "--json")
     assert runs.returncode == 0, runs.stderr
     assert json_of(runs) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("log", "publish"), ("project",), ("snapshot",), ("access", "create-tenant", "newco")],
+    ids=lambda c: " ".join(c),
+)
+def test_write_commands_on_a_read_only_copy_say_so(read_only_dir: Path, command: tuple[str, ...]) -> None:
+    refused = settler(*command, "--data-dir", read_only_dir, "--json")
+    assert refused.returncode == 1, refused.stderr  # not an internal error (2)
+    error = json_of_stderr(refused)
+    assert error["code"] == "not_writable" and "Read-only file system" in error["error"]
+    assert "read-only" in error["hint"] and "Traceback" not in refused.stderr
+
+
+def json_of_stderr(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    parsed: dict[str, str] = json.loads(result.stderr.strip().splitlines()[-1])
+    return parsed
 
 
 def test_the_python_api_reads_a_read_only_copy(read_only_dir: Path) -> None:

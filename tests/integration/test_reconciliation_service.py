@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from datetime import date, timedelta
@@ -136,6 +137,13 @@ def test_a_missing_input_file_fails_the_run_with_a_clear_event_and_a_retry_compl
         with pytest.raises(StateError, match="already exists"):
             app.reconcile(spec, start=START, end=END, reconciliation_id=failed.reconciliation_id)
         shutil.move(moved, target)
+        # another job's spec would reconcile that job's days under this run's job
+        other = spec.with_name("other-job.yaml")
+        other.write_text(re.sub(r"(?m)^name: .*$", "name: other-job", spec.read_text()))
+        head = app.store.head_position
+        with pytest.raises(ValidationError, match="is a run of job") as refused:
+            app.retry(failed.reconciliation_id, spec_path=other)
+        assert "other-job" in str(refused.value) and app.store.head_position == head
         retried = app.retry(failed.reconciliation_id)
         assert (retried.status, retried.attempt) == ("completed", 2)
         with pytest.raises(StateError, match="only a failed, cancelled or abandoned"):

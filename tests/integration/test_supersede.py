@@ -40,6 +40,26 @@ def test_a_second_run_of_the_same_days_is_refused_with_a_hint(reconciled: tuple[
         assert app.reconcile(spec, start=date(2026, 11, 3), end=date(2026, 11, 3)).status == "completed"
 
 
+def test_a_run_is_superseded_whole_or_not_at_all(tmp_path: Path) -> None:
+    spec, _ = write_sample_job(tmp_path / "inputs", records=400, start=date(2026, 11, 1), days=3, seed=3)
+    data = tmp_path / "data"
+    days = (date(2026, 11, 1), date(2026, 11, 3))
+    with Settler(data, user="ops") as app:
+        app.access.create_tenant("acme", admin="ops")
+        wide = app.reconcile(spec, start=days[0], end=days[1]).reconciliation_id
+        head = app.store.head_position
+        # one day of a three-day run would replace all of it: its other two days would count nowhere
+        with pytest.raises(StateError, match="leave its other days unreconciled") as raised:
+            app.reconcile(spec, start=DAY, end=DAY, supersede=True)
+        assert wide in str(raised.value)
+        assert "--from 2026-11-01 --to 2026-11-03" in (raised.value.hint or "")
+        assert app.store.head_position == head and app.state(wide).status == "completed"
+        # a run of every day it covers (or more) replaces it
+        wider = app.reconcile(spec, start=days[0], end=date(2026, 11, 4), supersede=True)
+        assert wider.status == "completed"
+        assert app.state(wide).status == "superseded"
+
+
 def test_the_cli_refuses_clearly_without_supersede(reconciled: tuple[Path, Path, str]) -> None:
     data, spec, _ = reconciled
     args = ["reconcile", str(spec), "--from", DAY.isoformat(), "--data-dir", str(data), "--user", "ops"]

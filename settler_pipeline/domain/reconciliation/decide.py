@@ -61,15 +61,29 @@ def decide_start(
 
 
 def decide_retry(
-    state: ReconciliationState, cmd: c.RetryReconciliation, *, fingerprint: str | None = None
+    state: ReconciliationState,
+    cmd: c.RetryReconciliation,
+    *,
+    fingerprint: str | None = None,
+    job_id: str | None = None,
 ) -> list[e.NewEvent]:
     """Retry only a failed, cancelled or abandoned run (with the spec read again, when the command has
-    one)."""
+    one: ``job_id`` is that spec's name, which must be the run's job)."""
     _require_exists(state, cmd)
     if state.status not in RETRYABLE:
         raise StateError(
             f"reconciliation {cmd.reconciliation_id} is {state.status}; "
-            "only a failed, cancelled or abandoned run can be retried"
+            "only a failed, cancelled or abandoned run can be retried",
+            hint="see its status and error with `settler state RUN_ID`",
+        )
+    if job_id is not None and job_id != state.job_id:
+        # Another job's spec would reconcile that job's days under this run's job: the days of the
+        # other job would count twice and this job's would still be missing.
+        raise ValidationError(
+            f"reconciliation {cmd.reconciliation_id} is a run of job {state.job_id!r}; the spec given "
+            f"is job {job_id!r}",
+            hint=f"retry it with a spec named {state.job_id!r}, or start job {job_id!r} with "
+            "`settler reconcile`",
         )
     data = e.ReconciliationRetried(attempt=state.attempt + 1, retried_by=cmd.user_id)
     if cmd.spec is not None:
