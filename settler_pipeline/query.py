@@ -28,7 +28,7 @@ import polars as pl
 from settler_pipeline import projections
 from settler_pipeline.adapters.amounts import CURRENCY_EXPONENTS, DEFAULT_EXPONENT
 from settler_pipeline.errors import CorruptionError, NotFoundError, ValidationError
-from settler_pipeline.projections import analyst
+from settler_pipeline.projections import analyst, exponents
 from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.logrows import EVENTS
 from settler_pipeline.projections.status import STATUS_COLUMNS, STATUS_NAME
@@ -36,12 +36,15 @@ from settler_pipeline.store.payloads import SEGMENT_SCHEMA
 
 
 def with_analyst_columns(
-    frame: pl.LazyFrame, tenant_names: Mapping[str, str], currencies: Sequence[str] = ()
+    frame: pl.LazyFrame,
+    tenant_names: Mapping[str, str],
+    currencies: Sequence[str] = (),
+    declared: Mapping[str, Mapping[str, int]] | None = None,
 ) -> pl.LazyFrame:
     """``frame`` with the analyst columns (:mod:`settler_pipeline.projections.analyst`): ``tenant`` after
     ``tenant_id`` and ``<amount>_major`` after each minor-unit amount of a frame that has a
     ``currency``, exact decimals with as many places as ``currencies`` (the codes the frame holds)
-    need."""
+    need, in the exponents runs declared (``declared``: run id -> code -> exponent) where they did."""
     schema = frame.collect_schema()
     added: dict[str, pl.Expr] = {}
     for name, after in analyst.added_columns(schema.names()):
@@ -54,8 +57,14 @@ def with_analyst_columns(
             exponent = pl.col("currency").replace_strict(
                 CURRENCY_EXPONENTS, default=DEFAULT_EXPONENT, return_dtype=pl.Int64
             )
+            if declared and "reconciliation_id" in schema:
+                for run, exponents in declared.items():
+                    for code, own in exponents.items():
+                        mine = (pl.col("reconciliation_id") == run) & (pl.col("currency") == code)
+                        exponent = pl.when(mine).then(pl.lit(own, pl.Int64)).otherwise(exponent)
             divisor = pl.lit(10, pl.Int64).pow(exponent).cast(pl.Decimal(38, 0))
-            added[name] = pl.col(after).cast(pl.Decimal(38, analyst.scale_of(currencies))) / divisor
+            scale = analyst.scale_of(currencies, declared)
+            added[name] = pl.col(after).cast(pl.Decimal(38, scale)) / divisor
     order = [c for c in analyst.in_order(schema.names()) if c in schema or c in added]
     return frame.with_columns(expr.alias(name) for name, expr in added.items()).select(order)
 
@@ -168,8 +177,10 @@ def scoped_rows(
     try:
         # a read model reading rows from the log knows their currencies without a scan of them
         currencies = projections.logged_currencies(data_dir, name, tenant_ids)
+        root = projections.read_models_dir(data_dir)
+        declared = exponents.of_tenants(exponents.declared(root), list(tenant_ids))
         return with_analyst_columns(
-            frame, tenant_names, _currencies(frame) if currencies is None else currencies
+            frame, tenant_names, _currencies(frame) if currencies is None else currencies, declared
         )
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise CorruptionError(

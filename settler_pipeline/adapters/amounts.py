@@ -9,8 +9,11 @@ The integer and fraction digits are extracted with a regular expression and comb
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 import polars as pl
+from pydantic import ValidationError as PydanticValidationError
 
 from settler_pipeline.adapters.reasons import PREFIX, first_reason, quoted
 from settler_pipeline.jobspec import (
@@ -19,6 +22,7 @@ from settler_pipeline.jobspec import (
     ISO_4217_CODES,
     AmountExpression,
     AmountOptions,
+    CurrencyOptions,
     SideSpec,
 )
 
@@ -39,6 +43,34 @@ CURRENCY_SYMBOLS = "$€£¥₹₩₽₺₪₫฿₦₱₴₡₲₵₸"
 # At most 14 integer digits keep int * 10**4 + fraction (< 10**18) inside Int64 (~9.2 * 10**18);
 # minor-unit integers may have 18 digits.
 MAX_INTEGER_DIGITS = 14
+
+
+def spec_exponents(spec: Mapping[str, Any], side: str | None = None) -> dict[str, int]:
+    """The minor-unit exponents a run used, from the job spec it ran with (the ``spec`` mapping its
+    ``ReconciliationStarted`` carries): the built-in table with the ``currency.exponents`` of ``side``
+    over it, or of both sides when ``side`` is None (the source's where both name a code). A side whose
+    currency options no longer validate declares nothing."""
+    exponents = dict(CURRENCY_EXPONENTS)
+    for name in ("target", "source") if side is None else (side,):
+        section = spec.get(name)
+        currency = section.get("currency") if isinstance(section, Mapping) else None
+        if not isinstance(currency, Mapping):
+            continue
+        try:
+            exponents.update(CurrencyOptions.model_validate(dict(currency)).exponents)
+        except PydanticValidationError:
+            continue
+    return exponents
+
+
+def declared_exponents(spec: Mapping[str, Any]) -> dict[str, int]:
+    """The exponents of :func:`spec_exponents` (both sides) that differ from what the built-in table
+    (or the default of 2) says: empty for almost every run."""
+    return {
+        code: exponent
+        for code, exponent in spec_exponents(spec).items()
+        if CURRENCY_EXPONENTS.get(code, DEFAULT_EXPONENT) != exponent
+    }
 
 
 def with_amount_expression(

@@ -12,6 +12,7 @@ it repeats, ``RecordQuarantined`` the raw row.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from settler_pipeline.adapters.amounts import CURRENCY_EXPONENTS, DEFAULT_EXPONENT
+from settler_pipeline.adapters.amounts import CURRENCY_EXPONENTS, DEFAULT_EXPONENT, spec_exponents
 from settler_pipeline.application.ports import EventLog
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.matching.tolerance import allowed_difference
@@ -30,22 +31,26 @@ from settler_pipeline.jobspec import job_spec_from_mapping
 _DETAIL_TYPES = (e.MATCH_PROPOSED, e.RECORD_UNMATCHED, e.DUPLICATE_DETECTED, e.RECORD_QUARANTINED)
 
 
-def major(minor: int | None, currency: str | None) -> str | None:
-    """``minor`` units of ``currency`` as an exact decimal string in major units (1234 EUR -> "12.34")."""
+def major(
+    minor: int | None, currency: str | None, exponents: Mapping[str, int] = CURRENCY_EXPONENTS
+) -> str | None:
+    """``minor`` units of ``currency`` as an exact decimal string in major units (1234 EUR -> "12.34"),
+    with the minor-unit ``exponents`` the run used (its job spec's ``currency.exponents`` over the
+    built-in table: :func:`~settler_pipeline.adapters.amounts.spec_exponents`)."""
     if minor is None:
         return None
-    exponent = CURRENCY_EXPONENTS.get(currency or "", DEFAULT_EXPONENT)
+    exponent = exponents.get(currency or "", DEFAULT_EXPONENT)
     return str(Decimal(minor).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent)))
 
 
-def _record(raw: dict[str, Any], side: str) -> dict[str, Any]:
+def _record(raw: dict[str, Any], side: str, exponents: Mapping[str, int]) -> dict[str, Any]:
     occurred = raw.get("occurred_at")
     return {
         "side": side,
         "id": raw.get("id") or raw.get("record_id"),
         "date": occurred[:10] if occurred else None,
         "occurred_at": occurred,
-        "amount": major(raw.get("amount"), raw.get("currency")),
+        "amount": major(raw.get("amount"), raw.get("currency"), exponents),
         "amount_minor": raw.get("amount"),
         "currency": raw.get("currency"),
         "reference": raw.get("reference"),
@@ -59,6 +64,9 @@ class RunDetails:
     def __init__(self, store: EventLog, state: ReconciliationState) -> None:
         assert state.reconciliation_id is not None
         self.state = state
+        spec = state.spec.get("spec") or {}
+        # each side's amounts were read with its own currency options
+        self.exponents = {side: spec_exponents(spec, side) for side in ("source", "target")}
         frame = store.stream_frame(state.reconciliation_id, e.AGGREGATE_TYPE).filter(
             pl.col("event_type").is_in(list(_DETAIL_TYPES))
         )
@@ -72,10 +80,11 @@ class RunDetails:
                 self.events[f"proposed:{data['match_id']}"] = (event_type, data)
                 for side in ("source", "target"):
                     for raw in data.get(f"{side}_records") or []:
-                        self.records[(side, raw["id"])] = _record(raw, side)
+                        self.records[(side, raw["id"])] = _record(raw, side, self.exponents[side])
             elif event_type == e.RECORD_UNMATCHED:
                 self.events[f"unmatched:{data['side']}:{data['record_id']}"] = (event_type, data)
-                self.records[(data["side"], data["record_id"])] = _record(data, data["side"])
+                side = data["side"]
+                self.records[(side, data["record_id"])] = _record(data, side, self.exponents[side])
             else:
                 self.events[f"{_kind(event_type)}:{data['side']}:{data['line_number']}"] = (event_type, data)
 
@@ -107,7 +116,7 @@ class RunDetails:
                 rule=data.get("rule", reason),
                 confidence=data.get("confidence"),
                 currency=currency,
-                amount_difference=major(data.get("amount_difference"), currency),
+                amount_difference=major(data.get("amount_difference"), currency, self.exponents["source"]),
                 date_difference_days=data.get("date_difference_days"),
             )
         elif kind == "unmatched":
@@ -118,9 +127,10 @@ class RunDetails:
             item["candidates"] = data.get("candidate_ids", [])
             if data.get("closest_id"):
                 currency = data.get("currency")
+                other = self.exponents["target" if side == "source" else "source"]
                 item["closest"] = {
                     "id": data["closest_id"],
-                    "amount": major(data.get("closest_amount"), currency),
+                    "amount": major(data.get("closest_amount"), currency, other),
                     "occurred_at": data.get("closest_occurred_at"),
                     "reference": data.get("closest_reference"),
                     "rejection": data.get("closest_rejection"),
@@ -129,6 +139,7 @@ class RunDetails:
                         if data.get("closest_amount") is None
                         else (data["closest_amount"] - data["amount"]) * (1 if side == "source" else -1),
                         currency,
+                        other,
                     ),
                 }
         elif kind == "duplicate":
@@ -177,7 +188,7 @@ def manual_match_facts(
     if beyond and not accept_difference:
 
         def money(minor: int) -> str:
-            return f"{major(minor, currency)} {currency}"
+            return f"{major(minor, currency, details.exponents['source'])} {currency}"
 
         raise StateError(
             f"the amounts differ by {money(abs(difference))} (source {money(source)}, target "

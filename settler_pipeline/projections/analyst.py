@@ -6,7 +6,9 @@
 * ``<amount>_major`` after each minor-unit amount (``amount``, ``target_amount``,
   ``amount_difference``, ``closest_amount``) of a table with a ``currency``: the same amount in major
   units as an exact DECIMAL (1234 EUR cents are 12.34), with as many places as the table's currency
-  with the most minor-unit digits needs (2 for EUR and USD, 3 once a KWD row is there).
+  with the most minor-unit digits needs (2 for EUR and USD, 3 once a KWD row is there). A run whose
+  job spec declares exponents of its own (``currency.exponents``: :mod:`.exponents`) has its amounts
+  shown with those.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ TENANT_DOC: Final = "The tenant's name (from the access list, as of the last upd
 MAJOR_DOC: Final = "{column} in major units of the currency, an exact decimal (1234 EUR cents are 12.34)."
 
 
-def scale_of(currencies: Iterable[str]) -> int:
-    """Decimal places that show every amount of ``currencies`` exactly (the default for none)."""
+def scale_of(currencies: Iterable[str], declared: Mapping[str, Mapping[str, int]] | None = None) -> int:
+    """Decimal places that show every amount of ``currencies`` exactly (the default for none), also
+    where runs declared exponents of their own (``declared``: run id -> code -> exponent)."""
+    codes = set(currencies)
+    own = [x for exponents in (declared or {}).values() for code, x in exponents.items() if code in codes]
     return max(
-        (CURRENCY_EXPONENTS.get(code, DEFAULT_EXPONENT) for code in currencies), default=DEFAULT_EXPONENT
+        [CURRENCY_EXPONENTS.get(code, DEFAULT_EXPONENT) for code in codes] + own, default=DEFAULT_EXPONENT
     )
 
 
@@ -46,12 +51,18 @@ def in_order(columns: Sequence[str]) -> list[str]:
 
 
 def select_sql(
-    source: str, columns: Sequence[str], integer: Sequence[str], tenant_names: Mapping[str, str], scale: int
+    source: str,
+    columns: Sequence[str],
+    integer: Sequence[str],
+    tenant_names: Mapping[str, str],
+    scale: int,
+    declared: Mapping[str, Mapping[str, int]] | None = None,
 ) -> str:
     """``SELECT`` over the subquery ``source`` (which has ``columns``) adding the analyst columns;
-    ``integer`` are the columns holding whole minor units (only those get a ``_major``). Names and ids
-    are our own read models' and the access list's, quoted as literals here: DuckDB views take no
-    bound parameters."""
+    ``integer`` are the columns holding whole minor units (only those get a ``_major``), in the
+    exponents of the built-in table except where the row's run declared its own (``declared``: run id
+    -> code -> exponent). Names, ids and codes are our own read models', the access list's and
+    validated job specs', quoted as literals here: DuckDB views take no bound parameters."""
     expressions = {c: f"b.{c}" for c in columns}
     for name, after in added_columns(columns):
         if name == "tenant":
@@ -60,6 +71,14 @@ def select_sql(
             # exact: whole minor units times a decimal factor (0.01 for EUR), then the table's scale
             factors = [(code, _factor(exponent)) for code, exponent in sorted(CURRENCY_EXPONENTS.items())]
             factor = _case("b.currency", factors, _factor(DEFAULT_EXPONENT), quote_values=False)
+            if declared and "reconciliation_id" in columns:
+                own = [
+                    f"WHEN b.reconciliation_id = {_literal(run)} AND b.currency = {_literal(code)} "
+                    f"THEN {_factor(exponent)}"
+                    for run, exponents in sorted(declared.items())
+                    for code, exponent in sorted(exponents.items())
+                ]
+                factor = f"CASE {' '.join(own)} ELSE {factor} END"
             expressions[name] = (
                 f"CAST(CAST(b.{after} AS DECIMAL(38, 0)) * {factor} AS DECIMAL(38, {scale})) AS {name}"
             )
@@ -83,4 +102,4 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-_MAX_EXPONENT: Final = max(CURRENCY_EXPONENTS.values())
+_MAX_EXPONENT: Final = 4  # the most a job spec may declare, and the built-in table's most

@@ -30,7 +30,7 @@ import polars as pl
 
 from settler_pipeline.errors import NotFoundError
 from settler_pipeline.files import replace_durably, staging_path, write_atomic
-from settler_pipeline.projections import analyst, logrows
+from settler_pipeline.projections import analyst, exponents, logrows
 from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.projection import Column, PartedReadModel, ReadModel
 
@@ -83,6 +83,7 @@ def view_statements(
     status_file = _literal(str(root / f"{status_name}.parquet"))
     statements: list[str] = []
     logged_models = _logged_models(data_dir / root, read_models)
+    declared = exponents.of_tenants(exponents.declared(data_dir / root, remember=True), None)
     for read_model in read_models:
         if isinstance(read_model, PartedReadModel):
             files = root / read_model.name / "part-*.parquet"
@@ -112,8 +113,8 @@ def view_statements(
         )
         names = [c.name for c in read_model.columns]
         integer = [c.name for c in read_model.columns if c.dtype.is_integer()]
-        scale = analyst.scale_of(_currencies(data_dir, read_model, files))
-        shown = analyst.select_sql(stored, names, integer, tenant_names or {}, scale)
+        scale = analyst.scale_of(_currencies(data_dir, read_model, files), declared)
+        shown = analyst.select_sql(stored, names, integer, tenant_names or {}, scale, declared)
         statements.append(f"CREATE OR REPLACE VIEW {read_model.name} AS {shown}")
         statements += _comment_statements(read_model.name, read_model.doc, read_model.columns)
         for name, after in analyst.added_columns(names):

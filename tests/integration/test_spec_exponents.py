@@ -1,0 +1,66 @@
+"""Amounts of a run are shown with the minor-unit exponents the run used: those its job spec declares
+under ``currency.exponents`` (here XTS with 3 digits, where the built-in table says 2), in review, in
+``settler sql`` and in ``analytics.duckdb`` alike."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+
+from settler_pipeline import projections
+from settler_pipeline.session import Settler
+
+DAY = date(2026, 11, 2)
+
+SOURCE = """id,date,amount,currency,reference
+s1,2026-11-02,12.345,XTS,INV-1
+s2,2026-11-02,5.000,XTS,INV-2
+s3,2026-11-02,7.25,EUR,INV-3
+"""
+TARGET = """id,date,amount,currency,reference
+t1,2026-11-02,99.000,XTS,INV-9
+"""
+SPEC = """name: private-units
+source:
+  adapter: csv
+  path: source.csv
+  columns: {record_id: id, occurred_at: date, amount: amount, currency: currency, reference: reference}
+  currency: {exponents: {xts: 3}}
+target:
+  adapter: csv
+  path: target.csv
+  columns: {record_id: id, occurred_at: date, amount: amount, currency: currency, reference: reference}
+  currency: {exponents: {XTS: 3}}
+matching:
+  passes:
+    - kind: amount_date
+"""
+
+
+def test_amounts_show_with_the_exponents_the_run_used(tmp_path: Path) -> None:
+    (tmp_path / "source.csv").write_text(SOURCE)
+    (tmp_path / "target.csv").write_text(TARGET)
+    spec = tmp_path / "job.yaml"
+    spec.write_text(SPEC)
+    data = tmp_path / "data"
+    with Settler(data, user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        outcome = app.reconcile(spec, start=DAY, end=DAY)
+        _, items = app.review_items(outcome.reconciliation_id)
+        shown = {i["source"][0]["id"]: i["source"][0]["amount"] for i in items if i["source"]}
+        assert shown == {"s1": "12.345", "s2": "5.000", "s3": "7.25"}
+        target = next(i for i in items if i["target"])["target"][0]
+        assert (target["amount"], target["amount_minor"]) == ("99.000", 99000)
+
+        projections.update(app.store, tenant_names=app.access.tenant_names())
+        query = "SELECT record_ids[1] AS id, amount, amount_major FROM reconciliation_exceptions ORDER BY id"
+        expected = {"s1": "12.345", "s2": "5.000", "s3": "7.250", "t1": "99.000"}
+        model = app.read_model("reconciliation_exceptions")
+        first_id = pl.col("record_ids").list.first().alias("id")
+        for rows in (app.sql(query), projections.sql(data, query), model.select(first_id, "amount_major")):
+            assert dict(zip(rows["id"], rows["amount_major"], strict=True)) == {
+                k: Decimal(v) for k, v in expected.items()
+            }
