@@ -54,13 +54,14 @@ def with_analyst_columns(
                 list(tenant_names), list(tenant_names.values()), default=None, return_dtype=pl.String
             )
         elif schema[after].is_integer():
-            exponent = pl.col("currency").replace_strict(
+            currency = pl.col(analyst.currency_of(after, schema.names()))
+            exponent = currency.replace_strict(
                 CURRENCY_EXPONENTS, default=DEFAULT_EXPONENT, return_dtype=pl.Int64
             )
             if declared and "reconciliation_id" in schema:
                 for run, exponents in declared.items():
                     for code, own in exponents.items():
-                        mine = (pl.col("reconciliation_id") == run) & (pl.col("currency") == code)
+                        mine = (pl.col("reconciliation_id") == run) & (currency == code)
                         exponent = pl.when(mine).then(pl.lit(own, pl.Int64)).otherwise(exponent)
             divisor = pl.lit(10, pl.Int64).pow(exponent).cast(pl.Decimal(38, 0))
             scale = analyst.scale_of(currencies, declared)

@@ -92,6 +92,9 @@ class RunDetails:
         """A record of the run as review shows it (only its id when the run's events predate details)."""
         return self.records.get((side, record_id)) or {"side": side, "id": record_id}
 
+    def _closest(self, data: dict[str, Any], side: str) -> dict[str, Any]:
+        return _closest_of(data, side, self.exponents["target" if side == "source" else "source"])
+
     def items(self) -> list[dict[str, Any]]:
         """Every open item of the run with its records and the facts behind it: proposals first, then
         unmatched records, duplicates and quarantined rows, each group ordered by id (a part of the id
@@ -126,22 +129,7 @@ class RunDetails:
             item[side] = [self.record(side, record_id)]
             item["candidates"] = data.get("candidate_ids", [])
             if data.get("closest_id"):
-                currency = data.get("currency")
-                other = self.exponents["target" if side == "source" else "source"]
-                item["closest"] = {
-                    "id": data["closest_id"],
-                    "amount": major(data.get("closest_amount"), currency, other),
-                    "occurred_at": data.get("closest_occurred_at"),
-                    "reference": data.get("closest_reference"),
-                    "rejection": data.get("closest_rejection"),
-                    "amount_difference": major(
-                        None
-                        if data.get("closest_amount") is None
-                        else (data["closest_amount"] - data["amount"]) * (1 if side == "source" else -1),
-                        currency,
-                        other,
-                    ),
-                }
+                item["closest"] = self._closest(data, side)
         elif kind == "duplicate":
             side = rest.partition(":")[0]
             item["line_number"] = data.get("line_number")
@@ -154,6 +142,27 @@ class RunDetails:
             item["line_number"] = data.get("line_number")
             item["raw"] = data.get("raw")
         return item
+
+
+def _closest_of(data: dict[str, Any], side: str, exponents: Mapping[str, int]) -> dict[str, Any]:
+    """The closest candidate of the unmatched record of ``data`` (a ``RecordUnmatched``), in its own
+    currency (events written before it was recorded: the record's), with the difference to the record
+    only when both are in one currency."""
+    currency = data.get("currency")
+    theirs = data.get("closest_currency") or currency
+    amount = data.get("closest_amount")
+    difference = None
+    if amount is not None and theirs == currency and data.get("amount") is not None:
+        difference = (amount - data["amount"]) * (1 if side == "source" else -1)
+    return {
+        "id": data["closest_id"],
+        "amount": major(amount, theirs, exponents),
+        "currency": theirs,
+        "occurred_at": data.get("closest_occurred_at"),
+        "reference": data.get("closest_reference"),
+        "rejection": data.get("closest_rejection"),
+        "amount_difference": major(difference, currency, exponents),
+    }
 
 
 def _kind(event_type: str) -> str:
@@ -230,3 +239,4 @@ def _id_order(item_id: str) -> tuple[tuple[int, int, str], ...]:
     """A sort key for an item id: its ``:``-separated parts, those of digits only as numbers."""
     parts = item_id.split(":")
     return tuple((0, int(p), "") if p.isascii() and p.isdigit() else (1, 0, p) for p in parts)
+

@@ -45,10 +45,11 @@ def _detail(item: dict[str, Any]) -> str:
     if kind in ("unmatched", "ambiguous"):
         closest = item.get("closest")
         if closest:
-            return (
-                f"closest {closest['id']} {closest['amount']} (difference {closest['amount_difference']}): "
-                f"{closest['rejection']}"
-            )
+            amount = f"{closest['amount']} {closest.get('currency') or ''}".rstrip()
+            difference = closest.get("amount_difference")
+            # no difference across two currencies
+            apart = "" if difference is None else f" (difference {difference})"
+            return f"closest {closest['id']} {amount}{apart}: {closest['rejection']}"
         if item.get("candidates"):
             return "candidates " + ", ".join(item["candidates"][:4])
         return ""

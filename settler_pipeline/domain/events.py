@@ -140,6 +140,7 @@ class RecordUnmatched(EventData):
     # they existed, and null when nothing was near).
     closest_id: str | None = None
     closest_amount: int | None = None
+    closest_currency: str | None = None  # its own currency (another one when rejected currency_differs)
     closest_occurred_at: str | None = None
     closest_reference: str | None = None
     closest_rejection: str | None = None

@@ -42,6 +42,12 @@ def added_columns(columns: Sequence[str]) -> list[tuple[str, str]]:
     return added
 
 
+def currency_of(amount: str, columns: Sequence[str]) -> str:
+    """The column holding the currency of ``amount``: ``closest_currency`` for ``closest_amount`` (the
+    closest candidate may be in another currency), where the table has it; else ``currency``."""
+    return "closest_currency" if amount == "closest_amount" and "closest_currency" in columns else "currency"
+
+
 def in_order(columns: Sequence[str]) -> list[str]:
     """``columns`` with each analyst column right after the column it describes."""
     order = list(columns)
@@ -70,10 +76,11 @@ def select_sql(
         elif after in integer:
             # exact: whole minor units times a decimal factor (0.01 for EUR), then the table's scale
             factors = [(code, _factor(exponent)) for code, exponent in sorted(CURRENCY_EXPONENTS.items())]
-            factor = _case("b.currency", factors, _factor(DEFAULT_EXPONENT), quote_values=False)
+            currency = f"b.{currency_of(after, columns)}"
+            factor = _case(currency, factors, _factor(DEFAULT_EXPONENT), quote_values=False)
             if declared and "reconciliation_id" in columns:
                 own = [
-                    f"WHEN b.reconciliation_id = {_literal(run)} AND b.currency = {_literal(code)} "
+                    f"WHEN b.reconciliation_id = {_literal(run)} AND {currency} = {_literal(code)} "
                     f"THEN {_factor(exponent)}"
                     for run, exponents in sorted(declared.items())
                     for code, exponent in sorted(exponents.items())

@@ -81,6 +81,7 @@ RECORD_FIELDS: Final = (
     "reason",
     "closest_id",
     "closest_amount",
+    "closest_currency",
     "closest_reference",
     "closest_rejection",
 )

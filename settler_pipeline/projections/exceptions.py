@@ -29,14 +29,14 @@ from settler_pipeline.projections.projection import Column, PartedReadModel
 
 _T = pl.col("event_type")
 _KEY = (RUN, "exception_id")
-_CLOSEST = ("closest_id", "closest_amount", "closest_reference", "closest_rejection")
+_CLOSEST = ("closest_id", "closest_amount", "closest_currency", "closest_reference", "closest_rejection")
 # Items that are not an unmatched record have no closest candidate.
 _NO_CLOSEST = tuple(pl.lit(None, pl.Int64 if c == "closest_amount" else pl.String).alias(c) for c in _CLOSEST)
 
 
 class ReconciliationExceptions(PartedReadModel):
     name = "reconciliation_exceptions"
-    version = 3  # 3: an attempt that failed has no open items
+    version = 4  # 3: an attempt that failed has no open items; 4: closest_currency
     doc = (
         "Open review items of each run's latest attempt (none once it failed, was cancelled or "
         "abandoned): unmatched records, proposals, duplicates, etc."
@@ -83,7 +83,12 @@ class ReconciliationExceptions(PartedReadModel):
             pl.String(),
             "Unmatched records: the other side's record that came closest (null if none was near).",
         ),
-        Column("closest_amount", pl.Int64(), "Its amount in minor units."),
+        Column("closest_amount", pl.Int64(), "Its amount in minor units (of closest_currency)."),
+        Column(
+            "closest_currency",
+            pl.String(),
+            "Its currency: another than currency when it was rejected as currency_differs.",
+        ),
         Column("closest_reference", pl.String(), "Its reference."),
         Column(
             "closest_rejection",

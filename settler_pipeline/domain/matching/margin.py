@@ -139,6 +139,7 @@ def _outside_range(frame: pl.DataFrame, side: str, lines: pl.Series) -> pl.DataF
 _CLOSEST = (
     "closest_id",
     "closest_amount_minor",
+    "closest_currency",
     "closest_occurred_at",
     "closest_reference",
     "closest_rejection",

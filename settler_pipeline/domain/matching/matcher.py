@@ -358,6 +358,7 @@ def _build_unmatched(
                 closest_line="line_number",
                 closest_id="record_id",
                 closest_amount_minor="amount_minor",
+                closest_currency="currency",
                 closest_occurred_at="occurred_at",
                 closest_reference="reference",
             )

@@ -69,6 +69,7 @@ UNMATCHED_SCHEMA: dict[str, pl.DataType] = {
     # settler_pipeline.domain.matching.explain for how it is chosen and the rejection values.
     "closest_id": pl.String(),
     "closest_amount_minor": pl.Int64(),
+    "closest_currency": pl.String(),
     "closest_occurred_at": pl.Datetime("us", "UTC"),
     "closest_reference": pl.String(),
     "closest_rejection": pl.String(),
