@@ -11,8 +11,11 @@ from __future__ import annotations
 import re
 
 # C0 controls (NUL, ESC, CR, LF, TAB ...), DEL and the C1 controls; the bidirectional marks, embeddings,
-# overrides and isolates; the Unicode line and paragraph separators.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# overrides and isolates; the Unicode line and paragraph separators; the zero-width characters (space,
+# joiners, word joiner, byte-order mark), which would otherwise make two different ids look the same.
+_CLASS = "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
+_UNSAFE = re.compile(_CLASS)
+_ESCAPED = re.compile(r"\\x([0-9a-f]{2})|\\u([0-9a-f]{4})")
 
 
 def _escape(found: re.Match[str]) -> str:
@@ -24,3 +27,15 @@ def printable(text: str) -> str:
     """``text`` with every control character and bidirectional control replaced by its visible escape
     (``"a\\x1bb"`` -> ``a\\x1bb`` as typed); any other text, backslashes included, is unchanged."""
     return _UNSAFE.sub(_escape, text)
+
+
+def unescaped(text: str) -> str:
+    """The text :func:`printable` showed as ``text``: each escape of a character it escapes
+    (``\\x0a``, ``\\u200b``) back to that character; any other text is unchanged. An id copied from
+    the screen is looked up as typed first, then as this."""
+
+    def back(found: re.Match[str]) -> str:
+        char = chr(int(found.group(1) or found.group(2), 16))
+        return char if _UNSAFE.fullmatch(char) else found.group()
+
+    return _ESCAPED.sub(back, text)

@@ -233,6 +233,8 @@ class Settler:
         ``target_ids``, ``note``, ``accept_difference``) or dismiss (``exception_ids``). Every id may be
         given as ``review list`` prints it (``proposed:<match id>``, ``unmatched:<side>:<record id>``);
         several ids make one batch of events, all or none."""
+        from settler_pipeline.application.review import as_printed
+
         reconciliation_id, tenant = self._run(reconciliation_id)
         common: dict[str, Any] = {
             "reconciliation_id": reconciliation_id,
@@ -250,6 +252,7 @@ class Settler:
                 fields[key] = fields[key].removeprefix(prefix)
             elif isinstance(fields.get(key), list | tuple):
                 fields[key] = [str(i).removeprefix(prefix) for i in fields[key]]
+        fields = as_printed(self.state(reconciliation_id).open_exceptions, fields)
         if action == "confirm":
             return self._published(self.service.confirm(c.build(c.ConfirmMatch, **common, **fields)))
         if action == "reject":

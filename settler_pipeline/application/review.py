@@ -27,6 +27,7 @@ from settler_pipeline.domain.matching.tolerance import allowed_difference
 from settler_pipeline.domain.reconciliation import ReconciliationState
 from settler_pipeline.errors import StateError, ValidationError
 from settler_pipeline.jobspec import job_spec_from_mapping
+from settler_pipeline.printable import unescaped
 
 _DETAIL_TYPES = (e.MATCH_PROPOSED, e.RECORD_UNMATCHED, e.DUPLICATE_DETECTED, e.RECORD_QUARANTINED)
 
@@ -240,3 +241,23 @@ def _id_order(item_id: str) -> tuple[tuple[int, int, str], ...]:
     parts = item_id.split(":")
     return tuple((0, int(p), "") if p.isascii() and p.isdigit() else (1, 0, p) for p in parts)
 
+
+def as_printed(open_items: Mapping[str, str], fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` (a review command's) with every record or exception id that names no open item as
+    given, but does as ``review list`` printed it (a newline shown as ``\\x0a``, a zero-width space
+    as ``\\u200b``: :func:`~settler_pipeline.printable.unescaped`), replaced by the id it names."""
+    forms = {"source_ids": "unmatched:source:{}", "target_ids": "unmatched:target:{}", "exception_ids": "{}"}
+
+    def named(form: str, given: str) -> str:
+        if form.format(given) in open_items:
+            return given
+        original = unescaped(given)
+        return original if form.format(original) in open_items else given
+
+    out = dict(fields)
+    for key, form in forms.items():
+        if isinstance(out.get(key), list | tuple):
+            out[key] = [named(form, str(i)) for i in out[key]]
+    if isinstance(out.get("exception_id"), str):
+        out["exception_id"] = named("{}", out["exception_id"])
+    return out
