@@ -292,7 +292,8 @@ class ReconciliationService:
             )
         else:
             spec = self._spec_of(state)
-        drafts = agg.decide_retry(state, cmd, fingerprint=spec.fingerprint(), job_id=spec.name)
+        supplied = spec.name if cmd.spec is not None else None  # a spec the command brings
+        drafts = agg.decide_retry(state, cmd, fingerprint=spec.fingerprint(), job_id=supplied)
         self._check_inputs(spec, cmd.tenant_id)
         with self._lease(cmd.reconciliation_id):
             with self._start_lock(cmd.tenant_id, state.job_id):

@@ -13,9 +13,12 @@ from typing import Any
 import polars as pl
 import pytest
 
+from settler_pipeline.domain import commands as c
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain.matching import blocks as blocks_module
 from settler_pipeline.errors import NotFoundError, PermissionDeniedError, StateError, ValidationError
+from settler_pipeline.ids import new_id
+from settler_pipeline.jobspec import load_job_spec
 from settler_pipeline.sample_job import write_sample_job
 from settler_pipeline.session import Settler
 from settler_pipeline.store import maintenance
@@ -242,3 +245,28 @@ def test_each_append_of_a_run_stamps_its_events_with_the_time_of_that_append(
     assert completed >= matched.max()
     took = completed - at[e.RECONCILIATION_STARTED].item()
     assert took >= timedelta(milliseconds=outcome.summary["duration_ms"]) >= timedelta(seconds=0.5)
+
+
+def test_a_run_whose_job_id_is_not_its_specs_name_retries_with_its_own_spec(
+    workspace: tuple[Path, Path],
+) -> None:
+    """Only a spec the retry brings must be the run's job; the run's own spec is always its own."""
+    data, spec_path = workspace
+    with Settler(data, user="olga") as app:
+        spec = load_job_spec(spec_path)
+        cmd = c.build(
+            c.StartReconciliation,
+            reconciliation_id=new_id(),
+            tenant_id=app.tenant("acme").tenant_id,
+            user_id="olga",
+            job_id="payouts-eu",  # the Python API may name the job otherwise than the spec
+            source_adapter="csv",
+            target_adapter="csv",
+            date_range=c.DateRange(start=START, end=END),
+            spec=spec.model_dump(mode="json"),
+            spec_dir=str(spec.base_dir),
+        )
+        run = app.service.start(cmd, execute=False).reconciliation_id
+        app.cancel(run, "later")
+        retried = app.retry(run)
+        assert (retried.status, app.state(run).job_id) == ("completed", "payouts-eu")

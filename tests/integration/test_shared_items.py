@@ -4,6 +4,7 @@ files, real runs, the Python API)."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -151,3 +152,57 @@ def test_another_tenants_run_of_the_same_job_is_never_touched(tmp_path: Path) ->
         outcome = app.review("confirm", mine, match_ids=[_proposal(app, mine, "s1")])
         assert (outcome.events_appended, outcome.details) == (1, {})
         assert ("proposed", "s1", "t1") in _open(app, theirs)
+
+
+def test_a_manual_match_is_copied_only_where_every_record_is_open_unmatched(tmp_path: Path) -> None:
+    """Run A proposes (s1, t1); run B pairs t1 with s9 by reference and leaves s1 open. Matching s1 and
+    t1 by hand in A must not put t1 into a second match in B."""
+    data, folder = tmp_path / "data", tmp_path / "inputs"
+    folder.mkdir()
+    header = "id,amount,currency,date,reference\n"
+    (folder / "source.csv").write_text(header + "s1,10.00,EUR,2026-11-21,R1\ns9,77.00,EUR,2026-11-21,R9\n")
+    (folder / "target.csv").write_text(header + "t1,10.00,EUR,2026-11-20,R9\n")
+    columns = "{record_id: id, amount: amount, currency: currency, occurred_at: date, reference: reference}"
+    base = (
+        f"name: daily\ndate_window_days: 1\nsource: {{adapter: csv, path: source.csv, columns: {columns}}}\n"
+    )
+    base += f"target: {{adapter: csv, path: target.csv, columns: {columns}}}\n"
+    (folder / "a.yaml").write_text(
+        base.replace(", reference: reference}", "}")
+        + "matching: {passes: [{kind: amount_date, auto_confirm: false, date_window: {days_before: 1}}]}\n"
+    )
+    (folder / "b.yaml").write_text(
+        base + "matching: {passes: [{kind: reference, auto_confirm: false, search_in_description: false, "
+        "tolerance: {absolute_minor: 10000}}]}\n"
+    )
+    with Settler(data, user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        a = app.reconcile(
+            folder / "a.yaml", start=date(2026, 11, 20), end=date(2026, 11, 20)
+        ).reconciliation_id
+        b = app.reconcile(
+            folder / "b.yaml", start=date(2026, 11, 21), end=date(2026, 11, 21)
+        ).reconciliation_id
+        assert [ids for ids in app.state(b).open_proposals.values()] == [(("s9",), ("t1",))]
+        app.review("reject", a, match_ids=[_proposal(app, a, "s1")], reason="not this one")
+        by_hand = app.review("match", a, source_ids=["s1"], target_ids=["t1"], note="by hand")
+        assert (by_hand.events_appended, by_hand.details) == (1, {})  # t1 is not open unmatched in B
+        app.review("confirm", b, match_ids=[_proposal(app, b, "s9")])
+        projections.update(app.store, data)
+    matches = projections.read_model(data, "reconciliation_matches").filter(
+        (pl.col("reconciliation_id") == b) & (pl.col("status") != "rejected")
+    )
+    assert matches["target_ids"].to_list() == [["t1"]]  # t1 in one live match of B
+
+
+def test_a_copied_manual_match_gets_an_id_of_its_run(runs: tuple[Path, str, str]) -> None:
+    data, first, second = runs
+    with Settler(data, user="olivia") as app:
+        app.review("reject", first, match_ids=[_proposal(app, first, "s1")], reason="no")
+        app.review("match", second, source_ids=["s1"], target_ids=["t1"], note="found")
+        ids = {
+            run: app.stream(run).filter(pl.col("event_type") == "RecordsManuallyMatched")["data"].to_list()
+            for run in (first, second)
+        }
+    assert len(ids[first]) == len(ids[second]) == 1
+    assert json.loads(ids[first][0])["match_id"] != json.loads(ids[second][0])["match_id"]

@@ -10,7 +10,8 @@ every other completed run of the job that holds the same item open:
 * a proposal is the same item when it pairs the same records (its match id differs: match ids name
   their run);
 * an unmatched record is the same item when it has the same exception id (side and record id);
-* a match made by hand closes, in another run, whichever of its records are open unmatched there.
+* a match made by hand is made in another run too when every one of its records is open unmatched
+  there (under an id of that run's own).
 
 Duplicate and quarantined rows are named by their input line, which depends on the file a run read,
 so they are decided run by run.
@@ -18,6 +19,7 @@ so they are decided run by run.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 from settler_pipeline.domain import events as e
@@ -78,8 +80,17 @@ def _twin(state: ReconciliationState, draft: e.NewEvent, other: ReconciliationSt
     if isinstance(payload, e.RecordsManuallyMatched):
         held = [xid.unmatched("source", r) for r in payload.source_ids]
         held += [xid.unmatched("target", r) for r in payload.target_ids]
-        return draft if any(x in other.open_exceptions for x in held) else None
+        # Only where every record is open unmatched, as a manual match requires (decide_manual_match):
+        # a record the other run has matched or proposed elsewhere must not end in a second match.
+        if not all(x in other.open_exceptions for x in held):
+            return None
+        return _copy(draft, match_id=manual_match_id(payload.match_id, other.reconciliation_id or ""))
     return None
+
+
+def manual_match_id(match_id: str, run_id: str) -> str:
+    """The id of a manual match's copy in run ``run_id``: named by the run, like every match id."""
+    return str(uuid.uuid5(uuid.UUID(match_id), run_id))
 
 
 def _proposal_twin(state: ReconciliationState, match_id: str, other: ReconciliationState) -> str | None:
