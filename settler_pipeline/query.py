@@ -58,10 +58,11 @@ def with_analyst_columns(
             exponent = currency.replace_strict(
                 CURRENCY_EXPONENTS, default=DEFAULT_EXPONENT, return_dtype=pl.Int64
             )
-            if declared and "reconciliation_id" in schema:
+            run_column = analyst.run_of(schema.names())
+            if declared and run_column:
                 for run, exponents in declared.items():
                     for code, own in exponents.items():
-                        mine = (pl.col("reconciliation_id") == run) & (currency == code)
+                        mine = (pl.col(run_column) == run) & (currency == code)
                         exponent = pl.when(mine).then(pl.lit(own, pl.Int64)).otherwise(exponent)
             divisor = pl.lit(10, pl.Int64).pow(exponent).cast(pl.Decimal(38, 0))
             scale = analyst.scale_of(currencies, declared)
@@ -204,7 +205,16 @@ def _scoped_table(
     """Table ``name`` of a scoped query, lazily: a read model (:func:`scoped_rows`), ``events``
     (:func:`scoped_events`) or ``projection_status`` (no tenant's rows: one row per read model)."""
     if name == EVENTS:
-        return scoped_events(data_dir, tenant_ids)
+        events = scoped_events(data_dir, tenant_ids)
+        root = projections.read_models_dir(data_dir)
+        declared = exponents.of_tenants(exponents.declared(root), list(tenant_ids))
+        try:
+            return with_analyst_columns(events, tenant_names, _currencies(events), declared)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise CorruptionError(
+                f"the published log (table events) cannot be read: {str(exc).splitlines()[0]}",
+                hint="run `settler project` (an update links the log's files again)",
+            ) from exc
     if name == STATUS_NAME:
         status = projections.read_models_dir(data_dir) / f"{STATUS_NAME}.parquet"
         # ``rows`` counts every tenant's rows: a scoped reader gets null rather than other tenants'

@@ -39,20 +39,25 @@ def events_command(
             from_position=from_position,
             limit=limit,
         )
-    rows = frame.select(
+        names = app.tenant_names()
+    shown = [
         "global_position",
         "event_type",
         "aggregate_id",
         "aggregate_version",
         "timestamp",
         "causation_id",
-        "data",
-    ).to_dicts()
+    ]
     if json:
+        # the whole envelope: who acted, for which tenant, in which flow (what --correlation-id filters on)
+        envelope = ["event_id", "tenant_id", "user_id", "correlation_id", *shown, "data"]
+        rows = frame.select(envelope).to_dicts()
         for row in rows:
+            row["tenant"] = names.get(row["tenant_id"])
             row["data"] = json_lib.loads(row["data"])
         emit_json(rows)
         return
+    rows = frame.select(*shown, "data").to_dicts()
     for row in rows:
         row["data"] = row["data"][:80]
     emit_table(f"events ({len(rows)})", rows)

@@ -48,6 +48,12 @@ def currency_of(amount: str, columns: Sequence[str]) -> str:
     return "closest_currency" if amount == "closest_amount" and "closest_currency" in columns else "currency"
 
 
+def run_of(columns: Sequence[str]) -> str | None:
+    """The column naming a row's run: ``reconciliation_id`` in a read model, ``aggregate_id`` in
+    ``events``; None when there is neither."""
+    return next((c for c in ("reconciliation_id", "aggregate_id") if c in columns), None)
+
+
 def in_order(columns: Sequence[str]) -> list[str]:
     """``columns`` with each analyst column right after the column it describes."""
     order = list(columns)
@@ -78,9 +84,9 @@ def select_sql(
             factors = [(code, _factor(exponent)) for code, exponent in sorted(CURRENCY_EXPONENTS.items())]
             currency = f"b.{currency_of(after, columns)}"
             factor = _case(currency, factors, _factor(DEFAULT_EXPONENT), quote_values=False)
-            if declared and "reconciliation_id" in columns:
+            if declared and run_of(columns):
                 own = [
-                    f"WHEN b.reconciliation_id = {_literal(run)} AND {currency} = {_literal(code)} "
+                    f"WHEN b.{run_of(columns)} = {_literal(run)} AND {currency} = {_literal(code)} "
                     f"THEN {_factor(exponent)}"
                     for run, exponents in sorted(declared.items())
                     for code, exponent in sorted(exponents.items())

@@ -33,6 +33,7 @@ from settler_pipeline.files import replace_durably, staging_path, write_atomic
 from settler_pipeline.projections import analyst, exponents, logrows
 from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.projection import Column, PartedReadModel, ReadModel
+from settler_pipeline.store.payloads import SEGMENT_SCHEMA
 
 ANALYTICS_DB: Final = "analytics.duckdb"
 _FINGERPRINT: Final = ".views.json"
@@ -84,6 +85,7 @@ def view_statements(
     statements: list[str] = []
     logged_models = _logged_models(data_dir / root, read_models)
     declared = exponents.of_tenants(exponents.declared(data_dir / root, remember=True), None)
+    shown_currencies: set[str] = set()
     for read_model in read_models:
         if isinstance(read_model, PartedReadModel):
             files = root / read_model.name / "part-*.parquet"
@@ -113,7 +115,9 @@ def view_statements(
         )
         names = [c.name for c in read_model.columns]
         integer = [c.name for c in read_model.columns if c.dtype.is_integer()]
-        scale = analyst.scale_of(_currencies(data_dir, read_model, files), declared)
+        currencies = _currencies(data_dir, read_model, files)
+        shown_currencies.update(currencies)
+        scale = analyst.scale_of(currencies, declared)
         shown = analyst.select_sql(stored, names, integer, tenant_names or {}, scale, declared)
         statements.append(f"CREATE OR REPLACE VIEW {read_model.name} AS {shown}")
         statements += _comment_statements(read_model.name, read_model.doc, read_model.columns)
@@ -134,14 +138,36 @@ def view_statements(
     # a glob, so the definition does not change when the files do.
     if Generations(data_dir / root, logrows.EVENTS).current() is not None:
         events = _literal(str(root / logrows.EVENTS / "*.parquet"))
+        # every column of the log's schema, also one no file holds yet (a zero-row file holds them all)
+        columns = _literal(str(root / _events_columns(data_dir / root)))
         # event_date: the UTC date of the event's own time, as the table partitions its files
-        statements.append(
-            "CREATE OR REPLACE VIEW events AS SELECT *, "  # noqa: S608
-            "CAST(timezone('UTC', \"timestamp\") AS DATE) AS event_date "
-            f"FROM read_parquet({events}, hive_partitioning = false, union_by_name = true)"
+        source = (
+            "SELECT *, CAST(timezone('UTC', \"timestamp\") AS DATE) AS event_date "  # noqa: S608
+            f"FROM read_parquet([{events}, {columns}], hive_partitioning = false, union_by_name = true)"
         )
+        names = [*SEGMENT_SCHEMA, "event_date"]
+        integer = [c for c, dtype in SEGMENT_SCHEMA.items() if dtype.is_integer()]
+        scale = analyst.scale_of(shown_currencies, declared)
+        shown = analyst.select_sql(source, names, integer, tenant_names or {}, scale, declared)
+        statements.append(f"CREATE OR REPLACE VIEW events AS {shown}")
+        for name, after in analyst.added_columns(names):
+            doc = analyst.TENANT_DOC if name == "tenant" else analyst.MAJOR_DOC.format(column=after)
+            if name == "tenant" or after in integer:
+                statements.append(f"COMMENT ON COLUMN events.{name} IS {_literal(doc)}")
         statements.append(f"COMMENT ON VIEW events IS {_literal(EVENTS_COMMENT)}")
     return statements
+
+
+def _events_columns(root: Path) -> str:
+    """The name of a zero-row Parquet file under ``root`` with every column of the log's files (written
+    once per schema): read beside them, each column the analysts' ``events`` view names exists."""
+    digest = hashlib.sha256(repr(list(SEGMENT_SCHEMA.items())).encode()).hexdigest()[:16]
+    name = f".events-columns-{digest}.parquet"
+    if not (root / name).is_file():
+        staging = staging_path(root / name)
+        pl.DataFrame(schema=SEGMENT_SCHEMA).write_parquet(staging)
+        replace_durably(staging, root / name)
+    return name
 
 
 def _currencies(data_dir: Path, read_model: ReadModel, files: Path) -> list[str]:
