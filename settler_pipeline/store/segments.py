@@ -8,13 +8,13 @@ position order.
 
 Every read checks a file's bytes against that checksum the first time this process reads it (and again
 if the file changes): a damaged segment fails the read with :class:`CorruptionError` naming the file
-instead of returning changed events. Hashing runs at disk speed on a second core and is paid once per
-file per process.
+instead of returning changed events (hashing, on a second core, is paid once per file per process).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -237,12 +237,14 @@ def place_parquet(
     row_group_size: int = ROW_GROUP_SIZE,
     compression: str = "zstd",
     dictionary: bool = True,
+    row_groups: Sequence[int] | None = None,
 ) -> tuple[str, str]:
     """Write ``frame`` (the events of ``positions``, first and last) durably under ``dest_dir`` as
     ``event_date=<day>/seg-<first>-<last>-<sha>.parquet`` and return that relative path and the file's
     SHA-256: staged under a ``kind``-prefixed name (a segment and its stream copy are written at the
     same time), hashed, then renamed into place, so a reader never sees a partial file and the name
-    says what the content is. The file is marked verified (hashed before the rename)."""
+    says what the content is; marked verified (hashed before the rename). Without ``dictionary``,
+    ``row_groups`` can give the first row of each row group (of any sizes)."""
     first, last = positions
     staging = staging_dir / f"{kind}-{first:012d}-{last:012d}.{os.getpid()}.parquet"
     if dictionary:
@@ -254,14 +256,12 @@ def place_parquet(
             row_group_size=row_group_size,
         )
     else:  # Polars always dictionary-encodes what it can; pyarrow's writer can be told not to
-        pq.write_table(
-            frame.to_arrow(),
-            staging,
-            compression=compression,  # type: ignore[arg-type]
-            use_dictionary=False,
-            write_statistics=statistics,
-            row_group_size=row_group_size,
-        )
+        table, cuts = frame.to_arrow(), [*(row_groups or range(0, frame.height, row_group_size))]
+        cuts.append(frame.height)
+        kw = {"compression": compression, "use_dictionary": False, "write_statistics": statistics}
+        with pq.ParquetWriter(staging, table.schema, **kw) as out:  # type: ignore[arg-type]
+            for start, end in itertools.pairwise(cuts):
+                out.write_table(table.slice(start, end - start), row_group_size=end - start)
     sha = file_sha256(staging)
     relative = f"event_date={event_date}/seg-{first:012d}-{last:012d}-{sha[:32]}.parquet"
     target = dest_dir / relative
