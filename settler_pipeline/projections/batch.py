@@ -36,29 +36,13 @@ FINISH_TYPES: Final = (e.RECONCILIATION_COMPLETED, *UNFINISHED_TYPES)
 # The payload fields each kind of event contributes to the read models (names only: their types are
 # the typed payload columns', which come from the payload models). Lifecycle and review events share
 # one set (a field a type lacks is null).
+# fmt: off
 LIFECYCLE_FIELDS: Final = (
-    "attempt",
-    "job_id",
-    "date_range",
-    "count",
-    "quarantined_count",
-    "summary",
-    "error",
-    "step",
-    "reason",
-    "match_id",
-    "source_ids",
-    "target_ids",
-    "exception_id",
-    "confirmed_by",
-    "rejected_by",
-    "matched_by",
-    "dismissed_by",
-    "amount",
-    "target_amount",
-    "amount_difference",
-    "currency",
+    "attempt", "job_id", "date_range", "count", "quarantined_count", "summary", "error", "step",
+    "reason", "match_id", "source_ids", "target_ids", "exception_id", "confirmed_by", "rejected_by",
+    "matched_by", "dismissed_by", "amount", "target_amount", "amount_difference", "currency",
 )
+# fmt: on
 
 RECORD_TYPES: Final = (e.RECORD_UNMATCHED, e.DUPLICATE_DETECTED, e.RECORD_QUARANTINED)
 
@@ -108,6 +92,17 @@ FIELDS: Final = tuple(dict.fromkeys(LIFECYCLE_FIELDS + BULK_FIELDS))
 ENVELOPE: Final = ("global_position", "reconciliation_id", "event_type", "tenant_id", "timestamp")
 """Envelope columns of every decoded frame (``aggregate_id`` is exposed as ``reconciliation_id``)."""
 
+KINDS: Final[dict[str, tuple[pl.Expr, tuple[str, ...]]]] = {
+    "lifecycle": (~pl.col("event_type").is_in(list(e.BULK_EVENT_TYPES)), LIFECYCLE_FIELDS),
+    "matched": (pl.col("event_type") == e.RECORD_MATCHED, MATCH_FIELDS),
+    "proposed": (pl.col("event_type") == e.MATCH_PROPOSED, MATCH_FIELDS),
+    "records": (pl.col("event_type").is_in(list(RECORD_TYPES)), RECORD_FIELDS),
+}
+"""The kinds of events a chunk materialises: which rows, with which payload fields."""
+
+TYPED_KINDS: Final = ("proposed", "records")  # read from the typed columns of rollups' other rows
+TYPED_TYPES: Final = (e.MATCH_PROPOSED, *RECORD_TYPES)
+
 
 class EventBatch:
     """Reconciliation events with positions in ``(after, upto]``, in position order, with the payload
@@ -129,12 +124,10 @@ class EventBatch:
         log's files when the read model is read, so only sums of :data:`LOGGED_FIELDS` of them are
         read here (:data:`LOGGED_SCHEMA`).
 
-        Every other event (lifecycle, review and the other per-record events, ~6% of a run's log) is
-        decoded from its JSON, upcast first when stored at an older version: a typed column costs its
-        read on every row of the chunk, null or not, and the matches' columns are dense, so their
-        fields cost more to read over all rows than their few documents cost to parse."""
+        Every other event (~6% of a run's log) comes with its kind's payload fields: proposals and
+        records of a rollup's other rows from their typed columns, the rest decoded from their JSON
+        (upcast first when stored at an older version)."""
         reconciliation = pl.col("aggregate_type") == e.AGGREGATE_TYPE
-        per_record = pl.col("event_type").is_in(list(e.BULK_EVENT_TYPES))
         keys = ("global_position", pl.col("aggregate_id").alias("reconciliation_id"), *ENVELOPE[2:])
         served = served_filter(store.registry, logged_upto)
         group = (pl.col("aggregate_id").alias("reconciliation_id"), "tenant_id", "attempt", "currency")
@@ -147,20 +140,18 @@ class EventBatch:
             version=store.registry.current_version(e.RECORD_MATCHED),
             tenant_id=tenant_id,
             payload_fields=LOGGED_FIELDS,
+            rest_fields=BULK_FIELDS,
         )
         rows, rest = rows.filter(reconciliation), rest.filter(reconciliation)
+        read_typed = pl.col(TYPED).fill_null(False) & pl.col("event_type").is_in(TYPED_TYPES)
 
-        # Over the other segments, two queries. The logged matches (nine rows in ten) as sums per
-        # run, attempt and currency, grouped by the streaming engine while it scans: no row of them
-        # is materialised. Every other row (lifecycle, review and per-record events, matches not
-        # logged), and the rollups' other rows, with its JSON text: the matches' typed columns (ids,
-        # amounts) are dense, and the text of every row is decompressed anyway for the lifecycle
-        # events, so parsing these ~6% of documents costs less than reading typed columns over every
-        # row of a chunk (measured on 10M events: proposals' typed fields ~1.8 s of CPU, the records'
-        # ~0.5 s more than parsing them; over the rollups' rows alone, reading every field the read
-        # models use from their typed columns cost 0.5 s of CPU and the sort of the wider rows 0.4 s
-        # more, against ~0.7 s of parsing).
-        logged, rolled, texts = pl.collect_all(
+        # Over the other segments: the logged matches (nine rows in ten) as sums grouped while the
+        # streaming engine scans, and every other row with its JSON text (a typed column is decoded
+        # over every row of a segment, null or not: the proposals' fields ~1.8 s of CPU at 10M
+        # events). Over the rollups' other rows: proposals and records from their typed columns, each
+        # kind with its own fields; the few lifecycle events from their JSON (their ~36 nested
+        # Parquet columns, null on nine rows in ten, cost more to read than their documents to parse).
+        logged, rolled, texts, *typed_kinds = pl.collect_all(
             [
                 rows.filter(served)
                 .group_by(group)
@@ -179,9 +170,13 @@ class EventBatch:
                 pl.concat(
                     [
                         rows.filter(~served).select(*keys, "event_version", "data"),
-                        rest.select(*keys, "event_version", "data"),
+                        rest.filter(~read_typed).select(*keys, "event_version", "data"),
                     ]
-                ).sort("global_position"),
+                ),
+                *(
+                    rest.filter(read_typed & KINDS[kind][0]).select(*keys, *KINDS[kind][1])
+                    for kind in TYPED_KINDS
+                ),
             ],
             engine="streaming",
         )
@@ -192,25 +187,27 @@ class EventBatch:
                 .agg(pl.col("rows", "sources").sum(), pl.col("last_position", "max_timestamp").max())
             )
         texts = upcast_payloads(texts, store.registry).drop("event_version")
-        batch = cls(texts.select(ENVELOPE), after=after, upto=upto)
-        batch.__dict__["logged"] = logged.select(list(LOGGED_SCHEMA)).cast(LOGGED_SCHEMA)  # type: ignore[arg-type]
-        kinds = {
-            "lifecycle": (~per_record, LIFECYCLE_FIELDS),
-            "matched": (pl.col("event_type") == e.RECORD_MATCHED, MATCH_FIELDS),
-            "proposed": (pl.col("event_type") == e.MATCH_PROPOSED, MATCH_FIELDS),
-            "records": (pl.col("event_type").is_in(list(RECORD_TYPES)), RECORD_FIELDS),
-        }
 
-        def decode(kind: tuple[pl.Expr, tuple[str, ...]]) -> pl.DataFrame:
-            return decode_payloads(texts, {f: PAYLOAD_SCHEMA[f] for f in kind[1]}, kind[0])
+        def decode(kind: str) -> pl.DataFrame:
+            rows_of, fields = KINDS[kind]
+            return decode_payloads(texts, {f: PAYLOAD_SCHEMA[f] for f in fields}, rows_of)
 
         if texts.height <= SMALL_DOCUMENTS:  # parsed by Polars in well under a millisecond each
-            decoded = {name: decode(kind) for name, kind in kinds.items()}
+            parsed = [decode(kind) for kind in KINDS]
         else:
             # Each kind's documents are parsed by one DuckDB query on one core: the kinds side by side
             # use both (the first chunk's decoding is otherwise the only work while nothing else can run).
-            with ThreadPoolExecutor(max_workers=len(kinds), thread_name_prefix="settler-decode") as pool:
-                decoded = dict(zip(kinds, pool.map(decode, kinds.values()), strict=True))
+            with ThreadPoolExecutor(max_workers=len(KINDS), thread_name_prefix="settler-decode") as pool:
+                parsed = list(pool.map(decode, KINDS))
+        # in position order (the rollups' rows come segment by segment, the parsed ones after them)
+        read = dict(zip(TYPED_KINDS, typed_kinds, strict=True))
+        decoded = {
+            kind: (pl.concat([read[kind], from_json]) if kind in read else from_json).sort("global_position")
+            for kind, from_json in zip(KINDS, parsed, strict=True)
+        }
+        events = pl.concat([frame.select(ENVELOPE) for frame in decoded.values()]).sort("global_position")
+        batch = cls(events, after=after, upto=upto)
+        batch.__dict__["logged"] = logged.select(list(LOGGED_SCHEMA)).cast(LOGGED_SCHEMA)  # type: ignore[arg-type]
         decoded["lifecycle"] = _with_start_attempt(decoded["lifecycle"])
         batch.__dict__.update(decoded)
         return batch

@@ -10,8 +10,11 @@ matches are at least half of the rows, it also writes ``log/rollups/<segment ste
   typed ``RecordMatched`` events of the reconciliation aggregate: ``rollup_rows`` (events),
   ``rollup_sources`` (source ids in them), ``global_position`` (the newest) and ``timestamp`` (the
   newest);
-* every *other row* of the segment with its envelope columns (``data`` holds its payload; its
-  ``payload_typed`` is false and ``rollup_rows`` null).
+* every *other row* of the segment whole (``rollup_rows`` null): its envelope columns (``data`` too,
+  so a reader that wants the document has it) and, as in the segment, its ``payload_typed`` flag and
+  typed payload columns, which readers take instead of parsing ``data``. Rollups written before
+  they kept the typed columns hold the envelope columns with ``payload_typed`` false (readers decode
+  those rows' ``data``).
 
 So a rollup holds the same information a reader of those sums needs, in ~6% of the rows. It is safe
 because it is never the truth: it is derived from one segment file (the file name, which carries the
@@ -39,7 +42,7 @@ from settler_pipeline.domain import events as e
 from settler_pipeline.errors import CorruptionError
 from settler_pipeline.files import replace_durably
 from settler_pipeline.store.manifest import SegmentInfo
-from settler_pipeline.store.payloads import SEGMENT_SCHEMA, TYPED
+from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, SEGMENT_SCHEMA, TYPED
 from settler_pipeline.store.schema import COLUMNS
 from settler_pipeline.store.segments import file_sha256
 
@@ -73,13 +76,18 @@ def summed() -> pl.Expr:
     )
 
 
-def build(frame: pl.DataFrame, min_share: float = 0.0) -> pl.DataFrame | None:
-    """The rollup of a segment's rows ``frame`` (sum rows first, then the other rows in file order, with
-    the envelope columns and ``payload_typed`` false: their payload is in ``data``), or None when it
-    holds no summed match or fewer than ``min_share`` of its rows."""
+def build(frame: pl.DataFrame, min_share: float = 0.0, *, typed: bool = True) -> pl.DataFrame | None:
+    """The rollup of a segment's rows ``frame`` (sum rows first, then the other rows in file order), or
+    None when it holds no summed match or fewer than ``min_share`` of its rows. The other rows keep
+    their typed payload columns; with ``typed`` false (the layout of rollups written before), only
+    their envelope columns, ``payload_typed`` false."""
     if TYPED not in frame.columns or not {"attempt", "currency", "source_ids"} <= set(frame.columns):
         return None
-    rows = frame.lazy().with_columns(summed().alias("_summed"))
+    rows = frame.lazy().with_columns(summed().alias("_summed"), pl.col(TYPED).fill_null(False))
+    fields = [name for name in frame.columns if name in PAYLOAD_SCHEMA] if typed else []
+    other = rows.filter(~pl.col("_summed")).select(
+        *COLUMNS, pl.col(TYPED) if typed else pl.lit(False).alias(TYPED), *fields
+    )
     # lazily: the filters then copy only the columns each part keeps (eagerly, ~2x the CPU)
     counted, sums, rest = pl.collect_all(
         [
@@ -93,14 +101,16 @@ def build(frame: pl.DataFrame, min_share: float = 0.0) -> pl.DataFrame | None:
                 pl.col("timestamp").max(),
             )
             .sort("global_position"),
-            rows.filter(~pl.col("_summed")).select(*COLUMNS, pl.lit(False).alias(TYPED)),
+            other,
         ],
         engine="in-memory",
     )
     matched = int(counted.item())
     if matched == 0 or matched < min_share * frame.height:
         return None
-    columns = [*COLUMNS, TYPED, "attempt", "currency", ROWS, SOURCES]
+    # the payload columns null on every other row are left out, as a segment leaves them out
+    kept = [n for n in fields if n in ("attempt", "currency") or rest[n].null_count() < rest.height]
+    columns = [*COLUMNS, TYPED, *dict.fromkeys(["attempt", "currency", *kept]), ROWS, SOURCES]
     return (
         pl.concat([sums, rest], how="diagonal_relaxed")
         .select(columns)
@@ -228,8 +238,10 @@ def problems(segments: Sequence[SegmentInfo], segments_dir: Path, rollups_dir: P
         except CorruptionError as error:
             found_problems.append(str(error))
             continue
-        expected = build(pl.read_parquet(segments_dir / seg.path))
-        if expected is None or not _same(expected, pl.read_parquet(path)):
+        rows, stored = pl.read_parquet(segments_dir / seg.path), pl.read_parquet(path)
+        # either layout is right: with the other rows typed, or (rollups written before) untyped
+        expected = [build(rows, typed=typed) for typed in (True, False)]
+        if not any(one is not None and _same(one, stored) for one in expected):
             found_problems.append(
                 f"{FOLDER}/{path.name}: does not hold the sums and rows of segment {seg.path} ({_FIX})"
             )

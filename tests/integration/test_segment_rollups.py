@@ -154,6 +154,45 @@ def test_a_rollup_is_what_its_segment_gives_and_verify_finds_a_wrong_or_damaged_
     assert_same_as_one_fold(store.data_dir, log)
 
 
+def test_a_rollups_other_rows_keep_their_typed_columns_and_rollups_without_them_still_serve(
+    store: EventStore, data_dir: Path
+) -> None:
+    """A rebuild reads the proposals and records of a rollup's other rows from their typed columns;
+    rollups written before they kept those columns (other rows untyped, payload in ``data``) give the
+    same rows, decoded from the JSON, and pass verify."""
+    log = random_log(random.Random(11), runs=10, max_events=300)
+    with rolled():
+        published_in_parts(store, log, [120])
+    found = rollups.listing(store.rollups_dir)
+    assert found
+    other = pl.concat(
+        [pl.read_parquet(path).filter(pl.col(rollups.ROWS).is_null()) for path in found.values()],
+        how="diagonal_relaxed",
+    )
+    records = other.filter(pl.col("event_type") == e.RECORD_UNMATCHED)
+    assert records.height and records["payload_typed"].all() and records["record_id"].null_count() == 0
+    assert other["data"].null_count() == 0  # the documents stay, for readers that want them
+    projections.rebuild(store)
+    assert_same_as_one_fold(data_dir, log)
+
+    old_build = rollups.build
+    for path in found.values():
+        path.unlink()
+    with rolled(), patch.object(rollups, "build", lambda frame, share: old_build(frame, share, typed=False)):
+        for seg in store.committed_view().manifest.segments:
+            if Path(seg.path).name.removesuffix(".parquet") in found:
+                rows = pl.read_parquet(store.segments_dir / seg.path)
+                rollups.write(seg.path, rows, store.rollups_dir, store.staging_dir)
+    untyped = rollups.listing(store.rollups_dir)
+    assert untyped.keys() == found.keys()
+    for path in untyped.values():
+        rows = pl.read_parquet(path).filter(pl.col(rollups.ROWS).is_null())
+        assert not rows["payload_typed"].any() and "record_id" not in rows.columns
+    assert maintenance.verify(store).ok
+    projections.rebuild(store)
+    assert_same_as_one_fold(data_dir, log)
+
+
 def test_rollups_of_another_version_are_not_used_and_compaction_moves_the_retired_ones_aside(
     store: EventStore,
 ) -> None:
