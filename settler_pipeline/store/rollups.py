@@ -11,10 +11,11 @@ matches are at least half of the rows, it also writes ``log/rollups/<segment ste
   ``rollup_sources`` (source ids in them), ``global_position`` (the newest) and ``timestamp`` (the
   newest);
 * every *other row* of the segment whole (``rollup_rows`` null): its envelope columns (``data`` too,
-  so a reader that wants the document has it) and, as in the segment, its ``payload_typed`` flag and
-  typed payload columns, which readers take instead of parsing ``data``. Rollups written before
-  they kept the typed columns hold the envelope columns with ``payload_typed`` false (readers decode
-  those rows' ``data``).
+  so a reader that wants the document has it) and, for the per-record events among them
+  (:data:`~settler_pipeline.domain.events.BULK_EVENT_TYPES`), as in the segment, their
+  ``payload_typed`` flag and typed payload columns, which readers take instead of parsing ``data``;
+  lifecycle events have ``payload_typed`` false. Rollups written before they kept typed columns
+  hold every other row with ``payload_typed`` false (readers decode those rows' ``data``).
 
 So a rollup holds the same information a reader of those sums needs, in ~6% of the rows. It is safe
 because it is never the truth: it is derived from one segment file (the file name, which carries the
@@ -42,7 +43,7 @@ from settler_pipeline.domain import events as e
 from settler_pipeline.errors import CorruptionError
 from settler_pipeline.files import replace_durably
 from settler_pipeline.store.manifest import SegmentInfo
-from settler_pipeline.store.payloads import PAYLOAD_SCHEMA, SEGMENT_SCHEMA, TYPED
+from settler_pipeline.store.payloads import SEGMENT_SCHEMA, TYPED
 from settler_pipeline.store.schema import COLUMNS
 from settler_pipeline.store.segments import file_sha256
 
@@ -78,15 +79,21 @@ def summed() -> pl.Expr:
 
 def build(frame: pl.DataFrame, min_share: float = 0.0, *, typed: bool = True) -> pl.DataFrame | None:
     """The rollup of a segment's rows ``frame`` (sum rows first, then the other rows in file order), or
-    None when it holds no summed match or fewer than ``min_share`` of its rows. The other rows keep
-    their typed payload columns; with ``typed`` false (the layout of rollups written before), only
-    their envelope columns, ``payload_typed`` false."""
+    None when it holds no summed match or fewer than ``min_share`` of its rows. The other per-record
+    events keep their typed payload columns; with ``typed`` false (the layout of rollups written
+    before), every other row has only its envelope columns, ``payload_typed`` false."""
     if TYPED not in frame.columns or not {"attempt", "currency", "source_ids"} <= set(frame.columns):
         return None
     rows = frame.lazy().with_columns(summed().alias("_summed"), pl.col(TYPED).fill_null(False))
-    fields = [name for name in frame.columns if name in PAYLOAD_SCHEMA] if typed else []
+    # only per-record events keep their typed columns: the few lifecycle events' fields are many and
+    # nested (writing them cost more than their documents cost readers to parse)
+    bulk = {name for t in e.BULK_EVENT_TYPES for name in e.PAYLOADS[t].model_fields} if typed else set()
+    fields = [name for name in frame.columns if name in bulk]
+    kept_typed = pl.col(TYPED) & pl.col("event_type").is_in(e.BULK_EVENT_TYPES)
     other = rows.filter(~pl.col("_summed")).select(
-        *COLUMNS, pl.col(TYPED) if typed else pl.lit(False).alias(TYPED), *fields
+        *COLUMNS,
+        kept_typed.alias(TYPED) if typed else pl.lit(False).alias(TYPED),
+        *(pl.when(kept_typed).then(pl.col(name)).alias(name) for name in fields),
     )
     # lazily: the filters then copy only the columns each part keeps (eagerly, ~2x the CPU)
     counted, sums, rest = pl.collect_all(

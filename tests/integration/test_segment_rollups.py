@@ -171,6 +171,7 @@ def test_a_rollups_other_rows_keep_their_typed_columns_and_rollups_without_them_
     )
     records = other.filter(pl.col("event_type") == e.RECORD_UNMATCHED)
     assert records.height and records["payload_typed"].all() and records["record_id"].null_count() == 0
+    assert not other.filter(pl.col("event_type") == e.RECONCILIATION_STARTED)["payload_typed"].any()
     assert other["data"].null_count() == 0  # the documents stay, for readers that want them
     projections.rebuild(store)
     assert_same_as_one_fold(data_dir, log)
