@@ -84,7 +84,8 @@ class LockTimeoutError(StoreError):
 
 
 class CorruptionError(StoreError):
-    """The log's files disagree with what was recorded when they were written."""
+    """Files of the data directory are damaged: the log's disagree with what was recorded when they
+    were written, or the access file is no longer readable."""
 
 
 class InsufficientMemoryError(UserError):

@@ -132,7 +132,16 @@ class _DataDirFileSource(PydanticBaseSettingsSource):
                 values = tomllib.load(handle)
         except FileNotFoundError:
             return {}
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except NotADirectoryError:
+            raise ValidationError(
+                f"data directory {self.path.parent} is a file", hint="pass a directory path"
+            ) from None
+        except OSError as exc:
+            raise ValidationError(
+                f"settings file {self.path} cannot be read: {exc}",
+                hint="check the file's permissions, or remove it",
+            ) from exc
+        except tomllib.TOMLDecodeError as exc:
             raise ValidationError(
                 f"settings file {self.path} cannot be read: {exc}",
                 hint="fix the TOML syntax or remove the file",

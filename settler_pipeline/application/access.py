@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from settler_pipeline.domain.commands import validate_user
-from settler_pipeline.errors import NotFoundError, PermissionDeniedError, ValidationError
+from settler_pipeline.errors import CorruptionError, NotFoundError, PermissionDeniedError, ValidationError
 from settler_pipeline.files import write_atomic
 from settler_pipeline.ids import new_id, validate_uuid
 from settler_pipeline.store.locks import file_lock
@@ -78,12 +78,12 @@ class AccessControl:
         except FileNotFoundError:
             data = {"tenants": {}, "grants": {}}
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValidationError(
+            raise CorruptionError(
                 f"the access file {self.path} is damaged ({exc}); nobody's roles can be read",
                 hint="restore access.json from a backup, or repair its JSON by hand",
             ) from None
         if not isinstance(data, dict) or not {"tenants", "grants"} <= set(data):
-            raise ValidationError(
+            raise CorruptionError(
                 f"the access file {self.path} is damaged (it lacks tenants or grants)",
                 hint="restore access.json from a backup, or repair its JSON by hand",
             )

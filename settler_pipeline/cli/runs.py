@@ -150,11 +150,7 @@ def reconcile_command(
     print_outcome(outcome, json, "reconciliation")
     if outcome.status == "failed":
         if not json:
-            err_console.print(
-                f"hint: fix the input or the job spec named above, then `settler retry "
-                f"{outcome.reconciliation_id}` (it reads the job spec file again)",
-                markup=False,
-            )
+            err_console.print(f"hint: {failure_hint(outcome)}", markup=False)
         raise typer.Exit(EXIT_USER_ERROR)
 
 
@@ -301,3 +297,14 @@ def register(app: typer.Typer) -> None:
         ("state", state_command),
     ):
         app.command(name)(command(fn))
+
+
+def failure_hint(outcome: RunOutcome) -> str:
+    """How to fix what made the run of ``outcome`` fail: its error's own remedy where one is known."""
+    retry = f"`settler retry {outcome.reconciliation_id}`"
+    if (outcome.error or {}).get("type") == "InsufficientMemoryError":
+        return (
+            "give the run more memory (max_memory / SETTLER_MAX_MEMORY, or the container's limit), set a "
+            f"smaller block_records in the job spec, or reconcile fewer days per run; then {retry}"
+        )
+    return f"fix the input or the job spec named above, then {retry} (it reads the job spec file again)"

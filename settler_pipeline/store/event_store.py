@@ -67,6 +67,12 @@ def require_log(data_dir: str | os.PathLike[str]) -> None:
     if path.exists() and not path.is_dir():
         raise ValidationError(f"data directory {path} is a file", hint="pass a directory path")
     if not (path / "log").is_dir():
+        if (path / "access.json").is_file():
+            # tenants were created there, but nothing has been run yet
+            raise NotFoundError(
+                f"{path} has tenants but no runs yet (its event log is created by the first run)",
+                hint=f"start one with `settler reconcile JOB_SPEC --tenant NAME --data-dir {path}`",
+            )
         raise NotFoundError(f"no Settler data at {path}", hint="pass --data-dir or set SETTLER_DATA_DIR")
 
 

@@ -175,13 +175,13 @@ def test_a_refused_statement_creates_nothing_anywhere(
     assert not (tmp_path / ".tmp").exists()
 
 
-def test_a_damaged_access_file_is_a_user_error_naming_the_file(tmp_path: Path) -> None:
+def test_a_damaged_access_file_is_damaged_data_naming_the_file(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "access.json").write_text('{"tenants": {"x": ')
     for args in (["runs"], ["access", "list"], ["runs", "--json"]):
         code, _, err = invoke(data, *args)
-        assert code == 1 and "access.json" in err and "Traceback" not in err, (args, err)
+        assert code == 3 and "access.json" in err and "Traceback" not in err, (args, err)
 
 
 def test_sql_json_serialises_time_blob_interval_and_decimal(data: Path) -> None:

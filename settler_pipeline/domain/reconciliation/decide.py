@@ -127,7 +127,9 @@ def decide_cancel(state: ReconciliationState, cmd: c.CancelReconciliation) -> li
     _require_exists(state, cmd)
     if state.status in FINISHED:
         raise StateError(
-            f"reconciliation {cmd.reconciliation_id} is already {state.status}; it cannot be cancelled"
+            f"reconciliation {cmd.reconciliation_id} is already {state.status}; it cannot be cancelled",
+            hint="only a run that has not finished can be cancelled; see it with `settler state RUN_ID` "
+            "(a completed run's days are redone by a new run with --supersede)",
         )
     data = e.ReconciliationCancelled(attempt=state.attempt, reason=cmd.reason, cancelled_by=cmd.user_id)
     return [e.NewEvent(e.RECONCILIATION_CANCELLED, data)]

@@ -1,0 +1,63 @@
+"""Errors say what is really wrong and exit with the code the README promises: a data directory with
+tenants but no runs, a damaged access file (3: damaged data), a data directory that is a file, a run
+refused for memory, a cancel of a finished run."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from settler_pipeline.application.outcome import RunOutcome
+from settler_pipeline.cli.main import app
+from settler_pipeline.cli.runs import failure_hint
+from settler_pipeline.sample_job import write_sample_job
+from settler_pipeline.session import Settler
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env={"SETTLER_USER": "olivia"})
+    assert "Traceback" not in result.output
+    return result.exit_code, result.stderr
+
+
+def test_a_data_directory_with_tenants_but_no_runs_says_so(tmp_path: Path) -> None:
+    data = str(tmp_path / "n")
+    assert invoke("access", "create-tenant", "newco", "-d", data)[0] == 0
+    code, err = invoke("runs", "-d", data)
+    assert code == 1 and "has tenants but no runs yet" in err and "settler reconcile" in err
+    assert "no Settler data" not in err
+
+
+def test_a_damaged_access_file_is_damaged_data(tmp_path: Path) -> None:
+    data = tmp_path / "n"
+    assert invoke("access", "create-tenant", "newco", "-d", str(data))[0] == 0
+    (data / "access.json").write_text("{not json")
+    code, err = invoke("access", "list", "-d", str(data))
+    assert code == 3 and "access file" in err and "damaged" in err
+
+
+def test_a_data_directory_that_is_a_file_is_named_as_such(tmp_path: Path) -> None:
+    file = tmp_path / "passwd"
+    file.write_text("root:x:0:0\n")
+    code, err = invoke("runs", "-d", str(file))
+    assert code == 1 and "is a file" in err and "TOML" not in err
+
+
+def test_a_memory_refusal_hints_at_memory_not_at_the_input() -> None:
+    refused = RunOutcome("r", "failed", 1, 3, error={"type": "InsufficientMemoryError", "message": "m"})
+    hint = failure_hint(refused)
+    assert "max_memory" in hint and "block_records" in hint and "fix the input" not in hint
+    other = RunOutcome("r", "failed", 1, 3, error={"type": "NotFoundError", "message": "m"})
+    assert "fix the input" in failure_hint(other)
+
+
+def test_cancelling_a_finished_run_says_why_and_what_to_do(tmp_path: Path) -> None:
+    spec, _ = write_sample_job(tmp_path / "in", records=20, start=date(2026, 11, 1), days=1)
+    data = tmp_path / "data"
+    with Settler(data, user="olivia") as settler:
+        settler.access.create_tenant("acme", admin="olivia")
+        run = settler.reconcile(spec, start=date(2026, 11, 1), end=date(2026, 11, 1)).reconciliation_id
+    code, err = invoke("cancel", run, "--reason", "test", "-d", str(data))
+    assert code == 1 and "cannot be cancelled" in err and "--help" not in err and "settler state" in err
