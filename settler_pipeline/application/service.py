@@ -133,6 +133,8 @@ class ReconciliationService:
         self.access.require(cmd.user_id, cmd.tenant_id, minimum, action)
         state = self.load(cmd.reconciliation_id)
         if state.tenant_id is not None and state.tenant_id != cmd.tenant_id:
+            if isinstance(cmd, c.StartReconciliation):  # the id is taken: the same answer as in any tenant
+                raise agg.run_id_in_use(cmd.reconciliation_id)
             # Same answer as a missing run: never reveal another tenant's runs.
             raise NotFoundError(f"reconciliation {cmd.reconciliation_id} does not exist in this tenant")
         return state
@@ -184,6 +186,8 @@ class ReconciliationService:
         state = self._authorised_state(cmd, "operator", "starting a reconciliation")
         if (previous := self.idempotency.repeated(cmd)) is not None:
             return self._repeated_start(cmd, spec, previous)
+        if state.status != agg.NEW:  # refused before anything else, as another tenant's id is
+            raise agg.run_id_in_use(cmd.reconciliation_id)
         self._check_inputs(spec, cmd.tenant_id)
         # The lease first (it is the run's own), then the job's start lock: from the check of live
         # runs to the start's append no other start of this job can slip in (start_lock.py).

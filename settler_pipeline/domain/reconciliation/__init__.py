@@ -24,6 +24,7 @@ from settler_pipeline.domain.reconciliation.decide import (
     decide_retry,
     decide_start,
     decide_supersede,
+    run_id_in_use,
 )
 from settler_pipeline.domain.reconciliation.outcome import (
     decide_completion,
@@ -88,5 +89,6 @@ __all__ = [
     "fold_streams",
     "is_retryable",
     "match_rate",
+    "run_id_in_use",
     "shared_decisions",
 ]

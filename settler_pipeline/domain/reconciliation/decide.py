@@ -26,6 +26,16 @@ from settler_pipeline.domain.reconciliation.status import (
 from settler_pipeline.errors import NotFoundError, StateError, ValidationError
 
 
+def run_id_in_use(reconciliation_id: str) -> StateError:
+    """The refusal of a start whose run id is taken: one answer whichever tenant's run holds it (its
+    status and tenant stay unsaid, so a start reveals nothing of another tenant's runs)."""
+    return StateError(
+        f"reconciliation {reconciliation_id} already exists: a run id is used once",
+        hint="use a new run id (leave --run-id out to get one), or `settler retry RUN_ID` for a failed "
+        "or cancelled run of yours",
+    )
+
+
 def decide_start(
     state: ReconciliationState,
     cmd: c.StartReconciliation,
@@ -38,10 +48,7 @@ def decide_start(
     if supersedes and not cmd.supersede:
         raise StateError("a run replaces other runs only when started with supersede")
     if state.status != NEW:
-        raise StateError(
-            f"reconciliation {cmd.reconciliation_id} already exists (status {state.status})",
-            hint="use a new run id, or `settler retry RUN_ID` for a failed or cancelled run",
-        )
+        raise run_id_in_use(cmd.reconciliation_id)
     data = e.ReconciliationStarted(
         job_id=cmd.job_id,
         source_adapter=cmd.source_adapter,
