@@ -261,3 +261,29 @@ def as_printed(open_items: Mapping[str, str], fields: dict[str, Any]) -> dict[st
     if isinstance(out.get("exception_id"), str):
         out["exception_id"] = named("{}", out["exception_id"])
     return out
+
+
+def not_reviewable(state: ReconciliationState, shown_id: str, *, process_gone: bool) -> StateError | None:
+    """Why the run of ``state`` cannot be reviewed, with what to do instead (None when it can): review
+    decides on a completed run's items only, so an unfinished, failed, cancelled, abandoned or
+    superseded run's items are not final and would all be refused. ``shown_id``: the run as the user
+    names it; ``process_gone``: it is started or running but the process executing it is gone."""
+    status = str(state.status)
+    if status == "completed":
+        return None
+    retry = f"`settler retry {shown_id}`"
+    if process_gone:
+        why, hint = f"{status} but its process is gone", f"{retry} marks it abandoned and runs it again"
+    elif status in ("started", "running"):
+        why, hint = status, "wait until it completes (`settler runs` shows it), or cancel it"
+    elif status == "superseded":
+        why, hint = (
+            "superseded by a newer run of its days",
+            "review the run that replaced it (`settler runs`)",
+        )
+    else:
+        why, hint = status, f"{retry} runs it again"
+    return StateError(
+        f"run {shown_id} is {why}: only a completed run can be reviewed (its items are not final)",
+        hint=f"{hint}; review it once it has completed",
+    )

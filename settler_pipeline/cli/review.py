@@ -81,9 +81,15 @@ def list_open(
 
     if kind is not None and kind not in KINDS:
         raise ValidationError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    from settler_pipeline.application.review import not_reviewable
+
     with Settler(data_dir, user=user, read_only=True) as app_:
-        state, items = app_.review_items(run_id)
+        state = app_.state(run_id)
         short = app_.short_id(state.reconciliation_id or run_id)
+        refused = not_reviewable(state, short, process_gone=app_.catalog.process_gone(state))
+        if refused is not None:
+            raise refused
+        state, items = app_.review_items(run_id)
     if kind is not None:
         items = [i for i in items if i["kind"] == kind]
     if json:
