@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import date
 
 import polars as pl
@@ -22,9 +22,12 @@ def live_runs(
     job_id: str,
     start: date,
     end: date,
+    *,
+    among: Collection[str] | None = None,
 ) -> list[ReconciliationState]:
     """The live runs (started, running or completed) of ``job_id`` in ``tenant_id`` whose days
-    overlap ``start..end``: what a new run of those days would count twice with."""
+    overlap ``start..end``: what a new run of those days would count twice with (only runs of
+    ``among``, when given: the others are not loaded)."""
     data = pl.col("data")
     starts = (
         store.read(event_types=[e.RECONCILIATION_STARTED])
@@ -42,7 +45,8 @@ def live_runs(
         )
         .collect()
     )
-    runs = [load(run_id) for run_id in sorted(set(starts["aggregate_id"].to_list()))]
+    ids = set(starts["aggregate_id"].to_list())
+    runs = [load(run_id) for run_id in sorted(ids if among is None else ids.intersection(among))]
     return [run for run in runs if run.status in agg.LIVE]
 
 

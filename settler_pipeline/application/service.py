@@ -15,9 +15,11 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+
+import polars as pl
 
 from settler_pipeline.adapters.confinement import InputRoots
 from settler_pipeline.adapters.loader import check_side
@@ -31,6 +33,7 @@ from settler_pipeline.application.idempotency import IDEMPOTENCY_NAMESPACE, Idem
 from settler_pipeline.application.lease import LeaseState, RunLeases
 from settler_pipeline.application.outcome import RunOutcome, outcome
 from settler_pipeline.application.ports import EventLog
+from settler_pipeline.application.shared_items import SharedItems, run_spec
 from settler_pipeline.application.start_lock import StartLocks
 from settler_pipeline.domain import commands as c
 from settler_pipeline.domain import events as e
@@ -78,6 +81,7 @@ class ReconciliationService:
         # Called with the step a run enters (the CLI shows it as a progress bar); None: silent.
         self.progress: Callable[[str, int, int], None] | None = None
         self.idempotency = Idempotency(store, self.load)
+        self.shared = SharedItems(store, self.load)
         self.attempts = AttemptRunner(
             store,
             self.bus,
@@ -159,22 +163,11 @@ class ReconciliationService:
         if (previous := self.idempotency.repeated(cmd)) is not None:
             return outcome(previous, repeated_command=True)
         drafts = decide(state, cmd, **kwargs)
-        shared = self._shared(state, drafts)
+        shared = self.shared.twins(state, drafts)
         envelopes, failures = self._append(cmd, state, drafts, shared)
         state = agg.fold(state, [x for x in envelopes if x.aggregate_id == cmd.reconciliation_id])
         details = {"also_decided_in": ", ".join(sorted(shared))} if shared else {}
         return outcome(state, events_appended=len(envelopes), publish_failures=failures, details=details)
-
-    def _shared(self, state: ReconciliationState, drafts: list[agg.NewEvent]) -> Shared:
-        """Other completed runs holding an item ``drafts`` decide, with the decisions on their copies."""
-        if not (state.job_id and state.date_range and agg.DECISIONS & {d.event_type for d in drafts}):
-            return {}
-        # an item of this run has its records within the run's reading window, so a run sharing it
-        # has days in that window
-        window = timedelta(days=self._spec_of(state).date_window_days)
-        start, end = (date.fromisoformat(d) for d in state.date_range)
-        others = self.live_runs(state.tenant_id or "", state.job_id, start - window, end + window)
-        return agg.shared_decisions(state, drafts, others)
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -217,7 +210,7 @@ class ReconciliationService:
             if previous is None:
                 if not execute:
                     return outcome(state, events_appended=len(envelopes), publish_failures=failures)
-                return self.attempts.run(state, spec, cmd.user_id, envelopes[-1].id, failures)
+                return self._run(state, spec, cmd.user_id, envelopes[-1].id, failures)
         return self._repeated_start(cmd, spec, previous)
 
     def _started_elsewhere(
@@ -277,11 +270,11 @@ class ReconciliationService:
             raise StateError(
                 f"reconciliation {reconciliation_id} is {state.status}; only a queued run is executed"
             )
-        spec = self._spec_of(state)
+        spec = run_spec(state)
         cause = self.store.stream_frame(reconciliation_id, e.AGGREGATE_TYPE)["event_id"][-1]
         self._check_inputs(spec, state.tenant_id)
         with self._lease(reconciliation_id):
-            return self.attempts.run(state, spec, user_id, str(cause), [])
+            return self._run(state, spec, user_id, str(cause), [])
 
     def retry(self, cmd: c.RetryReconciliation) -> RunOutcome:
         """Run a failed, cancelled or abandoned run again as a new attempt: with the command's job spec
@@ -295,7 +288,7 @@ class ReconciliationService:
                 dict(cmd.spec), base_dir=Path(cmd.spec_dir or "."), origin=cmd.spec_path or "the job spec"
             )
         else:
-            spec = self._spec_of(state)
+            spec = run_spec(state)
         supplied = spec.name if cmd.spec is not None else None  # a spec the command brings
         drafts = agg.decide_retry(state, cmd, fingerprint=spec.fingerprint(), job_id=supplied)
         self._check_inputs(spec, cmd.tenant_id)
@@ -309,7 +302,22 @@ class ReconciliationService:
                     )
                 envelopes, failures = self._append(cmd, state, drafts)
             state = agg.fold(state, envelopes)
-            return self.attempts.run(state, spec, cmd.user_id, envelopes[-1].id, failures)
+            return self._run(state, spec, cmd.user_id, envelopes[-1].id, failures)
+
+    def _run(
+        self, before: ReconciliationState, spec: JobSpec, user_id: str, cause: str, failures: list[str]
+    ) -> RunOutcome:
+        """Run an attempt of ``before``'s run; once it completed, the run takes over the review decisions
+        other runs of its job made on items it shares with them (shared_items.py), as its own events."""
+        result = self.attempts.run(before, spec, user_id, cause, failures)
+        state, drafts = self.shared.inherited(before) if result.status == agg.COMPLETED else (before, [])
+        if drafts:
+            ctx = self.attempts.context(state, user_id, cause=None)
+            frame = pl.concat([run_events.single_event(d, ctx) for d in drafts])
+            state, _ = self.attempts.append(state, frame)
+            result.version, result.events_appended = state.version, result.events_appended + len(drafts)
+            result.details["decisions_taken_over"] = len(drafts)
+        return result
 
     def reclaim(self, state: ReconciliationState, *, user_id: str) -> ReconciliationState:
         """The run, marked ``abandoned`` first if it is started or running but the process executing
@@ -385,14 +393,6 @@ class ReconciliationService:
     def dismiss(self, cmd: c.DismissException) -> RunOutcome:
         """Close an exception without a match."""
         return self._simple(cmd, "operator", "reviewing exceptions", agg.decide_dismiss)
-
-    def _spec_of(self, state: ReconciliationState) -> JobSpec:
-        """The job spec the run last ran with."""
-        return job_spec_from_mapping(
-            dict(state.spec.get("spec", {})),
-            base_dir=Path(state.spec.get("spec_dir") or "."),
-            origin=f"the job spec of run {state.reconciliation_id}",
-        )
 
     def _spec(self, cmd: c.StartReconciliation) -> JobSpec:
         return job_spec_from_mapping(

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from settler_pipeline import projections
+from settler_pipeline.errors import NotFoundError
 from settler_pipeline.session import Settler
 
 DAY1, DAY2 = date(2026, 11, 26), date(2026, 11, 27)
@@ -206,3 +207,71 @@ def test_a_copied_manual_match_gets_an_id_of_its_run(runs: tuple[Path, str, str]
         }
     assert len(ids[first]) == len(ids[second]) == 1
     assert json.loads(ids[first][0])["match_id"] != json.loads(ids[second][0])["match_id"]
+
+
+@pytest.fixture
+def first_day(tmp_path: Path) -> tuple[Path, Path, str]:
+    data = tmp_path / "data"
+    spec = _job(tmp_path / "inputs")
+    with Settler(data, user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
+    return data, spec, first
+
+
+def test_a_run_completing_later_takes_over_the_decisions_already_made(
+    first_day: tuple[Path, Path, str],
+) -> None:
+    data, spec, first = first_day
+    with Settler(data, user="olivia") as app:
+        app.review("confirm", first, match_ids=[_proposal(app, first, "s1")])
+        second = app.reconcile(spec, start=DAY2, end=DAY2)
+        assert second.details == {"decisions_taken_over": 1}
+        assert _open(app, second.reconciliation_id) == {("proposed", "s2", "t2")}
+        state = app.state(second.reconciliation_id)
+        assert (state.counts.matched, state.counts.proposed, state.version) == (1, 1, second.version)
+        # the decision it took over is its own event, made by the one who decided it
+        taken = app.stream(second.reconciliation_id).filter(pl.col("event_type") == "MatchConfirmed")
+        assert json.loads(taken["data"][0])["confirmed_by"] == "olivia"
+        # and its opposite can no longer be recorded there
+        proposed = app.stream(second.reconciliation_id).filter(pl.col("event_type") == "MatchProposed")
+        ids = [json.loads(d)["match_id"] for d in proposed["data"] if json.loads(d)["source_ids"] == ["s1"]]
+        assert len(ids) == 1
+        with pytest.raises(NotFoundError):
+            app.review("reject", second.reconciliation_id, match_ids=ids, reason="x")
+
+
+def test_decisions_are_taken_over_in_their_order(first_day: tuple[Path, Path, str]) -> None:
+    data, spec, first = first_day
+    with Settler(data, user="olivia") as app:
+        app.review("reject", first, match_ids=[_proposal(app, first, "s1")], reason="not this one")
+        app.review("dismiss", first, exception_ids=["unmatched:source:s1"], reason="refunded")
+        second = app.reconcile(spec, start=DAY2, end=DAY2)
+        assert second.details == {"decisions_taken_over": 2}
+        assert _open(app, second.reconciliation_id) == {("proposed", "s2", "t2"), ("unmatched:target:t1",)}
+        assert _open(app, first) == {("proposed", "s3", "t3"), ("unmatched:target:t1",)}
+
+
+def test_a_queued_run_executed_later_and_a_superseding_run_take_them_over(
+    first_day: tuple[Path, Path, str],
+) -> None:
+    data, spec, first = first_day
+    with Settler(data, user="olivia") as app:
+        queued = app.reconcile(spec, start=DAY2, end=DAY2, execute=False).reconciliation_id
+        app.review(
+            "confirm", first, match_ids=[_proposal(app, first, "s1")]
+        )  # the queued run holds nothing yet
+        executed = app.service.execute(queued, user_id="olivia")
+        assert executed.details == {"decisions_taken_over": 1}
+        assert _open(app, queued) == {("proposed", "s2", "t2")}
+        again = app.reconcile(spec, start=DAY2, end=DAY2, supersede=True)
+        assert again.details == {"decisions_taken_over": 1}
+        assert _open(app, again.reconciliation_id) == {("proposed", "s2", "t2")}
+
+
+def test_without_decisions_nearby_a_run_takes_nothing_over(first_day: tuple[Path, Path, str]) -> None:
+    data, spec, _ = first_day
+    with Settler(data, user="olivia") as app:
+        second = app.reconcile(spec, start=DAY2, end=DAY2)
+        assert "decisions_taken_over" not in second.details
+        assert _open(app, second.reconciliation_id) == {("proposed", "s1", "t1"), ("proposed", "s2", "t2")}

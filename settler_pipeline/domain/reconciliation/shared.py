@@ -13,6 +13,10 @@ every other completed run of the job that holds the same item open:
 * a match made by hand is made in another run too when every one of its records is open unmatched
   there (under an id of that run's own).
 
+A run that completes after such a decision (a new run of the next day, a retry, a run superseding
+another) takes the decisions already made on its shared items over from the other runs, in their
+order (:func:`inherited_decisions`), so it does not show a decided item as open.
+
 Duplicate and quarantined rows are named by their input line, which depends on the file a run read,
 so they are decided run by run.
 """
@@ -21,9 +25,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import exception_ids as xid
+from settler_pipeline.domain.reconciliation.builder import StateBuilder
 from settler_pipeline.domain.reconciliation.state import ReconciliationState
 from settler_pipeline.domain.reconciliation.status import COMPLETED
 
@@ -103,3 +109,46 @@ def _proposal_twin(state: ReconciliationState, match_id: str, other: Reconciliat
 
 def _copy(draft: e.NewEvent, **update: str) -> e.NewEvent:
     return e.NewEvent(draft.event_type, draft.payload.model_copy(update=update), omit_none=draft.omit_none)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A review decision another run recorded, as a run completing later takes it over: its event
+    and, for a decision on a proposal, the records the proposal paired."""
+
+    event: e.NewEvent
+    records: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+
+
+def inherited_decisions(state: ReconciliationState, decisions: Sequence[Decision]) -> list[e.NewEvent]:
+    """The decisions of other runs (in the order they were made) that decide items ``state``'s run,
+    just completed, holds open, rewritten to its own copies. Each applies to the state the earlier
+    ones leave (a rejection reopens records a later manual match may take)."""
+    assert state.reconciliation_id is not None and state.tenant_id is not None
+    taken: list[e.NewEvent] = []
+    for decision in decisions:
+        twin = _twin(_deciding(decision), decision.event, state)
+        if twin is None:
+            continue
+        taken.append(twin)
+        builder = StateBuilder(state)
+        builder.apply(
+            twin.event_type, twin.data(), state.reconciliation_id, state.tenant_id, state.correlation_id or ""
+        )
+        state = builder.freeze()
+    return taken
+
+
+def _deciding(decision: Decision) -> ReconciliationState:
+    """A stand-in for the deciding run's state before its decision: all :func:`_twin` reads of it is the
+    records of the proposal decided."""
+    payload = decision.event.payload
+    if decision.records is None:
+        return ReconciliationState()
+    if isinstance(payload, e.ExceptionDismissed):
+        match_id = xid.parse(payload.exception_id).key
+    elif isinstance(payload, e.MatchConfirmed | e.MatchRejected):
+        match_id = payload.match_id
+    else:
+        return ReconciliationState()
+    return ReconciliationState(open_proposals={match_id: decision.records})
