@@ -33,3 +33,21 @@ def test_only_a_completed_run_is_listed_for_review(tmp_path: Path) -> None:
         assert "settler retry" in listed.stderr and "review confirm" not in listed.output
     listed = CliRunner().invoke(app, ["review", "list", done], env=env)
     assert listed.exit_code == 0 and "only a completed run" not in listed.output, listed.output
+
+
+def test_a_run_whose_process_is_gone_is_sent_to_retry() -> None:
+    from settler_pipeline.application.review import not_reviewable
+    from settler_pipeline.domain.reconciliation import ReconciliationState
+
+    running = ReconciliationState(reconciliation_id="r", status="running")
+    refused = not_reviewable(running, "0192f0c4", process_gone=True)
+    assert refused is not None and "running but its process is gone" in refused.message
+    assert refused.hint is not None and "settler retry 0192f0c4" in refused.hint
+    live = not_reviewable(running, "0192f0c4", process_gone=False)
+    assert live is not None and live.hint is not None and "wait until it completes" in live.hint
+    assert (
+        not_reviewable(
+            ReconciliationState(reconciliation_id="r", status="completed"), "r", process_gone=False
+        )
+        is None
+    )
