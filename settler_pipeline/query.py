@@ -271,8 +271,9 @@ def _currencies(frame: pl.LazyFrame) -> list[str]:
     schema = frame.collect_schema()
     if "currency" not in schema or not any(c in schema for c in analyst.AMOUNT_COLUMNS):
         return []
-    codes = frame.select(pl.col("currency").drop_nulls().unique()).collect(engine="streaming")
-    return [str(code) for code in codes["currency"]]
+    shown = [c for c in ("currency", "closest_currency") if c in schema]  # a closest candidate's own
+    codes = frame.select(pl.concat([pl.col(c) for c in shown]).drop_nulls().unique().alias("currency"))
+    return [str(code) for code in codes.collect(engine="streaming")["currency"]]
 
 
 def _as_polars(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:

@@ -241,7 +241,9 @@ class PartedTable:
         # A part's rows never change, so the analysts' views learn its currencies from the manifest.
         codes = None
         if "currency" in frame.columns:
-            codes = tuple(sorted(frame["currency"].drop_nulls().unique().to_list()))
+            # a closest candidate's own currency too: its amount is shown in it
+            shown = [frame[c] for c in ("currency", "closest_currency") if c in frame.columns]
+            codes = tuple(sorted(pl.concat(shown).drop_nulls().unique().to_list()))
         self.parts[name] = Part(name, frame.height, cls, codes)
         runs = frame.select(RUN).unique().with_columns(pl.lit(name).alias("part"))
         self.locations = pl.concat([self.locations, runs])

@@ -187,7 +187,10 @@ def _currencies(data_dir: Path, read_model: ReadModel, files: Path) -> list[str]
     try:
         source = _literal(str(data_dir / files))
         with duckdb.connect(":memory:") as con:
-            rows = con.execute(f"SELECT DISTINCT currency FROM read_parquet({source})").fetchall()  # noqa: S608
+            column = "currency"
+            if "closest_currency" in names:  # a closest candidate's amount is shown in its own currency
+                column = "unnest([currency, closest_currency])"
+            rows = con.execute(f"SELECT DISTINCT {column} FROM read_parquet({source})").fetchall()  # noqa: S608
         codes |= {str(row[0]) for row in rows if row[0] is not None}
     except duckdb.IOException:
         pass  # no stored rows yet

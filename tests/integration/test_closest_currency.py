@@ -42,3 +42,22 @@ def test_the_closest_candidate_keeps_its_own_currency(tmp_path: Path) -> None:
         )
         for rows in (app.sql(query), projections.sql(data, query)):
             assert rows.row(0) == ("JPY", Decimal("1000.00"), "EUR", 950, Decimal("9.50"))
+
+
+def test_a_closest_amount_keeps_the_places_of_its_own_currency() -> None:
+    import polars as pl
+
+    from settler_pipeline.query import _currencies, with_analyst_columns
+
+    rows = pl.LazyFrame(
+        {
+            "reconciliation_id": ["r"],
+            "currency": ["EUR"],
+            "amount": [913],
+            "closest_currency": ["KWD"],
+            "closest_amount": [9125],
+        }
+    )
+    shown = with_analyst_columns(rows, {}, _currencies(rows)).collect()
+    assert shown["amount_major"].to_list() == [Decimal("9.130")]
+    assert shown["closest_amount_major"].to_list() == [Decimal("9.125")]
