@@ -53,7 +53,7 @@ def test_a_memory_refusal_hints_at_memory_not_at_the_input() -> None:
     assert "fix the input" in failure_hint(other)
 
 
-def test_cancelling_a_finished_run_says_why_and_what_to_do(tmp_path: Path) -> None:
+def test_cancelling_or_retrying_a_completed_run_says_why_and_what_to_do(tmp_path: Path) -> None:
     spec, _ = write_sample_job(tmp_path / "in", records=20, start=date(2026, 11, 1), days=1)
     data = tmp_path / "data"
     with Settler(data, user="olivia") as settler:
@@ -61,3 +61,5 @@ def test_cancelling_a_finished_run_says_why_and_what_to_do(tmp_path: Path) -> No
         run = settler.reconcile(spec, start=date(2026, 11, 1), end=date(2026, 11, 1)).reconciliation_id
     code, err = invoke("cancel", run, "--reason", "test", "-d", str(data))
     assert code == 1 and "cannot be cancelled" in err and "--help" not in err and "settler state" in err
+    code, err = invoke("retry", run, "-d", str(data))
+    assert code == 1 and "can be retried" in err and "--supersede" in err and "--help" not in err

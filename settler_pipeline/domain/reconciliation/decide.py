@@ -67,6 +67,15 @@ def decide_start(
     return [e.NewEvent(e.RECONCILIATION_STARTED, data)]
 
 
+def _not_retried_hint(status: str) -> str:
+    """What to do instead of retrying a run in ``status``."""
+    if status == COMPLETED:
+        return "a completed run's days are reconciled again by a new run started with --supersede"
+    if status in (STARTED, RUNNING):
+        return "wait for it to finish (`settler runs` shows it), or cancel it and then retry it"
+    return "see its status with `settler state RUN_ID`; review the run that replaced it"
+
+
 def decide_retry(
     state: ReconciliationState,
     cmd: c.RetryReconciliation,
@@ -81,7 +90,7 @@ def decide_retry(
         raise StateError(
             f"reconciliation {cmd.reconciliation_id} is {state.status}; "
             "only a failed, cancelled or abandoned run can be retried",
-            hint="see its status and error with `settler state RUN_ID`",
+            hint=_not_retried_hint(str(state.status)),
         )
     if job_id is not None and job_id != state.job_id:
         # Another job's spec would reconcile that job's days under this run's job: the days of the
