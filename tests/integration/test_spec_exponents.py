@@ -64,3 +64,27 @@ def test_amounts_show_with_the_exponents_the_run_used(tmp_path: Path) -> None:
             assert dict(zip(rows["id"], rows["amount_major"], strict=True)) == {
                 k: Decimal(v) for k, v in expected.items()
             }
+
+
+def test_a_retry_with_a_spec_read_again_shows_its_exponents(tmp_path: Path) -> None:
+    """The spec a run last ran with counts: after a retry whose spec declares XTS: 3 (the first
+    attempt's did not), 12.345 shows as 12.345, not 123.45."""
+    (tmp_path / "source.csv").write_text(SOURCE)
+    (tmp_path / "target.csv").write_text(TARGET)
+    spec = tmp_path / "job.yaml"
+    plain = SPEC.replace("  currency: {exponents: {xts: 3}}\n", "").replace(
+        "  currency: {exponents: {XTS: 3}}\n", ""
+    )
+    spec.write_text(plain)
+    data = tmp_path / "data"
+    query = (
+        "SELECT record_ids[1] AS id, amount_major FROM reconciliation_exceptions WHERE record_ids[1] = 's1'"
+    )
+    with Settler(data, user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        run = app.reconcile(spec, start=DAY, end=DAY, execute=False).reconciliation_id
+        app.cancel(run, "fix the spec first")
+        spec.write_text(SPEC)
+        assert app.retry(run, spec_path=spec).status == "completed"
+        projections.update(app.store, tenant_names=app.access.tenant_names())
+        assert app.sql(query)["amount_major"].to_list() == [Decimal("12.345")]
