@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import duckdb
 import polars as pl
+from polars._typing import PolarsDataType
 
 from settler_pipeline.domain.envelope import EventEnvelope, canonical_json
 from settler_pipeline.domain.registry import EventRegistry
@@ -100,10 +101,37 @@ def _decode_few(texts: pl.Series, fields: dict[str, pl.DataType]) -> pl.DataFram
     field of another type (Polars refuses it where DuckDB gives null: DuckDB then decodes them all,
     so every batch, small or large, gets the same values)."""
     try:
+        # Types as the documents have them first: Polars' typed parse quietly converts some values of
+        # another type (1.5 in an integer field becomes 1, 2.0 in a text field "2", a scalar where a
+        # list belongs a list of one) that DuckDB reads otherwise, so those go to DuckDB. A field whose
+        # values mix types across the batch infers as their common type (texts and a number as text)
+        # and is not caught; Settler's own events never have one (they are checked by their models).
+        found = texts.str.json_decode(infer_schema_length=None).dtype
+        if not isinstance(found, pl.Struct) or not _fits(found, pl.Struct(fields)):
+            return None
         decoded = texts.str.json_decode(pl.Struct(fields)).struct.unnest()
     except pl.exceptions.PolarsError:
         return None
     return decoded.select(pl.col(name).cast(dtype) for name, dtype in fields.items())
+
+
+def _fits(found: PolarsDataType, wanted: PolarsDataType) -> bool:
+    """Whether values the documents hold as ``found`` read as ``wanted`` without a conversion the two
+    parsers make differently (an integer as a float is fine, a float as an integer is not)."""
+    if found == pl.Null() or found == wanted:
+        return True
+    if wanted.is_integer():
+        return found.is_integer()
+    if wanted.is_float():
+        return found.is_numeric()
+    if isinstance(wanted, pl.List):
+        return isinstance(found, pl.List) and _fits(found.inner, wanted.inner)
+    if isinstance(wanted, pl.Struct):
+        if not isinstance(found, pl.Struct):
+            return False
+        want = {f.name: f.dtype for f in wanted.fields}
+        return all(f.name not in want or _fits(f.dtype, want[f.name]) for f in found.fields)
+    return False
 
 
 def upcast_payloads(frame: pl.DataFrame, registry: EventRegistry) -> pl.DataFrame:

@@ -121,12 +121,42 @@ _FIELDS = {
 }
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.fixed_dictionaries({}, optional=_VALUES), max_size=12), st.booleans())
-def test_few_documents_decode_as_many_do(documents: list[dict[str, object]], bad: bool) -> None:
+# Documents with a field of another type than its column's (a foreign or hand-written payload): each
+# parser would read them its own way (1.5 in an integer field, 2.0 in a text field, a scalar where a
+# list belongs), so a small batch holding one must be parsed as a large one is.
+_MISTYPED = st.sampled_from(
+    [
+        {"n": "not a number"},
+        {"n": 1.5},
+        {"sub": {"m": 1.7}},
+        {"s": 2.0},
+        {"s": 1e300},
+        {"s": True},
+        {"ids": "a"},
+        {"ids": 1},
+        {"ids": True},
+        {"flag": 1},
+        {"sub": "x"},
+        {"n": [1]},
+    ]
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.lists(st.fixed_dictionaries({}, optional=_VALUES), max_size=12),
+    st.lists(_MISTYPED, max_size=2, unique_by=lambda d: str(sorted(d))),  # type: ignore[call-overload]
+)
+def test_few_documents_decode_as_many_do(
+    documents: list[dict[str, object]], bad: list[dict[str, object]]
+) -> None:
     """A batch small enough for Polars' parser gets the values DuckDB's gives a large one, also when
     a document has a field of another type (then DuckDB parses the small batch too)."""
-    texts = [json.dumps(d) for d in documents] + ([json.dumps({"n": "not a number"})] if bad else [])
+    # a field is mistyped in every document of the batch that has it (a field mixing types across a
+    # batch infers as their common type, which the check cannot see: Settler's own payloads never mix)
+    touched = {key for b in bad for key in b}
+    documents = [{k: v for k, v in d.items() if k not in touched} for d in documents]
+    texts = [json.dumps(d) for d in documents + bad]
     frame = pl.DataFrame({"global_position": list(range(len(texts))), "data": texts})
     frame = frame.cast({"data": pl.String})
     few = decode_payloads(frame, _FIELDS)
