@@ -19,8 +19,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from settler_pipeline.adapters.confinement import InputRoots
 from settler_pipeline.adapters.loader import check_side
 from settler_pipeline.application import review, run_events
@@ -81,7 +79,6 @@ class ReconciliationService:
         # Called with the step a run enters (the CLI shows it as a progress bar); None: silent.
         self.progress: Callable[[str, int, int], None] | None = None
         self.idempotency = Idempotency(store, self.load)
-        self.shared = SharedItems(store, self.load)
         self.attempts = AttemptRunner(
             store,
             self.bus,
@@ -91,12 +88,11 @@ class ReconciliationService:
             max_memory=max_memory,
             work_dir=work_dir,
         )
+        self.shared = SharedItems(store, self.load, self.attempts)
 
     def _step(self, what: str, number: int) -> None:
         if self.progress is not None:
             self.progress(what, number, RUN_STEPS)
-
-    # -- loading ------------------------------------------------------------------------------
 
     def load(self, reconciliation_id: str, *, as_of_position: int | None = None) -> ReconciliationState:
         """The run's state from its latest usable snapshot plus the events after it (no permission check;
@@ -143,8 +139,6 @@ class ReconciliationService:
             raise NotFoundError(f"reconciliation {cmd.reconciliation_id} does not exist in this tenant")
         return state
 
-    # -- appending ----------------------------------------------------------------------------
-
     def _append(
         self, cmd: c.RunCommand, state: ReconciliationState, drafts: list[agg.NewEvent], shared: Shared = None
     ) -> tuple[list[EventEnvelope], list[str]]:
@@ -163,13 +157,12 @@ class ReconciliationService:
         if (previous := self.idempotency.repeated(cmd)) is not None:
             return outcome(previous, repeated_command=True)
         drafts = decide(state, cmd, **kwargs)
-        shared = self.shared.twins(state, drafts)
-        envelopes, failures = self._append(cmd, state, drafts, shared)
+        job = state.job_id if agg.DECISIONS & {d.event_type for d in drafts} else None  # see _run
+        with self._start_lock(cmd.tenant_id, job):
+            envelopes, failures = self._append(cmd, state, drafts, shared := self.shared.twins(state, drafts))
         state = agg.fold(state, [x for x in envelopes if x.aggregate_id == cmd.reconciliation_id])
         details = {"also_decided_in": ", ".join(sorted(shared))} if shared else {}
         return outcome(state, events_appended=len(envelopes), publish_failures=failures, details=details)
-
-    # -- commands -----------------------------------------------------------------------------
 
     def start(self, cmd: c.StartReconciliation, *, execute: bool = True) -> RunOutcome:
         """Start a run and execute it to completion (or failure): fetch both sides, match, record.
@@ -310,13 +303,15 @@ class ReconciliationService:
         """Run an attempt of ``before``'s run; once it completed, the run takes over the review decisions
         other runs of its job made on items it shares with them (shared_items.py), as its own events."""
         result = self.attempts.run(before, spec, user_id, cause, failures)
-        state, drafts = self.shared.inherited(before) if result.status == agg.COMPLETED else (before, [])
-        if drafts:
-            ctx = self.attempts.context(state, user_id, cause=None)
-            frame = pl.concat([run_events.single_event(d, ctx) for d in drafts])
-            state, _ = self.attempts.append(state, frame)
-            result.version, result.events_appended = state.version, result.events_appended + len(drafts)
-            result.details["decisions_taken_over"] = len(drafts)
+        if result.status == agg.COMPLETED:
+            with self._start_lock(before.tenant_id or "", before.job_id):
+                self.shared.take_over(before, user_id, result)
+        return result
+        with self._start_lock(before.tenant_id or "", before.job_id):
+            state, taken = self.shared.take_over(before, user_id)
+        if taken:
+            result.version, result.events_appended = state.version, result.events_appended + taken
+            result.details["decisions_taken_over"] = taken
         return result
 
     def reclaim(self, state: ReconciliationState, *, user_id: str) -> ReconciliationState:

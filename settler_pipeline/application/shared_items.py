@@ -16,7 +16,10 @@ from pathlib import Path
 
 import polars as pl
 
+from settler_pipeline.application import run_events
+from settler_pipeline.application.attempt import AttemptRunner
 from settler_pipeline.application.coverage import live_runs
+from settler_pipeline.application.outcome import RunOutcome
 from settler_pipeline.application.ports import EventLog
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import exception_ids as xid
@@ -38,12 +41,15 @@ def run_spec(state: ReconciliationState) -> JobSpec:
 
 
 class SharedItems:
-    """Finds the runs sharing items with a run, and the decisions they made (``load`` reads a run's
-    current state)."""
+    """Finds the runs sharing items with a run and the decisions they made (``load`` reads a run's
+    current state), and records the decisions a run takes over (through ``attempts``)."""
 
-    def __init__(self, store: EventLog, load: Callable[[str], ReconciliationState]) -> None:
+    def __init__(
+        self, store: EventLog, load: Callable[[str], ReconciliationState], attempts: AttemptRunner
+    ) -> None:
         self.store = store
         self.load = load
+        self.attempts = attempts
 
     def neighbours(
         self, state: ReconciliationState, among: Collection[str] | None = None
@@ -100,6 +106,24 @@ class SharedItems:
         records = self._proposals(tenant, nearby)
         decisions = [Decision(event, records.get((run, _proposal_of(event)))) for run, event in events]
         return state, inherited_decisions(state, decisions)
+
+    def take_over(self, before: ReconciliationState, user_id: str, result: RunOutcome) -> None:
+        """Record, as ``user_id``, the decisions the run ``before`` describes takes over now that it
+        completed (:meth:`inherited`), and add them to ``result``: read again when the run changed
+        meanwhile (the append then appends nothing), up to three times. Callers hold the job's lock,
+        as review decisions do, so a decision is either seen here or sees the run completed."""
+        for _ in range(3):
+            state, drafts = self.inherited(before)
+            if not drafts:
+                return
+            ctx = self.attempts.context(state, user_id, cause=None)
+            state, taken = self.attempts.append(
+                state, pl.concat([run_events.single_event(d, ctx) for d in drafts])
+            )
+            if taken:
+                result.version, result.events_appended = state.version, result.events_appended + taken
+                result.details["decisions_taken_over"] = taken
+                return
 
     def _proposals(self, tenant: str, runs: Collection[str]) -> dict[tuple[str, str], Records]:
         """The records of every proposal of ``runs``, by run and match id."""

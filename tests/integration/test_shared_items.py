@@ -7,11 +7,16 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 
 from settler_pipeline import projections
+from settler_pipeline.application import shared_items
+from settler_pipeline.domain import commands as c
+from settler_pipeline.domain import reconciliation as agg
+from settler_pipeline.domain.reconciliation import ReconciliationState
 from settler_pipeline.errors import NotFoundError
 from settler_pipeline.session import Settler
 
@@ -275,3 +280,40 @@ def test_without_decisions_nearby_a_run_takes_nothing_over(first_day: tuple[Path
         second = app.reconcile(spec, start=DAY2, end=DAY2)
         assert "decisions_taken_over" not in second.details
         assert _open(app, second.reconciliation_id) == {("proposed", "s1", "t1"), ("proposed", "s2", "t2")}
+
+
+def test_a_run_changed_while_it_takes_decisions_over_reads_them_again(
+    first_day: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between reading what to take over and appending it, the new run changes (another process decides
+    one of its own items): the append appends nothing, so what to take over is read again, and the
+    outcome counts only what was recorded."""
+    data, spec, first = first_day
+    with Settler(data, user="olivia") as app:
+        app.review("reject", first, match_ids=[_proposal(app, first, "s1")], reason="wrong payout")
+        read = shared_items.SharedItems.inherited
+        calls: list[int] = []
+
+        def changing(self: shared_items.SharedItems, before: ReconciliationState) -> Any:
+            state, drafts = read(self, before)
+            if not calls:  # the first time only: another decision lands on the run meanwhile
+                run = str(before.reconciliation_id)
+                cmd = c.build(
+                    c.ConfirmMatch,
+                    reconciliation_id=run,
+                    tenant_id=state.tenant_id,
+                    user_id="olivia",
+                    match_ids=[_proposal(app, run, "s2")],
+                )
+                app.service._append(cmd, state, agg.decide_confirm(state, cmd))
+            calls.append(len(drafts))
+            return state, drafts
+
+        monkeypatch.setattr(shared_items.SharedItems, "inherited", changing)
+        second = app.reconcile(spec, start=DAY2, end=DAY2)
+        assert calls == [1, 1]  # read again after the append found the run changed
+        assert second.details == {"decisions_taken_over": 1}
+        assert second.version == app.state(second.reconciliation_id).version
+        reopened = {("unmatched:source:s1",), ("unmatched:target:t1",)}
+        assert _open(app, second.reconciliation_id) == reopened
+        assert _open(app, first) == reopened | {("proposed", "s3", "t3")}
