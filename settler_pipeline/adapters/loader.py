@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
+from settler_pipeline.adapters.amounts import CURRENCY_EXPONENTS, DEFAULT_EXPONENT
 from settler_pipeline.adapters.confinement import GLOB_CHARS, ROOTS_HINT, InputRoots
 from settler_pipeline.adapters.normalise import normalise
 from settler_pipeline.adapters.readers import (
@@ -130,6 +131,25 @@ def read_input(spec: SideSpec, base_dir: Path, roots: InputRoots) -> RawTable:
     if spec.adapter == "csv":
         return read_csv(path, spec.csv_options, _mapped_names(spec))
     return read_jsonl(path)
+
+
+def check_spec(spec: JobSpec, roots: InputRoots) -> None:
+    """:func:`check_side` for both sides, and both sides give every currency either names the same
+    minor-unit digits: amounts are compared in minor units, so 12.345 XTS read with 3 digits on one
+    side and 12.35 with 2 on the other could never match (and would show with the wrong places)."""
+    for side, side_spec in (("source", spec.source), ("target", spec.target)):
+        check_side(side_spec, base_dir=spec.base_dir, roots=roots, side=side)
+    source_digits = CURRENCY_EXPONENTS | spec.source.currency.exponents
+    target_digits = CURRENCY_EXPONENTS | spec.target.currency.exponents
+    for code in sorted(set(spec.source.currency.exponents) | set(spec.target.currency.exponents)):
+        source = source_digits.get(code, DEFAULT_EXPONENT)
+        target = target_digits.get(code, DEFAULT_EXPONENT)
+        if source != target:
+            raise JobSpecError(
+                f"currency {code} has {source} decimal places on the source side and {target} on the "
+                "target side; amounts are compared in minor units, so both sides must agree",
+                hint=f"declare currency: {{exponents: {{{code}: N}}}} with the same N on both sides",
+            )
 
 
 def check_side(spec: SideSpec, *, base_dir: Path, roots: InputRoots, side: str | None = None) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from settler_pipeline.adapters.confinement import InputRoots
-from settler_pipeline.adapters.loader import check_side
+from settler_pipeline.adapters.loader import check_spec
 from settler_pipeline.application import review, run_events
 from settler_pipeline.application.access import AccessControl, Role
 from settler_pipeline.application.attempt import RUN_STEPS, AttemptRunner, termination_raises
@@ -349,11 +349,9 @@ class ReconciliationService:
         return self.roots.for_tenant(self.access.tenant_names()[tenant_id])
 
     def _check_inputs(self, spec: JobSpec, tenant_id: str) -> None:
-        """Refuse, before anything is appended, a spec whose inputs leave the tenant's allowed roots or
-        whose mapping names columns an existing CSV lacks."""
-        roots = self.tenant_roots(tenant_id)  # one read of the access file for both sides
-        for side, side_spec in (("source", spec.source), ("target", spec.target)):
-            check_side(side_spec, base_dir=spec.base_dir, roots=roots, side=side)
+        """Refuse, before anything is appended, a spec whose inputs leave the tenant's allowed roots,
+        whose mapping names columns an existing CSV lacks or whose sides disagree on a currency's digits."""
+        check_spec(spec, self.tenant_roots(tenant_id))  # one read of the access file for both sides
 
     def cancel(self, cmd: c.CancelReconciliation) -> RunOutcome:
         """Cancel a run that has not finished."""

@@ -9,8 +9,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from settler_pipeline import projections
+from settler_pipeline.errors import JobSpecError
 from settler_pipeline.session import Settler
 
 DAY = date(2026, 11, 2)
@@ -88,3 +90,22 @@ def test_a_retry_with_a_spec_read_again_shows_its_exponents(tmp_path: Path) -> N
         assert app.retry(run, spec_path=spec).status == "completed"
         projections.update(app.store, tenant_names=app.access.tenant_names())
         assert app.sql(query)["amount_major"].to_list() == [Decimal("12.345")]
+
+
+def test_sides_that_disagree_on_a_currencys_digits_are_refused_before_the_run(tmp_path: Path) -> None:
+    """Amounts are compared in minor units: XTS with 3 digits on the source side and the table's 2 on
+    the target side could never match, and would show with the wrong places."""
+    (tmp_path / "source.csv").write_text(SOURCE)
+    (tmp_path / "target.csv").write_text(TARGET)
+    spec = tmp_path / "job.yaml"
+    spec.write_text(SPEC.replace("  currency: {exponents: {XTS: 3}}\n", ""))  # the target's declaration
+    data = tmp_path / "data"
+    with Settler(data, user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        head = app.store.head_position
+        with pytest.raises(
+            JobSpecError, match="XTS has 3 decimal places on the source side and 2"
+        ) as refused:
+            app.reconcile(spec, start=DAY, end=DAY)
+        assert "same N on both sides" in (refused.value.hint or "")
+        assert app.store.head_position == head  # nothing recorded
