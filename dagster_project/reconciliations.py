@@ -118,7 +118,9 @@ def reconciliation_asset(path: Path, spec: JobSpec, own: str | None = None) -> d
         group_name=GROUP,
         description=f"Reconciliation of job spec `{spec.name}` ({path}): "
         f"{spec.source.adapter} against {spec.target.adapter}, one run per tenant and day. "
-        "Materializing a partition again supersedes its earlier run.",
+        "Materializing a partition again supersedes its earlier run; a day that a run over several "
+        "days covers (one started with `settler reconcile --from --to`) fails instead, naming that "
+        "run: re-run it whole with `--supersede`.",
         kinds={"polars", "parquet"},
         owners=OWNERS,
         code_version=spec.fingerprint()[:16],

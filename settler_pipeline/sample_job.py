@@ -70,7 +70,8 @@ def write_sample_job(
     return spec_path, sample
 
 
-_OWN_FOLDERS = ("log", "read_models")  # a data directory's folders Settler alone writes
+# A data directory's folders Settler alone writes (its inputs/ and jobs/ folders take files of anyone's).
+_OWN_FOLDERS = ("log", "read_models", ".dagster", "leases", "locks", "work")
 
 
 def _refuse_data_directory(folder: Path) -> None:

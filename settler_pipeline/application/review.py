@@ -243,14 +243,13 @@ def _id_order(item_id: str) -> tuple[tuple[int, int, str], ...]:
 
 
 def as_printed(open_items: Mapping[str, str], fields: dict[str, Any]) -> dict[str, Any]:
-    """``fields`` (a review command's) with every record or exception id that names no open item as
-    given, but does as ``review list`` printed it (a newline shown as ``\\x0a``, a zero-width space
+    """``fields`` (a review command's) with every record or exception id that names an open item as
+    ``review list`` printed it (a newline shown as ``\\x0a``, a zero-width space
     as ``\\u200b``: :func:`~settler_pipeline.printable.unescaped`), replaced by the id it names."""
     forms = {"source_ids": "unmatched:source:{}", "target_ids": "unmatched:target:{}", "exception_ids": "{}"}
 
     def named(form: str, given: str) -> str:
-        if form.format(given) in open_items:
-            return given
+        # as printed first: printing is one to one, so the text on the screen names one item
         original = unescaped(given)
         return original if form.format(original) in open_items else given
 

@@ -194,7 +194,8 @@ def user_errors(*, as_json: bool = False) -> Iterator[None]:
 
 
 # The machine's state, not a defect: a file the command must write is on a read-only mount or not this
-# user's, or the disk is full. Reported like a user's mistake (exit 1) with what to do.
+# user's, the disk is full, or a path given names a file where a folder belongs. Reported like a user's
+# mistake (exit 1) with what to do.
 _READ_ONLY_COPY = "read commands (runs, state, events, sql, review list) also work on a read-only copy"
 _NOT_WRITABLE = {
     errno.EROFS: f"this command writes to the data directory, which is read-only here; {_READ_ONLY_COPY}",
@@ -202,6 +203,8 @@ _NOT_WRITABLE = {
     errno.EPERM: f"give this user access to that file and run it again; {_READ_ONLY_COPY}",
     errno.ENOSPC: "free some space on that disk and run the command again",
     errno.EDQUOT: "free some space (the user's disk quota is used up) and run the command again",
+    errno.ENOTDIR: "a part of that path is a file where a folder is needed: name a folder instead",
+    errno.EEXIST: "a file is in the way where a folder is needed: name another folder or move the file",
 }
 
 

@@ -43,6 +43,10 @@ def test_a_data_directory_that_is_a_file_is_named_as_such(tmp_path: Path) -> Non
     file.write_text("root:x:0:0\n")
     code, err = invoke("runs", "-d", str(file))
     assert code == 1 and "is a file" in err and "TOML" not in err
+    # commands that create folders say what is in the way, not "internal error" (exit 2)
+    for args in (("access", "create-tenant", "x", "-d", str(file)), ("sample", str(file / "sub"))):
+        code, err = invoke(*args)
+        assert code == 1 and "internal error" not in err, (args, err)
 
 
 def test_a_memory_refusal_hints_at_memory_not_at_the_input() -> None:

@@ -12,7 +12,9 @@ from settler_pipeline.cli.main import app
 from settler_pipeline.session import Settler
 
 
-@pytest.mark.parametrize("inside", ["", "log", "log/segments", "read_models/new"])
+@pytest.mark.parametrize(
+    "inside", ["", "log", "log/segments", "read_models/new", ".dagster", "leases", "locks", "work/x"]
+)
 def test_sample_refuses_a_data_directory_and_its_folders(tmp_path: Path, inside: str) -> None:
     data = tmp_path / "data"
     with Settler(data, user="olivia") as settler:
