@@ -15,9 +15,6 @@ import re
 # joiners, word joiner, byte-order mark), which would otherwise make two different ids look the same.
 _CLASS = "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
 _UNSAFE = re.compile(_CLASS)
-# A backslash that would read as the start of an escape (``\\x0a`` typed in the data itself) is shown
-# escaped too (``\\x5cx0a``), so two different texts never print the same.
-_SHOWN = re.compile(_CLASS + r"|\\(?=x[0-9a-f]{2}|u[0-9a-f]{4})")
 _ESCAPED = re.compile(r"\\x([0-9a-f]{2})|\\u([0-9a-f]{4})")
 
 
@@ -28,19 +25,17 @@ def _escape(found: re.Match[str]) -> str:
 
 def printable(text: str) -> str:
     """``text`` with every control character and bidirectional control replaced by its visible escape
-    (``"a\\x1bb"`` -> ``a\\x1bb`` as typed), and a backslash that would read as such an escape shown
-    as ``\\x5c``; any other text, other backslashes included, is unchanged. Different texts print
-    differently."""
-    return _SHOWN.sub(_escape, text)
+    (``"a\\x1bb"`` -> ``a\\x1bb`` as typed); any other text, backslashes included, is unchanged."""
+    return _UNSAFE.sub(_escape, text)
 
 
 def unescaped(text: str) -> str:
     """The text :func:`printable` showed as ``text``: each escape of a character it escapes
-    (``\\x0a``, ``\\u200b``, ``\\x5c``) back to that character; any other text is unchanged. An id
-    copied from the screen is looked up as this first, then as typed."""
+    (``\\x0a``, ``\\u200b``) back to that character; any other text is unchanged. An id copied from
+    the screen is looked up as this first, then as typed."""
 
     def back(found: re.Match[str]) -> str:
         char = chr(int(found.group(1) or found.group(2), 16))
-        return char if _UNSAFE.fullmatch(char) or char == "\\" else found.group()
+        return char if _UNSAFE.fullmatch(char) else found.group()
 
     return _ESCAPED.sub(back, text)

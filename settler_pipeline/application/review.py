@@ -249,7 +249,8 @@ def as_printed(open_items: Mapping[str, str], fields: dict[str, Any]) -> dict[st
     forms = {"source_ids": "unmatched:source:{}", "target_ids": "unmatched:target:{}", "exception_ids": "{}"}
 
     def named(form: str, given: str) -> str:
-        # as printed first: printing is one to one, so the text on the screen names one item
+        # as printed first (an id holding a newline is typed back as "\x0a"), then as typed (an id
+        # holding the four characters "\x0a" itself); should a run hold both, the printed reading wins
         original = unescaped(given)
         return original if form.format(original) in open_items else given
 
