@@ -48,12 +48,19 @@ def _job(folder: Path) -> Path:
 
 
 @pytest.fixture
-def runs(tmp_path: Path) -> tuple[Path, str, str]:
+def first_day(tmp_path: Path) -> tuple[Path, Path, str]:
     data = tmp_path / "data"
     spec = _job(tmp_path / "inputs")
     with Settler(data, user="olivia") as app:
         app.access.create_tenant("acme", admin="olivia")
         first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
+    return data, spec, first
+
+
+@pytest.fixture
+def runs(first_day: tuple[Path, Path, str]) -> tuple[Path, str, str]:
+    data, spec, first = first_day
+    with Settler(data, user="olivia") as app:
         second = app.reconcile(spec, start=DAY2, end=DAY2).reconciliation_id
     return data, first, second
 
@@ -212,16 +219,6 @@ def test_a_copied_manual_match_gets_an_id_of_its_run(runs: tuple[Path, str, str]
         }
     assert len(ids[first]) == len(ids[second]) == 1
     assert json.loads(ids[first][0])["match_id"] != json.loads(ids[second][0])["match_id"]
-
-
-@pytest.fixture
-def first_day(tmp_path: Path) -> tuple[Path, Path, str]:
-    data = tmp_path / "data"
-    spec = _job(tmp_path / "inputs")
-    with Settler(data, user="olivia") as app:
-        app.access.create_tenant("acme", admin="olivia")
-        first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
-    return data, spec, first
 
 
 def test_a_run_completing_later_takes_over_the_decisions_already_made(
