@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -43,7 +41,7 @@ from settler_pipeline.application.bus import EventBus, PublishReport
 from settler_pipeline.application.coverage import superseding
 from settler_pipeline.application.memory import check_block_memory, check_memory
 from settler_pipeline.application.outcome import RunOutcome, outcome
-from settler_pipeline.application.ports import EventLog
+from settler_pipeline.application.ports import Closing, EventLog
 from settler_pipeline.application.prefetch import ahead
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
@@ -75,12 +73,15 @@ class AttemptRunner:
         step: Callable[[str, int], None],
         max_memory: int | None = None,
         work_dir: Path | None = None,
+        closing: Closing | None = None,
     ) -> None:
         """``roots`` gives a tenant's input roots (by tenant id); ``load`` reloads a run after another
-        writer moved it; ``step`` reports progress;
+        writer moved it; ``step`` reports progress; ``closing`` adds to a run's completion the decisions
+        it takes over (see :meth:`_complete`);
         ``max_memory`` (bytes) caps the resident memory a run may use (see :mod:`.memory`);
         ``work_dir`` holds a run's spilled sides while it runs (default: the system's temporary folder)."""
         self.store = store
+        self.closing = closing
         self.work_dir = work_dir
         self.bus = bus
         self.roots = roots
@@ -218,7 +219,7 @@ class AttemptRunner:
             summary = tally.summary(
                 spilled, reported.duplicates.height, int((time.perf_counter() - started) * 1000)
             )
-        state, count = self._complete(state, summary, ctx)
+        state, count, taken = self._complete(state, summary, ctx)
         progress.appended += count
         self._step("done", RUN_STEPS)
         return outcome(
@@ -226,36 +227,48 @@ class AttemptRunner:
             events_appended=progress.appended,
             summary=summary.model_dump() if state.status == agg.COMPLETED else None,
             publish_failures=failures,
+            details={"decisions_taken_over": taken} if taken else {},
         )
 
     def _complete(
         self, state: ReconciliationState, summary: Any, ctx: EventContext
-    ) -> tuple[ReconciliationState, int]:
+    ) -> tuple[ReconciliationState, int, int]:
         """Append the completion and, in the same atomic batch, the supersede event of each run this
-        one replaces (``state.supersedes``, see :func:`.coverage.superseding`). A replaced run that
-        moved meanwhile (a review decision) is loaded again and the batch tried again; a move of this
-        run itself (a cancel) stops the attempt as any append does."""
-        completion = run_events.single_event(agg.decide_completion(state, summary), ctx)
+        one replaces (``state.supersedes``, see :func:`.coverage.superseding`) and the review decisions
+        it takes over from other runs of its job (``closing``), under the job's start lock so that no
+        decision falls between them: a crash leaves either all of it or none. A replaced run that moved
+        meanwhile (a review decision) is loaded again and the batch tried again; a move of this run
+        itself (a cancel) stops the attempt as any append does. Returns the run's state, the events
+        appended and how many of them are decisions taken over."""
+        draft = agg.decide_completion(state, summary)
+        completion = run_events.single_event(draft, ctx)
         cause = str(completion["event_id"][0])
-        for tries_left in (2, 1, 0):
-            replaced = superseding(state, self.load, ctx.user_id or "")
-            frames = [completion]
-            for run, drafts in replaced:
-                assert run.reconciliation_id
-                # the replaced run's event belongs to its own flow (correlation), caused by this completion
-                theirs = replace(
-                    ctx,
-                    aggregate_id=run.reconciliation_id,
-                    correlation_id=run.correlation_id,
-                    causation_id=cause,
-                )
-                frames += [run_events.single_event(draft, theirs) for draft in drafts]
-            others = {str(run.reconciliation_id): run.version for run, _ in replaced}
-            try:
-                return self.append(state, pl.concat(frames, how="vertical_relaxed"), others=others)
-            except ConcurrencyError:
-                if not tries_left:
-                    raise
+        held = self.closing.lock(state) if self.closing is not None else contextlib.nullcontext()
+        with held:
+            for tries_left in (2, 1, 0):
+                replaced = superseding(state, self.load, ctx.user_id or "")
+                frames = [completion]
+                for run, drafts in replaced:
+                    assert run.reconciliation_id
+                    # the replaced run's event belongs to its own flow, caused by this completion
+                    theirs = replace(
+                        ctx,
+                        aggregate_id=run.reconciliation_id,
+                        correlation_id=run.correlation_id,
+                        causation_id=cause,
+                    )
+                    frames += [run_events.single_event(draft, theirs) for draft in drafts]
+                others = {str(run.reconciliation_id): run.version for run, _ in replaced}
+                taken = self.closing.taken_over(state, draft, others) if self.closing is not None else []
+                frames += [run_events.single_event(d, replace(ctx, causation_id=cause)) for d in taken]
+                try:
+                    batch = pl.concat(frames, how="vertical_relaxed")
+                    after, count = self.append(state, batch, others=others)
+                except ConcurrencyError:
+                    if not tries_left:
+                        raise
+                    continue
+                return after, count, len(taken) if count else 0
         raise AssertionError("unreachable")
 
     def append(
@@ -332,29 +345,6 @@ class _Progress:
     state: ReconciliationState
     step: str = "start"
     appended: int = 0  # events this attempt appended so far
-
-
-@contextlib.contextmanager
-def termination_raises() -> Iterator[None]:
-    """While a run executes, turn SIGTERM and SIGHUP into :class:`SystemExit` (as Ctrl-C already is a
-    KeyboardInterrupt) so the attempt records its failure before the process ends. Only in the main
-    thread, and only where nobody (such as Dagster) installed a handler of their own."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous: dict[int, Any] = {}
-
-    def stop(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) == signal.SIG_DFL:
-            previous[sig] = signal.signal(sig, stop)
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def _event_chunks(

@@ -8,13 +8,16 @@ promises.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
 import polars as pl
 
 from settler_pipeline.domain.envelope import EventEnvelope
+from settler_pipeline.domain.events import NewEvent
+from settler_pipeline.domain.reconciliation import ReconciliationState
 
 
 class StoredSnapshot(Protocol):
@@ -110,3 +113,19 @@ class EventLog(Protocol):
     def get_latest_snapshot(
         self, aggregate_id: str, aggregate_type: str, *, schema_version: int | None = None
     ) -> StoredSnapshot | None: ...
+
+
+class Closing(Protocol):
+    """What a run's completion adds to its batch: the review decisions it takes over from other runs of
+    its job, found under the lock review decisions on the job hold."""
+
+    def lock(self, state: ReconciliationState) -> AbstractContextManager[None]:
+        """The lock review decisions on ``state``'s job hold."""
+        ...
+
+    def taken_over(
+        self, state: ReconciliationState, completion: NewEvent, excluded: Collection[str]
+    ) -> list[NewEvent]:
+        """The decisions ``state``'s run takes over once ``completion`` is applied (none from the runs
+        of ``excluded``)."""
+        ...

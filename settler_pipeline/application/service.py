@@ -23,7 +23,7 @@ from settler_pipeline.adapters.confinement import InputRoots
 from settler_pipeline.adapters.loader import check_spec
 from settler_pipeline.application import review, run_events
 from settler_pipeline.application.access import AccessControl, Role
-from settler_pipeline.application.attempt import RUN_STEPS, AttemptRunner, termination_raises
+from settler_pipeline.application.attempt import RUN_STEPS, AttemptRunner
 from settler_pipeline.application.bus import EventBus, PublishReport
 from settler_pipeline.application.command_events import command_envelopes, expected_versions
 from settler_pipeline.application.coverage import blocking_runs, live_runs
@@ -31,8 +31,10 @@ from settler_pipeline.application.idempotency import IDEMPOTENCY_NAMESPACE, Idem
 from settler_pipeline.application.lease import LeaseState, RunLeases
 from settler_pipeline.application.outcome import RunOutcome, outcome
 from settler_pipeline.application.ports import EventLog
-from settler_pipeline.application.shared_items import SharedItems, run_spec
+from settler_pipeline.application.run_spec import run_spec
+from settler_pipeline.application.shared_items import SharedItems
 from settler_pipeline.application.start_lock import StartLocks
+from settler_pipeline.application.termination import termination_raises
 from settler_pipeline.domain import commands as c
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
@@ -79,6 +81,7 @@ class ReconciliationService:
         # Called with the step a run enters (the CLI shows it as a progress bar); None: silent.
         self.progress: Callable[[str, int, int], None] | None = None
         self.idempotency = Idempotency(store, self.load)
+        self.shared = SharedItems(store, self.load, self.start_locks)
         self.attempts = AttemptRunner(
             store,
             self.bus,
@@ -87,8 +90,8 @@ class ReconciliationService:
             step=self._step,
             max_memory=max_memory,
             work_dir=work_dir,
+            closing=self.shared,
         )
-        self.shared = SharedItems(store, self.load, self.attempts)
 
     def _step(self, what: str, number: int) -> None:
         if self.progress is not None:
@@ -300,19 +303,9 @@ class ReconciliationService:
     def _run(
         self, before: ReconciliationState, spec: JobSpec, user_id: str, cause: str, failures: list[str]
     ) -> RunOutcome:
-        """Run an attempt of ``before``'s run; once it completed, the run takes over the review decisions
-        other runs of its job made on items it shares with them (shared_items.py), as its own events."""
-        result = self.attempts.run(before, spec, user_id, cause, failures)
-        if result.status == agg.COMPLETED:
-            with self._start_lock(before.tenant_id or "", before.job_id):
-                self.shared.take_over(before, user_id, result)
-        return result
-        with self._start_lock(before.tenant_id or "", before.job_id):
-            state, taken = self.shared.take_over(before, user_id)
-        if taken:
-            result.version, result.events_appended = state.version, result.events_appended + taken
-            result.details["decisions_taken_over"] = taken
-        return result
+        """Run an attempt of ``before``'s run; its completion takes over the review decisions other runs
+        of its job made on items it shares with them (shared_items.py), in the same batch."""
+        return self.attempts.run(before, spec, user_id, cause, failures)
 
     def reclaim(self, state: ReconciliationState, *, user_id: str) -> ReconciliationState:
         """The run, marked ``abandoned`` first if it is started or running but the process executing

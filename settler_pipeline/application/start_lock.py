@@ -9,9 +9,9 @@ event is appended; a second start of the same job waits, then sees the first run
 supersedes it). Starts of other jobs or tenants never wait for each other. The kernel releases the lock
 of a process that dies, so a killed start never blocks the next one.
 
-Review decisions (``ReconciliationService._simple``) and a completed run's taking over of decisions
-on the items it shares with other runs (``shared_items.py``) hold the same lock, briefly: a decision is
-then either seen by the other run's completion or sees that run completed, never neither.
+Review decisions (``ReconciliationService._simple``) and a run's completion, which takes over the
+decisions on items it shares with other runs (``shared_items.py``), hold the same lock, briefly: a
+decision is then either seen by the other run's completion or sees that run completed, never neither.
 
 The lock covers the processes of one host (like the store's write lock, which already assumes that a
 data directory is written from one host).

@@ -4,6 +4,7 @@ files, real runs, the Python API)."""
 
 from __future__ import annotations
 
+import errno
 import json
 from datetime import date
 from pathlib import Path
@@ -13,10 +14,7 @@ import polars as pl
 import pytest
 
 from settler_pipeline import projections
-from settler_pipeline.application import shared_items
-from settler_pipeline.domain import commands as c
-from settler_pipeline.domain import reconciliation as agg
-from settler_pipeline.domain.reconciliation import ReconciliationState
+from settler_pipeline.domain import events as e
 from settler_pipeline.errors import NotFoundError
 from settler_pipeline.session import Settler
 
@@ -279,38 +277,50 @@ def test_without_decisions_nearby_a_run_takes_nothing_over(first_day: tuple[Path
         assert _open(app, second.reconciliation_id) == {("proposed", "s1", "t1"), ("proposed", "s2", "t2")}
 
 
-def test_a_run_changed_while_it_takes_decisions_over_reads_them_again(
+def test_the_completion_and_the_decisions_it_takes_over_are_one_atomic_batch(
     first_day: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Between reading what to take over and appending it, the new run changes (another process decides
-    one of its own items): the append appends nothing, so what to take over is read again, and the
-    outcome counts only what was recorded."""
+    """A crash leaves both or neither: never a completed run that shows open an item already decided
+    (where it could be decided again, the other way)."""
     data, spec, first = first_day
     with Settler(data, user="olivia") as app:
         app.review("reject", first, match_ids=[_proposal(app, first, "s1")], reason="wrong payout")
-        read = shared_items.SharedItems.inherited
-        calls: list[int] = []
+        store_type = type(app.store)
+        append = store_type.append_frame
+        batches: list[list[str]] = []
 
-        def changing(self: shared_items.SharedItems, before: ReconciliationState) -> Any:
-            state, drafts = read(self, before)
-            if not calls:  # the first time only: another decision lands on the run meanwhile
-                run = str(before.reconciliation_id)
-                cmd = c.build(
-                    c.ConfirmMatch,
-                    reconciliation_id=run,
-                    tenant_id=state.tenant_id,
-                    user_id="olivia",
-                    match_ids=[_proposal(app, run, "s2")],
-                )
-                app.service._append(cmd, state, agg.decide_confirm(state, cmd))
-            calls.append(len(drafts))
-            return state, drafts
+        def recording(self: Any, frame: pl.DataFrame, **kwargs: Any) -> Any:
+            batches.append(frame["event_type"].to_list())
+            return append(self, frame, **kwargs)
 
-        monkeypatch.setattr(shared_items.SharedItems, "inherited", changing)
+        monkeypatch.setattr(store_type, "append_frame", recording)
         second = app.reconcile(spec, start=DAY2, end=DAY2)
-        assert calls == [1, 1]  # read again after the append found the run changed
         assert second.details == {"decisions_taken_over": 1}
+        assert batches[-1] == [e.RECONCILIATION_COMPLETED, e.MATCH_REJECTED]
         assert second.version == app.state(second.reconciliation_id).version
+
+
+def test_a_completion_that_cannot_be_written_takes_nothing_over_and_its_retry_does(
+    first_day: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, spec, first = first_day
+    with Settler(data, user="olivia") as app:
+        app.review("reject", first, match_ids=[_proposal(app, first, "s1")], reason="wrong payout")
+        store_type = type(app.store)
+        append = store_type.append_frame
+
+        def full_disk(self: Any, frame: pl.DataFrame, **kwargs: Any) -> Any:
+            if e.RECONCILIATION_COMPLETED in frame["event_type"].to_list():
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return append(self, frame, **kwargs)
+
+        monkeypatch.setattr(store_type, "append_frame", full_disk)
+        second = app.reconcile(spec, start=DAY2, end=DAY2)
+        assert second.status == "failed"
+        types = app.stream(second.reconciliation_id)["event_type"].to_list()
+        assert e.RECONCILIATION_COMPLETED not in types and e.MATCH_REJECTED not in types
+        monkeypatch.setattr(store_type, "append_frame", append)
+        again = app.retry(second.reconciliation_id)
+        assert (again.status, again.details.get("decisions_taken_over")) == ("completed", 1)
         reopened = {("unmatched:source:s1",), ("unmatched:target:t1",)}
-        assert _open(app, second.reconciliation_id) == reopened
-        assert _open(app, first) == reopened | {("proposed", "s3", "t3")}
+        assert _open(app, second.reconciliation_id) == reopened | {("proposed", "s2", "t2")}
