@@ -52,14 +52,18 @@ SOURCE_CHUNK = 500_000
 
 @dataclass(frozen=True)
 class Candidates:
-    """Candidate pairs (:data:`PAIR_SCHEMA`) and the source lines that had too many to expand."""
+    """Candidate pairs (:data:`PAIR_SCHEMA`) and the source lines that had too many to expand;
+    ``source_rows`` and ``target_rows``: per pair, the rows of its records in the frames searched."""
 
     pairs: pl.DataFrame
     crowded_lines: pl.Series
+    source_rows: Int64Array
+    target_rows: Int64Array
 
 
 def _empty() -> Candidates:
-    return Candidates(pl.DataFrame(schema=PAIR_SCHEMA), pl.Series("source_line", [], dtype=pl.Int64))
+    none, no_lines = np.zeros(0, dtype=np.int64), pl.Series("source_line", [], dtype=pl.Int64)
+    return Candidates(pl.DataFrame(schema=PAIR_SCHEMA), no_lines, none, none)
 
 
 def currency_codes(source: pl.DataFrame, target: pl.DataFrame) -> tuple[Int64Array, Int64Array]:
@@ -115,7 +119,10 @@ def window_candidates(
             for offset in range(0, source.height, SOURCE_CHUNK)
         ]
         return Candidates(
-            pl.concat([part.pairs for part in parts]), pl.concat([part.crowded_lines for part in parts])
+            pl.concat([part.pairs for part in parts]),
+            pl.concat([part.crowded_lines for part in parts]),
+            np.concatenate([part.source_rows + index * SOURCE_CHUNK for index, part in enumerate(parts)]),
+            np.concatenate([part.target_rows for part in parts]),
         )
     s_code, t_code = currency_codes(source, target)
     s_line = source["line_number"].to_numpy()
@@ -260,7 +267,7 @@ def window_candidates(
         schema=PAIR_SCHEMA,
     )
     crowded_lines = pl.Series("source_line", s_line[is_crowded], dtype=pl.Int64)
-    return Candidates(pairs, crowded_lines)
+    return Candidates(pairs, crowded_lines, rep_src.astype(np.int64), rep_tgt.astype(np.int64))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import polars as pl
 from rapidfuzz import fuzz, process
 
 from settler_pipeline.domain.matching.amount_date import without_conflicting_references
-from settler_pipeline.domain.matching.candidates import window_candidates
+from settler_pipeline.domain.matching.candidates import Candidates, window_candidates
 from settler_pipeline.domain.matching.config import FuzzyPass
 from settler_pipeline.domain.matching.outcome import (
     PassOutcome,
@@ -34,6 +34,7 @@ from settler_pipeline.domain.matching.outcome import (
     one_to_one_matches,
 )
 from settler_pipeline.domain.matching.resolve import resolve_mutual_best
+from settler_pipeline.domain.matching.similarity_bound import may_reach, text_features
 
 PROPOSAL_WEIGHT = 0.8
 SCORED_AT_ONCE = 250_000
@@ -53,57 +54,55 @@ def _clean(column: str) -> pl.Expr:
 
 
 def _with_similarity(
-    pairs: pl.DataFrame, source: pl.DataFrame, target: pl.DataFrame, fields: list[str], min_score: float
+    candidates: Candidates, source: pl.DataFrame, target: pl.DataFrame, fields: list[str], min_score: float
 ) -> pl.DataFrame:
-    """The pairs scoring at least ``min_score``, with their ``similarity``; scored
-    :data:`SCORED_AT_ONCE` pairs at a time, so their texts (and the lists of strings the scorer
-    reads) are held for one slice of the pairs, not for all of them."""
-    source_texts = source.select("line_number", *[_clean(f).alias(f"s_{f}") for f in fields])
-    target_texts = target.select("line_number", *[_clean(f).alias(f"t_{f}") for f in fields])
-    return pl.concat(
-        [
-            _scored(pairs.slice(offset, SCORED_AT_ONCE), source_texts, target_texts, fields).filter(
-                pl.col("similarity") >= min_score
-            )
-            for offset in range(0, pairs.height, SCORED_AT_ONCE)
-        ],
-        how="vertical",
-    )
+    """The candidate pairs scoring at least ``min_score``, with their ``similarity``.
 
-
-def _scored(
-    pairs: pl.DataFrame, source_texts: pl.DataFrame, target_texts: pl.DataFrame, fields: list[str]
-) -> pl.DataFrame:
-    texts = pairs.join(source_texts, left_on="source_line", right_on="line_number", how="left").join(
-        target_texts, left_on="target_line", right_on="line_number", how="left"
-    )
-    best = np.zeros(texts.height, dtype=np.float64)
-    for source_field in fields:
-        left = texts[f"s_{source_field}"]
-        for target_field in fields:
-            right = texts[f"t_{target_field}"]
-            # An empty text scores 0 against anything: only pairs with two texts are scored (a
-            # bank statement often has no counterparty column at all).
-            both = (left.str.len_bytes() > 0) & (right.str.len_bytes() > 0)
-            if not both.any():
-                continue
-            rows = both.arg_true().to_numpy()
-            scores = process.cpdist(
-                left.filter(both).to_list(),
-                right.filter(both).to_list(),
-                scorer=fuzz.token_set_ratio,
-                dtype=np.float64,
-                workers=-1,
-            )
-            best[rows] = np.maximum(best[rows], np.asarray(scores, dtype=np.float64))
+    A pair of texts is scored only when :func:`.similarity_bound.may_reach` says it may reach
+    ``min_score``: most candidate pairs share no word and cannot, and bounding them costs a fraction
+    of scoring them. Scored :data:`SCORED_AT_ONCE` pairs at a time, so the lists of strings the
+    scorer reads are held for one slice of the pairs, not for all of them."""
+    source_texts = {f: source.select(_clean(f)).to_series() for f in fields}
+    target_texts = {f: target.select(_clean(f)).to_series() for f in fields}
+    source_features = {f: text_features(texts) for f, texts in source_texts.items()}
+    target_features = {f: text_features(texts) for f, texts in target_texts.items()}
+    pairs, source_rows, target_rows = candidates.pairs, candidates.source_rows, candidates.target_rows
+    # Rounded scores below the bound's own cut cannot reach min_score: the margin covers the
+    # rounding to hundredths below and the float arithmetic of the bound.
+    cut = 100.0 * min_score - 0.01
+    best = np.zeros(pairs.height, dtype=np.float64)
+    for offset in range(0, pairs.height, SCORED_AT_ONCE):
+        s_rows = source_rows[offset : offset + SCORED_AT_ONCE]
+        t_rows = target_rows[offset : offset + SCORED_AT_ONCE]
+        for source_field in fields:
+            for target_field in fields:
+                # An empty text scores 0 against anything and is never scored (a bank statement
+                # often has no counterparty column at all); the bound says so too.
+                hopeful = np.flatnonzero(
+                    may_reach(
+                        source_features[source_field], target_features[target_field], s_rows, t_rows, cut
+                    )
+                )
+                if not len(hopeful):
+                    continue
+                scores = process.cpdist(
+                    source_texts[source_field].gather(s_rows[hopeful]).to_list(),
+                    target_texts[target_field].gather(t_rows[hopeful]).to_list(),
+                    scorer=fuzz.token_set_ratio,
+                    dtype=np.float64,
+                    workers=-1,
+                )
+                at = offset + hopeful
+                best[at] = np.maximum(best[at], np.asarray(scores, dtype=np.float64))
     # Round to hundredths of a percent so equal texts give exactly equal scores (ties stay ties).
-    return texts.select(*pairs.columns, similarity=pl.Series(np.round(best, 2) / 100.0, dtype=pl.Float64))
+    similarity = pl.Series("similarity", np.round(best, 2) / 100.0, dtype=pl.Float64)
+    return pairs.with_columns(similarity).filter(pl.col("similarity") >= min_score)
 
 
 def run_fuzzy_pass(source: pl.DataFrame, target: pl.DataFrame, config: FuzzyPass) -> PassOutcome:
     """Propose matches by text similarity (see the module docstring)."""
     window = config.date_window
-    pairs = window_candidates(
+    candidates = window_candidates(
         source,
         target,
         tolerance=config.tolerance,
@@ -111,11 +110,11 @@ def run_fuzzy_pass(source: pl.DataFrame, target: pl.DataFrame, config: FuzzyPass
         days_after=window.days_after,
         max_candidates=config.max_candidates,
         crowded="nearest",
-    ).pairs
-    if pairs.height == 0 or not config.fields:
+    )
+    if candidates.pairs.height == 0 or not config.fields:
         return PassOutcome(empty_matches(), empty_hints())
     fields: list[str] = list(dict.fromkeys(config.fields))
-    scored = _with_similarity(pairs, source, target, fields, config.min_score)
+    scored = _with_similarity(candidates, source, target, fields, config.min_score)
     if config.reject_conflicting_references:
         # After scoring: far fewer pairs are left to check than were scored.
         scored = without_conflicting_references(scored, source, target)
