@@ -202,6 +202,9 @@ def normalise(
 def _with_raw(table: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
     """``rows`` (with ``line_number``) with the ``raw`` JSON of their rows of ``table``, computed for
     those rows only, in their order."""
+    if rows.height == 0:
+        # Joining against the whole table would cost a pass over it for no row.
+        return rows.with_columns(raw=pl.lit(None, dtype=pl.String))
     wanted = table.join(rows.select(pl.col("line_number").alias(LINE_COL)), on=LINE_COL, how="semi")
     raw = wanted.select(pl.col(LINE_COL).alias("line_number"), raw_json(table).alias("raw"))
     return rows.join(raw, on="line_number", how="left", maintain_order="left")

@@ -31,6 +31,8 @@ from settler_pipeline.jobspec import DateRange, SideSpec
 
 SLICE_ROWS = 500_000
 """Rows normalised at once: the normaliser's intermediate columns stay this size."""
+WHOLE_ROWS = 1_000_000
+"""Rows of a side normalised at once when the side is kept in memory (no more than that is)."""
 ROW_GROUP_ROWS = 64_000
 SPILLED_SCHEMA = {name: dtype for name, dtype in TRANSACTION_SCHEMA.items() if name != "raw"}
 """What a spilled record holds: a run never needs the raw row of a valid record."""
@@ -140,9 +142,12 @@ def spill_side(
     parts = 0
     data = table.data
     del table
-    for offset in range(0, data.height, SLICE_ROWS):
+    # A side that will stay in memory is normalised at once: slicing it would only add a pass that
+    # joins the slices again.
+    rows = max(data.height, 1) if data.height <= min(keep_records, WHOLE_ROWS) else SLICE_ROWS
+    for offset in range(0, data.height, rows):
         normalised = normalise(
-            data.slice(offset, SLICE_ROWS),
+            data.slice(offset, rows),
             spec,
             columns,
             date_range_start=date_range.start,

@@ -70,22 +70,11 @@ def with_datetime(
         frame = frame.with_columns(naive.alias(naive_col), aware.alias(aware_col))
         described = f"a date in format {fmt!r}"
 
-    def in_zone(zone: str) -> pl.Expr:
-        return (
-            pl.col(naive_col)
-            .dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
-            .dt.convert_time_zone("UTC")
-            .dt.cast_time_unit("us")
-        )
-
-    local = in_zone(options.timezone)
-    zone_name = options.timezone
-    if zone_col is not None:
-        # Polars converts one zone per expression: one branch per zone that occurs (bounded by
-        # the distinct zones of the file).
-        for zone in frame[zone_col].drop_nulls().unique().sort().to_list():
-            if zone != options.timezone:
-                local = pl.when(pl.col(zone_col) == zone).then(in_zone(zone)).otherwise(local)
+    if zone_col is None:
+        local = pl.col(naive_col).pipe(_in_zone, options.timezone)
+        zone_name = options.timezone
+    else:
+        local = pl.lit(_in_row_zones(frame[naive_col], frame[zone_col], options.timezone))
         zone_name = "the row's time zone"
     frame = frame.with_columns(pl.coalesce(pl.col(aware_col), local).alias(f"{PREFIX}value_{field}"))
     value = pl.col(f"{PREFIX}value_{field}")
@@ -99,6 +88,30 @@ def with_datetime(
         ]
     )
     return frame.with_columns(reason.alias(f"{PREFIX}reason_{field}"))
+
+
+def _in_zone(naive: pl.Expr, zone: str) -> pl.Expr:
+    """Naive local times in ``zone`` as UTC: the earlier instant of an ambiguous time, null for one
+    that does not exist."""
+    return (
+        naive.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+        .dt.convert_time_zone("UTC")
+        .dt.cast_time_unit("us")
+    )
+
+
+def _in_row_zones(naive: pl.Series, zones: pl.Series, default: str) -> pl.Series:
+    """``naive`` read in the zone ``zones`` names on each row (``default`` where null), as UTC.
+    Polars converts one zone per call: each zone converts only its own rows, so the cost stays one
+    pass whatever the number of zones the file names."""
+    zones = zones.fill_null(default)
+    result = pl.repeat(None, naive.len(), dtype=pl.Datetime("us", "UTC"), eager=True)
+    for zone in zones.unique().sort().to_list():
+        rows = (zones == zone).arg_true()
+        if rows.len() == naive.len():
+            return pl.select(_in_zone(pl.lit(naive), zone)).to_series()
+        result.scatter(rows, pl.select(_in_zone(pl.lit(naive.gather(rows)), zone)).to_series())
+    return result
 
 
 def parse_with_formats(text: pl.Series, formats: tuple[str, ...]) -> tuple[pl.Series, pl.Series]:

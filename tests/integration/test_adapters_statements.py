@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from settler_pipeline.adapters import load_side
+from settler_pipeline.adapters.reasons import PREFIX
+from settler_pipeline.adapters.timestamps import with_datetime
 from settler_pipeline.errors import JobSpecError
-from settler_pipeline.jobspec import DateRange, SideSpec, load_job_spec
+from settler_pipeline.jobspec import DateOptions, DateRange, SideSpec, load_job_spec
 from settler_pipeline.sample_job import write_sample_job
 from tests.integration.test_adapters import csv_side, reasons
 
@@ -134,3 +140,54 @@ def test_the_sample_job_reads_its_files_back_to_the_generated_records(tmp_path: 
         assert loaded.quarantine.height == 0
         columns = [c for c in expected.columns if c != "raw"]
         assert loaded.records.sort("line_number").select(columns).equals(expected.select(columns)), side
+
+
+_ZONES = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "UTC", "Asia/Kolkata"]
+
+
+def _oracle(local: datetime, zone: str) -> datetime | None:
+    """``local`` read in ``zone`` by the standard library: the earlier instant when the time occurs
+    twice, None when it does not exist (it does not come back unchanged from UTC)."""
+    instant = local.replace(tzinfo=ZoneInfo(zone), fold=0).astimezone(UTC)
+    if instant.astimezone(ZoneInfo(zone)).replace(tzinfo=None) != local:
+        return None
+    return instant
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            # Around the 2024 clock changes of these zones, and anywhere in the year.
+            st.one_of(
+                st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2024, 12, 31)),
+                st.sampled_from(
+                    [
+                        datetime(2024, 3, 31, 2, 30),
+                        datetime(2024, 10, 27, 2, 30),
+                        datetime(2024, 3, 10, 2, 30),
+                        datetime(2024, 11, 3, 1, 30),
+                        datetime(2024, 4, 7, 1, 45),
+                        datetime(2024, 10, 6, 2, 15),
+                    ]
+                ),
+            ).map(lambda d: d.replace(second=0, microsecond=0)),
+            st.sampled_from([*_ZONES, None]),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_each_row_is_read_in_its_own_zone_as_the_standard_library_reads_it(
+    rows: list[tuple[datetime, str | None]],
+) -> None:
+    frame = pl.DataFrame(
+        {"t": [d.strftime("%Y-%m-%d %H:%M") for d, _ in rows], "z": [z for _, z in rows]},
+        schema={"t": pl.String, "z": pl.String},
+    )
+    options = DateOptions(format="%Y-%m-%d %H:%M", timezone="Europe/London")
+    parsed = with_datetime(frame, "t", options, "at", zone_col="z")
+    expected = [_oracle(d, z or "Europe/London") for d, z in rows]
+    assert parsed[f"{PREFIX}value_at"].to_list() == expected
+    gaps = parsed[f"{PREFIX}reason_at"].to_list()
+    assert [g is not None for g in gaps] == [e is None for e in expected]
