@@ -17,8 +17,10 @@ from settler_pipeline.domain.matching import AmountDatePass, MatchConfig, Refere
 from settler_pipeline.domain.matching import candidates as candidates_module
 from settler_pipeline.domain.matching.candidates import window_candidates
 from settler_pipeline.domain.matching.config import MAX_TOLERANCE_MINOR
+from settler_pipeline.domain.matching.expansion import nearest_of_each
 from settler_pipeline.domain.matching.normalise import description_tokens, normalise_key, normalise_reference
 from settler_pipeline.domain.matching.resolve import resolve_mutual_best
+from settler_pipeline.domain.matching.sorted_keys import SortedKeys
 from settler_pipeline.domain.matching.tolerance import (
     MAX_ABS_AMOUNT_MINOR,
     allowed_difference,
@@ -335,3 +337,44 @@ def test_the_largest_tolerance_allowed_matches_the_widest_amounts_without_overfl
     assert result.matches["amount_difference_minor"][0] == 2 * MAX_ABS_AMOUNT_MINOR
     with pytest.raises(PydanticValidationError, match="less than or equal to"):
         Tolerance(absolute_minor=MAX_TOLERANCE_MINOR + 1)
+
+
+@settings(max_examples=examples(200))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 4), st.sampled_from([0, 1, 7, 2**40, 2**62]), st.integers(0, 3), st.integers(0, 9)
+        ),
+        max_size=40,
+    ),
+    st.integers(1, 5),
+)
+def test_nearest_of_each_keeps_the_first_k_of_each_source_by_amount_then_days_then_line(
+    pairs: list[tuple[int, int, int, int]], k: int
+) -> None:
+    # Amounts up to 2**62 do not fit one packed integer with the rest: both sorts are exercised.
+    src, amount, days, line = (np.array([p[i] for p in pairs], dtype=np.int64) for i in range(4))
+    kept = nearest_of_each(src, amount, days, line, k)
+    ranked = sorted(range(len(pairs)), key=lambda i: (pairs[i][0], pairs[i][1], pairs[i][2], pairs[i][3], i))
+    expected = np.zeros(len(pairs), dtype=np.bool_)
+    for i in ranked:
+        expected[i] = sum(expected[j] for j in range(len(pairs)) if pairs[j][0] == pairs[i][0]) < k
+    assert kept.tolist() == expected.tolist()
+
+
+@settings(max_examples=examples(200))
+@given(
+    st.lists(st.integers(-50, 50), max_size=30),
+    st.lists(st.integers(-60, 60), max_size=30),
+    st.sampled_from([1, 2**21, 2**40]),
+)
+def test_sorted_keys_give_the_insertion_points_of_a_binary_search(
+    keys: list[int], values: list[int], scale: int
+) -> None:
+    # A scale of 2**21 or more spreads the keys wider than a table is built for: the binary
+    # search answers instead, and must agree.
+    sorted_keys = np.array(sorted(keys), dtype=np.int64) * scale
+    wanted = np.array(values, dtype=np.int64) * scale
+    found = SortedKeys(sorted_keys)
+    assert found.left(wanted).tolist() == np.searchsorted(sorted_keys, wanted, side="left").tolist()
+    assert found.right(wanted).tolist() == np.searchsorted(sorted_keys, wanted, side="right").tolist()

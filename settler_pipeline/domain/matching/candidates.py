@@ -25,6 +25,8 @@ import polars as pl
 
 from settler_pipeline.domain.matching.config import Tolerance
 from settler_pipeline.domain.matching.expansion import SearchRows, expanded_pairs, nearest_of_each
+from settler_pipeline.domain.matching.narrowing import Rows, lowest_lines_of_cut_runs, narrowed
+from settler_pipeline.domain.matching.sorted_keys import SortedKeys
 from settler_pipeline.domain.matching.tolerance import (
     BoolArray,
     Int64Array,
@@ -44,8 +46,9 @@ PAIR_SCHEMA: dict[str, pl.DataType] = {
 
 _KEY_LIMIT = 2**62
 _NARROW_FROM = 5
-"""Crowded sources are cut to their nearest candidates before expanding (see :func:`_narrowed`) when
-they would expand this many times the candidates kept: below it the search costs more than it saves."""
+"""Crowded sources are cut to their nearest candidates before expanding (see
+:func:`.narrowing.narrowed`) when they would expand this many times the candidates kept: below it
+the search costs more than it saves."""
 SOURCE_CHUNK = 500_000
 """Sources searched at once (see :func:`window_candidates`)."""
 
@@ -144,7 +147,8 @@ def window_candidates(
     n_codes = int(max(t_part.max(), s_part.max())) + 1
     uniq = np.unique(t_amt[t_ok])
     n_amounts = len(uniq)
-    t_rank = np.searchsorted(uniq, t_amt)
+    amounts = SortedKeys(uniq)
+    t_rank = amounts.left(t_amt)
 
     if n_codes * (n_amounts + 1) * n_days >= _KEY_LIMIT:
         raise ValidationError(
@@ -164,7 +168,8 @@ def window_candidates(
         t_key = np.where(t_ok, (t_part * n_amounts + t_rank) * n_days + (t_day - t_min), -1)
         order = np.lexsort((t_line, t_key))
         key_sorted = t_key[order]
-        rank = np.searchsorted(uniq, s_amt)
+        keys = SortedKeys(key_sorted)
+        rank = amounts.left(s_amt)
         present = s_ok & (rank < n_amounts)
         present[present] = uniq[rank[present]] == s_amt[present]
         lo = np.maximum(s_day - days_before, t_min) - t_min
@@ -173,28 +178,29 @@ def window_candidates(
         idx = np.flatnonzero(present)
         base = (s_part[idx] * n_amounts + rank[idx]) * n_days
         src_index.append(idx)
-        starts.append(np.searchsorted(key_sorted, base + lo[idx], side="left"))
-        ends.append(np.searchsorted(key_sorted, base + hi[idx], side="right"))
-        centres.append(np.searchsorted(key_sorted, base + (s_day[idx] - t_min), side="left"))
+        starts.append(keys.left(base + lo[idx]))
+        ends.append(keys.right(base + hi[idx]))
+        centres.append(keys.left(base + (s_day[idx] - t_min)))
     else:
         # Key (currency, day, amount): one range of amounts per day of the window.
         width = n_amounts + 1
         t_key = np.where(t_ok, (t_part * n_days + (t_day - t_min)) * width + t_rank, -1)
         order = np.lexsort((t_line, t_key))
         key_sorted = t_key[order]
+        keys = SortedKeys(key_sorted)
         radius = search_radius(s_amt, tolerance)
-        r_lo = np.searchsorted(uniq, s_amt - radius, side="left")
-        r_hi = np.searchsorted(uniq, s_amt + radius, side="right")
-        r_mid = np.searchsorted(uniq, s_amt, side="left")
+        r_lo = amounts.left(s_amt - radius)
+        r_hi = amounts.right(s_amt + radius)
+        r_mid = amounts.left(s_amt)
         for offset in range(-days_before, days_after + 1):
             day = s_day + offset - t_min
             idx = np.flatnonzero(s_ok & (day >= 0) & (day < n_days) & (r_lo < r_hi))
             base = (s_part[idx] * n_days + day[idx]) * width
             src_index.append(idx)
             bases.append(base)
-            starts.append(np.searchsorted(key_sorted, base + r_lo[idx], side="left"))
-            ends.append(np.searchsorted(key_sorted, base + r_hi[idx], side="left"))
-            centres.append(np.searchsorted(key_sorted, base + r_mid[idx], side="left"))
+            starts.append(keys.left(base + r_lo[idx]))
+            ends.append(keys.left(base + r_hi[idx]))
+            centres.append(keys.left(base + r_mid[idx]))
 
     all_src = np.concatenate(src_index).astype(np.int64)
     all_start = np.concatenate(starts).astype(np.int64)
@@ -218,17 +224,17 @@ def window_candidates(
             and (tolerance.percent_millionths == 0 or tolerance.percent_of == "source")
             and spread > _NARROW_FROM * max_candidates * int(is_crowded.sum())
         ):
-            all_start, all_end = _narrowed(
-                _Rows(all_src, all_start, all_end, all_centre, np.concatenate(bases).astype(np.int64)),
+            all_start, all_end = narrowed(
+                Rows(all_src, all_start, all_end, all_centre, np.concatenate(bases).astype(np.int64)),
                 row_crowded,
                 s_amt,
                 t_amt[order],
-                uniq,
-                key_sorted,
+                amounts,
+                keys,
                 max_candidates,
             )
-        all_src, all_start, all_end = _lowest_lines_of_cut_runs(
-            all_src, all_start, all_end, unsliced, row_crowded, key_sorted
+        all_src, all_start, all_end = lowest_lines_of_cut_runs(
+            all_src, all_start, all_end, unsliced, row_crowded, keys
         )
     all_count = np.maximum(all_end - all_start, 0)
     keep = all_count > 0
@@ -268,132 +274,3 @@ def window_candidates(
     )
     crowded_lines = pl.Series("source_line", s_line[is_crowded], dtype=pl.Int64)
     return Candidates(pairs, crowded_lines, rep_src.astype(np.int64), rep_tgt.astype(np.int64))
-
-
-@dataclass(frozen=True)
-class _Rows:
-    """Search rows: per (source, day of its window), the source's index ``src``, the range
-    ``start..end`` of sorted targets it may pair with, the insertion point ``centre`` of the
-    source's amount in it, and ``base``, the key of that (currency, day) run at amount rank 0."""
-
-    src: Int64Array
-    start: Int64Array
-    end: Int64Array
-    centre: Int64Array
-    base: Int64Array
-
-    def take(self, which: Int64Array | BoolArray) -> _Rows:
-        return _Rows(
-            self.src[which], self.start[which], self.end[which], self.centre[which], self.base[which]
-        )
-
-
-def _lowest_lines_of_cut_runs(
-    src: Int64Array,
-    start: Int64Array,
-    end: Int64Array,
-    unsliced: Int64Array,
-    crowded: BoolArray,
-    key_sorted: Int64Array,
-) -> tuple[Int64Array, Int64Array, Int64Array]:
-    """The rows with a crowded row whose range now starts inside a run of equal keys (targets of one
-    amount on one day, ordered by line) that goes on below it split in two: the rest of the row from
-    the run's end, and as many of the run's *first* targets as the row kept of it. The slice around
-    the insertion point cut such a run from below, keeping its highest lines; the nearest are ranked
-    by line after amount and days, so the lowest lines are the ones that may be kept."""
-    idx = np.flatnonzero(crowded & (start > unsliced) & (start < end))
-    cut = start[idx]
-    inside = key_sorted[cut - 1] == key_sorted[cut]
-    idx, cut = idx[inside], cut[inside]
-    if not len(idx):
-        return src, start, end
-    key = key_sorted[cut]
-    run_first = np.maximum(unsliced[idx], np.searchsorted(key_sorted, key, side="left"))
-    run_next = np.minimum(end[idx], np.searchsorted(key_sorted, key, side="right"))
-    kept = run_next - cut
-    start = start.copy()
-    start[idx] = run_next
-    return (
-        np.concatenate([src, src[idx]]),
-        np.concatenate([start, run_first]),
-        np.concatenate([end, run_first + kept]),
-    )
-
-
-def _range_within(
-    rows: _Rows, amount: Int64Array, distance: Int64Array, uniq: Int64Array, key_sorted: Int64Array
-) -> tuple[Int64Array, Int64Array]:
-    """Each row's range cut to the targets whose amount is within ``distance`` of ``amount``."""
-    lo = np.searchsorted(key_sorted, rows.base + np.searchsorted(uniq, amount - distance, side="left"))
-    hi = np.searchsorted(key_sorted, rows.base + np.searchsorted(uniq, amount + distance, side="right"))
-    return np.maximum(rows.start, lo), np.minimum(rows.end, hi)
-
-
-def _bounds(
-    rows: _Rows, amount: Int64Array, t_amt_sorted: Int64Array, k: int, sources: int
-) -> tuple[Int64Array, Int64Array]:
-    """Per source, a distance within which fewer than ``k`` of its candidates lie (just under its
-    nearest) and one within which at least ``k`` do (its farthest, or closer: the ``k``-th of one
-    row on one side of the amount, when a row has that many there)."""
-    none = np.iinfo(np.int64).max
-    last = len(t_amt_sorted) - 1
-
-    def gap(offset: int, present: BoolArray) -> Int64Array:
-        at = np.clip(rows.centre + offset, 0, last)
-        return np.where(present, np.abs(t_amt_sorted[at] - amount), none)
-
-    nearest = np.minimum(gap(-1, rows.centre > rows.start), gap(0, rows.centre < rows.end))
-    kth = np.minimum(gap(-k, rows.centre - k >= rows.start), gap(k - 1, rows.centre + k - 1 < rows.end))
-    farthest = np.maximum(
-        np.abs(t_amt_sorted[rows.start] - amount), np.abs(t_amt_sorted[rows.end - 1] - amount)
-    )
-    below = np.full(sources, none, dtype=np.int64)
-    np.minimum.at(below, rows.src, nearest)
-    above = np.zeros(sources, dtype=np.int64)
-    np.maximum.at(above, rows.src, farthest)
-    np.minimum.at(above, rows.src, kth)
-    return below - 1, above
-
-
-def _narrowed(
-    rows: _Rows,
-    crowded: BoolArray,
-    s_amt: Int64Array,
-    t_amt_sorted: Int64Array,
-    uniq: Int64Array,
-    key_sorted: Int64Array,
-    k: int,
-) -> tuple[Int64Array, Int64Array]:
-    """``start`` and ``end`` of the ``crowded`` rows cut to the targets no farther in amount than
-    their source's ``k``-th nearest candidate; the other rows unchanged.
-
-    Only for a tolerance whose candidates are every target of a row's range (absolute, or a
-    percentage of the source). The distance is found by a binary search per source, counting the
-    candidates within a distance with two binary searches per row, so only those ranked afterwards
-    are expanded (a crowded source has many more). Every candidate at that distance is kept (ties
-    included), so ranking the cut pairs keeps exactly the pairs ranking all of them would."""
-    index = np.flatnonzero(crowded & (rows.end > rows.start))
-    part = rows.take(index)
-    amount = s_amt[part.src]
-    sources = len(s_amt)
-    below, above = _bounds(part, amount, t_amt_sorted, k, sources)
-    searching, searched = part, amount
-    while True:
-        still = above[searching.src] - below[searching.src] > 1
-        if not still.any():
-            break
-        searching, searched = searching.take(still), searched[still]
-        middle = below + (above - below) // 2
-        start, end = _range_within(searching, searched, middle[searching.src], uniq, key_sorted)
-        within = np.bincount(searching.src, weights=np.maximum(end - start, 0), minlength=sources)
-        open_ = above - below > 1
-        above = np.where(open_ & (within >= k), middle, above)
-        below = np.where(open_ & (within < k), middle, below)
-    distance = above[part.src]
-    start, end = _range_within(part, amount, distance, uniq, key_sorted)
-    # At distance 0 a row's range holds only the source's own amount, ordered by line: within one
-    # row (one day) the ranking is by line, so its first ``k`` are all it can contribute.
-    end = np.where(distance == 0, np.minimum(end, start + k), end)
-    out_start, out_end = rows.start.copy(), rows.end.copy()
-    out_start[index], out_end[index] = start, end
-    return out_start, out_end
