@@ -56,8 +56,9 @@ _log = get_logger(__name__)
 RUN_STEPS = 5  # read source, read target, record the reads, match and append block by block, complete
 EVENT_CHUNK = 250_000
 """Most events appended at once: a block's events go to the log in chunks of this many. A chunk's
-frame (text and typed payload columns) and its Parquet write exist beside the block's match rows:
-500,000 events at once rose ~0.7 GB above them on a 5M-row input, half as many about half that."""
+frame (text and typed payload columns) and its Parquet write exist beside the block's match rows, with
+the next chunk being built: 500,000 events at once rose ~0.7 GB above them on a 5M-row input, half as
+many about half that."""
 
 
 class AttemptRunner:
@@ -199,11 +200,9 @@ class AttemptRunner:
                     progress.step = "record_results"
                     tally.add(result)
                     self._step(f"appending {result.matches.height + result.unmatched.height:,} events", 4)
-                    chunks = _event_chunks(result, state.attempt, ctx, seen)
-                    # A block of at most two chunks builds its second while the first is appended;
-                    # a larger one builds each after the last is appended (one chunk at a time).
-                    events = result.matches.height + result.unmatched.height
-                    for frame in ahead(chunks) if events <= 2 * EVENT_CHUNK else chunks:
+                    # Each chunk is built on the other core while the one before it is appended:
+                    # two chunks exist at once, one being appended and the next.
+                    for frame in ahead(_event_chunks(result, state.attempt, ctx, seen)):
                         state, count = self.append(state, frame)
                         progress.state = state
                         progress.appended += count

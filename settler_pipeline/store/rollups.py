@@ -128,7 +128,13 @@ def build(frame: pl.DataFrame, min_share: float = 0.0, *, typed: bool = True) ->
 def write(segment: str, frame: pl.DataFrame, rollups_dir: Path, staging_dir: Path) -> Path | None:
     """Write the rollup of segment file ``segment`` (its name) from its rows ``frame``, durably; returns
     its path (None when it gets none: see :data:`MIN_SHARE`)."""
-    rolled = build(frame, MIN_SHARE)
+    return place(segment, build(frame, MIN_SHARE), rollups_dir, staging_dir)
+
+
+def place(segment: str, rolled: pl.DataFrame | None, rollups_dir: Path, staging_dir: Path) -> Path | None:
+    """Write ``rolled`` (:func:`build` of segment file ``segment``'s rows, None when it gets no rollup)
+    durably as that segment's rollup; returns its path. Building and placing are apart so a writer
+    can build the rollup while the segment itself is written (the name needs the segment's)."""
     if rolled is None:
         return None
     stem = Path(segment).name.removesuffix(".parquet")

@@ -20,7 +20,6 @@ import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -61,8 +60,7 @@ _RESTORE = "run `settler log verify`; restore this file from a backup of the dat
 def verify_file(path: Path, fix: str = _RESTORE) -> None:
     """Raise :class:`CorruptionError` naming ``path`` (with ``fix`` as its hint) unless its bytes match
     the checksum in its name (checked once per process per file; ``FileNotFoundError`` if missing)."""
-    stamp = _stamp(path)
-    key = str(path)
+    stamp, key = _stamp(path), str(path)
     if _VERIFIED.get(key) == stamp:
         return
     match = SEGMENT_NAME.match(path.name)
@@ -134,13 +132,14 @@ def write_segments(
     staging_dir: Path,
     chunks: list[Chunk] | None = None,
     *,
-    derive: Callable[[str, pl.DataFrame], object] | None = None,
+    derive: Callable[[pl.DataFrame], Callable[[str], object]] | None = None,
     row_group_size: int = ROW_GROUP_SIZE,
 ) -> list[WrittenSegment]:
     """Write ``frame`` (rows in position order, the event schema) as one segment per event date (per
-    :func:`split` chunk: pass ``chunks`` when already split); ``derive(path, rows)`` is called with each
-    segment's relative path and rows once it is written, on the same thread (derived files: rollups).
-    ``row_group_size``: rows per Parquet row group (:data:`BULK_ROW_GROUP_SIZE` for a bulk batch).
+    :func:`split` chunk: pass ``chunks`` when already split). ``derive(rows)`` (derived files: rollups)
+    runs on a thread of its own while each segment is written; what it returns is called there with the
+    segment's relative path once the segment is in place. ``row_group_size``: rows per Parquet row
+    group (:data:`BULK_ROW_GROUP_SIZE` for a bulk batch).
 
     Files are durable and renamed into the tree when this returns, but they are part of the log only
     once a manifest naming them is stored. The typed payload columns are written as the frame brings
@@ -149,11 +148,16 @@ def write_segments(
 
     def write(item: Chunk) -> WrittenSegment:
         event_date, chunk = item
-        info = _write_one(chunk, event_date, segments_dir, staging_dir, row_group_size)
-        if derive is not None:
-            derive(info.path, chunk)
-        starts = row_group_starts(segments_dir / info.path)
-        return WrittenSegment(info, chunk, starts, granules(chunk, info.path, starts))
+        # The Parquet encoder keeps one core busy: the rollup is built beside it, and written beside
+        # the index rows.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="settler-derive") as pool:
+            built = pool.submit(derive, chunk) if derive is not None else None
+            info = _write_one(chunk, event_date, segments_dir, staging_dir, row_group_size)
+            placed = pool.submit(built.result(), info.path) if built is not None else None
+            starts = row_group_starts(segments_dir / info.path)
+            index_rows = granules(chunk, info.path, starts)
+            _ = placed.result() if placed is not None else None
+        return WrittenSegment(info, chunk, starts, index_rows)
 
     if len(chunks) == 1:
         return [write(chunks[0])]
@@ -299,13 +303,9 @@ def _write_one(
         rows=part.height,
         size_bytes=target.stat().st_size,
         sha256=sha,
-        min_created_at=_iso(created.min()),  # type: ignore[arg-type]
-        max_created_at=_iso(created.max()),  # type: ignore[arg-type]
+        min_created_at=created.min().isoformat(),  # type: ignore[union-attr]
+        max_created_at=created.max().isoformat(),  # type: ignore[union-attr]
     )
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat()
 
 
 def describe_file(path: Path, segments_dir: Path) -> SegmentInfo:
@@ -329,8 +329,8 @@ def describe_file(path: Path, segments_dir: Path) -> SegmentInfo:
         rows=int(stats["rows"]),
         size_bytes=path.stat().st_size,
         sha256=file_sha256(path),
-        min_created_at=_iso(stats["min_created"]),
-        max_created_at=_iso(stats["max_created"]),
+        min_created_at=stats["min_created"].isoformat(),
+        max_created_at=stats["max_created"].isoformat(),
     )
 
 

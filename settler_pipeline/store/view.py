@@ -148,10 +148,11 @@ class LogBase:
         self._named = NamedIds(self.index)
         self._versions_at = 0
 
-    def roll_up(self, segment: str, rows: pl.DataFrame) -> None:
-        """Write the rollup of segment ``segment`` (relative path) from its ``rows``, if it gets one
-        (:mod:`~settler_pipeline.store.rollups`)."""
-        rollups.write(segment, rows, self.rollups_dir, self.staging_dir)
+    def roll_up(self, rows: pl.DataFrame) -> Callable[[str], object]:
+        """Build the rollup of a segment's ``rows`` (:mod:`~settler_pipeline.store.rollups`) and return
+        what writes it, if it gets one, once the segment's relative path is known."""
+        rolled = rollups.build(rows, rollups.MIN_SHARE)
+        return lambda segment: rollups.place(segment, rolled, self.rollups_dir, self.staging_dir)
 
     def write_lock(self) -> Any:
         """The writers' lock (a context manager): hold it to change the log's files."""
