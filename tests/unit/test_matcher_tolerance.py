@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from decimal import Decimal
 from typing import Literal
 from unittest.mock import patch
@@ -18,7 +20,13 @@ from settler_pipeline.domain.matching import candidates as candidates_module
 from settler_pipeline.domain.matching.candidates import window_candidates
 from settler_pipeline.domain.matching.config import MAX_TOLERANCE_MINOR
 from settler_pipeline.domain.matching.expansion import nearest_of_each
-from settler_pipeline.domain.matching.normalise import description_tokens, normalise_key, normalise_reference
+from settler_pipeline.domain.matching.normalise import (
+    TOKEN_PATTERN,
+    description_tokens,
+    normalise_key,
+    normalise_prefixes,
+    normalise_reference,
+)
 from settler_pipeline.domain.matching.resolve import resolve_mutual_best
 from settler_pipeline.domain.matching.sorted_keys import SortedKeys
 from settler_pipeline.domain.matching.tolerance import (
@@ -256,6 +264,54 @@ def test_description_tokens_are_normalised_and_short_ones_dropped() -> None:
         (2, "PO_1ABC"),
         (2, "STRIPE"),
     ]
+
+
+def _documented_tokens(memo: str, prefixes: list[str], min_length: int) -> list[str]:
+    """The memo tokens as the module docstring of ``normalise`` describes them, one at a time."""
+    ordered = normalise_prefixes(prefixes)
+    found = []
+    for whole in re.findall(TOKEN_PATTERN, memo.upper()):
+        pieces = re.split("[/.:;,]", whole) if re.search("[/.:;,]", whole) else []
+        dashed = [c for c in (pieces or [whole]) if "-" in c]
+        for token in [whole, *pieces, *(p for c in dashed for p in c.split("-"))]:
+            if len(token) < min_length:
+                continue
+            key = next((token[len(p) :] for p in ordered if token.startswith(p)), token)
+            if key:
+                found.append(key)
+    return found
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(
+    memos=st.lists(st.none() | st.text(alphabet="aZ09 -_/.:;,\t\u00e9\u00dfINVPO", max_size=24), max_size=8),
+    prefixes=st.sampled_from([[], ["INV-", "INV", "PO-"], ["I", "IN", "-"], ["Z/"]]),
+    min_length=st.integers(0, 5),
+    kept=st.sets(st.text(alphabet="AZ09-_INVPO", min_size=1, max_size=4)),
+)
+def test_description_tokens_are_the_documented_tokens(
+    memos: list[str | None], prefixes: list[str], min_length: int, kept: set[str]
+) -> None:
+    frame = pl.DataFrame(
+        {"line_number": range(len(memos)), "d": memos}, schema={"line_number": pl.Int64, "d": pl.String}
+    )
+    expected = Counter(
+        (line, key)
+        for line, memo in enumerate(memos)
+        if memo is not None
+        for key in _documented_tokens(memo, prefixes, min_length)
+    )
+    tokens = description_tokens(frame, "d", prefixes, min_length=min_length)
+    assert Counter(zip(tokens["line_number"], tokens["key"], strict=True)) == expected
+    # Narrowed to the keys a caller can use, every one of those is still there, as often.
+    narrowed = description_tokens(
+        frame, "d", prefixes, min_length=min_length, among=pl.col("key").is_in(kept)
+    )
+    got = Counter(zip(narrowed["line_number"], narrowed["key"], strict=True))
+    assert got <= expected
+    assert {k: n for k, n in got.items() if k[1] in kept} == {
+        k: n for k, n in expected.items() if k[1] in kept
+    }
 
 
 def test_the_nearest_candidates_kept_for_a_crowded_source_do_not_depend_on_row_order() -> None:

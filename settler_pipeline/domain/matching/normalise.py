@@ -46,6 +46,12 @@ zeros only are placeholders too."""
 
 
 _NOT_ALNUM = r"[^\p{L}\p{N}]*"
+_WHITESPACE: Final = [
+    *"\t\n\x0b\x0c\r \x85\xa0\u1680",
+    *(chr(c) for c in range(0x2000, 0x200B)),
+    *"\u2028\u2029\u202f\u205f\u3000",
+]
+"""Every character the regular expression ``\\s`` matches (Unicode ``White_Space``)."""
 
 
 def placeholder_keys(values: Iterable[str]) -> list[str]:
@@ -133,39 +139,80 @@ def reference_values(records: pl.DataFrame) -> pl.DataFrame:
 def reference_keys(records: pl.DataFrame, prefixes: Iterable[str]) -> pl.DataFrame:
     """One row ``(line_number, key)`` per normalised reference of each record (a record whose
     references normalise alike has that key more than once: callers pair by key)."""
-    return (
-        reference_values(records)
-        .select("line_number", key=normalise_reference(pl.col("value"), prefixes))
-        .drop_nulls("key")
-    )
+    values = reference_values(records)
+    # Whitespace inside a reference is rare: only values that hold any go through the replacement.
+    if values["value"].str.contains_any(_WHITESPACE).any():
+        values = values.with_columns(pl.col("value").str.replace_all(r"\s+", ""))
+    keys = values.select("line_number", key=_strip_prefix(pl.col("value").str.to_uppercase(), prefixes))
+    return keys.filter(pl.col("key") != "")
+
+
+_NOT_A_WORD = r"[^A-Z0-9 ]"
+"""A character that makes an upper-cased memo more than words and spaces: one a token may hold
+(joiners), or one that ends a token."""
+_SPLIT_AT = r"[/.:;,]"
 
 
 def description_tokens(
-    records: pl.DataFrame, column: str, prefixes: Iterable[str], *, min_length: int
+    records: pl.DataFrame,
+    column: str,
+    prefixes: Iterable[str],
+    *,
+    min_length: int,
+    among: pl.Expr | None = None,
 ) -> pl.DataFrame:
     """One row ``(line_number, key)`` per token of ``records[column]`` (whole tokens and their
     pieces, see the module docstring) that has at least ``min_length`` characters as written (so
     stray short numbers such as amounts or dates are ignored), each normalised like a reference;
-    empty results are dropped."""
+    empty results are dropped. ``among``: a condition on ``key`` true for every key the caller can
+    use (pairing only on keys the other side has); keys it is false for may be left out."""
+    memos = records.select("line_number", memo=pl.col(column).str.to_uppercase()).drop_nulls("memo")
+    # Most memos are words and spaces ("PAYMENT FROM ANNA SMITH"): their tokens are the pieces
+    # between spaces, which a literal split finds at a fraction of the regex's cost, and none of
+    # them has pieces.
+    punctuated = memos["memo"].str.contains(_NOT_A_WORD)
+    words = memos.filter(~punctuated).select("line_number", key=pl.col("memo").str.split(" ")).explode("key")
     whole = (
-        records.select("line_number", key=pl.col(column).str.to_uppercase().str.extract_all(TOKEN_PATTERN))
+        memos.filter(punctuated)
+        .select("line_number", key=pl.col("memo").str.extract_all(TOKEN_PATTERN))
         .explode("key")
         .drop_nulls("key")
     )
-    # Only tokens with punctuation inside have pieces; most memo words do not. Pieces differ from
-    # the token they come from, so no step below repeats a (line, token) of an earlier one.
-    split_at = r"[/.:;,]"
+    # Only tokens with punctuation inside have pieces. Pieces differ from the token they come from,
+    # so no step below repeats a (line, token) of an earlier one.
     pieces = (
-        whole.filter(pl.col("key").str.contains(split_at))
-        .select("line_number", key=pl.col("key").str.replace_all(split_at, "\x1f").str.split("\x1f"))
+        whole.filter(pl.col("key").str.contains(_SPLIT_AT))
+        .select("line_number", key=pl.col("key").str.replace_all(_SPLIT_AT, "\x1f").str.split("\x1f"))
         .explode("key")
     )
-    dashed = pl.concat([whole.filter(~pl.col("key").str.contains(split_at)), pieces]).filter(
+    dashed = pl.concat([whole.filter(~pl.col("key").str.contains(_SPLIT_AT)), pieces]).filter(
         pl.col("key").str.contains("-", literal=True)
     )
     smallest = dashed.select("line_number", key=pl.col("key").str.split("-")).explode("key")
-    tokens = pl.concat([whole, pieces, smallest]).filter(pl.col("key").str.len_chars() >= min_length)
-    return tokens.with_columns(key=_empty_to_null(_strip_prefix(pl.col("key"), prefixes))).drop_nulls("key")
+    # Tokens are ASCII letters, digits and joiners, so their length in bytes is their length; no
+    # token is empty (the split leaves empties between repeated spaces).
+    tokens = pl.concat([words, whole, pieces, smallest]).filter(
+        pl.col("key").str.len_bytes() >= max(min_length, 1)
+    )
+    return _stripped(tokens, prefixes, among)
+
+
+def _stripped(tokens: pl.DataFrame, prefixes: Iterable[str], among: pl.Expr | None) -> pl.DataFrame:
+    """``tokens`` with the longest configured prefix removed from each ``key``, empties dropped, and
+    those ``among`` is false for left out of the keys that start with no prefix. Only the few keys
+    that start with a prefix go through the replacement."""
+    ordered = normalise_prefixes(prefixes)
+    if not ordered:
+        return tokens if among is None else tokens.filter(among)
+    prefixed = pl.col("key").str.contains("^(?:" + "|".join(re.escape(p) for p in ordered) + ")")
+    return pl.concat(
+        [
+            tokens.filter(~prefixed if among is None else ~prefixed & among),
+            tokens.filter(prefixed)
+            .with_columns(key=_empty_to_null(_strip_prefix(pl.col("key"), ordered)))
+            .drop_nulls("key"),
+        ]
+    )
 
 
 def check_pattern(pattern: str, *, max_length: int) -> str | None:

@@ -31,33 +31,27 @@ from settler_pipeline.domain.matching.resolve import resolve_mutual_best
 VIA_REFERENCE = 0
 VIA_DESCRIPTION = 1
 TARGETS_AT_ONCE = 1_000_000
-"""Most target records whose keys are found at once without narrowing (see :func:`_target_keys`)."""
-NARROWED_AT_ONCE = 500_000
-"""Target records whose keys are found at once when narrowing: each slice's tokens exist at once."""
+"""Target records whose keys are found at once: each slice's tokens exist at once."""
 
 
 def _target_keys(target: pl.DataFrame, source_keys: pl.DataFrame, config: ReferencePass) -> pl.DataFrame:
     """The target's keys (``line_number``, ``key``, ``via`` and the key's hash ``_h``). A memo
-    gives several tokens, most of them words no reference equals: above :data:`TARGETS_AT_ONCE`
-    records, the keys are found :data:`NARROWED_AT_ONCE` records at a time and only those whose hash
-    a source key shares are kept (no other key can pair), rather than holding every token of every record.
-    Narrowing costs a hash lookup per key that :func:`keyed_pairs` repeats, so a target that fits
-    one slice is left to it."""
+    gives several tokens, most of them words no reference equals: of the tokens, only those whose
+    hash a source key shares are kept (no other key can pair), found :data:`TARGETS_AT_ONCE` records
+    at a time rather than holding every token of every record."""
     prefixes = config.strip_prefixes
-    wanted = source_keys.select("_h").unique() if target.height > TARGETS_AT_ONCE else None
-    at_once = TARGETS_AT_ONCE if wanted is None else NARROWED_AT_ONCE
+    shared = key_hash(pl.col("key")).is_in(source_keys["_h"].implode())
     parts = []
-    for offset in range(0, target.height, at_once):
-        records = target.slice(offset, at_once)
+    for offset in range(0, target.height, TARGETS_AT_ONCE):
+        records = target.slice(offset, TARGETS_AT_ONCE)
         keys = [reference_keys(records, prefixes).with_columns(via=pl.lit(VIA_REFERENCE, dtype=pl.Int64))]
         if config.search_in_description:
             keys.append(
                 description_tokens(
-                    records, "description", prefixes, min_length=config.min_token_length
+                    records, "description", prefixes, min_length=config.min_token_length, among=shared
                 ).with_columns(via=pl.lit(VIA_DESCRIPTION, dtype=pl.Int64))
             )
-        found = pl.concat(keys).drop_nulls("key").with_columns(_h=key_hash(pl.col("key")))
-        parts.append(found if wanted is None else found.join(wanted, on="_h", how="semi"))
+        parts.append(pl.concat(keys).with_columns(_h=key_hash(pl.col("key"))))
     schema = {"line_number": pl.Int64(), "key": pl.String(), "via": pl.Int64(), "_h": pl.UInt64()}
     return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
