@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rapidfuzz import fuzz
 
-from settler_pipeline.domain.matching.similarity_bound import TOKEN_SLOTS, WIDEST, may_reach, text_features
+from settler_pipeline.domain.matching.similarity_bound import (
+    TOKEN_SLOTS,
+    WIDEST,
+    TextFeatures,
+    may_reach,
+    text_features,
+)
 from tests.profiles import examples
 
 word = st.one_of(
@@ -56,3 +62,23 @@ def test_a_repeated_word_counts_once() -> None:
     # with the repeats would bound its score at 200 * 4 / (4 + 10), far below.
     assert fuzz.token_set_ratio("jane jane jane jane", "jane smith") == 100.0
     assert _reachable(["jane jane jane jane"], ["jane smith"], 100.0).all()
+
+
+def _slots(features: TextFeatures, row: int) -> list[tuple[int, int]]:
+    return sorted(
+        (int(bits[row]), int(lengths[row]))
+        for bits, lengths in zip(features.slot_bits, features.slot_lengths, strict=True)
+        if lengths[row]
+    )
+
+
+def test_a_text_repeated_on_many_records_has_the_features_it_has_alone() -> None:
+    # Fewer distinct texts than half the records: each is worked out once and given to its records.
+    texts = ["transfer from jane smith", "jane smith", "transfer from jane smith", None, "jane smith"] * 2
+    together = text_features(pl.Series(texts, dtype=pl.String))
+    for row, text in enumerate(texts):
+        alone = text_features(pl.Series([text, "x"], dtype=pl.String))
+        assert together.length[row] == alone.length[0]
+        assert together.signature[row] == alone.signature[0]
+        assert together.histogram[row].tolist() == alone.histogram[0].tolist()
+        assert _slots(together, row) == _slots(alone, 0)

@@ -15,7 +15,8 @@ are all of ``A`` or all of ``B``, and otherwise the highest of
 
 Both are increasing in ``s`` and ``common``, so over-estimates of those give a bound. ``s`` is
 over-estimated from a 64-bit signature per text (a bit per token, by the token's hash): a token of
-``A`` can only be shared when its bit is set in ``b``'s signature. ``common`` is over-estimated from
+``A`` can only be shared when its bit is set in ``b``'s signature (and nothing is shared when the
+signatures have no bit in common). ``common`` is over-estimated from
 a histogram of characters per text, with rare characters sharing a bucket. The 100 case is the
 first one with ``s = La`` or ``s = Lb``, so it is covered too.
 """
@@ -45,8 +46,8 @@ _HASH_SEED = 20261202
 @dataclass(frozen=True)
 class TextFeatures:
     """Per text: ``length`` of its token set joined (0 without tokens), ``signature`` (a bit per
-    token), ``slot_bits`` and ``slot_lengths`` (per slot, a token's bit and its length + 1; 0 length
-    for an empty slot), ``overflow`` (length + 1 of the tokens beyond the slots) and ``histogram``
+    token), ``slot_bits`` and ``slot_lengths`` (per slot, a token's bit, as a mask, and its length + 1;
+    0 for an empty slot), ``overflow`` (length + 1 of the tokens beyond the slots) and ``histogram``
     (characters per bucket)."""
 
     length: Int64Array
@@ -56,26 +57,47 @@ class TextFeatures:
     overflow: Int64Array
     histogram: UInt8Array
 
+    def take(self, rows: Int64Array) -> TextFeatures:
+        """The features of the texts ``rows``, in that order."""
+        return TextFeatures(
+            self.length[rows],
+            self.signature[rows],
+            [bits[rows] for bits in self.slot_bits],
+            [lengths[rows] for lengths in self.slot_lengths],
+            self.overflow[rows],
+            self.histogram[rows],
+        )
+
 
 def text_features(texts: pl.Series) -> TextFeatures:
     """The features of each text of ``texts``: letters and digits in words separated by single
     spaces, as the fuzzy pass cleans them (nulls read as empty)."""
+    frame = pl.DataFrame({"text": texts.fill_null("")})
+    distinct = frame.unique(maintain_order=True)
+    if 2 * distinct.height > frame.height:
+        return _features(frame["text"])
+    # A text repeated on many records (a bank's memo template, a frequent name) is worked out once.
+    code = frame.join(distinct.with_row_index("code"), on="text", how="left", maintain_order="left")
+    return _features(distinct["text"]).take(code["code"].cast(pl.Int64).to_numpy())
+
+
+def _features(texts: pl.Series) -> TextFeatures:
     n = len(texts)
     tokens = (
-        pl.DataFrame({"row": np.arange(n, dtype=np.int64), "token": texts.fill_null("").str.split(" ")})
+        pl.DataFrame({"row": np.arange(n, dtype=np.int64), "token": texts.str.split(" ")})
         .with_columns(pl.col("token").list.unique())
         .explode("token")
         .filter(pl.col("token").str.len_bytes() > 0)
     )
-    row = tokens["row"].to_numpy()
+    row = tokens["row"].to_numpy()  # ascending: explode keeps the rows' order
     size = tokens["token"].str.len_chars().cast(pl.Int64).to_numpy() + 1
-    bit = tokens["token"].hash(_HASH_SEED).to_numpy() % np.uint64(64)
+    bit = np.left_shift(np.uint64(1), tokens["token"].hash(_HASH_SEED).to_numpy() % np.uint64(64))
     length = np.maximum(np.bincount(row, weights=size, minlength=n).astype(np.int64) - 1, 0)
     signature = np.zeros(n, dtype=np.uint64)
-    np.bitwise_or.at(signature, row, np.left_shift(np.uint64(1), bit))
-    # Position of each token within its row (rows come out of explode in order).
-    first = np.searchsorted(row, row, side="left")
-    slot = np.arange(len(row)) - first
+    first = np.flatnonzero(np.concatenate([[True], row[1:] != row[:-1]])) if len(row) else row
+    if len(row):
+        signature[row[first]] = np.bitwise_or.reduceat(bit, first)
+    slot = np.arange(len(row)) - np.repeat(first, np.diff(np.append(first, len(row))))
     slot_bits: list[UInt64Array] = []
     slot_lengths: list[Int64Array] = []
     for index in range(min(TOKEN_SLOTS, int(slot.max()) + 1 if len(slot) else 0)):
@@ -136,13 +158,15 @@ def may_reach(
         return np.zeros(len(a_rows), dtype=np.bool_)  # no text on one side: every score is 0
     la, lb = a.length[a_rows], b.length[b_rows]
     shorter = np.minimum(la, lb)
-    target_signature = b.signature[b_rows]
-    shared = a.overflow[a_rows]
+    possible = np.zeros(len(a_rows), dtype=np.bool_)
+    # Shared words: equal words have equal bits, so only pairs whose signatures meet can share one.
+    meet = np.flatnonzero((a.signature[a_rows] & b.signature[b_rows]) != 0)
+    rows, other_signature = a_rows[meet], b.signature[b_rows[meet]]
+    shared = a.overflow[rows]
     for bits, lengths in zip(a.slot_bits, a.slot_lengths, strict=True):
-        found = np.right_shift(target_signature, bits[a_rows]) & np.uint64(1)
-        shared = shared + lengths[a_rows] * found.astype(np.int64)
-    shared = np.minimum(shared - 1, shorter)
-    possible = 200.0 * shared >= score * (shared + shorter)
+        shared = shared + lengths[rows] * ((other_signature & bits[rows]) != 0)
+    shared = np.minimum(shared - 1, shorter[meet])
+    possible[meet] = 200.0 * shared >= score * (shared + shorter[meet])
     by_characters = np.flatnonzero(~possible & (200.0 * shorter >= score * (la + lb)))
     common = np.minimum(a.histogram[a_rows[by_characters]], b.histogram[b_rows[by_characters]]).sum(
         axis=1, dtype=np.int64
