@@ -371,7 +371,9 @@ def _event_chunks(
             if first < last:
                 parts.append(events(rows.slice(first, last - first)))
             before += rows.height
-        yield parts[0] if len(parts) == 1 else pl.concat(parts)
+        # One contiguous copy here, on the thread building the chunks (see ``ahead``), rather than in
+        # the store's Parquet write on the appending thread (segments.py copies a chunked frame).
+        yield (parts[0] if len(parts) == 1 else pl.concat(parts)).rechunk()
 
 
 def _fields(state: ReconciliationState) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from settler_pipeline.errors import CorruptionError
@@ -31,7 +30,6 @@ from settler_pipeline.files import replace_durably
 from settler_pipeline.store.index import granules
 from settler_pipeline.store.manifest import SegmentInfo
 from settler_pipeline.store.payloads import SEGMENT_SCHEMA, with_payload_columns
-from settler_pipeline.store.schema import COLUMNS, EVENT_SCHEMA, POLARS_SCHEMA
 
 SEGMENT_MAX_ROWS = 500_000
 ROW_GROUP_SIZE = 8_192  # small enough that loading one stream decodes little, large enough to scan fast
@@ -43,9 +41,6 @@ SEGMENT_NAME = re.compile(r"^seg-(\d{12})-(\d{12})-([0-9a-f]{32})\.parquet$")
 PARTITION_NAME = re.compile(r"^event_date=(\d{4}-\d{2}-\d{2})$")
 
 
-# the event schema's types as Polars writes them (strings as large strings)
-_ALL = list(COLUMNS)  # the envelope columns, in the order the event schema has them
-_ARROW_TYPES = {f.name: pa.large_string() if f.type == pa.string() else f.type for f in EVENT_SCHEMA}
 _VERIFIED: dict[str, tuple[int, int, int]] = {}  # path -> (inode, size, mtime) checked in this process
 
 
@@ -54,10 +49,10 @@ def _stamp(path: Path) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-_RESTORE = "run `settler log verify`; restore this file from a backup of the data directory"
+RESTORE = "run `settler log verify`; restore this file from a backup of the data directory"
 
 
-def verify_file(path: Path, fix: str = _RESTORE) -> None:
+def verify_file(path: Path, fix: str = RESTORE) -> None:
     """Raise :class:`CorruptionError` naming ``path`` (with ``fix`` as its hint) unless its bytes match
     the checksum in its name (checked once per process per file; ``FileNotFoundError`` if missing)."""
     stamp, key = _stamp(path), str(path)
@@ -165,9 +160,10 @@ def write_segments(
         return list(pool.map(write, chunks))
 
 
-def split(frame: pl.DataFrame) -> list[Chunk]:
+def split(frame: pl.DataFrame, *, pieces: int = 1) -> list[Chunk]:
     """The segments ``frame`` is written as: one per event date, big ones cut in parts (with the typed
-    payload columns the frame brings)."""
+    payload columns the frame brings); a date's part of at least ``pieces`` times
+    :data:`BULK_ROW_GROUP_SIZE` rows is cut in at least ``pieces`` parts."""
     frame = with_payload_columns(frame, from_json=False)
     dates = frame["timestamp"].dt.date()
     if dates.n_unique() == 1:
@@ -178,12 +174,18 @@ def split(frame: pl.DataFrame) -> list[Chunk]:
             (str(key[0]), part.drop("_event_date"))
             for key, part in keyed.partition_by("_event_date", as_dict=True, maintain_order=True).items()
         ]
+
     # Big parts are split so their files (and index rows) are produced in parallel: the Parquet writer
     # encodes on one core, and bulk appends are bound by it.
+    def size(rows: int) -> int:
+        if rows < pieces * BULK_ROW_GROUP_SIZE:
+            return SEGMENT_MAX_ROWS
+        return min(SEGMENT_MAX_ROWS, -(-rows // pieces))
+
     return [
-        (event_date, part.slice(offset, SEGMENT_MAX_ROWS))
+        (event_date, part.slice(offset, size(part.height)))
         for event_date, part in sorted(parts, key=lambda p: p[0])
-        for offset in range(0, part.height, SEGMENT_MAX_ROWS)
+        for offset in range(0, part.height, size(part.height))
     ]
 
 
@@ -345,56 +347,3 @@ def list_segment_files(segments_dir: Path) -> list[Path]:
         for path in partition.iterdir()
         if SEGMENT_NAME.match(path.name)
     )
-
-
-class SegmentReader:
-    """Reads given rows of segment files, decoding only the row groups that hold them.
-
-    Footers of recently used files are cached; an open file keeps reading correctly even after
-    compaction has moved it to ``retired/``."""
-
-    def __init__(self, segments_dir: Path, capacity: int = 64, *, fix: str = _RESTORE) -> None:
-        self._dir = segments_dir
-        self._capacity = capacity
-        self._fix = fix  # the hint of the error a damaged file raises
-        self._files: dict[str, tuple[pq.ParquetFile, list[int]]] = {}
-
-    def _open(self, relative: str) -> tuple[pq.ParquetFile, list[int]]:
-        cached = self._files.pop(relative, None)
-        if cached is None:
-            verify_file(self._dir / relative, self._fix)
-            # no pre-buffering (for remote storage): on a local file it adds ~0.1 ms to a small read
-            handle = pq.ParquetFile(self._dir / relative, pre_buffer=False)
-            starts = [0]
-            for i in range(handle.metadata.num_row_groups):
-                starts.append(starts[-1] + handle.metadata.row_group(i).num_rows)
-            cached = (handle, starts)
-            if len(self._files) >= self._capacity:
-                oldest = next(iter(self._files))
-                self._files.pop(oldest)[0].close()
-        self._files[relative] = cached  # re-insert: most recently used last
-        return cached
-
-    def read_groups(self, relative: str, groups: list[int], columns: list[str] | None = None) -> pl.DataFrame:
-        """Row groups ``groups`` of one segment, in file order, with the event schema's types (the
-        envelope columns unless ``columns`` says otherwise)."""
-        table = self.read_table(relative, groups, columns)
-        frame = pl.from_arrow(table)
-        assert isinstance(frame, pl.DataFrame)
-        # the usual case: the file has the event schema's types, and a cast would still cost a pass
-        # (comparing the Arrow types is ~10x cheaper than comparing the Polars schemas)
-        if all(f.type == _ARROW_TYPES.get(f.name) for f in table.schema):
-            return frame
-        return frame.cast({name: POLARS_SCHEMA[name] for name in frame.columns})
-
-    def read_table(self, relative: str, groups: list[int], columns: list[str] | None = None) -> pa.Table:
-        """Row groups ``groups`` of one segment as stored (an Arrow table), in file order."""
-        handle, _ = self._open(relative)  # a thread pool costs a small read more than it saves
-        return handle.read_row_groups(
-            groups, columns=columns if columns is not None else _ALL, use_threads=len(groups) > 2
-        )
-
-    def close(self) -> None:
-        for handle, _ in self._files.values():
-            handle.close()
-        self._files.clear()

@@ -34,9 +34,7 @@ from settler_pipeline.store.locks import file_lock
 from settler_pipeline.store.manifest import Manifest
 from settler_pipeline.store.named_ids import NamedIds
 from settler_pipeline.store.schema import POLARS_SCHEMA
-from settler_pipeline.store.segments import (
-    SegmentReader,
-)
+from settler_pipeline.store.segment_reader import SegmentReader
 from settler_pipeline.store.snapshots import SnapshotStore
 from settler_pipeline.store.stream_granules import StreamGranules
 from settler_pipeline.store.tail import Tail

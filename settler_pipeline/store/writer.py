@@ -267,9 +267,10 @@ class LogWriter(LogLookups):
             if 0 < batch.height < limits.SEGMENT_ROWS:
                 batch = with_payload_columns(batch)
             frame = _joined(_typed_tail(view.tail, untyped) if untyped is not None else None, batch)
-            chunks = split(frame)
-            # a bulk batch with at most a row group's worth of tail: larger row groups (segments.py)
+            # a bulk batch with at most a row group's worth of tail: larger row groups (segments.py),
+            # and files written two at a time (one Parquet encoder keeps one core busy)
             bulk = batch.height >= limits.SEGMENT_ROWS and not gathers
+            chunks = split(frame, pieces=2 if bulk else 1)
             written = write_segments(
                 frame,
                 self.segments_dir,

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
-from settler_pipeline.store.segments import SegmentReader
+from settler_pipeline.store.segment_reader import SegmentReader
 from tests.factories import MakeEvent, MakeFrame, uid
 
 OpenStore = Callable[..., EventStore]

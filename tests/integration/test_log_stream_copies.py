@@ -18,7 +18,7 @@ from settler_pipeline.errors import CorruptionError
 from settler_pipeline.store import limits, maintenance
 from settler_pipeline.store import table as delta_table
 from settler_pipeline.store.event_store import EventStore
-from settler_pipeline.store.segments import SegmentReader
+from settler_pipeline.store.segment_reader import SegmentReader
 from tests.factories import MakeFrame, build_frame, uid
 
 OpenStore = Callable[..., EventStore]
