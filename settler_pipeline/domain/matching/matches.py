@@ -46,7 +46,9 @@ class _ByLine:
     them (see :class:`.positions.LinePositions`)."""
 
     def __init__(self, work: pl.DataFrame) -> None:
-        self.frame = work.select(RECORD_COLUMNS)
+        # One chunk: rows are gathered from it slice after slice, and gathering from the chunks a
+        # side was read in costs several times the one copy.
+        self.frame = work.select(RECORD_COLUMNS).rechunk()
         self.positions = LinePositions(self.frame["line_number"])
 
     def rows(self, lines: npt.NDArray[np.int64]) -> pl.DataFrame:
@@ -196,7 +198,25 @@ def _built(raw: pl.DataFrame, sides: dict[str, _ByLine], run_id: str, digests: N
     groups = groups.join(_grouped_side(groups, sides["source"], "source"), on="_m").join(
         _grouped_side(groups, sides["target"], "target"), on="_m"
     )
-    built = pl.concat([singles, groups.select(singles.columns)]).with_columns(
+    # Each part is finished on its own: a column added to the two parts concatenated would first
+    # copy every other column into one chunk beside it. Their ids are hashed at once.
+    parts = [_with_differences(part) for part in (singles, groups.select(singles.columns))]
+    del singles, groups
+    names = pl.concat([_id_name(part, run_id) for part in parts])
+    ids = uuid5_series(names, digests)
+    finished = [
+        part.with_columns(match_id=ids.slice(offset, part.height)).select("_m", *MATCH_SCHEMA)
+        for part, offset in zip(parts, (0, parts[0].height), strict=True)
+    ]
+    # Rows of one record a side came first, in order; only a slice with others needs sorting back.
+    built = pl.concat(finished) if parts[1].height else finished[0]
+    built = built.sort("_m") if parts[1].height else built
+    return built.drop("_m").cast(MATCH_SCHEMA)  # type: ignore[arg-type]
+
+
+def _with_differences(built: pl.DataFrame) -> pl.DataFrame:
+    """Match rows whose sides are found, with their match type, differences and currency."""
+    return built.with_columns(
         match_type=pl.when(pl.col("source_lines").list.len() > 1)
         .then(pl.lit("many_to_one"))
         .when(pl.col("target_lines").list.len() > 1)
@@ -206,19 +226,15 @@ def _built(raw: pl.DataFrame, sides: dict[str, _ByLine], run_id: str, digests: N
         date_difference_days=pl.col("_target_day") - pl.col("_source_day"),
         currency=pl.col("_source_currency"),
     )
-    del singles, groups
-    names = built.select(
+
+
+def _id_name(built: pl.DataFrame, run_id: str) -> pl.Series:
+    """The name each match id is the uuid5 of: run id, rule and the record keys of both sides."""
+    return built.select(
         pl.concat_str(
             [pl.lit(run_id), pl.col("rule"), pl.col("_source_key"), pl.col("_target_key")], separator="\x1f"
         )
     ).to_series()
-    return (
-        built.with_columns(match_id=uuid5_series(names, digests))
-        .select("_m", *MATCH_SCHEMA)
-        .sort("_m")
-        .drop("_m")
-        .cast(MATCH_SCHEMA)  # type: ignore[arg-type]
-    )
 
 
 def uuid5_series(names: pl.Series, digests: NameDigests = hashlib_digests) -> pl.Series:
