@@ -258,7 +258,7 @@ class AttemptRunner:
                     )
                     frames += [run_events.single_event(draft, theirs) for draft in drafts]
                 others = {str(run.reconciliation_id): run.version for run, _ in replaced}
-                taken = self.closing.taken_over(state, draft, others) if self.closing is not None else []
+                taken = self.closing.taken_over(state, draft) if self.closing is not None else []
                 frames += [run_events.single_event(d, replace(ctx, causation_id=cause)) for d in taken]
                 try:
                     batch = pl.concat(frames, how="vertical_relaxed")

@@ -8,7 +8,7 @@ promises.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -123,9 +123,6 @@ class Closing(Protocol):
         """The lock review decisions on ``state``'s job hold."""
         ...
 
-    def taken_over(
-        self, state: ReconciliationState, completion: NewEvent, excluded: Collection[str]
-    ) -> list[NewEvent]:
-        """The decisions ``state``'s run takes over once ``completion`` is applied (none from the runs
-        of ``excluded``)."""
+    def taken_over(self, state: ReconciliationState, completion: NewEvent) -> list[NewEvent]:
+        """The decisions ``state``'s run takes over once ``completion`` is applied."""
         ...

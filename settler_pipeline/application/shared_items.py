@@ -48,15 +48,12 @@ class SharedItems:
         return self.start_locks.hold(state.tenant_id or "", state.job_id)
 
     def neighbours(
-        self,
-        state: ReconciliationState,
-        among: Collection[str] | None = None,
-        *,
-        excluded: Collection[str] = (),
+        self, state: ReconciliationState, among: Collection[str] | None = None
     ) -> list[ReconciliationState]:
-        """The other completed runs of ``state``'s job and tenant (only those of ``among``, if given; never
-        those of ``excluded``) with days in its reading window: an item of the run has its records in
-        that window, so a run sharing one has days there."""
+        """The other completed runs of ``state``'s job and tenant (only those of ``among``, if given)
+        with days in its reading window: an item of the run has its records in that window, so a run
+        sharing one has days there (the runs a completing run supersedes among them: they are still
+        completed until its completion is appended)."""
         if not (state.tenant_id and state.job_id and state.date_range):
             return []
         window = timedelta(days=run_spec(state).date_window_days)
@@ -64,8 +61,8 @@ class SharedItems:
         runs = live_runs(
             self.store, self.load, state.tenant_id, state.job_id, start - window, end + window, among=among
         )
-        skipped = {state.reconciliation_id, *excluded}
-        return [r for r in runs if r.reconciliation_id not in skipped and r.status == agg.COMPLETED]
+        mine = state.reconciliation_id
+        return [r for r in runs if r.reconciliation_id != mine and r.status == agg.COMPLETED]
 
     def twins(
         self, state: ReconciliationState, drafts: list[agg.NewEvent]
@@ -75,14 +72,12 @@ class SharedItems:
             return {}
         return agg.shared_decisions(state, drafts, self.neighbours(state))
 
-    def taken_over(
-        self, state: ReconciliationState, completion: agg.NewEvent, excluded: Collection[str] = ()
-    ) -> list[agg.NewEvent]:
+    def taken_over(self, state: ReconciliationState, completion: agg.NewEvent) -> list[agg.NewEvent]:
         """The decisions other completed runs of its job made on items ``state``'s run holds open once
-        ``completion`` is applied, rewritten to its own copies, in the order they were made; none from
-        the runs of ``excluded`` (those the completion supersedes). Callers hold :meth:`lock` and append
-        these in the completion's batch, so a review decision is either seen here or sees the run
-        completed, and a crash leaves both or neither."""
+        ``completion`` is applied, rewritten to its own copies, in the order they were made; the runs
+        the completion supersedes included (people's decisions on the days it reconciles again are not
+        lost). Callers hold :meth:`lock` and append these in the completion's batch, so a review
+        decision is either seen here or sees the run completed, and a crash leaves both or neither."""
         run_id, tenant = state.reconciliation_id, state.tenant_id
         if run_id is None or tenant is None:
             return []
@@ -101,7 +96,7 @@ class SharedItems:
         if decided.height == 0:
             return []
         deciding = set(decided["aggregate_id"].to_list())
-        nearby = {str(r.reconciliation_id) for r in self.neighbours(completed, deciding, excluded=excluded)}
+        nearby = {str(r.reconciliation_id) for r in self.neighbours(completed, deciding)}
         decided = decided.filter(pl.col("aggregate_id").is_in(sorted(nearby))).sort("global_position")
         if decided.height == 0:
             return []

@@ -269,6 +269,21 @@ def test_a_queued_run_executed_later_and_a_superseding_run_take_them_over(
         assert _open(app, again.reconciliation_id) == {("proposed", "s2", "t2")}
 
 
+def test_a_run_superseding_another_keeps_the_decisions_made_in_it(first_day: tuple[Path, Path, str]) -> None:
+    """Reading the same days again (new inputs, a Dagster re-materialisation) loses no decision."""
+    data, spec, first = first_day
+    with Settler(data, user="olivia") as app:
+        app.review("confirm", first, match_ids=[_proposal(app, first, "s3")])
+        app.review("reject", first, match_ids=[_proposal(app, first, "s1")], reason="wrong payout")
+        decided = _open(app, first)
+        again = app.reconcile(spec, start=DAY1, end=DAY1, supersede=True)
+        assert again.details == {"decisions_taken_over": 2}
+        assert app.state(first).status == "superseded"
+        assert _open(app, again.reconciliation_id) == decided
+        state = app.state(again.reconciliation_id)
+        assert (state.counts.matched, state.counts.proposed) == (1, 0)
+
+
 def test_without_decisions_nearby_a_run_takes_nothing_over(first_day: tuple[Path, Path, str]) -> None:
     data, spec, _ = first_day
     with Settler(data, user="olivia") as app:
