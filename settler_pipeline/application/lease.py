@@ -9,8 +9,11 @@ period. Another process judges the lease:
 * the lock is held but the heartbeat is older than the lease period: the holder is wedged, or runs on
   another host whose lock this host cannot see; treated as gone as well.
 
-A finished run's lease file is removed. Judging a lease never blocks the holder for longer than a
-non-blocking ``flock`` call.
+A finished run's lease file is removed, unless the executing block ended by an exception: then the
+run may not have recorded how it ended (a full disk refused the failure event too), so the file is
+left behind, unlocked, and the next command reads the lease as expired and marks the run abandoned
+instead of waiting forever for a process that is gone. Judging a lease never blocks the holder for
+longer than a non-blocking ``flock`` call.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ class RunLeases:
     @contextlib.contextmanager
     def hold(self, run_id: str) -> Iterator[None]:
         """Hold the run's lease for the ``with`` block (heartbeat included); raise :class:`StateError`
-        when a live process already holds it."""
+        when a live process already holds it. A block left by an exception leaves the lease expired
+        (see the module docstring)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(run_id)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -67,12 +71,15 @@ class RunLeases:
             stop = threading.Event()
             beat = threading.Thread(target=self._beat, args=(path, stop), name=f"lease-{run_id}", daemon=True)
             beat.start()
+            ended = False
             try:
                 yield
+                ended = True
             finally:
                 stop.set()
                 beat.join()
-                path.unlink(missing_ok=True)
+                if ended:
+                    path.unlink(missing_ok=True)
         finally:
             os.close(fd)
 

@@ -6,6 +6,7 @@ Kills and signals hit real ``settler`` processes in the middle of reading an inp
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -15,11 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from settler_pipeline import projections
+from settler_pipeline.application.lease import LeaseState
 from settler_pipeline.domain.matching import blocks as blocks_module
 from settler_pipeline.sample_job import write_sample_job
 from settler_pipeline.session import Settler
@@ -235,6 +238,33 @@ def test_an_unexpected_error_after_the_start_fails_the_run_with_its_step(
             2,
             failed.reconciliation_id,
         )
+
+
+def test_a_run_that_cannot_record_its_end_is_abandoned_by_the_next_command_not_left_running(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk refuses the results and then the failure event too: the run stays ``running`` in
+    the log, and its lease says the process is gone, so the schedule's re-run is not refused."""
+    with Settler(setup.data) as app:
+        store_type = type(app.store)
+        append = store_type.append_frame
+
+        def full_disk(self: object, frame: Any, **kwargs: Any) -> Any:
+            if "ReconciliationStarted" not in frame["event_type"].to_list():
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return append(self, frame, **kwargs)
+
+        monkeypatch.setattr(store_type, "append_frame", full_disk)
+        with pytest.raises(OSError, match="No space left"):
+            app.reconcile(setup.spec, start=DAY, end=DAY, idempotency_key=KEY)
+        monkeypatch.undo()
+        (stuck,) = setup.runs()
+        assert stuck["status"] in ("started", "running")
+        assert app.service.leases is not None
+        assert app.service.leases.state(str(stuck["reconciliation_id"])) == LeaseState.EXPIRED
+        again = app.reconcile(setup.spec, start=DAY, end=DAY, idempotency_key=KEY)
+        assert (again.status, again.reconciliation_id) == ("completed", stuck["reconciliation_id"])
+        assert app.state(again.reconciliation_id).attempt == 2
 
 
 def test_a_run_whose_process_is_alive_is_not_abandoned(setup: Setup) -> None:
