@@ -22,10 +22,14 @@ def sample_command(
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 0,
     name: Annotated[str, typer.Option("--name", help="Job name (also the spec's file name).")] = "sample",
     fmt: Annotated[str, typer.Option("--format", help="csv, parquet or jsonl.")] = "csv",
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite sample files already in the folder.")
+    ] = False,
     json: JsonOption = False,
 ) -> None:
     """Generate a processor export and a bank statement with the hard cases mixed in (reference noise,
-    fees, settlement lag, payouts, duplicates, ambiguous twins, currency mismatches, orphans)."""
+    fees, settlement lag, payouts, duplicates, ambiguous twins, currency mismatches, orphans).
+    A folder already holding any of these files is refused unless ``--force`` is given."""
     from settler_pipeline.errors import ValidationError
     from settler_pipeline.sample_job import write_sample_job
 
@@ -41,6 +45,7 @@ def sample_command(
         seed=seed,
         name=name,
         fmt=chosen,
+        overwrite=force,
     )
     result = {
         "job_spec": str(spec),

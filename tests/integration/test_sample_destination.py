@@ -35,3 +35,23 @@ def test_sample_writes_beside_a_data_directory_and_into_its_input_folders(tmp_pa
         result = CliRunner().invoke(app, ["sample", str(folder), "--records", "20", "--days", "1"])
         assert result.exit_code == 0, result.output
         assert (folder / "sample.yaml").is_file()
+
+
+def test_sample_refuses_a_folder_holding_its_files_unless_forced(tmp_path: Path) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    real = b"id,amount\nch_1,12.00\n"
+    (folder / "source.csv").write_bytes(real)
+    (folder / "notes.txt").write_text("kept")
+    args = ["sample", str(folder), "--records", "5", "--days", "1"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 1, refused.output
+    assert "source.csv" in refused.stderr and "--force" in refused.stderr
+    assert "Traceback" not in refused.output
+    assert (folder / "source.csv").read_bytes() == real
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "source.csv"]
+    forced = CliRunner().invoke(app, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert (folder / "source.csv").read_bytes() != real and (folder / "sample.yaml").is_file()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1 and "sample.yaml" in again.stderr and "truth.parquet" in again.stderr
