@@ -181,10 +181,19 @@ class CurrencyOptions(BaseModel):
     @classmethod
     def _exponents(cls, value: dict[str, int]) -> dict[str, int]:
         out: dict[str, int] = {}
+        spelled: dict[str, str] = {}
         for code, exponent in value.items():
             upper = code.strip().upper()
             if not re.fullmatch(CURRENCY_CODE_PATTERN, upper):
                 raise ValueError(f"{code!r} is not an ISO 4217 currency code")
+            if upper in spelled:
+                # codes are case-insensitive: two spellings of one code would leave the last one's
+                # exponent in force without a word, and amounts scaled by the wrong power of ten
+                raise ValueError(
+                    f"currency {upper} is declared twice in currency.exponents "
+                    f"({spelled[upper]}: {out[upper]}, {code}: {exponent}); keep one of them"
+                )
+            spelled[upper] = code
             if not 0 <= exponent <= 4:
                 raise ValueError(f"exponent for {upper} must be 0..4, got {exponent}")
             out[upper] = exponent

@@ -264,6 +264,11 @@ def test_a_single_column_name_and_a_list_are_both_accepted() -> None:
         ({"dates": {"timezone": "Mars/Olympus"}}, "unknown time zone"),
         ({"currency": {"default": "EURO"}}, "not an ISO 4217 currency code"),
         ({"currency": {"exponents": {"EUR": 9}}}, "must be 0..4"),
+        (
+            {"currency": {"exponents": {"eur": 3, "EUR": 2}}},
+            r"currency EUR is declared twice .*\(eur: 3, EUR: 2\)",
+        ),
+        ({"currency": {"exponents": {"xts": 3, " XTS": 3}}}, "currency XTS is declared twice"),
         ({"csv": {"delimiter": ";;"}}, "at most 1 character"),
         ({"csv": {"encoding": "klingon"}}, "unknown text encoding"),
         ({"csv": {"encoding": "rot13"}}, "unknown text encoding"),
