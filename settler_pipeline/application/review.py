@@ -176,7 +176,14 @@ def manual_match_facts(
     """Check a manual match and return what its event records: amounts (sums per side, minor units),
     currency, difference (target - source) and whether a difference beyond the job's tolerance was
     accepted. Currencies must agree; a difference beyond the widest tolerance of the job's matching
-    passes needs ``accept_difference`` and a note saying why."""
+    passes needs ``accept_difference`` and a note saying why. An id listed twice is refused first: it
+    would count its record's amount twice."""
+    for side, ids in (("source", source_ids), ("target", target_ids)):
+        repeated = sorted({r for r in ids if ids.count(r) > 1})
+        if repeated:
+            raise ValidationError(
+                f"{side} record {', '.join(repeated)} is listed twice", hint="list each id once"
+            )
     records = [details.record("source", r) for r in source_ids] + [
         details.record("target", r) for r in target_ids
     ]

@@ -124,3 +124,26 @@ def test_quarantined_rows_are_listed_in_the_numeric_order_of_their_lines(tmp_pat
     numbers = [i["line_number"] for i in items if i["kind"] == "quarantined"]
     assert min(numbers) < 10 <= max(numbers), numbers  # "2" sorts after "13" as text
     assert numbers == sorted(numbers)
+
+
+def test_a_manual_match_listing_a_record_twice_is_refused_before_the_amounts(run: tuple[Path, str]) -> None:
+    data, run_id = run
+    with Settler(data, user="olivia") as app:
+        _, items = app.review_items(run_id)
+        sources = [i for i in items if i["kind"] == "unmatched" and i["source"]]
+        targets = [i for i in items if i["kind"] == "unmatched" and i["target"]]
+        # counted twice, the source would be beyond the tolerance: the repeat is what must be reported
+        s, t = next(
+            (s, t)
+            for s in sources
+            for t in targets
+            if s["source"][0]["currency"] == t["target"][0]["currency"]
+            and abs(2 * s["source"][0]["amount_minor"] - t["target"][0]["amount_minor"]) > 1_000
+        )
+        head = app.store.head_position
+        with pytest.raises(ValidationError, match="is listed twice") as refused:
+            app.review("match", run_id, source_ids=[s["id"], s["id"]], target_ids=[t["id"]], note="n")
+        assert refused.value.hint == "list each id once"
+        with pytest.raises(ValidationError, match=r"target record .* is listed twice"):
+            app.review("match", run_id, source_ids=[s["id"]], target_ids=[t["id"], t["id"]], note="n")
+        assert app.store.head_position == head
