@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import time
 from dataclasses import dataclass
@@ -153,10 +154,10 @@ def check_spec(spec: JobSpec, roots: InputRoots) -> None:
 
 
 def check_side(spec: SideSpec, *, base_dir: Path, roots: InputRoots, side: str | None = None) -> None:
-    """What can be checked before a run starts: every input lies inside ``roots`` (a glob's prefix;
-    its matches are checked when read), a ``duckdb_sql`` side has a sandbox it can run in, and a CSV
-    file that already exists has the mapped columns. Raises :class:`JobSpecError`; a missing file is
-    left to the run (it may arrive before the run reads it)."""
+    """What can be checked before a run starts: every input lies inside ``roots`` (a glob's prefix
+    and the files it matches now; its matches are checked again when read), a ``duckdb_sql`` side
+    has a sandbox it can run in, and a CSV file that already exists has the mapped columns. Raises
+    :class:`JobSpecError`; a missing file is left to the run (it may arrive before the run reads it)."""
     if spec.adapter == "duckdb_sql":
         assert spec.query is not None  # guaranteed by SideSpec validation
         check_query_access(spec.query, base_dir, roots.sandbox_directories(base_dir))
@@ -167,7 +168,13 @@ def check_side(spec: SideSpec, *, base_dir: Path, roots: InputRoots, side: str |
     if ".." in parts[fixed:]:
         raise JobSpecError(f"input {spec.path} has '..' after a glob character", hint=ROOTS_HINT)
     path = roots.check(Path(*parts[:fixed]), base_dir, what="input")
-    if spec.adapter == "csv" and fixed == len(parts) and path.is_file():
+    if fixed < len(parts):
+        # the glob's matches today are checked too, so one leading out (a symlink) refuses the run
+        # before anything is recorded; files that arrive later are checked when read
+        with contextlib.suppress(NotFoundError):  # none yet: they may arrive before the run reads
+            roots.expand(spec.path, base_dir, what="input")
+        return
+    if spec.adapter == "csv" and path.is_file():
         header = read_csv_header(path, spec.csv_options, _mapped_names(spec))
         if header is not None:
             resolve_columns(spec, header, side=side)

@@ -152,6 +152,10 @@ SPEC_ATTACKS: dict[str, tuple[Callable[[World], dict[str, object]], str]] = {
         "inside the data directory",
     ),
     "symlink out": (lambda w: {"target": _csv("link-to-secret.csv")}, "outside the allowed input roots"),
+    "glob matching a symlink out": (
+        lambda w: {"target": {**_csv("link-to-*.csv"), "adapter": "parquet"}},
+        "outside the allowed input roots",
+    ),
     "sql read_text": (lambda w: {"target": _sql(f"SELECT * FROM read_text('{w.secret}')")}, "outside"),
     "sql read_csv of the log": (
         lambda w: {"target": _sql(f"SELECT * FROM read_parquet('{w.data}/log/segments/**/*.parquet')")},
