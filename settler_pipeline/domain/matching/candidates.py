@@ -24,13 +24,12 @@ import numpy as np
 import polars as pl
 
 from settler_pipeline.domain.matching.config import Tolerance
-from settler_pipeline.domain.matching.expansion import SearchRows, expanded_pairs, nearest_of_each
+from settler_pipeline.domain.matching.expansion import PairFilter, SearchRows, expanded_pairs, nearest_of_each
 from settler_pipeline.domain.matching.narrowing import Rows, lowest_lines_of_cut_runs, narrowed
 from settler_pipeline.domain.matching.sorted_keys import SortedKeys
 from settler_pipeline.domain.matching.tolerance import (
     BoolArray,
     Int64Array,
-    allowed_difference,
     search_radius,
     within_tolerance,
 )
@@ -241,16 +240,10 @@ def window_candidates(
     rows = SearchRows(all_src[keep], all_start[keep], all_count[keep], order)
     del all_src, all_start, all_end, all_centre, all_count, keep
 
-    if tolerance.percent_of == "source":
-        # The allowed difference depends on the source alone: worked out once per source rather than
-        # once per pair (a percentage costs an integer division per amount).
-        allowed = allowed_difference(s_amt, tolerance)
-
-        def fits(src: Int64Array, tgt: Int64Array) -> BoolArray:
-            kept: BoolArray = np.abs(t_amt[tgt] - s_amt[src]) <= allowed[src]
-            return kept
-
-    else:
+    fits: PairFilter | None = None
+    if tolerance.percent_of != "source":
+        # The search radius of a percentage of the target is a bound: the pairs are checked. Any
+        # other tolerance depends on the source alone, so a row's range is exactly its candidates.
 
         def fits(src: Int64Array, tgt: Int64Array) -> BoolArray:
             return within_tolerance(s_amt[src], t_amt[tgt], tolerance)

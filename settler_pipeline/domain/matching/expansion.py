@@ -37,11 +37,12 @@ class SearchRows:
 
 
 def expanded_pairs(
-    rows: SearchRows, sources: int, *, fits: PairFilter, nearest: PairFilter | None = None
+    rows: SearchRows, sources: int, *, fits: PairFilter | None, nearest: PairFilter | None = None
 ) -> tuple[Int64Array, Int64Array]:
-    """The ``(source index, target index)`` of every pair of ``rows`` that ``fits`` keeps, in row
-    order and then by position within the row. With ``nearest``, which is given all the fitting
-    pairs of each source it sees at once, only the pairs it keeps are returned (same order)."""
+    """The ``(source index, target index)`` of every pair of ``rows`` that ``fits`` keeps (every
+    pair without ``fits``), in row order and then by position within the row. With ``nearest``,
+    which is given all the fitting pairs of each source it sees at once, only the pairs it keeps
+    are returned (same order)."""
     offsets = np.cumsum(rows.count) - rows.count
     if nearest is None or int(rows.count.sum()) <= PAIRS_AT_ONCE:
         # Contiguous runs of rows: the pairs come out in order without sorting them back.
@@ -81,7 +82,11 @@ def _source_slices(src: Int64Array, count: Int64Array, sources: int) -> list[tup
 
 
 def _pairs(
-    rows: SearchRows, which: Int64Array, offsets: Int64Array, fits: PairFilter, nearest: PairFilter | None
+    rows: SearchRows,
+    which: Int64Array,
+    offsets: Int64Array,
+    fits: PairFilter | None,
+    nearest: PairFilter | None,
 ) -> tuple[Int64Array, Int64Array, Int64Array]:
     """The kept pairs of the rows ``which`` and their positions among all rows' pairs."""
     count = rows.count[which]
@@ -91,8 +96,9 @@ def _pairs(
     tgt = rows.order[rows.start[row] + within]
     position = offsets[row] + within
     del row, within
-    keep = fits(src, tgt)
-    src, tgt, position = src[keep], tgt[keep], position[keep]
+    if fits is not None:
+        keep = fits(src, tgt)
+        src, tgt, position = src[keep], tgt[keep], position[keep]
     if nearest is not None:
         keep = nearest(src, tgt)
         src, tgt, position = src[keep], tgt[keep], position[keep]

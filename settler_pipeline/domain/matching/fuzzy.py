@@ -19,6 +19,9 @@ Confidence: ``0.8 * similarity`` -- a proposal never scores like an auto-confirm
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 from rapidfuzz import fuzz, process
@@ -34,7 +37,7 @@ from settler_pipeline.domain.matching.outcome import (
     one_to_one_matches,
 )
 from settler_pipeline.domain.matching.resolve import resolve_mutual_best
-from settler_pipeline.domain.matching.similarity_bound import may_reach, text_features
+from settler_pipeline.domain.matching.similarity_bound import TextFeatures, may_reach, text_features
 
 PROPOSAL_WEIGHT = 0.8
 SCORED_AT_ONCE = 250_000
@@ -53,8 +56,21 @@ def _clean(column: str) -> pl.Expr:
     )
 
 
+@dataclass(frozen=True)
+class _Texts:
+    """A side's cleaned texts per field and their features (see :mod:`.similarity_bound`)."""
+
+    texts: dict[str, pl.Series]
+    features: dict[str, TextFeatures]
+
+
+def _texts(records: pl.DataFrame, fields: list[str]) -> _Texts:
+    texts = {f: records.select(_clean(f)).to_series() for f in fields}
+    return _Texts(texts, {f: text_features(t) for f, t in texts.items()})
+
+
 def _with_similarity(
-    candidates: Candidates, source: pl.DataFrame, target: pl.DataFrame, fields: list[str], min_score: float
+    candidates: Candidates, source: _Texts, target: _Texts, fields: list[str], min_score: float
 ) -> pl.DataFrame:
     """The candidate pairs scoring at least ``min_score``, with their ``similarity``.
 
@@ -62,10 +78,6 @@ def _with_similarity(
     ``min_score``: most candidate pairs share no word and cannot, and bounding them costs a fraction
     of scoring them. Scored :data:`SCORED_AT_ONCE` pairs at a time, so the lists of strings the
     scorer reads are held for one slice of the pairs, not for all of them."""
-    source_texts = {f: source.select(_clean(f)).to_series() for f in fields}
-    target_texts = {f: target.select(_clean(f)).to_series() for f in fields}
-    source_features = {f: text_features(texts) for f, texts in source_texts.items()}
-    target_features = {f: text_features(texts) for f, texts in target_texts.items()}
     pairs, source_rows, target_rows = candidates.pairs, candidates.source_rows, candidates.target_rows
     # Rounded scores below the bound's own cut cannot reach min_score: the margin covers the
     # rounding to hundredths below and the float arithmetic of the bound.
@@ -80,14 +92,14 @@ def _with_similarity(
                 # often has no counterparty column at all); the bound says so too.
                 hopeful = np.flatnonzero(
                     may_reach(
-                        source_features[source_field], target_features[target_field], s_rows, t_rows, cut
+                        source.features[source_field], target.features[target_field], s_rows, t_rows, cut
                     )
                 )
                 if not len(hopeful):
                     continue
                 scores = process.cpdist(
-                    source_texts[source_field].gather(s_rows[hopeful]).to_list(),
-                    target_texts[target_field].gather(t_rows[hopeful]).to_list(),
+                    source.texts[source_field].gather(s_rows[hopeful]).to_list(),
+                    target.texts[target_field].gather(t_rows[hopeful]).to_list(),
                     scorer=fuzz.token_set_ratio,
                     dtype=np.float64,
                     workers=-1,
@@ -102,19 +114,24 @@ def _with_similarity(
 def run_fuzzy_pass(source: pl.DataFrame, target: pl.DataFrame, config: FuzzyPass) -> PassOutcome:
     """Propose matches by text similarity (see the module docstring)."""
     window = config.date_window
-    candidates = window_candidates(
-        source,
-        target,
-        tolerance=config.tolerance,
-        days_before=window.days_before,
-        days_after=window.days_after,
-        max_candidates=config.max_candidates,
-        crowded="nearest",
-    )
-    if candidates.pairs.height == 0 or not config.fields:
-        return PassOutcome(empty_matches(), empty_hints())
     fields: list[str] = list(dict.fromkeys(config.fields))
-    scored = _with_similarity(candidates, source, target, fields, config.min_score)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The texts' features need no candidate: they are worked out on the other core while the
+        # candidates are searched (both mostly run outside the interpreter's lock).
+        texts = pool.submit(lambda: (_texts(source, fields), _texts(target, fields)))
+        candidates = window_candidates(
+            source,
+            target,
+            tolerance=config.tolerance,
+            days_before=window.days_before,
+            days_after=window.days_after,
+            max_candidates=config.max_candidates,
+            crowded="nearest",
+        )
+        source_texts, target_texts = texts.result()
+    if candidates.pairs.height == 0 or not fields:
+        return PassOutcome(empty_matches(), empty_hints())
+    scored = _with_similarity(candidates, source_texts, target_texts, fields, config.min_score)
     if config.reject_conflicting_references:
         # After scoring: far fewer pairs are left to check than were scored.
         scored = without_conflicting_references(scored, source, target)
