@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from settler_pipeline.domain.matching.pairs import attach_checks
+from settler_pipeline.domain.matching.pairs import attach_checks, keyed_pairs
 from settler_pipeline.domain.matching.positions import LinePositions
 from tests.profiles import examples
 
@@ -115,3 +117,30 @@ def test_line_positions_find_the_row_of_each_line(lines: list[int], wanted: list
             assert lines[row] == line
         else:
             assert row == -1
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(
+    source=st.lists(st.tuples(st.integers(-3, 30), st.sampled_from("ABCDE")), max_size=40),
+    target=st.lists(st.tuples(st.integers(1, 30), st.sampled_from("ABCDE"), st.integers(0, 1)), max_size=40),
+    max_candidates=st.integers(1, 4),
+)
+def test_keyed_pairs_are_the_pairs_of_equal_keys_found_at_most_max_candidates_times_a_side(
+    source: list[tuple[int, str]], target: list[tuple[int, str, int]], max_candidates: int
+) -> None:
+    source_keys = pl.DataFrame(source, schema={"line_number": pl.Int64(), "key": pl.String()}, orient="row")
+    target_keys = pl.DataFrame(
+        target, schema={"line_number": pl.Int64(), "key": pl.String(), "via": pl.Int64()}, orient="row"
+    )
+    counts = [Counter(key for _, key, *_ in side) for side in (source, target)]
+    expected: dict[tuple[int, int], int] = {}
+    for s_line, key in source:
+        for t_line, t_key, via in target:
+            if key == t_key and all(count[key] <= max_candidates for count in counts):
+                expected[s_line, t_line] = min(via, expected.get((s_line, t_line), via))
+    pairs = keyed_pairs(source_keys, target_keys, max_candidates=max_candidates)
+    assert pairs.height == len(expected)
+    assert (
+        dict(zip(zip(pairs["source_line"], pairs["target_line"], strict=True), pairs["via"], strict=True))
+        == expected
+    )
