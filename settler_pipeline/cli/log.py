@@ -10,11 +10,13 @@ from rich.text import Text
 
 from settler_pipeline.cli.options import DataDirOption, JsonOption, existing_data
 from settler_pipeline.cli.output import (
+    EXIT_DAMAGED_DATA,
     EXIT_USER_ERROR,
     command,
     console,
     emit_json,
     emit_mapping,
+    warn,
 )
 
 app = typer.Typer(help="Verify, repair, compact, reindex and describe the event log.", no_args_is_help=True)
@@ -24,7 +26,8 @@ app = typer.Typer(help="Verify, repair, compact, reindex and describe the event 
 @command
 def verify_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
     """Check checksums, the write-ahead records, the recorded head, gap-free positions, stream versions
-    and index agreement; opens nothing for writing. Exits 1 naming what is damaged and what was lost."""
+    and index agreement; opens nothing for writing. Exits 3 (damaged or missing files) naming what is
+    damaged and what was lost."""
     from settler_pipeline.store import maintenance
     from settler_pipeline.store.event_store import EventStore
 
@@ -46,7 +49,7 @@ def verify_command(data_dir: DataDirOption = Path("data"), json: JsonOption = Fa
         else:
             console.print("[dim]hint:[/] `settler log repair` keeps every intact event and reports the rest")
     if not report.ok:
-        raise typer.Exit(EXIT_USER_ERROR)
+        raise typer.Exit(EXIT_DAMAGED_DATA)
 
 
 @app.command("repair")
@@ -144,7 +147,8 @@ def reindex_command(data_dir: DataDirOption = Path("data"), json: JsonOption = F
 @app.command("stats")
 @command
 def stats_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
-    """Size and shape of the log."""
+    """Size and shape of the log. Committed segment files that are missing or not their recorded size
+    are listed under ``damaged`` and exit 3 (``settler log verify`` checks everything)."""
     from settler_pipeline.store import maintenance
     from settler_pipeline.store.event_store import EventStore
 
@@ -154,3 +158,9 @@ def stats_command(data_dir: DataDirOption = Path("data"), json: JsonOption = Fal
         emit_json(stats)
     else:
         emit_mapping("log stats", stats)
+    if stats["damaged"]:
+        warn(
+            f"the log is damaged ({len(stats['damaged'])} problems); run `settler log verify` for the "
+            "whole check and `settler log repair` to keep every intact event"
+        )
+        raise typer.Exit(EXIT_DAMAGED_DATA)

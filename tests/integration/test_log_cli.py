@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from deltalake import DeltaTable
 
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
 from tests.factories import build_event, build_frame, bulk_batches_to_segments, uid
@@ -80,7 +81,7 @@ def test_stats_reports_the_shape_of_the_log_as_json(log_dir: Path) -> None:
     assert stats["segments"] == 2 and stats["wal_events"] == 1
 
 
-def test_verify_exits_1_on_a_corrupted_copy_and_names_the_segment(log_dir: Path, tmp_path: Path) -> None:
+def test_verify_exits_3_on_a_corrupted_copy_and_names_the_segment(log_dir: Path, tmp_path: Path) -> None:
     with EventStore.open(log_dir) as store:
         store.copy_to(tmp_path / "copy")
     copy = tmp_path / "copy"
@@ -89,11 +90,50 @@ def test_verify_exits_1_on_a_corrupted_copy_and_names_the_segment(log_dir: Path,
     blob[len(blob) // 2] ^= 0x10
     victim.write_bytes(bytes(blob))
     result = settler("log", "verify", "--data-dir", copy, "--json")
-    assert result.returncode == 1
+    assert result.returncode == 3  # damaged files of the data directory, as the README's exit codes say
     report = json_of(result)
     assert report["ok"] is False
     assert any(victim.name in problem for problem in report["problems"]), report["problems"]
     assert settler("log", "verify", "--data-dir", log_dir, "--json").returncode == 0
+
+
+def _copy_of(log_dir: Path, copy: Path) -> Path:
+    with EventStore.open(log_dir) as store:
+        store.copy_to(copy)
+    return copy
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_stats_reports_a_missing_or_cut_segment_and_exits_3(
+    log_dir: Path, tmp_path: Path, damage: str
+) -> None:
+    copy = _copy_of(log_dir, tmp_path / "copy")
+    victim = sorted((copy / "log" / "segments").rglob("seg-*.parquet"))[0]
+    if damage == "deleted":
+        victim.unlink()
+    else:
+        victim.write_bytes(victim.read_bytes()[:100])
+    result = settler("log", "stats", "--data-dir", copy, "--json")
+    assert result.returncode == 3, result.stderr
+    stats = json_of(result)
+    assert len(stats["damaged"]) == 1 and victim.name in stats["damaged"][0], stats["damaged"]
+    assert ("missing" if damage == "deleted" else "100 bytes") in stats["damaged"][0]
+    assert "settler log verify" in result.stderr
+    plain = settler("log", "stats", "--data-dir", copy)
+    assert plain.returncode == 3 and "settler log verify" in plain.stderr and "Traceback" not in plain.stderr
+
+
+def test_stats_counts_the_events_a_log_holds_after_a_loss_was_accepted(log_dir: Path, tmp_path: Path) -> None:
+    copy = _copy_of(log_dir, tmp_path / "copy")
+    sorted((copy / "log" / "segments").rglob("seg-*.parquet"))[0].unlink()
+    repaired = settler("log", "repair", "--accept-loss", "--data-dir", copy, "--json")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    result = settler("log", "stats", "--data-dir", copy, "--json")
+    assert result.returncode == 0, result.stderr
+    stats = json_of(result)
+    assert stats["damaged"] == [] and stats["head_position"] == 2 * BULK_ROWS + 4
+    held = DeltaTable(str(copy / "log" / "segments")).to_pyarrow_table().num_rows + stats["wal_events"]
+    assert stats["events"] == sum(stats["events_by_type"].values()) == held < stats["head_position"]
 
 
 def test_compact_then_reindex_keep_the_log_verifiable(log_dir: Path, tmp_path: Path) -> None:
