@@ -71,10 +71,10 @@ def repair_command(
     segment files are reported (restore them from a backup and repair again), or with --accept-loss
     recorded as lost. Exits 1 when something could not be repaired, naming it."""
     from settler_pipeline.store import maintenance
-    from settler_pipeline.store.event_store import EventStore
 
-    with EventStore.open(existing_data(data_dir)) as store:
-        report = maintenance.repair(store, accept_loss=accept_loss)
+    store, done = maintenance.open_for_repair(existing_data(data_dir))
+    with store:
+        report = maintenance.repair(store, accept_loss=accept_loss, done=done)
     if json:
         emit_json(report.to_dict())
     else:

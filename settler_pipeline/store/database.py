@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from settler_pipeline.errors import StoreError
+from settler_pipeline.errors import CorruptionError, StoreError
 from settler_pipeline.store.locks import file_lock
 
 
@@ -32,8 +32,10 @@ class DuckDBFile:
         what: str,
         read_only: bool = False,
         missing_ok: bool = False,
+        fix: str = "run `settler log reindex` (or `settler log repair`) to rebuild it from the segments",
     ) -> None:
         self.path = path
+        self.fix = fix  # the hint of the error a missing or unreadable file raises
         self.schema_sql = schema_sql
         self.what = what
         self.read_only = read_only  # never create, lock for writing or write the file
@@ -57,10 +59,7 @@ class DuckDBFile:
                     empty.close()
                 return
             if self.read_only:
-                raise StoreError(
-                    f"the {self.what} {self.path} is missing",
-                    hint="run `settler log reindex` (a writer) to rebuild it",
-                )
+                raise CorruptionError(f"the {self.what} {self.path} is missing", hint=self.fix)
             with self.writing():
                 pass
         with file_lock(self.lock_path, shared=True, create=not self.read_only):
@@ -113,9 +112,12 @@ class DuckDBFile:
             # The path is ours (never user input); ATTACH takes no bound parameters for the file name.
             self._con.execute(f"ATTACH '{_quote(self.path)}' AS idx{mode}")
         except duckdb.Error as exc:
-            raise StoreError(
-                f"cannot open the {self.what} {self.path}: {exc}",
-                hint="run `settler log reindex` to rebuild it from the segments",
+            text = str(exc)
+            if any(word in text for word in _NOT_DAMAGE):
+                raise StoreError(f"cannot open the {self.what} {self.path}: {text}", hint=self.fix) from exc
+            # the file is there but DuckDB cannot read it as a database: damaged, not a bug
+            raise CorruptionError(
+                f"the {self.what} {self.path} is damaged: DuckDB cannot open it ({text})", hint=self.fix
             ) from exc
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -128,6 +130,11 @@ class DuckDBFile:
         with self.reading() as con:
             frame: pl.DataFrame = con.sql(sql, params=list(params)).pl()
             return frame
+
+
+# DuckDB's words for an ATTACH that failed for a reason other than the file's bytes (access, locks,
+# space): the file may well be intact
+_NOT_DAMAGE = ("Permission denied", "lock", "No space left", "Disk quota", "Read-only file system")
 
 
 def _quote(path: Path) -> str:

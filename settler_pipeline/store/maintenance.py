@@ -28,7 +28,7 @@ from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.manifest import SegmentInfo
 from settler_pipeline.store.payloads import with_payload_columns
 from settler_pipeline.store.reindex import ReindexReport, read_verified, reindex
-from settler_pipeline.store.repair import RepairReport, repair
+from settler_pipeline.store.repair import RepairReport, open_for_repair, repair
 from settler_pipeline.store.schema import POLARS_SCHEMA
 from settler_pipeline.store.segments import (
     write_segments,
@@ -42,6 +42,7 @@ __all__ = [
     "RepairReport",
     "VerifyReport",
     "compact",
+    "open_for_repair",
     "reindex",
     "repair",
     "stats",

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-from settler_pipeline.errors import StoreError
+from settler_pipeline.errors import CorruptionError, StoreError
 from settler_pipeline.store import quarantine, wal
 from settler_pipeline.store import table as delta_table
 from settler_pipeline.store.event_store import EventStore, LogView
 from settler_pipeline.store.head import write_head
+from settler_pipeline.store.locks import file_lock
 from settler_pipeline.store.manifest import Manifest, SegmentInfo
 from settler_pipeline.store.recovery import describe_missing
 from settler_pipeline.store.reindex import check_contiguous, reindex
@@ -40,7 +43,33 @@ class RepairReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def repair(store: EventStore, *, accept_loss: bool = False) -> RepairReport:
+def open_for_repair(data_dir: str | os.PathLike[str]) -> tuple[EventStore, list[str]]:
+    """Open the log under ``data_dir`` as a writer for :func:`repair`, and what was done to its index
+    on the way: a missing index, or one DuckDB cannot open (moved to the quarantine folder first, as
+    opening would fail on it), is rebuilt from the segment files by opening the log. Pass the actions
+    returned to :func:`repair` so its report names them."""
+    actions: list[str] = []
+    try:
+        with EventStore.open(data_dir, read_only=True) as probe:
+            index = probe.index
+            if not index.path.exists():
+                actions.append(f"rebuilt the missing index {index.path} from the segment files")
+            else:
+                try:
+                    index.query("SELECT 1")
+                except CorruptionError:
+                    with file_lock(index.lock_path):
+                        folder = quarantine.move_aside(probe.root, [index.path, Path(f"{index.path}.wal")])
+                    actions.append(
+                        f"moved the unreadable index {index.path} to {folder} and rebuilt it from the "
+                        "segment files"
+                    )
+    except StoreError:
+        pass  # a log the probe cannot read: opening it as a writer says what is wrong
+    return EventStore.open(data_dir), actions
+
+
+def repair(store: EventStore, *, accept_loss: bool = False, done: Sequence[str] = ()) -> RepairReport:
     """Do what can be done for a damaged log, keeping every intact event and never reusing a position:
 
     * a Delta transaction log that cannot be replayed (a commit file missing from its middle, a damaged
@@ -61,8 +90,9 @@ def repair(store: EventStore, *, accept_loss: bool = False) -> RepairReport:
     be repaired here: they are reported (restore them from a backup and repair again). Without a
     backup, ``accept_loss`` rebuilds the commit point from the files there are and records the
     positions only the missing files held as lost (never reused), so the log can go on. Run
-    ``verify`` afterwards."""
-    report = RepairReport()
+    ``verify`` afterwards. ``done`` are actions already taken (see :func:`open_for_repair`), reported
+    first."""
+    report = RepairReport(actions=list(done))
     with store.write_lock():
         view = store.current_view()
         if _recommit_unreplayable(store, view, report):

@@ -42,7 +42,15 @@ class SnapshotStore(DuckDBFile):
     """The snapshot database of one log."""
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
-        super().__init__(path, SCHEMA_SQL, what="snapshot store", read_only=read_only, missing_ok=True)
+        super().__init__(
+            path,
+            SCHEMA_SQL,
+            what="snapshot store",
+            read_only=read_only,
+            missing_ok=True,
+            # snapshots only save replaying events: losing them loses nothing
+            fix=f"delete {path} (snapshots are a cache of the log); `settler snapshot` builds them again",
+        )
 
     def save(self, snapshot: Snapshot) -> None:
         """Store one snapshot."""

@@ -191,3 +191,28 @@ def test_an_unknown_log_command_fails_without_a_traceback(log_dir: Path) -> None
     result = settler("log", "vacuum", "--data-dir", log_dir)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
+
+
+def test_an_unreadable_index_is_damaged_data_named_with_its_fix_and_repair_rebuilds_it(
+    log_dir: Path, tmp_path: Path
+) -> None:
+    copy = _copy_of(log_dir, tmp_path / "copy")
+    index = copy / "log" / "index.duckdb"
+    index.write_bytes(os.urandom(5000))
+    for args in (["log", "verify"], ["log", "stats"], ["project"]):
+        result = settler(*args, "--data-dir", copy)
+        assert result.returncode == 3, (args, result.stderr)  # damaged files, not a bug
+        assert str(index) in result.stderr and "settler log reindex" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    repaired = settler("log", "repair", "--data-dir", copy, "--json")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    actions = json_of(repaired)["actions"]
+    assert any("unreadable index" in action for action in actions), actions
+    assert json_of(settler("log", "verify", "--data-dir", copy, "--json"))["ok"] is True
+
+    index.unlink()
+    rebuilt = settler("log", "repair", "--data-dir", copy)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "rebuilt the missing index" in rebuilt.stdout and "nothing to repair" not in rebuilt.stdout
+    assert index.is_file() and settler("log", "verify", "--data-dir", copy).returncode == 0
+    assert "nothing to repair" in settler("log", "repair", "--data-dir", copy).stdout
