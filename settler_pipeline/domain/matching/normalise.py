@@ -164,8 +164,12 @@ def description_tokens(
     """One row ``(line_number, key)`` per token of ``records[column]`` (whole tokens and their
     pieces, see the module docstring) that has at least ``min_length`` characters as written (so
     stray short numbers such as amounts or dates are ignored), each normalised like a reference;
-    empty results are dropped. ``among``: a condition on ``key`` true for every key the caller can
-    use (pairing only on keys the other side has); keys it is false for may be left out."""
+    empty results are dropped. ``among``: see :func:`normalised_tokens`."""
+    return normalised_tokens(memo_tokens(records, column, min_length=min_length), prefixes, among)
+
+
+def memo_tokens(records: pl.DataFrame, column: str, *, min_length: int) -> pl.DataFrame:
+    """:func:`description_tokens` as written (upper-cased), before their prefixes are removed."""
     memos = records.select("line_number", memo=pl.col(column).str.to_uppercase()).drop_nulls("memo")
     # Most memos are words and spaces ("PAYMENT FROM ANNA SMITH"): their tokens are the pieces
     # between spaces, which a literal split finds at a fraction of the regex's cost, and none of
@@ -194,13 +198,14 @@ def description_tokens(
     tokens = pl.concat([words, whole, pieces, smallest]).filter(
         pl.col("key").str.len_bytes() >= max(min_length, 1)
     )
-    return _stripped(tokens, prefixes, among)
+    return tokens
 
 
-def _stripped(tokens: pl.DataFrame, prefixes: Iterable[str], among: pl.Expr | None) -> pl.DataFrame:
-    """``tokens`` with the longest configured prefix removed from each ``key``, empties dropped, and
-    those ``among`` is false for left out of the keys that start with no prefix. Only the few keys
-    that start with a prefix go through the replacement."""
+def normalised_tokens(tokens: pl.DataFrame, prefixes: Iterable[str], among: pl.Expr | None) -> pl.DataFrame:
+    """:func:`memo_tokens` with the longest configured prefix removed from each ``key`` and empties
+    dropped. ``among``: a condition on ``key`` true for every key the caller can use (pairing only on
+    keys the other side has); keys it is false for may be left out. Only the few keys that start
+    with a prefix go through the replacement."""
     ordered = normalise_prefixes(prefixes)
     if not ordered:
         return tokens if among is None else tokens.filter(among)

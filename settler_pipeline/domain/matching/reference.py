@@ -14,10 +14,12 @@ Confidence: 1.0 for a reference found in the reference field, 0.97 for one found
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import polars as pl
 
 from settler_pipeline.domain.matching.config import ReferencePass
-from settler_pipeline.domain.matching.normalise import description_tokens, reference_keys
+from settler_pipeline.domain.matching.normalise import memo_tokens, normalised_tokens, reference_keys
 from settler_pipeline.domain.matching.outcome import (
     PassOutcome,
     ambiguous_hints,
@@ -34,34 +36,49 @@ TARGETS_AT_ONCE = 1_000_000
 """Target records whose keys are found at once: each slice's tokens exist at once."""
 
 
-def _target_keys(target: pl.DataFrame, source_keys: pl.DataFrame, config: ReferencePass) -> pl.DataFrame:
+def _target_keys(
+    target: pl.DataFrame, source_keys: Future[pl.DataFrame], config: ReferencePass
+) -> pl.DataFrame:
     """The target's keys (``line_number``, ``key``, ``via`` and the key's hash ``_h``). A memo
     gives several tokens, most of them words no reference equals: of the tokens, only those whose
     hash a source key shares are kept (no other key can pair), found :data:`TARGETS_AT_ONCE` records
-    at a time rather than holding every token of every record."""
+    at a time rather than holding every token of every record. The source's keys are waited for
+    only once the first slice's tokens are found."""
     prefixes = config.strip_prefixes
-    shared = key_hash(pl.col("key")).is_in(source_keys["_h"].implode())
+    shared: pl.Expr | None = None
     parts = []
     for offset in range(0, target.height, TARGETS_AT_ONCE):
         records = target.slice(offset, TARGETS_AT_ONCE)
         keys = [reference_keys(records, prefixes).with_columns(via=pl.lit(VIA_REFERENCE, dtype=pl.Int64))]
         if config.search_in_description:
+            tokens = memo_tokens(records, "description", min_length=config.min_token_length)
+            if shared is None:
+                shared = key_hash(pl.col("key")).is_in(source_keys.result()["_h"].implode())
             keys.append(
-                description_tokens(
-                    records, "description", prefixes, min_length=config.min_token_length, among=shared
-                ).with_columns(via=pl.lit(VIA_DESCRIPTION, dtype=pl.Int64))
+                normalised_tokens(tokens, prefixes, shared).with_columns(
+                    via=pl.lit(VIA_DESCRIPTION, dtype=pl.Int64)
+                )
             )
         parts.append(pl.concat(keys).with_columns(_h=key_hash(pl.col("key"))))
     schema = {"line_number": pl.Int64(), "key": pl.String(), "via": pl.Int64(), "_h": pl.UInt64()}
     return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
 
+def _source_keys(source: pl.DataFrame, config: ReferencePass) -> pl.DataFrame:
+    """The source's keys (``line_number``, ``key``, ``_h``)."""
+    return reference_keys(source, config.strip_prefixes).with_columns(_h=key_hash(pl.col("key")))
+
+
 def _keys(
     source: pl.DataFrame, target: pl.DataFrame, config: ReferencePass
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The source's keys (``line_number``, ``key``, ``_h``) and the target's (see :func:`_target_keys`)."""
-    source_keys = reference_keys(source, config.strip_prefixes).with_columns(_h=key_hash(pl.col("key")))
-    return source_keys, _target_keys(target, source_keys, config)
+    """The source's keys (see :func:`_source_keys`) and the target's (see :func:`_target_keys`)."""
+    # Neither side's keys need the other's until the target's tokens are narrowed: the source's are
+    # built on a second thread meanwhile (Polars works without holding the interpreter lock).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        source_keys = pool.submit(_source_keys, source, config)
+        target_keys = _target_keys(target, source_keys, config)
+        return source_keys.result(), target_keys
 
 
 def run_reference_pass(source: pl.DataFrame, target: pl.DataFrame, config: ReferencePass) -> PassOutcome:
