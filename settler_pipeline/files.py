@@ -66,6 +66,17 @@ def replace_durably(staging: Path, target: Path) -> None:
 
 
 @contextmanager
+def removed_on_failure(staging: Path) -> Iterator[Path]:
+    """Yield ``staging``; when the block raises, the file is removed (a partial file left by a full
+    disk would otherwise hold the space the next attempt needs)."""
+    try:
+        yield staging
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
 def atomic_replace(target: Path) -> Iterator[Path]:
     """Yield a staging path to write ``target``'s new content to; when the block ends normally the
     content replaces ``target`` durably (:func:`replace_durably`), and when it raises, ``target`` is

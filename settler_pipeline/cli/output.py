@@ -161,7 +161,7 @@ def warn(message: str) -> None:
 
 
 @contextmanager
-def user_errors(*, as_json: bool = False) -> Iterator[None]:
+def user_errors(*, as_json: bool = False, data_dir: Path | None = None) -> Iterator[None]:
     """Turn library errors into the CLI's exit codes: 1 with a one-line reason for a user's mistake,
     3 for damaged or missing files of the data directory, 2 for anything else (with the error's type,
     no traceback unless SETTLER_DEBUG is set)."""
@@ -175,21 +175,24 @@ def user_errors(*, as_json: bool = False) -> Iterator[None]:
         report_error(exc.message, exc.hint, error_code(exc), as_json=as_json)
         raise typer.Exit(EXIT_DAMAGED_DATA) from exc
     except SettlerError as exc:
+        _fail_if_disk(exc, as_json)
         report_error(exc.message, exc.hint, error_code(exc), as_json=as_json)
         raise typer.Exit(EXIT_INTERNAL_ERROR) from exc
     except OSError as exc:
         if exc.errno not in _NOT_WRITABLE:
+            _fail_if_disk(exc, as_json)
             _internal(exc, as_json)
         fail(
             f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc.strerror),
             _NOT_WRITABLE[exc.errno],
             as_json=as_json,
-            code="not_writable" if exc.errno == errno.EROFS else "file_access",
+            code=_code_of(exc.errno),
         )
     except KeyboardInterrupt:
         report_error("interrupted", None, "interrupted", as_json=as_json)
         raise typer.Exit(130) from None
     except Exception as exc:
+        _fail_if_disk(exc, as_json, data_dir)
         _internal(exc, as_json)
 
 
@@ -206,6 +209,70 @@ _NOT_WRITABLE = {
     errno.ENOTDIR: "a part of that path is a file where a folder is needed: name a folder instead",
     errno.EEXIST: "a file is in the way where a folder is needed: name another folder or move the file",
 }
+
+
+# How Polars, DuckDB and deltalake word an OSError they wrap in their own exception types (the errno
+# is lost on the way; Rust's text adds "(os error 28)", DuckDB's names the file).
+_DISK_WORDS = {
+    "No space left on device": errno.ENOSPC,
+    "Disk quota exceeded": errno.EDQUOT,
+    "Read-only file system": errno.EROFS,
+}
+
+
+def _code_of(number: int) -> str:
+    return "not_writable" if number == errno.EROFS else "file_access"
+
+
+def _disk_errno(exc: BaseException) -> int | None:
+    """The errno of a full disk, a used-up quota or a read-only mount behind ``exc``: an OSError
+    in its chain, or a library's error whose text says so."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            return link.errno
+        text = str(link)
+        for words, number in _DISK_WORDS.items():
+            if words in text:
+                return number
+        link = link.__cause__ or link.__context__
+    return None
+
+
+def _full(data_dir: Path | None) -> bool:
+    """Whether the disk holding ``data_dir`` has (next to) no space left for this user."""
+    if data_dir is None:
+        return False
+    try:
+        st = os.statvfs(data_dir)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _FULL_BELOW
+
+
+# Some writers lose even the words: Polars's Parquet writer reports a full disk met while writing the
+# footer as "Invalid thrift: transport error". An error no other way explains, raised while the data
+# directory's disk has less than this left, is taken for a full disk.
+_FULL_BELOW = 1 << 20
+
+
+def _fail_if_disk(exc: BaseException, as_json: bool, data_dir: Path | None = None) -> None:
+    """Report ``exc`` as the machine's state (exit 1, see :data:`_NOT_WRITABLE`) when a full disk, a
+    used-up quota or a read-only mount caused it, whichever library wrapped the OSError."""
+    number = _disk_errno(exc)
+    if number is None and _full(data_dir):
+        number = errno.ENOSPC
+    if number is None:
+        return
+    detail = " ".join(str(exc).split())[:300]
+    fail(
+        f"{os.strerror(number)} ({type(exc).__name__}: {detail})",
+        _NOT_WRITABLE[number],
+        as_json=as_json,
+        code=_code_of(number),
+    )
 
 
 def _internal(exc: Exception, as_json: bool) -> NoReturn:
@@ -286,7 +353,8 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         as_json = bool(kwargs.get("json"))
         if as_json:
             logs_for_scripts()
-        with user_errors(as_json=as_json):
+        data_dir = kwargs.get("data_dir")
+        with user_errors(as_json=as_json, data_dir=data_dir if isinstance(data_dir, Path) else None):
             return fn(*args, **kwargs)
 
     return wrapper

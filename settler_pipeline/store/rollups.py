@@ -41,7 +41,7 @@ import polars as pl
 
 from settler_pipeline.domain import events as e
 from settler_pipeline.errors import CorruptionError
-from settler_pipeline.files import replace_durably
+from settler_pipeline.files import removed_on_failure, replace_durably
 from settler_pipeline.store.manifest import SegmentInfo
 from settler_pipeline.store.payloads import SEGMENT_SCHEMA, TYPED
 from settler_pipeline.store.schema import COLUMNS
@@ -139,8 +139,9 @@ def place(segment: str, rolled: pl.DataFrame | None, rollups_dir: Path, staging_
         return None
     stem = Path(segment).name.removesuffix(".parquet")
     staging = staging_dir / f"rollup-{stem}.{os.getpid()}.parquet"
-    rolled.write_parquet(staging, compression="zstd", compression_level=1, statistics=True)
-    sha = file_sha256(staging)
+    with removed_on_failure(staging):
+        rolled.write_parquet(staging, compression="zstd", compression_level=1, statistics=True)
+        sha = file_sha256(staging)
     rollups_dir.mkdir(parents=True, exist_ok=True)
     target = rollups_dir / f"{stem}.r-{sha[:32]}.parquet"
     replace_durably(staging, target)

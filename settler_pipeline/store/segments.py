@@ -26,7 +26,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from settler_pipeline.errors import CorruptionError
-from settler_pipeline.files import replace_durably
+from settler_pipeline.files import removed_on_failure, replace_durably
 from settler_pipeline.store.index import granules
 from settler_pipeline.store.manifest import SegmentInfo
 from settler_pipeline.store.payloads import SEGMENT_SCHEMA, with_payload_columns
@@ -253,22 +253,23 @@ def place_parquet(
     ``row_groups`` can give the first row of each row group (of any sizes)."""
     first, last = positions
     staging = staging_dir / f"{kind}-{first:012d}-{last:012d}.{os.getpid()}.parquet"
-    if dictionary:
-        frame.write_parquet(
-            staging,
-            compression=compression,  # type: ignore[arg-type]
-            compression_level=1 if compression == "zstd" else None,
-            statistics=statistics,
-            row_group_size=row_group_size,
-        )
-    else:  # Polars always dictionary-encodes what it can; pyarrow's writer can be told not to
-        table, cuts = frame.to_arrow(), [*(row_groups or range(0, frame.height, row_group_size))]
-        cuts.append(frame.height)
-        kw = {"compression": compression, "use_dictionary": False, "write_statistics": statistics}
-        with pq.ParquetWriter(staging, table.schema, **kw) as out:  # type: ignore[arg-type]
-            for start, end in itertools.pairwise(cuts):
-                out.write_table(table.slice(start, end - start), row_group_size=end - start)
-    sha = file_sha256(staging)
+    with removed_on_failure(staging):
+        if dictionary:
+            frame.write_parquet(
+                staging,
+                compression=compression,  # type: ignore[arg-type]
+                compression_level=1 if compression == "zstd" else None,
+                statistics=statistics,
+                row_group_size=row_group_size,
+            )
+        else:  # Polars always dictionary-encodes what it can; pyarrow's writer can be told not to
+            table, cuts = frame.to_arrow(), [*(row_groups or range(0, frame.height, row_group_size))]
+            cuts.append(frame.height)
+            kw = {"compression": compression, "use_dictionary": False, "write_statistics": statistics}
+            with pq.ParquetWriter(staging, table.schema, **kw) as out:  # type: ignore[arg-type]
+                for start, end in itertools.pairwise(cuts):
+                    out.write_table(table.slice(start, end - start), row_group_size=end - start)
+        sha = file_sha256(staging)
     relative = f"event_date={event_date}/seg-{first:012d}-{last:012d}-{sha[:32]}.parquet"
     target = dest_dir / relative
     target.parent.mkdir(parents=True, exist_ok=True)
