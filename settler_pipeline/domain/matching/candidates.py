@@ -162,6 +162,7 @@ def window_candidates(
     ends: list[Int64Array] = []
     centres: list[Int64Array] = []
     bases: list[Int64Array] = []  # per row, the key of its (currency, day) run at amount rank 0
+    gaps: list[Int64Array] = []  # per row, how many days its day is from its source's
     if tolerance.is_exact:
         # Key (currency, amount, day): an exact amount's window of days is one contiguous run.
         t_key = np.where(t_ok, (t_part * n_amounts + t_rank) * n_days + (t_day - t_min), -1)
@@ -197,6 +198,7 @@ def window_candidates(
             base = (s_part[idx] * n_days + day[idx]) * width
             src_index.append(idx)
             bases.append(base)
+            gaps.append(np.full(len(idx), abs(offset), dtype=np.int64))
             starts.append(keys.left(base + r_lo[idx]))
             ends.append(keys.left(base + r_hi[idx]))
             centres.append(keys.left(base + r_mid[idx]))
@@ -224,7 +226,7 @@ def window_candidates(
             and spread > _NARROW_FROM * max_candidates * int(is_crowded.sum())
         ):
             all_start, all_end = narrowed(
-                Rows(all_src, all_start, all_end, all_centre, np.concatenate(bases).astype(np.int64)),
+                Rows(all_src, all_start, all_end, all_centre, np.concatenate(bases), np.concatenate(gaps)),
                 row_crowded,
                 s_amt,
                 t_amt[order],

@@ -21,17 +21,26 @@ from settler_pipeline.domain.matching.tolerance import BoolArray, Int64Array
 class Rows:
     """Search rows: per (source, day of its window), the source's index ``src``, the range
     ``start..end`` of sorted targets it may pair with, the insertion point ``centre`` of the
-    source's amount in it, and ``base``, the key of that (currency, day) run at amount rank 0."""
+    source's amount in it, ``base``, the key of that (currency, day) run at amount rank 0, and
+    ``days``, how many days that day is from the source's."""
 
     src: Int64Array
     start: Int64Array
     end: Int64Array
     centre: Int64Array
     base: Int64Array
+    days: Int64Array
 
     def take(self, which: Int64Array | BoolArray) -> Rows:
         """The rows ``which`` (indices or a mask)."""
-        return Rows(self.src[which], self.start[which], self.end[which], self.centre[which], self.base[which])
+        return Rows(
+            self.src[which],
+            self.start[which],
+            self.end[which],
+            self.centre[which],
+            self.base[which],
+            self.days[which],
+        )
 
 
 def lowest_lines_of_cut_runs(
@@ -151,6 +160,39 @@ def narrowed(
     # At distance 0 a row's range holds only the source's own amount, ordered by line: within one
     # row (one day) the ranking is by line, so its first ``k`` are all it can contribute.
     end = np.where(distance == 0, np.minimum(end, start + k), end)
+    near_start, near_end = _range_within(part, above - 1, parts, s_amt, amounts, keys)
+    start, end = _without_late_ties(part, start, end, near_start, near_end, k, sources)
     out_start, out_end = rows.start.copy(), rows.end.copy()
     out_start[index], out_end[index] = start, end
     return out_start, out_end
+
+
+def _without_late_ties(
+    rows: Rows,
+    start: Int64Array,
+    end: Int64Array,
+    near_start: Int64Array,
+    near_end: Int64Array,
+    k: int,
+    sources: int,
+) -> tuple[Int64Array, Int64Array]:
+    """``start`` and ``end`` (each row's candidates within its source's distance) without the
+    candidates *at* that distance that cannot be among the source's ``k`` nearest.
+
+    ``near_start..near_end`` holds a row's candidates nearer than the distance, which rank before
+    any at it; those at it rank by days, then line. A (source, days) group of rows whose source has
+    at least ``k`` minus its nearer count of candidates at the distance on fewer days has none
+    among the ``k``: its rows keep only their nearer candidates, and the ranking has fewer to sort
+    (ties at the distance are most of a crowded source's candidates when amounts repeat)."""
+    near = np.maximum(near_end - near_start, 0)
+    tied = np.maximum(end - start, 0) - near
+    quota = k - np.bincount(rows.src, weights=near, minlength=sources).astype(np.int64)
+    span = int(rows.days.max()) + 1 if len(rows.days) else 1
+    group = rows.src * span + rows.days
+    order = np.argsort(group, kind="stable")
+    grouped = SortedKeys(group[order])
+    tied_before = np.concatenate([[0], np.cumsum(tied[order])])
+    # Tied candidates of the source's groups of fewer days: from the source's first row to the group's.
+    before = tied_before[grouped.left(group)] - tied_before[grouped.left(rows.src * span)]
+    late = before >= quota[rows.src]
+    return np.where(late, near_start, start), np.where(late, np.where(near > 0, near_end, near_start), end)
