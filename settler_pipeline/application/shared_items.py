@@ -23,8 +23,10 @@ from settler_pipeline.application.start_lock import StartLocks
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import exception_ids as xid
 from settler_pipeline.domain import reconciliation as agg
+from settler_pipeline.domain.envelope import canonical_json
 from settler_pipeline.domain.reconciliation import ReconciliationState
 from settler_pipeline.domain.reconciliation.shared import Decision, inherited_decisions
+from settler_pipeline.errors import StateError
 
 Records = tuple[tuple[str, ...], tuple[str, ...]]  # a proposal's source and target record ids
 
@@ -67,10 +69,70 @@ class SharedItems:
     def twins(
         self, state: ReconciliationState, drafts: list[agg.NewEvent]
     ) -> dict[str, tuple[ReconciliationState, list[agg.NewEvent]]]:
-        """Other completed runs holding an item ``drafts`` decide, with the decisions on their copies."""
+        """Other completed runs holding an item ``drafts`` decide, with the decisions on their copies.
+        Raises :class:`StateError` when ``drafts`` would match a record that one of those runs already
+        matched with other records (a bank line two daily runs each propose with a different charge):
+        a record is matched once across the runs of a job, as within one."""
         if not agg.DECISIONS & {d.event_type for d in drafts}:
             return {}
-        return agg.shared_decisions(state, drafts, self.neighbours(state))
+        neighbours = self.neighbours(state)
+        self._refuse_matching_twice(state, drafts, [str(r.reconciliation_id) for r in neighbours])
+        return agg.shared_decisions(state, drafts, neighbours)
+
+    def _refuse_matching_twice(
+        self, state: ReconciliationState, drafts: list[agg.NewEvent], runs: list[str]
+    ) -> None:
+        matching: list[Records] = []
+        for draft in drafts:
+            payload = draft.payload
+            if isinstance(payload, e.MatchConfirmed) and payload.match_id in state.open_proposals:
+                matching.append(state.open_proposals[payload.match_id])
+            elif isinstance(payload, e.RecordsManuallyMatched):
+                matching.append((tuple(payload.source_ids), tuple(payload.target_ids)))
+        if not matching or not runs or state.tenant_id is None:
+            return
+        for run, kind, sources, targets in self._matched(state.tenant_id, runs, matching):
+            for mine in matching:
+                if (set(sources), set(targets)) == (set(mine[0]), set(mine[1])):
+                    continue  # the same item: deciding it in both runs is what twins are for
+                both = [f"source record {r}" for r in mine[0] if r in sources]
+                both += [f"target record {r}" for r in mine[1] if r in targets]
+                if both:
+                    raise StateError(
+                        f"{both[0]} is already matched in run {run} ({kind}) with other records; "
+                        "matching it here too would count it twice",
+                        hint=f"reject this proposal instead: the record is accounted for in run {run}",
+                    )
+
+    def _matched(
+        self, tenant: str, runs: list[str], matching: list[Records]
+    ) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
+        """The matches of ``runs`` (automatic, confirmed or by hand) holding a record of ``matching``:
+        run, how it was matched, source and target ids. The JSON texts are searched for the records'
+        own JSON strings first, so only the few documents naming one are decoded."""
+        needles = sorted({canonical_json(r) for records in matching for side in records for r in side})
+        kinds = [e.RECORD_MATCHED, e.MATCH_PROPOSED, e.RECORDS_MANUALLY_MATCHED, e.MATCH_CONFIRMED]
+        rows = (
+            self.store.read(event_types=kinds, tenant_id=tenant)
+            .filter(pl.col("aggregate_id").is_in(runs))
+            .filter((pl.col("event_type") == e.MATCH_CONFIRMED) | pl.col("data").str.contains_any(needles))
+            .select("aggregate_id", "event_type", "data")
+            .collect()
+        )
+        confirmed = {
+            (run, json.loads(data)["match_id"])
+            for run, kind, data in rows.iter_rows()
+            if kind == e.MATCH_CONFIRMED
+        }
+        found = []
+        for run, kind, data in rows.iter_rows():
+            payload = json.loads(data)
+            if kind == e.MATCH_PROPOSED and (run, payload["match_id"]) not in confirmed:
+                continue  # still a proposal there: nobody matched it yet
+            if kind != e.MATCH_CONFIRMED:
+                how = {e.RECORD_MATCHED: "automatic", e.MATCH_PROPOSED: "confirmed"}.get(kind, "by hand")
+                found.append((run, how, tuple(payload["source_ids"]), tuple(payload["target_ids"])))
+        return found
 
     def taken_over(self, state: ReconciliationState, completion: agg.NewEvent) -> list[agg.NewEvent]:
         """The decisions other completed runs of its job made on items ``state``'s run holds open once

@@ -15,7 +15,7 @@ import pytest
 
 from settler_pipeline import projections
 from settler_pipeline.domain import events as e
-from settler_pipeline.errors import NotFoundError
+from settler_pipeline.errors import NotFoundError, StateError
 from settler_pipeline.session import Settler
 
 DAY1, DAY2 = date(2026, 11, 26), date(2026, 11, 27)
@@ -198,12 +198,37 @@ def test_a_manual_match_is_copied_only_where_every_record_is_open_unmatched(tmp_
         app.review("reject", a, match_ids=[_proposal(app, a, "s1")], reason="not this one")
         by_hand = app.review("match", a, source_ids=["s1"], target_ids=["t1"], note="by hand")
         assert (by_hand.events_appended, by_hand.details) == (1, {})  # t1 is not open unmatched in B
-        app.review("confirm", b, match_ids=[_proposal(app, b, "s9")])
+        with pytest.raises(StateError, match=f"target record t1 is already matched in run {a} \\(by hand\\)"):
+            app.review("confirm", b, match_ids=[_proposal(app, b, "s9")])  # t1 is A's now
         projections.update(app.store, data)
     matches = projections.read_model(data, "reconciliation_matches").filter(
         (pl.col("reconciliation_id") == b) & (pl.col("status") != "rejected")
     )
-    assert matches["target_ids"].to_list() == [["t1"]]  # t1 in one live match of B
+    assert matches["target_ids"].to_list() == [["t1"]]  # t1 in one match of B, still only proposed
+    assert matches["status"].to_list() == ["proposed"]
+
+
+def test_a_record_two_runs_propose_with_different_partners_is_matched_in_one_only(tmp_path: Path) -> None:
+    """Day 1's run pairs t1 with s1; a charge s4 of day 2 arrives later, and day 2's run pairs t1 with
+    it. Confirming both would match the one bank line twice: the second is refused, the first stays."""
+    data, folder = tmp_path / "data", tmp_path / "inputs"
+    spec = _job(folder)
+    (folder / "source.csv").write_text(HEADER + "s1,10.00,EUR,2026-11-26\n")
+    (folder / "target.csv").write_text(HEADER + "t1,10.00,EUR,2026-11-27\n")
+    with Settler(data, user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
+        (folder / "source.csv").write_text(HEADER + "s1,10.00,EUR,2026-11-26\ns4,10.00,EUR,2026-11-27\n")
+        second = app.reconcile(spec, start=DAY2, end=DAY2).reconciliation_id
+        app.review("confirm", first, match_ids=[_proposal(app, first, "s1")])
+        with pytest.raises(
+            StateError, match=f"target record t1 is already matched in run {first}"
+        ) as refused:
+            app.review("confirm", second, match_ids=[_proposal(app, second, "s4")])
+        assert "reject this proposal" in (refused.value.hint or "")
+        assert _open(app, second) == {("proposed", "s4", "t1")}
+        app.review("reject", second, match_ids=[_proposal(app, second, "s4")], reason="t1 paid s1")
+        assert app.state(first).counts.matched == 1
 
 
 def test_a_copied_manual_match_gets_an_id_of_its_run(runs: tuple[Path, str, str]) -> None:
