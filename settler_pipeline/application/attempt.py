@@ -39,7 +39,8 @@ from settler_pipeline.application.block_run import (
 )
 from settler_pipeline.application.bus import EventBus, PublishReport
 from settler_pipeline.application.coverage import superseding
-from settler_pipeline.application.memory import check_block_memory, check_memory
+from settler_pipeline.application.fetch import fetch_sides
+from settler_pipeline.application.memory import Inputs, check_block_memory, check_memory, read_together
 from settler_pipeline.application.outcome import RunOutcome, outcome
 from settler_pipeline.application.ports import Closing, EventLog
 from settler_pipeline.application.prefetch import ahead
@@ -49,7 +50,7 @@ from settler_pipeline.domain.envelope import EventContext, EventEnvelope, EventM
 from settler_pipeline.domain.matching import MatchResult
 from settler_pipeline.domain.reconciliation import ReconciliationState
 from settler_pipeline.errors import ConcurrencyError, SettlerError
-from settler_pipeline.jobspec import DateRange, JobSpec
+from settler_pipeline.jobspec import DateRange, JobSpec, SideSpec
 from settler_pipeline.logs import get_logger
 
 _log = get_logger(__name__)
@@ -131,20 +132,15 @@ class AttemptRunner:
         )
         progress.step = "check_memory"
         roots = self.roots(state.tenant_id)
-        check_memory(
-            [
-                (side.adapter, input_bytes(side, base_dir=spec.base_dir, roots=roots))
-                for side in (spec.source, spec.target)
-            ],
-            self.max_memory,
-            block_records=spec.block_records,
-        )
+        inputs: Inputs = [
+            (side.adapter, input_bytes(side, base_dir=spec.base_dir, roots=roots))
+            for side in (spec.source, spec.target)
+        ]
+        check_memory(inputs, self.max_memory, block_records=spec.block_records)
         with spill_folder(self.work_dir) as work:
-            spilled: dict[str, SpilledSide] = {}
-            for index, (side, side_spec) in enumerate((("source", spec.source), ("target", spec.target))):
-                progress.step = f"fetch_{side}"
-                self._step(f"reading the {side} ({side_spec.adapter})", index)
-                spilled[side] = spill_side(
+
+            def read(side: str, side_spec: SideSpec) -> SpilledSide:
+                return spill_side(
                     side_spec,
                     Path(work) / side,
                     date_range=date_range,
@@ -154,6 +150,14 @@ class AttemptRunner:
                     roots=roots,
                     keep_records=spec.block_records // 2,
                 )
+
+            spilled = fetch_sides(
+                spec,
+                read,
+                together=read_together(inputs, spec.block_records),
+                progress=progress,
+                report=self._step,
+            )
             progress.step = "record_fetch"
             self._step("recording what was read", 2)
             duplicates = side_duplicates(spilled)

@@ -1,7 +1,8 @@
 """The memory a run is expected to need and the memory it may use, compared before it reads anything
 and again once it knows its largest block.
 
-A run holds one side's input as text while it normalises it (in slices, spilled to disk), then one
+A run holds one side's input as text while it normalises it (in slices, spilled to disk; both sides
+at once when they are small, see :func:`read_together`), then one
 block of records at a time with the matcher's working frames and that block's events (see
 :mod:`settler_pipeline.domain.matching.blocks`), so its peak grows with the larger side's bytes and
 with its largest block, not with its whole input. A process killed for memory (the
@@ -32,6 +33,9 @@ from settler_pipeline.errors import InsufficientMemoryError
 PEAK_PER_INPUT_BYTE: dict[str, float] = {"csv": 14.0, "jsonl": 14.0, "parquet": 56.0}
 # Peak while one side is read and normalised slice by slice: its text as read plus one slice's work.
 LOAD_PER_INPUT_BYTE: dict[str, float] = {"csv": 4.0, "jsonl": 6.0, "parquet": 16.0}
+READ_TOGETHER_BYTES = 256 * 1024**2
+"""Most input bytes (both sides) read at the same time: 1M x 1M records of the sample job are ~200 MB;
+above this a side is read alone, as the peak of a large run is bounded by one side's read."""
 # Peak per record of a block (both sides): records, the matcher's frames and the block's events.
 BLOCK_BYTES_PER_RECORD = 1400
 # Address space a run maps per byte of resident memory it adds (allocator arenas and the native
@@ -70,6 +74,18 @@ def estimated_peak_bytes(inputs: Inputs, block_records: int | None = None) -> in
     if block_records is not None:
         total = min(total, block_records * BLOCK_BYTES_PER_RECORD)
     return int(max(total, load))
+
+
+def read_together(inputs: Inputs, block_records: int | None = None) -> bool:
+    """Whether both sides may be read at the same time: both sizes are known, together at most
+    :data:`READ_TOGETHER_BYTES`, and holding both as read does not raise the run's estimated peak
+    (:func:`estimated_peak_bytes`, which counts one side at a time while reading)."""
+    peak = estimated_peak_bytes(inputs, block_records)
+    if peak is None:  # a size is unknown
+        return False
+    known = [(adapter, size or 0) for adapter, size in inputs]
+    load = sum(size * LOAD_PER_INPUT_BYTE[adapter] for adapter, size in known)
+    return sum(size for _adapter, size in known) <= READ_TOGETHER_BYTES and load <= peak
 
 
 def current_limit(max_memory: int | None) -> MemoryLimit | None:
