@@ -42,7 +42,7 @@ from settler_pipeline.application.coverage import superseding
 from settler_pipeline.application.fetch import fetch_sides
 from settler_pipeline.application.memory import Inputs, check_block_memory, check_memory, read_together
 from settler_pipeline.application.outcome import RunOutcome, outcome
-from settler_pipeline.application.ports import Closing, EventLog
+from settler_pipeline.application.ports import Closing, Completing, EventLog
 from settler_pipeline.application.prefetch import ahead
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
@@ -222,7 +222,7 @@ class AttemptRunner:
             summary = tally.summary(
                 spilled, reported.duplicates.height, int((time.perf_counter() - started) * 1000)
             )
-        state, count, taken = self._complete(state, summary, ctx)
+        state, count, details = self._complete(state, summary, ctx)
         progress.appended += count
         self._step("done", RUN_STEPS)
         return outcome(
@@ -230,19 +230,20 @@ class AttemptRunner:
             events_appended=progress.appended,
             summary=summary.model_dump() if state.status == agg.COMPLETED else None,
             publish_failures=failures,
-            details={"decisions_taken_over": taken} if taken else {},
+            details=details,
         )
 
     def _complete(
         self, state: ReconciliationState, summary: Any, ctx: EventContext
-    ) -> tuple[ReconciliationState, int, int]:
+    ) -> tuple[ReconciliationState, int, dict[str, Any]]:
         """Append the completion and, in the same atomic batch, the supersede event of each run this
-        one replaces (``state.supersedes``, see :func:`.coverage.superseding`) and the review decisions
-        it takes over from other runs of its job (``closing``), under the job's start lock so that no
-        decision falls between them: a crash leaves either all of it or none. A replaced run that moved
+        one replaces (``state.supersedes``, see :func:`.coverage.superseding`), the review decisions
+        it takes over from other runs of its job and the exceptions closed because another run matched
+        their records (``closing``), under the job's start lock so that no decision falls between them:
+        a crash leaves either all of it or none. A replaced run that moved
         meanwhile (a review decision) is loaded again and the batch tried again; a move of this run
         itself (a cancel) stops the attempt as any append does. Returns the run's state, the events
-        appended and how many of them are decisions taken over."""
+        appended and what the outcome says of the additions (:meth:`.Completing.details`)."""
         draft = agg.decide_completion(state, summary)
         completion = run_events.single_event(draft, ctx)
         cause = str(completion["event_id"][0])
@@ -252,18 +253,18 @@ class AttemptRunner:
                 replaced = superseding(state, self.load, ctx.user_id or "")
                 frames = [completion]
                 for run, drafts in replaced:
-                    assert run.reconciliation_id
-                    # the replaced run's event belongs to its own flow, caused by this completion
-                    theirs = replace(
-                        ctx,
-                        aggregate_id=run.reconciliation_id,
-                        correlation_id=run.correlation_id,
-                        causation_id=cause,
-                    )
-                    frames += [run_events.single_event(draft, theirs) for draft in drafts]
+                    frames += [run_events.single_event(d, _theirs(ctx, run, cause)) for d in drafts]
                 others = {str(run.reconciliation_id): run.version for run, _ in replaced}
-                taken = self.closing.taken_over(state, draft) if self.closing is not None else []
-                frames += [run_events.single_event(d, replace(ctx, causation_id=cause)) for d in taken]
+                adds = (
+                    self.closing.completing(state, draft, set(others), ctx.user_id or "")
+                    if self.closing is not None
+                    else Completing()
+                )
+                ours = replace(ctx, causation_id=cause)
+                frames += [run_events.single_event(d, ours) for d in [*adds.decisions, *adds.closed]]
+                for run, drafts in adds.elsewhere:
+                    frames += [run_events.single_event(d, _theirs(ctx, run, cause)) for d in drafts]
+                    others[str(run.reconciliation_id)] = run.version
                 try:
                     batch = pl.concat(frames, how="vertical_relaxed")
                     after, count = self.append(state, batch, others=others)
@@ -271,7 +272,7 @@ class AttemptRunner:
                     if not tries_left:
                         raise
                     continue
-                return after, count, len(taken) if count else 0
+                return after, count, adds.details() if count else {}
         raise AssertionError("unreachable")
 
     def append(
@@ -389,3 +390,12 @@ def _fields(state: ReconciliationState) -> dict[str, Any]:
         "attempt": state.attempt,
         "status": state.status,
     }
+
+
+def _theirs(ctx: EventContext, run: ReconciliationState, cause: str) -> EventContext:
+    """The context of an event a completion appends to another run: that run's stream and flow
+    (correlation), caused by the completion."""
+    assert run.reconciliation_id
+    return replace(
+        ctx, aggregate_id=run.reconciliation_id, correlation_id=run.correlation_id, causation_id=cause
+    )

@@ -8,8 +8,9 @@ promises.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -115,14 +116,42 @@ class EventLog(Protocol):
     ) -> StoredSnapshot | None: ...
 
 
+@dataclass(frozen=True)
+class Completing:
+    """What a run's completion adds to its batch (see :class:`Closing`)."""
+
+    decisions: list[NewEvent] = field(default_factory=list)
+    """Review decisions other runs made on items it holds, taken over as its own."""
+    closed: list[NewEvent] = field(default_factory=list)
+    """Its unmatched records other runs matched, closed."""
+    elsewhere: list[tuple[ReconciliationState, list[NewEvent]]] = field(default_factory=list)
+    """Other runs (as loaded) and their unmatched records this run matched, closed."""
+
+    def details(self) -> dict[str, Any]:
+        """What the run's outcome tells people of these: decisions taken over, its own exceptions
+        closed because other runs matched their records, the runs whose exceptions it closed."""
+        details: dict[str, Any] = {}
+        if self.decisions:
+            details["decisions_taken_over"] = len(self.decisions)
+        if self.closed:
+            details["matched_elsewhere"] = len(self.closed)
+        if self.elsewhere:
+            details["closed_in"] = ", ".join(sorted(str(run.reconciliation_id) for run, _ in self.elsewhere))
+        return details
+
+
 class Closing(Protocol):
     """What a run's completion adds to its batch: the review decisions it takes over from other runs of
-    its job, found under the lock review decisions on the job hold."""
+    its job and the exceptions closed because another run matched their records, found under the lock
+    review decisions on the job hold."""
 
     def lock(self, state: ReconciliationState) -> AbstractContextManager[None]:
         """The lock review decisions on ``state``'s job hold."""
         ...
 
-    def taken_over(self, state: ReconciliationState, completion: NewEvent) -> list[NewEvent]:
-        """The decisions ``state``'s run takes over once ``completion`` is applied."""
+    def completing(
+        self, state: ReconciliationState, completion: NewEvent, replaced: Collection[str], user: str
+    ) -> Completing:
+        """What ``state``'s run adds once ``completion`` is applied, as ``user`` (the runs of
+        ``replaced``, which the completion supersedes, get no events)."""
         ...

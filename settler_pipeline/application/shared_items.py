@@ -17,7 +17,7 @@ from datetime import date, timedelta
 import polars as pl
 
 from settler_pipeline.application.coverage import live_runs
-from settler_pipeline.application.ports import EventLog
+from settler_pipeline.application.ports import Completing, EventLog
 from settler_pipeline.application.run_spec import run_spec
 from settler_pipeline.application.start_lock import StartLocks
 from settler_pipeline.domain import events as e
@@ -91,7 +91,8 @@ class SharedItems:
                 matching.append((tuple(payload.source_ids), tuple(payload.target_ids)))
         if not matching or not runs or state.tenant_id is None:
             return
-        for run, kind, sources, targets in self._matched(state.tenant_id, runs, matching):
+        named = {r for records in matching for side in records for r in side}
+        for run, kind, sources, targets in self._matched(state.tenant_id, runs, named):
             for mine in matching:
                 if (set(sources), set(targets)) == (set(mine[0]), set(mine[1])):
                     continue  # the same item: deciding it in both runs is what twins are for
@@ -105,12 +106,13 @@ class SharedItems:
                     )
 
     def _matched(
-        self, tenant: str, runs: list[str], matching: list[Records]
+        self, tenant: str, runs: list[str], records: Collection[str]
     ) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
-        """The matches of ``runs`` (automatic, confirmed or by hand) holding a record of ``matching``:
-        run, how it was matched, source and target ids. The JSON texts are searched for the records'
-        own JSON strings first, so only the few documents naming one are decoded."""
-        needles = sorted({canonical_json(r) for records in matching for side in records for r in side})
+        """The matches of ``runs`` (automatic, confirmed or by hand) that may hold one of ``records``:
+        run, how it was matched, source and target ids (callers check the side). The JSON texts are
+        searched for the records' own JSON strings first, so only the few documents naming one are
+        decoded."""
+        needles = sorted({canonical_json(r) for r in records})
         kinds = [e.RECORD_MATCHED, e.MATCH_PROPOSED, e.RECORDS_MANUALLY_MATCHED, e.MATCH_CONFIRMED]
         rows = (
             self.store.read(event_types=kinds, tenant_id=tenant)
@@ -134,18 +136,58 @@ class SharedItems:
                 found.append((run, how, tuple(payload["source_ids"]), tuple(payload["target_ids"])))
         return found
 
-    def taken_over(self, state: ReconciliationState, completion: agg.NewEvent) -> list[agg.NewEvent]:
-        """The decisions other completed runs of its job made on items ``state``'s run holds open once
-        ``completion`` is applied, rewritten to its own copies, in the order they were made; the runs
-        the completion supersedes included (people's decisions on the days it reconciles again are not
-        lost). Callers hold :meth:`lock` and append these in the completion's batch, so a review
-        decision is either seen here or sees the run completed, and a crash leaves both or neither."""
+    def completing(
+        self, state: ReconciliationState, completion: agg.NewEvent, replaced: Collection[str], user: str
+    ) -> Completing:
+        """What ``state``'s run adds to its completion's batch (``completion`` applied), as ``user``:
+
+        * the decisions other completed runs of its job made on items it holds open, rewritten to its
+          own copies, in the order they were made (the runs it supersedes included: people's decisions
+          on the days it reconciles again are not lost);
+        * the dismissal of each of its unmatched records another of those runs matched, and of each
+          unmatched record of those runs that it matched (not in the runs of ``replaced``, which it
+          supersedes): such a record is accounted for, so it is no exception.
+
+        Callers hold :meth:`lock` and append all of it in the completion's batch, so a review decision
+        is either seen here or sees the run completed, and a crash leaves both or neither."""
         run_id, tenant = state.reconciliation_id, state.tenant_id
         if run_id is None or tenant is None:
-            return []
+            return Completing()
         builder = agg.StateBuilder(state)
         builder.apply(completion.event_type, completion.data(), run_id, tenant, state.correlation_id or "")
+        decisions = self._taken_over(builder.freeze())
+        for draft in decisions:
+            builder.apply(draft.event_type, draft.data(), run_id, tenant, state.correlation_id or "")
         completed = builder.freeze()
+        neighbours = [r for r in self.neighbours(completed) if r.reconciliation_id not in replaced]
+        if not neighbours:
+            return Completing(decisions=decisions)
+        runs = [str(r.reconciliation_id) for r in neighbours]
+        closed = agg.closed_by_matches(completed, self._matched_naming(tenant, runs, [completed]), user)
+        ours = self._matched_naming(tenant, [run_id], neighbours)
+        elsewhere = [(r, drafts) for r in neighbours if (drafts := agg.closed_by_matches(r, ours, user))]
+        return Completing(decisions=decisions, closed=closed, elsewhere=elsewhere)
+
+    def _matched_naming(
+        self, tenant: str, runs: list[str], holding: list[ReconciliationState]
+    ) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+        """The matches of ``runs`` holding an open unmatched record of a run of ``holding``."""
+        open_records = {
+            xid.parse(key).key
+            for state in holding
+            for key in state.open_exceptions
+            if key.startswith(xid.UNMATCHED + ":")
+        }
+        if not open_records:
+            return []
+        return [
+            (run, sources, targets) for run, _, sources, targets in self._matched(tenant, runs, open_records)
+        ]
+
+    def _taken_over(self, completed: ReconciliationState) -> list[agg.NewEvent]:
+        """The decisions the run ``completed`` describes takes over (see :meth:`completing`)."""
+        run_id, tenant = completed.reconciliation_id, completed.tenant_id
+        assert run_id is not None and tenant is not None
         if not completed.open_exceptions:
             return []
         # Cheap first: decisions are few (people make them); runs' states are loaded only if some exist.

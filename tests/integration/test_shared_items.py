@@ -309,6 +309,66 @@ def test_a_run_superseding_another_keeps_the_decisions_made_in_it(first_day: tup
         assert (state.counts.matched, state.counts.proposed) == (1, 0)
 
 
+def _late_bank_line(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Day 1's charge s1 is paid by t1 on day 2, a bank line that is not in the file yet when day 1
+    is reconciled: day 1 reports s1 missing its settlement."""
+    data, folder = tmp_path / "data", tmp_path / "inputs"
+    spec = _job(folder)
+    spec.write_text(SPEC.replace("auto_confirm: false", "auto_confirm: true"))
+    (folder / "source.csv").write_text(HEADER + "s1,10.00,EUR,2026-11-26\n")
+    (folder / "target.csv").write_text(HEADER)
+    return data, folder, spec
+
+
+def test_a_later_run_matching_a_record_closes_its_exception_in_the_earlier_run(tmp_path: Path) -> None:
+    data, folder, spec = _late_bank_line(tmp_path)
+    with Settler(data, user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
+        assert _open(app, first) == {("unmatched:source:s1",)}
+        (folder / "target.csv").write_text(HEADER + "t1,10.00,EUR,2026-11-27\n")
+        second = app.reconcile(spec, start=DAY2, end=DAY2)
+        assert second.details == {"closed_in": first}
+        assert app.state(second.reconciliation_id).counts.matched == 1
+        assert _open(app, first) == set()
+        closed = app.stream(first).filter(pl.col("event_type") == e.EXCEPTION_DISMISSED)
+        payload = json.loads(closed["data"][0])
+        assert payload == {
+            "exception_id": "unmatched:source:s1",
+            "reason": f"matched in run {second.reconciliation_id} of the same job",
+            "dismissed_by": "olivia",
+        }
+        # one atomic batch with the completion: caused by it
+        completed = app.stream(second.reconciliation_id).filter(
+            pl.col("event_type") == e.RECONCILIATION_COMPLETED
+        )
+        assert closed["causation_id"][0] == completed["event_id"][0]
+        projections.update(app.store, data)
+    exceptions = projections.read_model(data, "reconciliation_exceptions")
+    assert exceptions.filter(pl.col("reconciliation_id") == first).height == 0
+
+
+def test_a_run_completing_after_another_matched_its_record_shows_no_exception_for_it(tmp_path: Path) -> None:
+    """The other order: day 2 is reconciled first (it has the bank line), then day 1 from an export
+    without it (the same job read from an older folder): its s1 is accounted for in day 2."""
+    data, folder, spec = _late_bank_line(tmp_path)
+    older = folder.parent / "older"
+    older.mkdir()
+    (older / "source.csv").write_text((folder / "source.csv").read_text())
+    (older / "target.csv").write_text(HEADER)
+    (older / "daily.yaml").write_text(spec.read_text())
+    (folder / "target.csv").write_text(HEADER + "t1,10.00,EUR,2026-11-27\n")
+    with Settler(data, user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        second = app.reconcile(spec, start=DAY2, end=DAY2).reconciliation_id
+        first = app.reconcile(older / "daily.yaml", start=DAY1, end=DAY1)
+        assert first.details == {"matched_elsewhere": 1}
+        assert _open(app, first.reconciliation_id) == set()
+        assert _open(app, second) == set()
+        state = app.state(first.reconciliation_id)
+        assert (state.counts.unmatched_source, state.version) == (0, first.version)
+
+
 def test_without_decisions_nearby_a_run_takes_nothing_over(first_day: tuple[Path, Path, str]) -> None:
     data, spec, _ = first_day
     with Settler(data, user="olivia") as app:

@@ -32,7 +32,7 @@ from settler_pipeline.domain.reconciliation.outcome import (
     is_retryable,
     match_rate,
 )
-from settler_pipeline.domain.reconciliation.shared import DECISIONS, shared_decisions
+from settler_pipeline.domain.reconciliation.shared import DECISIONS, closed_by_matches, shared_decisions
 from settler_pipeline.domain.reconciliation.state import SNAPSHOT_SCHEMA_VERSION, Counts, ReconciliationState
 from settler_pipeline.domain.reconciliation.status import (
     ABANDONED,
@@ -71,6 +71,7 @@ __all__ = [
     "ReconciliationState",
     "RunStatus",
     "StateBuilder",
+    "closed_by_matches",
     "decide_abandon",
     "decide_cancel",
     "decide_completion",

@@ -17,6 +17,11 @@ A run that completes after such a decision (a new run of the next day, a retry, 
 another) takes the decisions already made on its shared items over from the other runs, in their
 order (:func:`inherited_decisions`), so it does not show a decided item as open.
 
+A record left unmatched in one run may be matched in another run of the job that read more of its
+days (a payout on the fourth day covering charges of three earlier days, a bank line that arrived
+after the first run): it is accounted for there, so the completion of either run closes the other's
+exception (:func:`closed_by_matches`).
+
 Duplicate and quarantined rows are named by their input line, which depends on the file a run read,
 so they are decided run by run.
 """
@@ -152,3 +157,23 @@ def _deciding(decision: Decision) -> ReconciliationState:
     else:
         return ReconciliationState()
     return ReconciliationState(open_proposals={match_id: decision.records})
+
+
+def closed_by_matches(
+    state: ReconciliationState, matches: Sequence[tuple[str, Sequence[str], Sequence[str]]], by: str
+) -> list[e.NewEvent]:
+    """The dismissals, by ``by``, of ``state``'s open unmatched records that one of ``matches`` (another
+    run's id, its source ids and target ids) holds: the record is accounted for in that run, so it is
+    no exception here. Each exception is closed once, naming the first run that matched it."""
+    closed: list[e.NewEvent] = []
+    seen: set[str] = set()
+    for run, sources, targets in matches:
+        for side, ids in (("source", sources), ("target", targets)):
+            for record in ids:
+                key = xid.unmatched(side, record)
+                if key in state.open_exceptions and key not in seen:
+                    seen.add(key)
+                    reason = f"matched in run {run} of the same job"
+                    payload = e.ExceptionDismissed(exception_id=key, reason=reason, dismissed_by=by)
+                    closed.append(e.NewEvent(e.EXCEPTION_DISMISSED, payload))
+    return closed
