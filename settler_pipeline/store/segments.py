@@ -37,9 +37,6 @@ ROW_GROUP_SIZE = 8_192  # small enough that loading one stream decodes little, l
 # written in larger row groups: Polars wrote 500,000 run events in 1.3-1.5 s of CPU at 65,536 rows per
 # group against 2.4-3.3 s at 8,192 (the list columns' per-group cost), and scans read them faster.
 BULK_ROW_GROUP_SIZE = 65_536
-# ... and compressed with LZ4 rather than zstd: 125,000 run events encoded in ~20% less CPU (0.25 s
-# against 0.31), for files ~1.7x the size that read faster (LZ4 decompresses several times faster).
-BULK_COMPRESSION = "lz4"
 SEGMENT_NAME = re.compile(r"^seg-(\d{12})-(\d{12})-([0-9a-f]{32})\.parquet$")
 PARTITION_NAME = re.compile(r"^event_date=(\d{4}-\d{2}-\d{2})$")
 
@@ -132,14 +129,12 @@ def write_segments(
     *,
     derive: Callable[[pl.DataFrame], Callable[[str], object]] | None = None,
     row_group_size: int = ROW_GROUP_SIZE,
-    compression: str = "zstd",
 ) -> list[WrittenSegment]:
     """Write ``frame`` (rows in position order, the event schema) as one segment per event date (per
     :func:`split` chunk: pass ``chunks`` when already split). ``derive(rows)`` (derived files: rollups)
     runs on a thread of its own while each segment is written; what it returns is called there with the
     segment's relative path once the segment is in place. ``row_group_size``: rows per Parquet row
-    group, ``compression`` its codec (:data:`BULK_ROW_GROUP_SIZE`, :data:`BULK_COMPRESSION` for a bulk
-    batch).
+    group (:data:`BULK_ROW_GROUP_SIZE` for a bulk batch).
 
     Files are durable and renamed into the tree when this returns, but they are part of the log only
     once a manifest naming them is stored. The typed payload columns are written as the frame brings
@@ -152,7 +147,7 @@ def write_segments(
         # the index rows.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="settler-derive") as pool:
             built = pool.submit(derive, chunk) if derive is not None else None
-            info = _write_one(chunk, event_date, segments_dir, staging_dir, (row_group_size, compression))
+            info = _write_one(chunk, event_date, segments_dir, staging_dir, row_group_size)
             placed = pool.submit(built.result(), info.path) if built is not None else None
             starts = row_group_starts(segments_dir / info.path)
             index_rows = granules(chunk, info.path, starts)
@@ -284,7 +279,7 @@ def place_parquet(
 
 
 def _write_one(
-    part: pl.DataFrame, event_date: str, segments_dir: Path, staging_dir: Path, layout: tuple[int, str]
+    part: pl.DataFrame, event_date: str, segments_dir: Path, staging_dir: Path, row_group_size: int
 ) -> SegmentInfo:
     first, last = int(part["global_position"][0]), int(part["global_position"][-1])
     if max(part.n_chunks("all")) > 1:
@@ -300,8 +295,7 @@ def _write_one(
         staging_dir,
         kind="seg",
         statistics=True,
-        row_group_size=layout[0],
-        compression=layout[1],
+        row_group_size=row_group_size,
     )
     target = segments_dir / relative
     created = part["created_at"]

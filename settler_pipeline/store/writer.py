@@ -40,12 +40,7 @@ from settler_pipeline.store.schema import (
     envelopes_to_frame,
     prepare_frame,
 )
-from settler_pipeline.store.segments import (
-    BULK_COMPRESSION,
-    BULK_ROW_GROUP_SIZE,
-    split,
-    write_segments,
-)
+from settler_pipeline.store.segments import BULK_ROW_GROUP_SIZE, split, write_segments
 from settler_pipeline.store.segments import ROW_GROUP_SIZE as SEGMENT_ROW_GROUP_SIZE
 from settler_pipeline.store.stream_copies import index_rows, write_copies
 from settler_pipeline.store.tail import Tail
@@ -283,7 +278,6 @@ class LogWriter(LogLookups):
                 chunks,
                 derive=self.roll_up,
                 row_group_size=BULK_ROW_GROUP_SIZE if bulk else SEGMENT_ROW_GROUP_SIZE,
-                compression=BULK_COMPRESSION if bulk else "zstd",
             )
             infos = [w.info for w in written]
             with self.index.writing() as con:
