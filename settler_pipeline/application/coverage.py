@@ -24,10 +24,12 @@ def live_runs(
     end: date,
     *,
     among: Collection[str] | None = None,
+    excluding: Collection[str] = (),
 ) -> list[ReconciliationState]:
     """The live runs (started, running or completed) of ``job_id`` in ``tenant_id`` whose days
     overlap ``start..end``: what a new run of those days would count twice with (only runs of
-    ``among``, when given: the others are not loaded)."""
+    ``among``, when given, and none of ``excluding``: the others are not loaded, which for a big run
+    is a read of its events)."""
     data = pl.col("data")
     starts = (
         store.read(event_types=[e.RECONCILIATION_STARTED])
@@ -45,7 +47,7 @@ def live_runs(
         )
         .collect()
     )
-    ids = set(starts["aggregate_id"].to_list())
+    ids = set(starts["aggregate_id"].to_list()).difference(excluding)
     runs = [load(run_id) for run_id in sorted(ids if among is None else ids.intersection(among))]
     return [run for run in runs if run.status in agg.LIVE]
 

@@ -60,11 +60,18 @@ class SharedItems:
             return []
         window = timedelta(days=run_spec(state).date_window_days)
         start, end = (date.fromisoformat(d) for d in state.date_range)
+        mine = str(state.reconciliation_id)
         runs = live_runs(
-            self.store, self.load, state.tenant_id, state.job_id, start - window, end + window, among=among
+            self.store,
+            self.load,
+            state.tenant_id,
+            state.job_id,
+            start - window,
+            end + window,
+            among=among,
+            excluding=[mine],  # never load the run itself: a big run's load reads all its events
         )
-        mine = state.reconciliation_id
-        return [r for r in runs if r.reconciliation_id != mine and r.status == agg.COMPLETED]
+        return [r for r in runs if r.status == agg.COMPLETED]
 
     def twins(
         self, state: ReconciliationState, drafts: list[agg.NewEvent]
