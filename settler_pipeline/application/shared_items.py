@@ -115,18 +115,37 @@ class SharedItems:
     def _matched(
         self, tenant: str, runs: list[str], records: Collection[str]
     ) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
-        """The matches of ``runs`` (automatic, confirmed or by hand) that may hold one of ``records``:
-        run, how it was matched, source and target ids (callers check the side). The JSON texts are
-        searched for the records' own JSON strings first, so only the few documents naming one are
-        decoded."""
-        needles = sorted({canonical_json(r) for r in records})
+        """The matches of ``runs``' current attempts (automatic, confirmed or by hand) that may hold one
+        of ``records``: run, how it was matched, source and target ids (callers check the side). A
+        match an earlier attempt made is gone (a retry starts the run's results afresh), so only
+        events after each run's latest start or retry count. The JSON texts are searched for the
+        records' JSON strings first (escaped as the domain writes them, and as UTF-8 as bulk events
+        hold them), so only the few documents naming one are decoded."""
+        needles = sorted(
+            {canonical_json(r) for r in records} | {json.dumps(r, ensure_ascii=False) for r in records}
+        )
+        starts = [e.RECONCILIATION_STARTED, e.RECONCILIATION_RETRIED]
         kinds = [e.RECORD_MATCHED, e.MATCH_PROPOSED, e.RECORDS_MANUALLY_MATCHED, e.MATCH_CONFIRMED]
-        rows = (
-            self.store.read(event_types=kinds, tenant_id=tenant)
+        frame = (
+            self.store.read(event_types=[*starts, *kinds], tenant_id=tenant)
             .filter(pl.col("aggregate_id").is_in(runs))
-            .filter((pl.col("event_type") == e.MATCH_CONFIRMED) | pl.col("data").str.contains_any(needles))
-            .select("aggregate_id", "event_type", "data")
+            .filter(
+                pl.col("event_type").is_in([*starts, e.MATCH_CONFIRMED])
+                | pl.col("data").str.contains_any(needles)
+            )
+            .select("global_position", "aggregate_id", "event_type", "data")
             .collect()
+        )
+        latest = (
+            frame.filter(pl.col("event_type").is_in(starts))
+            .group_by("aggregate_id")
+            .agg(pl.col("global_position").max().alias("_since"))
+        )
+        rows = (
+            frame.filter(pl.col("event_type").is_in(kinds))
+            .join(latest, on="aggregate_id", how="left")
+            .filter(pl.col("global_position") > pl.col("_since").fill_null(0))
+            .select("aggregate_id", "event_type", "data")
         )
         confirmed = {
             (run, json.loads(data)["match_id"])

@@ -309,13 +309,13 @@ def test_a_run_superseding_another_keeps_the_decisions_made_in_it(first_day: tup
         assert (state.counts.matched, state.counts.proposed) == (1, 0)
 
 
-def _late_bank_line(tmp_path: Path) -> tuple[Path, Path, Path]:
-    """Day 1's charge s1 is paid by t1 on day 2, a bank line that is not in the file yet when day 1
-    is reconciled: day 1 reports s1 missing its settlement."""
+def _late_bank_line(tmp_path: Path, charge: str = "s1") -> tuple[Path, Path, Path]:
+    """Day 1's ``charge`` is paid by t1 on day 2, a bank line that is not in the file yet when day 1
+    is reconciled: day 1 reports the charge missing its settlement."""
     data, folder = tmp_path / "data", tmp_path / "inputs"
     spec = _job(folder)
     spec.write_text(SPEC.replace("auto_confirm: false", "auto_confirm: true"))
-    (folder / "source.csv").write_text(HEADER + "s1,10.00,EUR,2026-11-26\n")
+    (folder / "source.csv").write_text(HEADER + f"{charge},10.00,EUR,2026-11-26\n")
     (folder / "target.csv").write_text(HEADER)
     return data, folder, spec
 
@@ -346,6 +346,47 @@ def test_a_later_run_matching_a_record_closes_its_exception_in_the_earlier_run(t
         projections.update(app.store, data)
     exceptions = projections.read_model(data, "reconciliation_exceptions")
     assert exceptions.filter(pl.col("reconciliation_id") == first).height == 0
+
+
+@pytest.mark.parametrize("charge", ["s\u00fc1", "\u0416-7", "\u4e2d1"])
+def test_records_named_beyond_ascii_are_closed_and_refused_alike(tmp_path: Path, charge: str) -> None:
+    """Bulk events hold such ids as UTF-8 and single events escaped: both are found."""
+    data, folder, spec = _late_bank_line(tmp_path, charge)
+    with Settler(data, user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
+        (folder / "target.csv").write_text(HEADER + "t1,10.00,EUR,2026-11-27\n")
+        second = app.reconcile(spec, start=DAY2, end=DAY2)
+        assert second.details == {"closed_in": first}
+        assert _open(app, first) == set()
+
+
+def test_matches_of_a_failed_attempt_close_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Day 2's first attempt matches s1 and t1, then fails; t1 leaves the export and the retry matches
+    nothing: s1 is still missing its settlement in day 1, and a confirmation there is not refused."""
+    data, folder, spec = _late_bank_line(tmp_path)
+    with Settler(data, user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
+        (folder / "target.csv").write_text(HEADER + "t1,10.00,EUR,2026-11-27\n")
+        store_type = type(app.store)
+        append = store_type.append_frame
+
+        def full_disk(self: Any, frame: pl.DataFrame, **kwargs: Any) -> Any:
+            if e.RECONCILIATION_COMPLETED in frame["event_type"].to_list():
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return append(self, frame, **kwargs)
+
+        monkeypatch.setattr(store_type, "append_frame", full_disk)
+        second = app.reconcile(spec, start=DAY2, end=DAY2)
+        assert second.status == "failed"
+        assert e.RECORD_MATCHED in app.stream(second.reconciliation_id)["event_type"].to_list()
+        monkeypatch.setattr(store_type, "append_frame", append)
+        (folder / "target.csv").write_text(HEADER)
+        again = app.retry(second.reconciliation_id)
+        assert again.status == "completed" and "closed_in" not in again.details
+        assert app.state(second.reconciliation_id).counts.matched == 0
+        assert _open(app, first) == {("unmatched:source:s1",)}
 
 
 def test_a_run_completing_after_another_matched_its_record_shows_no_exception_for_it(tmp_path: Path) -> None:
