@@ -7,10 +7,9 @@ is read. Every append is atomic and expects the version the attempt last saw: th
 first, then each block's results in chunks of at most :data:`EVENT_CHUNK` events, then the
 completion with the run's summary. A cancel that lands in between wins, and the attempt stops
 without writing more. Every way it can end after the start is on the record: completed, failed (any
-exception, and catchable signals), or, if the process dies, abandoned later through its lease. The
-results of an attempt that ends failed, cancelled or abandoned are never counted: the run's state and
-the read models drop them when that end is appended, and a retry starts from nothing (the retry event
-resets the run's results).
+exception, and catchable signals), or, if the process dies, abandoned later through its lease. An
+attempt that ends failed, cancelled or abandoned never counts: its end drops its results from the
+run's state and read models, and a retry (its event resets the results) starts from nothing.
 """
 
 from __future__ import annotations
@@ -56,10 +55,8 @@ from settler_pipeline.logs import get_logger
 _log = get_logger(__name__)
 RUN_STEPS = 5  # read source, read target, record the reads, match and append block by block, complete
 EVENT_CHUNK = 250_000
-"""Most events appended at once: a block's events go to the log in chunks of this many. A chunk's
-frame (text and typed payload columns) and its Parquet write exist beside the block's match rows, with
-the next chunk being built: 500,000 events at once rose ~0.7 GB above them on a 5M-row input, half as
-many about half that."""
+"""Most events appended at once (a block's events go in chunks): a chunk's frame and its Parquet write
+exist beside the block's match rows; 500,000 events rose ~0.7 GB above them on a 5M-row input."""
 
 
 class AttemptRunner:
@@ -204,9 +201,11 @@ class AttemptRunner:
                     progress.step = "record_results"
                     tally.add(result)
                     self._step(f"appending {result.matches.height + result.unmatched.height:,} events", 4)
-                    # Each chunk is built on the other core while the one before it is appended:
-                    # two chunks exist at once, one being appended and the next.
-                    for frame in ahead(_event_chunks(result, state.attempt, ctx, seen)):
+                    # The next chunk is built while one is appended, unless the sides were spilled
+                    # (its ~0.35 GB took a 5M-row run above 3x its input): one at a time then.
+                    chunks = _event_chunks(result, state.attempt, ctx, seen)
+                    kept = all(d.kept is not None for d in spilled.values())
+                    for frame in ahead(chunks) if kept else chunks:
                         state, count = self.append(state, frame)
                         progress.state = state
                         progress.appended += count
