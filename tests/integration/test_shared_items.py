@@ -63,6 +63,21 @@ def runs(first_day: tuple[Path, Path, str]) -> tuple[Path, str, str]:
     return data, first, second
 
 
+def _completions_fail(app: Settler, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """Make every batch holding a completion fail as a full disk would; returns the store's type and
+    its own ``append_frame`` (to put back)."""
+    store_type = type(app.store)
+    append = store_type.append_frame
+
+    def full_disk(self: Any, frame: pl.DataFrame, **kwargs: Any) -> Any:
+        if e.RECONCILIATION_COMPLETED in frame["event_type"].to_list():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return append(self, frame, **kwargs)
+
+    monkeypatch.setattr(store_type, "append_frame", full_disk)
+    return store_type, append
+
+
 def _proposal(app: Settler, run_id: str, source_id: str) -> str:
     state = app.state(run_id)
     found = [m for m, (s, _) in state.open_proposals.items() if s == (source_id,)]
@@ -369,15 +384,7 @@ def test_matches_of_a_failed_attempt_close_nothing(tmp_path: Path, monkeypatch: 
         app.access.create_tenant("acme", admin="olivia")
         first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
         (folder / "target.csv").write_text(HEADER + "t1,10.00,EUR,2026-11-27\n")
-        store_type = type(app.store)
-        append = store_type.append_frame
-
-        def full_disk(self: Any, frame: pl.DataFrame, **kwargs: Any) -> Any:
-            if e.RECONCILIATION_COMPLETED in frame["event_type"].to_list():
-                raise OSError(errno.ENOSPC, "No space left on device")
-            return append(self, frame, **kwargs)
-
-        monkeypatch.setattr(store_type, "append_frame", full_disk)
+        store_type, append = _completions_fail(app, monkeypatch)
         second = app.reconcile(spec, start=DAY2, end=DAY2)
         assert second.status == "failed"
         assert e.RECORD_MATCHED in app.stream(second.reconciliation_id)["event_type"].to_list()
@@ -447,15 +454,7 @@ def test_a_completion_that_cannot_be_written_takes_nothing_over_and_its_retry_do
     data, spec, first = first_day
     with Settler(data, user="olivia") as app:
         app.review("reject", first, match_ids=[_proposal(app, first, "s1")], reason="wrong payout")
-        store_type = type(app.store)
-        append = store_type.append_frame
-
-        def full_disk(self: Any, frame: pl.DataFrame, **kwargs: Any) -> Any:
-            if e.RECONCILIATION_COMPLETED in frame["event_type"].to_list():
-                raise OSError(errno.ENOSPC, "No space left on device")
-            return append(self, frame, **kwargs)
-
-        monkeypatch.setattr(store_type, "append_frame", full_disk)
+        store_type, append = _completions_fail(app, monkeypatch)
         second = app.reconcile(spec, start=DAY2, end=DAY2)
         assert second.status == "failed"
         types = app.stream(second.reconciliation_id)["event_type"].to_list()
