@@ -43,7 +43,7 @@ bench: $(STAMP)
 
 dagster: $(STAMP)
 	mkdir -p $(DATA_DIR)/.dagster
-	test -s $(DATA_DIR)/.dagster/dagster.yaml || printf 'python_logs:\n  managed_python_loggers: [settler_pipeline]\n' > $(DATA_DIR)/.dagster/dagster.yaml
+	test -s $(DATA_DIR)/.dagster/dagster.yaml || printf 'python_logs:\n  managed_python_loggers: [settler_pipeline]\nnux:\n  enabled: false\n' > $(DATA_DIR)/.dagster/dagster.yaml
 	DAGSTER_HOME=$(abspath $(DATA_DIR))/.dagster SETTLER_DATA_DIR=$(abspath $(DATA_DIR)) $(BIN)/dagster dev -w workspace.yaml
 
 clean-data:
