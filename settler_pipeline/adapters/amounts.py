@@ -166,6 +166,94 @@ def with_amount(
     ``decimal`` at most the currency's number of decimal places (extra trailing zeros are fine;
     anything else is refused rather than rounded). Blank text is a reason only when ``required``.
     """
+    value_col, reason_col = f"{PREFIX}value_{field}", f"{PREFIX}reason_{field}"
+    shape = _plain_pattern(options)
+    if shape is None:
+        return with_any_amount(frame, text_col, options, field, required=required)
+    plain = frame.select(pl.col(text_col).str.contains(shape).fill_null(False)).to_series()
+    rest = (~plain).arg_true()
+    if rest.len() == frame.height:
+        return with_any_amount(frame, text_col, options, field, required=required)
+    value, reason = _plain_amounts(frame, text_col, options, field)
+    if rest.len():
+        # The few texts of another shape (grouping, a symbol, brackets, a bad value) take the full
+        # parse, on their rows only.
+        needed = [text_col, f"{PREFIX}exponent", f"{PREFIX}currency", f"{PREFIX}reason_currency"]
+        parsed = with_any_amount(frame.select(needed)[rest], text_col, options, field, required=required)
+        value = value.scatter(rest, parsed[value_col])
+        reason = reason.scatter(rest, parsed[reason_col])
+    return frame.with_columns(value.alias(value_col), reason.alias(reason_col))
+
+
+_PLAIN_DIGITS = 4
+"""Decimal places of the plain amounts parsed exactly through a decimal cast: every exponent (0..4)."""
+
+
+def _plain_pattern(options: AmountOptions) -> str | None:
+    """The plain amounts (an optional sign and ASCII digits, for ``decimal`` with up to four places
+    after a point) that :func:`_plain_amounts` reads as the full parse would."""
+    if options.format != "decimal":
+        return rf"^[+-]?[0-9]{{1,{MAX_INTEGER_DIGITS + 4}}}$"
+    if options.decimal_separator != ".":
+        return None  # the decimal cast reads only a point
+    return rf"^[+-]?[0-9]{{1,{MAX_INTEGER_DIGITS}}}(?:\.[0-9]{{1,{_PLAIN_DIGITS}}})?$"
+
+
+def _plain_amounts(
+    frame: pl.DataFrame, text_col: str, options: AmountOptions, field: str
+) -> tuple[pl.Series, pl.Series]:
+    """The value and reason of every row as :func:`with_any_amount` gives them for plain amounts
+    (see :func:`_plain_pattern`; other rows' are meaningless). At most four places and fourteen
+    integer digits fit a decimal of scale four exactly, so its integer form is the amount in
+    ten-thousandths: the value is that divided by ``10**(4 - exponent)``, and a remainder is a place
+    the currency does not have."""
+    text = pl.col(text_col)
+    exponent = pl.col(f"{PREFIX}exponent")
+    if options.format != "decimal":
+        return frame.select(text.cast(pl.Int64, strict=False)).to_series(), _no_reasons(frame.height)
+    scaled = text.cast(pl.Decimal(MAX_INTEGER_DIGITS + _PLAIN_DIGITS, _PLAIN_DIGITS), strict=False)
+    # Two steps: an eager select works out a sub-expression once per use, and the cast is the cost.
+    parts = frame.select(
+        magnitude=scaled.to_physical().cast(pl.Int64).abs(),
+        negative=text.str.starts_with("-"),
+        unit=pl.lit(10, dtype=pl.Int64).pow(_PLAIN_DIGITS - exponent),
+        priced=pl.col(f"{PREFIX}reason_currency").is_null(),
+    )
+    magnitude, unit = pl.col("magnitude"), pl.col("unit")
+    parts = parts.select(
+        value=pl.when(pl.col("negative")).then(-(magnitude // unit)).otherwise(magnitude // unit),
+        excess=((magnitude % unit) != 0) & pl.col("priced"),
+    )
+    value, excess = parts["value"], parts["excess"]
+    reason = _no_reasons(frame.height)
+    wrong = excess.fill_null(False).arg_true()
+    if wrong.len():
+        places = pl.col(text_col).str.split_exact(".", 1).struct.field("field_1").fill_null("")
+        message = frame[wrong].select(
+            pl.concat_str(
+                pl.lit(f"{field}: '"),
+                text,
+                pl.lit("' has "),
+                places.str.len_bytes().cast(pl.String),
+                pl.lit(" decimal places but "),
+                pl.col(f"{PREFIX}currency"),
+                pl.lit(" allows "),
+                exponent.cast(pl.String),
+            )
+        )
+        reason = reason.scatter(wrong, message.to_series())
+    return value, reason
+
+
+def _no_reasons(height: int) -> pl.Series:
+    return pl.repeat(None, height, dtype=pl.String, eager=True)
+
+
+def with_any_amount(
+    frame: pl.DataFrame, text_col: str, options: AmountOptions, field: str, *, required: bool
+) -> pl.DataFrame:
+    """:func:`with_amount` for text of any shape: each value parsed by string operations (slower than
+    the decimal cast :func:`with_amount` reads plain amounts with, and what it is checked against)."""
     p = f"{PREFIX}{field}_"
     text = pl.col(text_col)
     exponent = pl.col(f"{PREFIX}exponent")
