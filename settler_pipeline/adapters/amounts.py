@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 from pydantic import ValidationError as PydanticValidationError
 
-from settler_pipeline.adapters.reasons import PREFIX, first_reason, quoted
+from settler_pipeline.adapters.reasons import PREFIX, first_reason, quoted, sparse_reason
 from settler_pipeline.jobspec import (
     AMOUNT_TERM_SEPARATOR,
     CURRENCY_CODE_PATTERN,
@@ -116,7 +116,13 @@ def with_currency(frame: pl.DataFrame, text_col: str | None, spec: SideSpec) -> 
     code = pl.col(f"{PREFIX}currency")
     shown = pl.col(text_col) if text_col is not None else code
     exponents = {**CURRENCY_EXPONENTS, **spec.currency.exponents}
-    reason = first_reason(
+    frame = frame.with_columns(
+        code.replace_strict(exponents, default=DEFAULT_EXPONENT, return_dtype=pl.Int64).alias(
+            f"{PREFIX}exponent"
+        )
+    )
+    reason = sparse_reason(
+        frame,
         [
             (code.is_null(), pl.lit("currency: missing (and no currency.default is set)")),
             (
@@ -132,15 +138,9 @@ def with_currency(frame: pl.DataFrame, text_col: str | None, spec: SideSpec) -> 
                     "names it under currency.exponents)",
                 ),
             ),
-        ]
+        ],
     )
-    frame = frame.with_columns(
-        code.replace_strict(exponents, default=DEFAULT_EXPONENT, return_dtype=pl.Int64).alias(
-            f"{PREFIX}exponent"
-        ),
-        reason.alias(f"{PREFIX}reason_currency"),
-    )
-    return frame, f"{PREFIX}reason_currency"
+    return frame.with_columns(reason.alias(f"{PREFIX}reason_currency")), f"{PREFIX}reason_currency"
 
 
 def _amount_pattern(options: AmountOptions) -> str:

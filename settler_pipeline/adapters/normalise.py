@@ -19,7 +19,7 @@ from datetime import date, timedelta
 import polars as pl
 
 from settler_pipeline.adapters.amounts import with_amount, with_amount_expression, with_currency
-from settler_pipeline.adapters.reasons import LINE_COL, PREFIX, raw_json
+from settler_pipeline.adapters.reasons import LINE_COL, PREFIX, raw_json, sparse_reason
 from settler_pipeline.adapters.timestamps import with_datetime, with_row_zones
 from settler_pipeline.domain.matching.normalise import pattern_references, without_placeholders
 from settler_pipeline.domain.matching.tolerance import MAX_ABS_AMOUNT_MINOR
@@ -127,25 +127,21 @@ def normalise(
         amount = amount.abs()
     frame = frame.with_columns(amount.alias(f"{PREFIX}amount"))
     amount = pl.col(f"{PREFIX}amount")
+    beyond = pl.concat_str(
+        pl.lit("amount: "),
+        amount.cast(pl.String),
+        pl.lit(f" minor units is beyond the largest amount matched ({MAX_ABS_AMOUNT_MINOR})"),
+    )
     frame = frame.with_columns(
-        pl.when(amount.abs() > MAX_ABS_AMOUNT_MINOR)
-        .then(
-            pl.concat_str(
-                pl.lit("amount: "),
-                amount.cast(pl.String),
-                pl.lit(f" minor units is beyond the largest amount matched ({MAX_ABS_AMOUNT_MINOR})"),
-            )
-        )
-        .alias(f"{PREFIX}reason_range")
+        sparse_reason(frame, [(amount.abs() > MAX_ABS_AMOUNT_MINOR, beyond)]).alias(f"{PREFIX}reason_range")
     )
     reasons += [currency_reason, f"{PREFIX}reason_range"]
     for field, limit in TEXT_LIMITS.items():
         if field in text:
             length = pl.col(text[field]).str.len_chars()
+            message = pl.format(f"{field}: {{}} characters, more than the {limit} allowed", length)
             frame = frame.with_columns(
-                pl.when(length > limit)
-                .then(pl.format(f"{field}: {{}} characters, more than the {limit} allowed", length))
-                .alias(f"{PREFIX}reason_long_{field}")
+                sparse_reason(frame, [(length > limit, message)]).alias(f"{PREFIX}reason_long_{field}")
             )
             reasons.append(f"{PREFIX}reason_long_{field}")
 
@@ -163,8 +159,20 @@ def normalise(
     def optional(field: str) -> pl.Expr:
         return pl.col(text[field]) if field in text else pl.lit(None, dtype=pl.String)
 
-    reason_col = f"{PREFIX}reason"
-    parsed = frame.select(
+    # The reasons are joined only on the rows that have one: joining them on every row built a
+    # string per row only to find it empty.
+    bad = pl.col(f"{PREFIX}bad")
+    frame = frame.with_columns(
+        pl.any_horizontal([pl.col(r).is_not_null() for r in reasons]).alias(bad.meta.output_name())
+    )
+    quarantine = _with_raw(
+        table,
+        frame.filter(bad).select(
+            line_number=pl.col(LINE_COL).cast(pl.Int64),
+            reason=pl.concat_str([pl.col(r) for r in reasons], separator="; ", ignore_nulls=True),
+        ),
+    )
+    valid = frame.filter(~bad).select(
         record_id=record_id,
         amount_minor=amount,
         currency=pl.col(f"{PREFIX}currency"),
@@ -175,17 +183,10 @@ def normalise(
         group_key=optional("group_key"),
         references=pl.col(f"{PREFIX}references"),
         line_number=pl.col(LINE_COL).cast(pl.Int64),
-        **{reason_col: pl.concat_str([pl.col(r) for r in reasons], separator="; ", ignore_nulls=True)},
     )
-
-    bad = pl.col(reason_col) != ""
-    quarantine = _with_raw(
-        table, parsed.filter(bad).select(pl.col("line_number"), pl.col(reason_col).alias("reason"))
-    )
-    valid = parsed.filter(~bad)
     day = pl.col("occurred_at").dt.date()
     lo, hi = date_range_start - timedelta(days=margin_days), date_range_end + timedelta(days=margin_days)
-    in_window = valid.filter(day.is_between(pl.lit(lo), pl.lit(hi))).drop(reason_col)
+    in_window = valid.filter(day.is_between(pl.lit(lo), pl.lit(hi)))
     in_window = (
         _with_raw(table, in_window) if keep_raw else in_window.with_columns(raw=pl.lit(None, pl.String))
     )

@@ -24,6 +24,20 @@ def first_reason(cases: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
     return reason
 
 
+def sparse_reason(frame: pl.DataFrame, cases: list[tuple[pl.Expr, pl.Expr]]) -> pl.Series:
+    """:func:`first_reason` of ``cases`` on every row of ``frame``, each message built only on the rows
+    where one of the conditions holds: usually none, and an expression's message is otherwise built
+    for every row whether it is used or not (it cost more than the parse it reported on). Conditions
+    and messages read ``frame``'s columns only, row by row."""
+    held = frame.select(pl.any_horizontal([c.fill_null(False) for c, _ in cases])).to_series().arg_true()
+    reason = pl.repeat(None, frame.height, dtype=pl.String, eager=True)
+    if held.len() == 0:
+        return reason
+    names = sorted({name for case in cases for expr in case for name in expr.meta.root_names()})
+    rows = frame.select(names)[held] if names else frame[held]
+    return reason.scatter(held, rows.select(first_reason(cases)).to_series())
+
+
 def raw_json(table: pl.DataFrame) -> pl.Expr:
     """Each row of a read table as the JSON kept for audit: :data:`RAW_COL` where the reader kept the
     original text (a JSON line), else a JSON object of the row's string columns. Derived only for the

@@ -7,7 +7,7 @@ import zoneinfo
 
 import polars as pl
 
-from settler_pipeline.adapters.reasons import PREFIX, first_reason, quoted
+from settler_pipeline.adapters.reasons import PREFIX, quoted, sparse_reason
 from settler_pipeline.errors import JobSpecError
 from settler_pipeline.jobspec import DateOptions
 
@@ -80,12 +80,13 @@ def with_datetime(
     value = pl.col(f"{PREFIX}value_{field}")
     unparsed = pl.col(naive_col).is_null() & pl.col(aware_col).is_null()
     gap = f"does not exist in {zone_name} (clocks went forward: daylight-saving gap)"
-    reason = first_reason(
+    reason = sparse_reason(
+        frame,
         [
             (text.is_null(), pl.lit(f"{field}: missing")),
             (unparsed, quoted(field, text, f"cannot be parsed as {described}")),
             (value.is_null(), quoted(field, text, gap)),
-        ]
+        ],
     )
     return frame.with_columns(reason.alias(f"{PREFIX}reason_{field}"))
 
