@@ -245,7 +245,10 @@ def _review(app: Settler, run_id: str) -> None:
                 reason="bank fee",
                 idempotency_key="demo:dismiss",
             )
-    proposals = sorted(state.open_proposals)
+    # Chosen by their records, not their match ids: match ids are named by the tenant's id, which is new
+    # in every demo data directory, and the demo should take the same decision (with the same figures)
+    # in each.
+    proposals = sorted(state.open_proposals, key=lambda match_id: state.open_proposals[match_id])
     if proposals:
         with contextlib.suppress(SettlerError):
             app.review("confirm", run_id, match_id=proposals[0], idempotency_key="demo:confirm")
