@@ -175,7 +175,11 @@ def _header_line(path: Path, options: CsvOptions) -> list[str]:
     try:
         with path.open("rb") as handle:
             head = handle.read(1 << 20)
-        lines = head.decode(options.encoding, errors="replace").splitlines()
+        # Splitting the whole megabyte into lines cost more than reading it: a first 64 KiB that
+        # holds the header line and the start of the next is enough.
+        lines = head[: 1 << 16].decode(options.encoding, errors="replace").splitlines()
+        if len(lines) <= options.skip_rows + 1:
+            lines = head.decode(options.encoding, errors="replace").splitlines()
     except (OSError, LookupError):
         return []
     if len(lines) <= options.skip_rows:

@@ -1022,6 +1022,14 @@ def test_a_header_naming_a_column_twice_is_refused_naming_it_and_reading_by_posi
     assert amounts(loaded) == [200]
 
 
+def test_a_repeated_name_in_a_header_after_a_long_preamble_is_refused(tmp_path: Path) -> None:
+    # the header line starts beyond the first 64 KiB the header check looks at first
+    preamble = "".join(f"export line {i:06d} {'x' * 60}\n" for i in range(1200))
+    text = f"{preamble}id,amount,amount,currency,date\nA,1.00,2.00,EUR,2024-03-01\n"
+    with pytest.raises(JobSpecError, match=r"'amount'.*more than once"):
+        csv_side(tmp_path, text, csv={"skip_rows": 1200})
+
+
 @pytest.mark.parametrize(
     "header",
     [
