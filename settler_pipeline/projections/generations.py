@@ -28,6 +28,7 @@ import polars as pl
 from settler_pipeline.files import staging_path
 from settler_pipeline.projections.checkpoint import Checkpoint, Staged, publish_staged
 from settler_pipeline.projections.parts import DirectoryStorage, PartedTable
+from settler_pipeline.projections.runindex import DELTA_FRACTION, MAX_DELTAS, RunIndex
 
 GRACE_S: Final = 600.0  # how long a replaced generation stays readable
 _GEN = re.compile(r"^g(\d{6})$")
@@ -54,13 +55,17 @@ class Generations:
         match = _GEN.match(Path(target).name)
         return int(match.group(1)) if match else None
 
-    def load(self) -> tuple[int, dict[str, Any], pl.DataFrame] | None:
+    def load(self) -> tuple[int, dict[str, Any], RunIndex] | None:
         """The committed generation, its manifest and run index (None if never committed)."""
         generation = self.current()
         if generation is None:
             return None
         manifest = json.loads((self.dir / f"g{generation:06d}.json").read_text())
-        runs = pl.read_parquet(self.dir / f"g{generation:06d}.runs.parquet")
+        files = manifest.get("run_index")
+        if files is None:  # written before the index was kept as a base and deltas
+            runs = RunIndex.from_frame(pl.read_parquet(self.dir / f"g{generation:06d}.runs.parquet"))
+        else:
+            runs = RunIndex.read([self._gen_dir(generation) / f["name"] for f in files])
         return generation, manifest, runs
 
     def manifest(self) -> dict[str, Any] | None:
@@ -96,7 +101,6 @@ class Generations:
         other files the generation wrote (not yet durable)."""
         generation = table.generation
         storage.link_unchanged(table.parts)
-        prefix = self.dir / f"g{generation:06d}"
         manifest: dict[str, Any] = {
             "checkpoint": json.loads(checkpoint.to_json()),
             "generation": generation,
@@ -108,9 +112,31 @@ class Generations:
         }
         if log is not None:
             manifest["log"] = log
-        runs_path = prefix.with_name(prefix.name + ".runs.parquet")
-        table.runs_frame().write_parquet(runs_path, compression="zstd", compression_level=1)
+        manifest["run_index"], runs_path = self._stage_index(table, storage)
         return self.stage_manifest(generation, manifest, [*storage.written_paths(), *written, runs_path])
+
+    def _stage_index(
+        self, table: PartedTable, storage: DirectoryStorage
+    ) -> tuple[list[dict[str, Any]], Path]:
+        """Write ``table``'s run index into the generation (``runindex.py``): a delta of the runs it
+        changed after the committed generation's files (hard-linked), or a new base. Returns the
+        files, in order, for the manifest, and the file written."""
+        previous: list[dict[str, Any]] = []
+        if storage.base_dir is not None:
+            previous = list((self.manifest() or {}).get("run_index", []))
+        # not *.parquet: a glob over the published parts must not take it for one
+        path = storage.work_dir / f"runs-g{table.generation:06d}.index"
+        storage.work_dir.mkdir(parents=True, exist_ok=True)
+        if previous and len(previous) - 1 < MAX_DELTAS:
+            changed = table.changed_runs()
+            named = sum(int(f["runs"]) for f in previous[1:]) + changed.len()
+            if named * DELTA_FRACTION <= int(previous[0]["runs"]):
+                assert storage.base_dir is not None
+                for kept in previous:
+                    os.link(storage.base_dir / kept["name"], storage.work_dir / kept["name"])
+                runs = table.run_index.write(path, changed)
+                return [*previous, {"name": path.name, "runs": runs}], path
+        return [{"name": path.name, "runs": table.run_index.write(path)}], path
 
     def publish(self, generation: int, manifest: dict[str, Any], written: Sequence[Path] = ()) -> None:
         """Publish generation ``generation`` (its directory complete; ``written``: the files it wrote

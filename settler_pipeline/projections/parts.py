@@ -24,12 +24,11 @@ from typing import Final
 import polars as pl
 
 from settler_pipeline.files import staging_path
+from settler_pipeline.projections.runindex import RUN, RunIndex
 
-RUN: Final = "reconciliation_id"
+__all__ = ["RUN", "DirectoryStorage", "MemoryStorage", "Part", "PartStorage", "PartedTable"]
+
 SMALL_FRACTION: Final = 8  # parts under max_rows / 8 are "small"; 8 small ones of similar size are merged
-# per run: its current attempt, how many of that attempt's rows are read from the log (logrows.py), and
-# the parts holding its stored rows (one row per part; part null for a run without stored rows)
-_RUNS_SCHEMA: Final = {RUN: pl.String(), "attempt": pl.Int64(), "logged": pl.Int64(), "part": pl.String()}
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,7 @@ class PartedTable:
         storage: PartStorage,
         *,
         parts: Collection[Part] = (),
-        runs: pl.DataFrame | None = None,
+        runs: RunIndex | pl.DataFrame | None = None,
         generation: int = 1,
     ) -> None:
         self.schema = schema
@@ -134,14 +133,16 @@ class PartedTable:
         self.classify = classify
         self.storage = storage
         self.parts: dict[str, Part] = {p.name: p for p in parts}
-        runs = runs if runs is not None else pl.DataFrame(schema=_RUNS_SCHEMA)
-        if "logged" not in runs.columns:  # a run index written before rows were read from the log
-            runs = runs.with_columns(pl.lit(0, pl.Int64).alias("logged"))
-        self.attempts = runs.select(RUN, "attempt", "logged").unique(RUN, keep="first")
-        self.locations = runs.filter(pl.col("part").is_not_null()).select(RUN, "part").unique()
+        if runs is None:
+            runs = RunIndex.empty()
+        elif isinstance(runs, pl.DataFrame):
+            runs = RunIndex.from_frame(runs)
+        self.attempts = runs.attempts
+        self.locations = runs.locations
         self.generation = generation
         self._sequence = 0
         self._dirty: dict[str, pl.DataFrame] = {}
+        self._changed: list[pl.Series] = []  # runs whose index entries may have changed
 
     # -- the run index -----------------------------------------------------------------------------
 
@@ -153,6 +154,9 @@ class PartedTable:
         """Record the attempt each run of ``final`` (``reconciliation_id, attempt``) is now at (a run
         whose attempt changed has no logged rows any more), then add ``logged`` (``reconciliation_id,
         attempt, rows``: rows read from the log) to the counts of the runs' current attempts."""
+        self._changed.append(final[RUN])
+        if logged is not None:
+            self._changed.append(logged[RUN])
         if final.height:
             before = self.attempts.join(final.select(RUN), on=RUN, how="semi")
             now = final.select(RUN, pl.col("attempt").cast(pl.Int64)).join(
@@ -189,16 +193,19 @@ class PartedTable:
         """Those of ``runs`` that have stored rows."""
         return self.locations.filter(pl.col(RUN).is_in(runs.implode()))[RUN].unique()
 
+    @property
+    def run_index(self) -> RunIndex:
+        """The run index (``runindex.py``)."""
+        return RunIndex(self.attempts, self.locations)
+
     def runs_frame(self) -> pl.DataFrame:
         """The run index as one frame (``reconciliation_id, attempt, part``; part null for a run
         without rows), sorted for a stable file."""
-        return (
-            self.attempts.join(self.locations, on=RUN, how="full", coalesce=True)
-            .with_columns(pl.col("logged").fill_null(0))
-            .select(list(_RUNS_SCHEMA))
-            .cast(_RUNS_SCHEMA)  # type: ignore[arg-type]
-            .sort(RUN, "part", nulls_last=True)
-        )
+        return self.run_index.to_frame()
+
+    def changed_runs(self) -> pl.Series:
+        """The runs whose index entries changed since the table was loaded (perhaps a few more)."""
+        return pl.concat([pl.Series(RUN, [], pl.String), *(s.rename(RUN) for s in self._changed)]).unique()
 
     # -- rows --------------------------------------------------------------------------------------
 
@@ -215,6 +222,7 @@ class PartedTable:
             taken.append(frame.filter(mine))
             self._dirty[name] = frame.filter(~mine)
         if names:
+            self._changed.append(runs)
             self.locations = self.locations.filter(~(pl.col(RUN).is_in(wanted) & pl.col("part").is_in(names)))
         return pl.concat(taken) if taken else pl.DataFrame(schema=self.schema)
 
@@ -246,6 +254,7 @@ class PartedTable:
             codes = tuple(sorted(pl.concat(shown).drop_nulls().unique().to_list()))
         self.parts[name] = Part(name, frame.height, cls, codes)
         runs = frame.select(RUN).unique().with_columns(pl.lit(name).alias("part"))
+        self._changed.append(runs[RUN])
         self.locations = pl.concat([self.locations, runs])
 
     def flush(self) -> None:

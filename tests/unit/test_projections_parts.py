@@ -3,7 +3,9 @@ and generations published by one symlink swap."""
 
 from __future__ import annotations
 
+import json
 import os
+import random
 from pathlib import Path
 
 import polars as pl
@@ -137,13 +139,51 @@ def test_every_file_a_generation_wrote_is_durable_before_the_swap_that_commits_i
     directory = tmp_path / ".gens" / "things"
     wanted = {directory / f"g{generation:06d}" / name for name in t.parts} | {
         extra,
-        directory / f"g{generation:06d}.runs.parquet",
+        directory / f"g{generation:06d}" / f"runs-g{generation:06d}.index",
         directory / f"g{generation:06d}.json",
         directory / f"g{generation:06d}",  # the entries naming the parts
         directory,  # the entries naming the manifest and the generation
     }
     assert wanted <= {p.resolve() for p in seen_at_swap[0]}, wanted - seen_at_swap[0]
     assert tmp_path.resolve() in synced  # the swap itself, after it
+
+
+def test_the_run_index_is_stored_as_a_base_and_deltas_that_load_as_the_index_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(generations, "MAX_DELTAS", 3)
+    monkeypatch.setattr(generations, "DELTA_FRACTION", 0)  # however many runs the deltas name
+    gens = Generations(tmp_path, "things")
+    rng = random.Random(5)
+    kinds = []
+    expected = pl.DataFrame()
+    for step in range(12):
+        generation, storage = gens.begin(fresh=False)
+        loaded = gens.load()
+        t = table(
+            storage,
+            parts=[parts.Part(**p) for p in loaded[1]["parts"]] if loaded else (),
+            runs=loaded[2] if loaded else None,
+            generation=generation,
+        )
+        if loaded:  # what was stored loads back as it was written
+            assert loaded[2].to_frame().equals(expected)
+        # 200 runs at first, then a few changed each step: new rows, rows taken, attempts moved
+        runs = [f"r{i}" for i in (range(200) if step == 0 else rng.sample(range(260), 6))]
+        t.take(pl.Series(runs[:2]))
+        t.append(pl.concat([rows(r, step) for r in runs[2:]]))
+        t.set_attempts(pl.DataFrame({"reconciliation_id": runs[1:4], "attempt": [step + 1] * 3}))
+        t.flush()
+        t.ensure_part()
+        expected = t.runs_frame()
+        publish_staged(tmp_path, [gens.stage(t, storage, Checkpoint("things", 1, position=step))])
+        kinds.append(len(json.loads((gens.dir / f"g{generation:06d}.json").read_text())["run_index"]))
+    loaded = gens.load()
+    assert loaded is not None and loaded[2].to_frame().equals(expected)
+    assert 1 in kinds[1:] and max(kinds) == 4  # deltas after a base, then a new base after three
+    assert not list((tmp_path / "things").glob("*.parquet")) or all(
+        p.name.startswith("part-") for p in (tmp_path / "things").glob("*.parquet")
+    )
 
 
 def test_a_single_file_read_model_carries_its_checkpoint_in_the_same_file(tmp_path: Path) -> None:
