@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import polars as pl
 
 from settler_pipeline.domain.envelope import EventEnvelope
-from settler_pipeline.domain.events import NewEvent
+from settler_pipeline.domain.events import RECORD_UNMATCHED, NewEvent
 from settler_pipeline.domain.reconciliation import ReconciliationState
 
 
@@ -125,7 +125,10 @@ class Completing:
     closed: list[NewEvent] = field(default_factory=list)
     """Its unmatched records other runs matched, closed."""
     elsewhere: list[tuple[ReconciliationState, list[NewEvent]]] = field(default_factory=list)
-    """Other runs (as loaded) and their unmatched records this run matched, closed."""
+    """Other runs (as loaded) and what is appended to each: their exceptions opened again (a superseded
+    run's matches account for nothing) and their unmatched records this run or another matched, closed."""
+    reopened: int = 0
+    """How many exceptions of other runs are opened again."""
 
     def details(self) -> dict[str, Any]:
         """What the run's outcome tells people of these: decisions taken over, its own exceptions
@@ -135,8 +138,13 @@ class Completing:
             details["decisions_taken_over"] = len(self.decisions)
         if self.closed:
             details["matched_elsewhere"] = len(self.closed)
-        if self.elsewhere:
-            details["closed_in"] = ", ".join(sorted(str(run.reconciliation_id) for run, _ in self.elsewhere))
+        closing = [
+            run for run, drafts in self.elsewhere if any(d.event_type != RECORD_UNMATCHED for d in drafts)
+        ]
+        if closing:
+            details["closed_in"] = ", ".join(sorted(str(run.reconciliation_id) for run in closing))
+        if self.reopened:
+            details["reopened_elsewhere"] = self.reopened
         return details
 
 

@@ -25,7 +25,11 @@ from settler_pipeline.domain import exception_ids as xid
 from settler_pipeline.domain import reconciliation as agg
 from settler_pipeline.domain.envelope import canonical_json
 from settler_pipeline.domain.reconciliation import ReconciliationState
-from settler_pipeline.domain.reconciliation.shared import Decision, inherited_decisions
+from settler_pipeline.domain.reconciliation.shared import (
+    Decision,
+    closure_run,
+    inherited_decisions,
+)
 from settler_pipeline.errors import StateError
 
 Records = tuple[tuple[str, ...], tuple[str, ...]]  # a proposal's source and target record ids
@@ -172,7 +176,10 @@ class SharedItems:
           on the days it reconciles again are not lost);
         * the dismissal of each of its unmatched records another of those runs matched, and of each
           unmatched record of those runs that it matched (not in the runs of ``replaced``, which it
-          supersedes): such a record is accounted for, so it is no exception.
+          supersedes): such a record is accounted for, so it is no exception;
+        * in those runs, the exceptions closed because a run of ``replaced`` matched their records
+          opened again (their ``RecordUnmatched`` once more) and closed anew only if this run or
+          another that counts matches them: a superseded run's matches account for nothing.
 
         Callers hold :meth:`lock` and append all of it in the completion's batch, so a review decision
         is either seen here or sees the run completed, and a crash leaves both or neither."""
@@ -190,9 +197,77 @@ class SharedItems:
             return Completing(decisions=decisions)
         runs = [str(r.reconciliation_id) for r in neighbours]
         closed = agg.closed_by_matches(completed, self._matched_naming(tenant, runs, [completed]), user)
-        ours = self._matched_naming(tenant, [run_id], neighbours)
-        elsewhere = [(r, drafts) for r in neighbours if (drafts := agg.closed_by_matches(r, ours, user))]
-        return Completing(decisions=decisions, closed=closed, elsewhere=elsewhere)
+        reopening = self._reopening(tenant, neighbours, replaced)
+        now = [_applied(r, reopening.get(str(r.reconciliation_id), [])) for r in neighbours]
+        ours = self._matched_naming(tenant, [run_id], now)
+        elsewhere = []
+        for loaded, state_now in zip(neighbours, now, strict=True):
+            reopened = reopening.get(str(loaded.reconciliation_id), [])
+            matches = list(ours)
+            if reopened:  # a run that counts may match it too: it closed nothing while it was closed
+                others = [r for r in runs if r != loaded.reconciliation_id]
+                matches += self._matched_naming(tenant, others, [_only_reopened(reopened)])
+            drafts = [*reopened, *agg.closed_by_matches(state_now, matches, user)]
+            if drafts:
+                elsewhere.append((loaded, drafts))
+        count = sum(len(r) for r in reopening.values())
+        return Completing(decisions=decisions, closed=closed, elsewhere=elsewhere, reopened=count)
+
+    def _reopening(
+        self, tenant: str, neighbours: list[ReconciliationState], replaced: Collection[str]
+    ) -> dict[str, list[agg.NewEvent]]:
+        """By run of ``neighbours``: the ``RecordUnmatched`` events (as the run recorded them) of its
+        exceptions still closed because a run of ``replaced`` matched their records."""
+        if not replaced:
+            return {}
+        closed = {str(r.reconciliation_id): r for r in neighbours}
+        dismissals = (
+            self.store.read(event_types=[e.EXCEPTION_DISMISSED], tenant_id=tenant)
+            .filter(pl.col("aggregate_id").is_in(sorted(closed)))
+            .select("global_position", "aggregate_id", "data")
+            .collect()
+            .sort("global_position")
+        )
+        latest: dict[tuple[str, str], e.ExceptionDismissed] = {}
+        for run, data in dismissals.select("aggregate_id", "data").iter_rows():
+            payload = e.ExceptionDismissed.model_validate_json(data)
+            latest[(run, payload.exception_id)] = payload  # the last dismissal of an item is what holds
+        wanted: dict[str, set[str]] = {}
+        for (run, exception_id), payload in latest.items():
+            parsed = xid.parse(exception_id)
+            if (
+                closure_run(payload) in replaced
+                and parsed.kind == xid.UNMATCHED
+                and exception_id not in closed[run].open_exceptions
+            ):
+                wanted.setdefault(run, set()).add(exception_id)
+        return {run: self._unmatched_events(tenant, run, ids) for run, ids in wanted.items()}
+
+    def _unmatched_events(self, tenant: str, run: str, exception_ids: set[str]) -> list[agg.NewEvent]:
+        """The ``RecordUnmatched`` events of ``run``'s current attempt for ``exception_ids``."""
+        records = {xid.parse(x).key for x in exception_ids}
+        needles = sorted(
+            {canonical_json(r) for r in records} | {json.dumps(r, ensure_ascii=False) for r in records}
+        )
+        starts = [e.RECONCILIATION_STARTED, e.RECONCILIATION_RETRIED]
+        frame = (
+            self.store.read(event_types=[*starts, e.RECORD_UNMATCHED], tenant_id=tenant)
+            .filter(pl.col("aggregate_id") == run)
+            .filter(pl.col("event_type").is_in(starts) | pl.col("data").str.contains_any(needles))
+            .select("global_position", "event_type", "data")
+            .collect()
+            .sort("global_position")
+        )
+        found: dict[str, agg.NewEvent] = {}
+        for kind, data in frame.select("event_type", "data").iter_rows():
+            if kind != e.RECORD_UNMATCHED:
+                found.clear()  # a new attempt: the earlier one's records are gone
+                continue
+            payload = e.RecordUnmatched.model_validate_json(data)
+            key = xid.unmatched(payload.side, payload.record_id)
+            if key in exception_ids:
+                found[key] = agg.NewEvent(e.RECORD_UNMATCHED, payload)
+        return [found[k] for k in sorted(found)]
 
     def _matched_naming(
         self, tenant: str, runs: list[str], holding: list[ReconciliationState]
@@ -261,3 +336,29 @@ def _proposal_of(event: agg.NewEvent) -> str:
     if isinstance(payload, e.ExceptionDismissed) and payload.exception_id.startswith(xid.PROPOSED + ":"):
         return xid.parse(payload.exception_id).key
     return ""
+
+
+def _applied(state: ReconciliationState, drafts: list[agg.NewEvent]) -> ReconciliationState:
+    """``state`` with ``drafts`` applied."""
+    if not drafts:
+        return state
+    builder = agg.StateBuilder(state)
+    for draft in drafts:
+        builder.apply(
+            draft.event_type,
+            draft.data(),
+            state.reconciliation_id or "",
+            state.tenant_id or "",
+            state.correlation_id or "",
+        )
+    return builder.freeze()
+
+
+def _only_reopened(drafts: list[agg.NewEvent]) -> ReconciliationState:
+    """A stand-in holding only the exceptions ``drafts`` (``RecordUnmatched`` events) open."""
+    opened = {}
+    for draft in drafts:
+        payload = draft.payload
+        assert isinstance(payload, e.RecordUnmatched)
+        opened[xid.unmatched(payload.side, payload.record_id)] = payload.reason
+    return ReconciliationState(open_exceptions=opened)

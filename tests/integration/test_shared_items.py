@@ -363,6 +363,84 @@ def test_a_later_run_matching_a_record_closes_its_exception_in_the_earlier_run(t
     assert exceptions.filter(pl.col("reconciliation_id") == first).height == 0
 
 
+def _read_models(app: Settler, data: Path, run: str) -> tuple[set[str], int]:
+    """``run``'s open exception ids and open unmatched source count in the read models, after an
+    update; a rebuild must give the same."""
+    found = []
+    for bring in (projections.update, projections.rebuild):
+        bring(app.store, data)
+        exceptions = projections.read_model(data, "reconciliation_exceptions")
+        summary = projections.read_model(data, "reconciliation_summary")
+        found.append(
+            (
+                set(exceptions.filter(pl.col("reconciliation_id") == run)["exception_id"].to_list()),
+                summary.filter(pl.col("reconciliation_id") == run)["unmatched_source"].item(),
+            )
+        )
+    assert found[0] == found[1]
+    return found[0]
+
+
+def test_superseding_the_run_that_matched_a_record_opens_its_exception_again(tmp_path: Path) -> None:
+    """Day 2 matched day 1's s1 and closed its exception; the bank line was wrong and day 2 is read
+    again without it: s1 is accounted for nowhere, so it is open again in day 1 (and a later re-read of
+    day 1 does not take the stale closure over)."""
+    data, folder, spec = _late_bank_line(tmp_path)
+    with Settler(data, user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
+        (folder / "target.csv").write_text(HEADER + "t1,10.00,EUR,2026-11-27\n")
+        app.reconcile(spec, start=DAY2, end=DAY2)
+        assert _open(app, first) == set()
+        (folder / "target.csv").write_text(HEADER)
+        third = app.reconcile(spec, start=DAY2, end=DAY2, supersede=True)
+        assert third.details == {"reopened_elsewhere": 1}
+        assert _open(app, first) == {("unmatched:source:s1",)}
+        assert app.state(first).counts.unmatched_source == 1
+        again = app.stream(first).filter(pl.col("event_type") == e.RECORD_UNMATCHED)
+        assert again.height == 2
+        assert json.loads(again["data"][0]) == json.loads(again["data"][1])  # as the run recorded it
+        completed = app.stream(third.reconciliation_id).filter(
+            pl.col("event_type") == e.RECONCILIATION_COMPLETED
+        )
+        assert again["causation_id"][1] == completed["event_id"][0]  # in the completion's batch
+        assert _read_models(app, data, first) == ({"unmatched:source:s1"}, 1)
+        fourth = app.reconcile(spec, start=DAY1, end=DAY1, supersede=True)
+        assert fourth.details == {}
+        assert _open(app, fourth.reconciliation_id) == {("unmatched:source:s1",)}
+
+
+def test_a_superseding_run_matching_the_record_too_keeps_it_closed_in_its_own_name(tmp_path: Path) -> None:
+    data, folder, spec = _late_bank_line(tmp_path)
+    with Settler(data, user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
+        (folder / "target.csv").write_text(HEADER + "t1,10.00,EUR,2026-11-27\n")
+        app.reconcile(spec, start=DAY2, end=DAY2)
+        third = app.reconcile(spec, start=DAY2, end=DAY2, supersede=True)
+        assert third.details == {"closed_in": first, "reopened_elsewhere": 1}
+        assert _open(app, first) == set()
+        closures = app.stream(first).filter(pl.col("event_type") == e.EXCEPTION_DISMISSED)
+        assert json.loads(closures["data"][-1])["reason"] == (
+            f"matched in run {third.reconciliation_id} of the same job"
+        )
+        assert _read_models(app, data, first) == (set(), 0)
+
+
+def test_a_persons_dismissal_after_a_reopening_stays(tmp_path: Path) -> None:
+    data, folder, spec = _late_bank_line(tmp_path)
+    with Settler(data, user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
+        (folder / "target.csv").write_text(HEADER + "t1,10.00,EUR,2026-11-27\n")
+        app.reconcile(spec, start=DAY2, end=DAY2)
+        (folder / "target.csv").write_text(HEADER)
+        app.reconcile(spec, start=DAY2, end=DAY2, supersede=True)
+        app.review("dismiss", first, exception_ids=["unmatched:source:s1"], reason="written off")
+        assert app.reconcile(spec, start=DAY2, end=DAY2, supersede=True).details == {}
+        assert _open(app, first) == set()
+
+
 @pytest.mark.parametrize("charge", ["s\u00fc1", "\u0416-7", "\u4e2d1"])
 def test_records_named_beyond_ascii_are_closed_and_refused_alike(tmp_path: Path, charge: str) -> None:
     """Bulk events hold such ids as UTF-8 and single events escaped: both are found."""

@@ -20,7 +20,11 @@ order (:func:`inherited_decisions`), so it does not show a decided item as open.
 A record left unmatched in one run may be matched in another run of the job that read more of its
 days (a payout on the fourth day covering charges of three earlier days, a bank line that arrived
 after the first run): it is accounted for there, so the completion of either run closes the other's
-exception (:func:`closed_by_matches`).
+exception (:func:`closed_by_matches`). Such a closure is a fact about the matching run, not a
+person's decision: a run completing later never takes it over (it finds its own closures among the
+runs that count then), and when the matching run is superseded, the superseding run's completion
+opens the exception again (the record's ``RecordUnmatched`` event, appended once more) unless a run
+that counts still matches the record (:func:`closure_run` tells such closures apart).
 
 Duplicate and quarantined rows are named by their input line, which depends on the file a run read,
 so they are decided run by run.
@@ -28,6 +32,7 @@ so they are decided run by run.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,10 +133,13 @@ class Decision:
 def inherited_decisions(state: ReconciliationState, decisions: Sequence[Decision]) -> list[e.NewEvent]:
     """The decisions of other runs (in the order they were made) that decide items ``state``'s run,
     just completed, holds open, rewritten to its own copies. Each applies to the state the earlier
-    ones leave (a rejection reopens records a later manual match may take)."""
+    ones leave (a rejection reopens records a later manual match may take). Closures because a run
+    matched the record (:func:`closure_run`) are no decisions and are left out."""
     assert state.reconciliation_id is not None and state.tenant_id is not None
     taken: list[e.NewEvent] = []
     for decision in decisions:
+        if closure_run(decision.event.payload) is not None:
+            continue
         twin = _twin(_deciding(decision), decision.event, state)
         if twin is None:
             continue
@@ -173,7 +181,20 @@ def closed_by_matches(
                 key = xid.unmatched(side, record)
                 if key in state.open_exceptions and key not in seen:
                     seen.add(key)
-                    reason = f"matched in run {run} of the same job"
+                    reason = _CLOSED_BY_MATCH.format(run=run)
                     payload = e.ExceptionDismissed(exception_id=key, reason=reason, dismissed_by=by)
                     closed.append(e.NewEvent(e.EXCEPTION_DISMISSED, payload))
     return closed
+
+
+_CLOSED_BY_MATCH = "matched in run {run} of the same job"
+_CLOSURE = re.compile(r"matched in run (\S+) of the same job")
+
+
+def closure_run(payload: e.EventData) -> str | None:
+    """The run whose match closed an exception, for a dismissal :func:`closed_by_matches` made; None
+    for anything else (a person's dismissal has a reason of their own)."""
+    if not isinstance(payload, e.ExceptionDismissed):
+        return None
+    found = _CLOSURE.fullmatch(payload.reason)
+    return found.group(1) if found else None
