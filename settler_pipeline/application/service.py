@@ -365,6 +365,7 @@ class ReconciliationService:
         state = self._authorised_state(cmd, "operator", "reviewing exceptions")
         facts: dict[str, Any] = {}
         if state.status == agg.COMPLETED:
+            self.shared.refuse_records_of_others(state, cmd.source_ids, cmd.target_ids)
             facts = review.manual_match_facts(
                 review.RunDetails(self.store, state),
                 list(cmd.source_ids),

@@ -77,6 +77,32 @@ class SharedItems:
         )
         return [r for r in runs if r.status == agg.COMPLETED]
 
+    def refuse_records_of_others(
+        self, state: ReconciliationState, sources: Collection[str], targets: Collection[str]
+    ) -> None:
+        """Raise :class:`StateError` naming the run when a record a match by hand names is not open in
+        ``state``'s run but in another completed run of its job (a charge of one day and its payout in
+        the next day's run): the match cannot span two runs, and the error says what to do instead."""
+        foreign = [
+            (side, record)
+            for side, ids in (("source", sources), ("target", targets))
+            for record in ids
+            if xid.unmatched(side, record) not in state.open_exceptions
+        ]
+        if not foreign:
+            return
+        for run in self.neighbours(state):
+            for side, record in foreign:
+                if xid.unmatched(side, record) in run.open_exceptions:
+                    days = " to ".join(dict.fromkeys(run.date_range or ()))
+                    raise StateError(
+                        f"{side} record {record} is open in run {run.reconciliation_id} ({days}), not in "
+                        "this run: a match by hand takes the records of one run",
+                        hint="reconcile the days of both runs in one run (`settler reconcile SPEC --from "
+                        "FIRST --to LAST --supersede` replaces them) and match there, or dismiss each "
+                        "record in its own run with a note naming the other",
+                    )
+
     def twins(
         self, state: ReconciliationState, drafts: list[agg.NewEvent]
     ) -> dict[str, tuple[ReconciliationState, list[agg.NewEvent]]]:

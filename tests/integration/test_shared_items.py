@@ -542,3 +542,26 @@ def test_a_completion_that_cannot_be_written_takes_nothing_over_and_its_retry_do
         assert (again.status, again.details.get("decisions_taken_over")) == ("completed", 1)
         reopened = {("unmatched:source:s1",), ("unmatched:target:t1",)}
         assert _open(app, second.reconciliation_id) == reopened | {("proposed", "s2", "t2")}
+
+
+def test_a_match_by_hand_naming_a_record_of_the_next_days_run_says_where_it_is(tmp_path: Path) -> None:
+    """s1 (day 1) and t9 (day 2, another amount) are open in two runs: the match by hand is refused
+    naming the run that holds t9, and the hint's way (one run over both days) makes it possible."""
+    data, folder = tmp_path / "data", tmp_path / "inputs"
+    spec = _job(folder)
+    (folder / "source.csv").write_text(HEADER + "s1,10.00,EUR,2026-11-26\n")
+    (folder / "target.csv").write_text(HEADER + "t9,9.50,EUR,2026-11-27\n")
+    with Settler(data, user="olivia") as app:
+        app.access.create_tenant("acme", admin="olivia")
+        first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
+        second = app.reconcile(spec, start=DAY2, end=DAY2).reconciliation_id
+        assert _open(app, second) == {("unmatched:target:t9",)}
+        with pytest.raises(StateError) as refused:
+            app.review("match", first, source_ids=["s1"], target_ids=["t9"], accept_difference=True, note="x")
+        assert f"target record t9 is open in run {second} (2026-11-27)" in str(refused.value)
+        assert "--supersede" in (refused.value.hint or "")
+        both = app.reconcile(spec, start=DAY1, end=DAY2, supersede=True).reconciliation_id
+        matched = app.review(
+            "match", both, source_ids=["s1"], target_ids=["t9"], accept_difference=True, note="x"
+        )
+        assert _open(app, both) == set() and matched.events_appended == 1
