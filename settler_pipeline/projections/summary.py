@@ -20,23 +20,18 @@ import polars as pl
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import exception_ids as xid
 from settler_pipeline.projections.batch import FETCH_TYPES, FINISH_TYPES, RESET_TYPES, TS, EventBatch
-from settler_pipeline.projections.parts import RUN
-from settler_pipeline.projections.projection import Column, TableReadModel, last_by_run
+from settler_pipeline.projections.parts import RUN, PartedTable
+from settler_pipeline.projections.projection import Column, PartedReadModel, last_by_run
 
+# fmt: off
 COUNTS = (
-    "matched",
-    "matched_source_records",
-    "unmatched_source",
-    "unmatched_target",
-    "proposed",
-    "quarantined",
+    "matched", "matched_source_records", "unmatched_source", "unmatched_target", "proposed", "quarantined",
     "duplicates",
 )
+# fmt: on
 PROPOSAL = pl.Struct({"match_id": pl.String, "sources": pl.Int64, "targets": pl.Int64})
 _STATUS_TYPES = (*RESET_TYPES, *FETCH_TYPES, *FINISH_TYPES, e.RECONCILIATION_SUPERSEDED)
 _T = pl.col("event_type")
-
-
 _STATUS = {
     e.RECONCILIATION_COMPLETED: "completed",
     e.RECONCILIATION_FAILED: "failed",
@@ -50,11 +45,15 @@ def _status() -> pl.Expr:
     return _T.replace_strict(_STATUS, default="running", return_dtype=pl.String)
 
 
-class ReconciliationSummary(TableReadModel):
+class ReconciliationSummary(PartedReadModel):
     name = "reconciliation_summary"
     version = 1
     doc = "One row per reconciliation run: its latest attempt's status, record counts and outcome."
     key = ("reconciliation_id",)
+    # Kept in parts by run, not as one file: an update reads and rewrites only the parts holding the
+    # runs its events name (written newest last, so the recent runs that get decisions share a few
+    # parts), instead of reading, sorting and writing every run's row (~90 ms at 11.6k runs).
+    classes: ClassVar[dict[str, int]] = {"runs": 1_000}
     columns: ClassVar[tuple[Column, ...]] = (
         Column("reconciliation_id", pl.String(), "The run (its stream id in the log)."),
         Column("tenant_id", pl.String(), "The tenant the run belongs to."),
@@ -125,9 +124,16 @@ class ReconciliationSummary(TableReadModel):
         "_open_proposals": pl.List(PROPOSAL),
     }
 
-    def apply(self, state: pl.DataFrame, batch: EventBatch) -> pl.DataFrame:
+    def apply(self, table: PartedTable, batch: EventBatch) -> None:
         if batch.height == 0:
-            return state
+            return
+        # Only the batch's runs change: their rows are taken out and written again, the others stay.
+        state = table.take(table.runs_with_rows(batch.last_positions[RUN]))
+        state = state.select(list(self.stored_schema())).cast(self.stored_schema())  # type: ignore[arg-type]
+        table.append(self._changed(state, batch).sort("last_event_position"))
+
+    def _changed(self, state: pl.DataFrame, batch: EventBatch) -> pl.DataFrame:
+        """The rows of the batch's runs after it, given ``state`` (their rows before it, if any)."""
         final = batch.final_attempts(state.select(RUN, "attempt"), supersessions=False)
         final = final.rename({"attempt": "b_attempt"})
         facts = self._facts(batch)
@@ -139,10 +145,9 @@ class ReconciliationSummary(TableReadModel):
             .join(deltas, on=RUN, how="left")
             .join(proposals, on=RUN, how="left")
         )
-        # Only the batch's runs change: the other rows are kept as they are, not recomputed.
-        merged = state.join(new, on=RUN, how="semi").join(new, on=RUN, how="full", coalesce=True)
+        # every run here is the batch's (``state`` holds only the batch's runs)
+        merged = state.join(new, on=RUN, how="full", coalesce=True)
         same_attempt = pl.col("attempt") == pl.col("b_attempt")
-        touched = pl.col("b_last_position").is_not_null()
         out = merged.select(
             RUN,
             pl.coalesce("tenant_id", "b_tenant_id").alias("tenant_id"),
@@ -153,7 +158,7 @@ class ReconciliationSummary(TableReadModel):
             pl.coalesce("period_end", "b_period_end").alias("period_end"),
             *(
                 (
-                    pl.when(~touched | same_attempt).then(pl.col(c)).otherwise(0).fill_null(0)
+                    pl.when(same_attempt).then(pl.col(c)).otherwise(0).fill_null(0)
                     + pl.col(f"d_{c}").fill_null(0)
                 )
                 .cast(pl.Int64)
@@ -167,13 +172,11 @@ class ReconciliationSummary(TableReadModel):
                 pl.coalesce(f"b{h}", h).alias(h)
                 for h in ("_source", "_target", "_finish", "_completed", "_error")
             ),
-            pl.when(touched)
-            .then(pl.col("b_open_proposals").fill_null(pl.lit([], dtype=pl.List(PROPOSAL))))
-            .otherwise(pl.col("_open_proposals"))
+            pl.col("b_open_proposals")
+            .fill_null(pl.lit([], dtype=pl.List(PROPOSAL)))
             .alias("_open_proposals"),
         )
-        changed = _published(out).select(list(self.stored_schema())).cast(self.stored_schema())  # type: ignore[arg-type]
-        return pl.concat([state.join(new, on=RUN, how="anti"), changed])
+        return _published(out).select(list(self.stored_schema())).cast(self.stored_schema())  # type: ignore[arg-type]
 
     @staticmethod
     def _facts(batch: EventBatch) -> pl.DataFrame:
@@ -249,9 +252,7 @@ class ReconciliationSummary(TableReadModel):
         return facts
 
     @staticmethod
-    def _counts(
-        state: pl.DataFrame, batch: EventBatch, final: pl.DataFrame
-    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    def _counts(state: pl.DataFrame, batch: EventBatch, final: pl.DataFrame) -> tuple[pl.DataFrame, ...]:
         """The batch's count changes for each run's current attempt (``d_<count>`` columns), and each
         touched run's open proposals after the batch."""
         current = final.select(RUN, pl.col("b_attempt").alias("_final"))
@@ -298,10 +299,8 @@ class ReconciliationSummary(TableReadModel):
             .filter(pl.col("attempt") == pl.col("_final"))
         )
         # Open proposals of the current attempt: the state's (if the attempt did not change) and the batch's.
-        touched = batch.last_positions.select(RUN)
         carried = (
-            state.join(touched, on=RUN, how="semi")
-            .join(current, on=RUN, how="inner")
+            state.join(current, on=RUN, how="inner")
             .filter(pl.col("attempt") == pl.col("_final"))
             .select(RUN, pl.col("_open_proposals").alias("p"))
             .explode("p")

@@ -68,7 +68,8 @@ def test_an_update_publishes_every_read_model_with_its_checkpoint_and_no_lag(
     for name in projections.NAMES:
         assert projections.read_model(data_dir, name).equals(in_memory(log, name)), name
     root = data_dir / "read_models"
-    assert (root / "reconciliation_summary.parquet").is_file()
+    assert (root / "tenant_usage_view.parquet").is_file()
+    assert (root / "reconciliation_summary").is_symlink()  # one row per run: parts by run
     assert (root / "reconciliation_matches").is_symlink()
     assert list((root / "reconciliation_matches").glob("part-*.parquet"))
     assert (data_dir / "analytics.duckdb").is_file()
@@ -85,7 +86,8 @@ def test_updates_in_steps_give_the_same_tables_as_a_rebuild_and_an_idle_update_r
     stepped = {n: projections.read_model(data_dir, n) for n in projections.NAMES}
     root = data_dir / "read_models"
     stamps = {p.name: p.stat().st_mtime_ns for p in root.glob("*.parquet")}
-    links = {n: os.readlink(root / n) for n in ("reconciliation_exceptions", "reconciliation_matches")}
+    parted = ("reconciliation_summary", "reconciliation_exceptions", "reconciliation_matches")
+    links = {n: os.readlink(root / n) for n in parted}
     projections.update(store)
     assert {p.name: p.stat().st_mtime_ns for p in root.glob("*.parquet") if p.name in stamps} == {
         k: v for k, v in stamps.items() if k != "projection_status.parquet"
@@ -154,7 +156,7 @@ def test_an_interrupted_update_leaves_the_published_tables_intact_and_is_cleaned
     orphan = gens / f"g{current + 1:06d}"
     orphan.mkdir()
     (orphan / "part-junk.parquet").write_bytes(b"not parquet")
-    (data_dir / "read_models" / ".reconciliation_summary.parquet.999.tmp").write_bytes(b"junk")
+    (data_dir / "read_models" / ".tenant_usage_view.parquet.999.tmp").write_bytes(b"junk")
     assert projections.read_model(data_dir, "reconciliation_matches").equals(
         in_memory(log.head(150), "reconciliation_matches")
     )
@@ -283,7 +285,7 @@ def test_the_checkpoint_travels_inside_the_published_file(
     projections.update(store)
     import pyarrow.parquet as pq
 
-    meta = pq.read_metadata(data_dir / "read_models" / "reconciliation_summary.parquet").metadata
+    meta = pq.read_metadata(data_dir / "read_models" / "tenant_usage_view.parquet").metadata
     assert meta is not None and json.loads(meta[META_KEY.encode()])["position"] == 80
 
 
@@ -400,3 +402,44 @@ def test_read_models_updated_at_different_times_catch_up_to_the_same_tables_as_o
         projections.update(store, chunk_events=chunk)
     for name in projections.NAMES:
         assert projections.read_model(data_dir, name).equals(in_memory(history, name)), name
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    seed=st.integers(0, 2**32),
+    appends=st.lists(st.integers(1, 60), min_size=2, max_size=6),
+    deltas=st.integers(0, 3),
+)
+def test_updates_that_rewrite_only_their_runs_parts_and_index_entries_match_a_rebuild(
+    tmp_path_factory: pytest.TempPathFactory, seed: int, appends: list[int], deltas: int
+) -> None:
+    """Tiny parts, so every update takes its runs' rows out of parts shared with other runs and
+    merges small parts, and a run index of a base and up to ``deltas`` deltas, reloaded by every
+    update: the stored tables after each update are those of one fold, and of a rebuild."""
+    from settler_pipeline.projections import generations
+    from settler_pipeline.projections.exceptions import ReconciliationExceptions
+    from settler_pipeline.projections.matches import ReconciliationMatches
+    from settler_pipeline.projections.summary import ReconciliationSummary
+
+    data_dir = tmp_path_factory.mktemp("per-run")
+    history = random_log(random.Random(seed), runs=10, max_events=200)
+    with pytest.MonkeyPatch.context() as patch, EventStore.open(data_dir) as store:
+        patch.setattr(ReconciliationSummary, "classes", {"runs": 2})
+        patch.setattr(ReconciliationExceptions, "classes", {"open": 3})
+        patch.setattr(ReconciliationMatches, "classes", {"auto": 4, "review": 2})
+        patch.setattr(generations, "MAX_DELTAS", deltas)
+        patch.setattr(generations, "DELTA_FRACTION", 0)
+        start = 0
+        for size in [*appends, history.height]:
+            part = history.slice(start, size)
+            if part.height:
+                store.append_frame(part.select(APPEND_COLUMNS))
+                start += part.height
+                projections.update(store)
+                for name in projections.NAMES:
+                    expected = in_memory(history.head(start), name)
+                    assert projections.read_model(data_dir, name).equals(expected), name
+        stepped = {name: projections.read_model(data_dir, name) for name in projections.NAMES}
+        projections.rebuild(store)
+    for name in projections.NAMES:
+        assert projections.read_model(data_dir, name).equals(stepped[name]), name
