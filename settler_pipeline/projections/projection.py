@@ -11,7 +11,6 @@ aggregates a merge needs; views and :func:`read_model` show only the published c
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
@@ -19,7 +18,7 @@ from typing import ClassVar
 import polars as pl
 
 from settler_pipeline.projections.batch import EventBatch
-from settler_pipeline.projections.parts import RUN, PartedTable
+from settler_pipeline.projections.parts import PartedTable
 
 
 @dataclass(frozen=True)
@@ -88,14 +87,3 @@ class PartedReadModel(ReadModel):
     @abstractmethod
     def apply(self, table: PartedTable, batch: EventBatch) -> None:
         """Bring ``table`` from the state before ``batch`` to the state after it."""
-
-
-def last_by_run(
-    frame: pl.DataFrame, columns: Sequence[str | pl.Expr], *, first: bool = False
-) -> pl.DataFrame:
-    """Per run, the values of ``columns`` from its newest (or, with ``first``, oldest) row by position."""
-    exprs = [pl.col(c) if isinstance(c, str) else c for c in columns]
-    # Sorted once, the rows of each group keep position order: first/last need no sort per group
-    # (sorting inside every group cost several times more).
-    pick = [x.first() if first else x.last() for x in exprs]
-    return frame.sort("global_position").group_by(RUN).agg(pick)

@@ -13,6 +13,7 @@ kept (hidden) with their record counts, because confirming or rejecting one move
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import polars as pl
@@ -21,7 +22,7 @@ from settler_pipeline.domain import events as e
 from settler_pipeline.domain import exception_ids as xid
 from settler_pipeline.projections.batch import FETCH_TYPES, FINISH_TYPES, RESET_TYPES, TS, EventBatch
 from settler_pipeline.projections.parts import RUN, PartedTable
-from settler_pipeline.projections.projection import Column, PartedReadModel, last_by_run
+from settler_pipeline.projections.projection import Column, PartedReadModel
 
 # fmt: off
 COUNTS = (
@@ -180,76 +181,54 @@ class ReconciliationSummary(PartedReadModel):
 
     @staticmethod
     def _facts(batch: EventBatch) -> pl.DataFrame:
-        """Per run, the newest lifecycle facts of the batch (each null when the batch has none)."""
-        life = batch.lifecycle
-        parts = [
-            last_by_run(life.filter(_T.is_in(list(_STATUS_TYPES))), [_status().alias("b_status")]),
-            last_by_run(
-                life.filter(_T == e.RECONCILIATION_STARTED),
-                [
-                    pl.col("job_id").alias("b_job_id"),
-                    pl.col("timestamp").alias("b_started_at"),
-                    pl.col("date_range")
-                    .struct.field("start")
-                    .str.to_date(strict=False)
-                    .alias("b_period_start"),
-                    pl.col("date_range").struct.field("end").str.to_date(strict=False).alias("b_period_end"),
-                ],
-                first=True,
-            ),
-            last_by_run(
-                life.filter(_T.is_in(list(RESET_TYPES))), [pl.col("timestamp").alias("b_attempt_started_at")]
-            ),
-        ]
+        """Per run, the newest lifecycle facts of the batch (each null when the batch has none).
+
+        One aggregation over the batch's lifecycle events in position order, each fact the value of
+        the newest (or oldest) event of its types: a filter, sort and aggregation per fact joined
+        together were ~35 Polars operations, a fixed cost of every update."""
+
+        def newest(types: Sequence[str], value: pl.Expr, name: str, *, first: bool = False) -> pl.Expr:
+            chosen = value.filter(_T.is_in(list(types)))
+            return (chosen.first() if first else chosen.last()).alias(name)
+
+        started, date_range = [e.RECONCILIATION_STARTED], pl.col("date_range")
         total = pl.col("count").fill_null(0) + pl.col("quarantined_count").fill_null(0)
-        for event_type, name in (
-            (e.SOURCE_RECORDS_FETCHED, "b_source"),
-            (e.TARGET_RECORDS_FETCHED, "b_target"),
-        ):
-            fetched = life.filter(event_type == _T)
-            parts.append(
-                last_by_run(fetched, [pl.struct(pl.col("attempt"), total.alias("total")).alias(name)])
-            )
-        parts.append(
-            last_by_run(
-                life.filter(_T.is_in(list(FINISH_TYPES))),
-                [pl.struct(pl.col("attempt"), pl.col("timestamp").alias("at")).alias("b_finish")],
-            )
+        summary, error = pl.col("summary"), pl.col("error")
+        failure = pl.struct(
+            pl.col("attempt"),
+            pl.when(_T == e.RECONCILIATION_ABANDONED)
+            .then(pl.lit("RunAbandoned"))
+            .otherwise(error.struct.field("type"))
+            .alias("type"),
+            pl.coalesce(error.struct.field("message"), pl.col("reason")).alias("message"),
+            pl.col("step"),
         )
-        summary = pl.col("summary")
-        parts.append(
-            last_by_run(
-                life.filter(_T == e.RECONCILIATION_COMPLETED),
-                [
+        facts = (
+            batch.lifecycle.sort("global_position")
+            .group_by(RUN)
+            .agg(
+                newest(_STATUS_TYPES, _status(), "b_status"),
+                newest(started, pl.col("job_id"), "b_job_id", first=True),
+                newest(started, pl.col("timestamp"), "b_started_at", first=True),
+                *(
+                    newest(started, date_range.struct.field(end).str.to_date(strict=False), name, first=True)
+                    for end, name in (("start", "b_period_start"), ("end", "b_period_end"))
+                ),
+                newest(RESET_TYPES, pl.col("timestamp"), "b_attempt_started_at"),
+                newest([e.SOURCE_RECORDS_FETCHED], pl.struct("attempt", total.alias("total")), "b_source"),
+                newest([e.TARGET_RECORDS_FETCHED], pl.struct("attempt", total.alias("total")), "b_target"),
+                newest(FINISH_TYPES, pl.struct("attempt", pl.col("timestamp").alias("at")), "b_finish"),
+                newest(
+                    [e.RECONCILIATION_COMPLETED],
                     pl.struct(
-                        pl.col("attempt"),
-                        summary.struct.field("duration_ms"),
-                        summary.struct.field("match_rate"),
-                    ).alias("b_completed")
-                ],
+                        "attempt", summary.struct.field("duration_ms"), summary.struct.field("match_rate")
+                    ),
+                    "b_completed",
+                ),
+                newest([e.RECONCILIATION_FAILED, e.RECONCILIATION_ABANDONED], failure, "b_error"),
             )
         )
-        error = pl.col("error")
-        parts.append(
-            last_by_run(
-                life.filter(_T.is_in([e.RECONCILIATION_FAILED, e.RECONCILIATION_ABANDONED])),
-                [
-                    pl.struct(
-                        pl.col("attempt"),
-                        pl.when(_T == e.RECONCILIATION_ABANDONED)
-                        .then(pl.lit("RunAbandoned"))
-                        .otherwise(error.struct.field("type"))
-                        .alias("type"),
-                        pl.coalesce(error.struct.field("message"), pl.col("reason")).alias("message"),
-                        pl.col("step"),
-                    ).alias("b_error")
-                ],
-            )
-        )
-        facts = batch.last_positions.select(RUN)
-        for part in parts:
-            facts = facts.join(part, on=RUN, how="left")
-        return facts
+        return batch.last_positions.select(RUN).join(facts, on=RUN, how="left")
 
     @staticmethod
     def _counts(state: pl.DataFrame, batch: EventBatch, final: pl.DataFrame) -> tuple[pl.DataFrame, ...]:
