@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from settler_pipeline.domain.matching import AmountDatePass, FuzzyPass, ReferencePass, Tolerance
+import pytest
+
+from settler_pipeline.domain.matching import AmountDatePass, FuzzyPass, ReferencePass, Tolerance, fuzzy
 from tests.unit.test_matcher_support import links, only_match, reasons, run
 
 SOURCE = [
@@ -65,3 +67,14 @@ def test_fuzzy_only_sees_what_earlier_passes_left() -> None:
     result = run(source, bank, ReferencePass(), AmountDatePass(), FuzzyPass())
     assert links(result, "matched") == {(("ch2",), ("bt",))}
     assert links(result, "proposed") == set()
+
+
+def test_large_sides_work_out_their_texts_after_the_search_with_the_same_outcome(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bank = [BANK[0], {**BANK[0], "record_id": "bt2", "description": "CARD PAYMENT ACME"}]
+    overlapped = run(SOURCE, bank, FuzzyPass())
+    monkeypatch.setattr(fuzzy, "OVERLAP_RECORDS", 0)
+    in_turn = run(SOURCE, bank, FuzzyPass())
+    assert links(in_turn) == links(overlapped) and links(in_turn)
+    assert reasons(in_turn) == reasons(overlapped)

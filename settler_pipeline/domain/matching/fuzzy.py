@@ -41,6 +41,9 @@ from settler_pipeline.domain.matching.similarity_bound import TextFeatures, may_
 
 PROPOSAL_WEIGHT = 0.8
 SCORED_AT_ONCE = 250_000
+OVERLAP_RECORDS = 100_000
+"""Records of both sides up to which the texts' features are worked out while the candidates are
+searched: above it, holding both at once took a 5M-row run's largest block ~0.2 GB higher."""
 """Candidate pairs scored at once (see :func:`_with_similarity`)."""
 
 
@@ -115,11 +118,9 @@ def run_fuzzy_pass(source: pl.DataFrame, target: pl.DataFrame, config: FuzzyPass
     """Propose matches by text similarity (see the module docstring)."""
     window = config.date_window
     fields: list[str] = list(dict.fromkeys(config.fields))
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # The texts' features need no candidate: they are worked out on the other core while the
-        # candidates are searched (both mostly run outside the interpreter's lock).
-        texts = pool.submit(lambda: (_texts(source, fields), _texts(target, fields)))
-        candidates = window_candidates(
+
+    def search() -> Candidates:
+        return window_candidates(
             source,
             target,
             tolerance=config.tolerance,
@@ -128,7 +129,17 @@ def run_fuzzy_pass(source: pl.DataFrame, target: pl.DataFrame, config: FuzzyPass
             max_candidates=config.max_candidates,
             crowded="nearest",
         )
-        source_texts, target_texts = texts.result()
+
+    if source.height + target.height > OVERLAP_RECORDS:
+        candidates = search()
+        source_texts, target_texts = _texts(source, fields), _texts(target, fields)
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The texts' features need no candidate: they are worked out on the other core while
+            # the candidates are searched (both mostly run outside the interpreter's lock).
+            texts = pool.submit(lambda: (_texts(source, fields), _texts(target, fields)))
+            candidates = search()
+            source_texts, target_texts = texts.result()
     if candidates.pairs.height == 0 or not fields:
         return PassOutcome(empty_matches(), empty_hints())
     scored = _with_similarity(candidates, source_texts, target_texts, fields, config.min_score)
