@@ -5,8 +5,10 @@
   or duplicate, stream versions are ``1..n`` per stream, event ids are unique, and the index agrees
   with the segments. Each problem is reported; none is fixed.
 * ``compact`` merges small segments of an event date into larger ones, each with a stream copy (see
-  ``stream_copies.py``). Events, positions and versions are unchanged; replaced files move to
-  ``retired/`` and are deleted after a grace period, so readers of the previous table version can finish.
+  ``stream_copies.py``). Events, positions and versions are unchanged; the replaced segment files stay
+  in place, removed from the table but still part of its earlier versions, and the next compaction after
+  the grace period deletes them with the table's VACUUM: readers of an earlier version (time travel, a
+  reader that planned on it) can finish. Their stream copies and rollups, private, move to ``retired/``.
   It also writes the rollup (``rollups.py``) of every segment that should have one and has none (a
   segment written before rollups existed, or a crash between a segment and its rollup).
 * ``repair`` (``repair.py``) does what can be done for a damaged log; ``verify`` lives in ``verify.py``.
@@ -27,6 +29,7 @@ from settler_pipeline.store import rollups, stream_copies
 from settler_pipeline.store.event_store import EventStore
 from settler_pipeline.store.manifest import SegmentInfo
 from settler_pipeline.store.payloads import with_payload_columns
+from settler_pipeline.store.recovery import RETIRE_GRACE_HOURS
 from settler_pipeline.store.reindex import ReindexReport, read_verified, reindex
 from settler_pipeline.store.repair import RepairReport, open_for_repair, repair
 from settler_pipeline.store.schema import POLARS_SCHEMA
@@ -64,12 +67,15 @@ class CompactReport:
         return asdict(self)
 
 
-def compact(store: EventStore, *, target_rows: int = COMPACT_TARGET_ROWS) -> CompactReport:
+def compact(
+    store: EventStore, *, target_rows: int = COMPACT_TARGET_ROWS, grace_hours: int = RETIRE_GRACE_HOURS
+) -> CompactReport:
     """Merge runs of small segments (per event date) into segments of up to ``target_rows`` events.
 
-    Also moves the write-ahead tail into segments. Positions, versions and contents are unchanged."""
+    Also moves the write-ahead tail into segments, and first deletes the files compactions replaced more
+    than ``grace_hours`` ago. Positions, versions and contents are unchanged."""
     with store.write_lock():
-        store.purge_retired()
+        store.purge_retired(grace_hours)
         view = store.committed_view()
         if view.tail.rows:
             store.flush_tail(view)
@@ -122,13 +128,12 @@ def compact(store: EventStore, *, target_rows: int = COMPACT_TARGET_ROWS) -> Com
                 [w.granules for w in written_all],
             )
             store.index.add_stream_copies(con, copies)
-        # One Delta commit adds the new files and drops the replaced ones, and only then are those moved
-        # out: a reader of any table version sees every event exactly once.
+        # One Delta commit adds the new files and removes the replaced ones (left in place for earlier
+        # versions): a reader of any table version sees every event exactly once.
         new = store.commit_segments(manifest, added=[w.info for w in written_all], removed=removed)
         with store.index.writing() as con:
             old_copies = store.index.copies_of(con, removed)
             store.index.remove_segments(con, removed)
-        store.retire(removed)
         stream_copies.retire(store.copies_dir, store.retired_dir, old_copies)
         rollups.retire(store.rollups_dir, store.retired_dir, removed)
         return CompactReport(

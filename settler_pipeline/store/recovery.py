@@ -38,6 +38,7 @@ from settler_pipeline.store.segments import (
 from settler_pipeline.store.view import LogBase, LogView
 
 _log = logging.getLogger("settler_pipeline.store.event_store")
+RETIRE_GRACE_HOURS = 1  # how long earlier table versions stay readable after a compaction
 _FIELD_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -116,8 +117,9 @@ class LogRecovery(LogBase):
         self._state_cache = None
         self._view = None
         view = self.current_view()
-        # acknowledged positions would be missing, or files the version before names (a compaction
-        # retires the files it replaced only once its commit is durable): it was acknowledged
+        # acknowledged positions would be missing, or files the version before names: it was
+        # acknowledged. (A compaction's commit cut short goes back to the version before losing nothing:
+        # the files it replaced stay in place until a later vacuum, whose own commits come after it.)
         if view.damage or self.missing_segments(view.manifest):
             os.replace(folder / path.relative_to(self.root), path)
             fsync_dir(path.parent)
@@ -197,13 +199,16 @@ class LogRecovery(LogBase):
         live = view.live_paths
         strays = sorted(p for p in self.staging_dir.rglob("*") if p.is_file())
         if self.segments_dir.exists():
-            strays += sorted(
+            unnamed = sorted(
                 p
                 for p in self.segments_dir.rglob("*")
                 if p.is_file()
                 and p.relative_to(self.segments_dir).parts[0] != delta_table.LOG_FOLDER
                 and p.relative_to(self.segments_dir).as_posix() not in live
             )
+            if unnamed:  # files compaction replaced stay for earlier versions until the table's vacuum
+                replaced = delta_table.removed_files(self.segments_dir)
+                strays += [p for p in unnamed if p.relative_to(self.segments_dir).as_posix() not in replaced]
         if self.wal_dir.exists():
             strays += sorted(p for p in self.wal_dir.iterdir() if p != view.wal_path)
         if self.copies_dir.exists():
@@ -235,30 +240,23 @@ class LogRecovery(LogBase):
                 frame = pl.read_parquet(file, columns=list(POLARS_SCHEMA)).cast(POLARS_SCHEMA)  # type: ignore[arg-type]
                 self.index.add_segments(con, [live[path]], [granules(frame, path, row_group_starts(file))])
 
-    def purge_retired(self, grace_s: float = 3600.0) -> None:
-        """Delete files compaction replaced more than ``grace_s`` seconds ago (their events are in the
-        segments that replaced them)."""
+    def purge_retired(self, grace_hours: int = RETIRE_GRACE_HOURS) -> None:
+        """Delete the segment files compaction replaced more than ``grace_hours`` ago (the table's
+        VACUUM: their events are in the segments that replaced them, and earlier table versions stay
+        readable until then), and the derived files moved to ``retired/`` as long ago."""
+        delta_table.vacuum(self.segments_dir, grace_hours)
         if not self.retired_dir.exists():
             return
-        cutoff = time.time() - grace_s
+        cutoff = time.time() - grace_hours * 3600
         for path in self.retired_dir.rglob("*.parquet"):
             if path.stat().st_mtime < cutoff:
                 path.unlink(missing_ok=True)
 
-    def retire(self, paths: Sequence[str]) -> None:
-        """Move replaced segment files out of the scanned tree; they are deleted after a grace period
-        so that a reader holding an older table version can still finish."""
-        for relative in paths:
-            source = self.segments_dir / relative
-            target = self.retired_dir / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if source.exists():
-                os.replace(source, target)
-                os.utime(target)
-
     def rebuild_manifest_from_files(self) -> Manifest:
         """Describe every segment file on disk into a fresh state (the write-ahead tail is kept)."""
-        infos = [describe_file(p, self.segments_dir) for p in list_segment_files(self.segments_dir)]
+        infos = _without_replaced(
+            [describe_file(p, self.segments_dir) for p in list_segment_files(self.segments_dir)]
+        )
         try:
             old = self.stored_state()
         except CorruptionError:
@@ -298,6 +296,33 @@ class LogRecovery(LogBase):
     def copy_to(self, target: Path) -> None:
         """Copy the whole log directory (tests and backups)."""
         shutil.copytree(self.root, target / "log")
+
+
+def _without_replaced(infos: Sequence[SegmentInfo]) -> list[SegmentInfo]:
+    """``infos`` less each segment whose positions lie inside another's of the same event date: a file
+    compaction replaced stays in place for earlier table versions until the vacuum, and the merged file
+    holds its events. (Segments of different dates interleave positions; of one date they do not, as
+    each commit writes positions after the previous one's.) Identical or partly overlapping ranges are
+    all kept: the caller reports them as duplicated."""
+    kept: list[SegmentInfo] = []
+    by_date: dict[str, list[SegmentInfo]] = {}
+    for info in infos:
+        by_date.setdefault(info.event_date, []).append(info)
+    for group in by_date.values():
+        outer: SegmentInfo | None = None
+        for info in sorted(group, key=lambda i: (i.first_position, -i.last_position, i.path)):
+            span = (info.first_position, info.last_position)
+            if outer is not None and _inside(span, (outer.first_position, outer.last_position)):
+                continue
+            if outer is None or info.last_position > outer.last_position:
+                outer = info
+            kept.append(info)
+    return kept
+
+
+def _inside(span: tuple[int, int], outer: tuple[int, int]) -> bool:
+    """Whether ``span`` lies inside ``outer`` and is not the same range."""
+    return outer[0] <= span[0] and span[1] <= outer[1] and span != outer
 
 
 def _place(path: Path) -> tuple[str, str, str] | None:

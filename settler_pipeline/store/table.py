@@ -277,6 +277,50 @@ def commit(segments_dir: Path, state: Manifest) -> int:
     return version
 
 
+def removed_files(segments_dir: Path) -> set[str]:
+    """Paths (relative to the segments folder) that earlier versions hold and a later one removed
+    (compaction replaced them) and that no vacuum has deleted yet: they stay in place so that readers of
+    those versions can finish. Empty if there is no table or it cannot be replayed."""
+    if not exists(segments_dir):
+        return set()
+    try:
+        table = DeltaTable(table_uri(segments_dir))
+        return set(table.vacuum(retention_hours=0, dry_run=True, enforce_retention_duration=False))
+    except Exception:  # deltalake raises several types; an unreadable log is reported by its readers
+        return set()
+
+
+def vacuum(segments_dir: Path, retention_hours: int) -> list[str]:
+    """Delete the files a version removed more than ``retention_hours`` ago (Delta's VACUUM, in its
+    lite mode: only files the transaction log removed, never a file it does not know, which recovery
+    moves to quarantine instead). Until then every earlier version stays readable (time travel, a
+    reader that planned on it). VACUUM records itself as two commits; both repeat the newest commit's
+    state, so the newest commit always describes the log. Returns the deleted paths."""
+    if not exists(segments_dir):
+        return []
+    uri = table_uri(segments_dir)
+    table = DeltaTable(uri)
+    expired = table.vacuum(retention_hours=retention_hours, dry_run=True, enforce_retention_duration=False)
+    if not expired:
+        return []  # no commits for nothing
+    previous = table.version()
+    info = commit_info(segments_dir, previous)
+    kept = {key: info[key] for key in (HEAD_KEY, STATE_KEY) if key in info}
+    deleted = table.vacuum(
+        retention_hours=retention_hours,
+        dry_run=False,
+        enforce_retention_duration=False,
+        commit_properties=CommitProperties(custom_metadata=kept),
+        post_commithook_properties=_HOOKS,
+    )
+    version = newest_version(segments_dir, previous)
+    if version is not None and version > previous:
+        _sync_commit(segments_dir, version)
+        if any((v + 1) % CHECKPOINT_EVERY == 0 for v in range(previous + 1, version + 1)):
+            _checkpoint(DeltaTable(uri), uri, version)
+    return deleted
+
+
 def _checkpoint(table: DeltaTable, uri: str, version: int) -> None:
     """Write a checkpoint after the commit is durable. Inside the commit (deltalake's post-commit hook)
     a failing checkpoint raised after the commit file was in place: the caller saw an error for a

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -122,9 +121,9 @@ def test_compact_verify_reindex_verify_keeps_every_answer(
 
     compacted = maintenance.compact(store, target_rows=1_000_000)
     assert compacted.segments_after < segments_before
-    assert compacted.retired and all((store.retired_dir / p).exists() for p in compacted.retired)
+    assert compacted.retired and all((store.segments_dir / p).exists() for p in compacted.retired)
     assert not any(store.wal_dir.iterdir()), "compaction moves the write-ahead tail into segments"
-    assert sorted(p.parent.name for p in store.segments_dir.rglob("*.parquet")) == [
+    assert sorted(Path(s.path).parent.name for s in store.committed_view().manifest.segments) == [
         "event_date=2026-10-30",
         "event_date=2026-10-31",
         "event_date=2026-11-01",
@@ -169,21 +168,20 @@ def test_a_reader_from_before_compaction_still_gets_correct_answers(
     assert reader.read().collect().equals(frame)
 
 
-def test_retired_segments_are_deleted_after_the_grace_period(
+def test_replaced_segments_stay_for_the_grace_period_and_a_later_compaction_vacuums_them(
     populated: EventStore, open_store: OpenStore
 ) -> None:
     retired = maintenance.compact(populated).retired
-    files = [populated.retired_dir / p for p in retired]
-    assert files and all(f.exists() for f in files)
+    files = [populated.segments_dir / p for p in retired]
+    assert files and all(f.exists() for f in files), "left in place for earlier table versions"
+    assert maintenance.verify(open_store(read_only=True)).ok, "replaced files are not strays"
     maintenance.compact(open_store())
-    assert all(f.exists() for f in files), "a recent file stays for readers of the old manifest"
-    old = time.time() - 2 * 3600
-    for f in files:
-        os.utime(f, (old, old))
+    assert all(f.exists() for f in files), "a recent file stays for readers of earlier versions"
     open_store().close()
     assert all(f.exists() for f in files), "opening a store deletes nothing"
-    maintenance.compact(open_store())
+    maintenance.compact(open_store(), grace_hours=0)  # as if the grace period had passed
     assert not any(f.exists() for f in files)
+    assert maintenance.verify(open_store(read_only=True)).ok
 
 
 @pytest.mark.parametrize("healthy", [True, False])
@@ -292,6 +290,25 @@ def test_reindex_rebuilds_a_lost_commit_point_from_the_segments(
     repaired = open_store()
     assert maintenance.verify(repaired).ok
     assert_same_answers(before, answers(repaired))
+
+
+def test_reindex_right_after_a_compaction_takes_the_merged_files_not_the_replaced_ones_too(
+    populated: EventStore, open_store: OpenStore
+) -> None:
+    """The replaced files are still in place (for earlier table versions) when the commit point is
+    lost: the rebuilt one names each event once."""
+    before = answers(populated)
+    replaced = maintenance.compact(populated).retired
+    assert replaced and all((populated.segments_dir / p).exists() for p in replaced)
+    populated.close()
+    shutil.rmtree(populated.segments_dir / "_delta_log")
+    store = open_store(recover_index=False)
+    report = maintenance.reindex(store)
+    assert report.rebuilt_manifest and report.events == before["head"]
+    assert not {s.path for s in store.committed_view().manifest.segments} & set(replaced)
+    store.close()
+    assert maintenance.verify(open_store()).ok  # the writer's open moved the replaced files aside
+    assert_same_answers(before, answers(open_store()))
 
 
 def test_stats_describe_the_log(populated: EventStore) -> None:

@@ -70,6 +70,8 @@ def test_an_older_transaction_log_put_back_after_a_compaction_moves_nothing_and_
     shutil.copytree(transaction_log, tmp_path / "backup")
     compacted = maintenance.compact(writer, target_rows=10 * BULK_ROWS)
     assert (compacted.segments_before, compacted.segments_after) == (3, 1)
+    maintenance.compact(writer, grace_hours=0)  # the grace period over: the replaced files are deleted
+    assert not any((writer.segments_dir / p).exists() for p in compacted.retired)
     shutil.rmtree(transaction_log)
     shutil.copytree(tmp_path / "backup", transaction_log)  # names the files compaction replaced
     before = contents(data_dir)

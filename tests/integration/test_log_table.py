@@ -99,6 +99,44 @@ def test_compaction_replaces_files_in_one_commit_and_no_version_shows_an_event_t
     assert len(old.file_uris()) > len(live)
 
 
+def test_after_settler_log_compact_every_earlier_version_still_reads_the_events_it_had(
+    store: EventStore, make_event: MakeEvent, make_frame: MakeFrame
+) -> None:
+    """Time travel and a reader that planned on the version before: compaction leaves the files it
+    replaced in place (Delta removes them from the new version only) until a vacuum after the grace
+    period, so deltalake and Polars read every earlier version exactly as before."""
+    fill(store, make_event, make_frame)
+    store.publish()
+    uri, newest, head = store.table_uri, DeltaTable(store.table_uri).version(), store.head_position
+    store.close()
+
+    def at(version: int) -> dict[str, pl.DataFrame]:
+        return {
+            "deltalake": pl.from_arrow(DeltaTable(uri, version=version).to_pyarrow_table())  # type: ignore[dict-item]
+            .select(pl.exclude("event_date"))
+            .sort("global_position"),
+            "polars": pl.scan_delta(uri, version=version)
+            .select(pl.exclude("event_date"))
+            .collect()
+            .sort("global_position"),
+        }
+
+    had = {version: at(version) for version in range(newest + 1)}
+    assert had[newest]["polars"].height == head
+    planned = DeltaTable(uri, version=newest)  # a reader that listed its files before the compaction
+    compacted = settler("log", "compact", "--data-dir", store.data_dir, "--json")
+    assert compacted.returncode == 0, compacted.stderr
+    assert json_of(compacted)["retired"], "something was merged"
+    assert DeltaTable(uri).version() == newest + 1
+    for version, frames in had.items():
+        for engine, frame in at(version).items():
+            assert frame.equals(frames[engine]), f"{engine} at version {version}"
+    assert planned.to_pyarrow_table().num_rows == head
+    assert_exactly(uri, head)
+    verified = settler("log", "verify", "--data-dir", store.data_dir)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 def test_every_segment_commit_is_a_delta_commit_and_the_tail_stays_private(
     store: EventStore, make_event: MakeEvent, make_frame: MakeFrame
 ) -> None:

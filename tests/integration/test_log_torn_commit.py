@@ -120,23 +120,26 @@ def test_a_damaged_acknowledged_newest_commit_is_left_as_found(
     assert maintenance.verify(open_store(read_only=True)).ok
 
 
-def test_an_acknowledged_compaction_commit_cut_short_is_left_as_found(
+def test_a_compaction_commit_cut_short_goes_back_to_the_version_before_losing_nothing(
     open_store: OpenStore, make_event: MakeEvent, data_dir: Path
 ) -> None:
-    """A compaction keeps the head, so the recorded head cannot tell its commit was acknowledged; the
-    files it retired once the commit was durable can: the version before names them."""
+    """A compaction keeps the head and leaves the files it replaced in place (until a vacuum, whose
+    commits would come after it): the version before still names files holding every event, so its
+    commit cut short is set aside, the merged segment with it, and nothing is lost or deleted."""
     writer = open_store()
     for _ in range(3):
         writer.append([make_event(STREAM) for _ in range(2)])
         writer.publish()
     compacted = maintenance.compact(writer, target_rows=1_000)
     assert compacted.segments_after < compacted.segments_before
-    cut_inside_the_state(writer)
+    commit = cut_inside_the_state(writer)
     before = contents(data_dir)
 
-    with pytest.raises(CorruptionError, match="cut short"):
-        open_store()
-    assert contents(data_dir) == before, "nothing moved, nothing written"
-    assert maintenance.reindex(open_store(recover_index=False)).rebuilt_manifest
-    assert positions(open_store()) == [1, 2, 3, 4, 5, 6]
+    reopened = open_store()
+    assert positions(reopened) == [1, 2, 3, 4, 5, 6]
+    assert reopened.append([make_event(STREAM)]) == [7]
+    after = contents(data_dir)
+    moved = {Path(p).name for p in before.keys() - after.keys()}
+    assert commit.name in moved and any(name.startswith("seg-") for name in moved)
+    assert {Path(p).name for p in after if "quarantine" in p} >= moved, "moved aside, not deleted"
     assert maintenance.verify(open_store(read_only=True)).ok
