@@ -136,6 +136,16 @@ class InputRoots:
         the user knows what to add and where."""
         data = self._resolved_data_dir
         settings = f"{data}/settler.toml" if data is not None else "settler.toml in the data directory"
+        if (other := self._other_tenant(resolved)) is not None:
+            name, template, own = other
+            # Listing the folder as a root would open it to every tenant: the fix is the spec's path.
+            return JobSpecError(
+                f"{what} {path} is outside the allowed input roots: it is in tenant {name!r}'s folder "
+                f"under the root {template}, and a run of tenant {self.tenant!r} reads only its own "
+                f"folder {own}",
+                hint=f"point the job spec at this tenant's export in {own} (copy it there if it is this "
+                "tenant's); another tenant's folder is never an input",
+            )
         if data is not None and _inside(resolved, data):
             return JobSpecError(
                 f"{what} {path} is inside the data directory {data}, where only a sub-folder listed in "
@@ -158,6 +168,26 @@ class InputRoots:
             "or SETTLER_ALLOWED_INPUT_ROOTS; a {tenant} entry is each tenant's own folder); "
             "see docs/configuration.md",
         )
+
+    def _other_tenant(self, resolved: Path) -> tuple[str, str, Path] | None:
+        """The tenant whose folder under a ``{tenant}`` root holds ``resolved``, that root as configured
+        and this run's own folder under it, when the folder is another tenant's (``None`` otherwise)."""
+        if self.tenant is None:
+            return None
+        for root in self.allowed:
+            template = str(root)
+            if template.count(TENANT) != 1:
+                continue
+            before, _, after = template.partition(TENANT)
+            if not before.endswith("/") or (after and not after.startswith("/")):
+                continue  # the placeholder is part of a folder name: no folder of its own to name
+            base = Path(before).expanduser().resolve()  # as __post_init__ resolves the roots
+            if not _inside(resolved, base) or resolved == base:
+                continue
+            name = resolved.relative_to(base).parts[0]
+            if name != self.tenant:
+                return name, template, Path(template.replace(TENANT, self.tenant)).expanduser().resolve()
+        return None
 
     def expand(self, path: Path, spec_dir: Path, *, what: str) -> list[Path]:
         """The files ``path`` names: itself, or for a glob every matching file (sorted), each checked.

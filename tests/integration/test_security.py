@@ -347,6 +347,9 @@ def test_a_tenant_input_root_lets_a_run_read_its_own_tenants_folder_only(tmp_pat
         )  # fmt: skip
         assert done.returncode == 1 and "outside" in done.stderr, (path.name, done.stdout, done.stderr)
         assert "Traceback" not in done.stderr
+        if path.name != "sql.yaml":  # the hint says whose folder it is, never to list it as a root
+            assert "tenant 'beta''s folder" in done.stderr and "its own folder" in done.stderr, done.stderr
+            assert "list its folder" not in done.stderr and "add its folder" not in done.stderr, done.stderr
         assert hashlib.sha256((data / "access.json").read_bytes()).hexdigest() == before
     with Settler(data, user="alpha-op") as app:
         assert app.run_ids() == []  # nothing was started by a refused spec
