@@ -29,6 +29,11 @@ class ValidationError(UserError):
     """Input that does not satisfy the documented contract (bad id, malformed field, bad spec)."""
 
 
+class FieldError(ValidationError):
+    """A command's field is malformed (empty, too long, of the wrong form); it names the field. An
+    interface adds where that field is documented (the CLI: the running command's ``--help``)."""
+
+
 class InvalidIdError(ValidationError):
     """An identifier is not a canonical UUID; it names the field and the offending value."""
 

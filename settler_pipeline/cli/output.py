@@ -28,7 +28,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from settler_pipeline.errors import CorruptionError, SettlerError, UserError
+from settler_pipeline.errors import CorruptionError, FieldError, SettlerError, UserError
 from settler_pipeline.printable import printable
 
 
@@ -169,6 +169,9 @@ def user_errors(*, as_json: bool = False, data_dir: Path | None = None) -> Itera
         yield
     except typer.Exit:
         raise
+    except FieldError as exc:  # names the field: the running command's help documents it
+        hint = f"{exc.hint} ({_help_hint()})" if exc.hint else _help_hint()
+        fail(exc.message, hint, as_json=as_json, code="validation")  # the code scripts already know
     except UserError as exc:
         fail(exc.message, exc.hint or _help_hint(), as_json=as_json, code=error_code(exc))
     except CorruptionError as exc:

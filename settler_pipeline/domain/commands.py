@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from settler_pipeline.errors import ValidationError
+from settler_pipeline.errors import FieldError, ValidationError
 from settler_pipeline.ids import new_id, validate_uuid
 
 _USER_RE = re.compile(r"[A-Za-z0-9_.@\-]{1,64}")
@@ -237,7 +237,7 @@ def build(kind: type[C], **fields: Any) -> C:
         message = str(first["msg"]).removeprefix("Value error, ")
         if first["type"] == "string_too_short":
             message = "must not be empty"
-        raise ValidationError(
+        raise FieldError(
             f"{field} {message}" if first["type"] == "string_too_short" else f"{field}: {message}",
-            hint=f"give a valid {field} (see `settler COMMAND --help`)",
+            hint=f"give a valid {field}",
         ) from None

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -153,6 +156,26 @@ def test_every_user_mistake_exits_1_with_one_line_and_a_hint(
         assert len(lines) == 2, lines
         assert lines[0].startswith("error: ") and message in lines[0], lines
         assert lines[1].startswith("hint: ") and len(lines[1]) > len("hint: "), lines
+
+
+@pytest.mark.parametrize("field", ["--reason", "--idempotency-key"])
+def test_a_malformed_field_names_the_command_whose_help_documents_it(data: Path, field: str) -> None:
+    spec = next((data.parent / "inputs").glob("contract.yaml"))
+    command, args = (
+        ("settler cancel", ["cancel", run_id(data), "--reason", ""])
+        if field == "--reason"
+        else ("settler reconcile", ["reconcile", str(spec), "--from", "2026-11-02", "--idempotency-key", ""])
+    )
+    env = {**os.environ, "SETTLER_DATA_DIR": str(data), "SETTLER_USER": "olivia"}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "settler"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"(see `{command} --help`)" in done.stderr and "COMMAND" not in done.stderr, done.stderr
 
 
 def test_a_refused_statement_creates_nothing_anywhere(
