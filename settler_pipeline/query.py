@@ -27,6 +27,7 @@ import polars as pl
 
 from settler_pipeline import projections
 from settler_pipeline.adapters.amounts import CURRENCY_EXPONENTS, DEFAULT_EXPONENT
+from settler_pipeline.adapters.sql_reader import unavailable_function
 from settler_pipeline.errors import CorruptionError, NotFoundError, ValidationError
 from settler_pipeline.projections import analyst, exponents
 from settler_pipeline.projections.generations import Generations
@@ -108,6 +109,9 @@ def scoped_sql(
             # name and columns are the library's own read-model names, never user input
             con.execute(f"CREATE VIEW {name} AS SELECT {columns} FROM _{name}")  # noqa: S608
         con.execute("SET enable_external_access = false")
+        # A query naming an extension's function (delta_scan) must not make DuckDB download and load it.
+        con.execute("SET autoinstall_known_extensions = false")
+        con.execute("SET autoload_known_extensions = false")
         con.execute("SET lock_configuration = true")
         try:
             # Polars' streaming engine scans the files in pieces: the tenant filter never holds a
@@ -121,6 +125,10 @@ def scoped_sql(
                     )
                 result: pl.DataFrame = _as_polars(relation)
         except duckdb.Error as exc:
+            if (unavailable := unavailable_function(exc, "settler sql")) is not None:
+                raise ValidationError(
+                    unavailable, hint=f"query the tables: {', '.join(tables)}; see docs/read-models.md"
+                ) from exc
             raise ValidationError(
                 f"the query failed: {str(exc).splitlines()[0]}",
                 hint=f"tables: {', '.join(tables)}; see docs/read-models.md",

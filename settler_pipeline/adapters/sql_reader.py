@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import glob as globbing
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +78,25 @@ def _outside_roots(error: duckdb.Error) -> JobSpecError:
     )
 
 
+_EXTENSION_FUNCTION = re.compile(
+    r'Function with name "?(\w+)"? is not in the catalog, but it exists in the (\w+) extension'
+)
+
+
+def unavailable_function(error: duckdb.Error, where: str) -> str | None:
+    """What to tell a user whose SQL called a function of a DuckDB extension (``delta_scan``,
+    ``st_point``): ``where`` never installs or loads one (a query must not make the process download
+    and run code), so DuckDB's own advice (INSTALL, SET autoinstall...) would not work. ``None`` for
+    any other error."""
+    found = _EXTENSION_FUNCTION.search(str(error))
+    if found is None:
+        return None
+    return (
+        f"{found.group(1)} is not available in {where}: it belongs to DuckDB's {found.group(2)} "
+        f"extension, and {where} never installs or loads extensions"
+    )
+
+
 @contextlib.contextmanager
 def _query_errors() -> Iterator[None]:
     try:
@@ -84,6 +104,10 @@ def _query_errors() -> Iterator[None]:
     except duckdb.PermissionException as e:
         raise _outside_roots(e) from e
     except duckdb.Error as e:
+        if (unavailable := unavailable_function(e, "a duckdb_sql query")) is not None:
+            raise JobSpecError(
+                unavailable, hint="read the inputs with DuckDB's built-in readers (read_csv, read_parquet)"
+            ) from e
         raise JobSpecError(
             f"DuckDB could not run the duckdb_sql query: {str(e).strip()}",
             hint="fix the query (test it in the duckdb shell from the job spec's directory)",

@@ -847,6 +847,18 @@ def test_a_duckdb_sql_query_reading_a_missing_file_is_a_job_spec_error(tmp_path:
         load(side(adapter="duckdb_sql", query="SELECT * FROM read_csv('nope.csv')"), tmp_path)
 
 
+@pytest.mark.parametrize("call", ["delta_scan('x')", "iceberg_scan('x')"])
+def test_a_duckdb_sql_query_calling_an_extensions_function_is_told_it_is_not_available(
+    tmp_path: Path, call: str
+) -> None:
+    # never installed or loaded on the query's behalf: DuckDB's advice (INSTALL, SET ...) is not repeated
+    name = call.split("(")[0]
+    with pytest.raises(JobSpecError, match=f"{name} is not available in a duckdb_sql query") as info:
+        load(side(adapter="duckdb_sql", query=f"SELECT * FROM {call}"), tmp_path)
+    assert "never installs or loads extensions" in info.value.message
+    assert "INSTALL" not in str(info.value) and "autoinstall" not in str(info.value)
+
+
 def test_a_duckdb_sql_query_cannot_change_the_configuration(tmp_path: Path) -> None:
     with pytest.raises(JobSpecError, match="only hold SELECT statements, not SET"):
         load(side(adapter="duckdb_sql", query="SET threads = 1; SELECT 1 AS id"), tmp_path)

@@ -178,6 +178,21 @@ def test_a_malformed_field_names_the_command_whose_help_documents_it(data: Path,
     assert f"(see `{command} --help`)" in done.stderr and "COMMAND" not in done.stderr, done.stderr
 
 
+def test_sql_never_installs_an_extension_and_names_the_function_that_is_not_available(data: Path) -> None:
+    env = {**os.environ, "SETTLER_DATA_DIR": str(data), "SETTLER_USER": "olivia"}
+    for name, query in (
+        ("delta_scan", "SELECT count(*) FROM delta_scan('x')"),
+        ("st_point", "SELECT st_point(1, 2)"),
+    ):
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "settler"), "sql", query],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert f"error: {name} is not available in settler sql" in done.stderr, done.stderr
+        assert "install" not in done.stderr.replace("never installs", ""), done.stderr
+
+
 def test_a_refused_statement_creates_nothing_anywhere(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
