@@ -210,9 +210,10 @@ def _bring_forward(
         # Every changed read model, then the status, published in one round of fsyncs and one swap each.
         publish_staged(root, [*staged, stage_status(root, rows)])
         published = [m for m in READ_MODELS if _published_exists(root, m)]
-        for parted in (m for m in published if not isinstance(m, TableReadModel)):
-            (root / f"{parted.name}.parquet").unlink(missing_ok=True)  # its one file of an older layout
         publisher.ensure_views(root.parent, published, STATUS_NAME, STATUS_COLUMNS, tenant_names=tenant_names)
+        for parted in (m for m in published if not isinstance(m, TableReadModel)):
+            # its one file of an older layout, once the views read its parts instead
+            (root / f"{parted.name}.parquet").unlink(missing_ok=True)
     return rows
 
 

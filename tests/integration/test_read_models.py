@@ -444,3 +444,40 @@ def test_updates_that_rewrite_only_their_runs_parts_and_index_entries_match_a_re
         projections.rebuild(store)
     for name in projections.NAMES:
         assert projections.read_model(data_dir, name).equals(stepped[name]), name
+
+
+def test_a_data_directory_of_the_older_layout_is_brought_to_parts_and_run_index_deltas(
+    store: EventStore, data_dir: Path, log: pl.DataFrame
+) -> None:
+    """The summary as one file and a run index as one ``.runs.parquet`` per generation (the layout
+    before both were kept per run): the next update reads them, rebuilds the summary as parts,
+    removes its file once the views read the parts, and writes the run index as a base."""
+    import shutil
+
+    from settler_pipeline.projections.generations import Generations
+
+    append(store, log.head(150), [])
+    projections.update(store)
+    root = data_dir / "read_models"
+    summary = in_memory(log.head(150), "reconciliation_summary")
+    write_table(
+        root / "reconciliation_summary.parquet", summary, Checkpoint("reconciliation_summary", 1, 150)
+    )
+    (root / "reconciliation_summary").unlink()
+    shutil.rmtree(root / ".gens" / "reconciliation_summary")
+    gens = Generations(root, "reconciliation_exceptions")
+    loaded = gens.load()
+    assert loaded is not None
+    generation, manifest, index = loaded
+    index.to_frame().write_parquet(gens.dir / f"g{generation:06d}.runs.parquet")
+    del manifest["run_index"]
+    (gens.dir / f"g{generation:06d}.json").write_text(json.dumps(manifest))
+    append(store, log.slice(150), [])
+    projections.update(store)
+    assert not (root / "reconciliation_summary.parquet").exists()
+    for name in projections.NAMES:
+        assert projections.read_model(data_dir, name).equals(in_memory(log, name)), name
+    shown = projections.sql(data_dir, "SELECT count(*) AS n FROM reconciliation_summary")
+    assert shown["n"][0] == in_memory(log, "reconciliation_summary").height
+    after = Generations(root, "reconciliation_exceptions").manifest()
+    assert after is not None and len(after["run_index"]) == 1
