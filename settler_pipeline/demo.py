@@ -156,11 +156,19 @@ def materialize(data_dir: Path) -> tuple[Path, int, int]:
     result_file = home / "demo-materialize.json"
     result_file.unlink(missing_ok=True)
     # The child gets its instance and data directory in its own environment; this process's stays as is.
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SETTLER_DATA_DIR": str(data_dir)}
+    # `python -m` puts the working directory first on the import path: a `dagster_project/` or
+    # `settler_pipeline/` folder in the operator's directory would run instead of the installed code.
+    # -P (and PYTHONSAFEPATH for any Python the child starts) leaves it out; installed packages import.
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SETTLER_DATA_DIR": str(data_dir),
+        "PYTHONSAFEPATH": "1",
+    }
     log = dagster_log(data_dir)
     with open(log, "a", encoding="utf-8") as sink:
         done = subprocess.run(
-            [sys.executable, "-m", MATERIALIZE_MODULE, str(data_dir), str(result_file)],
+            [sys.executable, "-P", "-m", MATERIALIZE_MODULE, str(data_dir), str(result_file)],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=sink,

@@ -30,12 +30,66 @@ def settler(
     return result
 
 
+HIJACK = "import pathlib; pathlib.Path({marker!r}).write_text('imported'); raise SystemExit(7)\n"
+
+
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def first_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]:
+    """The demo as an operator starts it: the installed ``settler`` script, from a directory of their
+    own that happens to hold folders named like Settler's packages (which must never be imported).
+    Returns the data directory, the demo's output and that directory."""
+    cwd = tmp_path_factory.mktemp("operator")
+    marker = cwd / "hijacked"
+    for package in ("dagster_project", "settler_pipeline"):
+        (cwd / package).mkdir()
+        for module in ("__init__.py", "materialize.py"):
+            (cwd / package / module).write_text(HIJACK.format(marker=str(marker)))
     data = tmp_path_factory.mktemp("demo") / "data"
-    first = settler("demo", data=data)
+    env = {**os.environ, "SETTLER_DATA_DIR": str(data), "SETTLER_USER": "demo", "COLUMNS": "250"}
+    script = Path(sys.executable).parent / "settler"
+    first = subprocess.run(
+        [str(script), "demo", "-d", str(data)], capture_output=True, text=True, env=env, timeout=600, cwd=cwd
+    )
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert not marker.exists(), "the demo imported a package from the working directory"
     assert "reconciliation runs" in first.stdout and "failed" in first.stdout and "cancelled" in first.stdout
-    return data
+    return data, first.stdout, cwd
+
+
+@pytest.fixture(scope="module")
+def demo(first_demo: tuple[Path, str, Path]) -> Path:
+    return first_demo[0]
+
+
+def test_the_demos_next_steps_run_as_printed_from_another_directory(
+    first_demo: tuple[Path, str, Path], tmp_path: Path
+) -> None:
+    data, output, _ = first_demo
+    steps = output.split("\nNext:\n", 1)[1].splitlines()
+    commands = [line.strip() for line in steps if line.startswith("  ") and "notebooks/" not in line]
+    assert len(commands) == 5, output
+    env = {k: v for k, v in os.environ.items() if k not in ("SETTLER_DATA_DIR", "SETTLER_USER")}
+    for line in commands[:4]:
+        assert not line.startswith(".venv"), line
+        done = subprocess.run(
+            ["bash", "-c", line], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+        )
+        assert done.returncode == 0, f"{line}\n{done.stderr}{done.stdout}"
+        assert "Traceback" not in done.stderr
+    dagster = commands[4]
+    assert dagster.startswith("make -C ") and f"DATA_DIR={data}" in dagster, dagster
+    dry = subprocess.run(
+        ["bash", "-c", dagster.replace("make -C", "make -n -C", 1)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert f"SETTLER_DATA_DIR={data} " in dry.stdout and f"DAGSTER_HOME={data}/.dagster " in dry.stdout, (
+        dry.stdout
+    )
 
 
 def test_the_demo_runs_twice_without_adding_anything(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
