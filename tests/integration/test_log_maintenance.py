@@ -175,6 +175,13 @@ def test_replaced_segments_stay_for_the_grace_period_and_a_later_compaction_vacu
     files = [populated.segments_dir / p for p in retired]
     assert files and all(f.exists() for f in files), "left in place for earlier table versions"
     assert maintenance.verify(open_store(read_only=True)).ok, "replaced files are not strays"
+    stray = files[0].with_name("seg-000000000001-000000000002-0000000000000000000000000000dead.parquet")
+    shutil.copy2(files[0], stray)  # a file no version of the table names, beside the replaced ones
+    problems = maintenance.verify(open_store(read_only=True)).problems
+    assert len(problems) == 1 and stray.name in problems[0], problems
+    open_store().close()
+    assert not stray.exists() and all(f.exists() for f in files), "only the stray moves to quarantine"
+    assert list(populated.root.glob(f"quarantine/*/**/{stray.name}"))
     maintenance.compact(open_store())
     assert all(f.exists() for f in files), "a recent file stays for readers of earlier versions"
     open_store().close()
