@@ -7,6 +7,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,6 +46,18 @@ def append(store: EventStore, log: pl.DataFrame, sizes: list[int], *, publish: b
             if publish:
                 store.publish()
         start += part.height
+
+
+def appended_in_steps(store: EventStore, log: pl.DataFrame, sizes: list[int]) -> Iterator[int]:
+    """Append ``log`` in consecutive batches of the given sizes (the rest in one batch), yielding
+    after each the number of events appended so far."""
+    start = 0
+    for size in [*sizes, log.height]:
+        part = log.slice(start, size)
+        if part.height:
+            store.append_frame(part.select(APPEND_COLUMNS))
+            start += part.height
+            yield start
 
 
 def in_memory(log: pl.DataFrame, name: str) -> pl.DataFrame:
@@ -313,13 +326,8 @@ def test_updates_after_random_appends_store_and_reload_the_same_tables_as_one_fo
     data_dir = tmp_path_factory.mktemp("updates")
     history = random_log(random.Random(seed), runs=8, max_events=250)
     with EventStore.open(data_dir) as store:
-        start = 0
-        for size in [*appends, history.height]:
-            part = history.slice(start, size)
-            if part.height:
-                store.append_frame(part.select(APPEND_COLUMNS))
-                start += part.height
-                projections.update(store, chunk_events=chunk)
+        for _ in appended_in_steps(store, history, appends):
+            projections.update(store, chunk_events=chunk)
     for name in projections.NAMES:
         assert projections.read_model(data_dir, name).equals(in_memory(history, name)), name
 
@@ -430,16 +438,11 @@ def test_updates_that_rewrite_only_their_runs_parts_and_index_entries_match_a_re
         patch.setattr(ReconciliationMatches, "classes", {"auto": 4, "review": 2})
         patch.setattr(generations, "MAX_DELTAS", deltas)
         patch.setattr(generations, "DELTA_FRACTION", 0)
-        start = 0
-        for size in [*appends, history.height]:
-            part = history.slice(start, size)
-            if part.height:
-                store.append_frame(part.select(APPEND_COLUMNS))
-                start += part.height
-                projections.update(store)
-                for name in projections.NAMES:
-                    expected = in_memory(history.head(start), name)
-                    assert projections.read_model(data_dir, name).equals(expected), name
+        for appended in appended_in_steps(store, history, appends):
+            projections.update(store)
+            for name in projections.NAMES:
+                expected = in_memory(history.head(appended), name)
+                assert projections.read_model(data_dir, name).equals(expected), name
         stepped = {name: projections.read_model(data_dir, name) for name in projections.NAMES}
         projections.rebuild(store)
     for name in projections.NAMES:

@@ -7,6 +7,7 @@ import json
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -31,6 +32,19 @@ def table(storage: parts.PartStorage | None = None, **kwargs: object) -> PartedT
         return frame["kind"]
 
     return PartedTable(SCHEMA, {"a": 64, "b": 64}, classify, storage or MemoryStorage(), **kwargs)  # type: ignore[arg-type]
+
+
+def next_generation(gens: Generations) -> tuple[parts.DirectoryStorage, PartedTable, Any]:
+    """The storage and table of ``gens``'s next generation, from the committed one (and what loaded)."""
+    generation, storage = gens.begin(fresh=False)
+    loaded = gens.load()
+    t = table(
+        storage,
+        parts=[parts.Part(**p) for p in loaded[1]["parts"]] if loaded else (),
+        runs=loaded[2] if loaded else None,
+        generation=generation,
+    )
+    return storage, t, loaded
 
 
 def test_taking_a_runs_rows_rewrites_only_the_parts_that_held_them() -> None:
@@ -87,18 +101,11 @@ def test_a_generation_is_published_by_one_symlink_swap_and_old_ones_expire(
 ) -> None:
     gens = Generations(tmp_path, "things")
     for value in (1, 2, 3):
-        generation, storage = gens.begin(fresh=False)
-        loaded = gens.load()
-        t = table(
-            storage,
-            parts=[parts.Part(**p) for p in loaded[1]["parts"]] if loaded else (),
-            runs=loaded[2] if loaded else None,
-            generation=generation,
-        )
+        storage, t, _ = next_generation(gens)
         t.append(rows(f"r{value}", value))
         t.ensure_part()
         publish_staged(tmp_path, [gens.stage(t, storage, Checkpoint("things", 1, position=value))])
-        assert os.readlink(tmp_path / "things").endswith(f"g{generation:06d}")
+        assert os.readlink(tmp_path / "things").endswith(f"g{t.generation:06d}")
     published = pl.read_parquet(tmp_path / "things" / "*.parquet")
     assert sorted(published["n"].to_list()) == [1, 2, 3]
     assert (tmp_path / ".gens" / "things" / "g000001").exists()  # kept for readers still on it
@@ -158,14 +165,8 @@ def test_the_run_index_is_stored_as_a_base_and_deltas_that_load_as_the_index_wri
     kinds = []
     expected = pl.DataFrame()
     for step in range(12):
-        generation, storage = gens.begin(fresh=False)
-        loaded = gens.load()
-        t = table(
-            storage,
-            parts=[parts.Part(**p) for p in loaded[1]["parts"]] if loaded else (),
-            runs=loaded[2] if loaded else None,
-            generation=generation,
-        )
+        storage, t, loaded = next_generation(gens)
+        generation = t.generation
         if loaded:  # what was stored loads back as it was written
             assert loaded[2].to_frame().equals(expected)
         # 200 runs at first, then a few changed each step: new rows, rows taken, attempts moved
