@@ -224,10 +224,13 @@ def test_a_user_error_gets_one_line_with_a_hint_and_exit_code_1(
 
 def test_every_hint_the_demo_prints_works_as_printed(demo: Path) -> None:
     report = settler("demo", data=demo).stdout
-    hints = [line.strip() for line in report.split("Next:", 1)[1].splitlines() if "bin/settler " in line]
+    # started here as `python -m settler_pipeline.cli`: the hints start this interpreter the same way
+    hints = [line.strip() for line in report.split("Next:", 1)[1].splitlines() if " --user " in line]
     assert len(hints) >= 4, report
     for hint in hints:
-        args = shlex.split(hint.split("bin/settler ", 1)[1])
+        words = shlex.split(hint)
+        assert words[:3] == [sys.executable, "-P", "-m"] and words[3] == "settler_pipeline", hint
+        args = words[4:]
         result = settler(*args, data=demo, user="nobody-else")
         assert result.returncode == 0, (hint, result.stderr)
         assert "0 rows" not in result.stdout and "nothing to review" not in result.stdout, (
