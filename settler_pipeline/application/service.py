@@ -32,6 +32,7 @@ from settler_pipeline.application.lease import LeaseState, RunLeases
 from settler_pipeline.application.outcome import RunOutcome, outcome
 from settler_pipeline.application.ports import EventLog
 from settler_pipeline.application.run_spec import run_spec
+from settler_pipeline.application.run_states import load_run
 from settler_pipeline.application.shared_items import SharedItems
 from settler_pipeline.application.start_lock import StartLocks
 from settler_pipeline.application.termination import termination_raises
@@ -99,17 +100,8 @@ class ReconciliationService:
 
     def load(self, reconciliation_id: str, *, as_of_position: int | None = None) -> ReconciliationState:
         """The run's state from its latest usable snapshot plus the events after it (no permission check;
-        handlers check first)."""
-        state = ReconciliationState()
-        snapshot = self.store.get_latest_snapshot(
-            reconciliation_id, e.AGGREGATE_TYPE, schema_version=agg.SNAPSHOT_SCHEMA_VERSION
-        )
-        if snapshot is not None and (as_of_position is None or snapshot.global_position <= as_of_position):
-            state = ReconciliationState.from_dict(snapshot.state)
-        frame = self.store.stream_frame(
-            reconciliation_id, e.AGGREGATE_TYPE, from_version=state.version + 1, as_of_position=as_of_position
-        )
-        return agg.fold_frame(state, frame)
+        handlers check first; see :func:`.run_states.load_run`)."""
+        return load_run(self.store, reconciliation_id, as_of_position=as_of_position)
 
     def state(
         self,
