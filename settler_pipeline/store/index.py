@@ -75,6 +75,17 @@ def granules(
     the first row of each Parquet row group (as written, read back from the footer)."""
     f = _with_row_group(frame, row_group_starts)
     path = pl.lit(segment_path).alias("segment_path")
+    # A key column holding one value throughout (a run's events: one stream, tenant and correlation)
+    # is taken as that value per group instead of hashed on every row: the same rows, grouped by the
+    # row group alone (a third of the index rows' CPU on a run's 250k-event batch).
+    one = _single_valued(f, ("aggregate_id", "aggregate_type", "tenant_id", "correlation_id"))
+
+    def by(*keys: str) -> tuple[list[str], list[pl.Expr]]:
+        return [k for k in keys if k not in one], [pl.col(k).first() for k in keys if k in one]
+
+    stream_keys, stream_same = by("row_group", "aggregate_id", "aggregate_type")
+    correlation_keys, correlation_same = by("row_group", "correlation_id")
+    type_keys, type_same = by("tenant_id", "event_type")
     return {
         "row_groups": f.group_by("row_group")
         .agg(
@@ -87,26 +98,46 @@ def granules(
             pl.col("created_at").max().alias("max_created_at"),
         )
         .select(path, pl.all()),
-        "stream_granules": f.group_by("row_group", "aggregate_id", "aggregate_type")
+        "stream_granules": f.group_by(stream_keys)
         .agg(
+            *stream_same,
             pl.col("aggregate_version").min().alias("min_version"),
             pl.col("aggregate_version").max().alias("max_version"),
             pl.len().cast(pl.Int64).alias("events"),
             pl.col("tenant_id").first().alias("tenant_id"),
         )
-        .select(path, pl.all()),
-        "correlation_granules": f.group_by("row_group", "correlation_id")
-        .agg(pl.len().cast(pl.Int64).alias("events"))
-        .select(path, pl.all()),
+        .select(
+            path,
+            "row_group",
+            "aggregate_id",
+            "aggregate_type",
+            "min_version",
+            "max_version",
+            "events",
+            "tenant_id",
+        ),
+        "correlation_granules": f.group_by(correlation_keys)
+        .agg(*correlation_same, pl.len().cast(pl.Int64).alias("events"))
+        .select(path, "row_group", "correlation_id", "events"),
         "causation_granules": f.filter(pl.col("causation_id").is_not_null())
         .group_by("row_group", "causation_id")
         .agg(pl.len().cast(pl.Int64).alias("events"))
         .select(path, pl.all()),
-        "type_counts": f.group_by("tenant_id", "event_type")
-        .agg(pl.len().cast(pl.Int64).alias("events"))
-        .select(path, pl.all()),
+        "type_counts": f.group_by(type_keys)
+        .agg(*type_same, pl.len().cast(pl.Int64).alias("events"))
+        .select(path, "tenant_id", "event_type", "events"),
         "named_ids": named_rows(f, segment_path, row_group_starts),
     }
+
+
+def _single_valued(frame: pl.DataFrame, columns: Sequence[str]) -> set[str]:
+    """The ``columns`` of ``frame`` that hold one non-null value on every row."""
+    if frame.height == 0:
+        return set()
+    same = frame.select(
+        (pl.col(c).null_count() == 0) & (pl.col(c) == pl.col(c).first()).all() for c in columns
+    ).row(0)
+    return {c for c, flag in zip(columns, same, strict=True) if flag}
 
 
 def named_rows(frame: pl.DataFrame, segment_path: str, row_group_starts: Sequence[int]) -> pl.DataFrame:

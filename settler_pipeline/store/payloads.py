@@ -103,7 +103,9 @@ def prepare_typed_frame(batch: pl.DataFrame | pa.Table, *, now: datetime) -> pl.
             f"event type {row['event_type']} version {row['event_version']} has no typed payload columns",
             hint="flag only events of known types at their current version as typed",
         )
-    for event_type in out.filter(pl.col(TYPED))["event_type"].unique().to_list():
+    # the typed rows' types alone (filtering the frame would copy every column of a run's batch)
+    kinds = out.select(pl.col("event_type").filter(pl.col(TYPED)).unique()).to_series()
+    for event_type in kinds.to_list():
         lacking = [name for name in e.PAYLOADS[event_type].model_fields if name not in given]
         if lacking:
             raise ValidationError(
