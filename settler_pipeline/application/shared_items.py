@@ -95,12 +95,13 @@ class SharedItems:
             for side, record in foreign:
                 if xid.unmatched(side, record) in run.open_exceptions:
                     days = " to ".join(dict.fromkeys(run.date_range or ()))
+                    both = sorted([*(run.date_range or ()), *(state.date_range or ())])
                     raise StateError(
                         f"{side} record {record} is open in run {run.reconciliation_id} ({days}), not in "
                         "this run: a match by hand takes the records of one run",
-                        hint="reconcile the days of both runs in one run (`settler reconcile SPEC --from "
-                        "FIRST --to LAST --supersede` replaces them) and match there, or dismiss each "
-                        "record in its own run with a note naming the other",
+                        hint=f"reconcile {both[0]} to {both[-1]} in one run (`settler reconcile SPEC "
+                        f"--from {both[0]} --to {both[-1]} --supersede` replaces both runs) and match "
+                        "there, or dismiss each record in its own run with a note naming the other",
                     )
 
     def twins(

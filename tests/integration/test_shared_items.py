@@ -559,7 +559,7 @@ def test_a_match_by_hand_naming_a_record_of_the_next_days_run_says_where_it_is(t
         with pytest.raises(StateError) as refused:
             app.review("match", first, source_ids=["s1"], target_ids=["t9"], accept_difference=True, note="x")
         assert f"target record t9 is open in run {second} (2026-11-27)" in str(refused.value)
-        assert "--supersede" in (refused.value.hint or "")
+        assert "--from 2026-11-26 --to 2026-11-27 --supersede" in (refused.value.hint or "")
         both = app.reconcile(spec, start=DAY1, end=DAY2, supersede=True).reconciliation_id
         matched = app.review(
             "match", both, source_ids=["s1"], target_ids=["t9"], accept_difference=True, note="x"
