@@ -131,9 +131,9 @@ class BlockMatcher:
         """Match a block's records (and those carried from the block before) and return what is
         settled: every match and unmatched record that no later block can change (everything, with
         ``last``). Inputs must carry no duplicates (see :func:`duplicate_records`); ``last_day`` is
-        the block's last day. The match rows are built (from line numbers and the few columns they
-        carry, not the records' text) on a second thread while the unmatched records are explained;
-        a caller that passes its only references lets go of the records' text once this returns."""
+        the block's last day. The match rows are built once this holds no more of the records than
+        it carries, :attr:`seen` and the margin records: a caller that passes its only references
+        lets go of the rest (the records' text) before then."""
         frames = {"source": source, "target": target}
         del source, target
         for side, carried in self._carried.items():
@@ -145,7 +145,6 @@ class BlockMatcher:
             run_id=self.run_id,
             on_pass=self.on_pass,
             deduplicated=True,
-            digests=self.digests,
         )
         self.seen = {
             side: compacted(frame.filter(pl.col("line_number").is_in(staged.described_lines(side).implode())))
@@ -155,7 +154,7 @@ class BlockMatcher:
             self._carried = {}
             del frames
             # an item is the run's or not once it is settled, not before
-            return staged.within_range(staged.built(keep_margin_items=True))
+            return staged.within_range(staged.built(self.digests, keep_margin_items=True))
         tail_from = last_day - self.reach + 1
         tail = {side: frame.filter(_day() >= tail_from)["line_number"] for side, frame in frames.items()}
         raw = (
@@ -183,7 +182,7 @@ class BlockMatcher:
             for side, frame in frames.items()
         }
         del frames
-        result = staged.built(keep_margin_items=True)
+        result = staged.built(self.digests, keep_margin_items=True)
         # A match is deferred when it touches the tail; its records are all carried, and no other
         # match holds a carried record, so its first line on either side tells.
         matches = result.matches.with_columns(

@@ -98,8 +98,8 @@ def match_records(
     records are counterparts like any other, so margin changes what is reported, never a pairing;
     ``keep_margin_items`` keeps the others too, for a caller that settles part of them first.
     """
-    staged = stage_matches(source, target, config, run_id=run_id, on_pass=on_pass, digests=digests)
-    return staged.built(keep_margin_items=keep_margin_items)
+    staged = stage_matches(source, target, config, run_id=run_id, on_pass=on_pass)
+    return staged.built(digests, keep_margin_items=keep_margin_items)
 
 
 def stage_matches(
@@ -110,14 +110,12 @@ def stage_matches(
     run_id: str,
     on_pass: Callable[[str, int, int], None] | None = None,
     deduplicated: bool = False,
-    digests: NameDigests | None = None,
 ) -> StagedMatches:
     """:func:`match_records` up to its match rows, which :meth:`StagedMatches.built` builds: what it
     holds of the records is only the columns those rows carry and the margin records, so a caller
     that lets go of ``source`` and ``target`` first builds the rows without every record's text
     beside them. ``deduplicated``: the caller set every repeated record id aside already (a run's
-    blocks, over each whole side), so none is looked for. With ``digests``, the match rows are built
-    on a second thread while the unmatched records are explained (see :meth:`StagedMatches.built`)."""
+    blocks, over each whole side), so none is looked for."""
     if not isinstance(run_id, str) or not run_id.strip():
         raise ValidationError("run_id must be a non-empty string", hint="pass the reconciliation run's id")
     source_in = _checked(source, "source")
@@ -167,25 +165,21 @@ def stage_matches(
         pl.concat(hint_parts) if hint_parts else pl.DataFrame(schema={**HINT_SCHEMA, "priority": pl.Int64()})
     )
     del hint_parts
-    staged = StagedMatches(
+    # The unmatched records are explained before the match rows are built: the passes' raw matches
+    # (line numbers) are a fraction of the built rows, so the explaining does not hold both.
+    unmatched = _build_unmatched(
+        remaining_source, remaining_target, hints, source_in, target_in, source_work, target_work, config
+    )
+    return StagedMatches(
         parts=match_parts,
         records={"source": source_work.select(RECORD_COLUMNS), "target": target_work.select(RECORD_COLUMNS)},
         margin={"source": margin_records(source_in), "target": margin_records(target_in)},
-        unmatched=pl.DataFrame(schema=UNMATCHED_SCHEMA),
+        unmatched=unmatched,
         duplicates=pl.concat([source_dups, target_dups]).sort("side", "line_number"),
         source_input_count=source_in.height,
         target_input_count=target_in.height,
         run_id=run_id,
     )
-    if digests is not None:
-        # Building the rows (record lookups, then hashing the ids) needs nothing the explaining
-        # below changes, and both spend their time in Polars and DuckDB, off the interpreter lock:
-        # side by side they keep both cores busy where one after the other kept about one.
-        staged.build_in_background(digests)
-    staged.unmatched = _build_unmatched(
-        remaining_source, remaining_target, hints, source_in, target_in, source_work, target_work, config
-    )
-    return staged
 
 
 def _checked(frame: pl.DataFrame, side: str) -> pl.DataFrame:
