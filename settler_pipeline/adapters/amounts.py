@@ -229,20 +229,24 @@ def _plain_amounts(
     wrong = excess.fill_null(False).arg_true()
     if wrong.len():
         places = pl.col(text_col).str.split_exact(".", 1).struct.field("field_1").fill_null("")
-        message = frame[wrong].select(
-            pl.concat_str(
-                pl.lit(f"{field}: '"),
-                text,
-                pl.lit("' has "),
-                places.str.len_bytes().cast(pl.String),
-                pl.lit(" decimal places but "),
-                pl.col(f"{PREFIX}currency"),
-                pl.lit(" allows "),
-                exponent.cast(pl.String),
-            )
-        )
+        message = frame[wrong].select(_too_many_places(field, text, places, exponent))
         reason = reason.scatter(wrong, message.to_series())
     return value, reason
+
+
+def _too_many_places(field: str, text: pl.Expr, places: pl.Expr, exponent: pl.Expr) -> pl.Expr:
+    """The quarantine reason of an amount ``text`` whose decimal ``places`` exceed its currency's
+    ``exponent`` (one wording for the plain and the full parse)."""
+    return pl.concat_str(
+        pl.lit(f"{field}: '"),
+        text,
+        pl.lit("' has "),
+        places.str.len_bytes().cast(pl.String),
+        pl.lit(" decimal places but "),
+        pl.col(f"{PREFIX}currency"),
+        pl.lit(" allows "),
+        exponent.cast(pl.String),
+    )
 
 
 def _no_reasons(height: int) -> pl.Series:
@@ -348,19 +352,7 @@ def with_any_amount(
                 pl.concat_str(pl.lit(f"{field}: cannot parse '"), text, pl.lit(f"' as {what}{separators}")),
             ),
             (large, quoted(field, text, "is too large")),
-            (
-                excess & currency_ok,
-                pl.concat_str(
-                    pl.lit(f"{field}: '"),
-                    text,
-                    pl.lit("' has "),
-                    fraction.str.len_bytes().cast(pl.String),
-                    pl.lit(" decimal places but "),
-                    pl.col(f"{PREFIX}currency"),
-                    pl.lit(" allows "),
-                    exponent.cast(pl.String),
-                ),
-            ),
+            (excess & currency_ok, _too_many_places(field, text, fraction, exponent)),
         ]
     )
     value = pl.when(text.is_not_null() & ok & ~large).then(pl.col(f"{p}signed"))
