@@ -152,9 +152,7 @@ class SharedItems:
         events after each run's latest start or retry count. The JSON texts are searched for the
         records' JSON strings first (escaped as the domain writes them, and as UTF-8 as bulk events
         hold them), so only the few documents naming one are decoded."""
-        needles = sorted(
-            {canonical_json(r) for r in records} | {json.dumps(r, ensure_ascii=False) for r in records}
-        )
+        needles = _json_strings(records)
         starts = [e.RECONCILIATION_STARTED, e.RECONCILIATION_RETRIED]
         kinds = [e.RECORD_MATCHED, e.MATCH_PROPOSED, e.RECORDS_MANUALLY_MATCHED, e.MATCH_CONFIRMED]
         frame = (
@@ -273,9 +271,7 @@ class SharedItems:
     def _unmatched_events(self, tenant: str, run: str, exception_ids: set[str]) -> list[agg.NewEvent]:
         """The ``RecordUnmatched`` events of ``run``'s current attempt for ``exception_ids``."""
         records = {xid.parse(x).key for x in exception_ids}
-        needles = sorted(
-            {canonical_json(r) for r in records} | {json.dumps(r, ensure_ascii=False) for r in records}
-        )
+        needles = _json_strings(records)
         starts = [e.RECONCILIATION_STARTED, e.RECONCILIATION_RETRIED]
         frame = (
             self.store.read(event_types=[*starts, e.RECORD_UNMATCHED], tenant_id=tenant)
@@ -389,3 +385,9 @@ def _only_reopened(drafts: list[agg.NewEvent]) -> ReconciliationState:
         assert isinstance(payload, e.RecordUnmatched)
         opened[xid.unmatched(payload.side, payload.record_id)] = payload.reason
     return ReconciliationState(open_exceptions=opened)
+
+
+def _json_strings(records: Collection[str]) -> list[str]:
+    """The JSON strings of ``records`` as events hold them: escaped as the domain writes them, and as
+    UTF-8 as bulk events do (to search the ``data`` texts for them)."""
+    return sorted({canonical_json(r) for r in records} | {json.dumps(r, ensure_ascii=False) for r in records})

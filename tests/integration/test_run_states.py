@@ -13,18 +13,7 @@ from settler_pipeline.application import run_states
 from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
 from settler_pipeline.session import Settler
-
-SPEC = """name: daily
-source:
-  adapter: csv
-  path: source.csv
-  columns: {record_id: id, amount: amount, currency: currency, occurred_at: date}
-target:
-  adapter: csv
-  path: target.csv
-  columns: {record_id: id, amount: amount, currency: currency, occurred_at: date}
-matching: {passes: [{kind: amount_date, auto_confirm: false}]}
-"""
+from tests.integration.test_shared_items import SPEC  # the same daily job
 
 
 @pytest.fixture

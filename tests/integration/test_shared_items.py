@@ -363,6 +363,16 @@ def test_a_later_run_matching_a_record_closes_its_exception_in_the_earlier_run(t
     assert exceptions.filter(pl.col("reconciliation_id") == first).height == 0
 
 
+def _matched_on_day_two(app: Settler, folder: Path, spec: Path) -> str:
+    """Reconcile day 1 (s1 missing its settlement), then day 2 once t1 arrived (it matches s1 and
+    closes day 1's exception); returns day 1's run."""
+    app.access.create_tenant("acme", admin="olivia")
+    first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
+    (folder / "target.csv").write_text(HEADER + "t1,10.00,EUR,2026-11-27\n")
+    app.reconcile(spec, start=DAY2, end=DAY2)
+    return first
+
+
 def _read_models(app: Settler, data: Path, run: str) -> tuple[set[str], int]:
     """``run``'s open exception ids and open unmatched source count in the read models, after an
     update; a rebuild must give the same."""
@@ -387,10 +397,7 @@ def test_superseding_the_run_that_matched_a_record_opens_its_exception_again(tmp
     day 1 does not take the stale closure over)."""
     data, folder, spec = _late_bank_line(tmp_path)
     with Settler(data, user="olivia") as app:
-        app.access.create_tenant("acme", admin="olivia")
-        first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
-        (folder / "target.csv").write_text(HEADER + "t1,10.00,EUR,2026-11-27\n")
-        app.reconcile(spec, start=DAY2, end=DAY2)
+        first = _matched_on_day_two(app, folder, spec)
         assert _open(app, first) == set()
         (folder / "target.csv").write_text(HEADER)
         third = app.reconcile(spec, start=DAY2, end=DAY2, supersede=True)
@@ -413,10 +420,7 @@ def test_superseding_the_run_that_matched_a_record_opens_its_exception_again(tmp
 def test_a_superseding_run_matching_the_record_too_keeps_it_closed_in_its_own_name(tmp_path: Path) -> None:
     data, folder, spec = _late_bank_line(tmp_path)
     with Settler(data, user="olivia") as app:
-        app.access.create_tenant("acme", admin="olivia")
-        first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
-        (folder / "target.csv").write_text(HEADER + "t1,10.00,EUR,2026-11-27\n")
-        app.reconcile(spec, start=DAY2, end=DAY2)
+        first = _matched_on_day_two(app, folder, spec)
         third = app.reconcile(spec, start=DAY2, end=DAY2, supersede=True)
         assert third.details == {"closed_in": first, "reopened_elsewhere": 1}
         assert _open(app, first) == set()
@@ -430,10 +434,7 @@ def test_a_superseding_run_matching_the_record_too_keeps_it_closed_in_its_own_na
 def test_a_persons_dismissal_after_a_reopening_stays(tmp_path: Path) -> None:
     data, folder, spec = _late_bank_line(tmp_path)
     with Settler(data, user="olivia") as app:
-        app.access.create_tenant("acme", admin="olivia")
-        first = app.reconcile(spec, start=DAY1, end=DAY1).reconciliation_id
-        (folder / "target.csv").write_text(HEADER + "t1,10.00,EUR,2026-11-27\n")
-        app.reconcile(spec, start=DAY2, end=DAY2)
+        first = _matched_on_day_two(app, folder, spec)
         (folder / "target.csv").write_text(HEADER)
         app.reconcile(spec, start=DAY2, end=DAY2, supersede=True)
         app.review("dismiss", first, exception_ids=["unmatched:source:s1"], reason="written off")
