@@ -35,9 +35,23 @@ from settler_pipeline.settings import Settings
 GLOB_CHARS: Final = frozenset("*?[")
 TENANT: Final = "{tenant}"  # in a root: the folder of the tenant whose run reads
 _TENANT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # as access control allows them
-# Entries of the data directory that belong to Settler itself; no input root may lie in them.
+# Entries of the data directory that belong to Settler itself; no input root may lie in them: a
+# ``{tenant}`` root directly in the data directory would otherwise give a tenant named ``work`` every
+# tenant's spilled run inputs, or one named ``alerts`` every tenant's failure reports.
 INTERNAL_ENTRIES: Final = frozenset(
-    {"log", "access.json", "access.json.lock", "read_models", "analytics.duckdb", ".dagster", "leases"}
+    {
+        "log",
+        "access.json",
+        "access.json.lock",
+        "read_models",
+        "analytics.duckdb",
+        ".dagster",
+        "leases",
+        "locks",
+        "work",
+        "alerts",
+        "settler.toml",
+    }
 )
 ROOTS_HINT: Final = (
     "inputs must lie under a directory listed in the allowed_input_roots setting "

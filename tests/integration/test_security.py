@@ -406,3 +406,24 @@ def test_with_every_directory_an_input_root_settlers_own_files_are_refused_as_su
     assert done.returncode == 1 and "inside the data directory" in done.stderr, done.stderr
     assert "outside the allowed input roots" not in done.stderr
     assert world.fingerprint() == before
+
+
+@pytest.mark.parametrize("entry", ["work", "locks", "alerts", "leases", "log"])
+def test_a_tenant_root_in_the_data_directory_never_opens_settlers_own_folder_to_a_tenant_named_like_it(
+    tmp_path: Path, entry: str
+) -> None:
+    # With `{tenant}` roots directly in the data directory, anyone who creates a tenant named like one
+    # of Settler's folders (work: runs' spilled inputs of every tenant; alerts: every failure report)
+    # must still read nothing there.
+    data = tmp_path / "data"
+    (data / entry).mkdir(parents=True)
+    inside = data / entry / "spilled.csv"
+    inside.write_text(f"id,amount,currency,date\n{SECRET},1.00,EUR,2026-11-03\n")
+    (data / "tenant").mkdir()
+    roots = InputRoots((data / "{tenant}",), data_dir=data)
+    with pytest.raises(JobSpecError, match="inside the data directory"):
+        roots.for_tenant(entry).check(inside, data / entry, what="input")
+    assert (
+        roots.for_tenant("tenant").check(data / "tenant" / "x.csv", data, what="input").parent
+        == (data / "tenant").resolve()
+    )
