@@ -81,7 +81,7 @@ class LogReader(TimeTravel):
             try:
                 parts = [
                     stream_part(
-                        (self._copy_reader if copy else self._reader).read_table(copy or path, sorted(gs)),
+                        self._stream_rows(path, copy, sorted(gs), aggregate_id),
                         aggregate_id,
                         aggregate_type,
                         low,
@@ -116,6 +116,13 @@ class LogReader(TimeTravel):
                 parts.append(tail.to_arrow())
             return in_position_order(parts)
         raise StoreError("the log kept being compacted while being read", hint="retry the read")
+
+    def _stream_rows(self, path: str, copy: str, groups: list[int], aggregate_id: str) -> pa.Table:
+        """The rows of the row groups ``groups`` that hold a stream, from its segment's stream copy
+        (``copy``) or from the segment itself."""
+        if copy:
+            return self._copy_reader.read_table(copy, groups)
+        return self._reader.read_stream(path, groups, aggregate_id)
 
     def stream_frame(
         self,

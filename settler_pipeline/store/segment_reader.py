@@ -11,6 +11,10 @@ import pyarrow.parquet as pq
 from settler_pipeline.store.schema import COLUMNS, EVENT_SCHEMA, POLARS_SCHEMA
 from settler_pipeline.store.segments import RESTORE, verify_file
 
+# Row groups holding at least this many rows in all are not decoded whole for one stream's rows
+# (SegmentReader.read_stream): a flushed tail's groups (8,192 rows) are, a bulk batch's (65,536) not.
+LARGE_READ_ROWS = 32_768
+
 # the event schema's types as Polars writes them (strings as large strings)
 _ALL = list(COLUMNS)  # the envelope columns, in the order the event schema has them
 _ARROW_TYPES = {f.name: pa.large_string() if f.type == pa.string() else f.type for f in EVENT_SCHEMA}
@@ -62,6 +66,24 @@ class SegmentReader:
         return handle.read_row_groups(
             groups, columns=columns if columns is not None else _ALL, use_threads=len(groups) > 2
         )
+
+    def read_stream(self, relative: str, groups: list[int], aggregate_id: str) -> pa.Table:
+        """The rows of one segment that the row groups ``groups`` (those holding stream
+        ``aggregate_id``) give for that stream: those row groups decoded whole when they are small
+        (a stream copy's, a flushed tail's), else only the stream's rows of the file. The caller
+        filters by stream, type and version either way.
+
+        In a bulk batch's segment (row groups of 65,536 rows, no stream copy) a short stream is a
+        sliver of one group, and decoding the group took 10-25 ms per load. Polars decodes the stream
+        id column first, skips the row groups whose statistics exclude the id (all but one when ids
+        are time-ordered) and decodes the other columns only for the rows that match: ~3 ms for a
+        100-event stream in a 500,000-row segment, and no slower for a long stream read whole. The
+        file's checksum is verified first, as for every read (once per process)."""
+        _, starts = self._open(relative)
+        if sum(starts[g + 1] - starts[g] for g in groups) < LARGE_READ_ROWS:
+            return self.read_table(relative, groups)
+        rows = pl.scan_parquet(self._dir / relative, hive_partitioning=False)
+        return rows.filter(pl.col("aggregate_id") == aggregate_id).select(_ALL).collect().to_arrow()
 
     def close(self) -> None:
         for handle, _ in self._files.values():

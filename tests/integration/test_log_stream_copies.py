@@ -388,3 +388,33 @@ def test_a_bulk_batch_is_written_in_large_row_groups_and_a_flushed_tail_in_small
     assert _row_groups(store)[1] == [2_000, 2_000, 1_000]
     for stream in STREAMS[:3]:
         assert loaded(store, stream) == as_stored(store, stream)
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_a_stream_in_a_bulk_segments_large_row_groups_is_read_without_decoding_them_whole(
+    store: EventStore,
+    make_frame: MakeFrame,
+    open_store: OpenStore,
+    monkeypatch: pytest.MonkeyPatch,
+    reads: list[tuple[str, int]],
+) -> None:
+    from settler_pipeline.store import segment_reader, writer
+
+    monkeypatch.setattr(writer, "BULK_ROW_GROUP_SIZE", 2_000)
+    monkeypatch.setattr(segment_reader, "LARGE_READ_ROWS", 1_000)  # a bulk group is "large"
+    store.append_frame(make_frame(5_000, streams=STREAMS, aggregate_type="Thing"))
+    assert _row_groups(store) == [[2_000, 2_000, 1_000]]
+    reads.clear()
+    for stream in STREAMS[:4]:
+        assert loaded(store, stream) == as_stored(store, stream)
+        versions = [e.aggregate_version for e in store.get_events(stream, "Thing", 30, 70)]
+        assert versions == list(range(30, 71))
+        assert store.get_events(stream, "Other") == []
+    assert reads == []  # no row group was decoded whole for one stream
+    (segment,) = store.segments_dir.rglob("seg-*.parquet")
+    store.close()
+    blob = bytearray(segment.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    segment.write_bytes(bytes(blob))
+    with pytest.raises(CorruptionError, match=segment.name):
+        open_store(read_only=True).get_events(STREAMS[0], "Thing")
