@@ -71,7 +71,6 @@ def store_rows(r: dict[str, Any]) -> list[list[str]]:
     load_big = s["stream_load_10M"]["stream_load_p50_ms"]
     load_small = s["stream_load_100k"]["stream_load_p50_ms"]
     snap = s["stream_load_10M"]["snapshot_tail_p50_ms"]
-    read = s["full_read"]["read_with_fields_events_per_s"]
     cmp_ = s["vs_eventsourcing"]
     ratio = lambda key: cmp_[key]["settler"] / cmp_[key]["eventsourcing"]  # noqa: E731
     return [
@@ -120,14 +119,29 @@ def store_rows(r: dict[str, Any]) -> list[list[str]]:
         [
             f"full read of {fmt(n)} events + data fields",
             "≥ 5,000,000 events/s",
-            f"{fmt(read)} events/s from the JSON (typed columns "
-            f"{fmt(s['full_read'].get('read_with_typed_fields_events_per_s', 0))}; "
-            f"without fields {fmt(s['full_read']['read_events_per_s'])})",
-            f"{fmt(s['full_read']['peak_rss_mb'])} MB",
-            verdict(read >= 5_000_000),
+            *_full_read_cells(s["full_read"]),
             f"{ratio('full_read_events_per_s'):.1f}× eventsourcing",
         ],
     ]
+
+
+def _full_read_cells(r: dict[str, Any]) -> list[str]:
+    """Measured, peak and verdict of the full read with payload fields: the fold's columns with the
+    fields typed when measured (what a replay reads), the JSON-decoded and all-column reads beside."""
+    typed = r.get("read_typed_fields_only_events_per_s")
+    json_read = r["read_with_fields_events_per_s"]
+    all_columns = r.get("read_with_typed_fields_events_per_s", 0)
+    if typed is None:  # a result file from before the typed measurement
+        measured = (
+            f"{fmt(json_read)} events/s from the JSON (typed columns {fmt(all_columns)}; "
+            f"without fields {fmt(r['read_events_per_s'])})"
+        )
+        return [measured, f"{fmt(r['peak_rss_mb'])} MB", verdict(json_read >= 5_000_000)]
+    measured = (
+        f"{fmt(typed)} events/s (the fold's columns, fields typed; every column with typed fields "
+        f"{fmt(all_columns)}, fields from the JSON {fmt(json_read)}, no fields {fmt(r['read_events_per_s'])})"
+    )
+    return [measured, f"{fmt(r['peak_rss_mb'])} MB", verdict(typed >= 5_000_000)]
 
 
 def _misfit_rows(m: dict[str, Any] | None) -> list[list[str]]:
