@@ -103,7 +103,7 @@ class RunCatalog:
         started = self._started()
         names = {t.tenant_id: t.name for t in self.access.tenants()}
         if tenant is not None:
-            wanted = self.access.resolve_tenant(tenant).tenant_id
+            wanted = self.access.resolve_tenant(tenant, visible_to=self.user).tenant_id
             started = started.filter(pl.col("tenant_id") == wanted)
         rows: list[dict[str, Any]] = []
         for run_id, tenant_id, at, data in started.select(

@@ -73,7 +73,7 @@ class Settler:
         if name_or_id is None and spec is not None and spec.tenant_id:
             name_or_id = spec.tenant_id
         if name_or_id is not None:
-            return self.access.resolve_tenant(name_or_id)
+            return self.access.resolve_tenant(name_or_id, visible_to=self.user)
         mine = self.access.tenants_of(self.user)
         if len(mine) == 1:
             return self.access.resolve_tenant(mine[0])

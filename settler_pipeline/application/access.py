@@ -152,14 +152,20 @@ class AccessControl:
         """Every tenant's name by id (what the analyst views show as ``tenant``)."""
         return {t.tenant_id: t.name for t in self.tenants()}
 
-    def resolve_tenant(self, name_or_id: str) -> Tenant:
-        """A tenant by name or id; :class:`NotFoundError` naming the known tenants otherwise."""
+    def resolve_tenant(self, name_or_id: str, *, visible_to: str | None = None) -> Tenant:
+        """A tenant by name or id; :class:`NotFoundError` otherwise, naming the tenants ``visible_to``
+        holds a role in (every tenant for a global admin, or when ``visible_to`` is ``None``): a
+        mistyped name must not list other tenants, whose names are as private as their runs."""
         for tenant in self.tenants():
             if name_or_id in (tenant.name, tenant.tenant_id):
                 return tenant
-        known = ", ".join(t.name for t in self.tenants()) or "none yet"
+        shown = self.tenants()
+        if visible_to is not None and visible_to not in self.global_admins():
+            mine = set(self.tenants_of(visible_to))
+            shown = [t for t in shown if t.tenant_id in mine]
+        known = ", ".join(t.name for t in shown) or "none yet"
         raise NotFoundError(
-            f"unknown tenant {name_or_id!r} (known: {known})",
+            f"unknown tenant {name_or_id!r} ({'known' if visible_to is None else 'yours'}: {known})",
             hint="create it with `settler access create-tenant NAME --user YOU`",
         )
 

@@ -57,8 +57,9 @@ def grant(
 ) -> None:
     """Give a user a role in a tenant (you must be its admin)."""
     access = _access(data_dir)
-    found = access.resolve_tenant(tenant)
-    access.grant(grantee, found.tenant_id, role, by=access.identify(user))
+    acting = access.identify(user)
+    found = access.resolve_tenant(tenant, visible_to=acting)
+    access.grant(grantee, found.tenant_id, role, by=acting)
     console.print(f"{grantee} is now {role} in {found.name}", markup=False)
 
 
@@ -69,8 +70,9 @@ def revoke(
 ) -> None:
     """Remove a user's role in a tenant (you must be its admin)."""
     access = _access(data_dir)
-    found = access.resolve_tenant(tenant)
-    access.revoke(grantee, found.tenant_id, by=access.identify(user))
+    acting = access.identify(user)
+    found = access.resolve_tenant(tenant, visible_to=acting)
+    access.revoke(grantee, found.tenant_id, by=acting)
     console.print(f"{grantee} has no role in {found.name} any more", markup=False)
 
 

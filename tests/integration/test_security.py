@@ -276,6 +276,30 @@ def test_access_list_shows_only_the_callers_tenants(world: World) -> None:
         assert {g["tenant"] for g in app.access.grants(visible_to=app.user)} == {"alpha"}
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["runs", "--tenant", "alfa"],
+        ["access", "grant", "eve", "alfa", "viewer"],
+        ["access", "revoke", "eve", "alfa"],
+        ["reconcile", "SPEC", "--from", DAY.isoformat(), "--tenant", "alfa"],
+    ],
+)
+def test_a_mistyped_tenant_is_refused_naming_only_the_callers_tenants(
+    world: World, command: list[str]
+) -> None:
+    # Tenant names are as private as their runs: a typo must not list every tenant of the deployment.
+    args = [str(world.specs / "sample.yaml") if a == "SPEC" else a for a in command]
+    before = world.fingerprint()
+    mine = cli(world, *args, user="alpha-op")
+    assert mine.returncode == 1 and "unknown tenant 'alfa'" in mine.stderr, mine.stderr
+    assert "alpha" in mine.stderr.replace("'alfa'", "") and "beta" not in mine.stderr, mine.stderr
+    if command[0] == "access":  # the owner of access.json, a global admin, sees every tenant anyway
+        everything = cli(world, *args, user=None)
+        assert "alpha" in everything.stderr.replace("'alfa'", "") and "beta" in everything.stderr
+    assert world.fingerprint() == before
+
+
 def test_the_last_admin_of_a_tenant_cannot_demote_or_remove_themselves(world: World) -> None:
     before = world.fingerprint()
     for args in (
