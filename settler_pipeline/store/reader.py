@@ -81,7 +81,7 @@ class LogReader(TimeTravel):
             try:
                 parts = [
                     stream_part(
-                        self._stream_rows(path, copy, sorted(gs), aggregate_id),
+                        self._stream_rows(path, copy, sorted(gs), aggregate_id, low, high),
                         aggregate_id,
                         aggregate_type,
                         low,
@@ -117,12 +117,14 @@ class LogReader(TimeTravel):
             return in_position_order(parts)
         raise StoreError("the log kept being compacted while being read", hint="retry the read")
 
-    def _stream_rows(self, path: str, copy: str, groups: list[int], aggregate_id: str) -> pa.Table:
-        """The rows of the row groups ``groups`` that hold a stream, from its segment's stream copy
-        (``copy``) or from the segment itself."""
+    def _stream_rows(
+        self, path: str, copy: str, groups: list[int], aggregate_id: str, low: int, high: int
+    ) -> pa.Table:
+        """Rows holding a stream's versions ``low..high`` (and perhaps others, filtered by the caller):
+        the row groups ``groups`` of the segment's stream copy (``copy``) or of the segment itself."""
         if copy:
             return self._copy_reader.read_table(copy, groups)
-        return self._reader.read_stream(path, groups, aggregate_id)
+        return self._reader.read_stream(path, groups, aggregate_id, low, high)
 
     def stream_frame(
         self,
