@@ -29,6 +29,7 @@ import os
 import re
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pyarrow as pa
 from deltalake import DeltaTable, PostCommitHookProperties
@@ -190,8 +191,14 @@ def current_files(segments_dir: Path) -> set[str]:
     transaction log with ``deltalake``; empty if there is no table."""
     if not exists(segments_dir):
         return set()
-    root = Path(table_uri(segments_dir))
-    return {Path(uri).relative_to(root).as_posix() for uri in DeltaTable(table_uri(segments_dir)).file_uris()}
+    return files_of(DeltaTable(table_uri(segments_dir)), Path(table_uri(segments_dir)))
+
+
+def files_of(table: DeltaTable, root: Path) -> set[str]:
+    """Paths (relative to ``root``, the table's folder) of ``table``'s current files. ``file_uris``
+    percent-encodes the folder (a data directory under ``My Documents`` or ``Données`` comes back as
+    ``My%20Documents``, ``Donn%C3%A9es``), so each is decoded before it is made relative."""
+    return {Path(unquote(uri)).relative_to(root).as_posix() for uri in table.file_uris()}
 
 
 def replay_problem(segments_dir: Path) -> str | None:
@@ -248,8 +255,7 @@ def commit(segments_dir: Path, state: Manifest) -> int:
     kept = {key: info[key] for key in (HEAD_KEY, STATE_KEY) if key in info}
     if _add_new_columns(table, CommitProperties(custom_metadata=kept)):
         previous += 1
-    root = Path(uri)
-    current = {Path(u).relative_to(root).as_posix() for u in table.file_uris()}
+    current = files_of(table, Path(uri))
     live = {seg.path: seg for seg in state.segments}
     added = [
         _add(segments_dir, live[path], data_change=live[path].last_position > previous_head)

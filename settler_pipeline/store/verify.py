@@ -149,7 +149,7 @@ def table_disagreements(store: EventStore, view: LogView) -> list[str]:
             "`settler log repair` rebuilds it (keeping every event)"
         ]
     replayed = DeltaTable(store.table_uri)
-    files = {Path(u).relative_to(Path(store.table_uri)).as_posix() for u in replayed.file_uris()}
+    files = delta_table.files_of(replayed, Path(store.table_uri))
     problems = []
     if replayed.version() != version:
         problems.append(

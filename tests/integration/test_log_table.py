@@ -256,3 +256,20 @@ def test_the_events_generation_names_exactly_the_tables_files_after_compaction(
     # a newest commit without the log's state (another writer's): the files come from the replay
     monkeypatch.setattr(table, "read_state", lambda *_: None)
     assert LogFiles.published(store).files(fresh=True) == replayed
+
+
+@pytest.mark.parametrize("folder", ["My Documents", "Données", "a#b"])
+def test_a_data_directory_whose_path_needs_percent_encoding_commits_compacts_and_verifies(
+    tmp_path: Path, folder: str, open_store: OpenStore, make_event: MakeEvent, make_frame: MakeFrame
+) -> None:
+    # deltalake names the files of a table at /x/My Documents as /x/My%20Documents/...: the second
+    # commit (the first that compares the table's files with the log's) must not take them for others.
+    store = open_store(tmp_path / folder / "data")
+    fill(store, make_event, make_frame)
+    head = store.publish()
+    assert maintenance.compact(store).retired
+    store.append([make_event(STREAMS[0], timestamp=DAYS[1])])
+    assert store.publish() == head + 1
+    assert table.current_files(store.segments_dir) == {s.path for s in store.current_view().manifest.segments}
+    assert maintenance.verify(store).ok
+    assert DeltaTable(store.table_uri).to_pyarrow_table(columns=["global_position"]).num_rows == head + 1
