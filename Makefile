@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
+# DATA_DIR is quoted in every recipe: a data directory may lie under "My Documents".
 demo: $(STAMP)
-	$(BIN)/settler demo --data-dir $(DATA_DIR)
+	$(BIN)/settler demo --data-dir "$(DATA_DIR)"
 
 test: lint types pytest
 
@@ -42,9 +43,9 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
 dagster: $(STAMP)
-	mkdir -p $(DATA_DIR)/.dagster
-	test -s $(DATA_DIR)/.dagster/dagster.yaml || printf 'python_logs:\n  managed_python_loggers: [settler_pipeline]\nnux:\n  enabled: false\n' > $(DATA_DIR)/.dagster/dagster.yaml
-	DAGSTER_HOME=$(abspath $(DATA_DIR))/.dagster SETTLER_DATA_DIR=$(abspath $(DATA_DIR)) $(BIN)/dagster dev -w workspace.yaml
+	mkdir -p "$(DATA_DIR)/.dagster"
+	test -s "$(DATA_DIR)/.dagster/dagster.yaml" || printf 'python_logs:\n  managed_python_loggers: [settler_pipeline]\nnux:\n  enabled: false\n' > "$(DATA_DIR)/.dagster/dagster.yaml"
+	data="$$(cd "$(DATA_DIR)" && pwd)" && DAGSTER_HOME="$$data/.dagster" SETTLER_DATA_DIR="$$data" $(BIN)/dagster dev -w workspace.yaml
 
 clean-data:
-	find $(DATA_DIR) -mindepth 1 ! -name .gitkeep ! -name README.md -exec rm -rf {} +
+	find "$(DATA_DIR)" -mindepth 1 ! -name .gitkeep ! -name README.md -exec rm -rf {} +
