@@ -1,6 +1,7 @@
 """What the Dagster catalog shows about Settler's tables: owners, kinds, column schemas from the read
 models' column docs, and a Markdown preview of a table's first rows."""
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -29,6 +30,9 @@ def table_schema(columns: Sequence[Column]) -> dg.TableSchema:
     )
 
 
+_MARKDOWN: Final = re.compile(r"[\\`*_{}\[\]()<>#+\-.!|~&:]")
+
+
 def markdown_preview(frame: pl.DataFrame) -> str:
     """The first rows of ``frame`` as a Markdown table (cells cut to 40 characters)."""
     shown = frame.select(frame.columns[:PREVIEW_COLUMNS]).head(PREVIEW_ROWS)
@@ -36,9 +40,11 @@ def markdown_preview(frame: pl.DataFrame) -> str:
         return "(no columns)"
 
     def cell(value: object) -> str:
-        text = "" if value is None else str(value)
-        text = text.replace("|", "\\|").replace("\n", " ")
-        return text if len(text) <= 40 else text[:39] + "…"
+        text = " ".join(("" if value is None else str(value)).split())
+        text = text if len(text) <= 40 else text[:39] + "…"
+        # Cells hold text from the exports (record ids, references): every Markdown character is
+        # escaped, so a value cannot become a link, an image fetched from elsewhere, or HTML in the UI.
+        return _MARKDOWN.sub(r"\\\g<0>", text)
 
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in shown.iter_rows()]
