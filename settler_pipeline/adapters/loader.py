@@ -21,6 +21,7 @@ from settler_pipeline.adapters.readers import (
     read_jsonl,
     read_parquet,
 )
+from settler_pipeline.adapters.reasons import column_listing
 from settler_pipeline.adapters.sql_reader import check_query_access, read_duckdb_sql
 from settler_pipeline.domain.transactions import QUARANTINE_SCHEMA
 from settler_pipeline.errors import JobSpecError, NotFoundError
@@ -205,7 +206,7 @@ def resolve_columns(spec: SideSpec, available: list[str], *, side: str | None = 
         field = field.split("#")[0]  # a term of an amount expression reports as the amount
         names = ", ".join(repr(c) for c in candidates)
         what = f"column {names}, which is" if len(candidates) == 1 else f"columns {names}, none of which is"
-        listing = ", ".join(c.replace("\x00", "") for c in available) if available else "(none)"
+        listing = column_listing([c.replace("\x00", "") for c in available])
         hint = "column names are case-sensitive"
         close = _close_match(candidates, available)
         if close:

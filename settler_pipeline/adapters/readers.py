@@ -189,7 +189,10 @@ def _header_line(path: Path, options: CsvOptions) -> list[str]:
         reader = csv.reader(line, delimiter=options.delimiter, quoting=csv.QUOTE_NONE)
     else:
         reader = csv.reader(line, delimiter=options.delimiter, quotechar=options.quote_char)
-    return next(reader, [])
+    try:
+        return next(reader, [])
+    except csv.Error:  # a name over the csv module's field limit (128 KiB): no header to check
+        return []
 
 
 def _drop_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:

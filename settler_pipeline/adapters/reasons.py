@@ -10,6 +10,21 @@ RAW_COL = "__settler_raw__"
 PREFIX = "__settler_"  # prefix of intermediate columns
 
 
+LISTED_COLUMNS = 50  # an error names at most this many of a file's columns
+LISTED_NAME = 60  # characters of each
+
+
+def column_listing(names: list[str]) -> str:
+    """A file's column names for an error message, kept short whatever the file holds: at most
+    :data:`LISTED_COLUMNS` names of at most :data:`LISTED_NAME` characters each (a header line of a
+    megabyte, or of 100,000 columns, is named, not echoed)."""
+    if not names:
+        return "(none)"
+    shown = [n if len(n) <= LISTED_NAME else f"{n[: LISTED_NAME - 1]}… ({len(n)} characters)" for n in names]
+    more = len(shown) - LISTED_COLUMNS
+    return ", ".join(shown[:LISTED_COLUMNS]) + (f" and {more} more" if more > 0 else "")
+
+
 def quoted(field: str, value: pl.Expr, message: str) -> pl.Expr:
     """``<field>: '<value>' <message>``, the reason text naming the offending value."""
     # concat_str, not pl.format: the values are data and may contain braces.

@@ -7,7 +7,7 @@ import zoneinfo
 
 import polars as pl
 
-from settler_pipeline.adapters.reasons import PREFIX, quoted, sparse_reason
+from settler_pipeline.adapters.reasons import PREFIX, column_listing, quoted, sparse_reason
 from settler_pipeline.errors import JobSpecError
 from settler_pipeline.jobspec import DateOptions
 
@@ -155,7 +155,7 @@ def with_row_zones(
     if column not in table.columns:
         raise JobSpecError(
             f"dates.timezone_column names column {column!r}, which is not in the input; "
-            f"columns there: {', '.join(c for c in table.columns if not c.startswith(PREFIX))}",
+            f"columns there: {column_listing([c for c in table.columns if not c.startswith(PREFIX)])}",
             hint="column names are case-sensitive",
         )
     value = table[column].cast(pl.String).str.strip_chars()

@@ -67,3 +67,18 @@ def test_cancelling_or_retrying_a_completed_run_says_why_and_what_to_do(tmp_path
     assert code == 1 and "cannot be cancelled" in err and "--help" not in err and "settler state" in err
     code, err = invoke("retry", run, "-d", str(data))
     assert code == 1 and "can be retried" in err and "--supersede" in err and "--help" not in err
+
+
+def test_a_csv_header_of_a_megabyte_or_of_100000_columns_is_a_short_user_error(tmp_path: Path) -> None:
+    # A header the spec's columns are not in is named in the error, not echoed: a name of a megabyte
+    # (over the csv module's field limit, once an internal error) and 100,000 names are both cut.
+    spec, _ = write_sample_job(tmp_path / "in", records=50, start=date(2026, 11, 2), days=1, seed=1)
+    data = str(tmp_path / "data")
+    assert invoke("access", "create-tenant", "newco", "-d", data)[0] == 0
+    source = spec.parent / "source.csv"
+    for header in ("n" * (2 << 20), ",".join(f"c{i}" for i in range(100_000))):
+        source.write_text(f"{header}\n1\n")
+        code, err = invoke("reconcile", str(spec), "--from", "2026-11-02", "-d", data)
+        assert code == 1 and "columns there:" in err and "internal error" not in err, err[:500]
+        assert len(err) < 1500, err[:500]
+    assert "and 99950 more" in err
