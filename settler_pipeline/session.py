@@ -30,6 +30,8 @@ from settler_pipeline.store.event_store import require_log
 
 __all__ = ["RUNS_HINT", "Settler", "default_user", "open", "short_ids"]
 
+_MOST_ROWS = 2**32 - 1  # the most rows a Polars frame holds (its row indices are 32 bits)
+
 
 def default_user() -> str:
     """The operating-system login of this process (the identity used when nobody else is asked for)."""
@@ -311,6 +313,9 @@ class Settler:
         visible = self.require_visible_tenants()
         if event_types:
             _check_event_types(event_types)
+        if limit is not None:
+            # Polars counts rows in 32 bits: a larger limit (`--limit 99999999999`) is no limit at all
+            limit = min(limit, _MOST_ROWS)
         if stream is not None:
             run_id, _ = self._run(stream)
             frame = self.store.stream_frame(run_id, "reconciliation")

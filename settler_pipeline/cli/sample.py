@@ -16,7 +16,9 @@ def sample_command(
     directory: Annotated[
         Path, typer.Argument(help="Folder to write source, target, truth and the job spec.")
     ],
-    records: Annotated[int, typer.Option("--records", help="Source records.", min=1)] = 2_000,
+    records: Annotated[
+        int, typer.Option("--records", help="Source records.", min=1, max=100_000_000)
+    ] = 2_000,
     start: Annotated[str, typer.Option("--start", help="First day (YYYY-MM-DD).")] = "2026-11-01",
     days: Annotated[int, typer.Option("--days", help="Days of activity.", min=1, max=366)] = 7,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 0,

@@ -127,6 +127,7 @@ MISTAKES: list[tuple[str, list[str], str, str]] = [
     ),
     ("unknown table", ["sql", "SELECT * FROM no_such_table"], "olivia", "the query failed"),
     ("stream id as a path", ["events", "--stream", "../../etc/passwd"], "olivia", "must be a UUID"),
+    ("sample of 10^20 records", ["sample", "{sample}", "--records", str(10**20)], "olivia", "--records"),
 ]
 
 
@@ -140,7 +141,11 @@ def test_every_user_mistake_exits_1_with_one_line_and_a_hint(
     bad_name.write_text(spec.read_text().replace("name: contract", "name: Bad Name"))
     bad_spec = data.parent / "bad.yaml"
     bad_spec.write_text("name: bad\nsource: {adapter: csv}\nunknown_key: 1\n")
-    filled = [a.format(spec=spec, run=run_id(data), bad_name=bad_name, bad_spec=bad_spec) for a in args]
+    sample = data.parent / "sample"
+    filled = [
+        a.format(spec=spec, run=run_id(data), bad_name=bad_name, bad_spec=bad_spec, sample=sample)
+        for a in args
+    ]
     if as_json:
         filled.append("--json")
     code, out, err = invoke(data, *filled, user=user)
@@ -156,6 +161,14 @@ def test_every_user_mistake_exits_1_with_one_line_and_a_hint(
         assert len(lines) == 2, lines
         assert lines[0].startswith("error: ") and message in lines[0], lines
         assert lines[1].startswith("hint: ") and len(lines[1]) > len("hint: "), lines
+
+
+@pytest.mark.parametrize("limit", [2**32, 2**63 - 1, 10**20])
+def test_a_limit_beyond_any_log_lists_every_event(data: Path, limit: int) -> None:
+    code, out, err = invoke(data, "events", "--limit", str(limit), "--json")
+    assert code == 0, err
+    everything = json.loads(invoke(data, "events", "--limit", "1000000", "--json")[1])
+    assert len(json.loads(out)) == len(everything) > 50
 
 
 @pytest.mark.parametrize("field", ["--reason", "--idempotency-key"])
