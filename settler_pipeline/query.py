@@ -162,6 +162,15 @@ def _check_read_only(query: str) -> None:
                 kinds = {kind}
             if kinds != {duckdb.StatementType.SELECT}:
                 refused.add("EXPLAIN of " + ", ".join(sorted(k.name for k in kinds)))
+        elif kind == duckdb.StatementType.MULTI:
+            # DuckDB reads a PIVOT without IN (...) as two statements: one creating an ENUM type of
+            # the column's values, then the SELECT. Listing the values makes it a plain SELECT.
+            raise ValidationError(
+                "settler sql cannot run a PIVOT without IN (...): DuckDB would first create a type "
+                "of the column's values, and settler sql changes nothing",
+                hint="list the values: PIVOT reconciliation_summary ON status IN ('completed', 'failed') "
+                "USING count(*) GROUP BY tenant",
+            )
         elif kind != duckdb.StatementType.SELECT:
             refused.add(kind.name)
     if refused:

@@ -127,6 +127,12 @@ MISTAKES: list[tuple[str, list[str], str, str]] = [
     ),
     ("unknown table", ["sql", "SELECT * FROM no_such_table"], "olivia", "the query failed"),
     ("stream id as a path", ["events", "--stream", "../../etc/passwd"], "olivia", "must be a UUID"),
+    (
+        "sql pivot without IN",
+        ["sql", "PIVOT reconciliation_summary ON status USING count(*)"],
+        "olivia",
+        "IN (...)",
+    ),
     ("sample of 10^20 records", ["sample", "{sample}", "--records", str(10**20)], "olivia", "--records"),
 ]
 
