@@ -27,13 +27,14 @@ from typing import Any, Final, Literal
 from settler_pipeline.domain.commands import validate_user
 from settler_pipeline.errors import CorruptionError, NotFoundError, PermissionDeniedError, ValidationError
 from settler_pipeline.files import write_atomic
-from settler_pipeline.ids import new_id, validate_uuid
+from settler_pipeline.ids import UUID_PATTERN, new_id, validate_uuid
 from settler_pipeline.store.locks import file_lock
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: Final[tuple[Role, ...]] = ("viewer", "operator", "admin")
 _RANK: Final = {role: i for i, role in enumerate(ROLES)}
 _TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_UUID = re.compile(UUID_PATTERN)
 
 
 def os_login() -> str:
@@ -156,10 +157,14 @@ class AccessControl:
         """A tenant by name or id; :class:`NotFoundError` otherwise, naming the tenants ``visible_to``
         holds a role in (every tenant for a global admin, or when ``visible_to`` is ``None``): a
         mistyped name must not list other tenants, whose names are as private as their runs."""
-        for tenant in self.tenants():
-            if name_or_id in (tenant.name, tenant.tenant_id):
-                return tenant
-        shown = self.tenants()
+        tenants = self.tenants()
+        # An id before a name: a tenant named like another tenant's id (created before such names
+        # were refused) must never take that tenant's runs, which a job spec names by id.
+        by_id = [t for t in tenants if t.tenant_id == name_or_id.lower()]
+        found = by_id or [t for t in tenants if t.name == name_or_id]
+        if found:
+            return found[0]
+        shown = tenants
         if visible_to is not None and visible_to not in self.global_admins():
             mine = set(self.tenants_of(visible_to))
             shown = [t for t in shown if t.tenant_id in mine]
@@ -229,6 +234,13 @@ class AccessControl:
         if not _TENANT_NAME.fullmatch(name):
             raise ValidationError(
                 f"tenant name must be lower-case letters, digits, '_' or '-' (max 63), got {name!r}"
+            )
+        if _UUID.fullmatch(name):
+            # commands and job specs name a tenant by name or by id: a name shaped like an id could
+            # pass for another tenant's
+            raise ValidationError(
+                f"tenant name {name!r} has the shape of a tenant id",
+                hint="choose a name, such as acme or acme-eu",
             )
         admin = validate_user(admin)
         with self._editing() as data:

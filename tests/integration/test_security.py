@@ -8,6 +8,7 @@ alpha only and writes job specs in a folder of their own; a secret file lies out
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pwd
 import shutil
@@ -25,6 +26,7 @@ import yaml
 from settler_pipeline.adapters.confinement import InputRoots
 from settler_pipeline.application.access import AccessControl
 from settler_pipeline.errors import JobSpecError, PermissionDeniedError, UserError, ValidationError
+from settler_pipeline.ids import new_id
 from settler_pipeline.sample_job import write_sample_job
 from settler_pipeline.session import Settler
 
@@ -298,6 +300,27 @@ def test_a_mistyped_tenant_is_refused_naming_only_the_callers_tenants(
         everything = cli(world, *args, user=None)
         assert "alpha" in everything.stderr.replace("'alfa'", "") and "beta" in everything.stderr
     assert world.fingerprint() == before
+
+
+def test_a_tenant_cannot_be_named_like_another_tenants_id_nor_take_its_runs(tmp_path: Path) -> None:
+    # Anyone may create a tenant. One named like acme's id (sorted before "acme") took commands and
+    # job specs naming acme by id: a spec's `tenant_id: <acme>` then reconciled acme's exports into the
+    # impostor tenant, whose admin had granted acme's operator a role there.
+    access = AccessControl(tmp_path / "data")
+    acme = access.create_tenant("acme", admin="acme-admin")
+    with pytest.raises(ValidationError, match="shape of a tenant id"):
+        access.create_tenant(acme.tenant_id, admin="mallory")
+    with pytest.raises(ValidationError, match="shape of a tenant id"):
+        access.create_tenant(new_id(), admin="mallory")
+    # an access file written before such names were refused: the id still names acme
+    impostor = access.create_tenant("impostor", admin="mallory")
+    raw = json.loads(access.path.read_text())
+    raw["tenants"][impostor.tenant_id]["name"] = acme.tenant_id
+    access.path.write_text(json.dumps(raw))
+    assert access.resolve_tenant(acme.tenant_id) == acme
+    assert access.resolve_tenant(acme.tenant_id.upper()) == acme
+    assert access.resolve_tenant("acme") == acme
+    assert access.resolve_tenant(impostor.tenant_id).tenant_id == impostor.tenant_id
 
 
 def test_the_last_admin_of_a_tenant_cannot_demote_or_remove_themselves(world: World) -> None:
