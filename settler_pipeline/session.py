@@ -21,6 +21,7 @@ from settler_pipeline.application.outcome import RunOutcome
 from settler_pipeline.bootstrap import bootstrap
 from settler_pipeline.domain import commands as c
 from settler_pipeline.domain.reconciliation import ReconciliationState
+from settler_pipeline.domain.reconciliation.status import RECORDED
 from settler_pipeline.errors import NotFoundError, ValidationError
 from settler_pipeline.ids import new_id
 from settler_pipeline.jobspec import JobSpec, load_job_spec
@@ -31,6 +32,14 @@ from settler_pipeline.store.event_store import require_log
 __all__ = ["RUNS_HINT", "Settler", "default_user", "open", "short_ids"]
 
 _MOST_ROWS = 2**32 - 1  # the most rows a Polars frame holds (its row indices are 32 bits)
+
+
+def _check_limit(limit: object) -> None:
+    """Refuse a ``limit`` that is not a whole number of at least 1 (0 or -1 would not mean "all")."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValidationError(
+            f"limit must be a whole number of at least 1, got {limit!r}", hint="or None for all"
+        )
 
 
 def default_user() -> str:
@@ -127,7 +136,15 @@ class Settler:
 
     def runs(self, **filters: Any) -> list[dict[str, Any]]:
         """The runs this user may see, newest first; ``filters`` (``tenant``, ``job``, ``status``,
-        ``day``, ``limit``) and the columns as :meth:`RunCatalog.runs` says."""
+        ``day``, ``limit``) and the columns as :meth:`RunCatalog.runs` says. An unknown ``status``
+        or a ``limit`` under 1 is a :class:`ValidationError`, never an empty answer."""
+        status = filters.get("status")
+        if status is not None and status not in RECORDED:
+            raise ValidationError(
+                f"status must be one of {', '.join(RECORDED)}, got {status!r}",
+                hint="a run's status is one of these words, as `settler runs` shows them",
+            )
+        _check_limit(filters.get("limit"))
         return self.catalog.runs(**filters)
 
     # -- commands -----------------------------------------------------------------------------
@@ -313,6 +330,7 @@ class Settler:
         visible = self.require_visible_tenants()
         if event_types:
             _check_event_types(event_types)
+        _check_limit(limit)
         if limit is not None:
             # Polars counts rows in 32 bits: a larger limit (`--limit 99999999999`) is no limit at all
             limit = min(limit, _MOST_ROWS)

@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from settler_pipeline import projections
 from settler_pipeline.cli.main import app
+from settler_pipeline.errors import ValidationError
 from settler_pipeline.sample_job import write_sample_job
 from settler_pipeline.session import Settler
 
@@ -175,6 +176,26 @@ def test_a_limit_beyond_any_log_lists_every_event(data: Path, limit: int) -> Non
     assert code == 0, err
     everything = json.loads(invoke(data, "events", "--limit", "1000000", "--json")[1])
     assert len(json.loads(out)) == len(everything) > 50
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda app: app.runs(status="complete"), "status must be one of"),
+        (lambda app: app.runs(limit=0), "limit must be"),
+        (lambda app: app.runs(limit=-1), "limit must be"),
+        (lambda app: app.events(limit=-1), "limit must be"),
+        (lambda app: app.events(limit=0), "limit must be"),
+    ],
+)
+def test_the_python_api_refuses_what_the_command_line_refuses(
+    data: Path, call: Callable[[Settler], object], message: str
+) -> None:
+    # a mistyped status is an error, as `settler runs --status` says, not an empty list of runs
+    with Settler(data, user="olivia", read_only=True) as app:
+        with pytest.raises(ValidationError, match=message):
+            call(app)
+        assert len(app.runs(status="completed", limit=1)) == 1 and app.events(limit=2).height == 2
 
 
 @pytest.mark.parametrize("field", ["--reason", "--idempotency-key"])
