@@ -28,6 +28,7 @@ from settler_pipeline.domain.commands import validate_user
 from settler_pipeline.errors import CorruptionError, NotFoundError, PermissionDeniedError, ValidationError
 from settler_pipeline.files import write_atomic
 from settler_pipeline.ids import UUID_PATTERN, new_id, validate_uuid
+from settler_pipeline.store.event_store import refuse_unaddressable
 from settler_pipeline.store.locks import file_lock
 
 Role = Literal["viewer", "operator", "admin"]
@@ -221,6 +222,7 @@ class AccessControl:
 
     @contextmanager
     def _editing(self) -> Iterator[dict[str, Any]]:
+        refuse_unaddressable(self.path.parent)  # a tenant there could never run
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(self._lock):
             data = self._load()

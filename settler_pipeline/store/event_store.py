@@ -20,6 +20,7 @@ write lock: they read one table version's state and the write-ahead records pres
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +77,26 @@ def require_log(data_dir: str | os.PathLike[str]) -> None:
         raise NotFoundError(f"no Settler data at {path}", hint="pass --data-dir or set SETTLER_DATA_DIR")
 
 
+# What the libraries the log is written with cannot address in a path: deltalake refuses control
+# characters and decodes ``%41`` as ``A`` and ``\`` as ``/`` (the table is then not where it looks),
+# DuckDB reads ``?`` as the start of URL parameters, Polars reads ``[...]`` as a glob.
+_UNADDRESSABLE = re.compile(r"[\x00-\x1f\x7f?\[\]\\]|%[0-9A-Fa-f]{2}")
+
+
+def refuse_unaddressable(data_dir: str | os.PathLike[str]) -> None:
+    r"""Raise :class:`ValidationError` when ``data_dir``'s absolute path holds a character the log's
+    libraries cannot address (a control character, ``?``, ``[``, ``]``, ``\``, ``%`` and two hex
+    digits): a data directory there would fail on its first commit with an internal error."""
+    found = _UNADDRESSABLE.search(str(Path(data_dir).absolute()))
+    if found is not None:
+        raise ValidationError(
+            f"data directory {str(data_dir)!r} cannot hold a Settler log: its path has {found.group()!r}, "
+            "which the Delta Lake, DuckDB and Polars libraries the log is written with cannot address",
+            hint="choose a path without control characters, ?, [, ], \\ or %XX (spaces and letters "
+            "of any language are fine)",
+        )
+
+
 class EventStore(RolledReader, LogWriter, LogRecovery):
     """The append-only event log of one data directory. Open it with :meth:`open`.
 
@@ -108,6 +129,7 @@ class EventStore(RolledReader, LogWriter, LogRecovery):
         ``recover_index=False`` skips the index step and leaves a missing or unreadable commit point alone
         (for ``reindex``, which rebuilds both from the segments)."""
         path = Path(data_dir)
+        refuse_unaddressable(path)
         if read_only:
             require_log(path)
         elif path.exists() and not path.is_dir():

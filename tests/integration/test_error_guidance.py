@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from settler_pipeline.application.outcome import RunOutcome
@@ -82,3 +83,19 @@ def test_a_csv_header_of_a_megabyte_or_of_100000_columns_is_a_short_user_error(t
         assert code == 1 and "columns there:" in err and "internal error" not in err, err[:500]
         assert len(err) < 1500, err[:500]
     assert "and 99950 more" in err
+
+
+@pytest.mark.parametrize("name", ["q?r", "p%41", "b[1]", "t\tx", "b\\s"])
+def test_a_data_directory_the_logs_libraries_cannot_address_is_refused_before_anything_is_written(
+    tmp_path: Path, name: str
+) -> None:
+    # deltalake decodes %41 and \, refuses control characters; DuckDB reads ? as URL parameters;
+    # Polars reads [..] as a glob: each failed on the first commit or read-model update, exit 2.
+    spec, _ = write_sample_job(tmp_path / "in", records=50, start=date(2026, 11, 2), days=1, seed=1)
+    data = tmp_path / name
+    for args in (("access", "create-tenant", "newco"), ("reconcile", str(spec), "--from", "2026-11-02")):
+        code, err = invoke(*args, "-d", str(data))
+        assert code == 1 and "cannot hold a Settler log" in err and "internal error" not in err, err
+    assert not data.exists()
+    code, _ = invoke("access", "create-tenant", "newco", "-d", str(tmp_path / "spaced and accented é"))
+    assert code == 0
