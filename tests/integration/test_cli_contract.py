@@ -198,6 +198,26 @@ def test_the_python_api_refuses_what_the_command_line_refuses(
         assert len(app.runs(status="completed", limit=1)) == 1 and app.events(limit=2).height == 2
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["review", "confirm", RUN, "proposed:0192f0c4-5d3e-7a10-8b2c-1d2e3f405162"],
+        ["review", "dismiss", RUN, "unmatched:source:no-such-record", "--reason", "r"],
+        ["review", "match", RUN, "--source", "no-such-record", "--target", "no-such-either"],
+    ],
+)
+def test_a_review_of_an_item_not_open_hints_at_a_review_list_that_runs_as_printed(
+    data: Path, args: list[str]
+) -> None:
+    code, _, err = invoke(data, *[a.format(run=run_id(data)) for a in args])
+    assert code == 1, err
+    hint = err.split("hint: ", 1)[1]
+    command = hint.split("`")[1]
+    assert command.startswith("settler review list "), hint
+    listed, out, listing_err = invoke(data, *command.split()[1:])
+    assert listed == 0 and "open items of run" in out, listing_err
+
+
 @pytest.mark.parametrize("field", ["--reason", "--idempotency-key"])
 def test_a_malformed_field_names_the_command_whose_help_documents_it(data: Path, field: str) -> None:
     spec = next((data.parent / "inputs").glob("contract.yaml"))

@@ -171,7 +171,8 @@ def decide_supersede(state: ReconciliationState, cmd: c.SupersedeReconciliation)
 
 def _distinct(ids: list[str], what: str) -> None:
     if len(set(ids)) != len(ids):
-        raise ValidationError(f"a {what} is listed twice", hint="list each id once")
+        article = "an" if what[0] in "aeiou" else "a"
+        raise ValidationError(f"{article} {what} is listed twice", hint="list each id once")
 
 
 def decide_confirm(state: ReconciliationState, cmd: c.ConfirmMatch) -> list[e.NewEvent]:
@@ -214,7 +215,8 @@ def decide_manual_match(
             if xid.unmatched(side, record_id) not in state.open_exceptions:
                 raise StateError(
                     f"{side} record {record_id} is not an open unmatched exception of this run",
-                    hint="only records left unmatched can be matched by hand (see `settler review list`)",
+                    hint="only records left unmatched can be matched by hand (see `settler review list "
+                    f"{cmd.reconciliation_id}`)",
                 )
     data = e.RecordsManuallyMatched(
         match_id=match_id,
@@ -235,7 +237,7 @@ def decide_dismiss(state: ReconciliationState, cmd: c.DismissException) -> list[
         if exception_id not in state.open_exceptions:
             raise NotFoundError(
                 f"no open exception {exception_id!r} in reconciliation {cmd.reconciliation_id}",
-                hint="list open items with `settler review list`",
+                hint=f"list open items with `settler review list {cmd.reconciliation_id}`",
             )
     return [
         e.NewEvent(
@@ -259,7 +261,7 @@ def _require_open_proposal(state: ReconciliationState, cmd: c.RunCommand, match_
     if match_id not in state.open_proposals:
         raise NotFoundError(
             f"no open proposed match {match_id} in reconciliation {cmd.reconciliation_id}",
-            hint="list open items with `settler review list`",
+            hint=f"list open items with `settler review list {cmd.reconciliation_id}`",
         )
 
 
