@@ -263,14 +263,25 @@ def job_spec_assets(folder: Path | None = None) -> JobSpecAssets:
     switched on) per job spec in ``folder``; a broken spec is listed, never fatal to the location."""
     folder = folder or job_spec_dir()
     found = JobSpecAssets(folder)
+    # Asset keys the location defines besides these: a spec named `summary` must not take down the
+    # whole location with a duplicate key (nor two specs of one name, a copy being edited).
+    taken = {name: "a read model" for name in projections.NAMES}
+    taken |= {"event_log": "the event log", "aggregate_snapshots": "the snapshots"}
     for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
         try:
             spec = load_job_spec(path)
+            if (other := taken.get(asset_name(spec))) is not None:
+                found.broken[path] = (
+                    f"job name {spec.name!r} gives the asset {asset_name(spec)}, which is already {other}; "
+                    "give each job spec a name of its own"
+                )
+                continue
             own = spec_tenant(spec)
             asset = reconciliation_asset(path, spec, own)
         except SettlerError as exc:
             found.broken[path] = str(exc)
             continue
+        taken[asset.key.path[-1]] = f"the asset of {path.name}"
         job = dg.define_asset_job(
             f"{asset.key.path[-1]}_job",
             selection=[asset.key],

@@ -1,0 +1,29 @@
+"""Job specs whose assets would clash (two specs of one name, a spec named like a read model) are
+reported as broken specs; the code location still loads with every other asset."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+
+from dagster_project.definitions import definitions_of
+from dagster_project.reconciliations import job_spec_assets
+from settler_pipeline.sample_job import write_sample_job
+
+
+def test_a_spec_whose_asset_is_taken_is_broken_and_the_location_still_loads(tmp_path: Path) -> None:
+    spec, _ = write_sample_job(
+        tmp_path / "jobs", records=30, start=date(2026, 11, 2), days=1, seed=1, name="daily"
+    )
+    text = spec.read_text()
+    (tmp_path / "jobs" / "daily-copy.yaml").write_text(text)  # a copy being edited: the same name
+    (tmp_path / "jobs" / "summary.yaml").write_text(text.replace("name: daily", "name: summary"))
+    (tmp_path / "jobs" / "matches.yaml").write_text(text.replace("name: daily", "name: matches"))
+    found = job_spec_assets(tmp_path / "jobs")
+    assert {p.name for p in found.broken} == {"daily.yaml", "summary.yaml", "matches.yaml"}, found.broken
+    assert "already the asset of daily-copy.yaml" in found.broken[tmp_path / "jobs" / "daily.yaml"]
+    assert "already a read model" in found.broken[tmp_path / "jobs" / "summary.yaml"]
+    keys = definitions_of(found).resolve_asset_graph().get_all_asset_keys()
+    assert dg.AssetKey("reconciliation_daily") in keys and dg.AssetKey("reconciliation_summary") in keys
