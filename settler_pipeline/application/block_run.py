@@ -99,6 +99,10 @@ def settled_blocks(
     block. ``step(what, 3)`` is told when each block and each of its passes starts."""
     excluded = {side: duplicates.filter(pl.col("side") == side)["line_number"].implode() for side in SIDES}
     count = sum(len(blocks) for blocks in plans)
+    # A run whose sides are both held in memory is one block of at most ``block_records``: its match
+    # rows are built beside the explaining of its unmatched records. A spilled side means a big run,
+    # whose peak (its largest block) must stay where it is.
+    overlap = all(spilled[side].kept is not None for side in SIDES)
     sizes = f"{spilled['source'].records:,} against {spilled['target'].records:,}"
     index = 0
     for blocks in plans:
@@ -108,7 +112,7 @@ def settled_blocks(
             if step is not None:
                 step(f"matching {sizes}{of}", 3)
             if position == 0:
-                matcher = BlockMatcher(config, run_id=run_id, digests=sha1_digests)
+                matcher = BlockMatcher(config, run_id=run_id, digests=sha1_digests, overlap=overlap)
             matcher.on_pass = None if step is None else _pass_step(step, of)
             frames = {
                 side: _without_lines(

@@ -130,6 +130,26 @@ def test_block_wise_matching_settles_every_record_once_and_never_uses_one_twice(
         assert all(key in margin for key in outside.select("side", "line_number").iter_rows())
 
 
+@settings(max_examples=examples(50), deadline=None)
+@given(sides=st.tuples(st.lists(row, max_size=14), st.lists(row, max_size=14)), match_config=config)
+def test_match_rows_built_beside_the_explaining_are_the_rows_built_after_it(
+    sides: tuple[list[dict[str, Any]], list[dict[str, Any]]], match_config: MatchConfig
+) -> None:
+    source, target = records(*sides[0]), records(*sides[1])
+    days = pl.concat([source["occurred_at"], target["occurred_at"]]).dt.date().cast(pl.Int32)
+    last_day = int(days.max()) if days.len() else 0  # type: ignore[arg-type]
+    after, beside = (
+        BlockMatcher(match_config, run_id="blocks", overlap=overlap).feed(
+            source, target, last_day=last_day, last=True
+        )
+        for overlap in (False, True)
+    )
+    assert beside.matches.equals(after.matches)
+    assert beside.unmatched.equals(after.unmatched)
+    assert beside.duplicates.equals(after.duplicates)
+    assert beside.source_in_range == after.source_in_range
+
+
 @settings(max_examples=examples(100), deadline=None)
 @given(
     pairs=st.lists(

@@ -114,11 +114,16 @@ class BlockMatcher:
         run_id: str,
         on_pass: Callable[[str, int, int], None] | None = None,
         digests: NameDigests = hashlib_digests,
+        overlap: bool = False,
     ) -> None:
         """``on_pass`` is told when each pass of each block starts and ``digests`` hashes the match
-        ids (see :func:`match_records`)."""
+        ids (see :func:`match_records`). With ``overlap``, a block's match rows are built on a second
+        thread while its unmatched records are explained (see :func:`stage_matches`): faster, but
+        the rows are built beside every record of the block, so only for blocks that fit in memory
+        with room to spare."""
         self.config = config
         self.digests = digests
+        self.overlap = overlap
         self.run_id = run_id
         self.on_pass = on_pass
         self.reach = reach_days(config)
@@ -131,9 +136,10 @@ class BlockMatcher:
         """Match a block's records (and those carried from the block before) and return what is
         settled: every match and unmatched record that no later block can change (everything, with
         ``last``). Inputs must carry no duplicates (see :func:`duplicate_records`); ``last_day`` is
-        the block's last day. The match rows are built once this holds no more of the records than
-        it carries, :attr:`seen` and the margin records: a caller that passes its only references
-        lets go of the rest (the records' text) before then."""
+        the block's last day. Unless built beside the explaining (``overlap``), the match rows are
+        built once this holds no more of the records than it carries, :attr:`seen` and the margin
+        records: a caller that passes its only references lets go of the rest (the records' text)
+        before then."""
         frames = {"source": source, "target": target}
         del source, target
         for side, carried in self._carried.items():
@@ -145,6 +151,7 @@ class BlockMatcher:
             run_id=self.run_id,
             on_pass=self.on_pass,
             deduplicated=True,
+            digests=self.digests if self.overlap else None,
         )
         self.seen = {
             side: compacted(frame.filter(pl.col("line_number").is_in(staged.described_lines(side).implode())))

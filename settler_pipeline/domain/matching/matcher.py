@@ -110,12 +110,16 @@ def stage_matches(
     run_id: str,
     on_pass: Callable[[str, int, int], None] | None = None,
     deduplicated: bool = False,
+    digests: NameDigests | None = None,
 ) -> StagedMatches:
     """:func:`match_records` up to its match rows, which :meth:`StagedMatches.built` builds: what it
     holds of the records is only the columns those rows carry and the margin records, so a caller
     that lets go of ``source`` and ``target`` first builds the rows without every record's text
     beside them. ``deduplicated``: the caller set every repeated record id aside already (a run's
-    blocks, over each whole side), so none is looked for."""
+    blocks, over each whole side), so none is looked for. With ``digests``, the match rows are built
+    on a second thread while the unmatched records are explained (see :meth:`StagedMatches.built`):
+    both cores stay busy, but the rows and the explaining's frames are held at once (a caller that
+    must keep its peak low passes none)."""
     if not isinstance(run_id, str) or not run_id.strip():
         raise ValidationError("run_id must be a non-empty string", hint="pass the reconciliation run's id")
     source_in = _checked(source, "source")
@@ -165,12 +169,17 @@ def stage_matches(
         pl.concat(hint_parts) if hint_parts else pl.DataFrame(schema={**HINT_SCHEMA, "priority": pl.Int64()})
     )
     del hint_parts
-    # The unmatched records are explained before the match rows are built: the passes' raw matches
-    # (line numbers) are a fraction of the built rows, so the explaining does not hold both.
-    unmatched = _build_unmatched(
-        remaining_source, remaining_target, hints, source_in, target_in, source_work, target_work, config
-    )
-    return StagedMatches(
+
+    def explained() -> pl.DataFrame:
+        return _build_unmatched(
+            remaining_source, remaining_target, hints, source_in, target_in, source_work, target_work, config
+        )
+
+    # Without ``digests`` the unmatched records are explained before anything else of the outcome is
+    # made: the passes' raw matches (line numbers) are a fraction of the built rows, so the
+    # explaining does not hold both.
+    unmatched = explained() if digests is None else pl.DataFrame(schema=UNMATCHED_SCHEMA)
+    staged = StagedMatches(
         parts=match_parts,
         records={"source": source_work.select(RECORD_COLUMNS), "target": target_work.select(RECORD_COLUMNS)},
         margin={"source": margin_records(source_in), "target": margin_records(target_in)},
@@ -180,6 +189,12 @@ def stage_matches(
         target_input_count=target_in.height,
         run_id=run_id,
     )
+    if digests is not None:
+        # Building the rows (record lookups, then hashing the ids) needs nothing the explaining
+        # changes, and both spend their time in Polars and DuckDB, off the interpreter lock.
+        staged.build_in_background(digests)
+        staged.unmatched = explained()
+    return staged
 
 
 def _checked(frame: pl.DataFrame, side: str) -> pl.DataFrame:

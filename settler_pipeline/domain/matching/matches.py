@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -105,6 +106,15 @@ class StagedMatches:
     source_input_count: int
     target_input_count: int
     run_id: str
+    _building: Future[pl.DataFrame] | None = field(default=None, repr=False)
+
+    def build_in_background(self, digests: NameDigests) -> None:
+        """Start building the match rows (see :meth:`built`) on a thread of their own; :attr:`parts`
+        stay readable meanwhile."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="match-rows")
+        parts, source, target = list(self.parts), self.records["source"], self.records["target"]
+        self._building = pool.submit(build_matches, parts, source, target, self.run_id, digests)
+        pool.shutdown(wait=False)  # the thread ends with its one task
 
     def described_lines(self, side: str) -> pl.Series:
         """The lines of ``side`` that events describe with their record: those of proposals and
@@ -120,10 +130,16 @@ class StagedMatches:
     ) -> MatchResult:
         """The :class:`MatchResult` (its match rows built with :func:`build_matches`, which empties
         :attr:`parts`), only the items with a record in range unless ``keep_margin_items`` (see
-        :func:`~settler_pipeline.domain.matching.matcher.match_records`)."""
-        matches = build_matches(
-            self.parts, self.records["source"], self.records["target"], self.run_id, digests
-        )
+        :func:`~settler_pipeline.domain.matching.matcher.match_records`). Rows already being built
+        (:meth:`build_in_background`) are waited for, whatever ``digests`` (every :data:`NameDigests`
+        gives the same ids)."""
+        if self._building is not None:
+            matches, self._building = self._building.result(), None
+            self.parts.clear()
+        else:
+            matches = build_matches(
+                self.parts, self.records["source"], self.records["target"], self.run_id, digests
+            )
         self.records = {}
         result = MatchResult(
             matches=matches,
