@@ -277,6 +277,13 @@ def job_spec_assets(folder: Path | None = None) -> JobSpecAssets:
                 )
                 continue
             own = spec_tenant(spec)
+            if spec.tenant_id is not None and own is None:
+                # partitioned by every tenant instead, its runs would go to whichever tenant is picked
+                found.broken[path] = (
+                    f"tenant_id {spec.tenant_id} is no tenant of this data directory (`settler access "
+                    "list` shows them); create the tenant or fix the id, then reload the code location"
+                )
+                continue
             asset = reconciliation_asset(path, spec, own)
         except SettlerError as exc:
             found.broken[path] = str(exc)
