@@ -218,6 +218,15 @@ def test_a_review_of_an_item_not_open_hints_at_a_review_list_that_runs_as_printe
     assert listed == 0 and "open items of run" in out, listing_err
 
 
+def test_cancelling_a_completed_run_hints_at_a_state_command_that_runs_as_printed(data: Path) -> None:
+    code, _, err = invoke(data, "cancel", run_id(data), "--reason", "r")
+    assert code == 1 and "already completed" in err, err
+    command = err.split("hint: ", 1)[1].split("`")[1]
+    assert command == f"settler state {run_id(data)}", err
+    shown, out, shown_err = invoke(data, *command.split()[1:])
+    assert shown == 0 and run_id(data) in out, shown_err
+
+
 @pytest.mark.parametrize("field", ["--reason", "--idempotency-key"])
 def test_a_malformed_field_names_the_command_whose_help_documents_it(data: Path, field: str) -> None:
     spec = next((data.parent / "inputs").glob("contract.yaml"))

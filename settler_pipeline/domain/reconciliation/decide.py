@@ -67,13 +67,13 @@ def decide_start(
     return [e.NewEvent(e.RECONCILIATION_STARTED, data)]
 
 
-def _not_retried_hint(status: str) -> str:
-    """What to do instead of retrying a run in ``status``."""
+def _not_retried_hint(status: str, reconciliation_id: str) -> str:
+    """What to do instead of retrying the run ``reconciliation_id`` in ``status``."""
     if status == COMPLETED:
         return "a completed run's days are reconciled again by a new run started with --supersede"
     if status in (STARTED, RUNNING):
         return "wait for it to finish (`settler runs` shows it), or cancel it and then retry it"
-    return "see its status with `settler state RUN_ID`; review the run that replaced it"
+    return f"see its status with `settler state {reconciliation_id}`; review the run that replaced it"
 
 
 def decide_retry(
@@ -90,7 +90,7 @@ def decide_retry(
         raise StateError(
             f"reconciliation {cmd.reconciliation_id} is {state.status}; "
             "only a failed, cancelled or abandoned run can be retried",
-            hint=_not_retried_hint(str(state.status)),
+            hint=_not_retried_hint(str(state.status), cmd.reconciliation_id),
         )
     if job_id is not None and job_id != state.job_id:
         # Another job's spec would reconcile that job's days under this run's job: the days of the
@@ -144,8 +144,9 @@ def decide_cancel(state: ReconciliationState, cmd: c.CancelReconciliation) -> li
     if state.status in FINISHED:
         raise StateError(
             f"reconciliation {cmd.reconciliation_id} is already {state.status}; it cannot be cancelled",
-            hint="only a run that has not finished can be cancelled; see it with `settler state RUN_ID` "
-            "(a completed run's days are redone by a new run with --supersede)",
+            hint="only a run that has not finished can be cancelled; see it with "
+            f"`settler state {cmd.reconciliation_id}` (a completed run's days are redone by a new run "
+            "with --supersede)",
         )
     data = e.ReconciliationCancelled(attempt=state.attempt, reason=cmd.reason, cancelled_by=cmd.user_id)
     return [e.NewEvent(e.RECONCILIATION_CANCELLED, data)]
