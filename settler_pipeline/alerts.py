@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 from settler_pipeline.errors import ValidationError
 
 LOG: Final = logging.getLogger("settler_pipeline.alerts")
-_RUN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+_RUN_ID = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,99}")  # fullmatch: no leading dot, no line feed
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class AlertRecorder:
         self.hooks = list(hooks)
 
     def path(self, run_id: str) -> Path:
-        if not _RUN_ID.match(run_id):
+        if not _RUN_ID.fullmatch(run_id):
             raise ValidationError(f"run id {run_id!r} cannot name an alert file")
         return self.directory / f"{run_id}.json"
 

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from settler_pipeline.adapters.confinement import InputRoots
+from settler_pipeline.alerts import AlertRecorder
 from settler_pipeline.application.access import AccessControl
 from settler_pipeline.errors import JobSpecError, PermissionDeniedError, UserError, ValidationError
 from settler_pipeline.ids import new_id
@@ -474,3 +475,11 @@ def test_a_tenant_root_in_the_data_directory_never_opens_settlers_own_folder_to_
         roots.for_tenant("tenant").check(data / "tenant" / "x.csv", data, what="input").parent
         == (data / "tenant").resolve()
     )
+
+
+@pytest.mark.parametrize("run_id", ["abc\n", "..", ".", ".hidden", "a/b", "", "x" * 101])
+def test_a_run_id_that_is_no_plain_file_name_names_no_alert_file(tmp_path: Path, run_id: str) -> None:
+    # `$` let a trailing line feed through, and a leading dot named a hidden file or `...json`
+    with pytest.raises(ValidationError, match="cannot name an alert file"):
+        AlertRecorder(tmp_path / "alerts").path(run_id)
+    assert AlertRecorder(tmp_path / "alerts").path("0192f0c4-5d3e_7a10.1").name == "0192f0c4-5d3e_7a10.1.json"
