@@ -49,11 +49,17 @@ def definitions_of(job_specs: JobSpecAssets) -> dg.Definitions:
         # One process per run, not per step: the steps share the read models' lock anyway, and a
         # process per step costs more (imports, code load) than the read models' whole update.
         executor=dg.in_process_executor,
+        # Fixed, not configurable per run: a run's config could otherwise name the user the run acts
+        # as (any Settler user, since the location's login may impersonate), another data directory,
+        # or a webhook that receives every failure alert.
         resources={
-            "event_store": EventStoreResource(),
-            "read_models": ReadModelsResource(),
-            "alerts": AlertsResource(),
-            "match_rate_policy": MatchRatePolicy(),
+            name: dg.ResourceDefinition.hardcoded_resource(resource)
+            for name, resource in {
+                "event_store": EventStoreResource(),
+                "read_models": ReadModelsResource(),
+                "alerts": AlertsResource(),
+                "match_rate_policy": MatchRatePolicy(),
+            }.items()
         },
     )
 
