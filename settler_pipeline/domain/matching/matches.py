@@ -260,11 +260,14 @@ def uuid5_series(names: pl.Series, digests: NameDigests = hashlib_digests) -> pl
     raw = digests(MATCH_ID_NAMESPACE.bytes, names)[:, :16].copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x50  # version 5
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
-    hex_digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-    digits = np.empty((len(raw), 32), dtype=np.uint8)
-    digits[:, 0::2] = hex_digits[raw >> 4]
-    digits[:, 1::2] = hex_digits[raw & 0x0F]
+    # Each byte's two hex digits in one lookup: a contiguous (n, 32) array of digits, where one
+    # lookup per nibble wrote every other column (about three times the cost).
+    digits = _HEX_PAIRS[raw].view(np.uint8)
     text = np.full((len(raw), 36), ord("-"), dtype=np.uint8)
     for out_start, in_start, length in ((0, 0, 8), (9, 8, 4), (14, 12, 4), (19, 16, 4), (24, 20, 12)):
         text[:, out_start : out_start + length] = digits[:, in_start : in_start + length]
     return pl.Series("match_id", text.view("S36").ravel()).cast(pl.String)
+
+
+_HEX_PAIRS = np.frombuffer(b"".join(f"{byte:02x}".encode() for byte in range(256)), dtype=np.uint16)
+"""The two lower-case hex digits of each byte value, as the 16-bit word that holds them in order."""
