@@ -1,4 +1,8 @@
-"""`settler log ...`: maintenance of the event log."""
+"""`settler log ...`: maintenance of the event log.
+
+Every command here needs a global admin (see ``AccessControl.require_global_admin``): the log holds
+every tenant's events, so even its read-only figures (event counts by type, run ids in a problem) are
+not any one tenant's to see, and repair, compaction and reindexing rewrite the system of record."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from settler_pipeline.cli.options import DataDirOption, JsonOption, existing_data
+from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption, existing_data
 from settler_pipeline.cli.output import (
     EXIT_DAMAGED_DATA,
     EXIT_USER_ERROR,
@@ -19,15 +23,28 @@ from settler_pipeline.cli.output import (
     warn,
 )
 
+
+def _require_global_admin(data_dir: Path, user: str | None, action: str) -> None:
+    """Refuse (before the log is opened) unless the acting user is a global admin; a directory without
+    Settler data is refused as such first (a mistyped ``--data-dir`` is the likelier mistake)."""
+    from settler_pipeline.application.access import AccessControl
+
+    access = AccessControl(existing_data(data_dir))
+    access.require_global_admin(access.identify(user), action)
+
+
 app = typer.Typer(help="Verify, repair, compact, reindex and describe the event log.", no_args_is_help=True)
 
 
 @app.command("verify")
 @command
-def verify_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
+def verify_command(
+    user: UserOption = None, data_dir: DataDirOption = Path("data"), json: JsonOption = False
+) -> None:
     """Check checksums, the write-ahead records, the recorded head, gap-free positions, stream versions
     and index agreement; opens nothing for writing. Exits 3 (damaged or missing files) naming what is
     damaged and what was lost."""
+    _require_global_admin(data_dir, user, "`settler log verify`")
     from settler_pipeline.store import maintenance
     from settler_pipeline.store.event_store import EventStore
 
@@ -62,6 +79,7 @@ def repair_command(
             help="Without a backup: record the positions of missing segment files as lost (never reused).",
         ),
     ] = False,
+    user: UserOption = None,
     data_dir: DataDirOption = Path("data"),
     json: JsonOption = False,
 ) -> None:
@@ -70,6 +88,7 @@ def repair_command(
     (never reused), move unknown files to quarantine, rebuild the index and stream copies. Missing
     segment files are reported (restore them from a backup and repair again), or with --accept-loss
     recorded as lost. Exits 1 when something could not be repaired, naming it."""
+    _require_global_admin(data_dir, user, "`settler log repair`")
     from settler_pipeline.store import maintenance
 
     store, done = maintenance.open_for_repair(existing_data(data_dir))
@@ -90,9 +109,12 @@ def repair_command(
 
 @app.command("publish")
 @command
-def publish_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
+def publish_command(
+    user: UserOption = None, data_dir: DataDirOption = Path("data"), json: JsonOption = False
+) -> None:
     """Publish every committed event into the Delta Lake table other engines read (the write-ahead
     tail moves into segments; one Delta commit). Prints the published position and the table's URI."""
+    _require_global_admin(data_dir, user, "`settler log publish`")
     from settler_pipeline.store.event_store import EventStore
 
     with EventStore.open(existing_data(data_dir)) as store:
@@ -111,6 +133,7 @@ def publish_command(data_dir: DataDirOption = Path("data"), json: JsonOption = F
 @app.command("compact")
 @command
 def compact_command(
+    user: UserOption = None,
     data_dir: DataDirOption = Path("data"),
     json: JsonOption = False,
     target_rows: Annotated[
@@ -118,6 +141,7 @@ def compact_command(
     ] = 1_000_000,
 ) -> None:
     """Merge small segments (and the write-ahead tail) into larger ones; events and positions unchanged."""
+    _require_global_admin(data_dir, user, "`settler log compact`")
     from settler_pipeline.store import maintenance
     from settler_pipeline.store.event_store import EventStore
 
@@ -131,8 +155,11 @@ def compact_command(
 
 @app.command("reindex")
 @command
-def reindex_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
+def reindex_command(
+    user: UserOption = None, data_dir: DataDirOption = Path("data"), json: JsonOption = False
+) -> None:
     """Rebuild the DuckDB index from the segment files alone."""
+    _require_global_admin(data_dir, user, "`settler log reindex`")
     from settler_pipeline.store import maintenance
     from settler_pipeline.store.event_store import EventStore
 
@@ -146,9 +173,12 @@ def reindex_command(data_dir: DataDirOption = Path("data"), json: JsonOption = F
 
 @app.command("stats")
 @command
-def stats_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
+def stats_command(
+    user: UserOption = None, data_dir: DataDirOption = Path("data"), json: JsonOption = False
+) -> None:
     """Size and shape of the log. Committed segment files that are missing or not their recorded size
     are listed under ``damaged`` and exit 3 (``settler log verify`` checks everything)."""
+    _require_global_admin(data_dir, user, "`settler log stats`")
     from settler_pipeline.store import maintenance
     from settler_pipeline.store.event_store import EventStore
 

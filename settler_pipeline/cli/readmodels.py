@@ -56,14 +56,20 @@ def snapshot_command(
         console.print(f"{built} snapshots built, {total} in total")
 
 
-def stats_command(data_dir: DataDirOption = Path("data"), json: JsonOption = False) -> None:
+def stats_command(
+    user: UserOption = None, data_dir: DataDirOption = Path("data"), json: JsonOption = False
+) -> None:
     """Monitoring figures: event store size and shape, projection lag per read model, snapshots, and the
-    operational metrics (append rate, lag, snapshot frequency, store size, query time)."""
+    operational metrics (append rate, lag, snapshot frequency, store size, query time). Global admins
+    only: the figures cover every tenant."""
     from settler_pipeline import projections
+    from settler_pipeline.application.access import AccessControl
     from settler_pipeline.metrics import operational_metrics
     from settler_pipeline.store import maintenance
     from settler_pipeline.store.event_store import EventStore
 
+    access = AccessControl(data_dir)
+    access.require_global_admin(access.identify(user), "`settler stats`")
     with EventStore.open(data_dir, read_only=True) as store:
         log = maintenance.stats(store)
         lag = projections.status(store, data_dir)

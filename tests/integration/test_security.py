@@ -282,6 +282,47 @@ def test_access_list_shows_only_the_callers_tenants(world: World) -> None:
 @pytest.mark.parametrize(
     "command",
     [
+        ["log", "stats", "--json"],
+        ["log", "verify", "--json"],
+        ["log", "repair", "--accept-loss"],
+        ["log", "publish"],
+        ["log", "compact", "--target-rows", "1000"],
+        ["log", "reindex"],
+        ["stats", "--json"],
+    ],
+)
+@pytest.mark.parametrize("user", ["beta-admin", "no-role"])
+def test_the_logs_maintenance_and_figures_need_a_global_admin(
+    world: World, command: list[str], user: str
+) -> None:
+    # The log holds every tenant's events: its event counts by type are no tenant's to see, and
+    # repair (which may record positions as lost), compaction and reindexing rewrite the system of
+    # record. A tenant's admin is not a global admin.
+    before = world.fingerprint()
+    refused = cli(world, *command, user=user)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"user {user!r} is not a global admin" in refused.stderr, refused.stderr
+    assert refused.stdout == "" and "events_by_type" not in refused.stderr
+    assert world.fingerprint() == before
+
+
+def test_a_global_admin_reads_the_logs_figures(world: World) -> None:
+    owner = cli(world, "log", "stats", "--json", user=None)  # the owner of access.json
+    assert owner.returncode == 0, owner.stderr
+    assert json.loads(owner.stdout)["events_by_type"]
+    with AccessControl(world.data)._editing() as data:
+        data["admins"] = ["ops"]  # listed in the access file as a global admin
+    try:
+        listed = cli(world, "log", "verify", "--json", user="ops")
+        assert listed.returncode == 0 and json.loads(listed.stdout)["ok"] is True, listed.stderr
+    finally:
+        with AccessControl(world.data)._editing() as data:
+            data["admins"] = []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
         ["runs", "--tenant", "alfa"],
         ["access", "grant", "eve", "alfa", "viewer"],
         ["access", "revoke", "eve", "alfa"],
