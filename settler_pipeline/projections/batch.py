@@ -202,7 +202,7 @@ class EventBatch:
         # in position order (the rollups' rows come segment by segment, the parsed ones after them)
         read = dict(zip(TYPED_KINDS, typed_kinds, strict=True))
         decoded = {
-            kind: (pl.concat([read[kind], from_json]) if kind in read else from_json).sort("global_position")
+            kind: _in_position_order(pl.concat([read[kind], from_json]) if kind in read else from_json)
             for kind, from_json in zip(KINDS, parsed, strict=True)
         }
         events = pl.concat([frame.select(ENVELOPE) for frame in decoded.values()]).sort("global_position")
@@ -384,6 +384,15 @@ def served_filter(registry: EventRegistry, upto: int) -> pl.Expr:
         & (pl.lit(True) if version is None else pl.col("event_version") == version)
         & (pl.col("global_position") <= upto)
     )
+
+
+def _in_position_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` sorted by position, in one piece. The typed rows of a chunk's rollups mostly arrive
+    in order already (segments of a batch seldom overlap), in one piece per rollup: joining the
+    pieces costs less than a sort, which gathers every column row by row even then."""
+    if frame["global_position"].is_sorted():
+        return frame.rechunk()
+    return frame.sort("global_position")
 
 
 def _with_start_attempt(lifecycle: pl.DataFrame) -> pl.DataFrame:
