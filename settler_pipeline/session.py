@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from settler_pipeline.adapters.confinement import InputRoots, inside
 from settler_pipeline.application.access import Tenant, os_login
 from settler_pipeline.application.outcome import RunOutcome
 from settler_pipeline.bootstrap import bootstrap
@@ -164,7 +165,7 @@ class Settler:
         """Run a job spec over ``start..end`` (inclusive) as a new reconciliation (with
         ``execute=False``, only queue it: see :meth:`ReconciliationService.start`). A live run of the
         same job, tenant and days makes it fail unless ``supersede``: then that run is superseded."""
-        spec = load_job_spec(Path(spec_path))
+        spec = self._load_spec(Path(spec_path))
         target = self.tenant(tenant, spec=spec)
         cmd = c.build(
             c.StartReconciliation,
@@ -182,6 +183,28 @@ class Settler:
             supersede=supersede,
         )
         return self._published(self.service.start(cmd, execute=execute))
+
+    def _load_spec(self, path: Path) -> JobSpec:
+        """The job spec at ``path``; its errors quote its contents only when it lies where this user's
+        specs and inputs may (see :meth:`_may_show_spec`)."""
+        return load_job_spec(path, show_contents=self._may_show_spec(path))
+
+    def _may_show_spec(self, path: Path) -> bool:
+        """Whether errors may quote the file at ``path``: it is read with the process's rights, which
+        under a service account are more than the caller's, so a file anywhere else (a secret, another
+        tenant's file, Settler's own) must not come back quoted as a job spec's bad values. Allowed: the
+        job specs folder and where a spec of the user's tenants may read (with no root set, any folder
+        outside the data directory: a spec may then read its own folder anyway)."""
+        resolved = path.resolve()
+        if inside(resolved, self.settings.job_specs_dir.resolve()):
+            return True
+        roots = InputRoots(self.settings.allowed_input_roots, data_dir=self.data_dir)
+        names = self.access.tenant_names()
+        for tenant in [None, *(names[t] for t in self.visible_tenants() if t in names)]:
+            mine = roots if tenant is None else roots.for_tenant(tenant)
+            if mine.permits(resolved, resolved.parent):
+                return True
+        return False
 
     def _published(self, outcome: RunOutcome) -> RunOutcome:
         """Commands end by publishing the log, so that every other engine reading the Delta table sees
@@ -213,7 +236,7 @@ class Settler:
             path = Path(recorded)
         fields: dict[str, Any] = {}
         if path is not None:
-            spec = load_job_spec(path)
+            spec = self._load_spec(path)
             fields = {
                 "spec": spec.model_dump(mode="json"),
                 "spec_dir": str(spec.base_dir),

@@ -61,7 +61,8 @@ ROOTS_HINT: Final = (
 )
 
 
-def _inside(path: Path, root: Path) -> bool:
+def inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` is ``root`` or lies under it (both resolved)."""
     return path == root or root in path.parents
 
 
@@ -114,14 +115,14 @@ class InputRoots:
     def permits(self, path: Path, spec_dir: Path) -> bool:
         """Whether the resolved ``path`` lies inside a root and outside Settler's own files."""
         data = self._resolved_data_dir
-        if data is not None and _inside(path, data):
+        if data is not None and inside(path, data):
             return any(
-                _inside(path, root)
+                inside(path, root)
                 and data in root.parents
                 and root.relative_to(data).parts[0] not in INTERNAL_ENTRIES
                 for root in self._roots
             )
-        return any(_inside(path, root) for root in self.roots_for(spec_dir))
+        return any(inside(path, root) for root in self.roots_for(spec_dir))
 
     def check(self, path: Path, spec_dir: Path, *, what: str) -> Path:
         """``path`` (relative ones against ``spec_dir``) resolved, or a :class:`JobSpecError` saying it
@@ -160,7 +161,7 @@ class InputRoots:
                 hint=f"point the job spec at this tenant's export in {own} (copy it there if it is this "
                 "tenant's); another tenant's folder is never an input",
             )
-        if data is not None and _inside(resolved, data):
+        if data is not None and inside(resolved, data):
             return JobSpecError(
                 f"{what} {path} is inside the data directory {data}, where only a sub-folder listed in "
                 "allowed_input_roots is readable",
@@ -196,7 +197,7 @@ class InputRoots:
             if not before.endswith("/") or (after and not after.startswith("/")):
                 continue  # the placeholder is part of a folder name: no folder of its own to name
             base = Path(before).expanduser().resolve()  # as __post_init__ resolves the roots
-            if not _inside(resolved, base) or resolved == base:
+            if not inside(resolved, base) or resolved == base:
                 continue
             name = resolved.relative_to(base).parts[0]
             if name != self.tenant:
@@ -232,12 +233,12 @@ class InputRoots:
         data = self._resolved_data_dir
         roots = self.roots_for(spec_dir)
         for root in roots:
-            if data is not None and _inside(data, root):
+            if data is not None and inside(data, root):
                 raise JobSpecError(
                     f"a duckdb_sql query cannot run from {root}: it contains the data directory {data}",
                     hint="keep job specs that use duckdb_sql, and their inputs, outside the data directory",
                 )
-            if data is not None and _inside(root, data) and not self.permits(root, spec_dir):
+            if data is not None and inside(root, data) and not self.permits(root, spec_dir):
                 raise JobSpecError(
                     f"a duckdb_sql query cannot run from {root}: it is inside the data directory",
                     hint=ROOTS_HINT,

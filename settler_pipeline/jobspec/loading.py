@@ -17,12 +17,14 @@ from settler_pipeline.jobspec.problems import DOCS_HINT, format_errors
 MAX_SPEC_BYTES = 256 * 1024
 
 
-def load_job_spec(path: str | Path) -> JobSpec:
+def load_job_spec(path: str | Path, *, show_contents: bool = True) -> JobSpec:
     """Read and validate a YAML job spec.
 
     Raises :class:`NotFoundError` when the file does not exist and :class:`JobSpecError` (naming the
     file, the field path and what was expected) for malformed YAML, unknown keys or invalid values.
-    Relative paths in the spec are resolved against the spec file's directory.
+    With ``show_contents=False`` an error names the file and the number of problems only, never a key,
+    value or line of it: the file is read with the process's rights, which may be more than the
+    caller's. Relative paths in the spec are resolved against the spec file's directory.
     """
     spec_path = Path(path)
     if not spec_path.is_file():
@@ -43,11 +45,28 @@ def load_job_spec(path: str | Path) -> JobSpec:
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
+        if not show_contents:
+            raise _withheld(spec_path, "is not valid YAML") from None
         raise JobSpecError(
             f"job spec {spec_path} is not valid YAML: {_yaml_problem(e)}", hint=DOCS_HINT
         ) from e
-    return job_spec_from_mapping(
-        data, base_dir=spec_path.resolve().parent, origin=str(spec_path), spec_path=spec_path
+    try:
+        return job_spec_from_mapping(
+            data, base_dir=spec_path.resolve().parent, origin=str(spec_path), spec_path=spec_path
+        )
+    except JobSpecError:
+        if show_contents:
+            raise
+        raise _withheld(spec_path, "is not a valid job spec") from None
+
+
+def _withheld(spec_path: Path, what: str) -> JobSpecError:
+    """An error about a spec whose contents must not be shown: the file and what is wrong in general."""
+    return JobSpecError(
+        f"job spec {spec_path} {what}; its contents are not shown, as it lies outside the job specs "
+        "folder and the allowed input roots",
+        hint="move it into the job specs folder or an input root of your tenant to see each problem "
+        "(docs/job-spec.md#where-a-spec-may-read)",
     )
 
 

@@ -450,6 +450,51 @@ def test_a_tenant_input_root_lets_a_run_read_its_own_tenants_folder_only(tmp_pat
         assert app.reconcile(own, start=DAY, end=DAY, tenant="alpha").status == "completed"
 
 
+def test_a_spec_outside_the_callers_roots_is_never_quoted_in_its_errors(tmp_path: Path) -> None:
+    # Under a service account a spec is read with the service's rights: `settler reconcile
+    # /root/secret.yaml` must not hand back the file's text as the "bad values" of a job spec.
+    data = tmp_path / "data"
+    alpha_spec, _ = write_sample_job(data / "inputs" / "alpha", records=20, start=DAY, days=1, seed=3)
+    write_sample_job(data / "inputs" / "beta", records=20, start=DAY, days=1, seed=4)
+    (data / "settler.toml").write_text('allowed_input_roots = ["inputs/{tenant}"]\n')
+    with Settler(data, user="root-admin") as app:
+        alpha = app.access.create_tenant("alpha", admin="alpha-admin")
+        app.access.create_tenant("beta", admin="beta-admin")
+        app.access.grant("alpha-op", alpha.tenant_id, "operator", by="alpha-admin")
+    bad = "name: Hunter2 is the password\nsource: 5\n"
+    broken = "name: [Hunter2 is the password\n"
+    secret = tmp_path / "private" / "secret.yaml"
+    secret.parent.mkdir()
+    withheld = {
+        secret: bad,
+        tmp_path / "private" / "broken.yaml": broken,
+        data / "inputs" / "beta" / "theirs.yaml": bad,  # another tenant's folder
+    }
+    for path, text in withheld.items():
+        path.write_text(text)
+    with Settler(data, user="alpha-op") as app:
+        for path in [*withheld, data / "access.json"]:
+            with pytest.raises(JobSpecError) as refused:
+                app.reconcile(path, start=DAY, end=DAY, tenant="alpha")
+            message = str(refused.value)
+            assert "contents are not shown" in message, message
+            assert "Hunter2" not in message and "alpha-op" not in message and "tenants" not in message
+        # in the caller's own folder the problems are spelled out, value and all
+        mine = alpha_spec.parent / "mine.yaml"
+        mine.write_text(bad)
+        with pytest.raises(JobSpecError, match="got 5"):
+            app.reconcile(mine, start=DAY, end=DAY, tenant="alpha")
+        assert app.run_ids() == []
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SETTLER_")}
+    env |= {"SETTLER_DATA_DIR": str(data), "SETTLER_USER": "alpha-op"}
+    done = subprocess.run(
+        [*SETTLER, "reconcile", str(secret), "--from", DAY.isoformat(), "--tenant", "alpha"],
+        capture_output=True, text=True, env=env, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 1 and "contents are not shown" in done.stderr, done.stderr
+    assert "Hunter2" not in done.stdout + done.stderr
+
+
 def test_with_tenant_roots_outside_the_data_directory_a_spec_placed_in_another_tenants_folder_is_refused(
     tmp_path: Path,
 ) -> None:
