@@ -86,7 +86,7 @@ def run_demo(data_dir: Path, *, progress: Progress | None = None) -> DemoReport:
                 name=f"{name}-stripe-bank",
             )
             tenant_id = app.tenant(name).tenant_id
-            (jobs_dir / spec.name).write_text(_with_absolute_paths(spec, tenant_id))
+            write_scheduled_spec(spec, jobs_dir, tenant_id)
             for offset in range(DAYS):
                 day = FIRST_DAY + timedelta(days=offset)
                 say(f"reconcile {name} {day}")
@@ -214,16 +214,21 @@ def _allow_demo_inputs(data_dir: Path) -> None:
         )
 
 
-def _with_absolute_paths(spec: Path, tenant_id: str) -> str:
-    """The spec's text as copied to jobs/: its relative input paths made absolute, and naming its
-    tenant (the Dagster code location then offers partitions of that tenant only)."""
+def write_scheduled_spec(spec: Path, jobs_dir: Path, tenant_id: str) -> Path:
+    """Copy ``spec`` into ``jobs_dir`` (the folder the Dagster code location schedules) naming its
+    tenant (the code location then offers partitions of that tenant only), with its input paths
+    relative to ``jobs_dir`` (``../inputs/<tenant>/...``: a spec's relative paths resolve against its
+    own folder), so a copied or moved data directory's jobs read its own inputs. Returns the copy."""
     import yaml
 
     body = yaml.safe_load(spec.read_text())
     for side in ("source", "target"):
-        body[side]["path"] = str((spec.parent / body[side]["path"]).resolve())
+        found = (spec.parent / body[side]["path"]).resolve()
+        body[side]["path"] = Path(os.path.relpath(found, jobs_dir.resolve())).as_posix()
     body = {"name": body.pop("name"), "tenant_id": tenant_id, **body}
-    return yaml.safe_dump(body, sort_keys=False)
+    copy = jobs_dir / spec.name
+    copy.write_text(yaml.safe_dump(body, sort_keys=False))
+    return copy
 
 
 def _broken_spec(inputs: Path) -> Path:

@@ -26,6 +26,7 @@ import yaml
 from settler_pipeline.adapters.confinement import InputRoots
 from settler_pipeline.alerts import AlertRecorder
 from settler_pipeline.application.access import AccessControl
+from settler_pipeline.demo import write_scheduled_spec
 from settler_pipeline.errors import JobSpecError, PermissionDeniedError, UserError, ValidationError
 from settler_pipeline.ids import new_id
 from settler_pipeline.sample_job import write_sample_job
@@ -493,6 +494,25 @@ def test_a_spec_outside_the_callers_roots_is_never_quoted_in_its_errors(tmp_path
     )  # fmt: skip
     assert done.returncode == 1 and "contents are not shown" in done.stderr, done.stderr
     assert "Hunter2" not in done.stdout + done.stderr
+
+
+def test_the_demos_scheduled_specs_run_from_a_copied_data_directory(tmp_path: Path) -> None:
+    # The demo's jobs/ specs name their inputs relative to jobs/, so a copy of the data directory
+    # reads its own inputs (the original still there, outside the copy's roots, is not read).
+    original = tmp_path / "original"
+    spec, _ = write_sample_job(original / "inputs" / "acme", records=20, start=DAY, days=1, seed=3)
+    (original / "settler.toml").write_text('allowed_input_roots = ["inputs/{tenant}"]\n')
+    with Settler(original, user="root-admin") as app:
+        tenant = app.access.create_tenant("acme", admin="ops")
+    (original / "jobs").mkdir()
+    scheduled = write_scheduled_spec(spec, original / "jobs", tenant.tenant_id)
+    assert yaml.safe_load(scheduled.read_text())["source"]["path"].startswith("../inputs/acme/")
+    copy = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(original, copy)
+    with Settler(copy, user="ops") as app:
+        outcome = app.reconcile(copy / "jobs" / scheduled.name, start=DAY, end=DAY)
+        assert outcome.status == "completed", outcome.error
+        assert app.state(outcome.reconciliation_id).counts.matched > 0
 
 
 def test_with_tenant_roots_outside_the_data_directory_a_spec_placed_in_another_tenants_folder_is_refused(
