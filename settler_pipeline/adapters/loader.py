@@ -128,7 +128,11 @@ def read_input(spec: SideSpec, base_dir: Path, roots: InputRoots) -> RawTable:
         return read_duckdb_sql(spec.query, base_dir, roots.sandbox_directories(base_dir))
     assert spec.path is not None  # guaranteed by SideSpec validation
     if spec.adapter == "parquet":
-        return read_parquet(spec.path, roots.expand(spec.path, base_dir, what="input"))
+        files = roots.expand(spec.path, base_dir, what="input")
+        if any(file.is_dir() for file in files):
+            # Polars would read the directory's files unchecked (a symlink in it could lead out)
+            raise _a_directory(spec.path, spec.adapter)
+        return read_parquet(spec.path, files)
     path = roots.check(spec.path, base_dir, what="input")
     if spec.adapter == "csv":
         return read_csv(path, spec.csv_options, _mapped_names(spec))
@@ -154,6 +158,13 @@ def check_spec(spec: JobSpec, roots: InputRoots) -> None:
             )
 
 
+def _a_directory(path: Path, adapter: str) -> JobSpecError:
+    return JobSpecError(
+        f"input {path} is a directory; an input path names a file or a glob of files",
+        hint=f"name the export file in it, or a glob such as {path / f'*.{adapter}'}",
+    )
+
+
 def check_side(spec: SideSpec, *, base_dir: Path, roots: InputRoots, side: str | None = None) -> None:
     """What can be checked before a run starts: every input lies inside ``roots`` (a glob's prefix
     and the files it matches now; its matches are checked again when read), a ``duckdb_sql`` side
@@ -169,6 +180,8 @@ def check_side(spec: SideSpec, *, base_dir: Path, roots: InputRoots, side: str |
     if ".." in parts[fixed:]:
         raise JobSpecError(f"input {spec.path} has '..' after a glob character", hint=ROOTS_HINT)
     path = roots.check(Path(*parts[:fixed]), base_dir, what="input")
+    if fixed == len(parts) and path.is_dir():
+        raise _a_directory(spec.path, spec.adapter)
     if fixed < len(parts):
         # the glob's matches today are checked too, so one leading out (a symlink) refuses the run
         # before anything is recorded; files that arrive later are checked when read

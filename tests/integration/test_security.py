@@ -515,6 +515,21 @@ def test_the_demos_scheduled_specs_run_from_a_copied_data_directory(tmp_path: Pa
         assert app.state(outcome.reconciliation_id).counts.matched > 0
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_directory_as_an_input_path_is_refused_before_a_run_starts(tmp_path: Path, fmt: str) -> None:
+    spec, _ = write_sample_job(tmp_path / "exports", records=20, start=DAY, days=1, seed=3, fmt=fmt)
+    (spec.parent / "more").mkdir()
+    body = yaml.safe_load(spec.read_text())
+    body["target"]["path"] = "more"
+    spec.write_text(yaml.safe_dump(body, sort_keys=False))
+    with Settler(tmp_path / "data", user="ops") as app:
+        app.access.create_tenant("acme", admin="ops")
+        with pytest.raises(JobSpecError, match="more is a directory") as refused:
+            app.reconcile(spec, start=DAY, end=DAY, tenant="acme")
+        assert f"more/*.{fmt}" in (refused.value.hint or "")
+        assert app.run_ids() == []  # refused, not started and failed
+
+
 def test_with_tenant_roots_outside_the_data_directory_a_spec_placed_in_another_tenants_folder_is_refused(
     tmp_path: Path,
 ) -> None:
