@@ -89,7 +89,10 @@ class DirectoryStorage(PartStorage):
         self.work_dir.mkdir(parents=True, exist_ok=True)
         target = self.work_dir / name
         staging = staging_path(target)
-        frame.write_parquet(staging, compression="zstd", compression_level=1, statistics=True)
+        # Snappy, not zstd: a rebuild writes ~70 parts of 10k rows on its critical path (the exceptions'
+        # fold), and a part took 9.6 ms of CPU against 11.5 with zstd level 1 (reading it 3.7 against
+        # 4.6 ms), for files ~2.2x larger (241 against 108 KB per 10k exception rows).
+        frame.write_parquet(staging, compression="snappy", statistics=True)
         os.replace(staging, target)  # never writes through a hard link shared with an older generation
         self.written.add(name)  # made durable with the rest of the generation when it is published
 
