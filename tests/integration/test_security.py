@@ -429,12 +429,7 @@ def test_a_tenant_input_root_lets_a_run_read_its_own_tenants_folder_only(tmp_pat
     for path, source in attacks.items():
         path.write_text(yaml.safe_dump({**body, "name": path.stem, "source": source}, sort_keys=False))
         before = hashlib.sha256((data / "access.json").read_bytes()).hexdigest()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SETTLER_")}
-        env |= {"SETTLER_DATA_DIR": str(data), "SETTLER_USER": "alpha-op"}
-        done = subprocess.run(
-            [*SETTLER, "reconcile", str(path), "--from", DAY.isoformat(), "--tenant", "alpha"],
-            capture_output=True, text=True, env=env, timeout=120, cwd=ROOT,
-        )  # fmt: skip
+        done = _reconcile_as_alpha_op(data, path)
         assert done.returncode == 1 and "outside" in done.stderr, (path.name, done.stdout, done.stderr)
         assert "Traceback" not in done.stderr
         if path.name != "sql.yaml":  # the hint says whose folder it is, never to list it as a root
@@ -486,12 +481,7 @@ def test_a_spec_outside_the_callers_roots_is_never_quoted_in_its_errors(tmp_path
         with pytest.raises(JobSpecError, match="got 5"):
             app.reconcile(mine, start=DAY, end=DAY, tenant="alpha")
         assert app.run_ids() == []
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SETTLER_")}
-    env |= {"SETTLER_DATA_DIR": str(data), "SETTLER_USER": "alpha-op"}
-    done = subprocess.run(
-        [*SETTLER, "reconcile", str(secret), "--from", DAY.isoformat(), "--tenant", "alpha"],
-        capture_output=True, text=True, env=env, timeout=120, cwd=ROOT,
-    )  # fmt: skip
+    done = _reconcile_as_alpha_op(data, secret)
     assert done.returncode == 1 and "contents are not shown" in done.stderr, done.stderr
     assert "Hunter2" not in done.stdout + done.stderr
 
@@ -604,3 +594,13 @@ def test_a_run_id_that_is_no_plain_file_name_names_no_alert_file(tmp_path: Path,
     with pytest.raises(ValidationError, match="cannot name an alert file"):
         AlertRecorder(tmp_path / "alerts").path(run_id)
     assert AlertRecorder(tmp_path / "alerts").path("0192f0c4-5d3e_7a10.1").name == "0192f0c4-5d3e_7a10.1.json"
+
+
+def _reconcile_as_alpha_op(data: Path, spec: Path) -> subprocess.CompletedProcess[str]:
+    """`settler reconcile spec` for DAY in tenant alpha, as its operator, in a fresh process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SETTLER_")}
+    env |= {"SETTLER_DATA_DIR": str(data), "SETTLER_USER": "alpha-op"}
+    return subprocess.run(
+        [*SETTLER, "reconcile", str(spec), "--from", DAY.isoformat(), "--tenant", "alpha"],
+        capture_output=True, text=True, env=env, timeout=120, cwd=ROOT,
+    )  # fmt: skip
