@@ -12,7 +12,13 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption, existing_data
+from settler_pipeline.cli.options import (
+    DataDirOption,
+    JsonOption,
+    UserOption,
+    existing_data,
+    global_admin_access,
+)
 from settler_pipeline.cli.output import (
     EXIT_DAMAGED_DATA,
     EXIT_USER_ERROR,
@@ -22,16 +28,6 @@ from settler_pipeline.cli.output import (
     emit_mapping,
     warn,
 )
-
-
-def _require_global_admin(data_dir: Path, user: str | None, action: str) -> None:
-    """Refuse (before the log is opened) unless the acting user is a global admin; a directory without
-    Settler data is refused as such first (a mistyped ``--data-dir`` is the likelier mistake)."""
-    from settler_pipeline.application.access import AccessControl
-
-    access = AccessControl(existing_data(data_dir))
-    access.require_global_admin(access.identify(user), action)
-
 
 app = typer.Typer(help="Verify, repair, compact, reindex and describe the event log.", no_args_is_help=True)
 
@@ -44,7 +40,7 @@ def verify_command(
     """Check checksums, the write-ahead records, the recorded head, gap-free positions, stream versions
     and index agreement; opens nothing for writing. Exits 3 (damaged or missing files) naming what is
     damaged and what was lost."""
-    _require_global_admin(data_dir, user, "`settler log verify`")
+    global_admin_access(data_dir, user, "`settler log verify`")
     from settler_pipeline.store import maintenance
     from settler_pipeline.store.event_store import EventStore
 
@@ -88,7 +84,7 @@ def repair_command(
     (never reused), move unknown files to quarantine, rebuild the index and stream copies. Missing
     segment files are reported (restore them from a backup and repair again), or with --accept-loss
     recorded as lost. Exits 1 when something could not be repaired, naming it."""
-    _require_global_admin(data_dir, user, "`settler log repair`")
+    global_admin_access(data_dir, user, "`settler log repair`")
     from settler_pipeline.store import maintenance
 
     store, done = maintenance.open_for_repair(existing_data(data_dir))
@@ -114,7 +110,7 @@ def publish_command(
 ) -> None:
     """Publish every committed event into the Delta Lake table other engines read (the write-ahead
     tail moves into segments; one Delta commit). Prints the published position and the table's URI."""
-    _require_global_admin(data_dir, user, "`settler log publish`")
+    global_admin_access(data_dir, user, "`settler log publish`")
     from settler_pipeline.store.event_store import EventStore
 
     with EventStore.open(existing_data(data_dir)) as store:
@@ -141,7 +137,7 @@ def compact_command(
     ] = 1_000_000,
 ) -> None:
     """Merge small segments (and the write-ahead tail) into larger ones; events and positions unchanged."""
-    _require_global_admin(data_dir, user, "`settler log compact`")
+    global_admin_access(data_dir, user, "`settler log compact`")
     from settler_pipeline.store import maintenance
     from settler_pipeline.store.event_store import EventStore
 
@@ -159,7 +155,7 @@ def reindex_command(
     user: UserOption = None, data_dir: DataDirOption = Path("data"), json: JsonOption = False
 ) -> None:
     """Rebuild the DuckDB index from the segment files alone."""
-    _require_global_admin(data_dir, user, "`settler log reindex`")
+    global_admin_access(data_dir, user, "`settler log reindex`")
     from settler_pipeline.store import maintenance
     from settler_pipeline.store.event_store import EventStore
 
@@ -178,7 +174,7 @@ def stats_command(
 ) -> None:
     """Size and shape of the log. Committed segment files that are missing or not their recorded size
     are listed under ``damaged`` and exit 3 (``settler log verify`` checks everything)."""
-    _require_global_admin(data_dir, user, "`settler log stats`")
+    global_admin_access(data_dir, user, "`settler log stats`")
     from settler_pipeline.store import maintenance
     from settler_pipeline.store.event_store import EventStore
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from settler_pipeline.errors import ValidationError
+
+if TYPE_CHECKING:
+    from settler_pipeline.application.access import AccessControl
 
 DataDirOption = Annotated[
     Path,
@@ -37,6 +40,18 @@ def existing_data(data_dir: Path, *, access_file_will_do: bool = False) -> Path:
 
         require_log(data_dir)
     return data_dir
+
+
+def global_admin_access(data_dir: Path, user: str | None, action: str) -> AccessControl:
+    """The data directory's access control once the acting user is known to be a global admin,
+    checked before the log opens. A directory without Settler data is refused as such first (a
+    mistyped ``--data-dir`` is the likelier mistake). For commands that act on or show every
+    tenant's data: the log's maintenance, the read models' update, snapshots and store figures."""
+    from settler_pipeline.application.access import AccessControl
+
+    access = AccessControl(existing_data(data_dir))
+    access.require_global_admin(access.identify(user), action)
+    return access
 
 
 def parse_date(value: str, option: str) -> date:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption, existing_data
+from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption, global_admin_access
 from settler_pipeline.cli.output import console, emit_json, emit_mapping, emit_table, progress_bar
 
 
@@ -16,19 +16,21 @@ def project_command(
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="Recompute from position 0 (same rows).")
     ] = False,
+    user: UserOption = None,
     data_dir: DataDirOption = Path("data"),
     json: JsonOption = False,
 ) -> None:
-    """Bring every read model up to the log's head (incrementally, or from scratch with --rebuild)."""
+    """Publish the log and bring every read model up to its head (incrementally, or from scratch with
+    --rebuild). Global admins only: it writes every tenant's read models and prints their sizes."""
     from settler_pipeline import projections
-    from settler_pipeline.application.access import AccessControl
     from settler_pipeline.store.event_store import EventStore
 
+    access = global_admin_access(data_dir, user, "`settler project`")
     started = time.perf_counter()
-    with EventStore.open(existing_data(data_dir)) as store, progress_bar(json) as report:
+    with EventStore.open(data_dir) as store, progress_bar(json) as report:
         if report is not None:
             report("rebuilding the read models" if rebuild else "updating the read models", 0, 1)
-        names = AccessControl(data_dir).tenant_names()
+        names = access.tenant_names()
         result = (projections.rebuild if rebuild else projections.update)(store, data_dir, tenant_names=names)
     if json:
         emit_json(result)
@@ -38,14 +40,17 @@ def project_command(
 
 def snapshot_command(
     every: Annotated[int, typer.Option("--every", help="Snapshot a run every N events.", min=1)] = 100,
+    user: UserOption = None,
     data_dir: DataDirOption = Path("data"),
     json: JsonOption = False,
 ) -> None:
-    """Build aggregate snapshots for every run whose version crossed a multiple of --every."""
+    """Build aggregate snapshots for every run whose version crossed a multiple of --every. Global
+    admins only: it writes every tenant's snapshots."""
     from settler_pipeline import projections
     from settler_pipeline.store.event_store import EventStore
 
-    with EventStore.open(existing_data(data_dir)) as store, progress_bar(json) as report:
+    global_admin_access(data_dir, user, "`settler snapshot`")
+    with EventStore.open(data_dir) as store, progress_bar(json) as report:
         if report is not None:
             report("building snapshots", 0, 1)
         built = projections.build_snapshots(store, every=every)
@@ -63,13 +68,11 @@ def stats_command(
     operational metrics (append rate, lag, snapshot frequency, store size, query time). Global admins
     only: the figures cover every tenant."""
     from settler_pipeline import projections
-    from settler_pipeline.application.access import AccessControl
     from settler_pipeline.metrics import operational_metrics
     from settler_pipeline.store import maintenance
     from settler_pipeline.store.event_store import EventStore
 
-    access = AccessControl(data_dir)
-    access.require_global_admin(access.identify(user), "`settler stats`")
+    global_admin_access(data_dir, user, "`settler stats`")
     with EventStore.open(data_dir, read_only=True) as store:
         log = maintenance.stats(store)
         lag = projections.status(store, data_dir)

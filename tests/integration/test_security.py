@@ -290,6 +290,9 @@ def test_access_list_shows_only_the_callers_tenants(world: World) -> None:
         ["log", "compact", "--target-rows", "1000"],
         ["log", "reindex"],
         ["stats", "--json"],
+        ["project", "--json"],
+        ["project", "--rebuild", "--json"],
+        ["snapshot", "--json"],
     ],
 )
 @pytest.mark.parametrize("user", ["beta-admin", "no-role"])
@@ -298,7 +301,8 @@ def test_the_logs_maintenance_and_figures_need_a_global_admin(
 ) -> None:
     # The log holds every tenant's events: its event counts by type are no tenant's to see, and
     # repair (which may record positions as lost), compaction and reindexing rewrite the system of
-    # record. A tenant's admin is not a global admin.
+    # record; the read models' update and snapshots write (and print the sizes of) every tenant's
+    # data. A tenant's admin is not a global admin.
     before = world.fingerprint()
     refused = cli(world, *command, user=user)
     assert refused.returncode == 1, refused.stdout + refused.stderr
