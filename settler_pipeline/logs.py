@@ -17,7 +17,7 @@ from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from settler_pipeline.printable import printable
+from settler_pipeline.printable import terminal_safe
 
 ROOT = "settler_pipeline"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -57,8 +57,8 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        text = f"{stamp} {record.levelname} {record.name} {printable(record.getMessage())}"
-        extra = " ".join(f"{k}={printable(str(v))}" for k, v in fields_of(record).items())
+        text = f"{stamp} {record.levelname} {record.name} {terminal_safe(record.getMessage())}"
+        extra = " ".join(f"{k}={terminal_safe(str(v))}" for k, v in fields_of(record).items())
         if extra:
             text = f"{text} {extra}"
         if record.exc_info:

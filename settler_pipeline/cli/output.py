@@ -29,12 +29,12 @@ from rich.table import Table
 from rich.text import Text
 
 from settler_pipeline.errors import CorruptionError, FieldError, SettlerError, UserError
-from settler_pipeline.printable import printable
+from settler_pipeline.printable import printable, terminal_safe
 
 
 class _PrintableConsole(Console):
     """A console that never writes a control character it did not make itself: every text segment is
-    escaped (see :func:`printable`) on its way out, so user data printed through any message, table or
+    escaped (see :func:`terminal_safe`) on its way out, so user data printed through any message, table or
     progress line cannot reach the terminal raw. Line breaks of the layout stay, and Rich's own styles
     and cursor moves are not text segments; tables escape their cells before layout (:func:`_cell`),
     which also escapes a line break inside a value."""
@@ -45,7 +45,7 @@ class _PrintableConsole(Console):
                 yield segment
             else:
                 lines = segment.text.split("\n")
-                yield Segment("\n".join(printable(line) for line in lines), segment.style)
+                yield Segment("\n".join(terminal_safe(line) for line in lines), segment.style)
 
 
 # Piped output (CI logs, scripts) gets a fixed, wide layout instead of rich's 80-column default.
@@ -144,9 +144,9 @@ def report_error(message: str, hint: str | None, code: str, *, as_json: bool) ->
     if as_json:
         sys.stderr.write(json.dumps({"error": message, "hint": hint, "code": code}) + "\n")
         return
-    err_console.print(Text.assemble(("error: ", "bold red"), printable(message)))
+    err_console.print(Text.assemble(("error: ", "bold red"), terminal_safe(message)))
     if hint:
-        err_console.print(Text.assemble(("hint: ", "dim"), printable(hint)))
+        err_console.print(Text.assemble(("hint: ", "dim"), terminal_safe(hint)))
 
 
 def fail(message: str, hint: str | None = None, *, as_json: bool = False, code: str = "user") -> NoReturn:
@@ -157,7 +157,7 @@ def fail(message: str, hint: str | None = None, *, as_json: bool = False, code: 
 
 def warn(message: str) -> None:
     """A warning on stderr (user text shown verbatim, control characters escaped)."""
-    err_console.print(Text.assemble(("warning: ", "yellow"), printable(message)))
+    err_console.print(Text.assemble(("warning: ", "yellow"), terminal_safe(message)))
 
 
 @contextmanager

@@ -518,6 +518,33 @@ def test_control_characters_from_input_data_are_shown_escaped_never_sent_to_the_
     assert any(i["reason"].startswith("currency: 'u\x00d'") for i in items)
 
 
+def test_an_id_holding_a_backslash_escape_prints_apart_from_the_character_it_names(tmp_path: Path) -> None:
+    # "ch_a\\x0ab" (a backslash, then x0a) and "ch_a" + line feed + "b" must not print alike, and
+    # each printed id, copied back, must decide that record and not the other one
+    spec, _ = write_sample_job(tmp_path / "in", records=20, start=DAY, days=1, seed=3, name="twins")
+    literal, real = "ch_a\\x0ab", "ch_a\nb"
+    with (spec.parent / "source.csv").open("a", newline="") as out:
+        csv.writer(out, lineterminator="\n").writerows(
+            [
+                [literal, "2026-11-02 01:00:00", "91.17", "usd", "lit", "charge", "Eve", "", ""],
+                [real, "2026-11-02 01:00:00", "92.17", "usd", "real", "charge", "Eve", "", ""],
+            ]
+        )
+    data = tmp_path / "data"
+    with Settler(data, user="olivia") as settler:
+        settler.access.create_tenant("acme", admin="olivia")
+        run = settler.reconcile(spec, start=DAY, end=DAY, tenant="acme").reconciliation_id
+    code, out, err = invoke(data, "review", "list", run, "--kind", "unmatched")
+    assert code == 0, err
+    assert "ch_a\\x5cx0ab" in out and "ch_a\\x0ab" in out.replace("ch_a\\x5cx0ab", ""), out
+    shown = "unmatched:source:ch_a\\x5cx0ab"  # as the id column prints it
+    code, out, err = invoke(data, "review", "dismiss", run, shown, "--reason", "copied", "--json")
+    assert code == 0, err
+    with Settler(data, user="olivia") as settler:
+        still_open = {i["source"][0]["id"] for i in settler.review_items(run)[1] if i["source"]}
+    assert real in still_open and literal not in still_open
+
+
 @pytest.mark.parametrize("roots", [None, 'allowed_input_roots = ["inputs/{tenant}"]\n'])
 def test_the_commands_sample_prints_run_as_printed_in_a_fresh_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, roots: str | None

@@ -7,7 +7,7 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from settler_pipeline.printable import printable
+from settler_pipeline.printable import printable, unescaped
 
 
 def test_escape_sequences_line_breaks_and_bidi_overrides_are_shown_as_escapes() -> None:
@@ -32,3 +32,25 @@ def test_an_id_is_looked_up_as_printed_first_then_as_typed() -> None:
     assert as_printed(items, {"source_ids": [printable("a\nb")]})["source_ids"] == ["a\nb"]
     typed = {"unmatched:source:a\\x0ab": "x"}  # an id holding a backslash sequence itself
     assert as_printed(typed, {"source_ids": ["a\\x0ab"]})["source_ids"] == ["a\\x0ab"]
+
+
+@given(st.text(alphabet=st.sampled_from(["\\", "x", "u", "0", "a", "5", "c", "\n", "\u200b", "b"])))
+def test_what_is_printed_maps_back_to_exactly_the_text_so_no_two_texts_print_alike(text: str) -> None:
+    # an alphabet dense in backslashes and hex digits finds the texts that read as escapes
+    assert unescaped(printable(text)) == text
+
+
+@given(st.text())
+def test_any_text_round_trips_through_its_printed_form(text: str) -> None:
+    assert unescaped(printable(text)) == text
+
+
+def test_a_literal_backslash_escape_and_the_character_it_names_print_differently() -> None:
+    from settler_pipeline.application.review import as_printed
+
+    literal, real = "a\\x0ab", "a\nb"
+    assert printable(literal) == "a\\x5cx0ab" and printable(real) == "a\\x0ab"
+    both = {"unmatched:source:" + literal: "x", "unmatched:source:" + real: "y"}
+    for record_id in (literal, real):
+        assert as_printed(both, {"source_ids": [printable(record_id)]})["source_ids"] == [record_id]
+    assert printable("C:\\temp\\new") == "C:\\temp\\new"  # a backslash before anything else is kept
