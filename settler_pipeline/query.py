@@ -90,7 +90,7 @@ def scoped_sql(
     if not built:
         raise NotFoundError(
             "no read models have been built in this data directory",
-            hint="run `settler project` (or `make demo`) first",
+            hint="a global admin runs `settler project` (or Dagster materializes the read models) first",
         )
     con = duckdb.connect(":memory:")
     spill = tempfile.mkdtemp(prefix="settler-sql-")
@@ -204,7 +204,7 @@ def scoped_rows(
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise CorruptionError(
             f"read model {name} cannot be read: {str(exc).splitlines()[0]}",
-            hint="rebuild the read models: `settler project --rebuild`",
+            hint="a global admin rebuilds the read models: `settler project --rebuild`",
         ) from exc
 
 
@@ -230,7 +230,7 @@ def _scoped_table(
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise CorruptionError(
                 f"the published log (table events) cannot be read: {str(exc).splitlines()[0]}",
-                hint="run `settler project` (an update links the log's files again)",
+                hint="a global admin runs `settler project` (an update links the log's files again)",
             ) from exc
     if name == STATUS_NAME:
         status = projections.read_models_dir(data_dir) / f"{STATUS_NAME}.parquet"
@@ -252,7 +252,9 @@ def scoped_events(data_dir: str | Path, tenant_ids: Sequence[str]) -> pl.LazyFra
     generations = Generations(projections.read_models_dir(data_dir), EVENTS)
     manifest = generations.manifest()
     if manifest is None:
-        raise NotFoundError("the log has not been published yet", hint="run `settler project` first")
+        raise NotFoundError(
+            "the log has not been published yet", hint="a global admin runs `settler project` first"
+        )
     directory = generations.dir / f"g{int(manifest['generation']):06d}"
     files = [directory / Path(name).name for name in manifest["files"]]
     # One schema for every file: a payload field first logged after a file was written is null there.
@@ -268,7 +270,7 @@ def scoped_events(data_dir: str | Path, tenant_ids: Sequence[str]) -> pl.LazyFra
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise CorruptionError(
             f"the published log cannot be read: {str(exc).splitlines()[0]}",
-            hint="run `settler project` (an update links the log's files again)",
+            hint="a global admin runs `settler project` (an update links the log's files again)",
         ) from exc
 
 

@@ -288,7 +288,7 @@ def scan_read_model(data_dir: str | Path, name: str, tenant_ids: Sequence[str] |
     if log and log["rows"] and events is None:
         raise CorruptionError(
             f"read model {name} reads rows from the log's files, but {root / EVENTS} is missing",
-            hint="run `settler project` (an update links the files again)",
+            hint="a global admin runs `settler project` (an update links the files again)",
         )
     if log and events is not None:
         auto = [directory / p["name"] for p in manifest["parts"] if p["cls"] == "auto"]
