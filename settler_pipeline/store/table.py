@@ -55,6 +55,18 @@ STATE_KEY = "settler.state"
 CHECKPOINT_EVERY = 10  # commits between Delta checkpoints (deltalake's default is 100)
 # No checkpoint and no log clean-up inside a commit: see _checkpoint and the table's configuration.
 _HOOKS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
+# How long the transaction log remembers a file a commit removed (Delta's default: a week; a checkpoint
+# drops older `remove` actions). Settler tells a file compaction replaced (kept until its own VACUUM,
+# which passes its own retention) from a stray by that `remove`: once forgotten, a replaced file no
+# compaction vacuumed would be moved to quarantine as unknown and `verify` would report it. Keep them.
+TOMBSTONE_RETENTION = "interval 36500 days"
+_CONFIGURATION = {
+    "delta.checkpointInterval": str(CHECKPOINT_EVERY),
+    # The log's files are its history and its time travel: never delete commit files as they age
+    # (other Delta writers honour this setting; Settler's own commits also pass _HOOKS).
+    "delta.enableExpiredLogCleanup": "false",
+    "delta.deletedFileRetentionDuration": TOMBSTONE_RETENTION,
+}
 _COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
 _REINDEX = "run `settler log reindex` to rebuild the commit point from the segment files"
 # Every column nullable: the Parquet files declare them optional, and the typed payload columns
@@ -231,12 +243,7 @@ def commit(segments_dir: Path, state: Manifest) -> int:
             description="The Settler event log: one row per committed event, positions 1..head.",
             # a writer replays the log since the last checkpoint for every commit: 60 commits without
             # one cost 42 ms to load, 6.5 ms after a checkpoint (which takes ~45 ms to write)
-            # The log's files are its history and its time travel: never delete commit files as they
-            # age (other Delta writers honour this setting; Settler's own commits also pass _HOOKS).
-            configuration={
-                "delta.checkpointInterval": str(CHECKPOINT_EVERY),
-                "delta.enableExpiredLogCleanup": "false",
-            },
+            configuration=_CONFIGURATION,
             commit_properties=properties,
             post_commithook_properties=_HOOKS,
         )
@@ -254,6 +261,8 @@ def commit(segments_dir: Path, state: Manifest) -> int:
     previous_head = int(str(info.get(HEAD_KEY, 0)))
     kept = {key: info[key] for key in (HEAD_KEY, STATE_KEY) if key in info}
     if _add_new_columns(table, CommitProperties(custom_metadata=kept)):
+        previous += 1
+    if _set_missing_properties(table, CommitProperties(custom_metadata=kept)):
         previous += 1
     current = files_of(table, Path(uri))
     live = {seg.path: seg for seg in state.segments}
@@ -364,6 +373,18 @@ def _add_new_columns(table: DeltaTable, properties: CommitProperties) -> bool:
     if not missing:
         return False
     table.alter.add_columns(missing, commit_properties=properties, post_commithook_properties=_HOOKS)
+    return True
+
+
+def _set_missing_properties(table: DeltaTable, properties: CommitProperties) -> bool:
+    """Give a table created before one of the table properties Settler sets (``_CONFIGURATION``)
+    that property, in a commit that repeats the previous commit's state (``properties``). A value a
+    deployment set itself is left alone. Returns whether it committed."""
+    have = table.metadata().configuration
+    missing = {key: value for key, value in _CONFIGURATION.items() if key not in have}
+    if not missing:
+        return False
+    table.alter.set_table_properties(missing, commit_properties=properties, post_commithook_properties=_HOOKS)
     return True
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -12,10 +13,12 @@ from typing import Any
 import duckdb
 import polars as pl
 import pytest
+from deltalake import DeltaTable
 
 from settler_pipeline.errors import StoreError
 from settler_pipeline.store import maintenance
 from settler_pipeline.store.event_store import BULK_ROWS, EventStore
+from settler_pipeline.store.table import TOMBSTONE_RETENTION, table_uri
 from tests.factories import MakeEvent, MakeFrame, build_event, build_frame, bulk_batches_to_segments, uid, utc
 
 OpenStore = Callable[..., EventStore]
@@ -187,6 +190,55 @@ def test_replaced_segments_stay_for_the_grace_period_and_a_later_compaction_vacu
     open_store().close()
     assert all(f.exists() for f in files), "opening a store deletes nothing"
     maintenance.compact(open_store(), grace_hours=0)  # as if the grace period had passed
+    assert not any(f.exists() for f in files)
+    assert maintenance.verify(open_store(read_only=True)).ok
+
+
+def _age_removals(segments_dir: Path, days: int) -> int:
+    """Rewrite every `remove` action of the table's commits as if it had been made ``days`` ago (what
+    a compaction ``days`` ago left), then checkpoint: the checkpoint keeps only the removals younger
+    than the table's ``delta.deletedFileRetentionDuration``. Returns how many it aged."""
+    aged, then = 0, int((time.time() - days * 86400) * 1000)
+    for commit in sorted((segments_dir / "_delta_log").glob("*.json")):
+        actions = [json.loads(line) for line in commit.read_text().splitlines() if line]
+        for action in actions:
+            if "remove" in action:
+                action["remove"]["deletionTimestamp"] = then
+                aged += 1
+        commit.write_text("".join(json.dumps(a) + "\n" for a in actions))
+    for checkpoint in (segments_dir / "_delta_log").glob("*.checkpoint*"):
+        checkpoint.unlink()  # written from the unaged removals; the new one is made from the commits
+    (segments_dir / "_delta_log" / "_last_checkpoint").unlink(missing_ok=True)
+    DeltaTable(table_uri(segments_dir)).create_checkpoint()
+    return aged
+
+
+@pytest.mark.parametrize("made_before_the_setting", [False, True])
+def test_a_replaced_file_is_still_known_as_replaced_a_month_after_its_compaction(
+    populated: EventStore, open_store: OpenStore, made_before_the_setting: bool
+) -> None:
+    # Delta forgets a `remove` a week old at its next checkpoint unless the table says otherwise; a
+    # replaced file no compaction vacuumed since would then look like a stray: moved to quarantine,
+    # reported by verify on a healthy log
+    if made_before_the_setting:  # a table created before Settler set the retention: it gets it
+        first = populated.segments_dir / "_delta_log" / f"{0:020d}.json"
+        actions = [json.loads(line) for line in first.read_text().splitlines() if line]
+        [metadata] = [a["metaData"] for a in actions if "metaData" in a]
+        metadata["configuration"].pop("delta.deletedFileRetentionDuration", None)
+        first.write_text("".join(json.dumps(a) + "\n" for a in actions))
+        populated.close()
+        populated = open_store()
+    retired = maintenance.compact(populated).retired
+    populated.close()
+    files = [populated.segments_dir / p for p in retired]
+    assert files and _age_removals(populated.segments_dir, days=30) >= len(files)
+    report = maintenance.verify(open_store(read_only=True))
+    assert report.ok, report.problems
+    open_store().close()
+    assert all(f.exists() for f in files) and not list(populated.root.glob("quarantine/**/*.parquet"))
+    configuration = DeltaTable(table_uri(populated.segments_dir)).metadata().configuration
+    assert configuration["delta.deletedFileRetentionDuration"] == TOMBSTONE_RETENTION
+    maintenance.compact(open_store(), grace_hours=24)  # a month is past any grace period: vacuumed
     assert not any(f.exists() for f in files)
     assert maintenance.verify(open_store(read_only=True)).ok
 
