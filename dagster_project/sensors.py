@@ -97,9 +97,28 @@ def outside_runs_sensor(found: JobSpecAssets) -> dg.SensorDefinition:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Records every failed run (reconciliations and asset runs) once and reports it: a log line, "
     "<data dir>/alerts/<run id>.json, and a webhook when SETTLER_ALERT_WEBHOOK is set.",
+    # Dagster's default watches only runs launched through this code location (webserver, schedules,
+    # sensors): a run of `dagster job execute` or `dagster asset materialize` carries no location and
+    # its failure would go unreported. Every location's runs are seen instead, and of_this_location
+    # keeps this location's own.
+    monitor_all_code_locations=True,
 )
 def failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
-    alerts.recorder().record(failure_alert(context))
+    if of_this_location(context):
+        alerts.recorder().record(failure_alert(context))
+
+
+def of_this_location(context: dg.RunFailureSensorContext) -> bool:
+    """Whether the failed run ran this code location's job (and, for a run of selected assets, only
+    its assets): true for a run without a location, however it was launched."""
+    repository = context.repository_def
+    if repository is None:
+        return True  # evaluated outside a code location (a test calling the sensor directly)
+    run = context.dagster_run
+    if not repository.has_job(run.job_name):
+        return False
+    mine = repository.asset_graph.get_all_asset_keys()
+    return all(key in mine for key in run.asset_selection or ())
 
 
 def failure_alert(context: dg.RunFailureSensorContext) -> FailureAlert:
