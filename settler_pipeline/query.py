@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from settler_pipeline.projections import analyst, exponents
 from settler_pipeline.projections.generations import Generations
 from settler_pipeline.projections.logrows import EVENTS
 from settler_pipeline.projections.status import STATUS_COLUMNS, STATUS_NAME
+from settler_pipeline.settings import DEFAULT_SQL_MEMORY_LIMIT, DEFAULT_SQL_TIMEOUT_SECONDS
 from settler_pipeline.store.payloads import SEGMENT_SCHEMA
 
 
@@ -73,14 +75,21 @@ def with_analyst_columns(
 
 
 def scoped_sql(
-    data_dir: str | Path, query: str, tenant_ids: list[str], tenant_names: Mapping[str, str] | None = None
+    data_dir: str | Path,
+    query: str,
+    tenant_ids: list[str],
+    tenant_names: Mapping[str, str] | None = None,
+    *,
+    timeout_seconds: float = DEFAULT_SQL_TIMEOUT_SECONDS,
+    memory_limit: int = DEFAULT_SQL_MEMORY_LIMIT,
 ) -> pl.DataFrame:
     """Run ``query`` against the read models (one table per read model, plus ``events`` and
     ``projection_status``: same names and columns as in ``analytics.duckdb``), seeing only rows of
     ``tenant_ids``. Only the tables the query names are opened, and of those only what the query
     reads (each is a lazy scan of its files). An empty query, a statement other than a SELECT, or one
     that returns no rows, is a :class:`ValidationError`; a refused statement runs nothing and creates
-    nothing."""
+    nothing. A query still running after ``timeout_seconds``, or needing more than ``memory_limit``
+    bytes of DuckDB's memory (or as much again of spill space), is stopped: :class:`ValidationError`."""
     if not query.strip():
         raise ValidationError(
             "the query is empty", hint='give a SELECT, e.g. "SELECT * FROM reconciliation_summary LIMIT 5"'
@@ -99,6 +108,10 @@ def scoped_sql(
         # DuckDB's default spill folder is ``./.tmp`` under the caller's working directory: a query
         # may spill, but into a private folder, never into whatever directory the user stands in.
         con.execute("SET temp_directory = ?", [str(Path(spill))])
+        # DuckDB's defaults (80 % of the host's memory, 90 % of the disk to spill to) would let one
+        # analyst's query starve every other process on the host, the pipeline's included.
+        con.execute(f"SET memory_limit = '{int(memory_limit)}B'")
+        con.execute(f"SET max_temp_directory_size = '{int(memory_limit)}B'")
         tables = built + [name for name in (EVENTS, STATUS_NAME) if _published(data_dir, name)]
         for name in _named_tables(query, tables):
             frame = _scoped_table(data_dir, name, tenant_ids, tenant_names or {})
@@ -113,6 +126,10 @@ def scoped_sql(
         con.execute("SET autoinstall_known_extensions = false")
         con.execute("SET autoload_known_extensions = false")
         con.execute("SET lock_configuration = true")
+        # the relation runs when its rows are fetched: the clock covers planning and fetching
+        clock = threading.Timer(timeout_seconds, con.interrupt)
+        clock.daemon = True
+        clock.start()
         try:
             # Polars' streaming engine scans the files in pieces: the tenant filter never holds a
             # whole column of tenant ids in memory.
@@ -124,6 +141,18 @@ def scoped_sql(
                         hint="give a query that returns rows (SELECT ...); the read models cannot be changed",
                     )
                 result: pl.DataFrame = _as_polars(relation)
+        except duckdb.InterruptException as exc:
+            raise ValidationError(
+                f"the query ran longer than {timeout_seconds:g} s and was stopped",
+                hint="narrow it (a WHERE on the period or the run, fewer joins), or raise the limit: "
+                "SETTLER_SQL_TIMEOUT_SECONDS or sql_timeout_seconds in settler.toml",
+            ) from exc
+        except duckdb.OutOfMemoryException as exc:
+            raise ValidationError(
+                f"the query needs more memory than settler sql may use ({_bytes(memory_limit)})",
+                hint="narrow it (a WHERE, fewer columns, aggregate before collecting lists), or raise the "
+                "limit: SETTLER_SQL_MEMORY_LIMIT or sql_memory_limit in settler.toml",
+            ) from exc
         except duckdb.Error as exc:
             if (unavailable := unavailable_function(exc, "settler sql")) is not None:
                 raise ValidationError(
@@ -133,10 +162,20 @@ def scoped_sql(
                 f"the query failed: {str(exc).splitlines()[0]}",
                 hint=f"tables: {', '.join(tables)}; see docs/read-models.md",
             ) from exc
+        finally:
+            clock.cancel()
         return result
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def _bytes(size: int) -> str:
+    """``size`` as DuckDB shows a memory limit (``64.0 MiB``, ``4.0 GiB``)."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 _EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALY[SZ]E)?\s+", re.IGNORECASE)

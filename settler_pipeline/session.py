@@ -386,7 +386,14 @@ class Settler:
         """SQL over the read models, only the user's tenants (see :mod:`settler_pipeline.query`)."""
         from settler_pipeline.query import scoped_sql
 
-        return scoped_sql(self.data_dir, query, self.require_visible_tenants(), self.tenant_names())
+        return scoped_sql(
+            self.data_dir,
+            query,
+            self.require_visible_tenants(),
+            self.tenant_names(),
+            timeout_seconds=self.settings.sql_timeout_seconds,
+            memory_limit=int(self.settings.sql_memory_limit),
+        )
 
     def read_model(self, name: str) -> pl.DataFrame:
         """A read model's published rows, only the user's tenants, with the analyst columns (tenant

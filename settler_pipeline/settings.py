@@ -32,6 +32,8 @@ from settler_pipeline.errors import ValidationError
 SETTINGS_FILE = "settler.toml"
 ENV_PREFIX = "SETTLER_"
 DEFAULT_DATA_DIR = Path("data")
+DEFAULT_SQL_TIMEOUT_SECONDS = 300.0
+DEFAULT_SQL_MEMORY_LIMIT = 4 * 1024**3
 
 
 class Settings(BaseSettings):
@@ -70,6 +72,19 @@ class Settings(BaseSettings):
         description=(
             "Most resident memory a run may use (bytes, or with a unit: 6GiB, 512MB). A run expected to "
             "need more fails at its start with a recorded error instead of being killed."
+        ),
+    )
+    sql_timeout_seconds: float = Field(
+        default=DEFAULT_SQL_TIMEOUT_SECONDS,
+        gt=0,
+        description="A `settler sql` / `Settler.sql()` query running longer is stopped with an error.",
+    )
+    sql_memory_limit: ByteSize = Field(
+        default=ByteSize(DEFAULT_SQL_MEMORY_LIMIT),
+        gt=0,
+        description=(
+            "Most memory a `settler sql` / `Settler.sql()` query may use (bytes, or with a unit: 4GiB), "
+            "and most it may spill to a temporary folder; a query needing more fails with an error."
         ),
     )
     debug: bool = Field(default=False, description="Show tracebacks of internal errors.")

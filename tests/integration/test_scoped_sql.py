@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -81,3 +85,63 @@ def test_the_analyst_database_shows_the_same_columns_and_values_as_settler_sql(t
         projections.update(app.store)
         shown = projections.sql(data, "SELECT DISTINCT tenant FROM reconciliation_summary")
         assert shown["tenant"].to_list() == ["acme"]
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("limits")
+    spec, _ = write_sample_job(root / "inputs", records=60, start=date(2026, 11, 1), days=1, seed=3)
+    data = root / "data"
+    with Settler(data, user="alice") as app:
+        app.access.create_tenant("acme", admin="alice")
+        app.reconcile(spec, start=date(2026, 11, 1), end=date(2026, 11, 1))
+        projections.update(app.store)
+    return data
+
+
+def _settler_sql(data: Path, query: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SETTLER_DATA_DIR": str(data), "SETTLER_USER": "alice", **settings}
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "settler"), "sql", query],
+        capture_output=True, text=True, env=env, timeout=30,
+    )  # fmt: skip
+
+
+def test_a_query_running_past_the_time_limit_is_stopped_with_an_error_naming_the_setting(
+    small_data: Path,
+) -> None:
+    # a query that would run for hours must not hold the process (or a notebook's kernel) forever
+    started = time.monotonic()
+    done = _settler_sql(
+        small_data, "SELECT count(*) FROM range(10000000000000)", SETTLER_SQL_TIMEOUT_SECONDS="1"
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert time.monotonic() - started < 60
+    assert "error: the query ran longer than 1 s and was stopped" in done.stderr, done.stderr
+    assert "SETTLER_SQL_TIMEOUT_SECONDS" in done.stderr and "Traceback" not in done.stderr
+    # a quick query is untouched by the limit
+    quick = _settler_sql(
+        small_data, "SELECT count(*) AS n FROM reconciliation_summary", SETTLER_SQL_TIMEOUT_SECONDS="1"
+    )
+    assert quick.returncode == 0, quick.stderr
+
+
+def test_a_query_needing_more_memory_than_allowed_fails_with_an_error_naming_the_setting(
+    small_data: Path,
+) -> None:
+    # DuckDB's own default is 80 % of the machine's memory (and 90 % of the disk to spill to): one
+    # query could starve every other process on the host, the pipeline's included
+    limit = {"SETTLER_SQL_MEMORY_LIMIT": "64MiB"}
+    done = _settler_sql(small_data, "SELECT len(list(i)) AS n FROM range(30000000) t(i)", **limit)
+    assert done.returncode == 1, done.stdout[:500] + done.stderr
+    assert "error: the query needs more memory than settler sql may use (64.0 MiB)" in done.stderr, (
+        done.stderr
+    )
+    assert "SETTLER_SQL_MEMORY_LIMIT" in done.stderr and "Traceback" not in done.stderr
+    # what it may spill to disk is bounded too
+    spill = _settler_sql(
+        small_data,
+        "SELECT value FROM duckdb_settings() WHERE name = 'max_temp_directory_size'",
+        **limit,
+    )
+    assert spill.returncode == 0 and "64.0 MiB" in spill.stdout, spill.stdout + spill.stderr
