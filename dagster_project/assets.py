@@ -174,7 +174,12 @@ def read_models_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
             rows = {s["name"]: s for s in projections.update(store, root, tenant_names=names)}
             duration_ms = round((time.perf_counter() - started) * 1000, 1)
             live_head = store.head_position
-            checkpoint = min(int(r["checkpoint"]) for r in rows.values())
+            # Read as of one update, which may be a later one: another run waiting on the update lock
+            # publishes as soon as this one lets go. Checks and metadata judge the rows read, at the
+            # checkpoint they were published with.
+            frames, shown = projections.published(store, root)
+            shown_at = {s["name"]: int(s["checkpoint"]) for s in shown}
+            checkpoint = min(shown_at.values())
             starts = (
                 store.read(to_position=checkpoint, event_types=[e.RECONCILIATION_STARTED])
                 .select("aggregate_id")
@@ -183,7 +188,7 @@ def read_models_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
             metrics = operational_metrics(store, root)
         for model in READ_MODELS:
             status = rows[model.name]
-            frame = projections.read_model(root, model.name)
+            frame = frames[model.name]
             checks = [
                 dg.AssetCheckResult(
                     asset_key=model.name,
@@ -204,7 +209,7 @@ def read_models_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
                 metadata={
                     "dagster/row_count": frame.height,
                     "preview": dg.MetadataValue.md(markdown_preview(frame)),
-                    "checkpoint": int(status["checkpoint"]),
+                    "checkpoint": shown_at[model.name],  # of the rows counted and previewed
                     "head_position": int(status["head"]),
                     "projection_lag": int(status["lag"]),
                     "events_applied": int(status["checkpoint"]) - before.get(model.name, 0),

@@ -333,6 +333,21 @@ def status(store: EventStore, data_dir: str | Path | None = None) -> list[dict[s
     return status_rows(root, store.head_position, READ_MODELS, {})
 
 
+def published(
+    store: EventStore, data_dir: str | Path | None = None, names: Sequence[str] | None = None
+) -> tuple[dict[str, pl.DataFrame], list[dict[str, Any]]]:
+    """The published rows of read models ``names`` (default: every one) and their :func:`status`, all of
+    one update: an update waits until they are read. (Each read model alone is always whole; read one
+    after the other, they may straddle an update, and disagree with each other or with the
+    checkpoints.) Raises :class:`NotFoundError` for one never built."""
+    root = read_models_dir(data_dir if data_dir is not None else store.data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    wanted = _models(names)
+    with file_lock(root / ".lock", timeout_s=store.lock_timeout_s):
+        frames = {m.name: read_model(root.parent, m.name) for m in wanted}
+        return frames, status_rows(root, store.head_position, wanted, {})
+
+
 def is_built(data_dir: str | Path, name: str) -> bool:
     """Whether read model ``name`` has been published in ``data_dir``."""
     return _published_exists(read_models_dir(data_dir), model(name))

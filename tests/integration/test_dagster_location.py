@@ -118,6 +118,34 @@ def test_a_lag_check_is_not_fooled_by_an_append_after_the_update(workspace: tupl
         assert len(lags) == len(READ_MODELS) and all(ev.passed for ev in lags)
 
 
+def test_checks_read_the_rows_of_the_update_they_judge_when_another_run_updates_meanwhile(
+    workspace: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, spec = workspace
+    update = projections.update
+
+    def then_another_run(store: Any, root: Any, **kwargs: Any) -> Any:
+        rows = update(store, root, **kwargs)
+        # a second read_models_job run (the sensor's next request), waiting on the update lock, brings
+        # the read models forward as soon as this one lets go, before this one reads what it published
+        with Settler(data, user="ops") as app:
+            app.reconcile(spec, start=date(2026, 11, 4), end=date(2026, 11, 4))
+            update(app.store, root)
+        return rows
+
+    monkeypatch.setattr(projections, "update", then_another_run)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(unpartitioned(defs), resources=resources(data), instance=instance)
+        failed = [ev.check_name for ev in result.get_asset_check_evaluations() if not ev.passed]
+        assert failed == []
+        materialized = result.asset_materializations_for_node("read_models")
+        meta = {m.asset_key.to_user_string(): m.metadata for m in materialized}["reconciliation_summary"]
+    with Settler(data, user="ops") as app:
+        published = {s["name"]: s for s in projections.status(app.store, data)}["reconciliation_summary"]
+    # the rows shown are those of the checkpoint recorded beside them
+    assert meta["dagster/row_count"].value == 3 and meta["checkpoint"].value == published["checkpoint"]
+
+
 def test_the_reconciliation_job_runs_from_run_config_and_records_metadata(
     workspace: tuple[Path, Path],
 ) -> None:
