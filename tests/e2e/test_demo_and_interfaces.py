@@ -404,6 +404,9 @@ def test_the_notebook_runs_top_to_bottom_on_the_demo_data(demo: Path) -> None:
     import nbformat
 
     notebook = nbformat.read(ROOT / "notebooks" / "explore.ipynb", as_version=4)
+    # Every figure the notebook shows is recorded with its title and axis labels as it is shown.
+    notebook.cells.insert(0, nbformat.v4.new_code_cell(_RECORD_FIGURES))
+    notebook.cells.append(nbformat.v4.new_code_cell("print(json.dumps(_figures))"))
     os.environ["SETTLER_DATA_DIR"] = str(demo)
     try:
         nbclient.NotebookClient(
@@ -426,6 +429,22 @@ def test_the_notebook_runs_top_to_bottom_on_the_demo_data(demo: Path) -> None:
         if o.output_type in ("display_data", "execute_result") and "image/png" in o.get("data", {})
     ]
     assert len(images) >= 2, "the notebook's plots must render as images"
+    figures = json.loads(notebook.cells[-1].outputs[0]["text"])
+    assert len(figures) == len(images)
+    for axes in figures:
+        for title, xlabel, ylabel in axes:
+            assert title and xlabel and ylabel, f"a plot without a title or an axis label: {figures}"
+
+
+_RECORD_FIGURES = """\
+import json
+import matplotlib.pyplot as _plt
+_figures, _show = [], _plt.show
+def _recording_show(*args, **kwargs):
+    _figures.append([(a.get_title(), a.get_xlabel(), a.get_ylabel()) for a in _plt.gcf().axes])
+    return _show(*args, **kwargs)
+_plt.show = _recording_show
+"""
 
 
 def free_port() -> int:
