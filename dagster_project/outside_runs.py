@@ -24,13 +24,16 @@ def outside_materializations(
 ) -> list[dg.AssetMaterialization]:
     """A materialization for every partition (tenant x day) of ``found``'s assets that a completed,
     live run in the published ``reconciliation_summary`` covers and Dagster has no materialization
-    of yet. Partitions outside an asset's days, tenants Dagster does not know, and runs of another tenant
+    of yet, or whose newest materialization names a run that summary shows superseded. Partitions outside an asset's days, tenants Dagster does not know, and runs of another tenant
     than the one a spec names are left out."""
     try:
         summary = projections.read_model(data_dir, "reconciliation_summary")
     except NotFoundError:
         return []
     completed = summary.filter(pl.col("status") == "completed")
+    # A run counts as replaced once the read model says so. A run it does not know yet is newer than
+    # the read model (a Dagster materialization whose update has not run): the partition stays as it is.
+    superseded = set(summary.filter(pl.col("status") == "superseded")["reconciliation_id"])
     tenants = {t.tenant_id: t.name for t in AccessControl(data_dir).tenants()}
     known_tenants = set(instance.get_dynamic_partitions(TENANT_PARTITIONS))
     today = datetime.now(UTC).date()  # daily partitions are UTC days
@@ -53,7 +56,7 @@ def outside_materializations(
             while day <= row["period_end"]:
                 partition = str(dg.MultiPartitionKey({"day": day.isoformat(), "tenant": tenant}))
                 # new, or materialized for a run this one superseded (a CLI `--supersede`)
-                replaced = named.get(partition, row["reconciliation_id"]) != row["reconciliation_id"]
+                replaced = named.get(partition) in superseded
                 if first <= day < today and (partition not in done or replaced):
                     events.append(_materialization(key, partition, tenant, day, row))
                 day += timedelta(days=1)

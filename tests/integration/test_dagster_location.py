@@ -404,6 +404,37 @@ def test_runs_made_outside_dagster_are_reported_once_as_materialized_partitions(
         assert not sensor.evaluate_tick(context).asset_events
 
 
+def test_a_partition_rematerialized_in_dagster_is_not_reported_again_from_read_models_behind_it(
+    workspace: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, spec = workspace  # days 2 and 3 reconciled through the Python API
+    with Settler(data, user="ops") as app:
+        projections.update(app.store, data)
+    definitions = build_definitions(jobs_folder(tmp_path, spec))
+    sensor = definitions.resolve_sensor_def("outside_runs_sensor")
+    (asset,) = [
+        a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition) and a.partitions_def
+    ]
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(TENANTS.name, ["acme"])
+        context = dg.build_sensor_context(instance=instance, resources=resources(data))
+        for event in sensor.evaluate_tick(context).asset_events:
+            instance.report_runless_asset_event(event)
+        partition = dg.MultiPartitionKey({"day": "2026-11-02", "tenant": "acme"})
+        result = dg.materialize(
+            [asset], partition_key=partition, resources=resources(data), instance=instance
+        )
+        (materialized,) = result.asset_materializations_for_node(asset.node_def.name)
+        rerun = materialized.metadata["reconciliation_id"].value
+        # the read models have not caught up with the new run yet: they still show the run it superseded
+        assert not sensor.evaluate_tick(context).asset_events
+        with Settler(data, user="ops") as app:
+            projections.update(app.store, data)
+        assert not sensor.evaluate_tick(context).asset_events  # and once they have, nothing to report
+        newest = instance.fetch_materializations(asset.key, limit=1).records[0].asset_materialization
+        assert newest is not None and newest.metadata["reconciliation_id"].value == rerun
+
+
 def test_a_spec_naming_its_tenant_is_partitioned_by_that_tenant_alone(
     workspace: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
