@@ -24,8 +24,9 @@ def outside_materializations(
 ) -> list[dg.AssetMaterialization]:
     """A materialization for every partition (tenant x day) of ``found``'s assets that a completed,
     live run in the published ``reconciliation_summary`` covers and Dagster has no materialization
-    of yet, or whose newest materialization names a run that summary shows superseded. Partitions outside an asset's days, tenants Dagster does not know, and runs of another tenant
-    than the one a spec names are left out."""
+    of yet, or whose newest materialization names a run that summary shows superseded. Partitions
+    outside an asset's days, tenants Dagster does not know, and runs of another tenant than the one a
+    spec names are left out."""
     try:
         summary = projections.read_model(data_dir, "reconciliation_summary")
     except NotFoundError:
