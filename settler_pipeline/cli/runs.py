@@ -272,7 +272,7 @@ def runs_command(
             "attempt": r["attempt"],
             "match rate": format_rate(r["match_rate"]) if r["status"] == "completed" else "",
             "open exceptions": r["open_exceptions"],
-            "started": r["started_at"],
+            "started (UTC)": _utc_text(r["started_at"]),
         }
         for r in rows
     ]
@@ -285,6 +285,19 @@ def runs_command(
         )
     if not rows:
         console.print("no runs match (start one with `settler reconcile JOB_SPEC --from DAY`)", markup=False)
+
+
+def _utc_text(value: datetime | str | None) -> str | None:
+    """A time as ``2026-11-02 14:03:54`` in UTC: the runs table's one time column, short enough to
+    stay on one line beside the others (``--json`` keeps the ISO time)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def register(app: typer.Typer) -> None:

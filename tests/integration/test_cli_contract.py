@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -331,6 +331,11 @@ def test_runs_lists_newest_first_with_short_ids_the_commands_accept(data: Path) 
     assert code == 0 and json.loads(out) == []
     code, out, _ = invoke(data, "runs", "--day", "2026-11-02", "--job", "contract", "--json")
     assert code == 0 and len(json.loads(out)) == len(rows)
+    code, out, _ = invoke(data, "runs")  # the table: one line per run, its start in UTC on that line
+    assert code == 0
+    for row in rows:
+        started = datetime.fromisoformat(row["started_at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        assert any(row["short_id"] in line and started in line for line in out.splitlines()), out
 
 
 def test_help_exits_0_and_no_arguments_show_the_help(data: Path) -> None:
