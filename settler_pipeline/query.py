@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from settler_pipeline import projections
 from settler_pipeline.adapters.amounts import CURRENCY_EXPONENTS, DEFAULT_EXPONENT
@@ -140,7 +141,7 @@ def scoped_sql(
                         "the statement returned no result",
                         hint="give a query that returns rows (SELECT ...); the read models cannot be changed",
                     )
-                result: pl.DataFrame = _as_polars(relation)
+                result: pl.DataFrame = _as_polars(relation, memory_limit)
         except duckdb.InterruptException as exc:
             raise ValidationError(
                 f"the query ran longer than {timeout_seconds:g} s and was stopped",
@@ -177,6 +178,8 @@ def _bytes(size: int) -> str:
             return f"{size / scale:.1f} {unit}"
     return f"{size} bytes"
 
+
+_RESULT_BATCH_ROWS = 100_000
 
 _EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALY[SZ]E)?\s+", re.IGNORECASE)
 
@@ -334,8 +337,10 @@ def _currencies(frame: pl.LazyFrame) -> list[str]:
     return [str(code) for code in codes.collect(engine="streaming")["currency"]]
 
 
-def _as_polars(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
-    """The relation's rows as Polars; INTERVAL columns (which Polars cannot import) become their text."""
+def _as_polars(relation: duckdb.DuckDBPyRelation, memory_limit: int) -> pl.DataFrame:
+    """The relation's rows as Polars; INTERVAL columns (which Polars cannot import) become their text.
+    Rows taking more than ``memory_limit`` bytes are a :class:`ValidationError`: the result is held
+    outside DuckDB's memory limit, so without this one query could still take all of the host's."""
     intervals = {
         name for name, kind in zip(relation.columns, relation.types, strict=True) if "INTERVAL" in str(kind)
     }
@@ -350,11 +355,40 @@ def _as_polars(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
                 for n in relation.columns
             )
         )
+    reader = relation.to_arrow_reader(_RESULT_BATCH_ROWS)
+    batches: list[pa.RecordBatch] = []
+    size = 0
+    for batch in reader:
+        size += batch.nbytes
+        if size > memory_limit:
+            raise ValidationError(
+                f"the query's result is larger than settler sql may return ({_bytes(memory_limit)})",
+                hint="aggregate, select fewer columns or add a LIMIT, or raise the limit: "
+                "SETTLER_SQL_MEMORY_LIMIT or sql_memory_limit in settler.toml",
+            )
+        batches.append(batch)
+    table = pa.Table.from_batches(batches, schema=reader.schema)
     try:
-        frame: pl.DataFrame = relation.pl()
+        frame = pl.from_arrow(table.rename_columns(_unique(table.column_names)))
     except pl.exceptions.PolarsError as exc:
         raise ValidationError(
             f"the query's result cannot be returned: {str(exc).splitlines()[0]}",
             hint="cast the column to VARCHAR in the query",
         ) from exc
+    assert isinstance(frame, pl.DataFrame)  # a table always converts to a frame
     return frame
+
+
+def _unique(names: Sequence[str]) -> list[str]:
+    """``names`` with each repeat suffixed ``_1``, ``_2``... (``SELECT 1 AS a, 2 AS a`` gives ``a``,
+    ``a_1``, as DuckDB's own conversion to Polars names them)."""
+    taken: set[str] = set()
+    unique: list[str] = []
+    for name in names:
+        candidate, n = name, 0
+        while candidate in taken:
+            n += 1
+            candidate = f"{name}_{n}"
+        taken.add(candidate)
+        unique.append(candidate)
+    return unique

@@ -138,6 +138,12 @@ def test_a_query_needing_more_memory_than_allowed_fails_with_an_error_naming_the
         done.stderr
     )
     assert "SETTLER_SQL_MEMORY_LIMIT" in done.stderr and "Traceback" not in done.stderr
+    # the rows it returns count too: they are held in memory (the API's frame, --json's list)
+    rows = _settler_sql(small_data, "SELECT * FROM range(20000000)", **limit)
+    assert rows.returncode == 1, rows.stdout[:500] + rows.stderr
+    assert "error: the query's result is larger than settler sql may return (64.0 MiB)" in rows.stderr, (
+        rows.stderr
+    )
     # what it may spill to disk is bounded too
     spill = _settler_sql(
         small_data,
