@@ -53,6 +53,7 @@ console = _PrintableConsole(highlight=False, width=None if sys.stdout.isatty() e
 err_console = _PrintableConsole(stderr=True, highlight=False, soft_wrap=True)
 
 ID_COLUMNS = frozenset({"id", "run", "exception_id", "reconciliation_id"})
+SHORT_WORD = 24  # the widest cell of a column kept on one line without being an id column
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 2
 EXIT_DAMAGED_DATA = 3  # files of the data directory are damaged or missing: not a bug, not a mistake
@@ -95,9 +96,13 @@ def emit_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None
     table = Table(title=Text(title), title_justify="left")
     cols = columns or (list(rows[0]) if rows else [])
     for col in cols:
-        # never cut with an ellipsis, and ids on one line: every id in a table is copyable as printed
-        if col in ID_COLUMNS:
-            widest = max((len(_cell(row.get(col))) for row in rows), default=0)
+        cells = [_cell(row.get(col)) for row in rows]
+        widest = max((len(cell) for cell in cells), default=0)
+        # never cut with an ellipsis, and ids on one line: every id in a table is copyable as printed;
+        # a column of short single words (a status, a reason code, a date) stays on one line too, so
+        # the wrapping falls on the columns of free text rather than splitting `missing_settlement`
+        one_word = not any(any(c.isspace() for c in cell) for cell in cells)
+        if col in ID_COLUMNS or (widest <= SHORT_WORD and one_word):
             table.add_column(Text(col), no_wrap=True, min_width=widest)
         else:
             table.add_column(Text(col), overflow="fold")

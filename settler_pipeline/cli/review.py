@@ -37,10 +37,11 @@ def _detail(item: dict[str, Any]) -> str:
     if kind == "proposed":
         confidence = item.get("confidence")
         shown = "?" if confidence is None else f"{confidence:.2f}"
+        days = item.get("date_difference_days")
+        apart = "the same day" if days == 0 else f"{days} day{'' if days in (1, -1) else 's'} apart"
         return (
             f"rule {item.get('rule')}, confidence {shown}, "
-            f"difference {item.get('amount_difference')} {item.get('currency') or ''}, "
-            f"{item.get('date_difference_days')} days apart"
+            f"difference {item.get('amount_difference')} {item.get('currency') or ''}, {apart}"
         )
     if kind in ("unmatched", "ambiguous"):
         closest = item.get("closest")
