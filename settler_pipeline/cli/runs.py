@@ -290,14 +290,13 @@ def runs_command(
 def _utc_text(value: datetime | str | None) -> str | None:
     """A time as ``2026-11-02 14:03:54`` in UTC: the runs table's one time column, short enough to
     stay on one line beside the others (``--json`` keeps the ISO time)."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return value
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    except ValueError:
+        return str(value)
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def register(app: typer.Typer) -> None:
