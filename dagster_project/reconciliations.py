@@ -137,6 +137,18 @@ def reconciliation_asset(path: Path, spec: JobSpec, own: str | None = None) -> d
         # a launch through the UI or `dagster asset materialize` gives the key by dimension; one tagged
         # with `dagster/partition` alone (GraphQL, a sensor's RunRequest) gives its text "day|tenant"
         key = context.partition_key
+        # Dagster checks the key of a launch by dimension, not a text tag: a day past yesterday or
+        # before the first, a tenant the asset is not partitioned by, or a malformed key would
+        # otherwise reconcile, and be recorded under a partition the asset does not have.
+        with dg.partition_loading_context(dynamic_partitions_store=context.instance):
+            known = keys.has_partition_key(str(key))
+        if not known:
+            raise dg.Failure(
+                description=f"{key} is not a partition of {name}: its keys are DAY|TENANT, a day from "
+                f"{first_day(path)} to yesterday (UTC) and "
+                + (f"the tenant {own}" if own else "a tenant of the `tenants` partitions"),
+                allow_retries=False,
+            )
         if not isinstance(key, dg.MultiPartitionKey):
             key = keys.get_partition_key_from_str(key)
         day = date.fromisoformat(key.keys_by_dimension["day"])

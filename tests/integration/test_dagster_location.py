@@ -201,6 +201,36 @@ def test_a_partition_given_only_as_its_text_key_materializes(
     assert run["period_start"].to_list() == [date(2026, 11, 2)]
 
 
+@pytest.mark.parametrize(
+    "key",
+    ["2031-01-01|acme", "2026-10-01|acme", "2026-11-02|globex", "2026-11-02|acme|x", "acme|2026-11-02"],
+)
+def test_a_text_key_that_is_no_partition_of_the_asset_fails_clearly_and_reconciles_nothing(
+    workspace: tuple[Path, Path], tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, spec = workspace
+    monkeypatch.setenv("SETTLER_FIRST_DAY", "2026-11-01")
+    asset = asset_named(build_definitions(jobs_folder(tmp_path, spec)), "reconciliation_sample")
+    with Settler(data, user="ops") as app:
+        before = app.events(event_types=["ReconciliationStarted"]).height
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(TENANTS.name, ["acme"])
+        result = dg.materialize(
+            [asset],
+            tags={"dagster/partition": key},
+            resources=resources(data),
+            instance=instance,
+            raise_on_error=False,
+        )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    data_of = failure.step_failure_data
+    assert data_of.user_failure_data is not None, data_of.error and data_of.error.message
+    assert f"{key} is not a partition of reconciliation_sample" in str(data_of.user_failure_data.description)
+    with Settler(data, user="ops") as app:
+        assert app.events(event_types=["ReconciliationStarted"]).height == before
+
+
 def test_backfilled_partitions_then_a_rematerialization_count_each_day_once(
     workspace: tuple[Path, Path], tmp_path: Path
 ) -> None:
