@@ -223,7 +223,9 @@ def reconciliation_asset(path: Path, spec: JobSpec, own: str | None = None) -> d
                     metadata={
                         "tenant": tenant_name,
                         "match_rate": rate,
-                        "recent_average": round(sum(recent) / len(recent), 6) if recent else -1.0,
+                        "recent_average": round(sum(recent) / len(recent), 6)
+                        if recent
+                        else dg.MetadataValue.null(),  # no earlier run to average
                         "threshold": match_rate_policy.threshold,
                         "why": "; ".join(reasons) or "ok",
                     },

@@ -341,6 +341,7 @@ def test_the_match_rate_check_warns_below_the_threshold(
         (check,) = result.get_asset_check_evaluations()
     assert check.passed is passed and check.severity == dg.AssetCheckSeverity.WARN
     assert check.metadata["tenant"].value == "acme"
+    assert check.metadata["recent_average"].value is None  # no earlier run published: none, not -1
 
 
 def test_an_analyst_holding_the_database_open_does_not_block_a_materialization(
