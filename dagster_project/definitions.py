@@ -6,6 +6,7 @@ default ``<data dir>/jobs``; scheduled work acts as the ``service_user`` setting
 """
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -51,9 +52,10 @@ def definitions_of(job_specs: JobSpecAssets) -> dg.Definitions:
         executor=dg.in_process_executor,
         # Fixed, not configurable per run: a run's config could otherwise name the user the run acts
         # as (any Settler user, since the location's login may impersonate), another data directory,
-        # or a webhook that receives every failure alert.
+        # or a webhook that receives every failure alert. A run config giving them any is refused
+        # (the empty schema), not ignored: the run would act on another directory than it names.
         resources={
-            name: dg.ResourceDefinition.hardcoded_resource(resource)
+            name: dg.ResourceDefinition(resource_fn=_fixed(resource), config_schema={})
             for name, resource in {
                 "event_store": EventStoreResource(),
                 "read_models": ReadModelsResource(),
@@ -62,6 +64,11 @@ def definitions_of(job_specs: JobSpecAssets) -> dg.Definitions:
             }.items()
         },
     )
+
+
+def _fixed(resource: object) -> Any:
+    """A resource function that gives ``resource`` whatever the run."""
+    return lambda _init: resource
 
 
 defs = build_definitions()

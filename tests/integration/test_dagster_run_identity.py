@@ -1,6 +1,6 @@
-"""A Dagster run acts as the service user the settings name, whatever its run config says: the
-location's resources take no per-run configuration (the user to act as, the data directory, the
-alerts' webhook)."""
+"""A Dagster run acts as the service user the settings name: the location's resources take no per-run
+configuration (the user to act as, the data directory, the alerts' webhook), and a run config that
+gives them some is refused."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from dagster_project.definitions import build_definitions
@@ -29,6 +30,11 @@ def test_a_run_config_cannot_choose_the_user_a_run_acts_as(
         "ops": {"reconcile": {"config": {"job_spec": str(spec), "start": "2026-11-02", "tenant": "acme"}}},
         "resources": {"event_store": {"config": {"user": "ops", "data_dir": str(tmp_path / "elsewhere")}}},
     }
+    # refused before the run starts, naming what it does not take (ignored, the run would have
+    # reconciled in another data directory than the one its config names)
+    with pytest.raises(dg.DagsterInvalidConfigError, match=r"unexpected config.*resources:event_store"):
+        job.execute_in_process(run_config=claimed)
+    del claimed["resources"]
     assert job.execute_in_process(run_config=claimed).success
     with Settler(data, user="ops") as app:
         started = app.events(event_types=["ReconciliationStarted"])
