@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json as json_lib
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated
 
@@ -57,9 +58,19 @@ def events_command(
             row["data"] = json_lib.loads(row["data"])
         emit_json(rows)
         return
-    rows = frame.select(*shown, "data").to_dicts()
-    for row in rows:
-        row["data"] = row["data"][:80]
+    # for people: whole ids on one line (the aggregate's is what --stream takes), the time to the
+    # second in UTC, the start of the data; the causation and the rest of the envelope are in --json
+    rows = [
+        {
+            "position": row["global_position"],
+            "event_type": row["event_type"],
+            "aggregate_id": row["aggregate_id"],
+            "version": row["aggregate_version"],
+            "time (UTC)": row["timestamp"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            "data": row["data"][:80],
+        }
+        for row in frame.select(*shown, "data").to_dicts()
+    ]
     emit_table(f"events ({len(rows)})", rows)
     if not rows:
         console.print("no events match (try a lower --from-position or fewer filters)")

@@ -52,7 +52,7 @@ class _PrintableConsole(Console):
 console = _PrintableConsole(highlight=False, width=None if sys.stdout.isatty() else 140)
 err_console = _PrintableConsole(stderr=True, highlight=False, soft_wrap=True)
 
-ID_COLUMNS = frozenset({"id", "run", "exception_id", "reconciliation_id"})
+ID_COLUMNS = frozenset({"id", "run", "exception_id", "reconciliation_id", "aggregate_id"})
 SHORT_WORD = 24  # the widest cell of a column kept on one line without being an id column
 EXIT_USER_ERROR = 1
 EXIT_INTERNAL_ERROR = 2

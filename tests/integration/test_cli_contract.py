@@ -338,6 +338,17 @@ def test_runs_lists_newest_first_with_short_ids_the_commands_accept(data: Path) 
         assert any(row["short_id"] in line and started in line for line in out.splitlines()), out
 
 
+def test_the_events_table_shows_each_stream_id_whole_on_its_events_line(data: Path) -> None:
+    code, out, err = invoke(data, "events", "--limit", "5", "--json")
+    assert code == 0, err
+    events = json.loads(out)
+    code, out, err = invoke(data, "events", "--limit", "5")
+    assert code == 0, err
+    for event in events:  # the id --stream takes, copyable as printed, beside its type and position
+        line = next(x for x in out.splitlines() if x.startswith(f"│ {event['global_position']} "))
+        assert event["aggregate_id"] in line and event["event_type"] in line, out
+
+
 def test_help_exits_0_and_no_arguments_show_the_help(data: Path) -> None:
     code, out, _ = invoke(data, "--help")
     assert code == 0 and "reconcile" in out
