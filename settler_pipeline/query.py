@@ -204,6 +204,8 @@ def _check_read_only(query: str) -> None:
                 kinds = {kind}
             if kinds != {duckdb.StatementType.SELECT}:
                 refused.add("EXPLAIN of " + ", ".join(sorted(k.name for k in kinds)))
+            elif modifying := _modifying_ctes(inner):
+                refused.add("EXPLAIN of " + ", ".join(sorted(modifying)))
         elif kind == duckdb.StatementType.MULTI:
             # DuckDB reads a PIVOT without IN (...) as two statements: one creating an ENUM type of
             # the column's values, then the SELECT. Listing the values makes it a plain SELECT.
@@ -215,6 +217,8 @@ def _check_read_only(query: str) -> None:
             )
         elif kind != duckdb.StatementType.SELECT:
             refused.add(kind.name)
+        else:
+            refused |= _modifying_ctes(statement.query)
     if refused:
         raise ValidationError(
             f"settler sql only reads: {', '.join(sorted(refused))} is not allowed",
@@ -227,6 +231,31 @@ def _check_read_only(query: str) -> None:
             f"settler sql runs one query at a time; this text holds {len(statements)} statements",
             hint="run each SELECT on its own (or combine them with UNION ALL or a join)",
         )
+
+
+# DuckDB 2 lets a SELECT's WITH clause hold COPY TO, INSERT, UPDATE and DELETE (with RETURNING)
+_MODIFYING_NODES = {
+    "COPY_QUERY_NODE": "COPY",
+    "INSERT_QUERY_NODE": "INSERT",
+    "UPDATE_QUERY_NODE": "UPDATE",
+    "DELETE_QUERY_NODE": "DELETE",
+    "MERGE_INTO_QUERY_NODE": "MERGE_INTO",
+}
+_NODE_TYPE = re.compile(r'"type":"([A-Z_]+_QUERY_NODE)"')
+
+
+def _modifying_ctes(select: str) -> set[str]:
+    """The statements other than SELECT a SELECT's CTEs hold (``WITH x AS (COPY ... TO 'f') SELECT
+    ...`` is a SELECT to :func:`duckdb.extract_statements`); found in DuckDB's own parse tree, so no
+    text trick (quotes, comments, case) hides one."""
+    con = duckdb.connect(":memory:")
+    try:
+        tree = con.execute("SELECT json_serialize_sql(?)", [select]).fetchall()[0][0]
+    except duckdb.Error:
+        return set()  # it fails when it runs, with DuckDB's own message
+    finally:
+        con.close()
+    return {_MODIFYING_NODES[node] for node in _NODE_TYPE.findall(str(tree)) if node in _MODIFYING_NODES}
 
 
 def scoped_rows(

@@ -72,6 +72,24 @@ MISTAKES: list[tuple[str, list[str], str, str]] = [
     ("sql that attaches", ["sql", "SELECT 1; ATTACH 'x.duckdb'"], "olivia", "ATTACH is not allowed"),
     ("two sql statements", ["sql", "SELECT 1; SELECT 2"], "olivia", "one query at a time"),
     ("sql explain analyze copy", ["sql", "EXPLAIN ANALYZE COPY (SELECT 1) TO 'x'"], "olivia", "of COPY"),
+    (
+        "sql copy in a CTE",
+        ["sql", "WITH x AS (COPY (SELECT 1 AS a) TO 'x.csv') SELECT * FROM x"],
+        "olivia",
+        "COPY is not allowed",
+    ),
+    (
+        "sql delete in a CTE",
+        ["sql", "WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x"],
+        "olivia",
+        "DELETE is not allowed",
+    ),
+    (
+        "sql explain analyze of a copy in a CTE",
+        ["sql", "EXPLAIN ANALYZE WITH x AS (COPY (SELECT 1 AS a) TO 'x.csv') SELECT * FROM x"],
+        "olivia",
+        "EXPLAIN of COPY is not allowed",
+    ),
     ("empty --reason", ["cancel", RUN, "--reason", ""], "olivia", "reason must not be empty"),
     ("empty --reason on dismiss", ["review", "dismiss", RUN, "x", "--reason", ""], "olivia", "reason"),
     ("blank --reason", ["cancel", RUN, "--reason", "  \t "], "olivia", "reason must not be empty"),
@@ -270,7 +288,11 @@ def test_a_refused_statement_creates_nothing_anywhere(
     target = tmp_path / "exported"
     monkeypatch.chdir(tmp_path)
     before = sorted(p.relative_to(data) for p in data.rglob("*"))
-    for query in (f"EXPORT DATABASE '{target}'", "COPY (SELECT 1 AS x) TO '.tmp/x.csv'"):
+    for query in (
+        f"EXPORT DATABASE '{target}'",
+        "COPY (SELECT 1 AS x) TO '.tmp/x.csv'",
+        f"WITH c AS (COPY (SELECT 1 AS x) TO '{target}' (FORMAT csv, PARTITION_BY x)) SELECT * FROM c",
+    ):
         code, _, err = invoke(data, "sql", query)
         assert code == 1 and "is not allowed" in err, err
     assert not target.exists() and not (tmp_path / ".tmp").exists()
