@@ -181,6 +181,7 @@ def _bytes(size: int) -> str:
 
 _RESULT_BATCH_ROWS = 100_000
 
+_INSTALL = re.compile(r"^\s*(FORCE\s+)?INSTALL\b", re.IGNORECASE)
 _EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALY[SZ]E)?\s+", re.IGNORECASE)
 
 
@@ -215,6 +216,8 @@ def _check_read_only(query: str) -> None:
                 hint="list the values: PIVOT reconciliation_summary ON status IN ('completed', 'failed') "
                 "USING count(*) GROUP BY tenant",
             )
+        elif kind == duckdb.StatementType.LOAD and _INSTALL.match(statement.query):
+            refused.add("INSTALL")  # DuckDB files INSTALL under LOAD: name what the user wrote
         elif kind != duckdb.StatementType.SELECT:
             refused.add(kind.name)
         else:

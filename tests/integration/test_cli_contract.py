@@ -71,6 +71,7 @@ MISTAKES: list[tuple[str, list[str], str, str]] = [
     ("sql that creates", ["sql", "CREATE TABLE t AS SELECT 1"], "olivia", "CREATE is not allowed"),
     ("sql that attaches", ["sql", "SELECT 1; ATTACH 'x.duckdb'"], "olivia", "ATTACH is not allowed"),
     ("two sql statements", ["sql", "SELECT 1; SELECT 2"], "olivia", "one query at a time"),
+    ("sql that installs", ["sql", "FORCE INSTALL httpfs"], "olivia", "INSTALL is not allowed"),
     ("sql explain analyze copy", ["sql", "EXPLAIN ANALYZE COPY (SELECT 1) TO 'x'"], "olivia", "of COPY"),
     (
         "sql copy in a CTE",
