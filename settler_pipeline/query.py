@@ -165,6 +165,7 @@ def scoped_sql(
             ) from exc
         finally:
             clock.cancel()
+            clock.join()  # an interrupt already under way ends before the connection is closed
         return result
     finally:
         con.close()
