@@ -383,7 +383,9 @@ class Settler:
         return self.events(stream=reconciliation_id)
 
     def sql(self, query: str) -> pl.DataFrame:
-        """SQL over the read models, only the user's tenants (see :mod:`settler_pipeline.query`)."""
+        """SQL over the read models, only the user's tenants (see :mod:`settler_pipeline.query`); a query
+        running past the ``sql_timeout_seconds`` setting, or needing more than ``sql_memory_limit``, is
+        stopped with a :class:`ValidationError`."""
         from settler_pipeline.query import scoped_sql
 
         return scoped_sql(
