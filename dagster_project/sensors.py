@@ -1,7 +1,8 @@
 """Sensors: the one mechanism that keeps read models fresh, the jobs folder and tenants watcher, and the
 failure alert."""
 
-from typing import Any
+import time
+from typing import Any, Final
 
 import dagster as dg
 
@@ -9,15 +10,22 @@ from dagster_project.assets import EVENT_LOG, observe_event_log
 from dagster_project.outside_runs import outside_materializations
 from dagster_project.reconciliations import TENANT_PARTITIONS, TENANTS, JobSpecAssets
 from dagster_project.resources import AlertsResource, EventStoreResource, ReadModelsResource
+from settler_pipeline import projections
 from settler_pipeline.alerts import FailureAlert
 from settler_pipeline.application.access import AccessControl
 from settler_pipeline.errors import NotFoundError, SettlerError
 from settler_pipeline.jobspec import load_job_spec
 
+# A failed update of the read models is tried again after this long (a persistent failure then alerts
+# every few minutes, not every tick).
+RETRY_AFTER_S: Final = 300
+
 
 def event_log_sensor(job: Any) -> dg.SensorDefinition:
     """Observes ``event_log`` and requests one run of ``job`` (snapshots and read models) whenever the
-    log's head has moved since the last request: on by default, and the only automation of those assets."""
+    log's head has moved since the last request: on by default, and the only automation of those assets.
+    When that run failed or was cancelled and the read models are still behind the head, it is requested
+    again ``RETRY_AFTER_S`` after it ended (they would otherwise wait for the next event)."""
 
     @dg.sensor(
         name="event_log_sensor",
@@ -29,11 +37,12 @@ def event_log_sensor(job: Any) -> dg.SensorDefinition:
         try:
             with event_store.open(read_only=True) as store:
                 head, metadata = observe_event_log(store)
+                applied = min(int(s["checkpoint"]) for s in projections.status(store, event_store.path()))
         except NotFoundError:
             return dg.SensorResult(skip_reason=f"no Settler data at {event_store.path()} yet")
         last = int(context.cursor or 0)
         if head <= last:
-            return dg.SensorResult(skip_reason=f"no new events (head {head})")
+            return _retry_of_failed_update(context, job.name, head, applied)
         # The head goes in metadata, not in the data version: Dagster's staleness check does not see
         # an external asset's observed versions, so a versioned observation marks every read model
         # "unsynced" forever; the sensor, not staleness, decides when they update.
@@ -45,6 +54,33 @@ def event_log_sensor(job: Any) -> dg.SensorDefinition:
         )
 
     return _sensor
+
+
+def _retry_of_failed_update(
+    context: dg.SensorEvaluationContext, job_name: str, head: int, applied: int
+) -> dg.SensorResult:
+    """No new events: a new request of the update only when the read models are behind ``head`` and
+    the job's latest run ended without success at least ``RETRY_AFTER_S`` ago."""
+    if applied >= head:
+        return dg.SensorResult(skip_reason=f"no new events (head {head})")
+    records = context.instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=1)
+    latest = records[0] if records else None
+    if latest is None or latest.dagster_run.status not in (
+        dg.DagsterRunStatus.FAILURE,
+        dg.DagsterRunStatus.CANCELED,
+    ):
+        return dg.SensorResult(skip_reason=f"no new events (head {head}; read models at {applied})")
+    run_id = latest.dagster_run.run_id
+    ended = latest.end_time or latest.update_timestamp.timestamp()
+    if time.time() - ended < RETRY_AFTER_S:
+        return dg.SensorResult(
+            skip_reason=f"read models at {applied} of head {head}: the update {run_id} "
+            + ("failed" if latest.dagster_run.status == dg.DagsterRunStatus.FAILURE else "was cancelled")
+            + f"; requested again {RETRY_AFTER_S} s after it ended"
+        )
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"head-{head}-after-{run_id}", tags={"settler/head": str(head)})]
+    )
 
 
 def job_specs_sensor(found: JobSpecAssets) -> dg.SensorDefinition:

@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from dagster_project import sensors
 from dagster_project.definitions import build_definitions, defs
 from dagster_project.reconciliations import TENANTS, MatchRatePolicy
 from dagster_project.resources import AlertsResource, EventStoreResource, ReadModelsResource
@@ -283,6 +284,33 @@ def test_the_event_log_sensor_requests_exactly_one_update_per_new_head(workspace
         assert len(after_append.run_requests) == 1
         assert [o.asset_key.to_user_string() for o in after_append.asset_events] == ["event_log"]
         assert tick(after_append.cursor).run_requests == []
+
+
+def test_the_event_log_sensor_requests_the_update_again_some_minutes_after_it_failed(
+    workspace: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, _ = workspace
+    sensor = defs.resolve_sensor_def("event_log_sensor")
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor: str | None) -> Any:
+            context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources(data))
+            return sensor.evaluate_tick(context)
+
+        first = tick(None)
+        (request,) = first.run_requests
+        # the update fails (say, the read models' lock held past its timeout by a rebuild), and no
+        # event arrives after it: the read models would stay behind the log until one did
+        job = defs.resolve_job_def("read_models_job")
+        run = instance.create_run_for_job(job, run_config={}, tags=request.tags)
+        instance.report_run_failed(run)
+        waiting = tick(first.cursor)
+        assert waiting.run_requests == [] and run.run_id in str(waiting.skip_message)
+        monkeypatch.setattr(sensors, "RETRY_AFTER_S", 0)
+        (again,) = tick(first.cursor).run_requests
+        assert again.run_key != request.run_key and again.tags["settler/head"] == request.tags["settler/head"]
+        assert dg.materialize(unpartitioned(defs), resources=resources(data), instance=instance).success
+        assert tick(first.cursor).run_requests == []  # up to date: nothing more
 
 
 def test_a_failed_reconciliation_alerts_once_and_the_file_names_the_run(
