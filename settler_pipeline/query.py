@@ -155,6 +155,16 @@ def scoped_sql(
                 "limit: SETTLER_SQL_MEMORY_LIMIT or sql_memory_limit in settler.toml",
             ) from exc
         except duckdb.Error as exc:
+            unreadable = _UNREADABLE.search(str(exc))
+            if unreadable is not None and unreadable.group(1) in tables:
+                # a table's files failed to read as DuckDB pulled its rows: damaged data, not the query
+                name, reason = unreadable.group(1), unreadable.group(2).splitlines()[0]
+                shown = "the published log (table events)" if name == EVENTS else f"read model {name}"
+                raise CorruptionError(
+                    f"{shown} cannot be read: {reason}",
+                    hint="run the query again (an update may have replaced the files meanwhile); if it "
+                    "fails again, rebuild the read models: `settler project --rebuild`",
+                ) from exc
             if (unavailable := unavailable_function(exc, "settler sql")) is not None:
                 raise ValidationError(
                     unavailable, hint=f"query the tables: {', '.join(tables)}; see docs/read-models.md"
@@ -181,6 +191,8 @@ def _bytes(size: int) -> str:
 
 
 _RESULT_BATCH_ROWS = 100_000
+# how DuckDB reports a registered table whose rows could not be produced (here: its files not read)
+_UNREADABLE = re.compile(r"exporting a stream from the object registered as '_([a-z_]+)' failed: (.*)", re.S)
 
 _INSTALL = re.compile(r"^\s*(FORCE\s+)?INSTALL\b", re.IGNORECASE)
 _EXPLAIN = re.compile(r"^\s*EXPLAIN(\s+ANALY[SZ]E)?\s+", re.IGNORECASE)

@@ -487,6 +487,9 @@ def test_sql_shows_only_the_users_tenants_events_and_opens_only_the_tables_named
     assert code == 0, err
     code, out, err = invoke(copy, "sql", count, "--json")
     assert code == 3 and "(table events) cannot be read" in err, (out, err)  # damaged files: corruption
+    # the automatic matches are read from the same files: damaged data too, not a mistake in the query
+    code, out, err = invoke(copy, "sql", "SELECT count(*) AS n FROM reconciliation_matches", "--json")
+    assert code == 3 and "read model reconciliation_matches cannot be read" in err, (out, err)
 
 
 @pytest.mark.parametrize(
