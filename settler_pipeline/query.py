@@ -313,7 +313,7 @@ def _scoped_table(
         root = projections.read_models_dir(data_dir)
         declared = exponents.of_tenants(exponents.declared(root), list(tenant_ids))
         try:
-            return with_analyst_columns(events, tenant_names, _currencies(events), declared)
+            return with_analyst_columns(events, tenant_names, analyst.every_currency(declared), declared)
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise CorruptionError(
                 f"the published log (table events) cannot be read: {str(exc).splitlines()[0]}",

@@ -33,6 +33,14 @@ def scale_of(currencies: Iterable[str], declared: Mapping[str, Mapping[str, int]
     )
 
 
+def every_currency(declared: Mapping[str, Mapping[str, int]] | None = None) -> list[str]:
+    """Every code whose exponent is known (the built-in table's and those runs declared): the
+    currencies to size the ``_major`` amounts of a table whose own are not known in advance (the log's
+    events, where a superseded run's or a margin record's currency may be in no read model), so
+    that every amount is exact (never rounded to another currency's places)."""
+    return sorted(set(CURRENCY_EXPONENTS) | {code for own in (declared or {}).values() for code in own})
+
+
 def added_columns(columns: Sequence[str]) -> list[tuple[str, str]]:
     """The analyst columns a table with ``columns`` gets, each as ``(name, after)``: the stored column it
     follows."""

@@ -85,7 +85,6 @@ def view_statements(
     statements: list[str] = []
     logged_models = _logged_models(data_dir / root, read_models)
     declared = exponents.of_tenants(exponents.declared(data_dir / root, remember=True), None)
-    shown_currencies: set[str] = set()
     for read_model in read_models:
         if isinstance(read_model, PartedReadModel):
             files = root / read_model.name / "part-*.parquet"
@@ -116,7 +115,6 @@ def view_statements(
         names = [c.name for c in read_model.columns]
         integer = [c.name for c in read_model.columns if c.dtype.is_integer()]
         currencies = _currencies(data_dir, read_model, files)
-        shown_currencies.update(currencies)
         scale = analyst.scale_of(currencies, declared)
         shown = analyst.select_sql(stored, names, integer, tenant_names or {}, scale, declared)
         statements.append(f"CREATE OR REPLACE VIEW {read_model.name} AS {shown}")
@@ -147,7 +145,7 @@ def view_statements(
         )
         names = [*SEGMENT_SCHEMA, "event_date"]
         integer = [c for c, dtype in SEGMENT_SCHEMA.items() if dtype.is_integer()]
-        scale = analyst.scale_of(shown_currencies, declared)
+        scale = analyst.scale_of(analyst.every_currency(declared), declared)
         shown = analyst.select_sql(source, names, integer, tenant_names or {}, scale, declared)
         statements.append(f"CREATE OR REPLACE VIEW events AS {shown}")
         for name, after in analyst.added_columns(names):
