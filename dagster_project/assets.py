@@ -42,6 +42,9 @@ _NON_NEGATIVE = re.compile(
     r"|duration|age_days|^attempt$)"
 )
 
+# Columns that are shares or scores: within [0, 1] (a match's confidence is its rule's score).
+_UNIT_INTERVAL: Final = {"match_rate", "confidence"}
+
 
 event_log: Final = dg.AssetSpec(
     EVENT_LOG,
@@ -116,7 +119,7 @@ def _check_specs() -> list[dg.AssetCheckSpec]:
             dg.AssetCheckSpec(
                 f"check_{model.name}_values",
                 asset=model.name,
-                description="No negative counts; match rates within [0, 1].",
+                description="No negative counts; match rates and confidences within [0, 1].",
             )
         )
     specs.append(
@@ -257,15 +260,16 @@ def _totals_results(name: str, frame: pl.DataFrame, starts: pl.Series) -> list[d
 
 
 def impossible_values(frame: pl.DataFrame) -> list[str]:
-    """Columns of ``frame`` holding values that cannot be: negative counts, rates outside [0, 1]."""
+    """Columns of ``frame`` holding values that cannot be: negative counts, rates or scores outside
+    [0, 1]."""
     problems = []
     for column, dtype in frame.schema.items():
         if dtype.is_numeric() and _NON_NEGATIVE.search(column) and frame.height:
             low = frame[column].min()
             if low is not None and float(low) < 0:  # type: ignore[arg-type]
                 problems.append(f"{column} < 0")
-        if column == "match_rate" and frame.height:
+        if column in _UNIT_INTERVAL and frame.height:
             rates = frame[column].drop_nulls()
             if rates.len() and (float(rates.min()) < 0 or float(rates.max()) > 1):  # type: ignore[arg-type]
-                problems.append("match_rate outside [0, 1]")
+                problems.append(f"{column} outside [0, 1]")
     return problems
