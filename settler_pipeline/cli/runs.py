@@ -228,7 +228,14 @@ def state_command(
         body["status"] = (
             f"{state.status} ({_GONE}; `settler retry {short}` marks it abandoned and runs it again)"
         )
-    emit_mapping(f"run {state.reconciliation_id}", body)
+    # for people: the days as the runs table shows them, and each count on its own line
+    start, end = body.pop("date_range", None) or (None, None)
+    counts = body.pop("counts", None) or {}
+    shown = {key: value for key, value in body.items() if key != "open_exception_count"}
+    shown["days"] = start if start == end else f"{start}..{end}"
+    shown |= {f"{name.replace('_', ' ')}": value for name, value in counts.items()}
+    shown["open exceptions"] = body["open_exception_count"]
+    emit_mapping(f"run {state.reconciliation_id}", shown)
     console.print(
         f"open exceptions: {len(exceptions)} (of which {len(proposals)} proposed matches); "
         f"see `settler review list {short}`",

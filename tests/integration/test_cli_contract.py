@@ -350,6 +350,13 @@ def test_runs_lists_newest_first_with_short_ids_the_commands_accept(data: Path) 
     assert rows[0]["tenant"] == "acme"
     code, out, err = invoke(data, "state", rows[0]["short_id"], "--json")
     assert code == 0 and json.loads(out)["open_exception_count"] == rows[0]["open_exceptions"], err
+    state = json.loads(out)
+    code, out, err = invoke(data, "state", rows[0]["short_id"])  # for people: a line per count
+    assert code == 0, err
+    lines = [" ".join(line.strip("│ ").split()) for line in out.splitlines()]
+    assert f"days │ {state['date_range'][0]}" in lines, out
+    assert f"matched │ {state['counts']['matched']}" in lines, out
+    assert f"open exceptions │ {state['open_exception_count']}" in lines, out
     code, out, _ = invoke(data, "runs", "--status", "failed", "--json")
     assert code == 0 and json.loads(out) == []
     code, out, _ = invoke(data, "runs", "--day", "2026-11-02", "--job", "contract", "--json")
