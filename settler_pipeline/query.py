@@ -169,9 +169,10 @@ def scoped_sql(
                 raise ValidationError(
                     unavailable, hint=f"query the tables: {', '.join(tables)}; see docs/read-models.md"
                 ) from exc
+            # DuckDB's advice to SET a limit would be refused here (the configuration is locked)
+            reason = _SET_ADVICE.sub("", str(exc).splitlines()[0])
             raise ValidationError(
-                f"the query failed: {str(exc).splitlines()[0]}",
-                hint=f"tables: {', '.join(tables)}; see docs/read-models.md",
+                f"the query failed: {reason}", hint=f"tables: {', '.join(tables)}; see docs/read-models.md"
             ) from exc
         finally:
             clock.cancel()
@@ -191,6 +192,7 @@ def _bytes(size: int) -> str:
 
 
 _RESULT_BATCH_ROWS = 100_000
+_SET_ADVICE = re.compile(r"\s*Use \"SET [^\"]*\"[^.]*\.")
 # how DuckDB reports a registered table whose rows could not be produced (here: its files not read)
 _UNREADABLE = re.compile(r"exporting a stream from the object registered as '_([a-z_]+)' failed: (.*)", re.S)
 

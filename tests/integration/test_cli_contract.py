@@ -281,6 +281,13 @@ def test_sql_never_installs_an_extension_and_names_the_function_that_is_not_avai
         assert "install" not in done.stderr.replace("never installs", ""), done.stderr
 
 
+def test_a_sql_error_never_advises_a_set_that_settler_sql_refuses(data: Path) -> None:
+    deep = "SELECT " + "(" * 1100 + "1" + ")" * 1100
+    code, _, err = invoke(data, "sql", deep)
+    assert code == 1 and "Max expression depth limit of 1000 exceeded" in err, err
+    assert "SET" not in err, err
+
+
 def test_a_refused_statement_creates_nothing_anywhere(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
