@@ -193,9 +193,10 @@ def reconciliation_asset(path: Path, spec: JobSpec, own: str | None = None) -> d
             )
         )
         rate = dg.MetadataValue.null() if recorded is None else float(recorded)
+        # what the run leaves to review, as reconciliation_exceptions holds it (duplicates included)
         exceptions = sum(
             int(summary.get(k, 0) or 0)
-            for k in ("unmatched_source_count", "unmatched_target_count", "proposed_count")
+            for k in ("unmatched_source_count", "unmatched_target_count", "proposed_count", "duplicate_count")
         )
         return dg.MaterializeResult(
             metadata={
@@ -211,6 +212,7 @@ def reconciliation_asset(path: Path, spec: JobSpec, own: str | None = None) -> d
                 "unmatched_source": int(summary.get("unmatched_source_count", 0)),
                 "unmatched_target": int(summary.get("unmatched_target_count", 0)),
                 "proposed": int(summary.get("proposed_count", 0)),
+                "duplicates": int(summary.get("duplicate_count", 0) or 0),
                 "quarantined": int(summary.get("quarantined_count", 0)),
                 "events_appended": outcome.events_appended,
                 "duration_ms": int(summary.get("duration_ms", 0)),

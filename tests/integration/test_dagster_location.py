@@ -232,6 +232,25 @@ def test_a_text_key_that_is_no_partition_of_the_asset_fails_clearly_and_reconcil
         assert app.events(event_types=["ReconciliationStarted"]).height == before
 
 
+def test_a_partition_counts_the_exceptions_the_read_model_holds_for_its_run(
+    workspace: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, spec = workspace
+    asset = asset_named(build_definitions(jobs_folder(tmp_path, spec)), "reconciliation_sample")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(TENANTS.name, ["acme"])
+        key = dg.MultiPartitionKey({"day": "2026-11-03", "tenant": "acme"})  # a day with duplicates
+        result = dg.materialize([asset], partition_key=key, resources=resources(data), instance=instance)
+    meta = result.asset_materializations_for_node("reconciliation_sample")[0].metadata
+    with Settler(data, user="ops") as app:
+        projections.update(app.store, data)
+    exceptions = projections.read_model(data, "reconciliation_exceptions")
+    mine = exceptions.filter(exceptions["reconciliation_id"] == meta["reconciliation_id"].value)
+    assert (mine["kind"] == "duplicate").any()  # the sample has duplicates: they are exceptions too
+    assert meta["exceptions"].value == mine.height
+    assert meta["duplicates"].value == (mine["kind"] == "duplicate").sum()
+
+
 def test_backfilled_partitions_then_a_rematerialization_count_each_day_once(
     workspace: tuple[Path, Path], tmp_path: Path
 ) -> None:
