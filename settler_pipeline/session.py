@@ -81,9 +81,14 @@ class Settler:
     # -- tenants ------------------------------------------------------------------------------
 
     def tenant(self, name_or_id: str | None = None, *, spec: JobSpec | None = None) -> Tenant:
-        """The tenant to act in: the one named, else the job spec's, else the user's only tenant."""
-        if name_or_id is None and spec is not None and spec.tenant_id:
-            name_or_id = spec.tenant_id
+        """The tenant to act in: the one named, else the job spec's, else the user's only tenant. A
+        spec that names its tenant (``tenant_id``) runs in that tenant only: a different one named is
+        refused, so one tenant's job never reads its inputs into another tenant's runs."""
+        if spec is not None and spec.tenant_id:
+            owner = self.access.resolve_tenant(spec.tenant_id, visible_to=self.user)
+            if name_or_id is not None:
+                self._require_spec_tenant(spec, self.access.resolve_tenant(name_or_id, visible_to=self.user))
+            return owner
         if name_or_id is not None:
             return self.access.resolve_tenant(name_or_id, visible_to=self.user)
         mine = self.access.tenants_of(self.user)
@@ -97,6 +102,16 @@ class Settler:
         raise ValidationError(
             f"user {self.user!r} works in several tenants; say which one",
             hint="pass --tenant NAME",
+        )
+
+    def _require_spec_tenant(self, spec: JobSpec, tenant: Tenant) -> None:
+        """Refuse to run ``spec`` in ``tenant`` when the spec names another tenant (``tenant_id``)."""
+        if not spec.tenant_id or spec.tenant_id == tenant.tenant_id:
+            return
+        owner = self.access.resolve_tenant(spec.tenant_id, visible_to=self.user)
+        raise ValidationError(
+            f"job {spec.name!r} belongs to tenant {owner.name!r} (its spec's tenant_id), not {tenant.name!r}",
+            hint=f"run it in {owner.name!r}, or use a spec without tenant_id for a job every tenant runs",
         )
 
     def visible_tenants(self) -> list[str]:
@@ -237,6 +252,7 @@ class Settler:
         fields: dict[str, Any] = {}
         if path is not None:
             spec = self._load_spec(path)
+            self._require_spec_tenant(spec, self.access.resolve_tenant(tenant))
             fields = {
                 "spec": spec.model_dump(mode="json"),
                 "spec_dir": str(spec.base_dir),

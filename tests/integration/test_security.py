@@ -608,3 +608,30 @@ def _reconcile_as_alpha_op(data: Path, spec: Path) -> subprocess.CompletedProces
         [*SETTLER, "reconcile", str(spec), "--from", DAY.isoformat(), "--tenant", "alpha"],
         capture_output=True, text=True, env=env, timeout=120, cwd=ROOT,
     )  # fmt: skip
+
+
+def test_a_spec_naming_its_tenant_runs_in_that_tenant_only(tmp_path: Path) -> None:
+    # a user with roles in two tenants (or a Dagster run given another tenant) once ran alpha's job,
+    # reading alpha's exports, as a run of beta: a spec's tenant_id is its owner, not a default
+    spec, _ = write_sample_job(tmp_path / "inputs", records=60, start=DAY, days=1, seed=5)
+    with Settler(tmp_path / "data", user="both") as app:
+        alpha = app.access.create_tenant("alpha", admin="both")
+        app.access.create_tenant("beta", admin="both")
+        spec.write_text(f"tenant_id: {alpha.tenant_id}\n" + spec.read_text())
+        with pytest.raises(ValidationError, match=r"belongs to tenant 'alpha'.*not 'beta'"):
+            app.reconcile(spec, start=DAY, end=DAY, tenant="beta")
+        assert app.runs() == []
+        run = app.reconcile(spec, start=DAY, end=DAY)  # the spec's own tenant, named or not
+        assert run.status == "completed"
+        again = app.reconcile(spec, start=DAY, end=DAY, tenant="alpha", supersede=True)
+        assert again.status == "completed"
+        other = spec.with_name("beta-job.yaml")
+        other.write_text(
+            spec.read_text()
+            .replace(f"tenant_id: {alpha.tenant_id}\n", "")
+            .replace("name: sample", "name: shared")
+        )
+        beta_run = app.reconcile(other, start=DAY, end=DAY, tenant="beta")
+        # nor may a retry of beta's run switch to alpha's spec (refused before its status is looked at)
+        with pytest.raises(ValidationError, match="belongs to tenant 'alpha'"):
+            app.retry(beta_run.reconciliation_id, spec_path=spec)
