@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from dagster_project.resources import EventStoreResource
-from settler_pipeline.errors import SettlerError, StoreError, UserError
+from settler_pipeline.errors import CorruptionError, SettlerError, StoreError, UserError
 
 # Transient trouble (a lock held too long by another process) is retried; a user's mistake is not.
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
@@ -41,8 +41,10 @@ def reconcile(
                 idempotency_key=config.idempotency_key or None,
                 supersede=config.supersede,
             )
+    except CorruptionError as exc:  # damaged files stay damaged: a retry would fail the same way
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     except StoreError:
-        raise  # transient: the retry policy runs the op again
+        raise  # transient (a lock held too long, the disk): the retry policy runs the op again
     except (UserError, SettlerError, ValueError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     summary = outcome.summary or {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -163,6 +164,26 @@ def test_the_reconciliation_job_runs_from_run_config_and_records_metadata(
             run_config=config, instance=instance, resources=resources(data), raise_on_error=False
         )
         assert not again.success
+
+
+def test_damaged_log_files_fail_the_reconciliation_job_at_once_without_retries(
+    workspace: tuple[Path, Path],
+) -> None:
+    # a retry policy is for what passes (a lock held too long); damaged files stay damaged, and each
+    # retry only waited its backoff to fail the same way
+    data, spec = workspace
+    (data / "log" / "index.duckdb").write_bytes(os.urandom(5000))
+    job = defs.resolve_job_def("reconciliation_job")
+    config = {"ops": {"reconcile": {"config": {"job_spec": str(spec), "start": "2026-11-04"}}}}
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(
+            run_config=config, instance=instance, resources=resources(data), raise_on_error=False
+        )
+        assert not result.success
+        types = [event.event_type_value for event in result.all_events]
+        assert "STEP_UP_FOR_RETRY" not in types and types.count("STEP_FAILURE") == 1
+        [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        assert "index.duckdb" in str(failure.event_specific_data)
 
 
 def jobs_folder(tmp_path: Path, spec: Path, name: str = "sample") -> Path:
