@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -306,14 +307,21 @@ def test_backfilled_partitions_then_a_rematerialization_count_each_day_once(
         assert runs["2026-11-01"][0] not in runs_seen and runs["2026-11-01"][1] in runs_seen
 
 
+def event_log_ticks(instance: dg.DagsterInstance, data: Path) -> Callable[[str | None], Any]:
+    """A tick of event_log_sensor on ``instance`` over ``data``, from a cursor."""
+    sensor = defs.resolve_sensor_def("event_log_sensor")
+
+    def tick(cursor: str | None) -> Any:
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources(data))
+        return sensor.evaluate_tick(context)
+
+    return tick
+
+
 def test_the_event_log_sensor_requests_exactly_one_update_per_new_head(workspace: tuple[Path, Path]) -> None:
     data, spec = workspace
-    sensor = defs.resolve_sensor_def("event_log_sensor")
     with dg.instance_for_test() as instance:
-
-        def tick(cursor: str | None) -> Any:
-            context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources(data))
-            return sensor.evaluate_tick(context)
+        tick = event_log_ticks(instance, data)
 
         first = tick(None)
         assert len(first.run_requests) == 1 and first.cursor
@@ -330,12 +338,8 @@ def test_the_event_log_sensor_requests_the_update_again_some_minutes_after_it_fa
     workspace: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data, _ = workspace
-    sensor = defs.resolve_sensor_def("event_log_sensor")
     with dg.instance_for_test() as instance:
-
-        def tick(cursor: str | None) -> Any:
-            context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources(data))
-            return sensor.evaluate_tick(context)
+        tick = event_log_ticks(instance, data)
 
         first = tick(None)
         (request,) = first.run_requests
