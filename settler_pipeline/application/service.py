@@ -41,13 +41,17 @@ from settler_pipeline.domain import events as e
 from settler_pipeline.domain import reconciliation as agg
 from settler_pipeline.domain.envelope import EventEnvelope
 from settler_pipeline.domain.reconciliation import ReconciliationState
-from settler_pipeline.errors import NotFoundError, StateError
+from settler_pipeline.errors import ConcurrencyError, NotFoundError, StateError
 from settler_pipeline.ids import new_id
 from settler_pipeline.jobspec import JobSpec, job_spec_from_mapping
 from settler_pipeline.logs import get_logger
 from settler_pipeline.store.batch import as_of_limit
 
 _log = get_logger(__name__)
+
+_DECISION_TRIES = 20
+"""Most times a review decision or cancel is decided when other writers keep moving its run: each refused
+try means another command's append landed, so this many reviewers can decide one run at once."""
 
 Shared = dict[str, tuple[ReconciliationState, list[agg.NewEvent]]] | None  # other runs' copies, by id
 
@@ -146,6 +150,26 @@ class ReconciliationService:
         return envelopes, _failures(self.bus.publish(envelopes))
 
     def _simple(
+        self, cmd: c.RunCommand, minimum: Role, action: str, decide: Any, **kwargs: Any
+    ) -> RunOutcome:
+        """Decide ``cmd`` on the run as it is now and append the decision. Another writer may append to
+        the run between this read and the append (a reviewer deciding other items, the run's attempt or
+        its completion): the append is then refused whole, and the command is decided again on the run
+        as it has become, so independent decisions all land and one that no longer applies is refused
+        saying why (an item decided meanwhile, a run that finished)."""
+        for _ in range(_DECISION_TRIES - 1):
+            with contextlib.suppress(ConcurrencyError):
+                return self._decide_once(cmd, minimum, action, decide, **kwargs)
+        try:
+            return self._decide_once(cmd, minimum, action, decide, **kwargs)
+        except ConcurrencyError:
+            raise StateError(
+                f"reconciliation {cmd.reconciliation_id} kept changing while this command was decided "
+                f"({_DECISION_TRIES} tries); nothing was written",
+                hint="run the command again",
+            ) from None
+
+    def _decide_once(
         self, cmd: c.RunCommand, minimum: Role, action: str, decide: Any, **kwargs: Any
     ) -> RunOutcome:
         state = self._authorised_state(cmd, minimum, action)
