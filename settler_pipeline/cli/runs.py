@@ -152,6 +152,7 @@ def reconcile_command(
         if not json:
             err_console.print(f"hint: {failure_hint(outcome)}", markup=False)
         raise typer.Exit(EXIT_USER_ERROR)
+    _refuse_cancelled(outcome, json)
 
 
 def retry_command(
@@ -177,6 +178,23 @@ def retry_command(
     print_outcome(outcome, json, "retry")
     if outcome.status == "failed":
         raise typer.Exit(EXIT_USER_ERROR)
+    _refuse_cancelled(outcome, json)
+
+
+def _refuse_cancelled(outcome: RunOutcome, json: bool) -> None:
+    """Exit 1 when the run was cancelled (from another process, while this command ran it): its days
+    are not reconciled, and a script or scheduler must not take the command for done."""
+    if outcome.status != "cancelled":
+        return
+    if not json:
+        run = outcome.reconciliation_id
+        err_console.print(
+            f"hint: run {run} was cancelled, so its days are not reconciled; `settler events --stream "
+            f"{run} --type ReconciliationCancelled` shows who cancelled it and why, `settler retry {run}` "
+            "runs it again",
+            markup=False,
+        )
+    raise typer.Exit(EXIT_USER_ERROR)
 
 
 def cancel_command(

@@ -1,6 +1,7 @@
 """Runs ``settler`` (the real CLI, in this process) with a target side that stalls once it is being
 read: prints ``FETCHING`` and sleeps, so the test can kill or signal the process in the middle of a run.
 With ``STALL_AT=results`` it stalls instead once the first results are in the log (prints ``RECORDED``).
+With ``STALL_UNTIL=PATH`` a stall ends, and the run goes on, once that file exists.
 Usage: stalled_run.py SETTLER_ARGS..."""
 
 from __future__ import annotations
@@ -17,10 +18,17 @@ real_spill_side = attempt.spill_side
 real_append = attempt.AttemptRunner.append
 
 
+def stall() -> None:
+    until = os.environ.get("STALL_UNTIL")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and not (until and os.path.exists(until)):
+        time.sleep(0.05)
+
+
 def stalling_spill_side(*args: Any, **kwargs: Any) -> Any:
     if kwargs.get("side") == "target":
         print("FETCHING", flush=True)
-        time.sleep(600)
+        stall()
     return real_spill_side(*args, **kwargs)
 
 
@@ -28,7 +36,7 @@ def stalling_append(self: attempt.AttemptRunner, *args: Any, **kwargs: Any) -> A
     state, count = real_append(self, *args, **kwargs)
     if state.counts.matched:
         print("RECORDED", flush=True)
-        time.sleep(600)
+        stall()
     return state, count
 
 
