@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json as json_lib
-from datetime import UTC
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from settler_pipeline.cli.options import DataDirOption, JsonOption, UserOption
-from settler_pipeline.cli.output import console, emit_json, emit_table
+from settler_pipeline.cli.output import console, emit_json, emit_table, utc_text
 
 
 def events_command(
@@ -66,7 +65,7 @@ def events_command(
             "event_type": row["event_type"],
             "aggregate_id": row["aggregate_id"],
             "version": row["aggregate_version"],
-            "time (UTC)": row["timestamp"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            "time (UTC)": utc_text(row["timestamp"]),
             "data": row["data"][:80],
         }
         for row in frame.select(*shown, "data").to_dicts()

@@ -17,7 +17,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
@@ -95,8 +95,8 @@ def emit_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None
     characters escaped; a :class:`Lines` cell shows one value per line)."""
     table = Table(title=Text(title), title_justify="left")
     cols = columns or (list(rows[0]) if rows else [])
-    for col in cols:
-        cells = [_cell(row.get(col)) for row in rows]
+    by_column = [[_cell(row.get(col)) for row in rows] for col in cols]
+    for col, cells in zip(cols, by_column, strict=True):
         widest = max((len(cell) for cell in cells), default=0)
         # never cut with an ellipsis, and ids on one line: every id in a table is copyable as printed;
         # a column of short single words (a status, a reason code, a date) stays on one line too, so
@@ -106,8 +106,8 @@ def emit_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None
             table.add_column(Text(col), no_wrap=True, min_width=widest)
         else:
             table.add_column(Text(col), overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(_cell(row.get(c))) for c in cols))
+    for row_cells in zip(*by_column, strict=True):
+        table.add_row(*(Text(cell) for cell in row_cells))
     console.print(table)
 
 
@@ -119,6 +119,18 @@ def emit_mapping(title: str, mapping: dict[str, Any]) -> None:
     for key, value in mapping.items():
         table.add_row(Text(key), Text(_cell(value)))
     console.print(table)
+
+
+def utc_text(value: datetime | str | None) -> str | None:
+    """A time (or its ISO text) as ``2026-11-02 14:03:54`` in UTC, short enough for a table column
+    to keep on one line (``--json`` keeps the ISO time); text that is not a time is shown as it is."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    except ValueError:
+        return str(value)
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _cell(value: Any) -> str:

@@ -29,6 +29,7 @@ from settler_pipeline.cli.output import (
     emit_table,
     err_console,
     progress_bar,
+    utc_text,
     warn,
 )
 from settler_pipeline.domain.reconciliation.status import RECORDED
@@ -297,7 +298,7 @@ def runs_command(
             "attempt": r["attempt"],
             "match rate": format_rate(r["match_rate"]) if r["status"] == "completed" else "",
             "open exceptions": r["open_exceptions"],
-            "started (UTC)": _utc_text(r["started_at"]),
+            "started (UTC)": utc_text(r["started_at"]),
         }
         for r in rows
     ]
@@ -310,18 +311,6 @@ def runs_command(
         )
     if not rows:
         console.print("no runs match (start one with `settler reconcile JOB_SPEC --from DAY`)", markup=False)
-
-
-def _utc_text(value: datetime | str | None) -> str | None:
-    """A time as ``2026-11-02 14:03:54`` in UTC: the runs table's one time column, short enough to
-    stay on one line beside the others (``--json`` keeps the ISO time)."""
-    if value is None:
-        return None
-    try:
-        when = datetime.fromisoformat(value) if isinstance(value, str) else value
-    except ValueError:
-        return str(value)
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def register(app: typer.Typer) -> None:

@@ -472,17 +472,25 @@ def test_the_job_specs_sensor_adds_tenants_and_reports_broken_and_new_specs(
         assert [list(r.partition_keys) for r in requests] == [["acme"]]
 
 
+def outside_runs_setup(
+    data: Path, spec: Path, tmp_path: Path
+) -> tuple[dg.SensorDefinition, dg.AssetsDefinition]:
+    """The read models brought up to date, then a location over a jobs folder holding ``spec``: its
+    outside_runs_sensor and its one partitioned reconciliation asset."""
+    with Settler(data, user="ops") as app:
+        projections.update(app.store, data)
+    definitions = build_definitions(jobs_folder(tmp_path, spec))
+    (asset,) = [
+        a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition) and a.partitions_def
+    ]
+    return definitions.resolve_sensor_def("outside_runs_sensor"), asset
+
+
 def test_runs_made_outside_dagster_are_reported_once_as_materialized_partitions(
     workspace: tuple[Path, Path], tmp_path: Path
 ) -> None:
     data, spec = workspace  # days 2 and 3 reconciled through the Python API
-    with Settler(data, user="ops") as app:
-        projections.update(app.store, data)
-    definitions = build_definitions(jobs_folder(tmp_path, spec))
-    sensor = next(s for s in definitions.sensors or [] if s.name == "outside_runs_sensor")
-    (asset,) = [
-        a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition) and a.partitions_def
-    ]
+    sensor, asset = outside_runs_setup(data, spec, tmp_path)
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(instance=instance, resources=resources(data))
         assert not sensor.evaluate_tick(context).asset_events  # tenant not a partition yet: nothing
@@ -511,13 +519,7 @@ def test_a_partition_rematerialized_in_dagster_is_not_reported_again_from_read_m
     workspace: tuple[Path, Path], tmp_path: Path
 ) -> None:
     data, spec = workspace  # days 2 and 3 reconciled through the Python API
-    with Settler(data, user="ops") as app:
-        projections.update(app.store, data)
-    definitions = build_definitions(jobs_folder(tmp_path, spec))
-    sensor = definitions.resolve_sensor_def("outside_runs_sensor")
-    (asset,) = [
-        a for a in definitions.assets or [] if isinstance(a, dg.AssetsDefinition) and a.partitions_def
-    ]
+    sensor, asset = outside_runs_setup(data, spec, tmp_path)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(TENANTS.name, ["acme"])
         context = dg.build_sensor_context(instance=instance, resources=resources(data))

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -18,13 +18,21 @@ from settler_pipeline.sample_job import write_sample_job
 from settler_pipeline.session import Settler
 
 
-def test_a_query_reads_only_the_read_models_it_names(tmp_path: Path) -> None:
-    spec, _ = write_sample_job(tmp_path / "inputs", records=400, start=date(2026, 11, 1), days=3, seed=3)
-    data = tmp_path / "data"
+def reconciled(root: Path, *, records: int, days: int) -> Path:
+    """A data directory under ``root`` where alice (admin of acme) reconciled a sample of ``records``
+    over ``days`` days from 2026-11-01, with its read models up to date."""
+    spec, _ = write_sample_job(root / "inputs", records=records, start=date(2026, 11, 1), days=days, seed=3)
+    data = root / "data"
     with Settler(data, user="alice") as app:
         app.access.create_tenant("acme", admin="alice")
-        app.reconcile(spec, start=date(2026, 11, 1), end=date(2026, 11, 3))
+        app.reconcile(spec, start=date(2026, 11, 1), end=date(2026, 10, 31) + timedelta(days=days))
         projections.update(app.store)
+    return data
+
+
+def test_a_query_reads_only_the_read_models_it_names(tmp_path: Path) -> None:
+    data = reconciled(tmp_path, records=400, days=3)
+    with Settler(data, user="alice") as app:
         matches = app.read_model("reconciliation_matches")
         # the analysts' events view has the payload fields as typed columns (the documented query)
         typed = projections.sql(
@@ -89,14 +97,7 @@ def test_the_analyst_database_shows_the_same_columns_and_values_as_settler_sql(t
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("limits")
-    spec, _ = write_sample_job(root / "inputs", records=60, start=date(2026, 11, 1), days=1, seed=3)
-    data = root / "data"
-    with Settler(data, user="alice") as app:
-        app.access.create_tenant("acme", admin="alice")
-        app.reconcile(spec, start=date(2026, 11, 1), end=date(2026, 11, 1))
-        projections.update(app.store)
-    return data
+    return reconciled(tmp_path_factory.mktemp("limits"), records=60, days=1)
 
 
 def _settler_sql(data: Path, query: str, **settings: str) -> subprocess.CompletedProcess[str]:
